@@ -1,0 +1,91 @@
+# Sluice — the two commands a newcomer needs are `make dev` and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+CHDB_VERSION := 26.7.3-stable.1
+# Downloads shared by every clone on this machine, keyed by version.
+SLUICE_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/sluice
+CHDB_DIR := $(SLUICE_CACHE)/chdb/$(CHDB_VERSION)
+CHDB_LIB := $(CHDB_DIR)/package/libchdb.so
+# Tools built from tools/go.mod (buf, protoc plugins, golangci-lint), per clone, ignored by git.
+TOOLS_BIN := $(CURDIR)/.cache/bin
+export PATH := $(TOOLS_BIN):$(PATH)
+export SLUICE_CHDB_LIB ?= $(CHDB_LIB)
+
+MODULES := api platform services/catalog services/scheduler services/executor services/opslog cmd/sluiced cmd/sluice
+PKGS := $(addprefix ./,$(addsuffix /...,$(MODULES)))
+GO_TEST_FLAGS ?= -count=1 -timeout 30m
+
+.PHONY: help
+help: ## list targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: dev
+dev: build chdb ## run Sluice all-in-one (embedded NATS and ClickHouse) in the foreground; data in ./.sluice-data
+	./bin/sluiced -target=all -dev -clickhouse-embedded-lib=$(CHDB_LIB)
+
+.PHONY: build
+build: ## build bin/sluiced and bin/sluice
+	go build -o bin/sluiced ./cmd/sluiced
+	go build -o bin/sluice ./cmd/sluice
+
+.PHONY: test
+test: deps chdb ## run every test (installs clickhouse-server and nats-server when root)
+	go test $(GO_TEST_FLAGS) $(PKGS)
+
+.PHONY: test-short
+test-short: chdb ## unit tests only
+	go test -short $(GO_TEST_FLAGS) $(PKGS)
+
+.PHONY: bench
+bench: deps chdb ## run the benchmarks; figures in bench/results/latest.json
+	./bench/run.sh
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME each (default 2m)
+	./scripts/fuzz.sh $${FUZZTIME:-2m}
+
+.PHONY: generate
+generate: tools ## regenerate Go code from proto/
+	buf generate
+	cd api && go mod tidy
+
+.PHONY: generate-check
+generate-check: generate ## fail when generated code is not committed
+	@git diff --exit-code -- api || { echo "generated code is out of date: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- api)" || { git status --porcelain -- api; echo "untracked generated files: run 'make generate' and commit"; exit 1; }
+
+.PHONY: lint
+lint: tools ## buf lint, go vet, golangci-lint
+	buf lint
+	go vet $(PKGS)
+	for m in $(MODULES); do (cd $$m && golangci-lint run ./...) || exit 1; done
+
+.PHONY: tools
+tools: $(TOOLS_BIN)/buf $(TOOLS_BIN)/protoc-gen-go $(TOOLS_BIN)/protoc-gen-go-grpc $(TOOLS_BIN)/golangci-lint
+
+$(TOOLS_BIN)/buf: tools/go.mod
+	GOWORK=off go -C tools build -o $(TOOLS_BIN)/ github.com/bufbuild/buf/cmd/buf
+$(TOOLS_BIN)/protoc-gen-go: tools/go.mod
+	GOWORK=off go -C tools build -o $(TOOLS_BIN)/ google.golang.org/protobuf/cmd/protoc-gen-go
+$(TOOLS_BIN)/protoc-gen-go-grpc: tools/go.mod
+	GOWORK=off go -C tools build -o $(TOOLS_BIN)/ google.golang.org/grpc/cmd/protoc-gen-go-grpc
+$(TOOLS_BIN)/golangci-lint: tools/go.mod
+	GOWORK=off go -C tools build -o $(TOOLS_BIN)/ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+
+.PHONY: chdb
+chdb: $(CHDB_LIB) ## fetch libchdb.so (embedded ClickHouse) into the per-user cache
+
+$(CHDB_LIB):
+	@command -v npm >/dev/null || { echo "npm is needed to fetch chDB: apt-get install -y npm"; exit 1; }
+	mkdir -p $(CHDB_DIR)
+	cd $(CHDB_DIR) && npm pack --silent @chdb/lib-linux-x64-gnu@$(CHDB_VERSION) >/dev/null && tar xzf chdb-lib-linux-x64-gnu-$(CHDB_VERSION).tgz && rm -f chdb-lib-linux-x64-gnu-$(CHDB_VERSION).tgz
+	@test -f $@ && echo "chDB $(CHDB_VERSION): $@"
+
+.PHONY: deps
+deps: ## install the servers the tests run (clickhouse-server 18.16, nats-server) from Debian
+	@./scripts/deps.sh
+
+.PHONY: clean
+clean: ## remove build outputs and the dev data directory
+	rm -rf bin .sluice-data

@@ -1,0 +1,167 @@
+package app
+
+import (
+	"context"
+	"errors"
+
+	"github.com/sluicehq/sluice/platform/grpcserver"
+	"github.com/sluicehq/sluice/platform/lifecycle"
+	"github.com/sluicehq/sluice/platform/natsx"
+	"github.com/sluicehq/sluice/services/catalog"
+	catalogclient "github.com/sluicehq/sluice/services/catalog/client"
+	"github.com/sluicehq/sluice/services/executor"
+	"github.com/sluicehq/sluice/services/opslog"
+	"github.com/sluicehq/sluice/services/scheduler"
+)
+
+// modules is the table of everything a sluiced process can run.
+//
+// Start order is the dependency order below (ties by name): every module's Init runs first
+// (connections open, the gRPC server listens, services register on it), then every Start
+// (the gRPC server serves, services begin their background work).
+//
+// Shutdown on SIGTERM, in this order:
+//  1. health turns NOT_SERVING for every service and the process (App.Stop);
+//  2. services stop in reverse start order: the executor stops pulling steps and drains
+//     (running steps finish within -executor.drain-timeout, the rest go back un-acked), the
+//     scheduler stops enqueuing, the ops log flushes its batch, the catalog stops;
+//  3. peer connections close;
+//  4. the gRPC server stops gracefully (in-flight calls drain until -shutdown-timeout);
+//  5. NATS drains and the embedded server stops; then telemetry flushes.
+func (a *App) modules() []lifecycle.Module {
+	return []lifecycle.Module{
+		{
+			Name: "server",
+			Init: func(context.Context) error {
+				s, err := grpcserver.New(a.cfg.GRPCAddr, a.log, a.tel.Tracer, a.tel.Propagator)
+				if err != nil {
+					return err
+				}
+				a.server = s
+				if a.cfg.Telemetry.HTTPAddr != "" {
+					if a.httpAddr, err = a.tel.ServeHTTP(a.cfg.Telemetry.HTTPAddr); err != nil {
+						return err
+					}
+				}
+				return nil
+			},
+			Start: func(context.Context) error { a.server.Serve(); return nil },
+			Stop:  func(ctx context.Context) error { return a.server.Stop(ctx) },
+		},
+		{
+			Name: "nats",
+			Init: func(ctx context.Context) error {
+				cfg := a.cfg.NATS
+				cfg.StoreDir = a.cfg.natsStoreDir()
+				cfg.Name = "sluiced " + a.cfg.Target.String()
+				c, err := natsx.Connect(ctx, cfg, a.log)
+				if err != nil {
+					return err
+				}
+				a.nats = c
+				return nil
+			},
+			Stop: func(context.Context) error { a.nats.Close(); return nil },
+		},
+		{
+			Name: "peers",
+			Deps: []string{"server"},
+			Stop: func(context.Context) error {
+				var errs []error
+				for _, cc := range a.conns {
+					errs = append(errs, cc.Close())
+				}
+				return errors.Join(errs...)
+			},
+		},
+		{
+			Name: "catalog",
+			Deps: []string{"server", "nats"},
+			Init: func(context.Context) error {
+				s, err := catalog.New(a.cfg.Catalog, catalog.Deps{
+					Log: a.log.With("service", "catalog"), Metrics: a.tel.Registry, NATS: a.nats,
+				})
+				if err != nil {
+					return err
+				}
+				a.catalog = s
+				a.register(catalog.ServiceName, s.Register)
+				return nil
+			},
+			Start: func(ctx context.Context) error { return a.catalog.Start(ctx) },
+			Stop:  func(ctx context.Context) error { return a.catalog.Stop(ctx) },
+		},
+		{
+			Name: "scheduler",
+			Deps: []string{"server", "nats", "peers"},
+			Init: func(context.Context) error {
+				cc, err := a.peer("catalog", a.cfg.Peers.Catalog)
+				if err != nil {
+					return err
+				}
+				s, err := scheduler.New(a.cfg.Scheduler, scheduler.Deps{
+					Log: a.log.With("service", "scheduler"), Metrics: a.tel.Registry, NATS: a.nats,
+					Catalog: catalogclient.New(cc),
+				})
+				if err != nil {
+					return err
+				}
+				a.scheduler = s
+				a.register(scheduler.ServiceName, s.Register)
+				return nil
+			},
+			Start: func(ctx context.Context) error { return a.scheduler.Start(ctx) },
+			Stop:  func(ctx context.Context) error { return a.scheduler.Stop(ctx) },
+		},
+		{
+			Name: "executor",
+			Deps: []string{"server", "nats", "peers"},
+			Init: func(context.Context) error {
+				cc, err := a.peer("catalog", a.cfg.Peers.Catalog)
+				if err != nil {
+					return err
+				}
+				s, err := executor.New(a.cfg.Executor, executor.Deps{
+					Log: a.log.With("service", "executor"), Metrics: a.tel.Registry, NATS: a.nats,
+					Catalog: catalogclient.New(cc),
+				})
+				if err != nil {
+					return err
+				}
+				a.executor = s
+				a.register(executor.ServiceName, s.Register)
+				return nil
+			},
+			Start: func(ctx context.Context) error { return a.executor.Start(ctx) },
+			Stop:  func(ctx context.Context) error { return a.executor.Stop(ctx) },
+		},
+		{
+			Name: "opslog",
+			Deps: []string{"server", "nats"},
+			Init: func(context.Context) error {
+				s, err := opslog.New(a.cfg.OpsLog, opslog.Deps{
+					Log: a.log.With("service", "opslog"), Metrics: a.tel.Registry, NATS: a.nats,
+				})
+				if err != nil {
+					return err
+				}
+				a.opslog = s
+				a.register(opslog.ServiceName, s.Register)
+				return nil
+			},
+			Start: func(ctx context.Context) error { return a.opslog.Start(ctx) },
+			Stop:  func(ctx context.Context) error { return a.opslog.Stop(ctx) },
+		},
+		{
+			Name: "all",
+			Deps: []string{"catalog", "scheduler", "executor", "opslog"},
+		},
+	}
+}
+
+// register adds a service to the gRPC server and to health reporting.
+func (a *App) register(name string, reg func(r grpcRegistrar)) {
+	reg(a.server.GRPC)
+	a.server.AddService(name)
+	a.services = append(a.services, name)
+}

@@ -1,0 +1,5 @@
+package app
+
+import "google.golang.org/grpc"
+
+type grpcRegistrar = grpc.ServiceRegistrar

@@ -1,0 +1,14 @@
+package main_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	sluicetest.CleanupBinaries()
+	os.Exit(code)
+}

@@ -1,0 +1,259 @@
+package sluicetest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	buildErr  error
+)
+
+// Binaries builds bin/sluiced and bin/sluice once per test binary and returns their paths.
+func Binaries(t testing.TB) (sluiced, sluice string) {
+	t.Helper()
+	root := RepoRoot(t)
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "sluicetest-bin-")
+		if buildErr != nil {
+			return
+		}
+		for _, b := range []string{"sluiced", "sluice"} {
+			cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, b), "./cmd/"+b)
+			cmd.Dir = root
+			if out, err := cmd.CombinedOutput(); err != nil {
+				buildErr = fmt.Errorf("go build %s: %w\n%s", b, err, out)
+				return
+			}
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return filepath.Join(buildDir, "sluiced"), filepath.Join(buildDir, "sluice")
+}
+
+// CleanupBinaries removes what Binaries built; call it from TestMain after m.Run.
+func CleanupBinaries() {
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+}
+
+// FreeAddr returns a loopback address with a port that was free a moment ago.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+	return addr
+}
+
+// Process is a program started by a test, with its output in a log file.
+type Process struct {
+	Name string
+	Cmd  *exec.Cmd
+	Log  string
+	done chan struct{}
+	err  error
+}
+
+// StartProcess starts bin with args; the process is killed when the test ends if still running,
+// and its log is printed if the test failed.
+func StartProcess(t testing.TB, name, bin string, args ...string) *Process {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &Process{Name: name, Cmd: cmd, Log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		_ = f.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("%s log:\n%s", name, tail(string(b), 100))
+		}
+	})
+	return p
+}
+
+// Exited reports whether the process has ended.
+func (p *Process) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Wait waits for the process to end within timeout and returns its exit code.
+func (p *Process) Wait(t testing.TB, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(timeout):
+		t.Fatalf("%s did not exit within %s", p.Name, timeout)
+	}
+	return p.Cmd.ProcessState.ExitCode()
+}
+
+// Signal sends sig to the process.
+func (p *Process) Signal(sig os.Signal) { _ = p.Cmd.Process.Signal(sig) }
+
+// Kill kills the process (SIGKILL) and waits for it.
+func (p *Process) Kill() {
+	if p.Exited() {
+		return
+	}
+	_ = p.Cmd.Process.Kill()
+	<-p.done
+}
+
+// Output returns the log so far.
+func (p *Process) Output() string {
+	b, _ := os.ReadFile(p.Log)
+	return string(b)
+}
+
+// WaitServing polls the gRPC health of service ("" for the whole process) at addr.
+func WaitServing(t testing.TB, addr, service string, timeout time.Duration, p *Process) {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cc.Close() }()
+	hc := healthpb.NewHealthClient(cc)
+	Eventually(t, timeout, fmt.Sprintf("%s serving at %s", p.Name, addr), func() bool {
+		if p != nil && p.Exited() {
+			t.Fatalf("%s exited: %v\n%s", p.Name, p.err, tail(p.Output(), 50))
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		resp, err := hc.Check(ctx, &healthpb.HealthCheckRequest{Service: service})
+		return err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING
+	})
+}
+
+// NATSServer starts the nats-server program (Debian's package) with JetStream on a free port
+// and returns its URL. With noJetStream the server runs without JetStream.
+func NATSServer(t testing.TB, noJetStream bool) string {
+	t.Helper()
+	bin, err := exec.LookPath("nats-server")
+	if err != nil {
+		t.Fatalf("nats-server is not installed: run `make deps` (apt-get install -y nats-server)")
+	}
+	addr := FreeAddr(t)
+	host, port, _ := net.SplitHostPort(addr)
+	args := []string{"-a", host, "-p", port}
+	if !noJetStream {
+		args = append(args, "-js", "-sd", t.TempDir())
+	}
+	p := StartProcess(t, "nats-server-"+port, bin, args...)
+	url := "nats://" + addr
+	Eventually(t, 20*time.Second, "nats-server ready", func() bool {
+		if p.Exited() {
+			t.Fatalf("nats-server exited:\n%s", p.Output())
+		}
+		nc, err := nats.Connect(url, nats.Timeout(time.Second))
+		if err != nil {
+			return false
+		}
+		nc.Close()
+		return true
+	})
+	return url
+}
+
+// Split is Sluice in split mode: one OS process per service.
+type Split struct {
+	NATSURL string
+	// Addrs maps each service to its process's gRPC address.
+	Addrs map[string]string
+	Procs map[string]*Process
+	// CLI is the path of the sluice binary.
+	CLI string
+}
+
+// SplitServices are the services StartSplit runs, one process each.
+var SplitServices = []string{"catalog", "scheduler", "executor", "opslog"}
+
+// StartSplit starts a nats-server process and the four services as separate sluiced processes;
+// extra flags are passed to every process.
+func StartSplit(t testing.TB, extra ...string) *Split {
+	t.Helper()
+	sluiced, cli := Binaries(t)
+	s := &Split{NATSURL: NATSServer(t, false), Addrs: map[string]string{}, Procs: map[string]*Process{}, CLI: cli}
+	for _, svc := range SplitServices {
+		s.Addrs[svc] = FreeAddr(t)
+	}
+	for _, svc := range SplitServices {
+		args := []string{
+			"-target", svc,
+			"-grpc-addr", s.Addrs[svc],
+			"-http-addr", "127.0.0.1:0",
+			"-nats-url", s.NATSURL,
+			"-data-dir", t.TempDir(),
+			"-catalog-addr", s.Addrs["catalog"],
+			"-scheduler-addr", s.Addrs["scheduler"],
+			"-opslog-addr", s.Addrs["opslog"],
+			"-log-level", "debug",
+		}
+		s.Procs[svc] = StartProcess(t, "sluiced-"+svc, sluiced, append(args, extra...)...)
+	}
+	for _, svc := range SplitServices {
+		WaitServing(t, s.Addrs[svc], "", 60*time.Second, s.Procs[svc])
+	}
+	return s
+}
+
+// AddrList is the --addr value that reaches every service.
+func (s *Split) AddrList() string {
+	out := ""
+	for i, svc := range SplitServices {
+		if i > 0 {
+			out += ","
+		}
+		out += s.Addrs[svc]
+	}
+	return out
+}
+
+// Port returns the port of a host:port address.
+func Port(addr string) int {
+	_, p, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(p)
+	return n
+}

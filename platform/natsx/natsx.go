@@ -1,0 +1,215 @@
+// Package natsx gives a process its NATS connection: either to an embedded nats-server with
+// JetStream (all-in-one mode, data under the process's data directory) or to an external NATS
+// server or cluster. Services only ever see the connection.
+package natsx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/propagation"
+)
+
+// Config selects and tunes the NATS connection.
+type Config struct {
+	// URL of an external NATS server or cluster (comma-separated). Empty runs an embedded server.
+	URL string `yaml:"url"`
+	// StoreDir is where the embedded server keeps JetStream data.
+	StoreDir string `yaml:"store_dir"`
+	// Listen is the embedded server's client address (host:port; port 0 picks a free one).
+	Listen string `yaml:"listen"`
+	// Replicas for the streams and buckets services create (1 for a single server).
+	Replicas int `yaml:"replicas"`
+	// Name identifies the connection in the server's monitoring.
+	Name string `yaml:"-"`
+}
+
+// Conn is a process's NATS connection with JetStream.
+type Conn struct {
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Replicas int
+
+	server *server.Server
+	log    *slog.Logger
+}
+
+// Connect starts the embedded server when cfg.URL is empty, then connects.
+func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Conn, error) {
+	c := &Conn{Replicas: max(cfg.Replicas, 1), log: log}
+	url := cfg.URL
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrl()) }),
+	}
+	if url == "" {
+		srv, err := startEmbedded(cfg)
+		if err != nil {
+			return nil, err
+		}
+		c.server = srv
+		url = srv.ClientURL()
+		opts = append(opts, nats.InProcessServer(srv))
+		log.Info("embedded nats started", "url", url, "store_dir", cfg.StoreDir)
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		c.shutdownServer()
+		return nil, fmt.Errorf("connect to nats at %s: %w", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		c.shutdownServer()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	c.NC, c.JS = nc, js
+	// Fail early, with a clear message, when the server has no JetStream.
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := js.AccountInfo(actx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("nats at %s: jetstream not available (run nats-server with -js): %w", url, err)
+	}
+	return c, nil
+}
+
+func startEmbedded(cfg Config) (*server.Server, error) {
+	host, port := "127.0.0.1", -1
+	if cfg.Listen != "" {
+		h, p, err := net.SplitHostPort(cfg.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("nats listen address %q: %w", cfg.Listen, err)
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return nil, fmt.Errorf("nats listen address %q: bad port", cfg.Listen)
+		}
+		host, port = h, n
+		if port == 0 {
+			port = -1
+		}
+	}
+	if cfg.StoreDir == "" {
+		return nil, errors.New("embedded nats needs a store directory (-data-dir)")
+	}
+	opts := &server.Options{
+		ServerName: "sluice-embedded",
+		Host:       host,
+		Port:       port,
+		JetStream:  true,
+		StoreDir:   filepath.Clean(cfg.StoreDir),
+		NoSigs:     true,
+		NoLog:      true,
+		// A single embedded server holds all of a small installation's control state.
+		JetStreamMaxMemory: 256 << 20,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("embedded nats did not become ready within 30s")
+	}
+	return srv, nil
+}
+
+// ClientURL is the URL other processes can use to reach the embedded server, or empty.
+func (c *Conn) ClientURL() string {
+	if c.server == nil {
+		return ""
+	}
+	return c.server.ClientURL()
+}
+
+// Close drains the connection and stops the embedded server, if any.
+func (c *Conn) Close() {
+	if c.NC != nil {
+		if err := c.NC.Drain(); err != nil {
+			c.NC.Close()
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for !c.NC.IsClosed() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		c.NC.Close()
+	}
+	c.shutdownServer()
+}
+
+func (c *Conn) shutdownServer() {
+	if c.server != nil {
+		c.server.Shutdown()
+		c.server.WaitForShutdown()
+		c.server = nil
+	}
+}
+
+// EnsureStream creates the stream or updates it to cfg; it is safe to call at every start from
+// every replica of a service.
+func (c *Conn) EnsureStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = c.Replicas
+	}
+	s, err := c.JS.CreateOrUpdateStream(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
+	}
+	return s, nil
+}
+
+// EnsureKV creates the key-value bucket or updates it to cfg.
+func (c *Conn) EnsureKV(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if cfg.Replicas == 0 {
+		cfg.Replicas = c.Replicas
+	}
+	kv, err := c.JS.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kv bucket %s: %w", cfg.Bucket, err)
+	}
+	return kv, nil
+}
+
+// InjectTrace writes the trace context of ctx into NATS message headers, so that one job is one
+// trace from the API call through the queue to the executor and the ops log.
+func InjectTrace(ctx context.Context, p propagation.TextMapPropagator, h nats.Header) {
+	p.Inject(ctx, headerCarrier(h))
+}
+
+// ExtractTrace returns ctx carrying the trace context found in NATS message headers.
+func ExtractTrace(ctx context.Context, p propagation.TextMapPropagator, h nats.Header) context.Context {
+	if h == nil {
+		return ctx
+	}
+	return p.Extract(ctx, headerCarrier(h))
+}
+
+type headerCarrier nats.Header
+
+func (h headerCarrier) Get(key string) string { return nats.Header(h).Get(key) }
+func (h headerCarrier) Set(key, value string) { nats.Header(h).Set(key, value) }
+func (h headerCarrier) Keys() []string {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	return keys
+}
