@@ -1,0 +1,69 @@
+package datafile
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzParseDatafile checks that parsing never panics and that every error is
+// a *Error with a line and column.
+func FuzzParseDatafile(f *testing.F) {
+	seeds, _ := filepath.Glob(filepath.Join("testdata", "errors", "*"))
+	for _, s := range seeds {
+		if src, err := os.ReadFile(s); err == nil {
+			f.Add(filepath.Ext(s) == ".pipe", src)
+		}
+	}
+	if dir := os.Getenv("SLUICE_CORPUS"); dir == "" {
+		dir = filepath.Join("..", "..", "..", "..", "shared", "corpus", "tinybird")
+		_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && !d.IsDir() && KindOf(p) != KindUnknown {
+				if src, err := os.ReadFile(p); err == nil {
+					f.Add(KindOf(p) == KindPipe, src)
+				}
+			}
+			return nil
+		})
+	}
+	f.Add(true, []byte("NODE n\nSQL >\n    %\n    SELECT {{ x }}\nTYPE copy\nCOPY_SCHEDULE */5 1-2 * JAN *\n"))
+	f.Add(false, []byte("SCHEMA >\n    `a` Nullable(String) `json:$.a` DEFAULT 'x' CODEC(ZSTD(1)),\nENGINE_SORTING_KEY a\n"))
+	f.Fuzz(func(t *testing.T, pipe bool, src []byte) {
+		path := "f/x.datasource"
+		if pipe {
+			path = "f/x.pipe"
+		}
+		read := func(string) ([]byte, error) { return []byte("NODE inc\nSQL >\n    SELECT 1\n"), nil }
+		res, err := Parse(path, src, Options{ReadFile: read, Env: map[string]string{"A": "b"}})
+		if err != nil {
+			var de *Error
+			if !errors.As(err, &de) {
+				t.Fatalf("error %T is not *datafile.Error: %v", err, err)
+			}
+			if de.Line < 1 || de.Column < 1 {
+				t.Fatalf("error without position: %v", err)
+			}
+			return
+		}
+		if res.DataSource != nil {
+			_ = res.DataSource.DDL("`db`.`t`")
+		}
+	})
+}
+
+// BenchmarkParseCorpus parses every corpus datafile per iteration and reports
+// datafiles/s.
+func BenchmarkParseCorpus(b *testing.B) {
+	files := loadCorpus(b)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for _, f := range files {
+			if _, err := Parse(f.path, f.src, Options{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.N*len(files))/b.Elapsed().Seconds(), "datafiles/s")
+}
