@@ -4,8 +4,12 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
+	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,56 +17,98 @@ import (
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	"github.com/sluicehq/sluice/platform/natsx"
+	"github.com/sluicehq/sluice/platform/opsevents"
+	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
 // ServiceName is the gRPC service name, also used for its health status.
 var ServiceName = catalogv1.CatalogService_ServiceDesc.ServiceName
 
-// KV buckets the catalog owns.
-const (
-	BucketResources = "sluice_catalog"
-	BucketFiles     = "sluice_files"
-)
+// BucketCatalog is the KV bucket the catalog owns: workspaces, deployed resources and every
+// version of every datafile.
+const BucketCatalog = "sluice_catalog"
 
 // Config tunes the catalog.
 type Config struct {
-	// FileHistory is how many versions of each datafile are kept.
-	FileHistory int `yaml:"file_history"`
+	// DatabasePrefix is put before a workspace's name to make its ClickHouse database.
+	DatabasePrefix string `yaml:"database_prefix"`
+	// QueryMaxRows caps the rows a Query returns.
+	QueryMaxRows int64 `yaml:"query_max_rows"`
+	// QueryMaxBytes caps the bytes of a Query's result (ClickHouse max_result_bytes).
+	QueryMaxBytes int64 `yaml:"query_max_bytes"`
+	// QueryTimeout caps a Query's execution time.
+	QueryTimeout time.Duration `yaml:"query_timeout"`
 }
 
 // RegisterFlags registers the catalog's flags; their defaults are the catalog's defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
-	fs.IntVar(&c.FileHistory, "catalog.file-history", 64, "versions of each datafile kept (1-64)")
+	fs.StringVar(&c.DatabasePrefix, "catalog.database-prefix", "ws_", "prefix of workspace databases in ClickHouse (workspace default → ws_default)")
+	fs.Int64Var(&c.QueryMaxRows, "catalog.query-max-rows", 10000, "most rows `sluice sql` returns")
+	fs.Int64Var(&c.QueryMaxBytes, "catalog.query-max-bytes", 64<<20, "most bytes of result `sluice sql` reads (ClickHouse max_result_bytes)")
+	fs.DurationVar(&c.QueryTimeout, "catalog.query-timeout", 60*time.Second, "longest a `sluice sql` query may run")
 }
 
 // Validate checks the values.
 func (c Config) Validate() error {
-	if c.FileHistory < 1 || c.FileHistory > 64 {
-		return errRange("catalog.file_history", c.FileHistory, 1, 64)
+	if c.DatabasePrefix != "" && !validName(c.DatabasePrefix) {
+		return fmt.Errorf("catalog.database_prefix: %q must be letters, digits and underscores", c.DatabasePrefix)
+	}
+	if c.QueryMaxRows < 1 {
+		return fmt.Errorf("catalog.query_max_rows: %d must be at least 1", c.QueryMaxRows)
+	}
+	if c.QueryMaxBytes < 1 {
+		return fmt.Errorf("catalog.query_max_bytes: %d must be at least 1", c.QueryMaxBytes)
+	}
+	if c.QueryTimeout <= 0 {
+		return fmt.Errorf("catalog.query_timeout: %s must be positive", c.QueryTimeout)
 	}
 	return nil
 }
 
 // Deps are what the catalog is given.
 type Deps struct {
-	Log     *slog.Logger
-	Metrics prometheus.Registerer
-	NATS    *natsx.Conn
+	Log       *slog.Logger
+	Metrics   prometheus.Registerer
+	NATS      *natsx.Conn
+	Warehouse warehouse.Conn
+	// Events records create/alter/delete operations in the ops log (none when nil).
+	Events opsevents.Publisher
+	// OpsDatabase holds Sluice's own tables (datasources_ops_log); every workspace gets a view
+	// of its rows. Empty: no view.
+	OpsDatabase string
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
 }
 
 // Service implements CatalogService.
 type Service struct {
 	catalogv1.UnimplementedCatalogServiceServer
 
-	cfg       Config
-	deps      Deps
-	resources jetstream.KeyValue
-	files     jetstream.KeyValue
+	cfg   Config
+	deps  Deps
+	log   *slog.Logger
+	store *store
+	caps  engineCaps
+	// locks serialise pushes and deletes per workspace within this process.
+	locks sync.Map // workspace -> *sync.Mutex
 }
 
 // New builds the service.
 func New(cfg Config, deps Deps) (*Service, error) {
-	return &Service{cfg: cfg, deps: deps}, nil
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.Warehouse == nil {
+		return nil, errors.New("catalog: no ClickHouse connection")
+	}
+	return &Service{cfg: cfg, deps: deps, log: deps.Log}, nil
+}
+
+func (s *Service) lock(ws string) func() {
+	m, _ := s.locks.LoadOrStore(ws, &sync.Mutex{})
+	mu := m.(*sync.Mutex)
+	mu.Lock()
+	return mu.Unlock
 }
 
 // Register registers the gRPC API.
@@ -70,16 +116,18 @@ func (s *Service) Register(r grpc.ServiceRegistrar) { catalogv1.RegisterCatalogS
 
 // Start creates the catalog's buckets (idempotently) and loads its state.
 func (s *Service) Start(ctx context.Context) error {
-	var err error
-	if s.resources, err = s.deps.NATS.EnsureKV(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketResources, Description: "catalog: workspaces and deployed resources", History: 1,
-	}); err != nil {
+	kv, err := s.deps.NATS.EnsureKV(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketCatalog, Description: "catalog: workspaces, deployed resources, every version of every datafile", History: 1,
+	})
+	if err != nil {
 		return err
 	}
-	if s.files, err = s.deps.NATS.EnsureKV(ctx, jetstream.KeyValueConfig{
-		Bucket: BucketFiles, Description: "catalog: every version of every datafile", History: uint8(s.cfg.FileHistory),
-	}); err != nil {
+	s.store = &store{kv: kv}
+	if err := s.probeCaps(ctx); err != nil {
 		return err
+	}
+	if err := s.dropScratchDatabases(ctx); err != nil {
+		return fmt.Errorf("drop leftover validation databases: %w", err)
 	}
 	return nil
 }

@@ -812,7 +812,10 @@ type PushRequest struct {
 	// Allow changes that recreate a Data Source (new sorting key or engine), losing its data.
 	Force bool `protobuf:"varint,4,opt,name=force,proto3" json:"force,omitempty"`
 	// Delete deployed resources that are not in this push.
-	Prune         bool `protobuf:"varint,5,opt,name=prune,proto3" json:"prune,omitempty"`
+	Prune bool `protobuf:"varint,5,opt,name=prune,proto3" json:"prune,omitempty"`
+	// Values for `$VAR` / `${VAR}` substitution in keyword values (the CLI sends the variables of
+	// its environment that the files reference). Unknown variables are left as written.
+	Variables     map[string]string `protobuf:"bytes,6,rep,name=variables,proto3" json:"variables,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -880,6 +883,13 @@ func (x *PushRequest) GetPrune() bool {
 		return x.Prune
 	}
 	return false
+}
+
+func (x *PushRequest) GetVariables() map[string]string {
+	if x != nil {
+		return x.Variables
+	}
+	return nil
 }
 
 // PlanAction is one change a push makes.
@@ -2893,13 +2903,17 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x17DeleteWorkspaceResponse\"8\n" +
 	"\bDatafile\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\tR\acontent\"\xa3\x01\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\"\xae\x02\n" +
 	"\vPushRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x121\n" +
 	"\x05files\x18\x02 \x03(\v2\x1b.sluice.catalog.v1.DatafileR\x05files\x12\x17\n" +
 	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x12\x14\n" +
 	"\x05force\x18\x04 \x01(\bR\x05force\x12\x14\n" +
-	"\x05prune\x18\x05 \x01(\bR\x05prune\"\xc8\x02\n" +
+	"\x05prune\x18\x05 \x01(\bR\x05prune\x12K\n" +
+	"\tvariables\x18\x06 \x03(\v2-.sluice.catalog.v1.PushRequest.VariablesEntryR\tvariables\x1a<\n" +
+	"\x0eVariablesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc8\x02\n" +
 	"\n" +
 	"PlanAction\x126\n" +
 	"\x04kind\x18\x01 \x01(\x0e2\".sluice.catalog.v1.PlanAction.KindR\x04kind\x12D\n" +
@@ -3116,7 +3130,7 @@ func file_sluice_catalog_v1_catalog_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_catalog_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_sluice_catalog_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
+var file_sluice_catalog_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_sluice_catalog_v1_catalog_proto_goTypes = []any{
 	(ResourceType)(0),                // 0: sluice.catalog.v1.ResourceType
 	(NodeType)(0),                    // 1: sluice.catalog.v1.NodeType
@@ -3163,83 +3177,85 @@ var file_sluice_catalog_v1_catalog_proto_goTypes = []any{
 	(*ListFileVersionsRequest)(nil),  // 42: sluice.catalog.v1.ListFileVersionsRequest
 	(*FileVersion)(nil),              // 43: sluice.catalog.v1.FileVersion
 	(*ListFileVersionsResponse)(nil), // 44: sluice.catalog.v1.ListFileVersionsResponse
-	nil,                              // 45: sluice.catalog.v1.RenderNodeRequest.ParametersEntry
-	(*timestamppb.Timestamp)(nil),    // 46: google.protobuf.Timestamp
-	(*v1.Diagnostic)(nil),            // 47: sluice.common.v1.Diagnostic
-	(*v1.Column)(nil),                // 48: sluice.common.v1.Column
-	(*structpb.ListValue)(nil),       // 49: google.protobuf.ListValue
-	(*v1.Statistics)(nil),            // 50: sluice.common.v1.Statistics
+	nil,                              // 45: sluice.catalog.v1.PushRequest.VariablesEntry
+	nil,                              // 46: sluice.catalog.v1.RenderNodeRequest.ParametersEntry
+	(*timestamppb.Timestamp)(nil),    // 47: google.protobuf.Timestamp
+	(*v1.Diagnostic)(nil),            // 48: sluice.common.v1.Diagnostic
+	(*v1.Column)(nil),                // 49: sluice.common.v1.Column
+	(*structpb.ListValue)(nil),       // 50: google.protobuf.ListValue
+	(*v1.Statistics)(nil),            // 51: sluice.common.v1.Statistics
 }
 var file_sluice_catalog_v1_catalog_proto_depIdxs = []int32{
-	46, // 0: sluice.catalog.v1.Workspace.create_time:type_name -> google.protobuf.Timestamp
+	47, // 0: sluice.catalog.v1.Workspace.create_time:type_name -> google.protobuf.Timestamp
 	5,  // 1: sluice.catalog.v1.CreateWorkspaceResponse.workspace:type_name -> sluice.catalog.v1.Workspace
 	5,  // 2: sluice.catalog.v1.GetWorkspaceResponse.workspace:type_name -> sluice.catalog.v1.Workspace
 	5,  // 3: sluice.catalog.v1.ListWorkspacesResponse.workspaces:type_name -> sluice.catalog.v1.Workspace
 	14, // 4: sluice.catalog.v1.PushRequest.files:type_name -> sluice.catalog.v1.Datafile
-	3,  // 5: sluice.catalog.v1.PlanAction.kind:type_name -> sluice.catalog.v1.PlanAction.Kind
-	0,  // 6: sluice.catalog.v1.PlanAction.resource_type:type_name -> sluice.catalog.v1.ResourceType
-	16, // 7: sluice.catalog.v1.PushResponse.actions:type_name -> sluice.catalog.v1.PlanAction
-	47, // 8: sluice.catalog.v1.PushResponse.warnings:type_name -> sluice.common.v1.Diagnostic
-	48, // 9: sluice.catalog.v1.DataSource.columns:type_name -> sluice.common.v1.Column
-	46, // 10: sluice.catalog.v1.DataSource.update_time:type_name -> google.protobuf.Timestamp
-	20, // 11: sluice.catalog.v1.Pipe.nodes:type_name -> sluice.catalog.v1.Node
-	1,  // 12: sluice.catalog.v1.Pipe.type:type_name -> sluice.catalog.v1.NodeType
-	46, // 13: sluice.catalog.v1.Pipe.update_time:type_name -> google.protobuf.Timestamp
-	1,  // 14: sluice.catalog.v1.Node.type:type_name -> sluice.catalog.v1.NodeType
-	2,  // 15: sluice.catalog.v1.Node.copy_mode:type_name -> sluice.catalog.v1.CopyMode
-	21, // 16: sluice.catalog.v1.Node.parameters:type_name -> sluice.catalog.v1.Parameter
-	18, // 17: sluice.catalog.v1.GetDataSourceResponse.datasource:type_name -> sluice.catalog.v1.DataSource
-	18, // 18: sluice.catalog.v1.ListDataSourcesResponse.datasources:type_name -> sluice.catalog.v1.DataSource
-	19, // 19: sluice.catalog.v1.GetPipeResponse.pipe:type_name -> sluice.catalog.v1.Pipe
-	19, // 20: sluice.catalog.v1.ListPipesResponse.pipes:type_name -> sluice.catalog.v1.Pipe
-	45, // 21: sluice.catalog.v1.RenderNodeRequest.parameters:type_name -> sluice.catalog.v1.RenderNodeRequest.ParametersEntry
-	46, // 22: sluice.catalog.v1.RenderNodeRequest.job_timestamp:type_name -> google.protobuf.Timestamp
-	48, // 23: sluice.catalog.v1.RenderNodeResponse.columns:type_name -> sluice.common.v1.Column
-	0,  // 24: sluice.catalog.v1.GraphNode.resource_type:type_name -> sluice.catalog.v1.ResourceType
-	1,  // 25: sluice.catalog.v1.GraphNode.node_type:type_name -> sluice.catalog.v1.NodeType
-	4,  // 26: sluice.catalog.v1.GraphEdge.kind:type_name -> sluice.catalog.v1.GraphEdge.Kind
-	36, // 27: sluice.catalog.v1.GetGraphResponse.nodes:type_name -> sluice.catalog.v1.GraphNode
-	37, // 28: sluice.catalog.v1.GetGraphResponse.edges:type_name -> sluice.catalog.v1.GraphEdge
-	48, // 29: sluice.catalog.v1.QueryResponse.columns:type_name -> sluice.common.v1.Column
-	49, // 30: sluice.catalog.v1.QueryResponse.rows:type_name -> google.protobuf.ListValue
-	50, // 31: sluice.catalog.v1.QueryResponse.statistics:type_name -> sluice.common.v1.Statistics
-	46, // 32: sluice.catalog.v1.FileVersion.create_time:type_name -> google.protobuf.Timestamp
-	43, // 33: sluice.catalog.v1.ListFileVersionsResponse.versions:type_name -> sluice.catalog.v1.FileVersion
-	6,  // 34: sluice.catalog.v1.CatalogService.CreateWorkspace:input_type -> sluice.catalog.v1.CreateWorkspaceRequest
-	8,  // 35: sluice.catalog.v1.CatalogService.GetWorkspace:input_type -> sluice.catalog.v1.GetWorkspaceRequest
-	10, // 36: sluice.catalog.v1.CatalogService.ListWorkspaces:input_type -> sluice.catalog.v1.ListWorkspacesRequest
-	12, // 37: sluice.catalog.v1.CatalogService.DeleteWorkspace:input_type -> sluice.catalog.v1.DeleteWorkspaceRequest
-	15, // 38: sluice.catalog.v1.CatalogService.Push:input_type -> sluice.catalog.v1.PushRequest
-	22, // 39: sluice.catalog.v1.CatalogService.GetDataSource:input_type -> sluice.catalog.v1.GetDataSourceRequest
-	24, // 40: sluice.catalog.v1.CatalogService.ListDataSources:input_type -> sluice.catalog.v1.ListDataSourcesRequest
-	26, // 41: sluice.catalog.v1.CatalogService.DeleteDataSource:input_type -> sluice.catalog.v1.DeleteDataSourceRequest
-	28, // 42: sluice.catalog.v1.CatalogService.GetPipe:input_type -> sluice.catalog.v1.GetPipeRequest
-	30, // 43: sluice.catalog.v1.CatalogService.ListPipes:input_type -> sluice.catalog.v1.ListPipesRequest
-	32, // 44: sluice.catalog.v1.CatalogService.DeletePipe:input_type -> sluice.catalog.v1.DeletePipeRequest
-	34, // 45: sluice.catalog.v1.CatalogService.RenderNode:input_type -> sluice.catalog.v1.RenderNodeRequest
-	38, // 46: sluice.catalog.v1.CatalogService.GetGraph:input_type -> sluice.catalog.v1.GetGraphRequest
-	40, // 47: sluice.catalog.v1.CatalogService.Query:input_type -> sluice.catalog.v1.QueryRequest
-	42, // 48: sluice.catalog.v1.CatalogService.ListFileVersions:input_type -> sluice.catalog.v1.ListFileVersionsRequest
-	7,  // 49: sluice.catalog.v1.CatalogService.CreateWorkspace:output_type -> sluice.catalog.v1.CreateWorkspaceResponse
-	9,  // 50: sluice.catalog.v1.CatalogService.GetWorkspace:output_type -> sluice.catalog.v1.GetWorkspaceResponse
-	11, // 51: sluice.catalog.v1.CatalogService.ListWorkspaces:output_type -> sluice.catalog.v1.ListWorkspacesResponse
-	13, // 52: sluice.catalog.v1.CatalogService.DeleteWorkspace:output_type -> sluice.catalog.v1.DeleteWorkspaceResponse
-	17, // 53: sluice.catalog.v1.CatalogService.Push:output_type -> sluice.catalog.v1.PushResponse
-	23, // 54: sluice.catalog.v1.CatalogService.GetDataSource:output_type -> sluice.catalog.v1.GetDataSourceResponse
-	25, // 55: sluice.catalog.v1.CatalogService.ListDataSources:output_type -> sluice.catalog.v1.ListDataSourcesResponse
-	27, // 56: sluice.catalog.v1.CatalogService.DeleteDataSource:output_type -> sluice.catalog.v1.DeleteDataSourceResponse
-	29, // 57: sluice.catalog.v1.CatalogService.GetPipe:output_type -> sluice.catalog.v1.GetPipeResponse
-	31, // 58: sluice.catalog.v1.CatalogService.ListPipes:output_type -> sluice.catalog.v1.ListPipesResponse
-	33, // 59: sluice.catalog.v1.CatalogService.DeletePipe:output_type -> sluice.catalog.v1.DeletePipeResponse
-	35, // 60: sluice.catalog.v1.CatalogService.RenderNode:output_type -> sluice.catalog.v1.RenderNodeResponse
-	39, // 61: sluice.catalog.v1.CatalogService.GetGraph:output_type -> sluice.catalog.v1.GetGraphResponse
-	41, // 62: sluice.catalog.v1.CatalogService.Query:output_type -> sluice.catalog.v1.QueryResponse
-	44, // 63: sluice.catalog.v1.CatalogService.ListFileVersions:output_type -> sluice.catalog.v1.ListFileVersionsResponse
-	49, // [49:64] is the sub-list for method output_type
-	34, // [34:49] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	45, // 5: sluice.catalog.v1.PushRequest.variables:type_name -> sluice.catalog.v1.PushRequest.VariablesEntry
+	3,  // 6: sluice.catalog.v1.PlanAction.kind:type_name -> sluice.catalog.v1.PlanAction.Kind
+	0,  // 7: sluice.catalog.v1.PlanAction.resource_type:type_name -> sluice.catalog.v1.ResourceType
+	16, // 8: sluice.catalog.v1.PushResponse.actions:type_name -> sluice.catalog.v1.PlanAction
+	48, // 9: sluice.catalog.v1.PushResponse.warnings:type_name -> sluice.common.v1.Diagnostic
+	49, // 10: sluice.catalog.v1.DataSource.columns:type_name -> sluice.common.v1.Column
+	47, // 11: sluice.catalog.v1.DataSource.update_time:type_name -> google.protobuf.Timestamp
+	20, // 12: sluice.catalog.v1.Pipe.nodes:type_name -> sluice.catalog.v1.Node
+	1,  // 13: sluice.catalog.v1.Pipe.type:type_name -> sluice.catalog.v1.NodeType
+	47, // 14: sluice.catalog.v1.Pipe.update_time:type_name -> google.protobuf.Timestamp
+	1,  // 15: sluice.catalog.v1.Node.type:type_name -> sluice.catalog.v1.NodeType
+	2,  // 16: sluice.catalog.v1.Node.copy_mode:type_name -> sluice.catalog.v1.CopyMode
+	21, // 17: sluice.catalog.v1.Node.parameters:type_name -> sluice.catalog.v1.Parameter
+	18, // 18: sluice.catalog.v1.GetDataSourceResponse.datasource:type_name -> sluice.catalog.v1.DataSource
+	18, // 19: sluice.catalog.v1.ListDataSourcesResponse.datasources:type_name -> sluice.catalog.v1.DataSource
+	19, // 20: sluice.catalog.v1.GetPipeResponse.pipe:type_name -> sluice.catalog.v1.Pipe
+	19, // 21: sluice.catalog.v1.ListPipesResponse.pipes:type_name -> sluice.catalog.v1.Pipe
+	46, // 22: sluice.catalog.v1.RenderNodeRequest.parameters:type_name -> sluice.catalog.v1.RenderNodeRequest.ParametersEntry
+	47, // 23: sluice.catalog.v1.RenderNodeRequest.job_timestamp:type_name -> google.protobuf.Timestamp
+	49, // 24: sluice.catalog.v1.RenderNodeResponse.columns:type_name -> sluice.common.v1.Column
+	0,  // 25: sluice.catalog.v1.GraphNode.resource_type:type_name -> sluice.catalog.v1.ResourceType
+	1,  // 26: sluice.catalog.v1.GraphNode.node_type:type_name -> sluice.catalog.v1.NodeType
+	4,  // 27: sluice.catalog.v1.GraphEdge.kind:type_name -> sluice.catalog.v1.GraphEdge.Kind
+	36, // 28: sluice.catalog.v1.GetGraphResponse.nodes:type_name -> sluice.catalog.v1.GraphNode
+	37, // 29: sluice.catalog.v1.GetGraphResponse.edges:type_name -> sluice.catalog.v1.GraphEdge
+	49, // 30: sluice.catalog.v1.QueryResponse.columns:type_name -> sluice.common.v1.Column
+	50, // 31: sluice.catalog.v1.QueryResponse.rows:type_name -> google.protobuf.ListValue
+	51, // 32: sluice.catalog.v1.QueryResponse.statistics:type_name -> sluice.common.v1.Statistics
+	47, // 33: sluice.catalog.v1.FileVersion.create_time:type_name -> google.protobuf.Timestamp
+	43, // 34: sluice.catalog.v1.ListFileVersionsResponse.versions:type_name -> sluice.catalog.v1.FileVersion
+	6,  // 35: sluice.catalog.v1.CatalogService.CreateWorkspace:input_type -> sluice.catalog.v1.CreateWorkspaceRequest
+	8,  // 36: sluice.catalog.v1.CatalogService.GetWorkspace:input_type -> sluice.catalog.v1.GetWorkspaceRequest
+	10, // 37: sluice.catalog.v1.CatalogService.ListWorkspaces:input_type -> sluice.catalog.v1.ListWorkspacesRequest
+	12, // 38: sluice.catalog.v1.CatalogService.DeleteWorkspace:input_type -> sluice.catalog.v1.DeleteWorkspaceRequest
+	15, // 39: sluice.catalog.v1.CatalogService.Push:input_type -> sluice.catalog.v1.PushRequest
+	22, // 40: sluice.catalog.v1.CatalogService.GetDataSource:input_type -> sluice.catalog.v1.GetDataSourceRequest
+	24, // 41: sluice.catalog.v1.CatalogService.ListDataSources:input_type -> sluice.catalog.v1.ListDataSourcesRequest
+	26, // 42: sluice.catalog.v1.CatalogService.DeleteDataSource:input_type -> sluice.catalog.v1.DeleteDataSourceRequest
+	28, // 43: sluice.catalog.v1.CatalogService.GetPipe:input_type -> sluice.catalog.v1.GetPipeRequest
+	30, // 44: sluice.catalog.v1.CatalogService.ListPipes:input_type -> sluice.catalog.v1.ListPipesRequest
+	32, // 45: sluice.catalog.v1.CatalogService.DeletePipe:input_type -> sluice.catalog.v1.DeletePipeRequest
+	34, // 46: sluice.catalog.v1.CatalogService.RenderNode:input_type -> sluice.catalog.v1.RenderNodeRequest
+	38, // 47: sluice.catalog.v1.CatalogService.GetGraph:input_type -> sluice.catalog.v1.GetGraphRequest
+	40, // 48: sluice.catalog.v1.CatalogService.Query:input_type -> sluice.catalog.v1.QueryRequest
+	42, // 49: sluice.catalog.v1.CatalogService.ListFileVersions:input_type -> sluice.catalog.v1.ListFileVersionsRequest
+	7,  // 50: sluice.catalog.v1.CatalogService.CreateWorkspace:output_type -> sluice.catalog.v1.CreateWorkspaceResponse
+	9,  // 51: sluice.catalog.v1.CatalogService.GetWorkspace:output_type -> sluice.catalog.v1.GetWorkspaceResponse
+	11, // 52: sluice.catalog.v1.CatalogService.ListWorkspaces:output_type -> sluice.catalog.v1.ListWorkspacesResponse
+	13, // 53: sluice.catalog.v1.CatalogService.DeleteWorkspace:output_type -> sluice.catalog.v1.DeleteWorkspaceResponse
+	17, // 54: sluice.catalog.v1.CatalogService.Push:output_type -> sluice.catalog.v1.PushResponse
+	23, // 55: sluice.catalog.v1.CatalogService.GetDataSource:output_type -> sluice.catalog.v1.GetDataSourceResponse
+	25, // 56: sluice.catalog.v1.CatalogService.ListDataSources:output_type -> sluice.catalog.v1.ListDataSourcesResponse
+	27, // 57: sluice.catalog.v1.CatalogService.DeleteDataSource:output_type -> sluice.catalog.v1.DeleteDataSourceResponse
+	29, // 58: sluice.catalog.v1.CatalogService.GetPipe:output_type -> sluice.catalog.v1.GetPipeResponse
+	31, // 59: sluice.catalog.v1.CatalogService.ListPipes:output_type -> sluice.catalog.v1.ListPipesResponse
+	33, // 60: sluice.catalog.v1.CatalogService.DeletePipe:output_type -> sluice.catalog.v1.DeletePipeResponse
+	35, // 61: sluice.catalog.v1.CatalogService.RenderNode:output_type -> sluice.catalog.v1.RenderNodeResponse
+	39, // 62: sluice.catalog.v1.CatalogService.GetGraph:output_type -> sluice.catalog.v1.GetGraphResponse
+	41, // 63: sluice.catalog.v1.CatalogService.Query:output_type -> sluice.catalog.v1.QueryResponse
+	44, // 64: sluice.catalog.v1.CatalogService.ListFileVersions:output_type -> sluice.catalog.v1.ListFileVersionsResponse
+	50, // [50:65] is the sub-list for method output_type
+	35, // [35:50] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_sluice_catalog_v1_catalog_proto_init() }
@@ -3253,7 +3269,7 @@ func file_sluice_catalog_v1_catalog_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_catalog_v1_catalog_proto_rawDesc), len(file_sluice_catalog_v1_catalog_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   41,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

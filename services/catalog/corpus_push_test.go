@@ -1,0 +1,106 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/status"
+
+	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	"github.com/sluicehq/sluice/platform/warehouse"
+)
+
+// corpusDir is ../shared/corpus/tinybird beside the repository (SLUICE_CORPUS overrides).
+func corpusDir(t testing.TB) string {
+	if d := os.Getenv("SLUICE_CORPUS"); d != "" {
+		return d
+	}
+	d, err := filepath.Abs("../../../shared/corpus/tinybird")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(d); err != nil {
+		t.Fatalf("corpus not found at %s (set SLUICE_CORPUS): %v", d, err)
+	}
+	return d
+}
+
+// corpusProjects are the folders of the corpus that hold datasources/, pipes/, ... folders.
+func corpusProjects(t testing.TB) []string {
+	root := corpusDir(t)
+	set := map[string]bool{}
+	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			switch d.Name() {
+			case "datasources", "pipes", "materializations", "copies", "endpoints":
+				set[filepath.Dir(p)] = true
+			}
+		}
+		return nil
+	})
+	var out []string
+	for p := range set {
+		out = append(out, p)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func readProject(t testing.TB, dir string) []*catalogv1.Datafile {
+	var fs []*catalogv1.Datafile
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		switch filepath.Ext(p) {
+		case ".datasource", ".pipe", ".incl":
+			b, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rel, _ := filepath.Rel(dir, p)
+			fs = append(fs, &catalogv1.Datafile{Path: filepath.ToSlash(rel), Content: string(b)})
+		}
+		return nil
+	})
+	return fs
+}
+
+// TestCorpusDataSourcesDeploy creates every corpus Data Source (each project's .datasource
+// files on their own) and checks the tables ClickHouse holds afterwards. Whole projects are
+// pushed through the CLI in cmd/sluiced.
+func TestCorpusDataSourcesDeploy(t *testing.T) {
+	s, wh := newTestService(t)
+	ctx := context.Background()
+	total := 0
+	for i, dir := range corpusProjects(t) {
+		var ds []*catalogv1.Datafile
+		for _, f := range readProject(t, dir) {
+			if strings.HasSuffix(f.GetPath(), ".datasource") {
+				ds = append(ds, f)
+			}
+		}
+		if len(ds) == 0 {
+			continue
+		}
+		ws := fmt.Sprintf("corpus%d", i)
+		_, err := s.Push(ctx, &catalogv1.PushRequest{Workspace: ws, Files: ds})
+		if err != nil {
+			t.Errorf("%s: %s", dir, status.Convert(err).Message())
+			continue
+		}
+		got := count(t, wh, "SELECT count() FROM system.tables WHERE database = "+warehouse.QuoteString(s.cfg.DatabasePrefix+ws))
+		if got != int64(len(ds)) {
+			t.Errorf("%s: %d tables in ClickHouse, want %d", dir, got, len(ds))
+		}
+		total += len(ds)
+	}
+	if total < 17 {
+		t.Fatalf("only %d corpus Data Sources deployed", total)
+	}
+}

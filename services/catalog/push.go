@@ -1,0 +1,304 @@
+package catalog
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path"
+	"time"
+
+	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	"github.com/sluicehq/sluice/services/catalog/datafile"
+	"github.com/sluicehq/sluice/services/catalog/template"
+)
+
+// loadProject is what is deployed in a workspace, analysed.
+func (s *Service) loadProject(ctx context.Context, ws workspaceRecord) (*project, error) {
+	deployed, err := s.store.resources(ctx, ws.Name)
+	if err != nil {
+		return nil, err
+	}
+	p, diags := s.buildProject(ws, deployed, nil, nil, false)
+	diags = append(diags, p.analyze()...)
+	for _, d := range errorsOf(diags) {
+		s.log.Warn("deployed resource has a problem", "workspace", ws.Name, "problem", d.String())
+	}
+	return p, nil
+}
+
+// push validates and plans the whole set of files before any DDL runs, then applies the plan.
+// It is all or nothing: invalid files change nothing, and a failure part-way rolls back.
+func (s *Service) push(ctx context.Context, req *catalogv1.PushRequest) (*catalogv1.PushResponse, error) {
+	if len(req.GetFiles()) == 0 {
+		return nil, invalidArg("files", "no datafiles given")
+	}
+	for i, f := range req.GetFiles() {
+		if f.GetPath() == "" || path.IsAbs(f.GetPath()) {
+			return nil, invalidArg(fmt.Sprintf("files[%d].path", i), "%q must be a relative path", f.GetPath())
+		}
+	}
+	var ws workspaceRecord
+	var err error
+	if req.GetDryRun() {
+		// A dry run of a new workspace plans against an empty one without creating it.
+		if ws, err = s.store.workspace(ctx, req.GetWorkspace()); isNotFound(err) {
+			if !validWorkspaceName(req.GetWorkspace()) {
+				return nil, invalidArg("workspace", "%q must be lower-case letters, digits and underscores, starting with a letter", req.GetWorkspace())
+			}
+			ws, err = workspaceRecord{Name: req.GetWorkspace(), Database: s.cfg.DatabasePrefix + req.GetWorkspace()}, nil
+		}
+	} else {
+		ws, _, err = s.ensureWorkspace(ctx, req.GetWorkspace())
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer s.lock(ws.Name)()
+
+	deployed, err := s.store.resources(ctx, ws.Name)
+	if err != nil {
+		return nil, err
+	}
+	old, _ := s.buildProject(ws, deployed, nil, nil, false)
+	old.analyze()
+	next, diags := s.buildProject(ws, deployed, req.GetFiles(), req.GetVariables(), req.GetPrune())
+	if errs := errorsOf(diags); len(errs) > 0 {
+		return nil, errs
+	}
+	diags = append(diags, next.analyze()...)
+	if errs := errorsOf(diags); len(errs) > 0 {
+		return nil, errs
+	}
+	order, cycle := next.buildGraph().topoOrder()
+	if cycle != nil {
+		return nil, diagErrors{{pos: next.posOf(cycle[0]), msg: cycleMessage(cycle)}}
+	}
+	chDiags, err := s.checkInClickHouse(ctx, next, order)
+	if err != nil {
+		return nil, err
+	}
+	diags = append(diags, chDiags...)
+	if errs := errorsOf(diags); len(errs) > 0 {
+		return nil, errs
+	}
+	pl, planDiags := makePlan(next, old, order, req.GetForce(), func(pd *pipeDef) (string, error) {
+		c := &composer{p: next, db: ws.Database}
+		return c.node(pd.outputNode())
+	})
+	diags = append(diags, planDiags...)
+	if errs := errorsOf(diags); len(errs) > 0 {
+		return nil, errs
+	}
+	resp := &catalogv1.PushResponse{Actions: pl.actions()}
+	for _, w := range warningsOf(diags) {
+		resp.Warnings = append(resp.Warnings, w.proto())
+	}
+	filesChanged := s.filesChanged(ctx, ws, req.GetFiles())
+	if req.GetDryRun() || (!pl.changes() && !filesChanged) {
+		return resp, nil
+	}
+	start := s.deps.Now()
+	rowsBefore := s.rowsBefore(ctx, ws, pl)
+	if err := applyPlan(ctx, s.deps.Warehouse, pl, s.log); err != nil {
+		var ae *applyError
+		if errors.As(err, &ae) {
+			s.publish(ctx, pushEvents(ws, next, old, pl, start, s.deps.Now().Sub(start), ae.name, err, rowsBefore))
+		}
+		return nil, err
+	}
+	if err := s.save(ctx, ws, next, old, req.GetFiles(), pl); err != nil {
+		// The catalog could not record what ClickHouse now holds: undo the DDL too.
+		rollback(context.WithoutCancel(ctx), s.deps.Warehouse, pl.steps, s.log)
+		return nil, err
+	}
+	s.publish(ctx, pushEvents(ws, next, old, pl, start, s.deps.Now().Sub(start), "", nil, rowsBefore))
+	s.announce(ws.Name)
+	resp.Applied = true
+	s.log.Info("push applied", "workspace", ws.Name, "actions", len(resp.Actions))
+	return resp, nil
+}
+
+// filesChanged reports whether any pushed file differs from its latest stored version.
+func (s *Service) filesChanged(ctx context.Context, ws workspaceRecord, files []*catalogv1.Datafile) bool {
+	for _, f := range files {
+		latest, err := s.store.latestFile(ctx, ws.Name, path.Clean(f.GetPath()))
+		if err != nil || latest.Content != f.GetContent() || latest.Deleted {
+			return true
+		}
+	}
+	return false
+}
+
+// save records the pushed files (a new version of each changed file) and the deployed
+// resources.
+func (s *Service) save(ctx context.Context, ws workspaceRecord, next, old *project, files []*catalogv1.Datafile, pl *plan) error {
+	now := s.deps.Now().UTC()
+	versions := map[string]int64{}
+	for _, f := range files {
+		p := path.Clean(f.GetPath())
+		v, err := s.store.saveFile(ctx, ws.Name, p, f.GetContent(), false, now)
+		if err != nil {
+			return err
+		}
+		versions[p] = v
+	}
+	ddl := map[string][]string{}
+	for _, st := range pl.steps {
+		if st.phase == phaseCreateViews {
+			ddl[st.action.GetName()] = st.action.GetStatements()
+		}
+	}
+	put := func(kind resourceKind, name string, rec resourceRecord, prev *resourceRecord) error {
+		if prev != nil && prev.Fingerprint == rec.Fingerprint && ddl[name] == nil {
+			return nil
+		}
+		rec.ID = newID(kind)
+		if prev != nil {
+			rec.ID = prev.ID
+			rec.DDL = prev.DDL
+		}
+		if d, ok := ddl[name]; ok {
+			rec.DDL = d
+		}
+		if v, ok := versions[rec.Path]; ok {
+			rec.FileVersion = v
+		}
+		rec.UpdateTime = now
+		return s.store.putJSON(ctx, resKey(ws.Name, kind, name), rec)
+	}
+	for name, d := range next.datasources {
+		var prev *resourceRecord
+		if o, ok := old.datasources[name]; ok {
+			prev = &o.rec
+		}
+		if err := put(kindDataSource, name, d.rec, prev); err != nil {
+			return err
+		}
+	}
+	for name, pd := range next.pipes {
+		var prev *resourceRecord
+		if o, ok := old.pipes[name]; ok {
+			prev = &o.rec
+		}
+		rec := pd.rec
+		if pd.pipeType() != datafile.NodeMaterialized {
+			rec.DDL = nil
+		}
+		if err := put(kindPipe, name, rec, prev); err != nil {
+			return err
+		}
+	}
+	for name := range old.datasources {
+		if _, ok := next.datasources[name]; !ok {
+			if err := s.store.delete(ctx, resKey(ws.Name, kindDataSource, name)); err != nil {
+				return err
+			}
+		}
+	}
+	for name := range old.pipes {
+		if _, ok := next.pipes[name]; !ok {
+			if err := s.store.delete(ctx, resKey(ws.Name, kindPipe, name)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// posOf is where a resource is defined.
+func (p *project) posOf(name string) datafile.Pos {
+	if d, ok := p.datasources[name]; ok {
+		return d.ds.Pos
+	}
+	if pd, ok := p.pipes[name]; ok {
+		return pd.pipe.Pos
+	}
+	return datafile.Pos{}
+}
+
+func newID(kind resourceKind) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	prefix := "t_"
+	if kind == kindPipe {
+		prefix = "p_"
+	}
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// renderNode renders a node of a deployed pipe for running: parameters, job_timestamp, earlier
+// nodes inlined, tables qualified.
+func (s *Service) renderNode(ctx context.Context, req *catalogv1.RenderNodeRequest) (*catalogv1.RenderNodeResponse, error) {
+	ws, err := s.workspace(ctx, req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	p, err := s.loadProject(ctx, ws)
+	if err != nil {
+		return nil, err
+	}
+	pd, ok := p.pipes[req.GetPipe()]
+	if !ok {
+		return nil, notFound("pipe %q does not exist in workspace %s", req.GetPipe(), ws.Name)
+	}
+	nd := pd.outputNode()
+	if req.GetNode() != "" {
+		nd = pd.nodeNamed(req.GetNode())
+	}
+	if nd == nil {
+		return nil, notFound("pipe %s has no node %q", pd.pipe.Name, req.GetNode())
+	}
+	if nd.tmpl == nil {
+		return nil, invalidArg("pipe", "node %s of pipe %s does not parse", nd.node.Name, pd.pipe.Name)
+	}
+	ts := s.deps.Now().UTC()
+	if req.GetJobTimestamp() != nil {
+		ts = req.GetJobTimestamp().AsTime().UTC()
+	}
+	c := &composer{p: p, db: ws.Database, params: req.GetParameters(), opts: template.RenderOptions{JobTimestamp: ts.Truncate(time.Second), Check: req.GetCheck()}}
+	sql, err := c.node(nd)
+	if err == nil {
+		err = s.verifyAST(ctx, ws.Database, sql)
+	}
+	if err != nil {
+		return nil, renderError(err)
+	}
+	resp := &catalogv1.RenderNodeResponse{Sql: sql, FileVersion: pd.rec.FileVersion, Reads: nd.reads}
+	res, err := s.deps.Warehouse.Query(ctx, "DESCRIBE TABLE ("+sql+")")
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range describedColumns(res) {
+		resp.Columns = append(resp.Columns, columnProto(c))
+	}
+	return resp, nil
+}
+
+func renderError(err error) error {
+	var me *template.MissingParametersError
+	if errors.As(err, &me) {
+		return invalidArg("parameters", "%s", me.Error())
+	}
+	return invalidArg("parameters", "%v", err)
+}
+
+// rowsBefore counts the rows of the Data Sources a plan deletes or recreates, for their ops-log
+// events.
+func (s *Service) rowsBefore(ctx context.Context, ws workspaceRecord, pl *plan) map[string]uint64 {
+	out := map[string]uint64{}
+	for _, st := range pl.steps {
+		k := st.action.GetKind()
+		if st.action.GetResourceType() != catalogv1.ResourceType_RESOURCE_TYPE_DATASOURCE || (k != catalogv1.PlanAction_KIND_DELETE && k != catalogv1.PlanAction_KIND_RECREATE) {
+			continue
+		}
+		res, err := s.deps.Warehouse.Query(ctx, "SELECT count() FROM "+tableName(ws, st.action.GetName()))
+		if err == nil && len(res.Rows) == 1 {
+			if n, ok := res.Rows[0][0].(uint64); ok {
+				out[st.action.GetName()] = n
+			}
+		}
+	}
+	return out
+}

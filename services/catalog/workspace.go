@@ -1,0 +1,101 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/sluicehq/sluice/platform/opsevents"
+	"github.com/sluicehq/sluice/platform/warehouse"
+)
+
+// ensureWorkspace returns the workspace, creating it and its database when missing. Creating is
+// idempotent: the database is created with IF NOT EXISTS before the record is written.
+func (s *Service) ensureWorkspace(ctx context.Context, name string) (workspaceRecord, bool, error) {
+	if !validWorkspaceName(name) {
+		return workspaceRecord{}, false, invalidArg("workspace", "%q must be lower-case letters, digits and underscores, starting with a letter (at most 64)", name)
+	}
+	w, err := s.store.workspace(ctx, name)
+	if err == nil {
+		// Idempotent, and cheap: keeps workspaces made before the view existed up to date.
+		return w, false, s.ensureOpsLogView(ctx, w)
+	}
+	if !isNotFound(err) {
+		return w, false, err
+	}
+	w = workspaceRecord{Name: name, Database: s.cfg.DatabasePrefix + name, CreateTime: s.deps.Now().UTC()}
+	if _, err := s.deps.Warehouse.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+warehouse.QuoteIdent(w.Database)); err != nil {
+		return w, false, fmt.Errorf("create database for workspace %s: %w", name, err)
+	}
+	created, err := s.store.createJSON(ctx, wsKey(name), w)
+	if err != nil {
+		return w, false, err
+	}
+	if !created {
+		// Another replica created it meanwhile: use its record.
+		w, err = s.store.workspace(ctx, name)
+		return w, false, err
+	}
+	if err := s.ensureOpsLogView(ctx, w); err != nil {
+		return w, true, err
+	}
+	s.log.Info("workspace created", "workspace", name, "database", w.Database)
+	return w, true, nil
+}
+
+// workspace returns an existing workspace or a NotFound error.
+func (s *Service) workspace(ctx context.Context, name string) (workspaceRecord, error) {
+	if name == "" {
+		return workspaceRecord{}, invalidArg("workspace", "required")
+	}
+	w, err := s.store.workspace(ctx, name)
+	if isNotFound(err) {
+		return w, notFound("workspace %q does not exist (push files to create it)", name)
+	}
+	return w, err
+}
+
+func (s *Service) deleteWorkspace(ctx context.Context, name string) error {
+	w, err := s.workspace(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer s.lock(name)()
+	if _, err := s.deps.Warehouse.Exec(ctx, "DROP DATABASE IF EXISTS "+warehouse.QuoteIdent(w.Database)); err != nil {
+		return fmt.Errorf("drop database of workspace %s: %w", name, err)
+	}
+	keys, err := s.store.keys(ctx, "res."+name+".>")
+	if err != nil {
+		return err
+	}
+	for _, k := range keys {
+		if err := s.store.delete(ctx, k); err != nil {
+			return err
+		}
+	}
+	// File versions are kept: they are the history of what was pushed.
+	return s.store.delete(ctx, wsKey(name))
+}
+
+func validWorkspaceName(s string) bool {
+	if s == "" || len(s) > 64 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for _, r := range s {
+		if !(r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// ensureOpsLogView gives the workspace its `datasources_ops_log`: a view of the ops-log table
+// restricted to the workspace's own events.
+func (s *Service) ensureOpsLogView(ctx context.Context, w workspaceRecord) error {
+	if s.deps.OpsDatabase == "" {
+		return nil
+	}
+	if err := opsevents.EnsureWorkspaceView(ctx, s.deps.Warehouse, s.deps.OpsDatabase, w.Database, w.Name); err != nil {
+		return fmt.Errorf("datasources_ops_log view of workspace %s: %w", w.Name, err)
+	}
+	return nil
+}
