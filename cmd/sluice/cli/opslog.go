@@ -1,0 +1,225 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
+)
+
+// opsLogList is a flag that may be given more than once.
+type opsLogList []string
+
+func (l *opsLogList) String() string { return strings.Join(*l, ",") }
+func (l *opsLogList) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
+// opsLogEvent is an event as `--output json` prints it: the datasources_ops_log columns.
+type opsLogEvent struct {
+	Timestamp              time.Time         `json:"timestamp"`
+	EventType              string            `json:"event_type"`
+	DatasourceID           string            `json:"datasource_id"`
+	DatasourceName         string            `json:"datasource_name"`
+	Result                 string            `json:"result"`
+	ElapsedTime            float64           `json:"elapsed_time"`
+	Error                  string            `json:"error,omitempty"`
+	RequestID              string            `json:"request_id,omitempty"`
+	ImportID               string            `json:"import_id,omitempty"`
+	JobID                  string            `json:"job_id,omitempty"`
+	Rows                   uint64            `json:"rows"`
+	RowsQuarantine         uint64            `json:"rows_quarantine"`
+	BlocksIDs              []string          `json:"blocks_ids,omitempty"`
+	OperationID            string            `json:"operation_id,omitempty"`
+	ReadRows               uint64            `json:"read_rows"`
+	CPUTime                float64           `json:"cpu_time"`
+	MemoryUsage            uint64            `json:"memory_usage"`
+	ReadBytes              uint64            `json:"read_bytes"`
+	WrittenRows            uint64            `json:"written_rows"`
+	WrittenBytes           uint64            `json:"written_bytes"`
+	WrittenRowsQuarantine  uint64            `json:"written_rows_quarantine"`
+	WrittenBytesQuarantine uint64            `json:"written_bytes_quarantine"`
+	PipeID                 string            `json:"pipe_id,omitempty"`
+	PipeName               string            `json:"pipe_name,omitempty"`
+	Release                string            `json:"release,omitempty"`
+	Options                map[string]string `json:"options,omitempty"`
+	ResourceTags           []string          `json:"resource_tags,omitempty"`
+	ID                     string            `json:"id"`
+}
+
+func toOpsLogEvent(ev *opslogv1.OpsEvent) opsLogEvent {
+	return opsLogEvent{
+		ID: ev.GetId(), Timestamp: ev.GetTimestamp().AsTime(), EventType: ev.GetEventType(),
+		DatasourceID: ev.GetDatasourceId(), DatasourceName: ev.GetDatasourceName(), Result: ev.GetResult(),
+		ElapsedTime: ev.GetElapsedTime(), Error: ev.GetError(), RequestID: ev.GetRequestId(),
+		ImportID: ev.GetImportId(), JobID: ev.GetJobId(), Rows: ev.GetRows(), RowsQuarantine: ev.GetRowsQuarantine(),
+		BlocksIDs: ev.GetBlocksIds(), OperationID: ev.GetOperationId(), ReadRows: ev.GetReadRows(),
+		CPUTime: ev.GetCpuTime(), MemoryUsage: ev.GetMemoryUsage(), ReadBytes: ev.GetReadBytes(),
+		WrittenRows: ev.GetWrittenRows(), WrittenBytes: ev.GetWrittenBytes(),
+		WrittenRowsQuarantine: ev.GetWrittenRowsQuarantine(), WrittenBytesQuarantine: ev.GetWrittenBytesQuarantine(),
+		PipeID: ev.GetPipeId(), PipeName: ev.GetPipeName(), Release: ev.GetRelease(), Options: ev.GetOptions(),
+		ResourceTags: ev.GetResourceTags(),
+	}
+}
+
+const opsLogLineFormat = "%-20s  %-19s  %-24s  %-9s  %10s  %12s  %12s  %8s  %-20s  %s\n"
+
+func opsLogHeader(w io.Writer) {
+	fmt.Fprintf(w, opsLogLineFormat, "TIMESTAMP", "EVENT", "DATASOURCE", "RESULT", "ROWS", "READ_BYTES", "WRITTEN_BYTES", "ELAPSED", "JOB", "ERROR")
+}
+
+func opsLogLine(w io.Writer, ev *opslogv1.OpsEvent) {
+	fmt.Fprintf(w, opsLogLineFormat, ev.GetTimestamp().AsTime().UTC().Format("2006-01-02 15:04:05Z"), ev.GetEventType(),
+		ev.GetDatasourceName(), ev.GetResult(), fmt.Sprint(ev.GetRows()), fmt.Sprint(ev.GetReadBytes()),
+		fmt.Sprint(ev.GetWrittenBytes()), fmt.Sprintf("%.2fs", ev.GetElapsedTime()), ev.GetJobId(),
+		strings.ReplaceAll(ev.GetError(), "\n", " "))
+}
+
+func opsLogCommand() *command {
+	var (
+		datasource, job, pipe string
+		eventTypes, results   opsLogList
+		since                 time.Duration
+		limit                 int
+		follow                bool
+	)
+	return &command{
+		name:  "ops-log",
+		short: "show datasources_ops_log events (newest first), or follow new ones",
+		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&datasource, "datasource", "", "only this Data Source")
+			fs.Var(&eventTypes, "event-type", "only this event type (repeatable): create, alter, delete, truncate, rename, append, replace, delete_data, copy, populateview-queued, populateview")
+			fs.Var(&results, "result", "only this result (repeatable): ok, error, cancelled")
+			fs.StringVar(&job, "job", "", "only this job id")
+			fs.StringVar(&pipe, "pipe", "", "only this pipe (name or id)")
+			fs.DurationVar(&since, "since", 0, "only events of the last DURATION (e.g. 1h); with --follow, the backlog to show first")
+			fs.IntVar(&limit, "limit", 100, "most events to show (not with --follow)")
+			fs.BoolVar(&follow, "follow", false, "keep printing new events as they are written")
+		},
+		run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) > 0 {
+				return usageError("ops-log: unexpected argument %q", args[0])
+			}
+			if since < 0 {
+				return usageError("--since: %s is negative", since)
+			}
+			if limit < 1 {
+				return usageError("--limit: %d must be at least 1", limit)
+			}
+			filter := &opslogv1.EventFilter{
+				Workspace: env.Globals.Workspace, Datasource: datasource, EventTypes: eventTypes,
+				Results: results, JobId: job, Pipe: pipe,
+			}
+			cc, err := opsLogConn(ctx, env)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = cc.Close() }()
+			client := opslogv1.NewOpsLogServiceClient(cc)
+			if follow {
+				return followOpsLog(ctx, env, client, filter, since)
+			}
+			if since > 0 {
+				filter.Since = timestamppb.New(time.Now().Add(-since))
+			}
+			cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
+			defer cancel()
+			resp, err := client.QueryEvents(cctx, &opslogv1.QueryEventsRequest{Filter: filter, Limit: int32(limit)})
+			if err != nil {
+				return fmt.Errorf("ops-log: %s", status.Convert(err).Message())
+			}
+			if env.Globals.Output == "json" {
+				out := make([]opsLogEvent, 0, len(resp.GetEvents()))
+				for _, ev := range resp.GetEvents() {
+					out = append(out, toOpsLogEvent(ev))
+				}
+				return env.printJSON(map[string]any{"events": out})
+			}
+			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TIMESTAMP\tEVENT\tDATASOURCE\tRESULT\tROWS\tREAD_BYTES\tWRITTEN_BYTES\tELAPSED\tJOB\tERROR")
+			for _, ev := range resp.GetEvents() {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%.2fs\t%s\t%s\n", ev.GetTimestamp().AsTime().UTC().Format("2006-01-02 15:04:05Z"),
+					ev.GetEventType(), ev.GetDatasourceName(), ev.GetResult(), ev.GetRows(), ev.GetReadBytes(),
+					ev.GetWrittenBytes(), ev.GetElapsedTime(), ev.GetJobId(), strings.ReplaceAll(ev.GetError(), "\n", " "))
+			}
+			return tw.Flush()
+		},
+	}
+}
+
+// followOpsLog prints the backlog and then each new event until ctx ends (Ctrl-C); with
+// --output json, one JSON object per line.
+func followOpsLog(ctx context.Context, env *Env, client opslogv1.OpsLogServiceClient, filter *opslogv1.EventFilter, backlog time.Duration) error {
+	stream, err := client.TailEvents(ctx, &opslogv1.TailEventsRequest{Filter: filter, Backlog: durationpb.New(backlog)})
+	if err != nil {
+		return fmt.Errorf("ops-log: %s", status.Convert(err).Message())
+	}
+	if env.Globals.Output != "json" {
+		opsLogHeader(env.Stdout)
+	}
+	for {
+		resp, err := stream.Recv()
+		if errors.Is(err, io.EOF) || (err != nil && ctx.Err() != nil) {
+			return nil //nolint:nilerr // the stream ended, or the user stopped following
+		}
+		if err != nil {
+			return fmt.Errorf("ops-log: %s", status.Convert(err).Message())
+		}
+		if env.Globals.Output == "json" {
+			if err := printJSONLine(env.Stdout, toOpsLogEvent(resp.GetEvent())); err != nil {
+				return err
+			}
+			continue
+		}
+		opsLogLine(env.Stdout, resp.GetEvent())
+	}
+}
+
+// opsLogConn connects to the address that serves the ops log: the only one, or in split mode
+// the one whose health service knows it.
+func opsLogConn(ctx context.Context, env *Env) (*grpc.ClientConn, error) {
+	addrs := env.Globals.addrs()
+	if len(addrs) == 0 {
+		return nil, usageError("--addr: no address")
+	}
+	if len(addrs) == 1 {
+		return dial(addrs[0])
+	}
+	name := opslogv1.OpsLogService_ServiceDesc.ServiceName
+	for _, addr := range addrs {
+		cc, err := dial(addr)
+		if err != nil {
+			return nil, err
+		}
+		cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
+		resp, err := healthpb.NewHealthClient(cc).Check(cctx, &healthpb.HealthCheckRequest{Service: name})
+		cancel()
+		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
+			return cc, nil
+		}
+		_ = cc.Close()
+	}
+	return nil, fmt.Errorf("no address in --addr serves the ops log (%s)", strings.Join(addrs, ","))
+}
+
+func printJSONLine(w io.Writer, v any) error {
+	return json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,131 @@
+package opsevents_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
+	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
+	"github.com/sluicehq/sluice/platform/natsx"
+	"github.com/sluicehq/sluice/platform/opsevents"
+)
+
+func startNATS(t *testing.T) *natsx.Conn {
+	t.Helper()
+	nc, err := natsx.Connect(context.Background(), natsx.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// TestPublish: the first publish creates the stream; defaults are filled in; the message id is
+// the event id (a second publish is dropped by JetStream); the trace context travels.
+func TestPublish(t *testing.T) {
+	nc := startNATS(t)
+	ctx := context.Background()
+	prop := propagation.TraceContext{}
+	pub := opsevents.NewPublisher(nc, prop)
+	traceID, _ := trace.TraceIDFromHex("0af7651916cd43dd8448eb211c80319c")
+	spanID, _ := trace.SpanIDFromHex("b7ad6b7169203331")
+	tctx := trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID, TraceFlags: trace.FlagsSampled}))
+
+	ev := &opslogv1.OpsEvent{Workspace: "acme", EventType: "create", DatasourceName: "sales", Result: "ok"}
+	before := time.Now()
+	if err := pub.Publish(tctx, ev); err != nil {
+		t.Fatalf("publish without a stream: %v", err)
+	}
+	if ev.GetId() == "" || ev.GetTimestamp().AsTime().Before(before.Add(-time.Second)) {
+		t.Fatalf("defaults not filled in: id %q timestamp %v", ev.GetId(), ev.GetTimestamp())
+	}
+	if err := pub.Publish(ctx, ev); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := nc.JS.Stream(ctx, opsevents.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 1 {
+		t.Fatalf("stream has %d messages, want 1 (the second publish is a duplicate)", info.State.Msgs)
+	}
+	msg, err := stream.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Subject != "sluice.ops.acme" || msg.Header.Get("Nats-Msg-Id") != ev.GetId() {
+		t.Errorf("subject %s, msg id %s", msg.Subject, msg.Header.Get("Nats-Msg-Id"))
+	}
+	if tp := msg.Header.Get("traceparent"); !strings.Contains(tp, traceID.String()) {
+		t.Errorf("traceparent = %q", tp)
+	}
+	var got opslogv1.OpsEvent
+	if err := proto.Unmarshal(msg.Data, &got); err != nil || !proto.Equal(&got, ev) {
+		t.Errorf("stored event %v (%v), want %v", &got, err, ev)
+	}
+}
+
+func TestPublishRefusesInvalidEvents(t *testing.T) {
+	nc := startNATS(t)
+	pub := opsevents.NewPublisher(nc, nil)
+	for _, c := range []struct {
+		ev   *opslogv1.OpsEvent
+		want string
+	}{
+		{&opslogv1.OpsEvent{EventType: "copy", DatasourceName: "a", Result: "ok"}, "workspace is required"},
+		{&opslogv1.OpsEvent{Workspace: "a.b", EventType: "copy", DatasourceName: "a", Result: "ok"}, "may not contain"},
+		{&opslogv1.OpsEvent{Workspace: "a", EventType: "kopy", DatasourceName: "a", Result: "ok"}, "event_type"},
+		{&opslogv1.OpsEvent{Workspace: "a", EventType: "copy", DatasourceName: "a", Result: "fine"}, "result"},
+		{&opslogv1.OpsEvent{Workspace: "a", EventType: "copy", Result: "ok"}, "datasource"},
+		{&opslogv1.OpsEvent{Workspace: "a", EventType: "copy", DatasourceName: "a", Result: "ok",
+			Timestamp: timestamppb.New(time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC))}, "timestamp"},
+	} {
+		if err := pub.Publish(context.Background(), c.ev); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want one about %s", c.ev, err, c.want)
+		}
+	}
+}
+
+func TestJobEvent(t *testing.T) {
+	created := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	r := opsevents.JobResult{
+		Workspace: "acme", EventType: opsevents.EventCopy, JobID: "j1", CreatedAt: created,
+		FinishedAt: created.Add(90 * time.Second), DataSourceID: "t_x", DataSourceName: "x", PipeName: "p",
+		Result: opsevents.ResultError, Error: "boom", Mode: "replace", ExecutionType: opsevents.ExecutionManual,
+		Stats: &commonv1.Statistics{ReadRows: 10, ReadBytes: 100, WrittenRows: 3, WrittenBytes: 30, CpuSeconds: 0.5},
+	}
+	ev := opsevents.JobEvent(r)
+	if err := opsevents.Validate(ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.GetElapsedTime() != 90 || !ev.GetTimestamp().AsTime().Equal(created) || ev.GetRows() != 3 || ev.GetWrittenRows() != 3 ||
+		ev.GetReadBytes() != 100 || ev.GetRequestId() != "j1" || ev.GetImportId() != "j1" || ev.GetOperationId() != "j1" ||
+		ev.GetCpuTime() != 0.5 || ev.GetError() != "boom" ||
+		ev.GetOptions()["mode"] != "replace" || ev.GetOptions()["execution_type"] != "manual" || ev.GetOptions()["job"] != "j1" {
+		t.Errorf("event %v", ev)
+	}
+	if again := opsevents.JobEvent(r); again.GetId() != ev.GetId() {
+		t.Errorf("ids differ for the same job result: %s, %s", ev.GetId(), again.GetId())
+	}
+	r.DataSourceID = "t_y"
+	if other := opsevents.JobEvent(r); other.GetId() == ev.GetId() {
+		t.Errorf("same id for another Data Source of the job")
+	}
+	r.EventType = opsevents.EventPopulateViewQueued
+	if q := opsevents.JobEvent(r); q.GetElapsedTime() != 0 {
+		t.Errorf("populateview-queued elapsed = %v", q.GetElapsedTime())
+	}
+}

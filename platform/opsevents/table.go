@@ -1,0 +1,114 @@
+package opsevents
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/sluicehq/sluice/platform/warehouse"
+)
+
+// TableName is the ops log's table in Sluice's own database (-clickhouse-database), and the
+// name of the view over it in each workspace's database.
+const TableName = "datasources_ops_log"
+
+// Column is a column of datasources_ops_log.
+type Column struct{ Name, Type string }
+
+// UserTableColumns are the columns users see (DATAFILES-SPEC §5.1, plus the Options names and
+// values and the resource tags), in the spec's order.
+var UserTableColumns = []Column{
+	{"timestamp", "DateTime"},
+	{"event_type", "String"},
+	{"datasource_id", "String"},
+	{"datasource_name", "String"},
+	{"result", "String"},
+	{"elapsed_time", "Float32"},
+	{"error", "Nullable(String)"},
+	{"request_id", "String"},
+	{"import_id", "Nullable(String)"},
+	{"job_id", "Nullable(String)"},
+	{"rows", "Nullable(UInt64)"},
+	{"rows_quarantine", "Nullable(UInt64)"},
+	{"blocks_ids", "Array(String)"},
+	{"operation_id", "String"},
+	{"read_rows", "UInt64"},
+	{"cpu_time", "Float32"},
+	{"memory_usage", "UInt64"},
+	{"read_bytes", "UInt64"},
+	{"written_rows", "UInt64"},
+	{"written_bytes", "UInt64"},
+	{"written_rows_quarantine", "UInt64"},
+	{"written_bytes_quarantine", "UInt64"},
+	{"pipe_id", "String"},
+	{"pipe_name", "String"},
+	{"release", "String"},
+	{"Options.Names", "Array(String)"},
+	{"Options.Values", "Array(String)"},
+	{"resource_tags", "Array(String)"},
+}
+
+// TableColumns are every column of the table: the workspace and the event id, then the user
+// columns.
+var TableColumns = append([]Column{{"workspace", "String"}, {"event_id", "String"}}, UserTableColumns...)
+
+// UserColumns are the names of UserTableColumns.
+var UserColumns = func() []string {
+	out := make([]string, len(UserTableColumns))
+	for i, c := range UserTableColumns {
+		out[i] = c.Name
+	}
+	return out
+}()
+
+// TableDDL is the CREATE TABLE of the ops log in database db. The sorting key starts with the
+// workspace (every read is one workspace's) and then follows DATAFILES-SPEC §5.1 (Data Source,
+// timestamp); it also makes the opslog writer's look-up of already written events (by
+// workspace, Data Source and timestamp range) read only the granules around its batch. ttl is
+// the TTL expression, empty for none (servers before 19.6 have no TTL).
+func TableDDL(db, ttl string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", warehouse.QualifiedName(db, TableName))
+	for i, c := range TableColumns {
+		if i > 0 {
+			b.WriteString(",\n")
+		}
+		fmt.Fprintf(&b, "  %s %s", warehouse.QuoteIdent(c.Name), c.Type)
+	}
+	b.WriteString("\n) ENGINE = MergeTree\nPARTITION BY toYYYYMM(timestamp)\nORDER BY (workspace, datasource_name, timestamp)")
+	if ttl != "" {
+		b.WriteString("\nTTL " + ttl)
+	}
+	return b.String()
+}
+
+// WorkspaceViewDDL is the statement that makes the ops log one of a workspace's Data Sources:
+// the view `<workspaceDB>.datasources_ops_log` shows the user columns of that workspace's own
+// events, read from `<opsDB>.datasources_ops_log`. It is idempotent; the table must exist
+// (EnsureWorkspaceView makes sure of it).
+func WorkspaceViewDDL(opsDB, workspaceDB, workspace string) string {
+	cols := make([]string, len(UserColumns))
+	for i, c := range UserColumns {
+		cols[i] = warehouse.QuoteIdent(c)
+	}
+	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS SELECT %s FROM %s WHERE workspace = %s",
+		warehouse.QualifiedName(workspaceDB, TableName), strings.Join(cols, ", "),
+		warehouse.QualifiedName(opsDB, TableName), warehouse.QuoteString(workspace))
+}
+
+// EnsureWorkspaceView creates the workspace's datasources_ops_log view, and first Sluice's
+// database and the table when the opslog service has not created them yet (the catalog may
+// start first; the opslog service adds the retention TTL when it starts). The catalog calls it
+// when it creates a workspace; it is idempotent.
+func EnsureWorkspaceView(ctx context.Context, wh warehouse.Conn, opsDB, workspaceDB, workspace string) error {
+	if _, err := wh.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+warehouse.QuoteIdent(opsDB)); err != nil {
+		return fmt.Errorf("ops log database %s: %w", opsDB, err)
+	}
+	if _, err := wh.Exec(ctx, TableDDL(opsDB, "")); err != nil {
+		return fmt.Errorf("ops log table %s.%s: %w", opsDB, TableName, err)
+	}
+	if _, err := wh.Exec(ctx, WorkspaceViewDDL(opsDB, workspaceDB, workspace)); err != nil {
+		return fmt.Errorf("ops log view of workspace %s: %w", workspace, err)
+	}
+	return nil
+}

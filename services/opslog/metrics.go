@@ -1,0 +1,59 @@
+package opslog
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	written     prometheus.Counter
+	duplicates  prometheus.Counter
+	invalid     prometheus.Counter
+	writeErrors prometheus.Counter
+	batch       prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		written: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_opslog_events_written_total", Help: "Ops events written to datasources_ops_log.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_opslog_events_duplicate_total", Help: "Ops events received again and not written again.",
+		}),
+		invalid: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_opslog_events_invalid_total", Help: "Stream messages that are not ops events (terminated).",
+		}),
+		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sluice_opslog_write_errors_total", Help: "Failed attempts to write a batch (retried).",
+		}),
+		batch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "sluice_opslog_batch_seconds", Help: "Time to write one batch, retries included.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 14),
+		}),
+	}
+	if reg == nil {
+		return m
+	}
+	m.written = register(reg, m.written)
+	m.duplicates = register(reg, m.duplicates)
+	m.invalid = register(reg, m.invalid)
+	m.writeErrors = register(reg, m.writeErrors)
+	m.batch = register(reg, m.batch)
+	return m
+}
+
+// register registers c, or returns the collector already registered under its name (a
+// service restarted in the same process).
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}

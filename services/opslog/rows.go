@@ -1,0 +1,223 @@
+package opslog
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
+	"github.com/sluicehq/sluice/platform/opsevents"
+)
+
+// The timestamps the table stores; publishers refuse others (opsevents.Validate), and the
+// writer stores one that slipped through at the nearest end, where its look-up finds it again.
+var (
+	minDateTime = opsevents.MinTimestamp
+	maxDateTime = opsevents.MaxTimestamp
+)
+
+// eventTime is the event's timestamp as the table stores it (DateTime: whole seconds, UTC).
+func eventTime(ev *opslogv1.OpsEvent) time.Time {
+	t := ev.GetTimestamp().AsTime().Truncate(time.Second).UTC()
+	if t.Before(minDateTime) {
+		return minDateTime
+	}
+	if t.After(maxDateTime) {
+		return maxDateTime
+	}
+	return t
+}
+
+// toRow is the table row of an event, in columnNames order.
+func toRow(ev *opslogv1.OpsEvent) []any {
+	names := make([]string, 0, len(ev.GetOptions()))
+	for k := range ev.GetOptions() {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	values := make([]string, len(names))
+	for i, k := range names {
+		values[i] = ev.GetOptions()[k]
+	}
+	return []any{
+		ev.GetWorkspace(),
+		ev.GetId(),
+		eventTime(ev),
+		ev.GetEventType(),
+		ev.GetDatasourceId(),
+		ev.GetDatasourceName(),
+		ev.GetResult(),
+		ev.GetElapsedTime(),
+		nullable(ev.GetError()),
+		ev.GetRequestId(),
+		nullable(ev.GetImportId()),
+		nullable(ev.GetJobId()),
+		ev.GetRows(),
+		ev.GetRowsQuarantine(),
+		nonNil(ev.GetBlocksIds()),
+		ev.GetOperationId(),
+		ev.GetReadRows(),
+		ev.GetCpuTime(),
+		ev.GetMemoryUsage(),
+		ev.GetReadBytes(),
+		ev.GetWrittenRows(),
+		ev.GetWrittenBytes(),
+		ev.GetWrittenRowsQuarantine(),
+		ev.GetWrittenBytesQuarantine(),
+		ev.GetPipeId(),
+		ev.GetPipeName(),
+		ev.GetRelease(),
+		names,
+		values,
+		nonNil(ev.GetResourceTags()),
+	}
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+// fromRow reads a row of `SELECT <tableColumns>` back into an event.
+func fromRow(row []any) (*opslogv1.OpsEvent, error) {
+	if len(row) != len(tableColumns) {
+		return nil, fmt.Errorf("ops log row has %d values, want %d", len(row), len(tableColumns))
+	}
+	r := rowReader{row: row}
+	ev := &opslogv1.OpsEvent{
+		Workspace:              r.str(),
+		Id:                     r.str(),
+		Timestamp:              timestamppb.New(r.time()),
+		EventType:              r.str(),
+		DatasourceId:           r.str(),
+		DatasourceName:         r.str(),
+		Result:                 r.str(),
+		ElapsedTime:            r.float(),
+		Error:                  r.str(),
+		RequestId:              r.str(),
+		ImportId:               r.str(),
+		JobId:                  r.str(),
+		Rows:                   r.uint(),
+		RowsQuarantine:         r.uint(),
+		BlocksIds:              r.strs(),
+		OperationId:            r.str(),
+		ReadRows:               r.uint(),
+		CpuTime:                r.float(),
+		MemoryUsage:            r.uint(),
+		ReadBytes:              r.uint(),
+		WrittenRows:            r.uint(),
+		WrittenBytes:           r.uint(),
+		WrittenRowsQuarantine:  r.uint(),
+		WrittenBytesQuarantine: r.uint(),
+		PipeId:                 r.str(),
+		PipeName:               r.str(),
+		Release:                r.str(),
+	}
+	names, values := r.strs(), r.strs()
+	if len(names) > 0 {
+		ev.Options = make(map[string]string, len(names))
+		for i, n := range names {
+			if i < len(values) {
+				ev.Options[n] = values[i]
+			}
+		}
+	}
+	ev.ResourceTags = r.strs()
+	return ev, r.err
+}
+
+type rowReader struct {
+	row []any
+	i   int
+	err error
+}
+
+func (r *rowReader) next() any {
+	v := r.row[r.i]
+	r.i++
+	return v
+}
+
+func (r *rowReader) fail(v any, want string) {
+	if r.err == nil {
+		r.err = fmt.Errorf("ops log column %s: %T is not %s", tableColumns[r.i-1].name, v, want)
+	}
+}
+
+func (r *rowReader) str() string {
+	switch v := r.next().(type) {
+	case nil:
+		return ""
+	case string:
+		return v
+	default:
+		r.fail(v, "a string")
+	}
+	return ""
+}
+
+func (r *rowReader) uint() uint64 {
+	switch v := r.next().(type) {
+	case nil:
+		return 0
+	case uint64:
+		return v
+	case int64:
+		return uint64(max(v, 0))
+	default:
+		r.fail(v, "an integer")
+	}
+	return 0
+}
+
+func (r *rowReader) float() float64 {
+	switch v := r.next().(type) {
+	case float64:
+		return v
+	case float32:
+		return float64(v)
+	default:
+		r.fail(v, "a float")
+	}
+	return 0
+}
+
+func (r *rowReader) time() time.Time {
+	v := r.next()
+	t, ok := v.(time.Time)
+	if !ok {
+		r.fail(v, "a time")
+	}
+	return t
+}
+
+func (r *rowReader) strs() []string {
+	v := r.next()
+	switch a := v.(type) {
+	case nil:
+		return nil
+	case []any:
+		out := make([]string, 0, len(a))
+		for _, x := range a {
+			s, _ := x.(string)
+			out = append(out, s)
+		}
+		return out
+	case []string:
+		return a
+	default:
+		r.fail(v, "an array")
+	}
+	return nil
+}
