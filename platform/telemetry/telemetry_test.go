@@ -1,0 +1,50 @@
+package telemetry
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestMetricsAndReady(t *testing.T) {
+	cfg := Config{LogLevel: "info", LogFormat: "json"}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	tel, err := New(context.Background(), cfg, "test", slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, err := tel.ServeHTTP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tel.Shutdown(context.Background()) }()
+	if code, _ := get(t, "http://"+addr+"/ready"); code != http.StatusServiceUnavailable {
+		t.Fatalf("/ready before start = %d", code)
+	}
+	tel.SetReady(true)
+	if code, _ := get(t, "http://"+addr+"/ready"); code != http.StatusOK {
+		t.Fatalf("/ready = %d", code)
+	}
+	if code, body := get(t, "http://"+addr+"/metrics"); code != http.StatusOK || !strings.Contains(body, "go_goroutines") {
+		t.Fatalf("/metrics = %d", code)
+	}
+	if err := (Config{LogLevel: "loud", LogFormat: "text"}).Validate(); err == nil || !strings.Contains(err.Error(), "log_level") {
+		t.Fatalf("bad level: %v", err)
+	}
+}
