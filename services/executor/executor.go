@@ -1,5 +1,11 @@
 // Package executor is the executor service: stateless workers that pull job steps from
 // JetStream and run them on ClickHouse. Any number of replicas may run.
+//
+// Delivery: all executors share one durable pull consumer of the SLUICE_STEPS work-queue
+// stream. A step is acknowledged only after its result is committed to the job record, and
+// heartbeated (in-progress) every quarter of the ack wait while it runs, so a live step is never
+// redelivered and a dead executor's step is redelivered after at most the ack wait (10s by
+// default: within the 15s p99 target with the fetch latency).
 package executor
 
 import (
@@ -8,15 +14,21 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	executorv1 "github.com/sluicehq/sluice/api/sluice/executor/v1"
+	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/platform/natsx"
 	catalogclient "github.com/sluicehq/sluice/services/catalog/client"
+	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
 
 // ServiceName is the gRPC service name, also used for its health status.
@@ -28,12 +40,20 @@ type Config struct {
 	Concurrency int `yaml:"concurrency"`
 	// DrainTimeout is how long running steps may go on after SIGTERM before they are handed back.
 	DrainTimeout time.Duration `yaml:"drain_timeout"`
+	// AckWait is how long a step may go without a heartbeat before NATS redelivers it to
+	// another executor: the bound on how long a dead executor's step waits. Every executor
+	// should use the same value (it is a setting of the shared consumer; the last to start wins).
+	AckWait time.Duration `yaml:"ack_wait"`
+	// MaxRetries is how many transient failures a step may have before it fails its job.
+	MaxRetries int `yaml:"max_retries"`
 }
 
 // RegisterFlags registers the executor's flags; their defaults are its defaults.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.Concurrency, "executor.concurrency", 4, "steps this executor runs at once")
 	fs.DurationVar(&c.DrainTimeout, "executor.drain-timeout", 30*time.Second, "how long running steps may go on after SIGTERM")
+	fs.DurationVar(&c.AckWait, "executor.ack-wait", 10*time.Second, "a step without a heartbeat for this long is redelivered (same on every executor)")
+	fs.IntVar(&c.MaxRetries, "executor.max-retries", 8, "transient failures of a step before its job fails")
 }
 
 // Validate checks the values.
@@ -44,6 +64,12 @@ func (c Config) Validate() error {
 	if c.DrainTimeout < 0 {
 		return fmt.Errorf("executor.drain_timeout: %s is negative", c.DrainTimeout)
 	}
+	if c.AckWait < 200*time.Millisecond {
+		return fmt.Errorf("executor.ack_wait: %s is shorter than 200ms", c.AckWait)
+	}
+	if c.MaxRetries < 0 {
+		return fmt.Errorf("executor.max_retries: %d is negative", c.MaxRetries)
+	}
 	return nil
 }
 
@@ -53,6 +79,10 @@ type Deps struct {
 	Metrics prometheus.Registerer
 	NATS    *natsx.Conn
 	Catalog catalogclient.Client
+	// Runners run the steps of each job kind; NOOP's is added when missing.
+	Runners map[schedulerv1.JobKind]StepRunner
+	// Now is the clock for job times (time.Now when nil).
+	Now func() time.Time
 }
 
 // Service implements ExecutorService.
@@ -61,37 +91,169 @@ type Service struct {
 
 	cfg      Config
 	deps     Deps
+	log      *slog.Logger
+	now      func() time.Time
 	instance string
+	runners  map[schedulerv1.JobKind]StepRunner
+	metrics  *metrics
 	draining atomic.Bool
 	done     atomic.Int64
 	failed   atomic.Int64
+
+	store     *jobs.Store
+	commits   jetstream.KeyValue
+	consumer  jetstream.Consumer
+	cancelSub *nats.Subscription
+
+	stopPull context.CancelFunc
+	pulled   chan struct{}
+	wg       sync.WaitGroup
+
+	mu      sync.Mutex
+	running map[string]*runningStep
+}
+
+// runningStep is a step this executor runs now.
+type runningStep struct {
+	msg    *schedulerv1.StepMessage
+	start  time.Time
+	tries  int64
+	cancel context.CancelCauseFunc
 }
 
 // New builds the service.
 func New(cfg Config, deps Deps) (*Service, error) {
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	runners := map[schedulerv1.JobKind]StepRunner{}
+	for k, r := range deps.Runners {
+		runners[k] = r
+	}
+	if runners[schedulerv1.JobKind_JOB_KIND_NOOP] == nil {
+		runners[schedulerv1.JobKind_JOB_KIND_NOOP] = NoopRunner
+	}
 	host, _ := os.Hostname()
-	return &Service{cfg: cfg, deps: deps, instance: fmt.Sprintf("%s-%d", host, os.Getpid())}, nil
+	return &Service{
+		cfg: cfg, deps: deps, log: deps.Log, now: deps.Now, runners: runners, metrics: newMetrics(deps.Metrics),
+		instance: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), jobs.NewID(time.Now())[12:]),
+		running:  map[string]*runningStep{},
+	}, nil
 }
 
 // Register registers the gRPC API.
 func (s *Service) Register(r grpc.ServiceRegistrar) { executorv1.RegisterExecutorServiceServer(r, s) }
 
-// Start begins pulling steps.
-func (s *Service) Start(context.Context) error { return nil }
+// Instance is this executor's id, as written in job records.
+func (s *Service) Instance() string { return s.instance }
+
+// Start ensures the stream, the buckets and the shared consumer, then begins pulling steps.
+func (s *Service) Start(ctx context.Context) error {
+	if _, err := s.deps.NATS.EnsureStream(ctx, jobs.StreamConfig()); err != nil {
+		return err
+	}
+	kv, err := s.deps.NATS.EnsureKV(ctx, jobs.JobsBucketConfig())
+	if err != nil {
+		return err
+	}
+	s.store = &jobs.Store{KV: kv, Now: s.now}
+	if s.commits, err = s.deps.NATS.EnsureKV(ctx, jobs.CommitsBucketConfig()); err != nil {
+		return err
+	}
+	s.consumer, err = s.deps.NATS.JS.CreateOrUpdateConsumer(ctx, jobs.StreamSteps, jetstream.ConsumerConfig{
+		Durable:       jobs.ConsumerExecutors,
+		Description:   "executors pull job steps",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 65536,
+		FilterSubject: jobs.SubjectSteps + ".>",
+	})
+	if err != nil {
+		return fmt.Errorf("consumer %s: %w", jobs.ConsumerExecutors, err)
+	}
+	s.cancelSub, err = s.deps.NATS.NC.Subscribe(jobs.SubjectCancel, func(m *nats.Msg) { s.cancelJob(string(m.Data), errJobCancelled) })
+	if err != nil {
+		return fmt.Errorf("subscribe to cancel notices: %w", err)
+	}
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stopPull, s.pulled = cancel, make(chan struct{})
+	go func() {
+		defer close(s.pulled)
+		s.pull(pctx)
+	}()
+	return nil
+}
 
 // Stop stops pulling, lets running steps finish within the drain timeout, and hands back the
-// rest un-acknowledged.
-func (s *Service) Stop(context.Context) error {
+// rest un-acknowledged (NAK: redelivered at once to another executor).
+func (s *Service) Stop(ctx context.Context) error {
 	s.draining.Store(true)
+	if s.stopPull == nil {
+		return nil
+	}
+	s.stopPull()
+	<-s.pulled
+	finished := make(chan struct{})
+	go func() { s.wg.Wait(); close(finished) }()
+	timer := time.NewTimer(s.cfg.DrainTimeout)
+	defer timer.Stop()
+	select {
+	case <-finished:
+	case <-timer.C:
+		s.handBack()
+	case <-ctx.Done():
+		s.handBack()
+	}
+	select {
+	case <-finished:
+	case <-time.After(5 * time.Second):
+		s.log.Warn("steps did not stop after drain; NATS redelivers them after the ack wait")
+	}
+	if s.cancelSub != nil {
+		_ = s.cancelSub.Unsubscribe()
+	}
 	return nil
+}
+
+// handBack cancels every running step for the drain; their handlers NAK them.
+func (s *Service) handBack() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.running {
+		r.cancel(errDrain)
+	}
+}
+
+// cancelJob stops this executor's running steps of a job.
+func (s *Service) cancelJob(key string, cause error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.running {
+		if keyOf(r.msg) == key {
+			r.cancel(cause)
+		}
+	}
 }
 
 // GetStatus reports the executor's running steps and counters.
 func (s *Service) GetStatus(context.Context, *executorv1.GetStatusRequest) (*executorv1.GetStatusResponse, error) {
-	return &executorv1.GetStatusResponse{
+	resp := &executorv1.GetStatusResponse{
 		Instance:    s.instance,
 		StepsDone:   s.done.Load(),
 		StepsFailed: s.failed.Load(),
 		Draining:    s.draining.Load(),
-	}, nil
+	}
+	s.mu.Lock()
+	for _, r := range s.running {
+		resp.Running = append(resp.Running, &executorv1.RunningStep{
+			JobId: r.msg.GetJobId(), StepId: r.msg.GetStepId(), Workspace: r.msg.GetWorkspace(),
+			StartTime: timestamppb.New(r.start), Attempt: r.tries,
+		})
+	}
+	s.mu.Unlock()
+	return resp, nil
 }

@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,18 +18,22 @@ import (
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/platform/natsx"
 	catalogclient "github.com/sluicehq/sluice/services/catalog/client"
+	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
 
 // ServiceName is the gRPC service name, also used for its health status.
 var ServiceName = schedulerv1.SchedulerService_ServiceDesc.ServiceName
 
-// JetStream resources the scheduler owns.
+// JetStream resources the scheduler owns (see package jobs for the job system's).
 const (
-	StreamSteps     = "SLUICE_STEPS"
-	SubjectSteps    = "sluice.steps"
-	BucketJobs      = "sluice_jobs"
+	StreamSteps     = jobs.StreamSteps
+	SubjectSteps    = jobs.SubjectSteps
+	BucketJobs      = jobs.BucketJobs
 	BucketSchedules = "sluice_schedules"
 	BucketLeases    = "sluice_leases"
+	// LeaseTTL is how long a leader's lease outlives its last renewal: after a leader dies,
+	// another replica (or the restarted process) takes over within it.
+	LeaseTTL = 10 * time.Second
 )
 
 // Config tunes the scheduler.
@@ -73,47 +79,111 @@ type Deps struct {
 	Metrics prometheus.Registerer
 	NATS    *natsx.Conn
 	Catalog catalogclient.Client
+	// Now is the clock for job times, retention and maximum execution times (time.Now when
+	// nil); tests inject one.
+	Now func() time.Time
+	// Instance names this replica in its leader lease (host-pid when empty).
+	Instance string
 }
 
 // Service implements SchedulerService.
 type Service struct {
 	schedulerv1.UnimplementedSchedulerServiceServer
 
-	cfg  Config
-	deps Deps
+	cfg      Config
+	deps     Deps
+	log      *slog.Logger
+	now      func() time.Time
+	instance string
+	metrics  *metrics
+
+	store  *jobs.Store
+	limits jetstream.KeyValue
+	leases jetstream.KeyValue
+	stream jetstream.Stream
+	// jobsStream is the stream under the sluice_jobs bucket.
+	jobsStream jetstream.Stream
+
+	stop    context.CancelFunc
+	stopped chan struct{}
+	// leader is the running leader loop's state, nil when this replica is not the leader.
+	leader atomic.Pointer[leader]
+	// sweeps counts the leader's sweeps (tests wait on it instead of sleeping).
+	sweeps atomic.Int64
+	// copy runs the copy schedules (schedules.go); nil until started.
+	copy atomic.Pointer[copySchedules]
 }
 
 // New builds the service.
 func New(cfg Config, deps Deps) (*Service, error) {
-	return &Service{cfg: cfg, deps: deps}, nil
+	if deps.Now == nil {
+		deps.Now = time.Now
+	}
+	if deps.Log == nil {
+		deps.Log = slog.New(slog.DiscardHandler)
+	}
+	if deps.Instance == "" {
+		host, _ := os.Hostname()
+		deps.Instance = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), jobs.NewID(time.Now())[12:])
+	}
+	return &Service{cfg: cfg, deps: deps, log: deps.Log, now: deps.Now, instance: deps.Instance, metrics: newMetrics(deps.Metrics)}, nil
 }
 
 // Register registers the gRPC API.
 func (s *Service) Register(r grpc.ServiceRegistrar) { schedulerv1.RegisterSchedulerServiceServer(r, s) }
 
-// Start creates the scheduler's stream and buckets (idempotently).
+// Start creates the scheduler's stream and buckets (idempotently), then runs the leader
+// election loop: the replica holding the lease admits limited jobs, enforces maximum execution
+// times, re-queues steps lost between a job's creation and its queueing, and removes finished
+// jobs after the retention.
 func (s *Service) Start(ctx context.Context) error {
-	if _, err := s.deps.NATS.EnsureStream(ctx, jetstream.StreamConfig{
-		Name:        StreamSteps,
-		Description: "job steps for executors",
-		Subjects:    []string{SubjectSteps + ".>"},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Duplicates:  10 * time.Minute,
-	}); err != nil {
+	st, err := s.deps.NATS.EnsureStream(ctx, jobs.StreamConfig())
+	if err != nil {
 		return err
 	}
+	s.stream = st
+	kvs := map[string]*jetstream.KeyValue{BucketJobs: nil, BucketLeases: &s.leases, jobs.BucketLimits: &s.limits}
 	for _, b := range []jetstream.KeyValueConfig{
-		{Bucket: BucketJobs, Description: "job records", History: 1},
+		jobs.JobsBucketConfig(),
 		{Bucket: BucketSchedules, Description: "copy schedules: pause state and last tick", History: 1},
-		{Bucket: BucketLeases, Description: "leader leases", History: 1, TTL: 30 * time.Second},
+		{Bucket: BucketLeases, Description: "leader leases", History: 1, TTL: LeaseTTL},
+		{Bucket: jobs.BucketLimits, Description: "workspace job limits", History: 1},
+		jobs.CommitsBucketConfig(),
 	} {
-		if _, err := s.deps.NATS.EnsureKV(ctx, b); err != nil {
+		kv, err := s.deps.NATS.EnsureKV(ctx, b)
+		if err != nil {
 			return err
 		}
+		if b.Bucket == BucketJobs {
+			s.store = &jobs.Store{KV: kv, Now: s.now}
+		} else if p := kvs[b.Bucket]; p != nil {
+			*p = kv
+		}
 	}
+	if s.jobsStream, err = s.deps.NATS.JS.Stream(ctx, "KV_"+BucketJobs); err != nil {
+		return fmt.Errorf("stream of bucket %s: %w", BucketJobs, err)
+	}
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.stop, s.stopped = cancel, make(chan struct{})
+	schedules := s.startCopySchedules(lctx)
+	go func() {
+		defer close(s.stopped)
+		s.campaign(lctx)
+		<-schedules
+	}()
 	return nil
 }
 
-// Stop ends background work.
-func (s *Service) Stop(context.Context) error { return nil }
+// Stop ends the leader loop and releases the lease, so that another replica takes over at once.
+func (s *Service) Stop(ctx context.Context) error {
+	if s.stop == nil {
+		return nil
+	}
+	s.stop()
+	select {
+	case <-s.stopped:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return nil
+}

@@ -264,7 +264,7 @@ type JobProgress struct {
 	StepsTotal int64 `protobuf:"varint,1,opt,name=steps_total,json=stepsTotal,proto3" json:"steps_total,omitempty"`
 	// Steps committed.
 	StepsDone int64 `protobuf:"varint,2,opt,name=steps_done,json=stepsDone,proto3" json:"steps_done,omitempty"`
-	// Totals over committed steps.
+	// Totals over committed steps, plus what running steps reported so far.
 	Statistics    *v1.Statistics `protobuf:"bytes,3,opt,name=statistics,proto3" json:"statistics,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -603,12 +603,22 @@ type PopulateOptions struct {
 	// Do not propagate to Data Sources downstream of the target.
 	OnlyThisView bool `protobuf:"varint,3,opt,name=only_this_view,json=onlyThisView,proto3" json:"only_this_view,omitempty"`
 	// Cut-over column; with cutover_value, the populate handles rows with column <= value and the
-	// materialized view rows after it.
+	// materialized view rows after it: when the job starts, the view is changed to
+	// `... WHERE column > value` (atomically for inserts), the target emptied of what the view
+	// wrote so far, and the steps wait until the value has passed. For populating while ingestion
+	// goes on, with an incremental column.
 	CutoverColumn string `protobuf:"bytes,4,opt,name=cutover_column,json=cutoverColumn,proto3" json:"cutover_column,omitempty"`
-	// Cut-over value (a literal, for example `2024-02-02 13:30:00`).
-	CutoverValue  string `protobuf:"bytes,5,opt,name=cutover_value,json=cutoverValue,proto3" json:"cutover_value,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// Cut-over value (a literal, for example `2024-02-02 13:30:00`); it must lie ahead of every
+	// source row when the job starts, or the job fails.
+	CutoverValue string `protobuf:"bytes,5,opt,name=cutover_value,json=cutoverValue,proto3" json:"cutover_value,omitempty"`
+	// Populate while ingestion goes on, without a cut-over column: when the job starts, the
+	// target is emptied and the source's content fixed at that instant (merges of the source
+	// stopped until the job ends, its highest block number recorded, both while no insert lands
+	// in between); the steps read only the rows inserted up to then, and the materialized view,
+	// which sees every later insert, handles the rest. Every source row ends in the target once.
+	CutoverSnapshot bool `protobuf:"varint,6,opt,name=cutover_snapshot,json=cutoverSnapshot,proto3" json:"cutover_snapshot,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PopulateOptions) Reset() {
@@ -674,6 +684,13 @@ func (x *PopulateOptions) GetCutoverValue() string {
 		return x.CutoverValue
 	}
 	return ""
+}
+
+func (x *PopulateOptions) GetCutoverSnapshot() bool {
+	if x != nil {
+		return x.CutoverSnapshot
+	}
+	return false
 }
 
 // RunCopyRequest starts a copy.
@@ -2014,6 +2031,126 @@ func (x *SetWorkspaceLimitsResponse) GetLimits() *WorkspaceLimits {
 	return nil
 }
 
+// RunNoopJobRequest starts a NOOP job: the test and benchmark kind. It touches no data.
+type RunNoopJobRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workspace name.
+	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	// Knobs, all optional:
+	//
+	//	steps=N                  number of steps (default 1, at most 10000)
+	//	sleep=DURATION           each step sleeps this long (Go duration, default 0)
+	//	fail=permanent           each step fails with a permanent error
+	//	fail=transient           each step fails with a transient error on its first
+	//	                         transient_failures attempts (default 2), then succeeds
+	//	limited=true             the job counts against the workspace's copy concurrency
+	//	                         limit and is admitted FIFO like a copy job
+	//	commit=true              each step records its result in its commit record and
+	//	                         skips the work when a previous attempt committed it
+	Parameters map[string]string `protobuf:"bytes,2,rep,name=parameters,proto3" json:"parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Maximum execution time; unset means the server's default.
+	MaxExecutionTime *durationpb.Duration `protobuf:"bytes,3,opt,name=max_execution_time,json=maxExecutionTime,proto3" json:"max_execution_time,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *RunNoopJobRequest) Reset() {
+	*x = RunNoopJobRequest{}
+	mi := &file_sluice_scheduler_v1_scheduler_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunNoopJobRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunNoopJobRequest) ProtoMessage() {}
+
+func (x *RunNoopJobRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_scheduler_v1_scheduler_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunNoopJobRequest.ProtoReflect.Descriptor instead.
+func (*RunNoopJobRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RunNoopJobRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
+func (x *RunNoopJobRequest) GetParameters() map[string]string {
+	if x != nil {
+		return x.Parameters
+	}
+	return nil
+}
+
+func (x *RunNoopJobRequest) GetMaxExecutionTime() *durationpb.Duration {
+	if x != nil {
+		return x.MaxExecutionTime
+	}
+	return nil
+}
+
+// RunNoopJobResponse carries the new job.
+type RunNoopJobResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The job, WAITING.
+	Job           *Job `protobuf:"bytes,1,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RunNoopJobResponse) Reset() {
+	*x = RunNoopJobResponse{}
+	mi := &file_sluice_scheduler_v1_scheduler_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RunNoopJobResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RunNoopJobResponse) ProtoMessage() {}
+
+func (x *RunNoopJobResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_scheduler_v1_scheduler_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RunNoopJobResponse.ProtoReflect.Descriptor instead.
+func (*RunNoopJobResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *RunNoopJobResponse) GetJob() *Job {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
 var File_sluice_scheduler_v1_scheduler_proto protoreflect.FileDescriptor
 
 const file_sluice_scheduler_v1_scheduler_proto_rawDesc = "" +
@@ -2060,13 +2197,14 @@ const file_sluice_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\bpopulate\x18\x14 \x01(\v2$.sluice.scheduler.v1.PopulateOptionsR\bpopulate\x1a=\n" +
 	"\x0fParametersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc4\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xef\x01\n" +
 	"\x0fPopulateOptions\x12\x1a\n" +
 	"\btruncate\x18\x01 \x01(\bR\btruncate\x12#\n" +
 	"\rsql_condition\x18\x02 \x01(\tR\fsqlCondition\x12$\n" +
 	"\x0eonly_this_view\x18\x03 \x01(\bR\fonlyThisView\x12%\n" +
 	"\x0ecutover_column\x18\x04 \x01(\tR\rcutoverColumn\x12#\n" +
-	"\rcutover_value\x18\x05 \x01(\tR\fcutoverValue\"\x93\x03\n" +
+	"\rcutover_value\x18\x05 \x01(\tR\fcutoverValue\x12)\n" +
+	"\x10cutover_snapshot\x18\x06 \x01(\bR\x0fcutoverSnapshot\"\x93\x03\n" +
 	"\x0eRunCopyRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
 	"\x04pipe\x18\x02 \x01(\tR\x04pipe\x12S\n" +
@@ -2145,7 +2283,18 @@ const file_sluice_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12<\n" +
 	"\x06limits\x18\x02 \x01(\v2$.sluice.scheduler.v1.WorkspaceLimitsR\x06limits\"Z\n" +
 	"\x1aSetWorkspaceLimitsResponse\x12<\n" +
-	"\x06limits\x18\x01 \x01(\v2$.sluice.scheduler.v1.WorkspaceLimitsR\x06limits*d\n" +
+	"\x06limits\x18\x01 \x01(\v2$.sluice.scheduler.v1.WorkspaceLimitsR\x06limits\"\x91\x02\n" +
+	"\x11RunNoopJobRequest\x12\x1c\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12V\n" +
+	"\n" +
+	"parameters\x18\x02 \x03(\v26.sluice.scheduler.v1.RunNoopJobRequest.ParametersEntryR\n" +
+	"parameters\x12G\n" +
+	"\x12max_execution_time\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x10maxExecutionTime\x1a=\n" +
+	"\x0fParametersEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
+	"\x12RunNoopJobResponse\x12*\n" +
+	"\x03job\x18\x01 \x01(\v2\x18.sluice.scheduler.v1.JobR\x03job*d\n" +
 	"\aJobKind\x12\x18\n" +
 	"\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x11\n" +
 	"\rJOB_KIND_COPY\x10\x01\x12\x19\n" +
@@ -2166,7 +2315,7 @@ const file_sluice_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\bCopyMode\x12\x19\n" +
 	"\x15COPY_MODE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10COPY_MODE_APPEND\x10\x01\x12\x15\n" +
-	"\x11COPY_MODE_REPLACE\x10\x022\xf1\b\n" +
+	"\x11COPY_MODE_REPLACE\x10\x022\xd0\t\n" +
 	"\x10SchedulerService\x12T\n" +
 	"\aRunCopy\x12#.sluice.scheduler.v1.RunCopyRequest\x1a$.sluice.scheduler.v1.RunCopyResponse\x12r\n" +
 	"\x11PauseCopySchedule\x12-.sluice.scheduler.v1.PauseCopyScheduleRequest\x1a..sluice.scheduler.v1.PauseCopyScheduleResponse\x12u\n" +
@@ -2178,7 +2327,9 @@ const file_sluice_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\tCancelJob\x12%.sluice.scheduler.v1.CancelJobRequest\x1a&.sluice.scheduler.v1.CancelJobResponse\x12Y\n" +
 	"\bWatchJob\x12$.sluice.scheduler.v1.WatchJobRequest\x1a%.sluice.scheduler.v1.WatchJobResponse0\x01\x12u\n" +
 	"\x12GetWorkspaceLimits\x12..sluice.scheduler.v1.GetWorkspaceLimitsRequest\x1a/.sluice.scheduler.v1.GetWorkspaceLimitsResponse\x12u\n" +
-	"\x12SetWorkspaceLimits\x12..sluice.scheduler.v1.SetWorkspaceLimitsRequest\x1a/.sluice.scheduler.v1.SetWorkspaceLimitsResponseB\xd7\x01\n" +
+	"\x12SetWorkspaceLimits\x12..sluice.scheduler.v1.SetWorkspaceLimitsRequest\x1a/.sluice.scheduler.v1.SetWorkspaceLimitsResponse\x12]\n" +
+	"\n" +
+	"RunNoopJob\x12&.sluice.scheduler.v1.RunNoopJobRequest\x1a'.sluice.scheduler.v1.RunNoopJobResponseB\xd7\x01\n" +
 	"\x17com.sluice.scheduler.v1B\x0eSchedulerProtoP\x01Z>github.com/sluicehq/sluice/api/sluice/scheduler/v1;schedulerv1\xa2\x02\x03SSX\xaa\x02\x13Sluice.Scheduler.V1\xca\x02\x13Sluice\\Scheduler\\V1\xe2\x02\x1fSluice\\Scheduler\\V1\\GPBMetadata\xea\x02\x15Sluice::Scheduler::V1b\x06proto3"
 
 var (
@@ -2194,7 +2345,7 @@ func file_sluice_scheduler_v1_scheduler_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_scheduler_v1_scheduler_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sluice_scheduler_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_sluice_scheduler_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_sluice_scheduler_v1_scheduler_proto_goTypes = []any{
 	(JobKind)(0),                       // 0: sluice.scheduler.v1.JobKind
 	(JobStatus)(0),                     // 1: sluice.scheduler.v1.JobStatus
@@ -2228,78 +2379,86 @@ var file_sluice_scheduler_v1_scheduler_proto_goTypes = []any{
 	(*GetWorkspaceLimitsResponse)(nil), // 29: sluice.scheduler.v1.GetWorkspaceLimitsResponse
 	(*SetWorkspaceLimitsRequest)(nil),  // 30: sluice.scheduler.v1.SetWorkspaceLimitsRequest
 	(*SetWorkspaceLimitsResponse)(nil), // 31: sluice.scheduler.v1.SetWorkspaceLimitsResponse
-	nil,                                // 32: sluice.scheduler.v1.Job.ParametersEntry
-	nil,                                // 33: sluice.scheduler.v1.RunCopyRequest.ParametersEntry
-	(*v1.Statistics)(nil),              // 34: sluice.common.v1.Statistics
-	(*timestamppb.Timestamp)(nil),      // 35: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 36: google.protobuf.Duration
+	(*RunNoopJobRequest)(nil),          // 32: sluice.scheduler.v1.RunNoopJobRequest
+	(*RunNoopJobResponse)(nil),         // 33: sluice.scheduler.v1.RunNoopJobResponse
+	nil,                                // 34: sluice.scheduler.v1.Job.ParametersEntry
+	nil,                                // 35: sluice.scheduler.v1.RunCopyRequest.ParametersEntry
+	nil,                                // 36: sluice.scheduler.v1.RunNoopJobRequest.ParametersEntry
+	(*v1.Statistics)(nil),              // 37: sluice.common.v1.Statistics
+	(*timestamppb.Timestamp)(nil),      // 38: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 39: google.protobuf.Duration
 }
 var file_sluice_scheduler_v1_scheduler_proto_depIdxs = []int32{
-	34, // 0: sluice.scheduler.v1.JobProgress.statistics:type_name -> sluice.common.v1.Statistics
+	37, // 0: sluice.scheduler.v1.JobProgress.statistics:type_name -> sluice.common.v1.Statistics
 	0,  // 1: sluice.scheduler.v1.Job.kind:type_name -> sluice.scheduler.v1.JobKind
 	1,  // 2: sluice.scheduler.v1.Job.status:type_name -> sluice.scheduler.v1.JobStatus
-	35, // 3: sluice.scheduler.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	35, // 4: sluice.scheduler.v1.Job.start_time:type_name -> google.protobuf.Timestamp
-	35, // 5: sluice.scheduler.v1.Job.update_time:type_name -> google.protobuf.Timestamp
-	35, // 6: sluice.scheduler.v1.Job.finish_time:type_name -> google.protobuf.Timestamp
-	32, // 7: sluice.scheduler.v1.Job.parameters:type_name -> sluice.scheduler.v1.Job.ParametersEntry
-	35, // 8: sluice.scheduler.v1.Job.job_timestamp:type_name -> google.protobuf.Timestamp
+	38, // 3: sluice.scheduler.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	38, // 4: sluice.scheduler.v1.Job.start_time:type_name -> google.protobuf.Timestamp
+	38, // 5: sluice.scheduler.v1.Job.update_time:type_name -> google.protobuf.Timestamp
+	38, // 6: sluice.scheduler.v1.Job.finish_time:type_name -> google.protobuf.Timestamp
+	34, // 7: sluice.scheduler.v1.Job.parameters:type_name -> sluice.scheduler.v1.Job.ParametersEntry
+	38, // 8: sluice.scheduler.v1.Job.job_timestamp:type_name -> google.protobuf.Timestamp
 	2,  // 9: sluice.scheduler.v1.Job.execution_type:type_name -> sluice.scheduler.v1.ExecutionType
 	3,  // 10: sluice.scheduler.v1.Job.mode:type_name -> sluice.scheduler.v1.CopyMode
 	4,  // 11: sluice.scheduler.v1.Job.progress:type_name -> sluice.scheduler.v1.JobProgress
 	5,  // 12: sluice.scheduler.v1.Job.error:type_name -> sluice.scheduler.v1.JobError
-	36, // 13: sluice.scheduler.v1.Job.max_execution_time:type_name -> google.protobuf.Duration
+	39, // 13: sluice.scheduler.v1.Job.max_execution_time:type_name -> google.protobuf.Duration
 	7,  // 14: sluice.scheduler.v1.Job.populate:type_name -> sluice.scheduler.v1.PopulateOptions
-	33, // 15: sluice.scheduler.v1.RunCopyRequest.parameters:type_name -> sluice.scheduler.v1.RunCopyRequest.ParametersEntry
-	35, // 16: sluice.scheduler.v1.RunCopyRequest.job_timestamp:type_name -> google.protobuf.Timestamp
+	35, // 15: sluice.scheduler.v1.RunCopyRequest.parameters:type_name -> sluice.scheduler.v1.RunCopyRequest.ParametersEntry
+	38, // 16: sluice.scheduler.v1.RunCopyRequest.job_timestamp:type_name -> google.protobuf.Timestamp
 	3,  // 17: sluice.scheduler.v1.RunCopyRequest.mode:type_name -> sluice.scheduler.v1.CopyMode
-	36, // 18: sluice.scheduler.v1.RunCopyRequest.max_execution_time:type_name -> google.protobuf.Duration
+	39, // 18: sluice.scheduler.v1.RunCopyRequest.max_execution_time:type_name -> google.protobuf.Duration
 	6,  // 19: sluice.scheduler.v1.RunCopyResponse.job:type_name -> sluice.scheduler.v1.Job
 	14, // 20: sluice.scheduler.v1.PauseCopyScheduleResponse.schedule:type_name -> sluice.scheduler.v1.CopySchedule
 	14, // 21: sluice.scheduler.v1.ResumeCopyScheduleResponse.schedule:type_name -> sluice.scheduler.v1.CopySchedule
-	35, // 22: sluice.scheduler.v1.CopySchedule.last_tick:type_name -> google.protobuf.Timestamp
-	35, // 23: sluice.scheduler.v1.CopySchedule.next_tick:type_name -> google.protobuf.Timestamp
+	38, // 22: sluice.scheduler.v1.CopySchedule.last_tick:type_name -> google.protobuf.Timestamp
+	38, // 23: sluice.scheduler.v1.CopySchedule.next_tick:type_name -> google.protobuf.Timestamp
 	14, // 24: sluice.scheduler.v1.ListCopySchedulesResponse.schedules:type_name -> sluice.scheduler.v1.CopySchedule
 	7,  // 25: sluice.scheduler.v1.PopulateRequest.options:type_name -> sluice.scheduler.v1.PopulateOptions
-	36, // 26: sluice.scheduler.v1.PopulateRequest.max_execution_time:type_name -> google.protobuf.Duration
+	39, // 26: sluice.scheduler.v1.PopulateRequest.max_execution_time:type_name -> google.protobuf.Duration
 	6,  // 27: sluice.scheduler.v1.PopulateResponse.job:type_name -> sluice.scheduler.v1.Job
 	6,  // 28: sluice.scheduler.v1.GetJobResponse.job:type_name -> sluice.scheduler.v1.Job
 	1,  // 29: sluice.scheduler.v1.ListJobsRequest.statuses:type_name -> sluice.scheduler.v1.JobStatus
 	0,  // 30: sluice.scheduler.v1.ListJobsRequest.kinds:type_name -> sluice.scheduler.v1.JobKind
-	35, // 31: sluice.scheduler.v1.ListJobsRequest.since:type_name -> google.protobuf.Timestamp
+	38, // 31: sluice.scheduler.v1.ListJobsRequest.since:type_name -> google.protobuf.Timestamp
 	6,  // 32: sluice.scheduler.v1.ListJobsResponse.jobs:type_name -> sluice.scheduler.v1.Job
 	6,  // 33: sluice.scheduler.v1.CancelJobResponse.job:type_name -> sluice.scheduler.v1.Job
 	6,  // 34: sluice.scheduler.v1.WatchJobResponse.job:type_name -> sluice.scheduler.v1.Job
 	27, // 35: sluice.scheduler.v1.GetWorkspaceLimitsResponse.limits:type_name -> sluice.scheduler.v1.WorkspaceLimits
 	27, // 36: sluice.scheduler.v1.SetWorkspaceLimitsRequest.limits:type_name -> sluice.scheduler.v1.WorkspaceLimits
 	27, // 37: sluice.scheduler.v1.SetWorkspaceLimitsResponse.limits:type_name -> sluice.scheduler.v1.WorkspaceLimits
-	8,  // 38: sluice.scheduler.v1.SchedulerService.RunCopy:input_type -> sluice.scheduler.v1.RunCopyRequest
-	10, // 39: sluice.scheduler.v1.SchedulerService.PauseCopySchedule:input_type -> sluice.scheduler.v1.PauseCopyScheduleRequest
-	12, // 40: sluice.scheduler.v1.SchedulerService.ResumeCopySchedule:input_type -> sluice.scheduler.v1.ResumeCopyScheduleRequest
-	15, // 41: sluice.scheduler.v1.SchedulerService.ListCopySchedules:input_type -> sluice.scheduler.v1.ListCopySchedulesRequest
-	17, // 42: sluice.scheduler.v1.SchedulerService.Populate:input_type -> sluice.scheduler.v1.PopulateRequest
-	19, // 43: sluice.scheduler.v1.SchedulerService.GetJob:input_type -> sluice.scheduler.v1.GetJobRequest
-	21, // 44: sluice.scheduler.v1.SchedulerService.ListJobs:input_type -> sluice.scheduler.v1.ListJobsRequest
-	23, // 45: sluice.scheduler.v1.SchedulerService.CancelJob:input_type -> sluice.scheduler.v1.CancelJobRequest
-	25, // 46: sluice.scheduler.v1.SchedulerService.WatchJob:input_type -> sluice.scheduler.v1.WatchJobRequest
-	28, // 47: sluice.scheduler.v1.SchedulerService.GetWorkspaceLimits:input_type -> sluice.scheduler.v1.GetWorkspaceLimitsRequest
-	30, // 48: sluice.scheduler.v1.SchedulerService.SetWorkspaceLimits:input_type -> sluice.scheduler.v1.SetWorkspaceLimitsRequest
-	9,  // 49: sluice.scheduler.v1.SchedulerService.RunCopy:output_type -> sluice.scheduler.v1.RunCopyResponse
-	11, // 50: sluice.scheduler.v1.SchedulerService.PauseCopySchedule:output_type -> sluice.scheduler.v1.PauseCopyScheduleResponse
-	13, // 51: sluice.scheduler.v1.SchedulerService.ResumeCopySchedule:output_type -> sluice.scheduler.v1.ResumeCopyScheduleResponse
-	16, // 52: sluice.scheduler.v1.SchedulerService.ListCopySchedules:output_type -> sluice.scheduler.v1.ListCopySchedulesResponse
-	18, // 53: sluice.scheduler.v1.SchedulerService.Populate:output_type -> sluice.scheduler.v1.PopulateResponse
-	20, // 54: sluice.scheduler.v1.SchedulerService.GetJob:output_type -> sluice.scheduler.v1.GetJobResponse
-	22, // 55: sluice.scheduler.v1.SchedulerService.ListJobs:output_type -> sluice.scheduler.v1.ListJobsResponse
-	24, // 56: sluice.scheduler.v1.SchedulerService.CancelJob:output_type -> sluice.scheduler.v1.CancelJobResponse
-	26, // 57: sluice.scheduler.v1.SchedulerService.WatchJob:output_type -> sluice.scheduler.v1.WatchJobResponse
-	29, // 58: sluice.scheduler.v1.SchedulerService.GetWorkspaceLimits:output_type -> sluice.scheduler.v1.GetWorkspaceLimitsResponse
-	31, // 59: sluice.scheduler.v1.SchedulerService.SetWorkspaceLimits:output_type -> sluice.scheduler.v1.SetWorkspaceLimitsResponse
-	49, // [49:60] is the sub-list for method output_type
-	38, // [38:49] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	36, // 38: sluice.scheduler.v1.RunNoopJobRequest.parameters:type_name -> sluice.scheduler.v1.RunNoopJobRequest.ParametersEntry
+	39, // 39: sluice.scheduler.v1.RunNoopJobRequest.max_execution_time:type_name -> google.protobuf.Duration
+	6,  // 40: sluice.scheduler.v1.RunNoopJobResponse.job:type_name -> sluice.scheduler.v1.Job
+	8,  // 41: sluice.scheduler.v1.SchedulerService.RunCopy:input_type -> sluice.scheduler.v1.RunCopyRequest
+	10, // 42: sluice.scheduler.v1.SchedulerService.PauseCopySchedule:input_type -> sluice.scheduler.v1.PauseCopyScheduleRequest
+	12, // 43: sluice.scheduler.v1.SchedulerService.ResumeCopySchedule:input_type -> sluice.scheduler.v1.ResumeCopyScheduleRequest
+	15, // 44: sluice.scheduler.v1.SchedulerService.ListCopySchedules:input_type -> sluice.scheduler.v1.ListCopySchedulesRequest
+	17, // 45: sluice.scheduler.v1.SchedulerService.Populate:input_type -> sluice.scheduler.v1.PopulateRequest
+	19, // 46: sluice.scheduler.v1.SchedulerService.GetJob:input_type -> sluice.scheduler.v1.GetJobRequest
+	21, // 47: sluice.scheduler.v1.SchedulerService.ListJobs:input_type -> sluice.scheduler.v1.ListJobsRequest
+	23, // 48: sluice.scheduler.v1.SchedulerService.CancelJob:input_type -> sluice.scheduler.v1.CancelJobRequest
+	25, // 49: sluice.scheduler.v1.SchedulerService.WatchJob:input_type -> sluice.scheduler.v1.WatchJobRequest
+	28, // 50: sluice.scheduler.v1.SchedulerService.GetWorkspaceLimits:input_type -> sluice.scheduler.v1.GetWorkspaceLimitsRequest
+	30, // 51: sluice.scheduler.v1.SchedulerService.SetWorkspaceLimits:input_type -> sluice.scheduler.v1.SetWorkspaceLimitsRequest
+	32, // 52: sluice.scheduler.v1.SchedulerService.RunNoopJob:input_type -> sluice.scheduler.v1.RunNoopJobRequest
+	9,  // 53: sluice.scheduler.v1.SchedulerService.RunCopy:output_type -> sluice.scheduler.v1.RunCopyResponse
+	11, // 54: sluice.scheduler.v1.SchedulerService.PauseCopySchedule:output_type -> sluice.scheduler.v1.PauseCopyScheduleResponse
+	13, // 55: sluice.scheduler.v1.SchedulerService.ResumeCopySchedule:output_type -> sluice.scheduler.v1.ResumeCopyScheduleResponse
+	16, // 56: sluice.scheduler.v1.SchedulerService.ListCopySchedules:output_type -> sluice.scheduler.v1.ListCopySchedulesResponse
+	18, // 57: sluice.scheduler.v1.SchedulerService.Populate:output_type -> sluice.scheduler.v1.PopulateResponse
+	20, // 58: sluice.scheduler.v1.SchedulerService.GetJob:output_type -> sluice.scheduler.v1.GetJobResponse
+	22, // 59: sluice.scheduler.v1.SchedulerService.ListJobs:output_type -> sluice.scheduler.v1.ListJobsResponse
+	24, // 60: sluice.scheduler.v1.SchedulerService.CancelJob:output_type -> sluice.scheduler.v1.CancelJobResponse
+	26, // 61: sluice.scheduler.v1.SchedulerService.WatchJob:output_type -> sluice.scheduler.v1.WatchJobResponse
+	29, // 62: sluice.scheduler.v1.SchedulerService.GetWorkspaceLimits:output_type -> sluice.scheduler.v1.GetWorkspaceLimitsResponse
+	31, // 63: sluice.scheduler.v1.SchedulerService.SetWorkspaceLimits:output_type -> sluice.scheduler.v1.SetWorkspaceLimitsResponse
+	33, // 64: sluice.scheduler.v1.SchedulerService.RunNoopJob:output_type -> sluice.scheduler.v1.RunNoopJobResponse
+	53, // [53:65] is the sub-list for method output_type
+	41, // [41:53] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_sluice_scheduler_v1_scheduler_proto_init() }
@@ -2313,7 +2472,7 @@ func file_sluice_scheduler_v1_scheduler_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_scheduler_v1_scheduler_proto_rawDesc), len(file_sluice_scheduler_v1_scheduler_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   30,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -30,6 +30,7 @@ const (
 	SchedulerService_WatchJob_FullMethodName           = "/sluice.scheduler.v1.SchedulerService/WatchJob"
 	SchedulerService_GetWorkspaceLimits_FullMethodName = "/sluice.scheduler.v1.SchedulerService/GetWorkspaceLimits"
 	SchedulerService_SetWorkspaceLimits_FullMethodName = "/sluice.scheduler.v1.SchedulerService/SetWorkspaceLimits"
+	SchedulerService_RunNoopJob_FullMethodName         = "/sluice.scheduler.v1.SchedulerService/RunNoopJob"
 )
 
 // SchedulerServiceClient is the client API for SchedulerService service.
@@ -65,6 +66,9 @@ type SchedulerServiceClient interface {
 	GetWorkspaceLimits(ctx context.Context, in *GetWorkspaceLimitsRequest, opts ...grpc.CallOption) (*GetWorkspaceLimitsResponse, error)
 	// SetWorkspaceLimits changes a workspace's job limits.
 	SetWorkspaceLimits(ctx context.Context, in *SetWorkspaceLimitsRequest, opts ...grpc.CallOption) (*SetWorkspaceLimitsResponse, error)
+	// RunNoopJob starts a NOOP job: empty steps that exercise the job system (diagnostics,
+	// tests and benchmarks). Its behaviour is set by parameters, see RunNoopJobRequest.
+	RunNoopJob(ctx context.Context, in *RunNoopJobRequest, opts ...grpc.CallOption) (*RunNoopJobResponse, error)
 }
 
 type schedulerServiceClient struct {
@@ -194,6 +198,16 @@ func (c *schedulerServiceClient) SetWorkspaceLimits(ctx context.Context, in *Set
 	return out, nil
 }
 
+func (c *schedulerServiceClient) RunNoopJob(ctx context.Context, in *RunNoopJobRequest, opts ...grpc.CallOption) (*RunNoopJobResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RunNoopJobResponse)
+	err := c.cc.Invoke(ctx, SchedulerService_RunNoopJob_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SchedulerServiceServer is the server API for SchedulerService service.
 // All implementations must embed UnimplementedSchedulerServiceServer
 // for forward compatibility.
@@ -227,6 +241,9 @@ type SchedulerServiceServer interface {
 	GetWorkspaceLimits(context.Context, *GetWorkspaceLimitsRequest) (*GetWorkspaceLimitsResponse, error)
 	// SetWorkspaceLimits changes a workspace's job limits.
 	SetWorkspaceLimits(context.Context, *SetWorkspaceLimitsRequest) (*SetWorkspaceLimitsResponse, error)
+	// RunNoopJob starts a NOOP job: empty steps that exercise the job system (diagnostics,
+	// tests and benchmarks). Its behaviour is set by parameters, see RunNoopJobRequest.
+	RunNoopJob(context.Context, *RunNoopJobRequest) (*RunNoopJobResponse, error)
 	mustEmbedUnimplementedSchedulerServiceServer()
 }
 
@@ -269,6 +286,9 @@ func (UnimplementedSchedulerServiceServer) GetWorkspaceLimits(context.Context, *
 }
 func (UnimplementedSchedulerServiceServer) SetWorkspaceLimits(context.Context, *SetWorkspaceLimitsRequest) (*SetWorkspaceLimitsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetWorkspaceLimits not implemented")
+}
+func (UnimplementedSchedulerServiceServer) RunNoopJob(context.Context, *RunNoopJobRequest) (*RunNoopJobResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RunNoopJob not implemented")
 }
 func (UnimplementedSchedulerServiceServer) mustEmbedUnimplementedSchedulerServiceServer() {}
 func (UnimplementedSchedulerServiceServer) testEmbeddedByValue()                          {}
@@ -482,6 +502,24 @@ func _SchedulerService_SetWorkspaceLimits_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SchedulerService_RunNoopJob_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RunNoopJobRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SchedulerServiceServer).RunNoopJob(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SchedulerService_RunNoopJob_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SchedulerServiceServer).RunNoopJob(ctx, req.(*RunNoopJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SchedulerService_ServiceDesc is the grpc.ServiceDesc for SchedulerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -528,6 +566,10 @@ var SchedulerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetWorkspaceLimits",
 			Handler:    _SchedulerService_SetWorkspaceLimits_Handler,
+		},
+		{
+			MethodName: "RunNoopJob",
+			Handler:    _SchedulerService_RunNoopJob_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

@@ -1,0 +1,407 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
+)
+
+// The leader. One scheduler replica at a time holds the lease "jobs" in sluice_leases and runs
+// the parts of the job system that must not run twice:
+//   - admission of limited (copy) jobs: per workspace, in FIFO order (create time, then id),
+//     only while fewer than the workspace's limit are admitted and not finished. Executors
+//     cannot exceed the limit because only admitted jobs have steps on the queue, and a busy
+//     workspace cannot starve the others because each only ever has its limit on the queue;
+//   - maximum execution times (executors enforce them too; the leader catches jobs whose
+//     executor died);
+//   - reconcile: steps of admitted jobs that are neither done nor on the queue (a crash between
+//     writing the record and queueing) are queued again; cancelling jobs whose steps all
+//     stopped are finished;
+//   - retention: finished jobs are removed after -scheduler.job-retention.
+//
+// The leader keeps an index of every job fed by a watch of the bucket, so that each pass is a
+// walk in memory; every write is a compare-and-set on the record, so a write from a stale index
+// fails instead of overwriting.
+const (
+	leaseKey = "jobs"
+	// reconcileEvery and staleAfter bound how long a step lost before queueing waits.
+	reconcileEvery = 10 * time.Second
+	staleAfter     = 10 * time.Second
+	// stuckCancelling is how long a cancelling job may wait for its executors before the leader
+	// finishes it anyway (their steps are stopped by then: a cancelled step's executor writes
+	// within a heartbeat, a dead one's step is redelivered within the ack wait).
+	stuckCancelling = 2 * time.Minute
+)
+
+type leader struct {
+	s    *Service
+	ctx  context.Context
+	byWS map[string]map[string]*entry
+	// limited holds the unfinished limited jobs of each workspace: what admission looks at.
+	limited map[string]map[string]*entry
+	limits  map[string]int
+}
+
+type entry struct {
+	rec *schedulerv1.JobRecord
+	rev uint64
+}
+
+// IsLeader reports whether this replica holds the jobs lease now.
+func (s *Service) IsLeader() bool { return s.leader.Load() != nil }
+
+// campaign tries to take the lease every second and leads while it holds it.
+func (s *Service) campaign(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		if rev, err := s.leases.Create(ctx, leaseKey, []byte(s.instance)); err == nil {
+			s.log.Info("scheduler leads the job system", "instance", s.instance)
+			s.lead(ctx, rev)
+			s.log.Info("scheduler no longer leads the job system", "instance", s.instance)
+		} else if !errors.Is(err, jetstream.ErrKeyExists) && ctx.Err() == nil {
+			s.log.Warn("lease", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// lead runs while the lease is renewed; it releases the lease when ctx ends.
+func (s *Service) lead(ctx context.Context, rev uint64) {
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	renewed := make(chan uint64, 1)
+	go func() {
+		defer close(renewed)
+		t := time.NewTicker(LeaseTTL / 5)
+		defer t.Stop()
+		for {
+			select {
+			case <-lctx.Done():
+				renewed <- rev
+				return
+			case <-t.C:
+				nrev, err := s.leases.Update(lctx, leaseKey, []byte(s.instance), rev)
+				if err != nil {
+					if lctx.Err() == nil {
+						s.log.Warn("lease lost", "err", err)
+					}
+					cancel()
+					renewed <- 0
+					return
+				}
+				rev = nrev
+			}
+		}
+	}()
+	l := &leader{s: s, ctx: lctx, byWS: map[string]map[string]*entry{}, limited: map[string]map[string]*entry{}, limits: map[string]int{}}
+	s.leader.Store(l)
+	s.metrics.leader.Set(1)
+	l.run()
+	s.metrics.leader.Set(0)
+	s.leader.Store(nil)
+	cancel()
+	if last := <-renewed; last != 0 && ctx.Err() != nil {
+		rctx, rcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = s.leases.Delete(rctx, leaseKey, jetstream.LastRevision(last))
+		rcancel()
+	}
+}
+
+func (l *leader) run() {
+	s := l.s
+	w, err := s.store.KV.WatchAll(l.ctx)
+	if err != nil {
+		s.log.Warn("watch jobs", "err", err)
+		return
+	}
+	defer func() { _ = w.Stop() }()
+	lw, err := s.limits.WatchAll(l.ctx)
+	if err != nil {
+		s.log.Warn("watch limits", "err", err)
+		return
+	}
+	defer func() { _ = lw.Stop() }()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	ready := false
+	lastReconcile := time.Now()
+	dirty := map[string]bool{}
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				ready = true
+				l.reconcile(0)
+				for ws := range l.limited {
+					dirty[ws] = true
+				}
+				break
+			}
+			if ws := l.apply(e); ws != "" {
+				dirty[ws] = true
+			}
+		case e, ok := <-lw.Updates():
+			if !ok {
+				return
+			}
+			if e != nil {
+				l.applyLimits(e)
+				dirty[e.Key()] = true
+			}
+		case <-tick.C:
+			if ready {
+				l.sweep()
+				if time.Since(lastReconcile) >= reconcileEvery {
+					lastReconcile = time.Now()
+					l.reconcile(staleAfter)
+				}
+			}
+		}
+		// Admit after the updates that are already here, not after each one.
+		if !ready || len(w.Updates()) > 0 {
+			continue
+		}
+		for ws := range dirty {
+			l.admit(ws)
+			delete(dirty, ws)
+		}
+	}
+}
+
+// apply puts a watched change into the index and returns the job's workspace when admission
+// there may have to run.
+func (l *leader) apply(e jetstream.KeyValueEntry) string {
+	ws, _, ok := strings.Cut(e.Key(), ".")
+	if !ok {
+		return ""
+	}
+	m := l.byWS[ws]
+	if e.Operation() != jetstream.KeyValuePut {
+		if m != nil {
+			delete(m, e.Key())
+		}
+		if lm := l.limited[ws]; lm != nil && lm[e.Key()] != nil {
+			delete(lm, e.Key())
+			return ws
+		}
+		return ""
+	}
+	if cur := m[e.Key()]; cur != nil && cur.rev >= e.Revision() {
+		return ""
+	}
+	rec, err := jobs.Decode(e.Value())
+	if err != nil {
+		l.s.log.Warn("skipping unreadable job record", "key", e.Key(), "err", err)
+		return ""
+	}
+	l.put(e.Key(), rec, e.Revision())
+	if !rec.GetLimited() {
+		return ""
+	}
+	return ws
+}
+
+func (l *leader) put(key string, rec *schedulerv1.JobRecord, rev uint64) {
+	ws := rec.GetJob().GetWorkspace()
+	e := &entry{rec: rec, rev: rev}
+	set(l.byWS, ws, key, e)
+	switch {
+	case rec.GetLimited() && !jobs.Final(rec.GetJob().GetStatus()):
+		set(l.limited, ws, key, e)
+	case l.limited[ws] != nil:
+		delete(l.limited[ws], key)
+	}
+}
+
+func set(m map[string]map[string]*entry, ws, key string, e *entry) {
+	if m[ws] == nil {
+		m[ws] = map[string]*entry{}
+	}
+	m[ws][key] = e
+}
+
+func (l *leader) applyLimits(e jetstream.KeyValueEntry) {
+	if e.Operation() != jetstream.KeyValuePut {
+		delete(l.limits, e.Key())
+		return
+	}
+	lim := &schedulerv1.WorkspaceLimits{}
+	if err := proto.Unmarshal(e.Value(), lim); err != nil || lim.GetCopyConcurrency() <= 0 {
+		delete(l.limits, e.Key())
+		return
+	}
+	l.limits[e.Key()] = int(lim.GetCopyConcurrency())
+}
+
+func (l *leader) limit(ws string) int {
+	if n, ok := l.limits[ws]; ok {
+		return n
+	}
+	return l.s.cfg.CopyConcurrency
+}
+
+// admit releases waiting limited jobs of a workspace, oldest first, while the workspace is
+// under its limit, and tells the others why they wait.
+func (l *leader) admit(ws string) {
+	var active int
+	var waiting []*entry
+	for _, e := range l.limited[ws] {
+		if e.rec.GetAdmitted() {
+			active++
+		} else if e.rec.GetJob().GetStatus() == schedulerv1.JobStatus_JOB_STATUS_WAITING {
+			waiting = append(waiting, e)
+		}
+	}
+	if len(waiting) == 0 {
+		return
+	}
+	sort.Slice(waiting, func(i, j int) bool { return fifoLess(waiting[i].rec.GetJob(), waiting[j].rec.GetJob()) })
+	limit := l.limit(ws)
+	for _, e := range waiting {
+		rec := proto.Clone(e.rec).(*schedulerv1.JobRecord)
+		if active < limit {
+			rec.Admitted = true
+			rec.Job.WaitingReason = ""
+		} else {
+			reason := fmt.Sprintf("%d copy jobs working in workspace %s, limit %d", active, ws, limit)
+			if rec.GetJob().GetWaitingReason() == reason {
+				continue
+			}
+			rec.Job.WaitingReason = reason
+		}
+		rec.Job.UpdateTime = nowPB(l.s.now())
+		rev, err := l.s.store.Put(l.ctx, rec, e.rev)
+		if err != nil {
+			// Changed meanwhile (cancelled, most likely): the watch brings the change and
+			// admission runs again; stop here to keep the order.
+			if !errors.Is(err, jetstream.ErrKeyExists) {
+				l.s.log.Warn("admission", "job", rec.GetJob().GetId(), "err", err)
+			}
+			return
+		}
+		l.put(jobs.Key(ws, rec.GetJob().GetId()), rec, rev)
+		if rec.GetAdmitted() {
+			active++
+			l.s.metrics.admitted.Inc()
+			if err := jobs.PublishSteps(l.ctx, l.s.deps.NATS.JS, rec, rev); err != nil {
+				l.s.log.Warn("queueing an admitted job failed; reconcile queues it", "job", rec.GetJob().GetId(), "err", err)
+			}
+		}
+	}
+}
+
+func fifoLess(a, b *schedulerv1.Job) bool {
+	ta, tb := a.GetCreateTime().AsTime(), b.GetCreateTime().AsTime()
+	if !ta.Equal(tb) {
+		return ta.Before(tb)
+	}
+	return a.GetId() < b.GetId()
+}
+
+// sweep enforces maximum execution times, finishes cancelling jobs whose steps have stopped,
+// and removes finished jobs older than the retention.
+func (l *leader) sweep() {
+	s := l.s
+	defer s.sweeps.Add(1)
+	now := s.now()
+	for ws, m := range l.byWS {
+		for key, e := range m {
+			job := e.rec.GetJob()
+			switch {
+			case jobs.Final(job.GetStatus()):
+				if !now.Before(job.GetFinishTime().AsTime().Add(s.cfg.JobRetention)) {
+					// Purging the key's subject on the bucket's stream removes the record without
+					// leaving a delete marker behind (finished records are never written again).
+					if err := s.jobsStream.Purge(l.ctx, jetstream.WithPurgeSubject("$KV."+BucketJobs+"."+key)); err != nil {
+						s.log.Warn("removing an expired job", "job", job.GetId(), "err", err)
+						continue
+					}
+					delete(m, key)
+					if lm := l.limited[ws]; lm != nil {
+						delete(lm, key)
+					}
+				}
+			case job.GetStatus() == schedulerv1.JobStatus_JOB_STATUS_CANCELLING &&
+				(len(e.rec.GetRunning()) == 0 || now.Sub(job.GetUpdateTime().AsTime()) > stuckCancelling):
+				l.forceFinish(ws, job.GetId())
+			case job.GetStartTime() != nil && job.GetMaxExecutionTime().AsDuration() > 0 &&
+				!now.Before(job.GetStartTime().AsTime().Add(job.GetMaxExecutionTime().AsDuration())):
+				if _, err := s.requestCancel(l.ctx, ws, job.GetId(), MaxExecutionTimeError(job.GetMaxExecutionTime().AsDuration()), false); err != nil {
+					s.log.Warn("cancelling a job past its maximum execution time", "job", job.GetId(), "err", err)
+				}
+			}
+		}
+	}
+}
+
+// MaxExecutionTimeError is the error of a job cancelled by its maximum execution time.
+func MaxExecutionTimeError(d time.Duration) *schedulerv1.JobError {
+	return jobs.MaxExecutionTimeError(d)
+}
+
+func (l *leader) forceFinish(ws, id string) {
+	_, _, err := l.s.store.Update(l.ctx, ws, id, func(rec *schedulerv1.JobRecord) error {
+		if rec.GetJob().GetStatus() != schedulerv1.JobStatus_JOB_STATUS_CANCELLING {
+			return jobs.ErrNoChange
+		}
+		jobs.Finish(rec, schedulerv1.JobStatus_JOB_STATUS_CANCELLED, l.s.now())
+		return nil
+	})
+	if err != nil && !errors.Is(err, jobs.ErrNotFound) {
+		l.s.log.Warn("finishing a cancelled job", "job", id, "err", err)
+		return
+	}
+	l.s.purgeSteps(l.ctx, ws, id)
+}
+
+// reconcile queues again the steps of admitted, unfinished jobs unchanged for minAge that are
+// neither done nor on the queue. Queueing is idempotent (Nats-Msg-Id) and executors skip steps
+// already done, so a race with a step finishing at this moment is harmless.
+func (l *leader) reconcile(minAge time.Duration) {
+	s := l.s
+	now := s.now()
+	for _, m := range l.byWS {
+		for _, e := range m {
+			job := e.rec.GetJob()
+			if !e.rec.GetAdmitted() || jobs.Final(job.GetStatus()) || job.GetStatus() == schedulerv1.JobStatus_JOB_STATUS_CANCELLING {
+				continue
+			}
+			if now.Sub(job.GetUpdateTime().AsTime()) < minAge {
+				continue
+			}
+			for _, st := range e.rec.GetSteps() {
+				if jobs.StepDone(e.rec, st.GetId()) {
+					continue
+				}
+				_, err := s.stream.GetLastMsgForSubject(l.ctx, jobs.StepSubject(job.GetWorkspace(), job.GetId(), st.GetId()))
+				if errors.Is(err, jetstream.ErrMsgNotFound) {
+					s.log.Info("re-queueing a lost step", "job", job.GetId(), "step", st.GetId())
+					s.metrics.requeued.Inc()
+					err = jobs.PublishStep(l.ctx, s.deps.NATS.JS, job, st, nil, 0)
+				}
+				if err != nil && l.ctx.Err() == nil {
+					s.log.Warn("reconcile", "job", job.GetId(), "step", st.GetId(), "err", err)
+				}
+			}
+		}
+	}
+}
