@@ -1,0 +1,307 @@
+// Package dataflow applies a delta — the rows of a copy, or of one partition of a populate —
+// to a Data Source and to every Data Source downstream of it, exactly once and atomically.
+//
+// The rows are first written to staging tables (one per Data Source the delta touches), the
+// materialized views downstream are run over the staged rows in the catalog's topological
+// order (the cascade), and only then are the staging tables' partitions moved into their Data
+// Sources, upstream first. A move is atomic per partition and leaves the staging table without
+// that partition, so the staging tables themselves say what is left to move: a step that dies
+// while committing is finished by its redelivery, which only moves what is left; a step that
+// dies before committing is redone from scratch. Moves do not fire materialized views, so no
+// view sees staged rows twice. See docs/data-movement.md.
+package dataflow
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/sluicehq/sluice/platform/chsql"
+	"github.com/sluicehq/sluice/platform/warehouse"
+)
+
+// StagingPrefix starts the name of every staging table; a staging table is
+// `__sluice_stage_<key>_<n>` in the workspace database.
+const StagingPrefix = "__sluice_stage_"
+
+// View is a materialized view in the flow.
+type View struct {
+	// Pipe is the materialized pipe's name.
+	Pipe string
+	// Trigger is the Data Source whose inserts fire the view (its query's left-most table).
+	Trigger string
+	// Target is the Data Source the view writes.
+	Target string
+	// SQL is the view's query with its tables qualified with the flow's database.
+	SQL string
+}
+
+// Flow is the part of a workspace's data flow a delta goes through.
+type Flow struct {
+	// Database is the workspace database.
+	Database string
+	// Target is the Data Source the delta is written to.
+	Target string
+	// Views are the materialized views downstream of Target, in topological order (a view
+	// comes after every view that writes its trigger).
+	Views []View
+}
+
+// Tables are the Data Sources the delta writes: Target, then each view's target, in order,
+// each once.
+func (f Flow) Tables() []string {
+	out := []string{f.Target}
+	seen := map[string]bool{f.Target: true}
+	for _, v := range f.Views {
+		if !seen[v.Target] {
+			seen[v.Target] = true
+			out = append(out, v.Target)
+		}
+	}
+	return out
+}
+
+// Validate checks that every view is fed by a table written earlier in the flow.
+func (f Flow) Validate() error {
+	written := map[string]bool{f.Target: true}
+	for _, v := range f.Views {
+		if !written[v.Trigger] {
+			return fmt.Errorf("view %s is fired by %s, which nothing earlier in the flow writes", v.Pipe, v.Trigger)
+		}
+		written[v.Target] = true
+	}
+	return nil
+}
+
+// Delta is one step's rows on their way through a flow.
+type Delta struct {
+	conn warehouse.Conn
+	flow Flow
+	key  string
+	// staging maps each Data Source to its staging table.
+	staging map[string]string
+}
+
+// New prepares a delta. key identifies the step (the same on every delivery of it): staging
+// tables are named after it, so a redelivered step finds what an earlier attempt left.
+func New(conn warehouse.Conn, flow Flow, key string) (*Delta, error) {
+	if err := flow.Validate(); err != nil {
+		return nil, err
+	}
+	d := &Delta{conn: conn, flow: flow, key: key, staging: map[string]string{}}
+	h := sha256.Sum256([]byte(key))
+	short := hex.EncodeToString(h[:8])
+	for i, t := range flow.Tables() {
+		d.staging[t] = fmt.Sprintf("%s%s_%d", StagingPrefix, short, i)
+	}
+	return d, nil
+}
+
+// Staging is the qualified staging table of a Data Source of the flow.
+func (d *Delta) Staging(table string) string {
+	return warehouse.QualifiedName(d.flow.Database, d.staging[table])
+}
+
+func (d *Delta) table(name string) string { return warehouse.QualifiedName(d.flow.Database, name) }
+
+// Prepare drops whatever an earlier attempt staged and creates empty staging tables shaped
+// like their Data Sources.
+func (d *Delta) Prepare(ctx context.Context) error {
+	if err := d.Drop(ctx); err != nil {
+		return err
+	}
+	for _, t := range d.flow.Tables() {
+		if _, err := d.conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s AS %s", d.Staging(t), d.table(t))); err != nil {
+			return fmt.Errorf("create staging table for %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// Load writes the rows of a SELECT into the target's staging table. columns, when given, name
+// the target columns the SELECT's result fills, in order.
+func (d *Delta) Load(ctx context.Context, selectSQL string, columns []string, opts ...warehouse.Option) (warehouse.Stats, error) {
+	cols := ""
+	if len(columns) > 0 {
+		q := make([]string, len(columns))
+		for i, c := range columns {
+			q[i] = warehouse.QuoteIdent(c)
+		}
+		cols = " (" + strings.Join(q, ", ") + ")"
+	}
+	return d.conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s%s\n%s", d.Staging(d.flow.Target), cols, selectSQL), opts...)
+}
+
+// Cascade runs every view of the flow over the staged rows of its trigger, into the staging
+// table of its target, in the flow's order. Inside a view's query:
+//   - the trigger is read from its staging table only (the delta, not the whole Data Source);
+//   - another Data Source this delta writes is read with its staged rows added (the spec's
+//     case 3, made deterministic: a view placed after the one writing that Data Source sees
+//     this step's rows of it);
+//   - the view's own target is read as it is, without this step's rows (case 2);
+//   - every other table is read whole (case 1).
+func (d *Delta) Cascade(ctx context.Context, opts ...warehouse.Option) (warehouse.Stats, error) {
+	var total warehouse.Stats
+	for _, v := range d.flow.Views {
+		sql, err := d.repoint(v)
+		if err != nil {
+			return total, fmt.Errorf("view %s: %w", v.Pipe, err)
+		}
+		// A materialized view writes its target by column name, not position: so does the cascade.
+		desc, err := d.conn.Query(ctx, "DESCRIBE TABLE ("+sql+")")
+		if err != nil {
+			return total, fmt.Errorf("view %s: result columns: %w", v.Pipe, err)
+		}
+		var cols []string
+		for _, r := range desc.Rows {
+			cols = append(cols, warehouse.QuoteIdent(fmt.Sprint(r[0])))
+		}
+		st, err := d.conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s)\n%s", d.Staging(v.Target), strings.Join(cols, ", "), sql), opts...)
+		if err != nil {
+			return total, fmt.Errorf("view %s into %s: %w", v.Pipe, v.Target, err)
+		}
+		addStats(&total, st)
+	}
+	return total, nil
+}
+
+// repoint rewrites a view's query so that its tables read what Cascade says.
+func (d *Delta) repoint(v View) (string, error) {
+	an, err := chsql.Analyze(v.SQL, nil)
+	if err != nil {
+		return "", err
+	}
+	return an.Rewrite(func(ref chsql.TableRef) (string, error) {
+		if ref.Kind != chsql.RefTable || (ref.Database != "" && ref.Database != d.flow.Database) {
+			return v.SQL[ref.Start:ref.End], nil
+		}
+		staged, ok := d.staging[ref.Name]
+		switch {
+		case !ok || ref.Name == v.Target:
+			return v.SQL[ref.Start:ref.End], nil
+		case ref.Name == v.Trigger:
+			return ref.Subquery("SELECT * FROM " + warehouse.QualifiedName(d.flow.Database, staged)), nil
+		default:
+			return ref.Subquery(fmt.Sprintf("SELECT * FROM %s UNION ALL SELECT * FROM %s",
+				d.table(ref.Name), warehouse.QualifiedName(d.flow.Database, staged))), nil
+		}
+	})
+}
+
+// Move is one staging partition waiting to be moved into its Data Source.
+type Move struct {
+	Table       string
+	PartitionID string
+	Rows        uint64
+	Bytes       uint64
+}
+
+// Pending lists the staging partitions still to move, upstream tables first. A move leaves an
+// empty active part behind in the staging table, so partitions without rows are not pending.
+func (d *Delta) Pending(ctx context.Context) ([]Move, error) {
+	var out []Move
+	for _, t := range d.flow.Tables() {
+		res, err := d.conn.Query(ctx, fmt.Sprintf(
+			"SELECT partition_id, sum(rows), sum(data_uncompressed_bytes) FROM system.parts WHERE database = %s AND table = %s AND active GROUP BY partition_id HAVING sum(rows) > 0 ORDER BY partition_id",
+			warehouse.QuoteString(d.flow.Database), warehouse.QuoteString(d.staging[t])))
+		if err != nil {
+			return nil, fmt.Errorf("list staged partitions of %s: %w", t, err)
+		}
+		for _, r := range res.Rows {
+			out = append(out, Move{Table: t, PartitionID: fmt.Sprint(r[0]), Rows: toUint(r[1]), Bytes: toUint(r[2])})
+		}
+	}
+	return out, nil
+}
+
+// Commit moves every staged partition into its Data Source, upstream first. It may be called
+// again after a crash: what was moved is no longer staged. The caller must have recorded that
+// the step is committing before calling it, and must not Prepare again after that.
+func (d *Delta) Commit(ctx context.Context) ([]Move, error) {
+	moves, err := d.Pending(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range moves {
+		stmt := fmt.Sprintf("ALTER TABLE %s MOVE PARTITION ID %s TO TABLE %s", d.Staging(m.Table), warehouse.QuoteString(m.PartitionID), d.table(m.Table))
+		if _, err := d.conn.Exec(ctx, stmt); err != nil {
+			return nil, fmt.Errorf("move partition %s into %s: %w", m.PartitionID, m.Table, err)
+		}
+	}
+	return moves, nil
+}
+
+// Swap replaces each Data Source of the flow with its staging table (EXCHANGE TABLES, atomic
+// per table: a reader sees the old or the new content, never an empty table) and leaves the
+// old content in the staging tables, for Drop. Swapping twice would swap back, so the caller
+// records each swap; Swapped tells which tables already were.
+func (d *Delta) Swap(ctx context.Context, done func(table string) error) error {
+	for _, t := range d.flow.Tables() {
+		if _, err := d.conn.Exec(ctx, fmt.Sprintf("EXCHANGE TABLES %s AND %s", d.table(t), d.Staging(t))); err != nil {
+			return fmt.Errorf("swap %s: %w", t, err)
+		}
+		if err := done(t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Drop removes the staging tables.
+func (d *Delta) Drop(ctx context.Context) error {
+	var errs []error
+	for _, t := range d.flow.Tables() {
+		if _, err := d.conn.Exec(ctx, "DROP TABLE IF EXISTS "+d.Staging(t)); err != nil {
+			errs = append(errs, fmt.Errorf("drop staging table of %s: %w", t, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// DropAllStaging removes every staging table of a database, for start-up clean-up of steps
+// that will not come back.
+func DropAllStaging(ctx context.Context, conn warehouse.Conn, database string, keep func(table string) bool) error {
+	res, err := conn.Query(ctx, fmt.Sprintf("SELECT name FROM system.tables WHERE database = %s AND startsWith(name, %s)",
+		warehouse.QuoteString(database), warehouse.QuoteString(StagingPrefix)))
+	if err != nil {
+		return err
+	}
+	for _, r := range res.Rows {
+		name := fmt.Sprint(r[0])
+		if keep != nil && keep(name) {
+			continue
+		}
+		if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+warehouse.QualifiedName(database, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func addStats(total *warehouse.Stats, s warehouse.Stats) {
+	total.ReadRows += s.ReadRows
+	total.ReadBytes += s.ReadBytes
+	total.WrittenRows += s.WrittenRows
+	total.WrittenBytes += s.WrittenBytes
+	total.Elapsed += s.Elapsed
+	total.MemoryUsage = max(total.MemoryUsage, s.MemoryUsage)
+}
+
+func toUint(v any) uint64 {
+	switch x := v.(type) {
+	case uint64:
+		return x
+	case int64:
+		return uint64(x)
+	case float64:
+		return uint64(x)
+	case string:
+		var n uint64
+		_, _ = fmt.Sscan(x, &n)
+		return n
+	}
+	return 0
+}

@@ -1,0 +1,5 @@
+package dataflow
+
+import "google.golang.org/grpc"
+
+type grpcCallOption = grpc.CallOption

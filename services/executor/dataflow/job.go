@@ -1,0 +1,189 @@
+package dataflow
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/sluicehq/sluice/platform/warehouse"
+)
+
+// Staging tables named after their job. NewForJob names a delta's staging tables
+// `__sluice_stage_j<job id>_<hash of key>_<n>`, so that whoever finds one (the end of the job,
+// an executor starting up) can tell which job it belongs to and drop it once that job is
+// finished, whatever attempt left it behind.
+
+var jobStagingRE = regexp.MustCompile(`^` + StagingPrefix + `j([A-Za-z0-9-]{1,64})_[0-9a-f]{12}_[0-9]+$`)
+
+// NewForJob is New with staging tables named after the job (see JobOfStaging). key tells the
+// deltas of one job apart (a step, an attempt of it).
+func NewForJob(conn warehouse.Conn, flow Flow, jobID, key string) (*Delta, error) {
+	if !regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`).MatchString(jobID) {
+		return nil, fmt.Errorf("job id %q cannot name a staging table", jobID)
+	}
+	d, err := New(conn, flow, key)
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.Sum256([]byte(key))
+	short := hex.EncodeToString(h[:6])
+	for i, t := range flow.Tables() {
+		d.staging[t] = fmt.Sprintf("%sj%s_%s_%d", StagingPrefix, jobID, short, i)
+	}
+	return d, nil
+}
+
+// JobOfStaging returns the job a staging table made by NewForJob belongs to.
+func JobOfStaging(table string) (string, bool) {
+	m := jobStagingRE.FindStringSubmatch(table)
+	if m == nil {
+		return "", false
+	}
+	return m[1], true
+}
+
+// StagingTable is a staging table found in a database.
+type StagingTable struct {
+	Database string
+	Name     string
+	// Job is the job it belongs to ("" for staging tables not made by NewForJob).
+	Job string
+}
+
+// ListStaging lists the staging tables of every database (database "" ) or of one.
+func ListStaging(ctx context.Context, conn warehouse.Conn, database string) ([]StagingTable, error) {
+	where := "startsWith(name, " + warehouse.QuoteString(StagingPrefix) + ")"
+	if database != "" {
+		where += " AND database = " + warehouse.QuoteString(database)
+	}
+	res, err := conn.Query(ctx, "SELECT database, name FROM system.tables WHERE "+where+" ORDER BY database, name")
+	if err != nil {
+		return nil, fmt.Errorf("list staging tables: %w", err)
+	}
+	out := make([]StagingTable, 0, len(res.Rows))
+	for _, r := range res.Rows {
+		st := StagingTable{Database: fmt.Sprint(r[0]), Name: fmt.Sprint(r[1])}
+		st.Job, _ = JobOfStaging(st.Name)
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// DropJobStaging drops every staging table of a job in a database: those of this delta and
+// those earlier attempts left.
+func DropJobStaging(ctx context.Context, conn warehouse.Conn, database, jobID string) error {
+	tables, err := ListStaging(ctx, conn, database)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, t := range tables {
+		if t.Job != jobID {
+			continue
+		}
+		if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+warehouse.QualifiedName(t.Database, t.Name)); err != nil {
+			errs = append(errs, fmt.Errorf("drop staging table %s: %w", t.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// TableUUIDs returns the UUID of each Data Source of the flow and of its staging table
+// (system.tables.uuid; the zero UUID on databases that do not give tables one, such as the
+// Ordinary databases of old servers). EXCHANGE TABLES swaps names, not UUIDs, so a table's
+// UUID says which content a name holds: SwapOnce relies on it.
+func (d *Delta) TableUUIDs(ctx context.Context) (tables, staging map[string]string, err error) {
+	res, err := d.conn.Query(ctx, fmt.Sprintf("SELECT name, toString(uuid) FROM system.tables WHERE database = %s", warehouse.QuoteString(d.flow.Database)))
+	if warehouse.CodeOf(err) == 47 { // no uuid column: a server before table UUIDs
+		res, err = &warehouse.Result{}, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("table uuids: %w", err)
+	}
+	byName := map[string]string{}
+	for _, r := range res.Rows {
+		byName[fmt.Sprint(r[0])] = fmt.Sprint(r[1])
+	}
+	tables, staging = map[string]string{}, map[string]string{}
+	for _, t := range d.flow.Tables() {
+		tables[t] = byName[t]
+		staging[t] = byName[d.staging[t]]
+	}
+	return tables, staging, nil
+}
+
+const zeroUUID = "00000000-0000-0000-0000-000000000000"
+
+// UsableUUID reports whether u identifies a table (Atomic databases give every table one).
+func UsableUUID(u string) bool { return u != "" && u != zeroUUID }
+
+// SwapOnce makes each Data Source of the flow hold the content whose UUID is staged[table] (the
+// UUIDs of the staging tables before any swap, from TableUUIDs), exchanging only the tables
+// that do not hold it yet. Unlike Swap it may be called again after a crash at any point:
+// a table already swapped is recognised by its UUID and not swapped back. The old content ends
+// in the staging tables, for Drop.
+func (d *Delta) SwapOnce(ctx context.Context, staged map[string]string) error {
+	for _, t := range d.flow.Tables() {
+		if !UsableUUID(staged[t]) {
+			return fmt.Errorf("swap %s: no table UUID to recognise the staged content by", t)
+		}
+	}
+	cur, _, err := d.TableUUIDs(ctx)
+	if err != nil {
+		return err
+	}
+	for _, t := range d.flow.Tables() {
+		if cur[t] == staged[t] {
+			continue
+		}
+		if _, err := d.conn.Exec(ctx, fmt.Sprintf("EXCHANGE TABLES %s AND %s", d.table(t), d.Staging(t))); err != nil {
+			return fmt.Errorf("swap %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// CommitByAttach is Commit for servers without `MOVE PARTITION ... TO TABLE` (before 19.17):
+// each staged partition is copied into its Data Source (`ATTACH PARTITION ... FROM`) and then
+// dropped from the staging table. done is called between the two with the partition attached,
+// and skip before attaching: a caller that records attached partitions (and answers skip from
+// that record) does not attach one twice after a crash. The one window left — a crash after
+// the attach and before done records it — is why servers with MOVE PARTITION use Commit.
+func (d *Delta) CommitByAttach(ctx context.Context, skip func(Move) bool, done func(Move) error) ([]Move, error) {
+	moves, err := d.Pending(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range moves {
+		if skip == nil || !skip(m) {
+			stmt := fmt.Sprintf("ALTER TABLE %s ATTACH PARTITION ID %s FROM %s", d.table(m.Table), warehouse.QuoteString(m.PartitionID), d.Staging(m.Table))
+			if _, err := d.conn.Exec(ctx, stmt); err != nil {
+				return nil, fmt.Errorf("attach partition %s into %s: %w", m.PartitionID, m.Table, err)
+			}
+			if done != nil {
+				if err := done(m); err != nil {
+					return nil, err
+				}
+			}
+		}
+		stmt := fmt.Sprintf("ALTER TABLE %s DROP PARTITION ID %s", d.Staging(m.Table), warehouse.QuoteString(m.PartitionID))
+		if _, err := d.conn.Exec(ctx, stmt); err != nil {
+			return nil, fmt.Errorf("drop staged partition %s of %s: %w", m.PartitionID, m.Table, err)
+		}
+	}
+	return moves, nil
+}
+
+// MoveUnsupported reports whether err says the server does not know `MOVE PARTITION ... TO
+// TABLE` (a syntax error on servers before 19.17).
+func MoveUnsupported(err error) bool {
+	if err == nil {
+		return false
+	}
+	code := warehouse.CodeOf(err)
+	return code == 62 || (code == 48 && strings.Contains(err.Error(), "MOVE"))
+}
