@@ -1,0 +1,439 @@
+package executor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
+	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/platform/natsx"
+	"github.com/sluicehq/sluice/platform/opsevents"
+	"github.com/sluicehq/sluice/platform/warehouse"
+	"github.com/sluicehq/sluice/services/executor/dataflow"
+	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
+)
+
+// CopyRunner runs the one step of a COPY job: the copy node's rendered query (in the step's
+// payload, see jobs.CopyStep) written into the target through the data flow.
+//
+//	append   stage: staging tables for the target and every Data Source downstream
+//	         (dataflow.Prepare), the query into the target's (Load), the materialized views
+//	         over the staged rows (Cascade); then the commit record says "committing" and which
+//	         staging tables (compare-and-set: of two racing attempts one commits); then every
+//	         staged partition is moved into its Data Source (Commit) and the staging dropped.
+//	replace  the same staging, holding the target's complete new content and the complete
+//	         recomputation of the views downstream of it; the commit record says "swapping"
+//	         with the UUIDs of the staging tables; then each Data Source is exchanged with its
+//	         staging table (EXCHANGE TABLES) unless it already holds that UUID.
+//
+// A delivery that finds the commit record only finishes what it says (moves left, swaps not
+// done); one that does not finds nothing visible and starts over with its own staging tables
+// (named after the job and the attempt, so two live attempts never share one). Before the
+// record, a failure or a cancel drops the staging and leaves every Data Source as it was;
+// after it, the commit is finished even when the job is cancelled meanwhile (moves and swaps
+// are metadata operations). Every staging table of the job is dropped when the step ends; an
+// executor starting up drops those of finished jobs (SweepCopyStaging).
+type CopyRunner struct {
+	Conn    warehouse.Conn
+	Catalog dataflow.Catalog
+	// Events records the copy events (nil: they are only logged).
+	Events opsevents.Publisher
+	Log    *slog.Logger
+	// Now is the clock of the events (time.Now when nil).
+	Now func() time.Time
+}
+
+// Phases of a copy's commit record.
+const (
+	copyCommitting = "committing"
+	copySwapping   = "swapping"
+)
+
+// copyCommit is the commit record of a copy step.
+type copyCommit struct {
+	Phase string `json:"phase"`
+	// Key names the staging tables that hold the rows (dataflow.NewForJob).
+	Key string `json:"key"`
+	// Staged are the UUIDs of the staging tables (replace).
+	Staged map[string]string `json:"staged,omitempty"`
+	// Tables are the rows and bytes staged per Data Source.
+	Tables map[string]tableStats `json:"tables"`
+	// Read are the figures of reading the query.
+	ReadRows  uint64 `json:"read_rows"`
+	ReadBytes uint64 `json:"read_bytes"`
+	// Attached lists "table/partition" attached on servers without MOVE PARTITION.
+	Attached []string `json:"attached,omitempty"`
+}
+
+type tableStats struct {
+	Rows  uint64 `json:"rows"`
+	Bytes uint64 `json:"bytes"`
+}
+
+// commitBudget bounds finishing a commit after the job's own context ended (cancel, maximum
+// execution time): moves and swaps are quick, and leaving them half done is worse.
+const commitBudget = 2 * time.Minute
+
+// RunStep implements StepRunner.
+func (r *CopyRunner) RunStep(ctx context.Context, sc *StepContext) (res StepResult, err error) {
+	start := r.now()
+	p, err := jobs.DecodeCopyStep(sc.Payload)
+	if err != nil {
+		return StepResult{}, Permanent(err)
+	}
+	job := sc.Job
+	flow, err := dataflow.Resolve(ctx, r.Catalog, job.GetWorkspace(), p.Target, false)
+	if err != nil {
+		return StepResult{}, catalogError(fmt.Errorf("copy into %s: %w", p.Target, err))
+	}
+	var cc *copyCommit
+	defer func() {
+		if err != nil {
+			r.failed(ctx, sc, p, err, cc != nil)
+		}
+	}()
+	c, rev, err := sc.LoadCommit(ctx)
+	if err != nil {
+		return StepResult{}, err
+	}
+	if c != nil {
+		cc = &copyCommit{}
+		if err := json.Unmarshal(c.GetData(), cc); err != nil {
+			return StepResult{}, Permanent(fmt.Errorf("copy commit record: %w", err))
+		}
+		sc.Log.Info("copy step resumes its commit", "phase", cc.Phase, "by_attempt", c.GetAttempt())
+	} else {
+		cc, err = r.stage(ctx, sc, flow, p, rev)
+		if err != nil {
+			return StepResult{}, err
+		}
+	}
+	// Past the commit record: finish whatever happens to the job's context.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitBudget)
+	defer cancel()
+	if err := r.finish(fctx, sc, flow, job.GetId(), cc); err != nil {
+		return StepResult{}, Transient(err)
+	}
+	if err := r.dropStaging(fctx, sc, flow, cc); err != nil {
+		sc.Log.Warn("dropping the copy's staging tables failed; the next executor start drops them", "err", err)
+	}
+	st := &commonv1.Statistics{ReadRows: cc.ReadRows, ReadBytes: cc.ReadBytes, ElapsedSeconds: time.Since(start).Seconds()}
+	if t, ok := cc.Tables[p.Target]; ok {
+		st.WrittenRows, st.WrittenBytes = t.Rows, t.Bytes
+	}
+	r.events(fctx, sc, p, flow, cc, opsevents.ResultOK, "")
+	return StepResult{Statistics: st}, nil
+}
+
+// stage builds the staging tables and writes the commit record.
+func (r *CopyRunner) stage(ctx context.Context, sc *StepContext, flow dataflow.Flow, p jobs.CopyStep, rev uint64) (*copyCommit, error) {
+	key := fmt.Sprintf("%s#%d", sc.IdempotencyKey, sc.Attempt)
+	d, err := dataflow.NewForJob(r.Conn, flow, sc.Job.GetId(), key)
+	if err != nil {
+		return nil, Permanent(err)
+	}
+	cc, err := r.load(ctx, sc, d, flow, p, key)
+	if err == nil {
+		data, _ := json.Marshal(cc)
+		_, err = sc.StoreCommit(ctx, data, rev)
+		if err != nil && !errors.Is(err, ErrCommitConflict) {
+			// The record may have been written all the same (a lost reply): keep the staging
+			// tables for the attempt that finds it; the end of the job drops them otherwise.
+			return nil, err
+		}
+		if errors.Is(err, ErrCommitConflict) {
+			// Another attempt committed first: finish its commit instead of this one.
+			r.dropQuietly(ctx, sc, d)
+			c, _, lerr := sc.LoadCommit(ctx)
+			if lerr != nil {
+				return nil, lerr
+			}
+			cc = &copyCommit{}
+			if err := json.Unmarshal(c.GetData(), cc); err != nil {
+				return nil, Permanent(fmt.Errorf("copy commit record: %w", err))
+			}
+			return cc, nil
+		}
+	}
+	if err != nil {
+		r.dropQuietly(ctx, sc, d)
+		return nil, err
+	}
+	return cc, nil
+}
+
+func (r *CopyRunner) load(ctx context.Context, sc *StepContext, d *dataflow.Delta, flow dataflow.Flow, p jobs.CopyStep, key string) (*copyCommit, error) {
+	if err := d.Prepare(ctx); err != nil {
+		return nil, fmt.Errorf("copy into %s: %w", p.Target, err)
+	}
+	// Appending: merges of staged parts would only delay the moves (a move waits for the merges
+	// of its partition); the parts merge in their Data Source afterwards. (Not for replace: the
+	// staging table becomes the Data Source, and the stop would go with it.)
+	for _, t := range flow.Tables() {
+		if p.Mode != jobs.CopyAppend {
+			break
+		}
+		if _, err := r.Conn.Exec(ctx, "SYSTEM STOP MERGES "+d.Staging(t)); err != nil {
+			sc.Log.Debug("staging merges not stopped", "table", t, "err", err)
+		}
+	}
+	var staged map[string]string
+	if p.Mode == jobs.CopyReplace {
+		// The staging tables' UUIDs are how a redelivery recognises a swap already done.
+		var err error
+		if _, staged, err = d.TableUUIDs(ctx); err != nil {
+			return nil, err
+		}
+		for t, u := range staged {
+			if !dataflow.UsableUUID(u) {
+				return nil, Permanent(fmt.Errorf("replace into %s: this ClickHouse gives tables no UUID (an Ordinary database, or a server older than 20.x): an atomic replace needs EXCHANGE TABLES on an Atomic database; use append, or a newer server", t))
+			}
+		}
+	}
+	ld, err := d.Load(ctx, p.SQL, p.Columns)
+	if err != nil {
+		return nil, fmt.Errorf("copy into %s: %w", p.Target, err)
+	}
+	sc.Progress(&commonv1.Statistics{ReadRows: ld.ReadRows, ReadBytes: ld.ReadBytes, WrittenRows: ld.WrittenRows, WrittenBytes: ld.WrittenBytes})
+	if _, err := d.Cascade(ctx); err != nil {
+		return nil, fmt.Errorf("copy into %s: materialized views downstream: %w", p.Target, err)
+	}
+	pending, err := d.Pending(ctx)
+	if err != nil {
+		return nil, err
+	}
+	cc := &copyCommit{Key: key, Tables: map[string]tableStats{}, ReadRows: ld.ReadRows, ReadBytes: ld.ReadBytes}
+	for _, t := range flow.Tables() {
+		cc.Tables[t] = tableStats{}
+	}
+	for _, m := range pending {
+		ts := cc.Tables[m.Table]
+		ts.Rows += m.Rows
+		ts.Bytes += m.Bytes
+		cc.Tables[m.Table] = ts
+	}
+	if p.Mode == jobs.CopyReplace {
+		cc.Phase = copySwapping
+		cc.Staged = staged
+	} else {
+		cc.Phase = copyCommitting
+	}
+	return cc, nil
+}
+
+// finish completes a recorded commit: moves what is still staged, or swaps what is not swapped.
+func (r *CopyRunner) finish(ctx context.Context, sc *StepContext, flow dataflow.Flow, jobID string, cc *copyCommit) error {
+	d, err := dataflow.NewForJob(r.Conn, flow, jobID, cc.Key)
+	if err != nil {
+		return err
+	}
+	switch cc.Phase {
+	case copySwapping:
+		return d.SwapOnce(ctx, cc.Staged)
+	case copyCommitting:
+		if len(cc.Attached) == 0 {
+			_, err = d.Commit(ctx)
+			if !dataflow.MoveUnsupported(err) {
+				return err
+			}
+			sc.Log.Info("this server has no MOVE PARTITION TO TABLE: attaching partitions and dropping them from staging")
+		}
+		return r.commitByAttach(ctx, sc, d, cc)
+	}
+	return fmt.Errorf("copy commit record: unknown phase %q", cc.Phase)
+}
+
+// commitByAttach is the append commit for servers before 19.17: every attached partition is
+// recorded in the commit record before its staging copy is dropped.
+func (r *CopyRunner) commitByAttach(ctx context.Context, sc *StepContext, d *dataflow.Delta, cc *copyCommit) error {
+	attached := map[string]bool{}
+	for _, a := range cc.Attached {
+		attached[a] = true
+	}
+	_, err := d.CommitByAttach(ctx, func(m dataflow.Move) bool { return attached[m.Table+"/"+m.PartitionID] },
+		func(m dataflow.Move) error {
+			attached[m.Table+"/"+m.PartitionID] = true
+			cc.Attached = append(cc.Attached, m.Table+"/"+m.PartitionID)
+			_, rev, err := sc.LoadCommit(ctx)
+			if err != nil {
+				return err
+			}
+			data, _ := json.Marshal(cc)
+			_, err = sc.StoreCommit(ctx, data, rev)
+			return err
+		})
+	return err
+}
+
+// dropStaging drops the staging tables of the job: on a first attempt that committed its own
+// rows, the delta's (no other attempt can have left any); otherwise every one of the job's.
+func (r *CopyRunner) dropStaging(ctx context.Context, sc *StepContext, flow dataflow.Flow, cc *copyCommit) error {
+	if sc.Attempt == 1 && cc.Key == fmt.Sprintf("%s#%d", sc.IdempotencyKey, sc.Attempt) {
+		d, err := dataflow.NewForJob(r.Conn, flow, sc.Job.GetId(), cc.Key)
+		if err != nil {
+			return err
+		}
+		return d.Drop(ctx)
+	}
+	return dataflow.DropJobStaging(ctx, r.Conn, flow.Database, sc.Job.GetId())
+}
+
+func (r *CopyRunner) dropQuietly(ctx context.Context, sc *StepContext, d *dataflow.Delta) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := d.Drop(dctx); err != nil {
+		sc.Log.Warn("dropping staging tables failed; they are dropped when the job ends or the next executor starts", "err", err)
+	}
+}
+
+// failed records the copy's failure in the ops log when it is final: a permanent error, a
+// cancel or the maximum execution time (a transient error is retried: its event comes later).
+func (r *CopyRunner) failed(ctx context.Context, sc *StepContext, p jobs.CopyStep, err error, committed bool) {
+	if committed {
+		return // the commit is retried until it is finished
+	}
+	result := opsevents.ResultError
+	msg := err.Error()
+	if ctx.Err() != nil {
+		switch cause := context.Cause(ctx); {
+		case errors.Is(cause, errMaxExecution):
+			msg = jobs.MaxExecutionTimeError(sc.Job.GetMaxExecutionTime().AsDuration()).GetMessage()
+		case errors.Is(cause, errJobCancelled):
+			result, msg = opsevents.ResultCancelled, "the job was cancelled"
+		default:
+			return // handed back (drain): another executor runs it
+		}
+	} else if retry, _ := classify(err); retry {
+		return
+	}
+	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	r.events(ectx, sc, p, dataflow.Flow{Target: p.Target}, nil, result, msg)
+}
+
+// events records one copy event per Data Source written: the target, then each Data Source
+// the cascade wrote.
+func (r *CopyRunner) events(ctx context.Context, sc *StepContext, p jobs.CopyStep, flow dataflow.Flow, cc *copyCommit, result, msg string) {
+	job := sc.Job
+	now := r.now()
+	exec := opsevents.ExecutionManual
+	if job.GetExecutionType() == schedulerv1.ExecutionType_EXECUTION_TYPE_SCHEDULED {
+		exec = opsevents.ExecutionScheduled
+	}
+	for _, t := range flow.Tables() {
+		st := &commonv1.Statistics{}
+		if cc != nil {
+			st.WrittenRows, st.WrittenBytes = cc.Tables[t].Rows, cc.Tables[t].Bytes
+			if t == p.Target {
+				st.ReadRows, st.ReadBytes = cc.ReadRows, cc.ReadBytes
+			}
+		}
+		ev := opsevents.JobEvent(opsevents.JobResult{
+			Workspace: job.GetWorkspace(), EventType: opsevents.EventCopy, JobID: job.GetId(),
+			CreatedAt: job.GetCreateTime().AsTime(), FinishedAt: now, DataSourceName: t, PipeName: job.GetPipe(),
+			Result: result, Error: msg, Stats: st, Mode: p.Mode, ExecutionType: exec,
+		})
+		if r.Events == nil {
+			sc.Log.Info("copy event", "datasource", t, "result", result, "rows", st.GetWrittenRows(), "error", msg)
+			continue
+		}
+		if err := r.Events.Publish(ctx, ev); err != nil {
+			sc.Log.Warn("copy event not recorded", "datasource", t, "err", err)
+		}
+	}
+}
+
+func (r *CopyRunner) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// catalogError marks the catalog's unavailability as transient; the rest (the target was
+// removed, the workspace is gone) fails the job.
+func catalogError(err error) error {
+	switch status.Code(errors.Unwrap(err)) {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+		return Transient(err)
+	}
+	var se interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &se) {
+		switch se.GRPCStatus().Code() {
+		case codes.Unavailable, codes.DeadlineExceeded, codes.ResourceExhausted, codes.Aborted:
+			return Transient(err)
+		}
+	}
+	return err
+}
+
+// SweepCopyStaging drops the staging tables of copy jobs that are finished (or no longer
+// retained): what executors that died mid-copy left behind and no later attempt cleaned. It
+// runs when an executor starts; staging tables of unfinished jobs are left to their steps.
+func SweepCopyStaging(ctx context.Context, conn warehouse.Conn, nc *natsx.Conn, log *slog.Logger) error {
+	tables, err := dataflow.ListStaging(ctx, conn, "")
+	if err != nil {
+		return err
+	}
+	if len(tables) == 0 {
+		return nil
+	}
+	kv, err := nc.EnsureKV(ctx, jobs.JobsBucketConfig())
+	if err != nil {
+		return err
+	}
+	finished := map[string]bool{}
+	var errs []error
+	for _, t := range tables {
+		if t.Job == "" {
+			continue
+		}
+		fin, known := finished[t.Job]
+		if !known {
+			fin, err = jobFinished(ctx, kv, t.Job)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			finished[t.Job] = fin
+		}
+		if !fin {
+			continue
+		}
+		if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+warehouse.QualifiedName(t.Database, t.Name)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		log.Info("dropped the staging table of a finished job", "database", t.Database, "table", t.Name, "job", t.Job)
+	}
+	return errors.Join(errs...)
+}
+
+// jobFinished reports whether a job (in any workspace) is finished or no longer recorded.
+func jobFinished(ctx context.Context, kv jetstream.KeyValue, id string) (bool, error) {
+	w, err := kv.Watch(ctx, "*."+id, jetstream.IgnoreDeletes())
+	if err != nil {
+		return false, err
+	}
+	defer func() { _ = w.Stop() }()
+	finished := true
+	for e := range w.Updates() {
+		if e == nil {
+			break
+		}
+		rec, err := jobs.Decode(e.Value())
+		if err != nil {
+			return false, err
+		}
+		finished = jobs.Final(rec.GetJob().GetStatus())
+	}
+	return finished, nil
+}
