@@ -8,18 +8,16 @@ out=bench/results
 mkdir -p "$out"
 raw="$out/latest.txt"
 : > "$raw"
-# Each entry: module-relative package pattern and the benchmarks to run there.
-benches=(
-  "./platform/lifecycle/..."
-)
-for extra in bench/packages.d/*.list; do
-  [ -f "$extra" ] && mapfile -t -O "${#benches[@]}" benches < <(grep -v '^#' "$extra")
-done
-for p in "${benches[@]}"; do
-  [ -n "$p" ] || continue
-  echo "==> go test -bench $p" | tee -a "$raw"
-  go test -run '^$' -bench . -benchtime "${BENCHTIME:-1x}" -count=1 -timeout 60m $p 2>&1 | tee -a "$raw"
-done
+# bench/packages.d/*.list: one benchmark set per line, "<package> [<bench regexp> [<benchtime>]]"
+# (regexp default ".", benchtime default $BENCHTIME or 1x); lines starting with # are comments.
+status=0
+while read -r pkg re bt; do
+  [ -n "$pkg" ] || continue
+  re=${re:-.}
+  bt=${bt:-${BENCHTIME:-1x}}
+  echo "==> go test -bench '$re' -benchtime $bt $pkg" | tee -a "$raw"
+  go test -run '^$' -bench "$re" -benchtime "$bt" -count=1 -timeout 60m "$pkg" 2>&1 | tee -a "$raw" || status=1
+done < <(cat bench/packages.d/*.list | grep -v '^[[:space:]]*#')
 # Every "Benchmark... N x ns/op a unit b unit" line becomes one JSON object with its metrics.
 awk '
   BEGIN { print "["; first = 1 }
@@ -34,3 +32,4 @@ awk '
 echo
 echo "figures: $out/latest.json"
 grep '^Benchmark' "$raw" | column -t || true
+exit $status

@@ -8,7 +8,5 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	sluicetest.CleanupBinaries()
-	os.Exit(code)
+	os.Exit(sluicetest.Main(m))
 }

@@ -89,6 +89,13 @@ type command struct {
 func root() *command {
 	return &command{name: "sluice", subs: []*command{
 		statusCommand(),
+		pushCommand(),
+		datasourceCommand(),
+		pipeCommand(),
+		graphCommand(),
+		sqlCommand(),
+		opsLogCommand(),
+		jobCommand(),
 	}}
 }
 

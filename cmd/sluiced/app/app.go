@@ -13,6 +13,7 @@ import (
 	"github.com/sluicehq/sluice/platform/lifecycle"
 	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/platform/telemetry"
+	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/services/catalog"
 	"github.com/sluicehq/sluice/services/executor"
 	"github.com/sluicehq/sluice/services/opslog"
@@ -25,10 +26,11 @@ type App struct {
 	log *slog.Logger
 	tel *telemetry.Telemetry
 
-	server   *grpcserver.Server
-	httpAddr string
-	nats     *natsx.Conn
-	conns    map[string]*grpc.ClientConn
+	server    *grpcserver.Server
+	httpAddr  string
+	nats      *natsx.Conn
+	warehouse warehouse.Conn
+	conns     map[string]*grpc.ClientConn
 
 	catalog   *catalog.Service
 	scheduler *scheduler.Service
@@ -122,3 +124,25 @@ func (a *App) peer(name, configured string) (*grpc.ClientConn, error) {
 	a.conns[name] = cc
 	return cc, nil
 }
+
+// openClickHouse opens embedded chDB, or the native driver when -clickhouse-addr is set.
+func (a *App) openClickHouse(ctx context.Context) (warehouse.Conn, error) {
+	ch := a.cfg.ClickHouse
+	if a.cfg.EmbeddedClickHouse() {
+		lib := ch.EmbeddedLib
+		if lib == "" {
+			lib = warehouse.DefaultEmbeddedLibPath()
+		}
+		a.log.Info("opening embedded clickhouse (chDB)", "lib", lib, "data_dir", a.cfg.chdbDataDir())
+		return warehouse.OpenEmbedded(warehouse.EmbeddedConfig{LibPath: lib, DataDir: a.cfg.chdbDataDir()})
+	}
+	a.log.Info("connecting to clickhouse", "addrs", ch.Addrs.String(), "database", ch.Database)
+	return warehouse.OpenNative(ctx, warehouse.NativeConfig{
+		Addrs: ch.Addrs, Database: "default", Username: ch.Username, Password: ch.Password, TLS: ch.TLS,
+		DialTimeout: ch.DialTimeout, ReadTimeout: ch.ReadTimeout, MaxOpenConns: ch.MaxOpenConns, MaxIdleConns: ch.MaxOpenConns,
+	})
+}
+
+// Warehouse is the process's ClickHouse connection (nil when no service of the process uses
+// ClickHouse). Tests use it to load and check data.
+func (a *App) Warehouse() warehouse.Conn { return a.warehouse }

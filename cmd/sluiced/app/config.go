@@ -64,6 +64,9 @@ type PeersConfig struct {
 type ClickHouseConfig struct {
 	// EmbeddedLib is the path of libchdb.so for the embedded engine.
 	EmbeddedLib string `yaml:"embedded_lib"`
+	// EmbeddedPath is chDB's data directory (default: <data_dir>/clickhouse). chDB serves one
+	// data directory per process.
+	EmbeddedPath string `yaml:"embedded_path"`
 	// Addrs of ClickHouse servers (native protocol); setting it selects the native driver.
 	Addrs config.StringList `yaml:"addrs"`
 	// Database for Sluice's own tables (datasources_ops_log).
@@ -98,6 +101,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.NATS.Replicas, "nats-replicas", 1, "replicas of the JetStream streams and buckets Sluice creates")
 
 	fs.StringVar(&c.ClickHouse.EmbeddedLib, "clickhouse-embedded-lib", "", "path of libchdb.so for embedded ClickHouse (default: the per-user cache filled by `make chdb`)")
+	fs.StringVar(&c.ClickHouse.EmbeddedPath, "clickhouse-embedded-path", "", "data directory of embedded ClickHouse (default: <data-dir>/clickhouse)")
 	fs.Var(&c.ClickHouse.Addrs, "clickhouse-addr", "ClickHouse server addresses host:9000 (comma list); selects the native driver instead of embedded chDB")
 	fs.StringVar(&c.ClickHouse.Database, "clickhouse-database", "sluice", "database for Sluice's own tables")
 	fs.StringVar(&c.ClickHouse.Username, "clickhouse-user", "default", "ClickHouse user (native driver)")
@@ -169,7 +173,7 @@ func (c Config) Validate() error {
 	if c.DataDir == "" && c.EmbeddedNATS() {
 		errs = append(errs, errors.New("data_dir: required for the embedded NATS server (set -data-dir, or -nats-url for an external one, or use -dev)"))
 	}
-	if c.DataDir == "" && c.EmbeddedClickHouse() && (c.Runs("catalog") || c.Runs("executor") || c.Runs("opslog")) {
+	if c.DataDir == "" && c.ClickHouse.EmbeddedPath == "" && c.EmbeddedClickHouse() && c.needsClickHouse() {
 		errs = append(errs, errors.New("data_dir: required for embedded ClickHouse (set -data-dir, or -clickhouse-addr for a server, or use -dev)"))
 	}
 	if c.GRPCAddr == "" {
@@ -191,3 +195,16 @@ func (c Config) Validate() error {
 
 // natsStoreDir is where the embedded NATS server keeps its state under the data directory.
 func (c Config) natsStoreDir() string { return filepath.Join(c.DataDir, "nats") }
+
+// chdbDataDir is where embedded ClickHouse keeps its data.
+func (c Config) chdbDataDir() string {
+	if c.ClickHouse.EmbeddedPath != "" {
+		return c.ClickHouse.EmbeddedPath
+	}
+	return filepath.Join(c.DataDir, "clickhouse")
+}
+
+// needsClickHouse reports whether a service of this process uses ClickHouse.
+func (c Config) needsClickHouse() bool {
+	return c.Runs("catalog") || c.Runs("executor") || c.Runs("opslog")
+}

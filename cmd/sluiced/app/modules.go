@@ -7,6 +7,7 @@ import (
 	"github.com/sluicehq/sluice/platform/grpcserver"
 	"github.com/sluicehq/sluice/platform/lifecycle"
 	"github.com/sluicehq/sluice/platform/natsx"
+	"github.com/sluicehq/sluice/platform/opsevents"
 	"github.com/sluicehq/sluice/services/catalog"
 	catalogclient "github.com/sluicehq/sluice/services/catalog/client"
 	"github.com/sluicehq/sluice/services/executor"
@@ -64,6 +65,18 @@ func (a *App) modules() []lifecycle.Module {
 			Stop: func(context.Context) error { a.nats.Close(); return nil },
 		},
 		{
+			Name: "clickhouse",
+			Init: func(ctx context.Context) error {
+				wh, err := a.openClickHouse(ctx)
+				if err != nil {
+					return err
+				}
+				a.warehouse = wh
+				return nil
+			},
+			Stop: func(context.Context) error { return a.warehouse.Close() },
+		},
+		{
 			Name: "peers",
 			Deps: []string{"server"},
 			Stop: func(context.Context) error {
@@ -76,10 +89,11 @@ func (a *App) modules() []lifecycle.Module {
 		},
 		{
 			Name: "catalog",
-			Deps: []string{"server", "nats"},
+			Deps: []string{"server", "nats", "clickhouse"},
 			Init: func(context.Context) error {
 				s, err := catalog.New(a.cfg.Catalog, catalog.Deps{
-					Log: a.log.With("service", "catalog"), Metrics: a.tel.Registry, NATS: a.nats,
+					Log: a.log.With("service", "catalog"), Metrics: a.tel.Registry, NATS: a.nats, Warehouse: a.warehouse,
+					Events: opsevents.NewPublisher(a.nats, a.tel.Propagator), OpsDatabase: a.cfg.ClickHouse.Database,
 				})
 				if err != nil {
 					return err
@@ -115,7 +129,7 @@ func (a *App) modules() []lifecycle.Module {
 		},
 		{
 			Name: "executor",
-			Deps: []string{"server", "nats", "peers"},
+			Deps: []string{"server", "nats", "clickhouse", "peers"},
 			Init: func(context.Context) error {
 				cc, err := a.peer("catalog", a.cfg.Peers.Catalog)
 				if err != nil {
@@ -123,7 +137,7 @@ func (a *App) modules() []lifecycle.Module {
 				}
 				s, err := executor.New(a.cfg.Executor, executor.Deps{
 					Log: a.log.With("service", "executor"), Metrics: a.tel.Registry, NATS: a.nats,
-					Catalog: catalogclient.New(cc),
+					Catalog: catalogclient.New(cc), Runners: a.withCopyRunner(a.populateRunners(catalogclient.New(cc)), catalogclient.New(cc)),
 				})
 				if err != nil {
 					return err
@@ -132,15 +146,16 @@ func (a *App) modules() []lifecycle.Module {
 				a.register(executor.ServiceName, s.Register)
 				return nil
 			},
-			Start: func(ctx context.Context) error { return a.executor.Start(ctx) },
+			Start: func(ctx context.Context) error { a.sweepCopyStaging(ctx); return a.executor.Start(ctx) },
 			Stop:  func(ctx context.Context) error { return a.executor.Stop(ctx) },
 		},
 		{
 			Name: "opslog",
-			Deps: []string{"server", "nats"},
+			Deps: []string{"server", "nats", "clickhouse"},
 			Init: func(context.Context) error {
 				s, err := opslog.New(a.cfg.OpsLog, opslog.Deps{
 					Log: a.log.With("service", "opslog"), Metrics: a.tel.Registry, NATS: a.nats,
+					Warehouse: a.warehouse, Database: a.cfg.ClickHouse.Database,
 				})
 				if err != nil {
 					return err

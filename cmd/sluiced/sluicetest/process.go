@@ -231,6 +231,7 @@ func StartSplit(t testing.TB, extra ...string) *Split {
 			"-opslog-addr", s.Addrs["opslog"],
 			"-log-level", "debug",
 		}
+		args = append(args, EmbeddedLibArgs()...)
 		s.Procs[svc] = StartProcess(t, "sluiced-"+svc, sluiced, append(args, extra...)...)
 	}
 	for _, svc := range SplitServices {

@@ -6,9 +6,11 @@ package sluicetest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +23,8 @@ import (
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/app"
+	"github.com/sluicehq/sluice/platform/warehouse"
+	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
 )
 
 // Clients are ready gRPC clients of a running system.
@@ -66,7 +70,8 @@ type Option func(*app.Config)
 // WithArgs applies sluiced command-line flags (on top of the test defaults).
 func WithArgs(args ...string) Option {
 	return func(c *app.Config) {
-		parsed, err := app.ParseConfig(append(baseArgs(c.DataDir), args...))
+		base := append(baseArgs(c.DataDir), "-clickhouse-embedded-path", c.ClickHouse.EmbeddedPath, "-clickhouse-database", c.ClickHouse.Database)
+		parsed, err := app.ParseConfig(append(base, args...))
 		if err == nil {
 			*c = parsed
 		} else {
@@ -82,7 +87,33 @@ func baseArgs(dataDir string) []string {
 		"-http-addr", "127.0.0.1:0",
 		"-log-level", "debug",
 		"-shutdown-timeout", "10s",
+		"-clickhouse-embedded-lib", warehousetest.LibPath(),
 	}
+}
+
+var systemSeq atomic.Int64
+
+// uniqueArgs give each in-process system its own ClickHouse databases on the test binary's
+// shared chDB (one data directory per process).
+func uniqueArgs(t testing.TB) []string {
+	n := systemSeq.Add(1)
+	return []string{
+		"-clickhouse-embedded-path", warehousetest.EmbeddedDataDir(t),
+		"-clickhouse-database", fmt.Sprintf("sluice_t%d_%d", os.Getpid(), n),
+	}
+}
+
+// EmbeddedLibArgs are the flags that point a sluiced process at the chDB library tests use.
+func EmbeddedLibArgs() []string {
+	return []string{"-clickhouse-embedded-lib", warehousetest.LibPath()}
+}
+
+// Main runs the tests of a package that uses this harness and cleans up after them.
+func Main(m *testing.M) int {
+	code := m.Run()
+	CleanupBinaries()
+	warehousetest.Shutdown()
+	return code
 }
 
 // Start runs the whole system in-process with its data in a fresh temporary directory and
@@ -90,7 +121,7 @@ func baseArgs(dataDir string) []string {
 func Start(t testing.TB, opts ...Option) *System {
 	t.Helper()
 	dir := t.TempDir()
-	cfg, err := app.ParseConfig(baseArgs(dir))
+	cfg, err := app.ParseConfig(append(baseArgs(dir), uniqueArgs(t)...))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -183,4 +214,14 @@ func RepoRoot(t testing.TB) string {
 		}
 		dir = parent
 	}
+}
+
+// DatabaseOf returns the quoted ClickHouse database of a workspace.
+func (s *System) DatabaseOf(t testing.TB, workspace string) string {
+	t.Helper()
+	resp, err := s.Catalog.GetWorkspace(context.Background(), &catalogv1.GetWorkspaceRequest{Name: workspace})
+	if err != nil {
+		t.Fatalf("workspace %s: %v", workspace, err)
+	}
+	return warehouse.QuoteIdent(resp.GetWorkspace().GetDatabase())
 }
