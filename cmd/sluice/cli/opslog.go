@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -193,31 +192,9 @@ func followOpsLog(ctx context.Context, env *Env, client opslogv1.OpsLogServiceCl
 	}
 }
 
-// opsLogConn connects to the address that serves the ops log: the only one, or in split mode
-// the one whose health service knows it.
+// opsLogConn connects to the address that serves the ops log.
 func opsLogConn(ctx context.Context, env *Env) (*grpc.ClientConn, error) {
-	addrs := env.Globals.addrs()
-	if len(addrs) == 0 {
-		return nil, usageError("--addr: no address")
-	}
-	if len(addrs) == 1 {
-		return dial(addrs[0])
-	}
-	name := opslogv1.OpsLogService_ServiceDesc.ServiceName
-	for _, addr := range addrs {
-		cc, err := dial(addr)
-		if err != nil {
-			return nil, err
-		}
-		cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-		resp, err := healthpb.NewHealthClient(cc).Check(cctx, &healthpb.HealthCheckRequest{Service: name})
-		cancel()
-		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return cc, nil
-		}
-		_ = cc.Close()
-	}
-	return nil, fmt.Errorf("no address in --addr serves the ops log (%s)", strings.Join(addrs, ","))
+	return serviceConn(ctx, env, opslogv1.OpsLogService_ServiceDesc.ServiceName)
 }
 
 func printJSONLine(w io.Writer, v any) error {
