@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
+	"github.com/sluicehq/sluice/services/catalog/corpustest"
 )
 
 // cli runs the real sluice binary against addr and returns stdout, stderr and the exit code.
@@ -32,17 +33,6 @@ func cli(t *testing.T, bin, addr string, args ...string) (string, string, int) {
 		code = ee.ExitCode()
 	}
 	return stdout.String(), stderr.String(), code
-}
-
-func corpusDir(t *testing.T) string {
-	if d := os.Getenv("SLUICE_CORPUS"); d != "" {
-		return d
-	}
-	d := filepath.Join(sluicetest.RepoRoot(t), "..", "shared", "corpus", "tinybird")
-	if _, err := os.Stat(d); err != nil {
-		t.Fatalf("corpus not found at %s (set SLUICE_CORPUS): %v", d, err)
-	}
-	return d
 }
 
 // TestCorpusPushThroughCLI pushes every project folder of the corpus with `sluice push`. A
@@ -74,7 +64,7 @@ func TestCorpusPushThroughCLI(t *testing.T) {
 		"tinybirdco__use-case-examples/recover_data_from_quarantine":                           {"analytics_events_quarantine"},
 		"tinybirdco__web-analytics-starter-kit/tinybird":                                       {"analytics_hits"},
 	}
-	root := corpusDir(t)
+	root := corpustest.Dir(t)
 	var folders []string
 	for f := range expect {
 		folders = append(folders, f)

@@ -13,26 +13,12 @@ import (
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	"github.com/sluicehq/sluice/platform/warehouse"
+	"github.com/sluicehq/sluice/services/catalog/corpustest"
 )
-
-// corpusDir is ../shared/corpus/tinybird beside the repository (SLUICE_CORPUS overrides).
-func corpusDir(t testing.TB) string {
-	if d := os.Getenv("SLUICE_CORPUS"); d != "" {
-		return d
-	}
-	d, err := filepath.Abs("../../../shared/corpus/tinybird")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(d); err != nil {
-		t.Fatalf("corpus not found at %s (set SLUICE_CORPUS): %v", d, err)
-	}
-	return d
-}
 
 // corpusProjects are the folders of the corpus that hold datasources/, pipes/, ... folders.
 func corpusProjects(t testing.TB) []string {
-	root := corpusDir(t)
+	root := corpustest.Dir(t)
 	set := map[string]bool{}
 	_ = filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
 		if err == nil && d.IsDir() {

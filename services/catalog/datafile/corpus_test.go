@@ -6,21 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// corpusDir locates the shared corpus of real datafiles: $SLUICE_CORPUS, or
-// ../../../shared/corpus/tinybird relative to services/catalog.
-func corpusDir(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv("SLUICE_CORPUS")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "..", "shared", "corpus", "tinybird")
-	}
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		t.Fatalf("corpus not found at %s (set SLUICE_CORPUS): %v", dir, err)
-	}
-	return dir
-}
+	"github.com/sluicehq/sluice/services/catalog/corpustest"
+)
 
 type corpusFile struct {
 	path string
@@ -30,7 +18,7 @@ type corpusFile struct {
 func loadCorpus(t testing.TB) []corpusFile {
 	t.Helper()
 	var out []corpusFile
-	err := filepath.WalkDir(corpusDir(t), func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(corpustest.Dir(t), func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}

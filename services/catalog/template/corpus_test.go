@@ -8,20 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sluicehq/sluice/services/catalog/corpustest"
 	"github.com/sluicehq/sluice/services/catalog/datafile"
 )
-
-func corpusDir(t testing.TB) string {
-	t.Helper()
-	dir := os.Getenv("SLUICE_CORPUS")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "..", "shared", "corpus", "tinybird")
-	}
-	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
-		t.Fatalf("corpus not found at %s (set SLUICE_CORPUS): %v", dir, err)
-	}
-	return dir
-}
 
 type corpusNode struct {
 	file string
@@ -32,7 +21,7 @@ type corpusNode struct {
 func corpusPipes(t testing.TB) []corpusNode {
 	t.Helper()
 	var out []corpusNode
-	err := filepath.WalkDir(corpusDir(t), func(p string, d fs.DirEntry, err error) error {
+	err := filepath.WalkDir(corpustest.Dir(t), func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || datafile.KindOf(p) != datafile.KindPipe {
 			return err
 		}
