@@ -1,5 +1,7 @@
-// Package corpustest locates the corpus of real datafiles the tests run against: the
-// repository's sibling folder shared/corpus/tinybird, or $SLUICE_CORPUS.
+// Package corpustest locates the corpus of real datafiles the tests run against: the copy kept
+// in the repository (testdata/corpus/tinybird, with MANIFEST.tsv naming each file's origin), or
+// $SLUICE_CORPUS. The copy is in the repository so that a fresh clone tests the same files
+// wherever it is checked out.
 package corpustest
 
 import (
@@ -13,7 +15,7 @@ func Dir(t testing.TB) string {
 	t.Helper()
 	dir := os.Getenv("SLUICE_CORPUS")
 	if dir == "" {
-		dir = filepath.Join(repoRoot(t), "..", "shared", "corpus", "tinybird")
+		dir = filepath.Join(RepoRoot(t), "testdata", "corpus", "tinybird")
 	}
 	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 		t.Fatalf("corpus not found at %s (set SLUICE_CORPUS): %v", dir, err)
@@ -21,8 +23,8 @@ func Dir(t testing.TB) string {
 	return dir
 }
 
-// repoRoot is the nearest folder above the working directory that holds go.work.
-func repoRoot(t testing.TB) string {
+// RepoRoot is the nearest folder above the working directory that holds go.work.
+func RepoRoot(t testing.TB) string {
 	t.Helper()
 	dir, err := os.Getwd()
 	if err != nil {

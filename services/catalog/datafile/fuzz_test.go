@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/sluicehq/sluice/services/catalog/corpustest"
 )
 
 // FuzzParseDatafile checks that parsing never panics and that every error is
@@ -16,17 +18,14 @@ func FuzzParseDatafile(f *testing.F) {
 			f.Add(filepath.Ext(s) == ".pipe", src)
 		}
 	}
-	if dir := os.Getenv("SLUICE_CORPUS"); dir == "" {
-		dir = filepath.Join("..", "..", "..", "..", "shared", "corpus", "tinybird")
-		_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-			if err == nil && !d.IsDir() && KindOf(p) != KindUnknown {
-				if src, err := os.ReadFile(p); err == nil {
-					f.Add(KindOf(p) == KindPipe, src)
-				}
+	_ = filepath.WalkDir(corpustest.Dir(f), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && KindOf(p) != KindUnknown {
+			if src, err := os.ReadFile(p); err == nil {
+				f.Add(KindOf(p) == KindPipe, src)
 			}
-			return nil
-		})
-	}
+		}
+		return nil
+	})
 	f.Add(true, []byte("NODE n\nSQL >\n    %\n    SELECT {{ x }}\nTYPE copy\nCOPY_SCHEDULE */5 1-2 * JAN *\n"))
 	f.Add(false, []byte("SCHEMA >\n    `a` Nullable(String) `json:$.a` DEFAULT 'x' CODEC(ZSTD(1)),\nENGINE_SORTING_KEY a\n"))
 	f.Fuzz(func(t *testing.T, pipe bool, src []byte) {
