@@ -23,9 +23,14 @@
 // machine; point heavy workloads at a ClickHouse server.
 //
 // Concurrency. chDB has one session per process and runs one statement at a
-// time; Conn serialises calls in Go. Per-call settings are SET on that
-// session for the call and reset after it, except readonly, which cannot be
-// reset and is sent as the statement's SETTINGS clause. The native engine
+// time; Conn serialises calls in Go. Every chDB call costs a millisecond or
+// two, so per-call settings go into the statement's own SETTINGS clause where
+// it takes one (a SELECT or INSERT ... SELECT without SETTINGS, FORMAT or
+// VALUES of its own); otherwise they are SET on the session for the call and
+// reset after it, except readonly, which cannot be reset and always goes in
+// the clause. Statements that run no query pipeline (CREATE ... AS, DROP,
+// ALTER ... PARTITION, TRUNCATE, ...) do not get the max_execution_time
+// derived from the context's deadline, which would not bound them. The native engine
 // sends settings with each query. ClickHouse 18.16 ignores
 // max_execution_time sent that way, so the native engine also enforces it
 // client side (kill after the limit plus a second, reported as code 159).

@@ -163,7 +163,7 @@ func (c *embeddedConn) Ping(ctx context.Context) error {
 func (c *embeddedConn) Exec(ctx context.Context, sql string, opts ...Option) (Stats, error) {
 	o := resolveOptions(opts)
 	var r chdb.Result
-	err := c.withTurn(ctx, o, func(clause string) error {
+	err := c.withTurn(ctx, o, shapeOf(sql), func(clause string) error {
 		if err := c.refuseMultiStatement(sql); err != nil {
 			return err
 		}
@@ -177,7 +177,7 @@ func (c *embeddedConn) Exec(ctx context.Context, sql string, opts ...Option) (St
 func (c *embeddedConn) Query(ctx context.Context, sql string, opts ...Option) (*Result, error) {
 	o := resolveOptions(opts)
 	var r chdb.Result
-	err := c.withTurn(ctx, o, func(clause string) error {
+	err := c.withTurn(ctx, o, shapeOf(sql), func(clause string) error {
 		if err := c.refuseMultiStatement(sql); err != nil {
 			return err
 		}
@@ -231,7 +231,7 @@ func (c *embeddedConn) InsertRows(ctx context.Context, table string, columns []s
 		return Stats{QueryID: o.QueryID}, err
 	}
 	var r chdb.Result
-	err := c.withTurn(ctx, o, func(clause string) error {
+	err := c.withTurn(ctx, o, shapeClause, func(clause string) error {
 		d, err := c.e.conn.Query("DESCRIBE TABLE "+table, "JSONCompact")
 		if err != nil {
 			return err
@@ -314,8 +314,9 @@ func insertJSONStatement(table string, columns []string, types []chType, rows []
 // why the deadline also becomes max_execution_time.
 //
 // readonly cannot be reset once SET, so it goes to fn as a query-level
-// SETTINGS clause for the statement instead.
-func (c *embeddedConn) withTurn(ctx context.Context, o CallOptions, fn func(clause string) error) error {
+// SETTINGS clause for the statement instead; so do all the settings of a
+// statement whose shape takes them in a clause (see shape).
+func (c *embeddedConn) withTurn(ctx context.Context, o CallOptions, sh shape, fn func(clause string) error) error {
 	if c.closed.Load() {
 		return &Error{Message: "connection is closed", Class: ClassPermanent, QueryID: o.QueryID}
 	}
@@ -328,11 +329,11 @@ func (c *embeddedConn) withTurn(ctx context.Context, o CallOptions, fn func(clau
 		return contextError(ctx, o.QueryID)
 	}
 	defer func() { <-c.e.turn }()
-	return c.inTurn(ctx, o, fn)
+	return c.inTurn(ctx, o, sh, fn)
 }
 
 // inTurn runs fn while the caller holds the turn (see withTurn and Sequence).
-func (c *embeddedConn) inTurn(ctx context.Context, o CallOptions, fn func(clause string) error) error {
+func (c *embeddedConn) inTurn(ctx context.Context, o CallOptions, sh shape, fn func(clause string) error) error {
 	if c.e.closed {
 		return &Error{Message: "connection is closed", Class: ClassPermanent, QueryID: o.QueryID}
 	}
@@ -340,8 +341,18 @@ func (c *embeddedConn) inTurn(ctx context.Context, o CallOptions, fn func(clause
 		return contextError(ctx, o.QueryID)
 	}
 
-	settings := effectiveSettings(ctx, o.Settings)
+	settings := o.Settings
+	if sh != shapeDDL {
+		settings = effectiveSettings(ctx, settings)
+	}
 	var clause string
+	if sh == shapeClause && len(settings) > 0 {
+		var err error
+		if clause, err = settingsClause(settings); err != nil {
+			return &Error{Message: err.Error(), Class: ClassPermanent, QueryID: o.QueryID}
+		}
+		settings = nil
+	}
 	if v, ok := settings["readonly"]; ok {
 		lit, err := settingLiteral(v)
 		if err != nil {
@@ -400,14 +411,10 @@ var settingName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // them back: to the session's own value for the settings in
 // embeddedSessionSettings, else to DEFAULT.
 func setStatements(s Settings) (set, reset string, err error) {
-	names := make([]string, 0, len(s))
-	for name := range s {
-		if !settingName.MatchString(name) {
-			return "", "", fmt.Errorf("invalid setting name %q", name)
-		}
-		names = append(names, name)
+	names, err := settingNames(s)
+	if err != nil {
+		return "", "", err
 	}
-	sort.Strings(names)
 	sets := make([]string, len(names))
 	resets := make([]string, len(names))
 	for i, name := range names {
@@ -424,6 +431,36 @@ func setStatements(s Settings) (set, reset string, err error) {
 		}
 	}
 	return "SET " + strings.Join(sets, ", "), "SET " + strings.Join(resets, ", "), nil
+}
+
+// settingsClause renders a query-level SETTINGS clause.
+func settingsClause(s Settings) (string, error) {
+	names, err := settingNames(s)
+	if err != nil {
+		return "", err
+	}
+	parts := make([]string, len(names))
+	for i, name := range names {
+		lit, err := settingLiteral(s[name])
+		if err != nil {
+			return "", fmt.Errorf("setting %s: %w", name, err)
+		}
+		parts[i] = name + " = " + lit
+	}
+	return "SETTINGS " + strings.Join(parts, ", "), nil
+}
+
+// settingNames are the settings' names, checked and sorted.
+func settingNames(s Settings) ([]string, error) {
+	names := make([]string, 0, len(s))
+	for name := range s {
+		if !settingName.MatchString(name) {
+			return nil, fmt.Errorf("invalid setting name %q", name)
+		}
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	return names, nil
 }
 
 func settingLiteral(v any) (string, error) {

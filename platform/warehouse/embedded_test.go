@@ -3,10 +3,12 @@ package warehouse_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
@@ -75,5 +77,50 @@ func TestEmbeddedSettingsDoNotLeak(t *testing.T) {
 	}
 	if before.Rows[0][0] != after.Rows[0][0] {
 		t.Errorf("max_threads leaked: %v before, %v after", before.Rows[0][0], after.Rows[0][0])
+	}
+}
+
+// TestEmbeddedSettingsInOneStatement checks the settings of a call take effect whichever way
+// the statement takes them (a SETTINGS clause of its own, or SET on the session), that an
+// INSERT ... SELECT honours them for the insert, and that none stays on the session.
+func TestEmbeddedSettingsInOneStatement(t *testing.T) {
+	conn := warehousetest.Embedded(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	threads := warehouse.WithSettings(warehouse.Settings{"max_threads": 3})
+	for _, q := range []string{
+		"SELECT getSetting('max_threads')",                             // clause
+		"SELECT getSetting('max_threads') SETTINGS max_block_size = 7", // its own clause: SET
+		"WITH 1 AS one SELECT getSetting('max_threads') * one",
+	} {
+		res, err := conn.Query(ctx, q, threads)
+		if err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		if got := fmt.Sprint(res.Rows[0][0]); got != "3" {
+			t.Errorf("%s = %s, want 3", q, got)
+		}
+	}
+	db := "shape_settings"
+	for _, q := range []string{
+		"CREATE DATABASE IF NOT EXISTS " + db,
+		"DROP TABLE IF EXISTS " + db + ".a",
+		"CREATE TABLE " + db + ".a (x Array(UInt64)) ENGINE = MergeTree ORDER BY tuple()",
+	} {
+		if _, err := conn.Exec(ctx, q, threads); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	_, err := conn.Exec(ctx, "INSERT INTO "+db+".a SELECT groupArray(number) FROM numbers(10000000)",
+		warehouse.WithSettings(warehouse.Settings{"max_memory_usage": 10 << 20}))
+	if warehouse.ClassOf(err) != warehouse.ClassMemoryLimit {
+		t.Errorf("INSERT ... SELECT with max_memory_usage 10 MiB: %v, want MEMORY_LIMIT_EXCEEDED", err)
+	}
+	res, err := conn.Query(context.Background(), "SELECT getSetting('max_threads') != 3, getSetting('max_memory_usage') != 10485760, getSetting('max_execution_time')")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fmt.Sprint(res.Rows[0]); got != "[1 1 0]" {
+		t.Errorf("session after the calls: %s, want [1 1 0] (no setting left behind)", got)
 	}
 }

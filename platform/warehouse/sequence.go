@@ -37,7 +37,7 @@ type heldConn struct{ c *embeddedConn }
 func (h *heldConn) Exec(ctx context.Context, sql string, opts ...Option) (Stats, error) {
 	o := resolveOptions(opts)
 	var st Stats
-	err := h.c.inTurn(ctx, o, func(clause string) error {
+	err := h.c.inTurn(ctx, o, shapeOf(sql), func(clause string) error {
 		if err := h.c.refuseMultiStatement(sql); err != nil {
 			return err
 		}
@@ -51,7 +51,7 @@ func (h *heldConn) Exec(ctx context.Context, sql string, opts ...Option) (Stats,
 func (h *heldConn) Query(ctx context.Context, sql string, opts ...Option) (*Result, error) {
 	o := resolveOptions(opts)
 	var res *Result
-	err := h.c.inTurn(ctx, o, func(clause string) error {
+	err := h.c.inTurn(ctx, o, shapeOf(sql), func(clause string) error {
 		if err := h.c.refuseMultiStatement(sql); err != nil {
 			return err
 		}
