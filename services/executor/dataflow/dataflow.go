@@ -17,6 +17,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/sluicehq/sluice/platform/chsql"
@@ -201,18 +202,42 @@ type Move struct {
 
 // Pending lists the staging partitions still to move, upstream tables first. A move leaves an
 // empty active part behind in the staging table, so partitions without rows are not pending.
+// One plain read of system.parts for every staging table of the delta, summed here: a GROUP BY
+// in the query costs the engine more than the rows it sums.
 func (d *Delta) Pending(ctx context.Context) ([]Move, error) {
+	names := make([]string, 0, len(d.staging))
+	for _, t := range d.flow.Tables() {
+		names = append(names, warehouse.QuoteString(d.staging[t]))
+	}
+	res, err := d.conn.Query(ctx, fmt.Sprintf(
+		"SELECT table, partition_id, rows, data_uncompressed_bytes FROM system.parts WHERE database = %s AND table IN (%s) AND active AND rows > 0",
+		warehouse.QuoteString(d.flow.Database), strings.Join(names, ", ")))
+	if err != nil {
+		return nil, fmt.Errorf("list staged partitions of %s: %w", d.flow.Target, err)
+	}
+	type key struct{ table, partition string }
+	sums := map[key]*Move{}
+	for _, r := range res.Rows {
+		k := key{fmt.Sprint(r[0]), fmt.Sprint(r[1])}
+		m := sums[k]
+		if m == nil {
+			m = &Move{PartitionID: k.partition}
+			sums[k] = m
+		}
+		m.Rows += toUint(r[2])
+		m.Bytes += toUint(r[3])
+	}
 	var out []Move
 	for _, t := range d.flow.Tables() {
-		res, err := d.conn.Query(ctx, fmt.Sprintf(
-			"SELECT partition_id, sum(rows), sum(data_uncompressed_bytes) FROM system.parts WHERE database = %s AND table = %s AND active GROUP BY partition_id HAVING sum(rows) > 0 ORDER BY partition_id",
-			warehouse.QuoteString(d.flow.Database), warehouse.QuoteString(d.staging[t])))
-		if err != nil {
-			return nil, fmt.Errorf("list staged partitions of %s: %w", t, err)
+		var ms []Move
+		for k, m := range sums {
+			if k.table == d.staging[t] {
+				m.Table = t
+				ms = append(ms, *m)
+			}
 		}
-		for _, r := range res.Rows {
-			out = append(out, Move{Table: t, PartitionID: fmt.Sprint(r[0]), Rows: toUint(r[1]), Bytes: toUint(r[2])})
-		}
+		sort.Slice(ms, func(i, j int) bool { return ms[i].PartitionID < ms[j].PartitionID })
+		out = append(out, ms...)
 	}
 	return out, nil
 }
