@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -173,6 +174,8 @@ type PopulateRunner struct {
 
 	mu    sync.Mutex
 	plans map[string]*jobPlan // by job id
+	// noMove is set once the server refused MOVE PARTITION ... TO TABLE (before 19.17).
+	noMove atomic.Bool
 }
 
 var _ StepRunner = (*PopulateRunner)(nil)
@@ -200,6 +203,9 @@ type populateCommit struct {
 	Split int `json:"split,omitempty"`
 	// Level is the resource level the staging succeeded with.
 	Level int `json:"level,omitempty"`
+	// Attached lists "table/partition" already attached, on servers without MOVE PARTITION
+	// ... TO TABLE (see commitByAttach).
+	Attached []string `json:"attached,omitempty"`
 }
 
 type tableFigures struct {
@@ -307,7 +313,16 @@ func (r *PopulateRunner) finish(ctx context.Context, s *StepContext, pc populate
 	if err != nil {
 		return StepResult{}, Permanent(err)
 	}
-	if _, err := d.Commit(cctx); err != nil {
+	if len(pc.Attached) == 0 && !r.noMove.Load() {
+		if _, err = d.Commit(cctx); dataflow.MoveUnsupported(err) {
+			s.Log.Info("this server has no MOVE PARTITION TO TABLE: attaching partitions and dropping them from staging")
+			r.noMove.Store(true)
+		}
+	}
+	if len(pc.Attached) > 0 || r.noMove.Load() {
+		err = r.commitByAttach(cctx, s, d, &pc)
+	}
+	if err != nil {
 		return StepResult{}, Transient(fmt.Errorf("populate commit: %w", err))
 	}
 	if err := d.Drop(cctx); err != nil {
@@ -319,16 +334,46 @@ func (r *PopulateRunner) finish(ctx context.Context, s *StepContext, pc populate
 // finishListed is finish for the attempt that staged: it moves what it listed when staging,
 // without listing again; any error falls back to finish, which lists what is left.
 func (r *PopulateRunner) finishListed(ctx context.Context, s *StepContext, pc populateCommit, st *stage) (StepResult, error) {
+	if r.noMove.Load() {
+		return r.finish(ctx, s, pc)
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
 	defer cancel()
 	if err := st.delta.MoveListed(cctx, st.moves); err != nil {
-		s.Log.Warn("moving staged partitions failed; listing what is left", "err", err)
+		if !dataflow.MoveUnsupported(err) {
+			s.Log.Warn("moving staged partitions failed; listing what is left", "err", err)
+		}
 		return r.finish(ctx, s, pc)
 	}
 	if err := st.delta.Drop(cctx); err != nil {
 		s.Log.Warn("dropping staging tables after the commit failed; they are dropped at the next attempt", "err", err)
 	}
 	return StepResult{Statistics: pc.statistics()}, nil
+}
+
+// commitByAttach is the commit on servers without `MOVE PARTITION ... TO TABLE` (before
+// 19.17): each staged partition is attached to its Data Source, recorded in the step's commit
+// record, and only then dropped from staging, so a redelivery skips what the record lists. The
+// one window left is a crash between an attach and its record: the redelivery attaches that
+// partition again (see docs/populate.md); servers with MOVE PARTITION have no such window.
+func (r *PopulateRunner) commitByAttach(ctx context.Context, s *StepContext, d *dataflow.Delta, pc *populateCommit) error {
+	attached := map[string]bool{}
+	for _, a := range pc.Attached {
+		attached[a] = true
+	}
+	_, err := d.CommitByAttach(ctx, func(m dataflow.Move) bool { return attached[m.Table+"/"+m.PartitionID] },
+		func(m dataflow.Move) error {
+			attached[m.Table+"/"+m.PartitionID] = true
+			pc.Attached = append(pc.Attached, m.Table+"/"+m.PartitionID)
+			_, rev, err := s.LoadCommit(ctx)
+			if err != nil {
+				return err
+			}
+			data, _ := json.Marshal(pc)
+			_, err = s.StoreCommit(ctx, data, rev)
+			return err
+		})
+	return err
 }
 
 // statistics are the step's figures for the job's progress: read rows and bytes of the
