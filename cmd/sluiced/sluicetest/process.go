@@ -203,8 +203,13 @@ type Split struct {
 	// Addrs maps each service to its process's gRPC address.
 	Addrs map[string]string
 	Procs map[string]*Process
+	// Executors are the executor processes: Procs["executor"], then those AddExecutor started.
+	Executors []*Process
 	// CLI is the path of the sluice binary.
 	CLI string
+
+	sluiced string
+	extra   []string
 }
 
 // SplitServices are the services StartSplit runs, one process each.
@@ -215,29 +220,45 @@ var SplitServices = []string{"catalog", "scheduler", "executor", "opslog"}
 func StartSplit(t testing.TB, extra ...string) *Split {
 	t.Helper()
 	sluiced, cli := Binaries(t)
-	s := &Split{NATSURL: NATSServer(t, false), Addrs: map[string]string{}, Procs: map[string]*Process{}, CLI: cli}
+	s := &Split{NATSURL: NATSServer(t, false), Addrs: map[string]string{}, Procs: map[string]*Process{}, CLI: cli, sluiced: sluiced, extra: extra}
 	for _, svc := range SplitServices {
 		s.Addrs[svc] = FreeAddr(t)
 	}
 	for _, svc := range SplitServices {
-		args := []string{
-			"-target", svc,
-			"-grpc-addr", s.Addrs[svc],
-			"-http-addr", "127.0.0.1:0",
-			"-nats-url", s.NATSURL,
-			"-data-dir", t.TempDir(),
-			"-catalog-addr", s.Addrs["catalog"],
-			"-scheduler-addr", s.Addrs["scheduler"],
-			"-opslog-addr", s.Addrs["opslog"],
-			"-log-level", "debug",
-		}
-		args = append(args, EmbeddedLibArgs()...)
-		s.Procs[svc] = StartProcess(t, "sluiced-"+svc, sluiced, append(args, extra...)...)
+		s.Procs[svc] = s.start(t, svc, "sluiced-"+svc, s.Addrs[svc])
 	}
 	for _, svc := range SplitServices {
 		WaitServing(t, s.Addrs[svc], "", 60*time.Second, s.Procs[svc])
 	}
+	s.Executors = []*Process{s.Procs["executor"]}
 	return s
+}
+
+// AddExecutor starts one more executor process, with the same flags, and waits until it serves.
+func (s *Split) AddExecutor(t testing.TB) *Process {
+	t.Helper()
+	addr := FreeAddr(t)
+	p := s.start(t, "executor", fmt.Sprintf("sluiced-executor-%d", len(s.Executors)+1), addr)
+	WaitServing(t, addr, "", 60*time.Second, p)
+	s.Executors = append(s.Executors, p)
+	return p
+}
+
+func (s *Split) start(t testing.TB, svc, name, addr string) *Process {
+	t.Helper()
+	args := []string{
+		"-target", svc,
+		"-grpc-addr", addr,
+		"-http-addr", "127.0.0.1:0",
+		"-nats-url", s.NATSURL,
+		"-data-dir", t.TempDir(),
+		"-catalog-addr", s.Addrs["catalog"],
+		"-scheduler-addr", s.Addrs["scheduler"],
+		"-opslog-addr", s.Addrs["opslog"],
+		"-log-level", "debug",
+	}
+	args = append(args, EmbeddedLibArgs()...)
+	return StartProcess(t, name, s.sluiced, append(args, s.extra...)...)
 }
 
 // AddrList is the --addr value that reaches every service.

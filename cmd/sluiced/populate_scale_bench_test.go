@@ -1,0 +1,124 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
+	"github.com/sluicehq/sluice/platform/warehouse"
+	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
+)
+
+const scaleSource = `SCHEMA >
+    id UInt64,
+    name String,
+    amount Float64
+
+ENGINE "MergeTree"
+ENGINE_PARTITION_KEY "id % 64"
+ENGINE_SORTING_KEY "id"
+`
+
+// BenchmarkPopulateExecutorScaling is TARGETS.md P9: Sluice in split mode (nats-server, and
+// catalog, scheduler, opslog and executors as separate processes) against a clickhouse-server
+// process, populating a 64-partition source (2 M rows by default; SLUICE_BENCH_SCALE_ROWS) with
+// 1, then 2, then 4 executor processes of one step at a time each (-executor.concurrency 1, so
+// that the processes are what scales). Reported per count: the median time of the rounds
+// (SLUICE_BENCH_SCALE_ROUNDS, default 3) and the speed-up over one executor, and, as the
+// server's own limit, one direct INSERT ... SELECT of the same rows (direct_s). Every populate
+// is checked: done, 64 steps, every source row once in the target.
+func BenchmarkPopulateExecutorScaling(b *testing.B) {
+	rows := envInt("SLUICE_BENCH_SCALE_ROWS", 2_000_000)
+	rounds := envInt("SLUICE_BENCH_SCALE_ROUNDS", 3)
+	cfg := warehousetest.Server(b)
+	split := sluicetest.StartSplit(b, "-clickhouse-addr", strings.Join(cfg.Addrs, ","), "-executor.concurrency", "1", "-log-level", "info")
+	catalog := sluicetest.NewClients(b, split.Addrs["catalog"]).Catalog
+	scheduler := sluicetest.NewClients(b, split.Addrs["scheduler"]).Scheduler
+	ctx := context.Background()
+	benchSeq++
+	ws := fmt.Sprintf("scale%d", benchSeq)
+	files := map[string]string{
+		"datasources/src.datasource": scaleSource,
+		"datasources/dst.datasource": strings.Replace(scaleSource, `"id % 64"`, `"id % 8"`, 1),
+		"pipes/to_dst.pipe":          mvPipe("mv", "SELECT id, name, amount * 2 AS amount FROM src", "dst"),
+	}
+	if _, err := catalog.Push(ctx, pushRequest(ws, files)); err != nil {
+		b.Fatal(err)
+	}
+	w, err := catalog.GetWorkspace(ctx, &catalogv1.GetWorkspaceRequest{Name: ws})
+	if err != nil {
+		b.Fatal(err)
+	}
+	db := warehouse.QuoteIdent(w.GetWorkspace().GetDatabase())
+	conn := warehousetest.Native(b)
+	exec := func(sql string) {
+		b.Helper()
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			b.Fatalf("%s: %v", sql, err)
+		}
+	}
+	count := func(table string) uint64 {
+		b.Helper()
+		res, err := conn.Query(ctx, "SELECT count() FROM "+db+"."+table)
+		if err != nil || len(res.Rows) != 1 {
+			b.Fatalf("count of %s: %v", table, err)
+		}
+		n, _ := strconv.ParseUint(fmt.Sprint(res.Rows[0][0]), 10, 64)
+		return n
+	}
+	exec(fmt.Sprintf("INSERT INTO %s.src SELECT number, toString(number), number / 100 FROM numbers(%d)", db, rows))
+	// The server's own limit: one INSERT ... SELECT of the same rows into a table like the target.
+	exec("CREATE TABLE " + db + ".direct AS " + db + ".dst")
+	b.ResetTimer()
+	var direct []float64
+	for range rounds {
+		exec("TRUNCATE TABLE " + db + ".direct")
+		start := time.Now()
+		exec("INSERT INTO " + db + ".direct SELECT id, name, amount * 2 AS amount FROM " + db + ".src")
+		direct = append(direct, time.Since(start).Seconds())
+	}
+	b.ReportMetric(median(direct), "direct_s")
+	var base float64
+	for _, n := range []int{1, 2, 4} {
+		for len(split.Executors) < n {
+			split.AddExecutor(b)
+		}
+		var times []float64
+		for range rounds {
+			exec("TRUNCATE TABLE " + db + ".dst")
+			start := time.Now()
+			resp, err := scheduler.Populate(ctx, &schedulerv1.PopulateRequest{Workspace: ws, Pipe: "to_dst"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			j := waitJobFast(b, scheduler, ws, resp.GetJob().GetId())
+			times = append(times, time.Since(start).Seconds())
+			if j.GetStatus() != done || j.GetProgress().GetStepsTotal() != 64 || j.GetProgress().GetStatistics().GetWrittenRows() != uint64(rows) {
+				b.Fatalf("populate with %d executors = %v", n, j)
+			}
+			if got := count("dst"); got != uint64(rows) {
+				b.Fatalf("populate with %d executors: target has %d rows, want %d", n, got, rows)
+			}
+		}
+		t := median(times)
+		if n == 1 {
+			base = t
+		}
+		b.ReportMetric(t, fmt.Sprintf("exec%d_s", n))
+		b.ReportMetric(base/t, fmt.Sprintf("speedup%d", n))
+	}
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
