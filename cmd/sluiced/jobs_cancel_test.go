@@ -130,3 +130,46 @@ func TestJobTransientFailuresRetryThenSucceed(t *testing.T) {
 		t.Fatalf("job failing transiently forever = %v", got)
 	}
 }
+
+// TestJobCancelFinishesARecordedCommit kills an executor after its step recorded its commit and
+// before the step settled, then cancels the job before the step's redelivery: the redelivery
+// still runs the step (a recorded commit is always completed, so a populate never leaves a
+// partition unmoved), and the job ends cancelled with that step counted.
+func TestJobCancelFinishesARecordedCommit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts OS processes")
+	}
+	sys := sluicetest.Start(t, sluicetest.WithArgs(withoutExecutor...))
+	c := sys.Scheduler
+	ctx := context.Background()
+	// A long ack wait leaves time to cancel between the kill and the redelivery.
+	first, _ := startExecutorProcess(t, sys, "executor-0", "-executor.ack-wait", "10s")
+	job := runNoop(t, c, "ws", map[string]string{"commit": "true", "sleep_after_commit": "1m"}, 0)
+	nc, err := nats.Connect(sys.App.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := js.KeyValue(ctx, jobs.BucketCommits)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sluicetest.Eventually(t, 30*time.Second, "the step to record its commit", func() bool {
+		_, err := kv.Get(ctx, jobs.CommitKey("ws", job.GetId(), "0"))
+		return err == nil
+	})
+	first.Kill()
+	resp, err := c.CancelJob(ctx, &schedulerv1.CancelJobRequest{Workspace: "ws", Id: job.GetId()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := resp.GetJob().GetStatus(); got != schedulerv1.JobStatus_JOB_STATUS_CANCELLING {
+		t.Fatalf("cancel of a job whose step runs: %s, want cancelling", got)
+	}
+	startExecutorProcess(t, sys, "executor-1", "-executor.ack-wait", "10s")
+	j := waitJob(t, c, "ws", job.GetId(), 60*time.Second, done, failed, cancelled)
+	if j.GetStatus() != cancelled || j.GetProgress().GetStepsDone() != 1 || j.GetProgress().GetStatistics().GetWrittenRows() != 1 {
+		t.Errorf("job = %v, want cancelled with its committed step done", j)
+	}
+}

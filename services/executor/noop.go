@@ -20,6 +20,8 @@ import (
 //	                        (default 2) earlier attempts failed
 //	commit=true             skip everything if a previous attempt committed; else commit
 //	                        the attempt number in the step's commit record at the end
+//	sleep_after_commit=D    with commit=true, sleep this long after committing, whatever
+//	                        happens to the job (a step finishing what it recorded)
 //
 // A committed step reports read_rows=1 and written_rows=1, so progress totals count steps.
 var NoopRunner StepRunner = StepRunnerFunc(runNoop)
@@ -72,6 +74,9 @@ func runNoop(ctx context.Context, s *StepContext) (StepResult, error) {
 	if commit {
 		if _, err := s.StoreCommit(ctx, []byte(strconv.FormatInt(s.Attempt, 10)), rev); err != nil && !errors.Is(err, ErrCommitConflict) {
 			return StepResult{}, err
+		}
+		if d, _ := time.ParseDuration(p["sleep_after_commit"]); d > 0 {
+			time.Sleep(d)
 		}
 	}
 	return StepResult{Statistics: &commonv1.Statistics{ReadRows: 1, WrittenRows: 1}}, nil

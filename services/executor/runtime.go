@@ -79,6 +79,19 @@ func (s *Service) pull(ctx context.Context) {
 	}
 }
 
+// hasCommit tells whether a step's commit record exists (an earlier attempt committed, or was
+// committing).
+func (s *Service) hasCommit(ctx context.Context, key string) (bool, error) {
+	_, err := s.commits.Get(ctx, key)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("read commit record %s: %w", key, err)
+	}
+	return true, nil
+}
+
 // backoff is the delay before retry number n (1-based) of a step that failed transiently.
 func backoff(n int32) time.Duration {
 	d := 250 * time.Millisecond << min(n-1, 7)
@@ -107,15 +120,28 @@ func (s *Service) handle(msg jetstream.Msg) {
 	now := s.now()
 
 	// Claim the step: the job becomes WORKING (if it was waiting) and lists the step as running
-	// here. A cancelling job is finished instead if nothing else of it runs.
+	// here. A cancelling job is finished instead if nothing else of it runs, unless this step
+	// recorded its commit in an earlier attempt: a commit, once recorded, is always completed
+	// (a populate step killed while moving partitions would otherwise leave some unmoved).
 	var finishedHere bool
+	var checked, committed bool // whether the step has a commit record, read once if needed
 	rec, rev, err := s.store.UpdateFrom(ctx, ws, id, sm.GetRecord(), sm.GetRecordRevision(), func(rec *schedulerv1.JobRecord) error {
 		finishedHere = false
 		job := rec.GetJob()
+		cancelling := job.GetStatus() == schedulerv1.JobStatus_JOB_STATUS_CANCELLING
+		if cancelling && !checked {
+			var err error
+			if committed, err = s.hasCommit(ctx, jobs.CommitKey(ws, id, step)); err != nil {
+				return err
+			}
+			checked = true
+		}
 		switch {
 		case jobs.Final(job.GetStatus()), jobs.StepDone(rec, step):
 			return errSkip
-		case job.GetStatus() == schedulerv1.JobStatus_JOB_STATUS_CANCELLING:
+		case cancelling && committed:
+			log.Info("finishing a step that recorded its commit, although its job is cancelling")
+		case cancelling:
 			delete(rec.Running, step)
 			if len(rec.GetRunning()) > 0 {
 				return errSkip

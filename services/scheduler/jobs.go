@@ -162,9 +162,9 @@ func (s *Service) runNoopJob(ctx context.Context, ws string, params map[string]s
 				return nil, &InvalidError{Field: "parameters.steps", Msg: fmt.Sprintf("%q is not a number from 1 to %d", v, noopMaxSteps)}
 			}
 			n = i
-		case "sleep":
+		case "sleep", "sleep_after_commit":
 			if d, err := time.ParseDuration(v); err != nil || d < 0 {
-				return nil, &InvalidError{Field: "parameters.sleep", Msg: fmt.Sprintf("%q is not a duration such as 2s", v)}
+				return nil, &InvalidError{Field: "parameters." + k, Msg: fmt.Sprintf("%q is not a duration such as 2s", v)}
 			}
 		case "fail":
 			if v != "permanent" && v != "transient" && v != "" {
@@ -183,7 +183,7 @@ func (s *Service) runNoopJob(ctx context.Context, ws string, params map[string]s
 				limited = b
 			}
 		default:
-			return nil, &InvalidError{Field: "parameters", Msg: fmt.Sprintf("unknown NOOP parameter %q (known: steps, sleep, fail, transient_failures, limited, commit)", k)}
+			return nil, &InvalidError{Field: "parameters", Msg: fmt.Sprintf("unknown NOOP parameter %q (known: steps, sleep, fail, transient_failures, limited, commit, sleep_after_commit)", k)}
 		}
 	}
 	steps := make([]*schedulerv1.StepSpec, n)

@@ -2047,6 +2047,8 @@ type RunNoopJobRequest struct {
 	//	                         limit and is admitted FIFO like a copy job
 	//	commit=true              each step records its result in its commit record and
 	//	                         skips the work when a previous attempt committed it
+	//	sleep_after_commit=DURATION  with commit=true, each step then sleeps this long
+	//	                         whatever happens to the job (finishing what it recorded)
 	Parameters map[string]string `protobuf:"bytes,2,rep,name=parameters,proto3" json:"parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Maximum execution time; unset means the server's default.
 	MaxExecutionTime *durationpb.Duration `protobuf:"bytes,3,opt,name=max_execution_time,json=maxExecutionTime,proto3" json:"max_execution_time,omitempty"`
