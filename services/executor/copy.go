@@ -246,31 +246,9 @@ func (r *CopyRunner) finish(ctx context.Context, sc *StepContext, flow dataflow.
 			}
 			sc.Log.Info("this server has no MOVE PARTITION TO TABLE: attaching partitions and dropping them from staging")
 		}
-		return r.commitByAttach(ctx, sc, d, cc)
+		return commitByAttach(ctx, sc, d, &cc.Attached, cc)
 	}
 	return fmt.Errorf("copy commit record: unknown phase %q", cc.Phase)
-}
-
-// commitByAttach is the append commit for servers before 19.17: every attached partition is
-// recorded in the commit record before its staging copy is dropped.
-func (r *CopyRunner) commitByAttach(ctx context.Context, sc *StepContext, d *dataflow.Delta, cc *copyCommit) error {
-	attached := map[string]bool{}
-	for _, a := range cc.Attached {
-		attached[a] = true
-	}
-	_, err := d.CommitByAttach(ctx, func(m dataflow.Move) bool { return attached[m.Table+"/"+m.PartitionID] },
-		func(m dataflow.Move) error {
-			attached[m.Table+"/"+m.PartitionID] = true
-			cc.Attached = append(cc.Attached, m.Table+"/"+m.PartitionID)
-			_, rev, err := sc.LoadCommit(ctx)
-			if err != nil {
-				return err
-			}
-			data, _ := json.Marshal(cc)
-			_, err = sc.StoreCommit(ctx, data, rev)
-			return err
-		})
-	return err
 }
 
 // dropStaging drops the staging tables of the job: on a first attempt that committed its own

@@ -320,7 +320,7 @@ func (r *PopulateRunner) finish(ctx context.Context, s *StepContext, pc populate
 		}
 	}
 	if len(pc.Attached) > 0 || r.noMove.Load() {
-		err = r.commitByAttach(cctx, s, d, &pc)
+		err = commitByAttach(cctx, s, d, &pc.Attached, &pc)
 	}
 	if err != nil {
 		return StepResult{}, Transient(fmt.Errorf("populate commit: %w", err))
@@ -349,31 +349,6 @@ func (r *PopulateRunner) finishListed(ctx context.Context, s *StepContext, pc po
 		s.Log.Warn("dropping staging tables after the commit failed; they are dropped at the next attempt", "err", err)
 	}
 	return StepResult{Statistics: pc.statistics()}, nil
-}
-
-// commitByAttach is the commit on servers without `MOVE PARTITION ... TO TABLE` (before
-// 19.17): each staged partition is attached to its Data Source, recorded in the step's commit
-// record, and only then dropped from staging, so a redelivery skips what the record lists. The
-// one window left is a crash between an attach and its record: the redelivery attaches that
-// partition again (see docs/populate.md); servers with MOVE PARTITION have no such window.
-func (r *PopulateRunner) commitByAttach(ctx context.Context, s *StepContext, d *dataflow.Delta, pc *populateCommit) error {
-	attached := map[string]bool{}
-	for _, a := range pc.Attached {
-		attached[a] = true
-	}
-	_, err := d.CommitByAttach(ctx, func(m dataflow.Move) bool { return attached[m.Table+"/"+m.PartitionID] },
-		func(m dataflow.Move) error {
-			attached[m.Table+"/"+m.PartitionID] = true
-			pc.Attached = append(pc.Attached, m.Table+"/"+m.PartitionID)
-			_, rev, err := s.LoadCommit(ctx)
-			if err != nil {
-				return err
-			}
-			data, _ := json.Marshal(pc)
-			_, err = s.StoreCommit(ctx, data, rev)
-			return err
-		})
-	return err
 }
 
 // statistics are the step's figures for the job's progress: read rows and bytes of the
