@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -31,10 +30,7 @@ ENGINE_SORTING_KEY "id"
 // then the populate; reported are the medians of both and the median of the rounds' ratios
 // (target <= 1.15).
 func BenchmarkPopulate(b *testing.B) {
-	rows := 10_000_000
-	if v := os.Getenv("SLUICE_BENCH_POPULATE_ROWS"); v != "" {
-		rows, _ = strconv.Atoi(v)
-	}
+	rows := envInt("SLUICE_BENCH_POPULATE_ROWS", 10_000_000)
 	var opts []sluicetest.Option
 	if v := os.Getenv("SLUICE_BENCH_EXECUTOR_CONCURRENCY"); v != "" {
 		opts = append(opts, sluicetest.WithArgs("-executor.concurrency", v))
