@@ -87,6 +87,9 @@ func (t Token) Upper() string {
 
 func (t Token) is(p string) bool { return t.Kind == Punct && t.Text == p }
 
+// Is reports whether the token is the punctuation p.
+func (t Token) Is(p string) bool { return t.is(p) }
+
 // Error is a lexing or analysis error at a byte offset.
 type Error struct {
 	Offset int

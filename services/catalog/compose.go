@@ -20,28 +20,6 @@ var allowedTableFunctions = map[string]bool{
 // allowedTableFunctionList is allowedTableFunctions for messages.
 const allowedTableFunctionList = "numbers, numbers_mt, zeros, zeros_mt, values, generateRandom, generate_series, null"
 
-// refusedFunctions reach outside the workspace from an expression, with why. Calls of table
-// functions outside the allow-list (url(), s3(), remote(), ...) are refused wherever they
-// stand, also as scalar functions; dictGet* and joinGet are checked as references.
-var refusedFunctions = map[string]string{
-	"file":                "file() reads a file of the server",
-	"catboostevaluate":    "catboostEvaluate() loads a model file of the server",
-	"modelevaluate":       "modelEvaluate() loads a model of the server",
-	"evalmlmethod":        "evalMLMethod() evaluates a model of the server",
-	"hascolumnintable":    "hasColumnInTable() looks into any database",
-	"getserversetting":    "getServerSetting() reads the server's configuration",
-	"getmergetreesetting": "getMergeTreeSetting() reads the server's configuration",
-	"getmacro":            "getMacro() reads the server's configuration",
-	// The function forms of IN read their second argument as a set, outside the analysis of
-	// table references: write x IN t instead.
-	"in": "in() as a function reads a table as a set (write x IN t)", "notin": "notIn() reads a table as a set (write x NOT IN t)",
-	"globalin": "globalIn() reads a table as a set (write x GLOBAL IN t)", "globalnotin": "globalNotIn() reads a table as a set (write x GLOBAL NOT IN t)",
-	"nullin": "nullIn() reads a table as a set (write x IN t)", "notnullin": "notNullIn() reads a table as a set (write x NOT IN t)",
-	"globalnullin": "globalNullIn() reads a table as a set", "globalnotnullin": "globalNotNullIn() reads a table as a set",
-	"inignoreset": "inIgnoreSet() is internal", "notinignoreset": "notInIgnoreSet() is internal",
-	"globalinignoreset": "globalInIgnoreSet() is internal", "globalnotinignoreset": "globalNotInIgnoreSet() is internal",
-}
-
 // allowedSettings are what a SETTINGS clause of a pipe node may set: settings that change how
 // a query computes its result, never what it may read or how much (readonly, max_*, limits
 // and allow_* are refused). `sluice sql` refuses every SETTINGS clause: a SETTINGS clause
@@ -205,7 +183,7 @@ func checkStatement(an *chsql.Analysis, node bool) []sqlProblem {
 // refusedFunction says why a function may not be called from users' SQL, or "".
 func refusedFunction(name string) string {
 	lower := strings.ToLower(name)
-	if why, ok := refusedFunctions[lower]; ok {
+	if why := chsql.OutsideFunction(lower); why != "" {
 		return fmt.Sprintf("%s(): refused, %s; pipes and queries may only read their workspace's Data Sources", name, why)
 	}
 	if strings.HasPrefix(lower, "__") {
