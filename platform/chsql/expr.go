@@ -194,6 +194,13 @@ func (x *exprScan) run() error {
 				return refusal(t, "%s inside a type: a Data Source's definition holds no query", t.Text)
 			}
 			if t.is("(") {
+				name := -1
+				if p := x.tok(i - 1); (p.Kind == Ident || p.Kind == QuotedIdent) && i-1 > f.typeFrom {
+					name = i - 1
+				}
+				if err := x.checkType(name, i); err != nil {
+					return err
+				}
 				x.frames = append(x.frames, exprFrame{typeFrom: -1})
 				i = x.skipGroup(i)
 			}
@@ -205,7 +212,11 @@ func (x *exprScan) run() error {
 				return err
 			}
 			if t.is("::") {
-				i = x.skipType(i + 1)
+				next, err := x.skipType(i + 1)
+				if err != nil {
+					return err
+				}
+				i = next
 			}
 		case Ident, QuotedIdent:
 			next, err := x.word(i)
@@ -232,17 +243,48 @@ func (x *exprScan) skipGroup(i int) int {
 	return k
 }
 
-// skipType skips a type after "::" starting at i; returns the index of its last token.
-func (x *exprScan) skipType(i int) int {
-	if t := x.tok(i); t.Kind != Ident && t.Kind != QuotedIdent {
-		return i - 1
+// skipType skips a type after "::" starting at i; returns the index of its last token. A
+// type name that is the name of a refused function is refused (it is no type).
+func (x *exprScan) skipType(i int) (int, error) {
+	t := x.tok(i)
+	if t.Kind != Ident && t.Kind != QuotedIdent {
+		return i - 1, nil
 	}
 	x.skip[i] = true
-	if x.tok(i + 1).is("(") {
-		x.frames = append(x.frames, exprFrame{typeFrom: -1})
-		return x.skipGroup(i + 1)
+	if !x.tok(i + 1).is("(") {
+		return i, nil
 	}
-	return i
+	if err := x.checkType(i, i+1); err != nil {
+		return i, err
+	}
+	x.frames = append(x.frames, exprFrame{typeFrom: -1})
+	return x.skipGroup(i + 1), nil
+}
+
+// checkType checks a type's bracketed arguments opened at open (name at name, or -1): no
+// query word, no call of a refused function, and the bracket closes.
+func (x *exprScan) checkType(name, open int) error {
+	end := x.matching(open)
+	if end >= len(x.toks) {
+		return refusal(x.tok(open), "unclosed '('")
+	}
+	from := open + 1
+	if name >= 0 {
+		from = name
+	}
+	for k := from; k < end; k++ {
+		u := x.toks[k]
+		if u.Kind == Ident && expressionStatementWords[u.Upper()] {
+			return refusal(u, "%s inside a type: a Data Source's definition holds no query", u.Text)
+		}
+		if (u.Kind == Ident || u.Kind == QuotedIdent) && x.tok(k+1).is("(") {
+			if err := x.call(k); err != nil {
+				return err
+			}
+			x.out.Functions = x.out.Functions[:len(x.out.Functions)-1]
+		}
+	}
+	return nil
 }
 
 func (x *exprScan) punct(i int) error {
@@ -273,7 +315,7 @@ func (x *exprScan) punct(i int) error {
 // word handles an identifier at i and returns the index of the last token it consumed.
 func (x *exprScan) word(i int) (int, error) {
 	t := x.toks[i]
-	if x.skip[i] {
+	if x.skip[i] && !x.tok(i+1).is("(") {
 		return i, nil
 	}
 	upper := t.Upper()
@@ -441,7 +483,7 @@ func (x *exprScan) as(i int) (int, error) {
 		return i, nil
 	}
 	n := x.tok(i + 1)
-	if n.Kind == QuotedIdent || n.Kind == Ident && !expressionStatementWords[n.Upper()] {
+	if (n.Kind == QuotedIdent || n.Kind == Ident && !expressionStatementWords[n.Upper()]) && !x.tok(i+2).is("(") {
 		x.alias[n.Value()] = true
 		x.skip[i+1] = true
 	}

@@ -96,6 +96,12 @@ func TestAnalyzeExprRefusesReachingOutside(t *testing.T) {
 		{expr: "1 /* «/* */ , (SELECT 1) -- */", want: "nested /* comments"},
 		{expr: "a +«\u00a0b", want: "non-ASCII"},
 		{expr: "CAST(a AS «SELECT)", want: "inside a type"},
+		{expr: "CAST(a AS Array(«file('x')))", want: "file()"},
+		{expr: "a::«url('x')", want: "url()"},
+		{expr: "a::Array(«joinGet('j', 'v', 1))", want: "joinGet()"},
+		{expr: "tuple() AS «SELECT 1", want: "subqueries are refused"},
+		{expr: "(AS «Null())", want: "Null(): table functions are refused"},
+		{expr: "«NULL('x String')", want: "table functions are refused"},
 		{expr: "d + INTERVAL 1 DAY «TO DISK 'x'", ttl: true, want: "TO DISK"},
 		{expr: "d + INTERVAL 1 DAY DELETE WHERE a IN «t", ttl: true, want: "IN t reads table"},
 	} {

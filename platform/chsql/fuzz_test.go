@@ -2,6 +2,7 @@ package chsql
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -79,4 +80,59 @@ func BenchmarkAnalyze(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzAnalyzeExpr checks that the analysis of a definition's expression never panics, that its
+// errors point inside the input, and that an accepted expression, as emitted, holds no
+// subquery and calls nothing that reaches outside its table: lexed again, its SQL has no
+// SELECT/WITH and no call of a table function, joinGet, dictGet or a function such as file().
+func FuzzAnalyzeExpr(f *testing.F) {
+	for _, s := range []string{
+		"toYYYYMM(timestamp)", "a, b", "arrayMap(x -> x * k, arr)", "CAST(a AS Nullable(String))",
+		"extract(DAY FROM d) + INTERVAL 1 DAY", "x IN (1, 2) AND y NOT IN t", "(SELECT 1)",
+		"file('/etc/hostname')", "`file`/**/('x')", "1 /* /* */ , (SELECT 1) -- */", "tuple() AS SELECT 1",
+		"d + INTERVAL 1 DAY DELETE WHERE a = 1, d + INTERVAL 2 DAY GROUP BY k SET v = max(v)",
+		"position(a IN b) || trim(BOTH ' ' FROM s)", "$$x$$ || {p:String}", "joinGet('j', 'v', 1)",
+	} {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, expr string, ttl bool) {
+		e, err := AnalyzeExpr(expr, ExprOptions{TTL: ttl})
+		if err != nil {
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Offset < 0 || ce.Offset > len(expr) {
+				t.Fatalf("bad error %v", err)
+			}
+			return
+		}
+		for _, c := range e.Columns {
+			if c.Start < 0 || c.End > len(expr) || c.Start >= c.End || len(c.Parts) == 0 {
+				t.Fatalf("bad column span %+v", c)
+			}
+		}
+		toks, err := Lex(e.SQL)
+		if err != nil {
+			t.Fatalf("emitted SQL does not lex: %v\n%q", err, e.SQL)
+		}
+		toks = Significant(toks)
+		for i, tk := range toks {
+			if u := tk.Upper(); u == "SELECT" || u == "WITH" {
+				t.Fatalf("accepted %q holding %s", expr, tk.Text)
+			}
+			if (tk.Kind == Ident || tk.Kind == QuotedIdent) && i+1 < len(toks) && toks[i+1].is("(") {
+				l := strings.ToLower(tk.Value())
+				if OutsideFunction(l) != "" && l != "in" && l != "notin" && l != "globalin" && l != "globalnotin" || IsKnownTableFunction(l) && l != "format" || l == "joinget" || l == "joingetornull" || strings.HasPrefix(l, "dictget") {
+					if tk.Kind == Ident && (l == "in" || l == "notin") {
+						continue // the IN operator before a tuple: x IN (1, 2)
+					}
+					t.Fatalf("accepted %q calling %s()", expr, tk.Text)
+				}
+			}
+		}
+		// The emitted SQL is accepted again.
+		if _, err := AnalyzeExpr(e.SQL, ExprOptions{TTL: ttl}); err != nil {
+			t.Fatalf("emitted SQL %q of %q is refused: %v", e.SQL, expr, err)
+		}
+	})
 }
