@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/platform/chsql"
 )
 
 // keywords known to the datafile grammar (spec §2.1, §3). KAFKA_*, IMPORT_*
@@ -42,43 +44,17 @@ func connectorFeature(kw string) string {
 	return ""
 }
 
-// engineKey maps ENGINE keys and their legacy aliases to a setter.
-func setEngineKey(e *Engine, kw, v string) bool {
-	switch kw {
-	case "ENGINE":
-		e.Name = v
-	case "ENGINE_PARTITION_KEY", "PARTITION_KEY":
-		e.PartitionKey = v
-	case "ENGINE_SORTING_KEY", "SORTING_KEY":
-		e.SortingKey = v
-	case "ENGINE_PRIMARY_KEY", "PRIMARY_KEY":
-		e.PrimaryKey = v
-	case "ENGINE_SAMPLING_KEY", "SAMPLING_KEY":
-		e.SamplingKey = v
-	case "ENGINE_TTL", "TTL":
-		e.TTL = v
-	case "ENGINE_SETTINGS":
-		e.Settings = v
-	case "ENGINE_VER":
-		e.Ver = v
-	case "ENGINE_IS_DELETED":
-		e.IsDeleted = v
-	case "ENGINE_SIGN":
-		e.Sign = v
-	case "ENGINE_VERSION":
-		e.Version = v
-	case "ENGINE_COLUMNS":
-		e.Columns = v
-	case "ENGINE_JOIN_STRICTNESS":
-		e.JoinStrictness = v
-	case "ENGINE_JOIN_TYPE":
-		e.JoinType = v
-	case "ENGINE_KEY_COLUMNS":
-		e.KeyColumns = v
-	default:
-		return false
-	}
-	return true
+// engineKeywords maps the ENGINE_* keys and their legacy aliases to the canonical key.
+var engineKeywords = map[string]string{
+	"ENGINE": "ENGINE", "ENGINE_PARTITION_KEY": "ENGINE_PARTITION_KEY", "PARTITION_KEY": "ENGINE_PARTITION_KEY",
+	"ENGINE_SORTING_KEY": "ENGINE_SORTING_KEY", "SORTING_KEY": "ENGINE_SORTING_KEY",
+	"ENGINE_PRIMARY_KEY": "ENGINE_PRIMARY_KEY", "PRIMARY_KEY": "ENGINE_PRIMARY_KEY",
+	"ENGINE_SAMPLING_KEY": "ENGINE_SAMPLING_KEY", "SAMPLING_KEY": "ENGINE_SAMPLING_KEY",
+	"ENGINE_TTL": "ENGINE_TTL", "TTL": "ENGINE_TTL", "ENGINE_SETTINGS": "ENGINE_SETTINGS",
+	"ENGINE_VER": "ENGINE_VER", "ENGINE_IS_DELETED": "ENGINE_IS_DELETED", "ENGINE_SIGN": "ENGINE_SIGN",
+	"ENGINE_VERSION": "ENGINE_VERSION", "ENGINE_COLUMNS": "ENGINE_COLUMNS",
+	"ENGINE_JOIN_STRICTNESS": "ENGINE_JOIN_STRICTNESS", "ENGINE_JOIN_TYPE": "ENGINE_JOIN_TYPE",
+	"ENGINE_KEY_COLUMNS": "ENGINE_KEY_COLUMNS",
 }
 
 func (p *parser) env(s string) string { return substitute(s, p.opts.Env) }
@@ -161,17 +137,19 @@ func ParseDataSource(path string, src []byte, opts Options) (*DataSource, error)
 				return nil, errAt(e.pos, "SCHEMA given twice (first at line %d): a datasource has one SCHEMA", schema.pos.Line)
 			}
 			schema = e
-			cols, err := parseSchema(e)
+			cols, uses, err := parseSchema(e)
 			if err != nil {
 				return nil, err
 			}
 			ds.Columns = cols
+			ds.uses = append(ds.uses, uses...)
 		case kw == "INDEXES" || kw == "INDICES":
-			idx, err := parseIndexes(e)
+			idx, uses, err := parseIndexes(e)
 			if err != nil {
 				return nil, err
 			}
 			ds.Indexes = append(ds.Indexes, idx...)
+			ds.uses = append(ds.uses, uses...)
 		case kw == "DESCRIPTION":
 			ds.Description = p.description(e)
 		case kw == "VERSION":
@@ -229,21 +207,86 @@ func ParseDataSource(path string, src []byte, opts Options) (*DataSource, error)
 	return ds, nil
 }
 
+// engineKey parses one ENGINE or ENGINE_* key into the engine: each key is read with its own
+// grammar, and errors name the offending token's place.
 func (p *parser) engineKey(eng *Engine, e *entry) error {
-	v := strings.TrimSpace(p.env(e.value()))
-	if e.keyword == "ENGINE" {
+	kw := engineKeywords[e.keyword]
+	text, pos := p.inlineValue(e)
+	if kw == "ENGINE" {
+		v := strings.TrimSpace(text)
 		canon, ok := canonicalEngine(v)
 		if !ok {
 			return errAt(e.valuePos(), "unsupported engine %q: expected one of %s", v, strings.Join(engineNames, ", "))
 		}
-		v = canon
+		eng.Name = canon
 		eng.Pos = e.pos
-	} else if !eng.Set {
+		eng.Set = true
+		return nil
+	}
+	if !eng.Set {
 		eng.Pos = e.pos
 	}
 	eng.Set = true
-	setEngineKey(eng, e.keyword, v)
+	var err error
+	var uses []ColumnUse
+	exprKey := func(dst *string, opts chsql.ExprOptions) {
+		*dst, uses, err = expr(text, 0, pos, kw, opts)
+	}
+	oneName := func(dst *string) {
+		var names []string
+		if names, uses, err = parseColumnNames(text, pos, kw, false); err == nil {
+			*dst = names[0]
+		}
+	}
+	switch kw {
+	case "ENGINE_PARTITION_KEY":
+		exprKey(&eng.PartitionKey, chsql.ExprOptions{})
+	case "ENGINE_SORTING_KEY":
+		exprKey(&eng.SortingKey, chsql.ExprOptions{})
+	case "ENGINE_PRIMARY_KEY":
+		exprKey(&eng.PrimaryKey, chsql.ExprOptions{})
+	case "ENGINE_SAMPLING_KEY":
+		exprKey(&eng.SamplingKey, chsql.ExprOptions{})
+	case "ENGINE_TTL":
+		exprKey(&eng.TTL, chsql.ExprOptions{TTL: true})
+	case "ENGINE_SETTINGS":
+		eng.Settings, err = parseSettings(text, pos)
+	case "ENGINE_VER":
+		oneName(&eng.Ver)
+	case "ENGINE_IS_DELETED":
+		oneName(&eng.IsDeleted)
+	case "ENGINE_SIGN":
+		oneName(&eng.Sign)
+	case "ENGINE_VERSION":
+		oneName(&eng.Version)
+	case "ENGINE_COLUMNS":
+		eng.Columns, uses, err = parseColumnNames(text, pos, kw, true)
+	case "ENGINE_KEY_COLUMNS":
+		eng.KeyColumns, uses, err = parseColumnNames(text, pos, kw, true)
+	case "ENGINE_JOIN_STRICTNESS":
+		eng.JoinStrictness, err = oneWord(text, pos, kw, "ANY", "ALL", "SEMI", "ANTI")
+	case "ENGINE_JOIN_TYPE":
+		eng.JoinType, err = oneWord(text, pos, kw, "LEFT", "INNER", "RIGHT", "FULL")
+	}
+	if err != nil {
+		return err
+	}
+	if eng.uses == nil {
+		eng.uses = map[string][]ColumnUse{}
+	}
+	eng.uses[kw] = uses // a key given again replaces the earlier one, uses included
 	return nil
+}
+
+// oneWord reads a value that is one of a few words, returned upper-case.
+func oneWord(text string, pos posFunc, kw string, words ...string) (string, error) {
+	v := strings.TrimSpace(text)
+	for _, w := range words {
+		if strings.EqualFold(v, w) {
+			return w, nil
+		}
+	}
+	return "", errAt(pos(len(text)-len(strings.TrimLeft(text, " \t"))), "invalid %s %q: expected %s", kw, v, strings.Join(words, ", "))
 }
 
 var nodeTypes = map[string]NodeType{

@@ -175,9 +175,12 @@ type DataSource struct {
 	// Connector holds KAFKA_* and IMPORT_* keys.
 	Connector  []Setting
 	OutOfScope []OutOfScope
+	// uses are the column names the columns' expressions and the indexes read.
+	uses []ColumnUse
 }
 
-// Column is one SCHEMA column.
+// Column is one SCHEMA column. Every text field holds what Sluice emits: parsed and
+// re-written from its tokens, expressions analysed and normalized (see ddlparts.go).
 type Column struct {
 	Name string
 	// Type is the ClickHouse type without a Nullable(...) wrapper; empty when
@@ -189,7 +192,7 @@ type Column struct {
 	// DefaultKind is DEFAULT, MATERIALIZED, ALIAS or EPHEMERAL, or empty.
 	DefaultKind string
 	DefaultExpr string
-	// Codec is the text inside CODEC(...), e.g. "ZSTD(1)".
+	// Codec is the codec list inside CODEC(...), e.g. "ZSTD(1)".
 	Codec string
 	// JSONPath is the `json:<path>` binding, e.g. "$.a.b", without "json:".
 	JSONPath string
@@ -206,36 +209,42 @@ func (c Column) SQLType() string {
 
 // Index is one INDEXES line.
 type Index struct {
-	Name        string
+	Name string
+	// Expr is the analysed expression, Type the index type with its literal arguments.
 	Expr        string
 	Type        string
 	Granularity string
 	Pos         Pos
 }
 
-// Engine holds the ENGINE and ENGINE_* keys.
+// Engine holds the ENGINE and ENGINE_* keys, parsed: keys and TTL are analysed expressions,
+// settings literal pairs, engine arguments column names (see ddlparts.go).
 type Engine struct {
 	// Name is the canonical engine name (e.g. ReplacingMergeTree); empty means
 	// the default, MergeTree.
-	Name           string
-	PartitionKey   string
-	SortingKey     string
-	PrimaryKey     string
-	SamplingKey    string
-	TTL            string
-	Settings       string
-	Ver            string
-	IsDeleted      string
-	Sign           string
-	Version        string
-	Columns        string
+	Name         string
+	PartitionKey string
+	SortingKey   string
+	PrimaryKey   string
+	SamplingKey  string
+	TTL          string
+	Settings     []EngineSetting
+	// Ver, IsDeleted, Sign and Version are column names (engine arguments).
+	Ver       string
+	IsDeleted string
+	Sign      string
+	Version   string
+	// Columns are SummingMergeTree's columns to sum.
+	Columns        []string
 	JoinStrictness string
 	JoinType       string
-	KeyColumns     string
+	KeyColumns     []string
 	// Pos is the position of the ENGINE keyword, or of the first ENGINE_* key.
 	Pos Pos
 	// Set reports whether any engine key was given.
 	Set bool
+	// uses are the column names the keys, the TTL and the arguments read, by key.
+	uses map[string][]ColumnUse
 }
 
 // NodeType is a node's TYPE.

@@ -58,14 +58,8 @@ func (e Engine) check() error {
 			return errAt(at, "VersionedCollapsingMergeTree needs ENGINE_SIGN and ENGINE_VERSION")
 		}
 	case "Join":
-		if e.JoinStrictness == "" || e.JoinType == "" || e.KeyColumns == "" {
+		if e.JoinStrictness == "" || e.JoinType == "" || len(e.KeyColumns) == 0 {
 			return errAt(at, "Join engine needs ENGINE_JOIN_STRICTNESS (ANY|ALL|SEMI|ANTI), ENGINE_JOIN_TYPE (LEFT|INNER|RIGHT|FULL) and ENGINE_KEY_COLUMNS")
-		}
-		if !oneOf(e.JoinStrictness, "ANY", "ALL", "SEMI", "ANTI") {
-			return errAt(at, "invalid ENGINE_JOIN_STRICTNESS %q: expected ANY, ALL, SEMI or ANTI", e.JoinStrictness)
-		}
-		if !oneOf(e.JoinType, "LEFT", "INNER", "RIGHT", "FULL") {
-			return errAt(at, "invalid ENGINE_JOIN_TYPE %q: expected LEFT, INNER, RIGHT or FULL", e.JoinType)
 		}
 	}
 	return nil
@@ -88,35 +82,64 @@ func wrapKey(k string) string {
 	return "(" + k + ")"
 }
 
+// quoteNames back-quotes column names and joins them with commas.
+func quoteNames(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = QuoteIdent(n)
+	}
+	return strings.Join(q, ", ")
+}
+
+// SettingsSQL is the ENGINE_SETTINGS list as emitted: "name = value, ...".
+func (e Engine) SettingsSQL() string {
+	parts := make([]string, len(e.Settings))
+	for i, s := range e.Settings {
+		parts[i] = s.Name + " = " + s.Value
+	}
+	return strings.Join(parts, ", ")
+}
+
+// HasSetting reports whether ENGINE_SETTINGS sets name.
+func (e Engine) HasSetting(name string) bool {
+	for _, s := range e.Settings {
+		if s.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
 // Clause renders the engine part of CREATE TABLE, in the CLI's order:
 // ENGINE = Name(args) PARTITION BY (..) ORDER BY (..) PRIMARY KEY (..)
 // SAMPLE BY (..) TTL .. SETTINGS ..
+// Every part is what the parser produced from its tokens (see ddlparts.go).
 func (e Engine) Clause() string {
 	name := e.EngineName()
 	var args []string
 	switch name {
 	case "ReplacingMergeTree":
 		if e.Ver != "" {
-			args = append(args, e.Ver)
+			args = append(args, QuoteIdent(e.Ver))
 			if e.IsDeleted != "" {
-				args = append(args, e.IsDeleted)
+				args = append(args, QuoteIdent(e.IsDeleted))
 			}
 		}
 	case "SummingMergeTree":
-		if strings.TrimSpace(e.Columns) != "" {
-			args = append(args, "("+strings.TrimSpace(e.Columns)+")")
+		if len(e.Columns) > 0 {
+			args = append(args, "("+quoteNames(e.Columns)+")")
 		}
 	case "CollapsingMergeTree":
-		args = append(args, e.Sign)
+		args = append(args, QuoteIdent(e.Sign))
 	case "VersionedCollapsingMergeTree":
-		args = append(args, e.Sign, e.Version)
+		args = append(args, QuoteIdent(e.Sign), QuoteIdent(e.Version))
 	case "Join":
-		args = append(args, strings.ToUpper(strings.TrimSpace(e.JoinStrictness)), strings.ToUpper(strings.TrimSpace(e.JoinType)), strings.TrimSpace(e.KeyColumns))
+		args = append(args, e.JoinStrictness, e.JoinType, quoteNames(e.KeyColumns))
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "ENGINE = %s(%s)", name, strings.Join(args, ", "))
 	if name == "Join" || name == "Null" {
-		if s := strings.TrimSpace(e.Settings); s != "" {
+		if s := e.SettingsSQL(); s != "" {
 			b.WriteString("\nSETTINGS " + s)
 		}
 		return b.String()
@@ -138,7 +161,7 @@ func (e Engine) Clause() string {
 	if k := strings.TrimSpace(e.TTL); k != "" {
 		b.WriteString("\nTTL " + k)
 	}
-	if s := strings.TrimSpace(e.Settings); s != "" {
+	if s := e.SettingsSQL(); s != "" {
 		b.WriteString("\nSETTINGS " + s)
 	}
 	return b.String()
@@ -217,7 +240,7 @@ const DimensionsSetting = "allow_dimensions_outside_sorting_key"
 // AggregatingMergeTree with a plain column in none of its keys, and does not
 // set DimensionsSetting itself.
 func (ds *DataSource) NeedsDimensionsSetting() bool {
-	if ds.Engine.EngineName() != "AggregatingMergeTree" || strings.Contains(ds.Engine.Settings, DimensionsSetting) {
+	if ds.Engine.EngineName() != "AggregatingMergeTree" || ds.Engine.HasSetting(DimensionsSetting) {
 		return false
 	}
 	inKey := map[string]bool{}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/sluicehq/sluice/services/catalog/corpustest"
@@ -28,6 +29,10 @@ func FuzzParseDatafile(f *testing.F) {
 	})
 	f.Add(true, []byte("NODE n\nSQL >\n    %\n    SELECT {{ x }}\nTYPE copy\nCOPY_SCHEDULE */5 1-2 * JAN *\n"))
 	f.Add(false, []byte("SCHEMA >\n    `a` Nullable(String) `json:$.a` DEFAULT 'x' CODEC(ZSTD(1)),\nENGINE_SORTING_KEY a\n"))
+	for _, h := range hostileDataSources {
+		f.Add(false, []byte(strings.Replace(h.src, "«", "", 1)))
+	}
+	f.Add(false, []byte("SCHEMA >\n    `a\\` String ALIAS file('x') --` String,\n    `t` DateTime TTL t\nINDEXES >\n    `i` a TYPE set(1)\nENGINE SummingMergeTree\nENGINE_COLUMNS (a)\nENGINE_TTL t + INTERVAL 1 DAY GROUP BY a SET b = max(b)\nENGINE_SETTINGS x = 'y'\n"))
 	f.Fuzz(func(t *testing.T, pipe bool, src []byte) {
 		path := "f/x.datasource"
 		if pipe {
@@ -45,8 +50,19 @@ func FuzzParseDatafile(f *testing.F) {
 			}
 			return
 		}
-		if res.DataSource != nil {
-			_ = res.DataSource.DDL("`db`.`t`")
+		if ds := res.DataSource; ds != nil {
+			// What the parser accepts, the final check of the statement accepts: both read the
+			// same parts, one from the datafile, one from the DDL built from it.
+			ddl := ds.DDL("`db`.`t`")
+			if err := CheckStatement(ddl, "`db`.`t`"); err != nil {
+				t.Fatalf("the DDL of an accepted datafile fails the final check: %v\n%s", err, ddl)
+			}
+			if err := ds.CheckColumns(); err != nil {
+				var de *Error
+				if !errors.As(err, &de) || de.Line < 1 || de.Column < 1 {
+					t.Fatalf("column check error without position: %v", err)
+				}
+			}
 		}
 	})
 }

@@ -137,7 +137,7 @@ FORWARD_QUERY >
 		t.Errorf("out of scope = %+v", ds.OutOfScope)
 	}
 	want := "CREATE TABLE `db`.`events__v3`\n(\n    `timestamp` DateTime,\n    `v` UInt64,\n    INDEX `idx` v TYPE set(100) GRANULARITY 4\n)\n" +
-		"ENGINE = ReplacingMergeTree(v, deleted)\nPARTITION BY (toYYYYMM(timestamp))\nORDER BY (timestamp)\nPRIMARY KEY (timestamp)\n" +
+		"ENGINE = ReplacingMergeTree(`v`, `deleted`)\nPARTITION BY (toYYYYMM(timestamp))\nORDER BY (timestamp)\nPRIMARY KEY (timestamp)\n" +
 		"TTL timestamp + INTERVAL 1 DAY\nSETTINGS index_granularity = 8192, min_bytes_for_wide_part = 0"
 	if got := ds.DDL("`db`.`events__v3`"); got != want {
 		t.Errorf("DDL:\n%s\nwant:\n%s", got, want)
@@ -151,11 +151,11 @@ func TestEngineClause(t *testing.T) {
 	}{
 		{Engine{}, "ENGINE = MergeTree()\nORDER BY tuple()"},
 		{Engine{Name: "MergeTree", SortingKey: "tuple()", PartitionKey: "tuple()"}, "ENGINE = MergeTree()\nPARTITION BY tuple()\nORDER BY tuple()"},
-		{Engine{Name: "SummingMergeTree", SortingKey: "a", Columns: "b, c"}, "ENGINE = SummingMergeTree((b, c))\nORDER BY (a)"},
+		{Engine{Name: "SummingMergeTree", SortingKey: "a", Columns: []string{"b", "c"}}, "ENGINE = SummingMergeTree((`b`, `c`))\nORDER BY (a)"},
 		{Engine{Name: "AggregatingMergeTree", SortingKey: "a, b", SamplingKey: "b"}, "ENGINE = AggregatingMergeTree()\nORDER BY (a, b)\nSAMPLE BY (b)"},
-		{Engine{Name: "CollapsingMergeTree", SortingKey: "a", Sign: "sign"}, "ENGINE = CollapsingMergeTree(sign)\nORDER BY (a)"},
-		{Engine{Name: "VersionedCollapsingMergeTree", Sign: "s", Version: "v"}, "ENGINE = VersionedCollapsingMergeTree(s, v)\nORDER BY tuple()"},
-		{Engine{Name: "Join", JoinStrictness: "any", JoinType: "left", KeyColumns: "id"}, "ENGINE = Join(ANY, LEFT, id)"},
+		{Engine{Name: "CollapsingMergeTree", SortingKey: "a", Sign: "sign"}, "ENGINE = CollapsingMergeTree(`sign`)\nORDER BY (a)"},
+		{Engine{Name: "VersionedCollapsingMergeTree", Sign: "s", Version: "v"}, "ENGINE = VersionedCollapsingMergeTree(`s`, `v`)\nORDER BY tuple()"},
+		{Engine{Name: "Join", JoinStrictness: "ANY", JoinType: "LEFT", KeyColumns: []string{"id"}}, "ENGINE = Join(ANY, LEFT, `id`)"},
 		{Engine{Name: "Null"}, "ENGINE = Null()"},
 		{Engine{Name: "ReplacingMergeTree", SortingKey: "id"}, "ENGINE = ReplacingMergeTree()\nORDER BY (id)"},
 	}

@@ -1,8 +1,11 @@
 package datafile
 
 import (
+	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sluicehq/sluice/platform/chsql"
 )
 
 // blockSrc is a block's text with a map from byte offsets back to file
@@ -74,6 +77,17 @@ func lexSchema(b *blockSrc, startPos Pos) ([]stok, error) {
 			for i < len(s) && s[i] != '\n' {
 				i++
 			}
+		case c == '/' && i+1 < len(s) && s[i+1] == '*':
+			// A block comment, as ClickHouse reads it. Nested ones are refused: ClickHouse
+			// versions disagree on where they end.
+			end := strings.Index(s[i+2:], "*/")
+			if end < 0 {
+				return nil, errAt(b.pos(i), "unterminated /* comment in SCHEMA")
+			}
+			if k := strings.Index(s[i+2:i+2+end], "/*"); k >= 0 {
+				return nil, errAt(b.pos(i+2+k), "nested /* comments are refused in SCHEMA: ClickHouse versions disagree on where they end")
+			}
+			i += end + 4
 		case c == '`' || c == '\'' || c == '"':
 			j := i + 1
 			for j < len(s) {
@@ -198,8 +212,8 @@ func isJSONPathTok(t stok) bool {
 	return t.kind == sBacktick && strings.HasPrefix(t.text, "`json:")
 }
 
-// parseSchema parses a SCHEMA block (spec §2.2).
-func parseSchema(e *entry) ([]Column, error) {
+// parseSchema parses a SCHEMA block (spec §2.2), with the column names its expressions read.
+func parseSchema(e *entry) ([]Column, []ColumnUse, error) {
 	if !e.block {
 		// An inline SCHEMA is accepted as one line.
 		w := e.valuePos()
@@ -208,13 +222,14 @@ func parseSchema(e *entry) ([]Column, error) {
 	b := newBlockSrc(e.lines)
 	toks, err := lexSchema(b, e.pos)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	items, err := splitTop(b, toks)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var cols []Column
+	var uses []ColumnUse
 	seen := map[string]Pos{}
 	for _, it := range items {
 		if len(it) == 0 {
@@ -223,32 +238,37 @@ func parseSchema(e *entry) ([]Column, error) {
 		if it[0].kind == sWord && strings.EqualFold(it[0].text, "INDEX") && len(it) > 1 && it[1].kind == sWord {
 			continue // tolerated, ignored (spec §2.2)
 		}
-		c, err := parseColumn(b, it)
+		c, u, err := parseColumn(b, it)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if prev, dup := seen[c.Name]; dup {
-			return nil, errAt(c.Pos, "column %q is defined twice (first at line %d)", c.Name, prev.Line)
+			return nil, nil, errAt(c.Pos, "column %q is defined twice (first at line %d)", c.Name, prev.Line)
 		}
 		seen[c.Name] = c.Pos
 		cols = append(cols, c)
+		uses = append(uses, u...)
 	}
-	return cols, nil
+	return cols, uses, nil
 }
 
-func parseColumn(b *blockSrc, t []stok) (Column, error) {
+func parseColumn(b *blockSrc, t []stok) (Column, []ColumnUse, error) {
 	var c Column
+	var uses []ColumnUse
 	c.Pos = b.pos(t[0].start)
 	switch {
 	case t[0].kind == sBacktick:
 		c.Name = unbacktick(t[0].text)
 		if c.Name == "" {
-			return c, errAt(c.Pos, "empty column name: expected a name between back-quotes")
+			return c, nil, errAt(c.Pos, "empty column name: expected a name between back-quotes")
 		}
 	case t[0].kind == sWord && isColumnIdent(t[0].text):
 		c.Name = t[0].text
 	default:
-		return c, errAt(c.Pos, "expected a column name (an identifier or a `back-quoted` name), found %q", t[0].text)
+		return c, nil, errAt(c.Pos, "expected a column name (an identifier or a `back-quoted` name), found %q", t[0].text)
+	}
+	if hasControl(c.Name) {
+		return c, nil, errAt(c.Pos, "column name %q holds a control character", c.Name)
 	}
 	i := 1
 	// Type: a word that is not a clause keyword, with an optional (...) group.
@@ -261,7 +281,10 @@ func parseColumn(b *blockSrc, t []stok) (Column, error) {
 			end = t[g-1].end
 			i = g
 		}
-		typ := b.text[start:end]
+		typ, err := parseType(b.text[start:end], start, b.pos, c.Name)
+		if err != nil {
+			return c, nil, err
+		}
 		if strings.HasPrefix(typ, "Nullable(") && strings.HasSuffix(typ, ")") {
 			c.Type = strings.TrimSpace(typ[len("Nullable(") : len(typ)-1])
 			c.Nullable = true
@@ -269,24 +292,24 @@ func parseColumn(b *blockSrc, t []stok) (Column, error) {
 			c.Type = typ
 		}
 	} else if i < len(t) && t[i].kind != sWord && !isJSONPathTok(t[i]) {
-		return c, errAt(b.pos(t[i].start), "expected a type after column %q, found %q", c.Name, t[i].text)
+		return c, nil, errAt(b.pos(t[i].start), "expected a type after column %q, found %q", c.Name, t[i].text)
 	}
 	sawCodec := false
 	for i < len(t) {
 		tk := t[i]
 		if isJSONPathTok(tk) {
 			if c.JSONPath != "" {
-				return c, errAt(b.pos(tk.start), "column %q has two `json:` paths", c.Name)
+				return c, nil, errAt(b.pos(tk.start), "column %q has two `json:` paths", c.Name)
 			}
 			c.JSONPath = strings.TrimPrefix(unbacktick(tk.text), "json:")
 			if c.JSONPath == "" {
-				return c, errAt(b.pos(tk.start), "empty JSON path for column %q: expected `json:$.path`", c.Name)
+				return c, nil, errAt(b.pos(tk.start), "empty JSON path for column %q: expected `json:$.path`", c.Name)
 			}
 			i++
 			continue
 		}
 		if tk.kind != sWord {
-			return c, errAt(b.pos(tk.start), "unexpected %q in column %q: expected NULL, NOT NULL, DEFAULT, MATERIALIZED, ALIAS, CODEC(...) or `json:$.path`", tk.text, c.Name)
+			return c, nil, errAt(b.pos(tk.start), "unexpected %q in column %q: expected NULL, NOT NULL, DEFAULT, MATERIALIZED, ALIAS, CODEC(...) or `json:$.path`", tk.text, c.Name)
 		}
 		kw := strings.ToUpper(tk.text)
 		switch kw {
@@ -295,16 +318,16 @@ func parseColumn(b *blockSrc, t []stok) (Column, error) {
 			i++
 		case "NOT":
 			if i+1 >= len(t) || !strings.EqualFold(t[i+1].text, "NULL") {
-				return c, errAt(b.pos(tk.start), "expected NULL after NOT in column %q", c.Name)
+				return c, nil, errAt(b.pos(tk.start), "expected NULL after NOT in column %q", c.Name)
 			}
 			c.NotNull = true
 			i += 2
 		case "DEFAULT", "MATERIALIZED", "ALIAS", "EPHEMERAL":
 			if c.DefaultKind != "" {
-				return c, errAt(b.pos(tk.start), "column %q has both %s and %s: only one default clause is allowed", c.Name, c.DefaultKind, kw)
+				return c, nil, errAt(b.pos(tk.start), "column %q has both %s and %s: only one default clause is allowed", c.Name, c.DefaultKind, kw)
 			}
 			if kw == "MATERIALIZED" && sawCodec {
-				return c, errAt(b.pos(tk.start), "MATERIALIZED must come before CODEC in column %q", c.Name)
+				return c, nil, errAt(b.pos(tk.start), "MATERIALIZED must come before CODEC in column %q", c.Name)
 			}
 			j := i + 1
 			for j < len(t) {
@@ -326,33 +349,58 @@ func parseColumn(b *blockSrc, t []stok) (Column, error) {
 					i = j
 					continue
 				}
-				return c, errAt(b.pos(tk.start), "expected an expression after %s in column %q", kw, c.Name)
+				return c, nil, errAt(b.pos(tk.start), "expected an expression after %s in column %q", kw, c.Name)
+			}
+			start := t[i+1].start
+			sql, u, err := expr(b.text[start:t[j-1].end], start, b.pos, fmt.Sprintf("column %s %s", c.Name, kw), chsql.ExprOptions{})
+			if err != nil {
+				return c, nil, err
+			}
+			if sql == "" {
+				return c, nil, errAt(b.pos(tk.start), "expected an expression after %s in column %q (found only a comment)", kw, c.Name)
 			}
 			c.DefaultKind = kw
-			c.DefaultExpr = b.text[t[i+1].start:t[j-1].end]
+			c.DefaultExpr = sql
+			uses = append(uses, u...)
 			i = j
 		case "CODEC":
 			if i+1 >= len(t) || t[i+1].kind != sOpen || t[i+1].text != "(" {
-				return c, errAt(b.pos(tk.start), "expected CODEC(...) in column %q", c.Name)
+				return c, nil, errAt(b.pos(tk.start), "expected CODEC(...) in column %q", c.Name)
 			}
 			g := group(t, i+1)
-			c.Codec = strings.TrimSpace(b.text[t[i+1].end:t[g-1].start])
-			if c.Codec == "" {
-				return c, errAt(b.pos(tk.start), "empty CODEC() in column %q: expected a codec such as ZSTD(1)", c.Name)
+			inner := b.text[t[i+1].end:t[g-1].start]
+			if strings.TrimSpace(inner) == "" {
+				return c, nil, errAt(b.pos(tk.start), "empty CODEC() in column %q: expected a codec such as ZSTD(1)", c.Name)
 			}
+			codec, err := parseCodec(inner, t[i+1].end, b.pos, c.Name)
+			if err != nil {
+				return c, nil, err
+			}
+			c.Codec = codec
 			sawCodec = true
 			i = g
 		default:
-			return c, errAt(b.pos(tk.start), "unexpected %q in column %q: expected NULL, NOT NULL, DEFAULT, MATERIALIZED, ALIAS, CODEC(...) or `json:$.path`", tk.text, c.Name)
+			return c, nil, errAt(b.pos(tk.start), "unexpected %q in column %q: expected NULL, NOT NULL, DEFAULT, MATERIALIZED, ALIAS, CODEC(...) or `json:$.path`", tk.text, c.Name)
 		}
 	}
 	if c.Type == "" && c.DefaultKind == "" {
-		return c, errAt(c.Pos, "column %q has no type: expected e.g. `%s` String", c.Name, c.Name)
+		return c, nil, errAt(c.Pos, "column %q has no type: expected e.g. `%s` String", c.Name, c.Name)
 	}
 	if c.Nullable && c.DefaultKind == "DEFAULT" && strings.EqualFold(strings.TrimSpace(c.DefaultExpr), "NULL") {
 		c.DefaultKind, c.DefaultExpr = "", ""
+		uses = nil
 	}
-	return c, nil
+	return c, uses, nil
+}
+
+// hasControl reports a control character, which has no place in a name.
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return true
+		}
+	}
+	return false
 }
 
 func isColumnIdent(s string) bool {
@@ -370,69 +418,89 @@ func isColumnIdent(s string) bool {
 
 // parseIndexes parses an INDEXES block: one
 // "[INDEX] name expr TYPE type[(args)] [GRANULARITY n] [,]" per line.
-func parseIndexes(e *entry) ([]Index, error) {
+func parseIndexes(e *entry) ([]Index, []ColumnUse, error) {
 	lines := e.lines
 	if !e.block {
 		w := e.valuePos()
 		lines = []srcLine{{text: strings.Repeat(" ", w.Column-1) + e.value(), file: w.File, num: w.Line}}
 	}
 	var out []Index
+	var uses []ColumnUse
 	for _, l := range lines {
-		text := l.text
-		if k := strings.Index(text, "--"); k >= 0 && !strings.Contains(text[:k], "'") {
-			text = text[:k]
+		b := newBlockSrc([]srcLine{l})
+		all, err := chsql.Lex(l.text)
+		if err == nil {
+			_, err = chsql.Normalize(l.text)
 		}
-		trimmed := strings.TrimSpace(text)
-		trimmed = strings.TrimSpace(strings.TrimSuffix(trimmed, ","))
-		if trimmed == "" {
+		if err != nil {
+			return nil, nil, sqlError(err, 0, b.pos, "INDEXES")
+		}
+		toks := chsql.Significant(all)
+		if len(toks) > 0 && toks[len(toks)-1].Is(",") {
+			toks = toks[:len(toks)-1]
+		}
+		if len(toks) == 0 {
 			continue
 		}
-		col := leadingCol(text)
-		pos := Pos{File: l.file, Line: l.num, Column: col}
-		fields := strings.Fields(trimmed)
-		if strings.EqualFold(fields[0], "INDEX") {
-			fields = fields[1:]
+		trimmed := strings.TrimSpace(l.text[toks[0].Start:toks[len(toks)-1].End])
+		pos := b.pos(toks[0].Start)
+		if toks[0].Kind == chsql.Ident && strings.EqualFold(toks[0].Text, "INDEX") {
+			toks = toks[1:]
 		}
-		typeAt := -1
-		for i, f := range fields {
-			if f == "TYPE" {
-				if typeAt >= 0 {
-					return nil, errAt(pos, "index line has more than one TYPE: expected name expr TYPE type [GRANULARITY n]")
-				}
-				typeAt = i
+		depth := 0
+		for _, t := range toks {
+			switch {
+			case t.Is("(") || t.Is("["):
+				depth++
+			case t.Is(")") || t.Is("]"):
+				depth--
+			case t.Is(",") && depth == 0:
+				return nil, nil, errAt(b.pos(t.Start), "one index per line: unexpected ',' (expected name expr TYPE type[(args)] [GRANULARITY n])")
 			}
 		}
-		if len(fields) < 4 || typeAt < 2 || typeAt == len(fields)-1 {
-			return nil, errAt(pos, "invalid index %q: expected name expr TYPE type[(args)] [GRANULARITY n]", trimmed)
+		typeAt, granAt := indexKeywords(toks, 1)
+		if len(toks) < 4 || typeAt < 2 || typeAt == len(toks)-1 || granAt == typeAt+1 {
+			return nil, nil, errAt(pos, "invalid index %q: expected name expr TYPE type[(args)] [GRANULARITY n]", trimmed)
 		}
-		idx := Index{Name: fields[0], Expr: strings.Join(fields[1:typeAt], " "), Pos: pos}
-		rest := fields[typeAt+1:]
-		g := -1
-		for i, f := range rest {
-			if strings.EqualFold(f, "GRANULARITY") {
-				g = i
+		n := toks[0]
+		if n.Kind != chsql.Ident && n.Kind != chsql.QuotedIdent || n.Kind == chsql.Ident && !isIdent(n.Text) || n.Value() == "" {
+			return nil, nil, errAt(pos, "invalid index name %q: expected an identifier", n.Text)
+		}
+		if hasControl(n.Value()) {
+			return nil, nil, errAt(pos, "index name %q holds a control character", n.Value())
+		}
+		idx := Index{Name: n.Value(), Pos: pos}
+		where := "index " + idx.Name
+		start := toks[1].Start
+		sql, u, err := expr(l.text[start:toks[typeAt-1].End], start, b.pos, where, chsql.ExprOptions{})
+		if err != nil {
+			return nil, nil, err
+		}
+		idx.Expr = sql
+		typeToks := toks[typeAt+1:]
+		if granAt >= 0 {
+			typeToks = toks[typeAt+1 : granAt]
+			g := toks[granAt+1:]
+			text := ""
+			for _, t := range g {
+				text += t.Text
+			}
+			if len(g) != 1 || g[0].Kind != chsql.Number || strings.Trim(g[0].Text, "0123456789") != "" || strings.Trim(g[0].Text, "0") == "" {
+				return nil, nil, errAt(pos, "invalid index GRANULARITY %q: expected a positive integer", text)
+			}
+			idx.Granularity = g[0].Text
+		}
+		if len(typeToks) > 0 {
+			tstart := typeToks[0].Start
+			if _, err := lexPart(l.text[tstart:typeToks[len(typeToks)-1].End], tstart, b.pos, "type of index "+idx.Name); err != nil {
+				return nil, nil, err
 			}
 		}
-		if g >= 0 {
-			if g != len(rest)-2 {
-				return nil, errAt(pos, "invalid index %q: expected GRANULARITY followed by one number at the end", trimmed)
-			}
-			idx.Granularity = rest[g+1]
-			for _, ch := range idx.Granularity {
-				if ch < '0' || ch > '9' {
-					return nil, errAt(pos, "invalid index GRANULARITY %q: expected a positive integer", idx.Granularity)
-				}
-			}
-			rest = rest[:g]
-		}
-		if len(rest) == 0 {
-			return nil, errAt(pos, "invalid index %q: expected an index type after TYPE", trimmed)
-		}
-		idx.Type = strings.Join(rest, " ")
-		if !isIdent(idx.Name) {
-			return nil, errAt(pos, "invalid index name %q: expected an identifier", idx.Name)
+		if idx.Type, err = parseIndexType(typeToks, l.text, b.pos, idx.Name); err != nil {
+			return nil, nil, err
 		}
 		out = append(out, idx)
+		uses = append(uses, u...)
 	}
-	return out, nil
+	return out, uses, nil
 }
