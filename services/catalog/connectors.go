@@ -20,6 +20,9 @@ type engineCaps struct {
 	intSettings bool
 	// explainAST: the server has EXPLAIN AST (ClickHouse 20.x+), used to verify users' SQL.
 	explainAST bool
+	// mergeTreeSettings are the MergeTree settings the engine knows (system.merge_tree_settings):
+	// ENGINE_SETTINGS may only name these. Nil when not probed (then ClickHouse alone checks).
+	mergeTreeSettings map[string]bool
 }
 
 func (s *Service) probeCaps(ctx context.Context) error {
@@ -28,6 +31,9 @@ func (s *Service) probeCaps(ctx context.Context) error {
 		return fmt.Errorf("probe ClickHouse settings: %w", err)
 	}
 	s.caps.dimensionsSetting = len(res.Rows) == 1 && fmt.Sprint(res.Rows[0][0]) == "1"
+	if err := s.probeTableSettings(ctx); err != nil {
+		return err
+	}
 	return s.probeQueryCaps(ctx)
 }
 
@@ -38,6 +44,9 @@ func (s *Service) buildProject(ws workspaceRecord, deployed map[resourceKind]map
 		d := p.datasources[name]
 		if w := adaptDataSource(d.ds, s.caps); w != "" && d.pushed {
 			diags = append(diags, diag{pos: firstPos(d.ds.Engine.Pos, d.ds.Pos), warning: true, msg: w})
+		}
+		if d.pushed {
+			diags = append(diags, checkDefinition(d.ds, s.caps)...)
 		}
 	}
 	return p, diags
@@ -104,11 +113,7 @@ func adaptDataSource(ds *datafile.DataSource, caps engineCaps) string {
 		notes = append(notes, fmt.Sprintf("added the connector's columns %s", strings.Join(added, ", ")))
 	}
 	if caps.dimensionsSetting && ds.NeedsDimensionsSetting() {
-		setting := datafile.DimensionsSetting + " = 1"
-		if strings.TrimSpace(ds.Engine.Settings) != "" {
-			setting = strings.TrimSpace(ds.Engine.Settings) + ", " + setting
-		}
-		ds.Engine.Settings = setting
+		ds.Engine.Settings = append(ds.Engine.Settings, datafile.EngineSetting{Name: datafile.DimensionsSetting, Value: "1", Pos: ds.Engine.Pos})
 		notes = append(notes, "set allow_dimensions_outside_sorting_key = 1 (ClickHouse 26 refuses plain columns outside an AggregatingMergeTree sorting key without it; such columns keep an arbitrary value when rows merge)")
 	}
 	if len(notes) == 0 {

@@ -163,7 +163,7 @@ func dataSourceProto(ws workspaceRecord, d *dsDef) *catalogv1.DataSource {
 	out := &catalogv1.DataSource{
 		Name: d.ds.Name, Workspace: ws.Name, Id: d.rec.ID, Description: d.ds.Description,
 		Engine: e.EngineName(), PartitionKey: e.PartitionKey, SortingKey: e.SortingKey, PrimaryKey: e.PrimaryKey,
-		Ttl: e.TTL, Settings: e.Settings, CreateStatement: d.ds.DDL(tableName(ws, d.ds.Name)),
+		Ttl: e.TTL, Settings: e.SettingsSQL(), CreateStatement: d.ds.DDL(tableName(ws, d.ds.Name)),
 		Path: d.rec.Path, FileVersion: d.rec.FileVersion, Tags: tagsOf(d.ds.Tags), UpdateTime: timestamppb.New(d.rec.UpdateTime),
 	}
 	for _, c := range d.ds.Columns {

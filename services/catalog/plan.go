@@ -271,7 +271,7 @@ func describeEngineChange(a, b datafile.Engine) string {
 	diff("ENGINE_SORTING_KEY", a.SortingKey, b.SortingKey)
 	diff("ENGINE_PRIMARY_KEY", a.PrimaryKey, b.PrimaryKey)
 	diff("ENGINE_SAMPLING_KEY", a.SamplingKey, b.SamplingKey)
-	diff("ENGINE_SETTINGS", a.Settings, b.Settings)
+	diff("ENGINE_SETTINGS", a.SettingsSQL(), b.SettingsSQL())
 	if len(what) == 0 {
 		what = append(what, "the engine's arguments")
 	}

@@ -124,11 +124,14 @@ func parseResource(p, content string, includes map[string]string, vars map[strin
 func assembleProject(ws workspaceRecord, deployed map[resourceKind]map[string]resourceRecord, files []*catalogv1.Datafile, vars map[string]string, prune bool) (*project, []diag) {
 	p := &project{ws: ws, datasources: map[string]*dsDef{}, pipes: map[string]*pipeDef{}}
 	var diags []diag
+	// A deployed resource that no longer parses (the parser got stricter) is a problem only if
+	// this push does not replace it.
+	broken := map[string]diag{}
 	if !prune {
 		for name, rec := range deployed[kindDataSource] {
 			f, _, err := parseResource(rec.Path, rec.Content, rec.Includes, nil)
 			if err != nil || f.DataSource == nil {
-				diags = append(diags, diag{msg: fmt.Sprintf("deployed Data Source %s no longer parses: %v", name, err)})
+				broken[name] = diag{msg: fmt.Sprintf("deployed Data Source %s no longer parses: %v", name, err)}
 				continue
 			}
 			p.datasources[name] = &dsDef{rec: rec, ds: f.DataSource}
@@ -136,7 +139,7 @@ func assembleProject(ws workspaceRecord, deployed map[resourceKind]map[string]re
 		for name, rec := range deployed[kindPipe] {
 			f, _, err := parseResource(rec.Path, rec.Content, rec.Includes, nil)
 			if err != nil || f.Pipe == nil {
-				diags = append(diags, diag{msg: fmt.Sprintf("deployed Pipe %s no longer parses: %v", name, err)})
+				broken[name] = diag{msg: fmt.Sprintf("deployed Pipe %s no longer parses: %v", name, err)}
 				continue
 			}
 			p.pipes[name] = &pipeDef{rec: rec, pipe: f.Pipe}
@@ -194,6 +197,11 @@ func assembleProject(ws workspaceRecord, deployed map[resourceKind]map[string]re
 		} else {
 			delete(p.datasources, name)
 			p.pipes[name] = &pipeDef{rec: rec, pipe: f.Pipe, pushed: true}
+		}
+	}
+	for _, name := range sortedNames(broken) {
+		if _, replaced := seen[name]; !replaced {
+			diags = append(diags, broken[name])
 		}
 	}
 	for name, d := range p.datasources {

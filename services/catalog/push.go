@@ -88,6 +88,7 @@ func (s *Service) push(ctx context.Context, req *catalogv1.PushRequest) (*catalo
 		return c.node(pd.outputNode())
 	})
 	diags = append(diags, planDiags...)
+	diags = append(diags, checkPlanStatements(next, pl)...)
 	if errs := errorsOf(diags); len(errs) > 0 {
 		return nil, errs
 	}

@@ -41,7 +41,19 @@ func (s *Service) checkInClickHouse(ctx context.Context, p *project, order []str
 		if !ok {
 			continue
 		}
-		if _, err := wh.Exec(ctx, d.ds.DDL(warehouse.QualifiedName(db, name))); err != nil {
+		ddl := d.ds.DDL(warehouse.QualifiedName(db, name))
+		// The statement is checked once more, by Sluice and by the engine's parser, before the
+		// engine runs it, even in the scratch database.
+		err := datafile.CheckStatement(ddl, warehouse.QualifiedName(db, name))
+		if err == nil {
+			err = s.verifyCreateAST(ctx, ddl, db, name)
+		}
+		if err != nil {
+			bad[name] = true
+			diags = append(diags, diag{pos: d.ds.Pos, msg: fmt.Sprintf("Data Source %s: refused by the final check of its CREATE TABLE: %v", name, err)})
+			continue
+		}
+		if _, err := wh.Exec(ctx, ddl); err != nil {
 			bad[name] = true
 			diags = append(diags, diag{pos: firstPos(d.ds.Engine.Pos, d.ds.Pos), msg: fmt.Sprintf("Data Source %s: ClickHouse rejects its table: %s", name, chMessage(err))})
 		}
