@@ -92,6 +92,15 @@ func makePlan(p *project, old *project, order []string, force bool, viewSQL func
 		tbl := tableName(p.ws, name)
 		prev, existed := old.datasources[name]
 		switch {
+		case !existed && p.replacedBroken[name] != "" && !force:
+			// Its table exists, but its stored definition is one Sluice now refuses: what the
+			// table holds cannot be compared with the new definition.
+			diags = append(diags, diag{pos: d.ds.Pos, msg: fmt.Sprintf(
+				"Data Source %s: its deployed definition is refused by this version of Sluice (%s); push with --force to drop and recreate its table", name, p.replacedBroken[name])})
+		case !existed && p.replacedBroken[name] != "":
+			recreated[name] = true
+			pl.add(phaseDropTables, catalogv1.PlanAction_KIND_RECREATE, catalogv1.ResourceType_RESOURCE_TYPE_DATASOURCE, name,
+				"its deployed definition is refused by this version of Sluice (forced: existing rows are dropped)", []string{"DROP TABLE IF EXISTS " + tbl, d.ds.DDL(tbl)}, nil)
 		case !existed:
 			pl.add(phaseCreateTables, catalogv1.PlanAction_KIND_CREATE, catalogv1.ResourceType_RESOURCE_TYPE_DATASOURCE, name,
 				"new Data Source", []string{d.ds.DDL(tbl)}, []string{"DROP TABLE IF EXISTS " + tbl})

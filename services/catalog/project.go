@@ -21,6 +21,9 @@ type project struct {
 	ws          workspaceRecord
 	datasources map[string]*dsDef
 	pipes       map[string]*pipeDef
+	// replacedBroken are deployed resources whose stored definition no longer parses (the
+	// parser became stricter) and that the pushed files replace, with why they do not parse.
+	replacedBroken map[string]string
 }
 
 type dsDef struct {
@@ -122,7 +125,7 @@ func parseResource(p, content string, includes map[string]string, vars map[strin
 // buildProject lays the pushed files over the deployed resources. Parse errors of every file
 // are collected, not just the first.
 func assembleProject(ws workspaceRecord, deployed map[resourceKind]map[string]resourceRecord, files []*catalogv1.Datafile, vars map[string]string, prune bool) (*project, []diag) {
-	p := &project{ws: ws, datasources: map[string]*dsDef{}, pipes: map[string]*pipeDef{}}
+	p := &project{ws: ws, datasources: map[string]*dsDef{}, pipes: map[string]*pipeDef{}, replacedBroken: map[string]string{}}
 	var diags []diag
 	// A deployed resource that no longer parses (the parser got stricter) is a problem only if
 	// this push does not replace it.
@@ -200,7 +203,9 @@ func assembleProject(ws workspaceRecord, deployed map[resourceKind]map[string]re
 		}
 	}
 	for _, name := range sortedNames(broken) {
-		if _, replaced := seen[name]; !replaced {
+		if _, replaced := seen[name]; replaced {
+			p.replacedBroken[name] = broken[name].msg
+		} else {
 			diags = append(diags, broken[name])
 		}
 	}
