@@ -108,7 +108,11 @@ func OpenEmbedded(cfg EmbeddedConfig) (Conn, error) {
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("warehouse: data directory: %w", err)
 	}
-	c, err := chdb.Connect([]string{"clickhouse", "--path=" + dataDir})
+	access, err := writeEmbeddedConfig(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	c, err := chdb.Connect([]string{"clickhouse", access, "--path=" + dataDir})
 	if err != nil {
 		return nil, fmt.Errorf("warehouse: open chDB on %s: %w", dataDir, err)
 	}
