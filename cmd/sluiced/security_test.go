@@ -208,6 +208,9 @@ func newHostileEnv(t *testing.T, sys *sluicetest.System) *hostileEnv {
 			"pipes/totals_mv.pipe": hostileTotalsMV, "pipes/totals_copy.pipe": hostileTotalsCopy,
 		},
 	} {
+		if _, err := sys.Catalog.CreateWorkspace(t.Context(), &catalogv1.CreateWorkspaceRequest{Name: ws}); err != nil {
+			t.Fatal(err)
+		}
 		dir := t.TempDir()
 		for name, content := range files {
 			p := filepath.Join(dir, name)
