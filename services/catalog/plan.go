@@ -10,6 +10,10 @@ import (
 	"github.com/sluicehq/sluice/services/catalog/datafile"
 )
 
+// dropView starts the statement that drops a materialized view. DROP TABLE drops views on
+// every ClickHouse version; DROP VIEW is unknown to servers before 20.x (18.16 refuses it).
+const dropView = "DROP TABLE IF EXISTS "
+
 // mvPrefix names the materialized views Sluice creates: `__sluice_mv_<pipe>`. Resource names
 // may not start with `__sluice`, so these never collide with Data Sources.
 const mvPrefix = "__sluice_mv_"
@@ -160,7 +164,7 @@ func makePlan(p *project, old *project, order []string, force bool, viewSQL func
 		case !existed:
 			reason := "new " + string(pd.pipeType()) + " pipe"
 			if isMV {
-				pl.add(phaseCreateViews, catalogv1.PlanAction_KIND_CREATE, catalogv1.ResourceType_RESOURCE_TYPE_PIPE, name, reason, create, []string{"DROP VIEW IF EXISTS " + view})
+				pl.add(phaseCreateViews, catalogv1.PlanAction_KIND_CREATE, catalogv1.ResourceType_RESOURCE_TYPE_PIPE, name, reason, create, []string{dropView + view})
 			} else {
 				pl.add(phaseMetadata, catalogv1.PlanAction_KIND_CREATE, catalogv1.ResourceType_RESOURCE_TYPE_PIPE, name, reason, nil, nil)
 			}
@@ -175,11 +179,11 @@ func makePlan(p *project, old *project, order []string, force bool, viewSQL func
 			if wasMV {
 				oldCreate = prev.rec.DDL
 				pl.add(phaseDropViews, catalogv1.PlanAction_KIND_ALTER, catalogv1.ResourceType_RESOURCE_TYPE_PIPE, name,
-					reason+": its materialized view is replaced", []string{"DROP VIEW IF EXISTS " + view}, oldCreate)
+					reason+": its materialized view is replaced", []string{dropView + view}, oldCreate)
 			}
 			if isMV {
 				pl.add(phaseCreateViews, catalogv1.PlanAction_KIND_ALTER, catalogv1.ResourceType_RESOURCE_TYPE_PIPE, name, reason, create,
-					[]string{"DROP VIEW IF EXISTS " + view})
+					[]string{dropView + view})
 			} else if !wasMV {
 				pl.add(phaseMetadata, catalogv1.PlanAction_KIND_ALTER, catalogv1.ResourceType_RESOURCE_TYPE_PIPE, name, reason, nil, nil)
 			}
@@ -191,7 +195,7 @@ func makePlan(p *project, old *project, order []string, force bool, viewSQL func
 		}
 		var stmts, undo []string
 		if old.pipes[name].pipeType() == datafile.NodeMaterialized {
-			stmts = []string{"DROP VIEW IF EXISTS " + viewName(p.ws, name)}
+			stmts = []string{dropView + viewName(p.ws, name)}
 			undo = old.pipes[name].rec.DDL
 		}
 		pl.add(phaseDropViews, catalogv1.PlanAction_KIND_DELETE, catalogv1.ResourceType_RESOURCE_TYPE_PIPE, name,
