@@ -250,6 +250,9 @@ func (x *exprScan) skipType(i int) (int, error) {
 	if t.Kind != Ident && t.Kind != QuotedIdent {
 		return i - 1, nil
 	}
+	if t.Kind == Ident && expressionStatementWords[t.Upper()] {
+		return i, refusal(t, "%s is no type: a Data Source's definition holds no query", t.Text)
+	}
 	x.skip[i] = true
 	if !x.tok(i + 1).is("(") {
 		return i, nil

@@ -98,6 +98,7 @@ func TestAnalyzeExprRefusesReachingOutside(t *testing.T) {
 		{expr: "CAST(a AS «SELECT)", want: "inside a type"},
 		{expr: "CAST(a AS Array(«file('x')))", want: "file()"},
 		{expr: "a::«url('x')", want: "url()"},
+		{expr: "a::«SELECT", want: "is no type"},
 		{expr: "a::Array(«joinGet('j', 'v', 1))", want: "joinGet()"},
 		{expr: "tuple() AS «SELECT 1", want: "subqueries are refused"},
 		{expr: "(AS «Null())", want: "Null(): table functions are refused"},
