@@ -78,6 +78,9 @@ type Deps struct {
 	OpsDatabase string
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// WorkspaceUsers runs each workspace's SQL (`sluice sql`, rendered nodes) as its own
+	// ClickHouse user; nil runs it on Warehouse.
+	WorkspaceUsers *warehouse.WorkspaceUsers
 }
 
 // Service implements CatalogService.

@@ -267,7 +267,11 @@ func (s *Service) renderNode(ctx context.Context, req *catalogv1.RenderNodeReque
 		return nil, renderError(err)
 	}
 	resp := &catalogv1.RenderNodeResponse{Sql: sql, FileVersion: pd.rec.FileVersion, Reads: nd.reads}
-	res, err := s.deps.Warehouse.Query(ctx, "DESCRIBE TABLE ("+sql+")")
+	conn, err := s.deps.WorkspaceUsers.For(ctx, ws.Name, ws.Database, s.deps.Warehouse)
+	if err != nil {
+		return nil, err
+	}
+	res, err := conn.Query(ctx, "DESCRIBE TABLE ("+sql+")")
 	if err != nil {
 		return nil, err
 	}

@@ -106,7 +106,15 @@ func (s *Service) query(ctx context.Context, req *catalogv1.QueryRequest) (*cata
 			}
 		}
 	}
-	res, err := s.deps.Warehouse.Query(ctx, sql, warehouse.WithSettings(settings))
+	// Users' SQL runs as the workspace's ClickHouse user when there is one; SHOW TABLES is
+	// Sluice's own read of system.tables.
+	conn := s.deps.Warehouse
+	if an.Kind != chsql.KindShow {
+		if conn, err = s.deps.WorkspaceUsers.For(ctx, p.ws.Name, p.ws.Database, s.deps.Warehouse); err != nil {
+			return nil, err
+		}
+	}
+	res, err := conn.Query(ctx, sql, warehouse.WithSettings(settings))
 	if err != nil {
 		return nil, err
 	}

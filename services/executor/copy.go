@@ -42,7 +42,9 @@ import (
 // are metadata operations). Every staging table of the job is dropped when the step ends; an
 // executor starting up drops those of finished jobs (SweepCopyStaging).
 type CopyRunner struct {
-	Conn    warehouse.Conn
+	Conn warehouse.Conn
+	// Users runs the copy's query as the workspace's ClickHouse user (nil: on Conn).
+	Users   *warehouse.WorkspaceUsers
 	Catalog dataflow.Catalog
 	// Events records the copy events (nil: they are only logged).
 	Events opsevents.Publisher
@@ -140,6 +142,11 @@ func (r *CopyRunner) stage(ctx context.Context, sc *StepContext, flow dataflow.F
 	if err != nil {
 		return nil, Permanent(err)
 	}
+	users, err := r.Users.For(ctx, sc.Job.GetWorkspace(), flow.Database, r.Conn)
+	if err != nil {
+		return nil, err
+	}
+	d.RunUsersSQLOn(users)
 	cc, err := r.load(ctx, sc, d, flow, p, key)
 	if err == nil {
 		data, _ := json.Marshal(cc)

@@ -52,7 +52,9 @@ func (s *Service) jobFinished(rec *schedulerv1.JobRecord) {
 // PopulateDeps are what the POPULATEVIEW runner is given.
 type PopulateDeps struct {
 	Warehouse warehouse.Conn
-	Catalog   PopulateCatalog
+	// Users runs the populate's queries as the workspace's ClickHouse user (nil: on Warehouse).
+	Users   *warehouse.WorkspaceUsers
+	Catalog PopulateCatalog
 	// Events records the `populateview` ops events when a populate job ends (nil: none).
 	Events opsevents.Publisher
 	// MemoryBudget is the default per-step memory budget in bytes (max_memory_usage of every
@@ -627,6 +629,11 @@ func (r *PopulateRunner) newStage(ctx context.Context, s *StepContext, p jobs.Po
 	if err != nil {
 		return nil, Permanent(err)
 	}
+	users, err := r.d.Users.For(ctx, job.GetWorkspace(), flow.Database, r.d.Warehouse)
+	if err != nil {
+		return nil, err
+	}
+	d.RunUsersSQLOn(users)
 	pl, err := r.plan(ctx, job, p.Source, flow.Database)
 	if err != nil {
 		return nil, err

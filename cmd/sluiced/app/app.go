@@ -30,7 +30,9 @@ type App struct {
 	httpAddr  string
 	nats      *natsx.Conn
 	warehouse warehouse.Conn
-	conns     map[string]*grpc.ClientConn
+	// workspaceUsers runs each workspace's SQL as its own ClickHouse user (nil: on warehouse).
+	workspaceUsers *warehouse.WorkspaceUsers
+	conns          map[string]*grpc.ClientConn
 
 	catalog   *catalog.Service
 	scheduler *scheduler.Service
@@ -137,10 +139,19 @@ func (a *App) openClickHouse(ctx context.Context) (warehouse.Conn, error) {
 		return warehouse.OpenEmbedded(warehouse.EmbeddedConfig{LibPath: lib, DataDir: a.cfg.chdbDataDir()})
 	}
 	a.log.Info("connecting to clickhouse", "addrs", ch.Addrs.String(), "database", ch.Database)
-	return warehouse.OpenNative(ctx, warehouse.NativeConfig{
+	cfg := warehouse.NativeConfig{
 		Addrs: ch.Addrs, Database: "default", Username: ch.Username, Password: ch.Password, TLS: ch.TLS,
 		DialTimeout: ch.DialTimeout, ReadTimeout: ch.ReadTimeout, MaxOpenConns: ch.MaxOpenConns, MaxIdleConns: ch.MaxOpenConns,
-	})
+	}
+	if ch.WorkspaceUser != "" {
+		users, err := warehouse.NewWorkspaceUsers(cfg, ch.WorkspaceUser, ch.WorkspacePassword)
+		if err != nil {
+			return nil, err
+		}
+		a.workspaceUsers = users
+		a.log.Info("workspaces' SQL runs as their own ClickHouse users", "user", ch.WorkspaceUser)
+	}
+	return warehouse.OpenNative(ctx, cfg)
 }
 
 // Warehouse is the process's ClickHouse connection (nil when no service of the process uses

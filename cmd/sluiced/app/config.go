@@ -12,6 +12,7 @@ import (
 	"github.com/sluicehq/sluice/platform/config"
 	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/platform/telemetry"
+	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/services/catalog"
 	"github.com/sluicehq/sluice/services/executor"
 	"github.com/sluicehq/sluice/services/opslog"
@@ -81,6 +82,10 @@ type ClickHouseConfig struct {
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// MaxOpenConns bounds the native driver's pool.
 	MaxOpenConns int `yaml:"max_open_conns"`
+	// WorkspaceUser, when set, is the ClickHouse user (a name holding {workspace}) that runs
+	// each workspace's SQL, with WorkspacePassword; see docs/security.md.
+	WorkspaceUser     string `yaml:"workspace_user"`
+	WorkspacePassword string `yaml:"workspace_password"`
 }
 
 // RegisterFlags registers every flag of sluiced.
@@ -110,6 +115,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.ClickHouse.DialTimeout, "clickhouse-dial-timeout", 5*time.Second, "ClickHouse dial timeout")
 	fs.DurationVar(&c.ClickHouse.ReadTimeout, "clickhouse-read-timeout", 5*time.Minute, "ClickHouse read timeout")
 	fs.IntVar(&c.ClickHouse.MaxOpenConns, "clickhouse-max-open-conns", 16, "ClickHouse connection pool size")
+	fs.StringVar(&c.ClickHouse.WorkspaceUser, "clickhouse-workspace-user", "", "ClickHouse user that runs each workspace's SQL, a name holding {workspace} (e.g. sluice_{workspace}); empty: Sluice's own user (see docs/security.md)")
+	fs.StringVar(&c.ClickHouse.WorkspacePassword, "clickhouse-workspace-password", "", "password of the -clickhouse-workspace-user users")
 
 	fs.StringVar(&c.Telemetry.LogLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.Telemetry.LogFormat, "log-format", "text", "log format: text or json")
@@ -175,6 +182,13 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" && c.ClickHouse.EmbeddedPath == "" && c.EmbeddedClickHouse() && c.needsClickHouse() {
 		errs = append(errs, errors.New("data_dir: required for embedded ClickHouse (set -data-dir, or -clickhouse-addr for a server, or use -dev)"))
+	}
+	if c.ClickHouse.WorkspaceUser != "" {
+		if c.EmbeddedClickHouse() {
+			errs = append(errs, errors.New("clickhouse.workspace_user: needs a ClickHouse server (-clickhouse-addr); embedded ClickHouse has no users"))
+		} else if !strings.Contains(c.ClickHouse.WorkspaceUser, warehouse.WorkspacePlaceholder) {
+			errs = append(errs, fmt.Errorf("clickhouse.workspace_user: %q must hold %s", c.ClickHouse.WorkspaceUser, warehouse.WorkspacePlaceholder))
+		}
 	}
 	if c.GRPCAddr == "" {
 		errs = append(errs, errors.New("grpc_addr: required"))

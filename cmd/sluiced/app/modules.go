@@ -74,7 +74,7 @@ func (a *App) modules() []lifecycle.Module {
 				a.warehouse = wh
 				return nil
 			},
-			Stop: func(context.Context) error { return a.warehouse.Close() },
+			Stop: func(context.Context) error { return errors.Join(a.workspaceUsers.Close(), a.warehouse.Close()) },
 		},
 		{
 			Name: "peers",
@@ -94,6 +94,7 @@ func (a *App) modules() []lifecycle.Module {
 				s, err := catalog.New(a.cfg.Catalog, catalog.Deps{
 					Log: a.log.With("service", "catalog"), Metrics: a.tel.Registry, NATS: a.nats, Warehouse: a.warehouse,
 					Events: opsevents.NewPublisher(a.nats, a.tel.Propagator), OpsDatabase: a.cfg.ClickHouse.Database,
+					WorkspaceUsers: a.workspaceUsers,
 				})
 				if err != nil {
 					return err

@@ -11,7 +11,7 @@ import (
 func (a *App) populateRunners(cat catalogclient.Client) map[schedulerv1.JobKind]executor.StepRunner {
 	return map[schedulerv1.JobKind]executor.StepRunner{
 		schedulerv1.JobKind_JOB_KIND_POPULATEVIEW: executor.NewPopulateRunner(executor.PopulateDeps{
-			Warehouse: a.warehouse, Catalog: cat, Events: opsevents.NewPublisher(a.nats, a.tel.Propagator),
+			Warehouse: a.warehouse, Users: a.workspaceUsers, Catalog: cat, Events: opsevents.NewPublisher(a.nats, a.tel.Propagator),
 			Log: a.log.With("service", "executor", "runner", "populate"),
 		}),
 	}

@@ -288,7 +288,7 @@ func writeServerConfig(dir string, ports []int) error {
 	}
 	u := strings.Replace(string(users), "<default>",
 		"<default>\n            <allow_experimental_low_cardinality_type>1</allow_experimental_low_cardinality_type>", 1)
-	u = strings.Replace(u, "</users>", restrictedUsersXML+"</users>", 1)
+	u = strings.Replace(u, "</users>", restrictedUsersXML+workspaceUsersXML()+"</users>", 1)
 	return os.WriteFile(filepath.Join(dir, "users.xml"), []byte(u), 0o644)
 }
 
@@ -304,6 +304,36 @@ const (
 
 // RestrictedDatabases are the databases RestrictedUser and ReaderUser may use.
 var RestrictedDatabases = []string{"sluice_app_own", "sluice_app_ws"}
+
+// Workspace users of the private server, as docs/security.md describes them: the user of
+// workspace w is WorkspaceUser with {workspace} replaced by w, with WorkspacePassword, and
+// may only use the database ws_w and WorkspaceUsersOwnDatabase, Sluice's own database (where
+// the ops log is, read by each workspace's datasources_ops_log view with the reader's rights).
+// They exist for the workspaces WorkspaceUserWorkspaces.
+const (
+	WorkspaceUser             = "sluice_ws_{workspace}"
+	WorkspacePassword         = "sluice-ws-password"
+	WorkspaceUsersOwnDatabase = "sluice_wsu_own"
+)
+
+// WorkspaceUserWorkspaces are the workspaces that have a WorkspaceUser on the private server.
+var WorkspaceUserWorkspaces = []string{"wsu_app", "wsu_victim"}
+
+func workspaceUsersXML() string {
+	var b strings.Builder
+	for _, ws := range WorkspaceUserWorkspaces {
+		user := strings.ReplaceAll(WorkspaceUser, "{workspace}", ws)
+		fmt.Fprintf(&b, `    <%s>
+            <password>%s</password>
+            <networks><ip>127.0.0.1</ip></networks>
+            <profile>default</profile>
+            <quota>default</quota>
+            <allow_databases><database>ws_%s</database><database>%s</database></allow_databases>
+        </%s>
+    `, user, WorkspacePassword, ws, WorkspaceUsersOwnDatabase, user)
+	}
+	return b.String()
+}
 
 const restrictedUsersXML = `    <sluice_app>
             <password>sluice-app-password</password>

@@ -80,8 +80,10 @@ func (f Flow) Validate() error {
 // Delta is one step's rows on their way through a flow.
 type Delta struct {
 	conn warehouse.Conn
-	flow Flow
-	key  string
+	// users runs the statements that hold users' SQL (Load, Cascade); conn when nil.
+	users warehouse.Conn
+	flow  Flow
+	key   string
 	// staging maps each Data Source to its staging table.
 	staging map[string]string
 }
@@ -99,6 +101,18 @@ func New(conn warehouse.Conn, flow Flow, key string) (*Delta, error) {
 		d.staging[t] = fmt.Sprintf("%s%s_%d", StagingPrefix, short, i)
 	}
 	return d, nil
+}
+
+// RunUsersSQLOn makes the statements that hold users' SQL — the SELECT of Load and the views'
+// queries of Cascade — run on conn (a connection as the workspace's ClickHouse user), while
+// Sluice's own statements (staging tables, moves) stay on the delta's connection.
+func (d *Delta) RunUsersSQLOn(conn warehouse.Conn) { d.users = conn }
+
+func (d *Delta) usersConn() warehouse.Conn {
+	if d.users != nil {
+		return d.users
+	}
+	return d.conn
 }
 
 // Staging is the qualified staging table of a Data Source of the flow.
@@ -133,7 +147,7 @@ func (d *Delta) Load(ctx context.Context, selectSQL string, columns []string, op
 		}
 		cols = " (" + strings.Join(q, ", ") + ")"
 	}
-	return d.conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s%s\n%s", d.Staging(d.flow.Target), cols, selectSQL), opts...)
+	return d.usersConn().Exec(ctx, fmt.Sprintf("INSERT INTO %s%s\n%s", d.Staging(d.flow.Target), cols, selectSQL), opts...)
 }
 
 // Cascade runs every view of the flow over the staged rows of its trigger, into the staging
@@ -152,7 +166,7 @@ func (d *Delta) Cascade(ctx context.Context, opts ...warehouse.Option) (warehous
 			return total, fmt.Errorf("view %s: %w", v.Pipe, err)
 		}
 		// A materialized view writes its target by column name, not position: so does the cascade.
-		desc, err := d.conn.Query(ctx, "DESCRIBE TABLE ("+sql+")")
+		desc, err := d.usersConn().Query(ctx, "DESCRIBE TABLE ("+sql+")")
 		if err != nil {
 			return total, fmt.Errorf("view %s: result columns: %w", v.Pipe, err)
 		}
@@ -160,7 +174,7 @@ func (d *Delta) Cascade(ctx context.Context, opts ...warehouse.Option) (warehous
 		for _, r := range desc.Rows {
 			cols = append(cols, warehouse.QuoteIdent(fmt.Sprint(r[0])))
 		}
-		st, err := d.conn.Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s)\n%s", d.Staging(v.Target), strings.Join(cols, ", "), sql), opts...)
+		st, err := d.usersConn().Exec(ctx, fmt.Sprintf("INSERT INTO %s (%s)\n%s", d.Staging(v.Target), strings.Join(cols, ", "), sql), opts...)
 		if err != nil {
 			return total, fmt.Errorf("view %s into %s: %w", v.Pipe, v.Target, err)
 		}
