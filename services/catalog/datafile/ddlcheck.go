@@ -167,7 +167,7 @@ func (c *stmtCheck) element(i, j int) error {
 	none := func(int) Pos { return Pos{} }
 	if typeEnd > i+1 {
 		if _, err := parseType(c.text(i+1, typeEnd), 0, none, name); err != nil {
-			return fmt.Errorf("column %s: %v", name, err)
+			return fmt.Errorf("column %s: %w", name, err)
 		}
 	}
 	if kindAt >= 0 {
@@ -189,7 +189,7 @@ func (c *stmtCheck) element(i, j int) error {
 			return fmt.Errorf("column %s: unexpected %q after CODEC(...)", name, c.tok(end+1).Text)
 		}
 		if _, err := parseCodec(c.text(codecAt+2, end), 0, none, name); err != nil {
-			return fmt.Errorf("column %s: %v", name, err)
+			return fmt.Errorf("column %s: %w", name, err)
 		}
 	}
 	return nil

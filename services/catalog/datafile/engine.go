@@ -65,15 +65,6 @@ func (e Engine) check() error {
 	return nil
 }
 
-func oneOf(v string, opts ...string) bool {
-	for _, o := range opts {
-		if strings.EqualFold(strings.TrimSpace(v), o) {
-			return true
-		}
-	}
-	return false
-}
-
 func wrapKey(k string) string {
 	k = strings.TrimSpace(k)
 	if isTupleKey(k) {

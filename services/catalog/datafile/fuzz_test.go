@@ -82,3 +82,52 @@ func BenchmarkParseCorpus(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*len(files))/b.Elapsed().Seconds(), "datafiles/s")
 }
+
+// FuzzDataSourceFields fuzzes each field of a .datasource that reaches DDL on its own line of
+// an otherwise valid file — a column's type, default expression and codec, an index, the
+// engine, its keys, TTL, settings and arguments — so that the fuzzer spends its time inside
+// them. Whatever the parser accepts must give DDL that passes the final check (which reads it
+// back from its own tokens and analyses every part again), and every refusal must name a
+// line of the file and a column.
+func FuzzDataSourceFields(f *testing.F) {
+	f.Add("String", "DEFAULT", "upper(s)", "ZSTD(1)", "s TYPE bloom_filter(0.01) GRANULARITY 1", "ReplacingMergeTree", "toYYYYMM(d)", "s, d", "d + INTERVAL 1 DAY", "index_granularity = 8192", "v")
+	f.Add("Enum8('a' = 1)", "ALIAS", "s IN ('x')", "Delta(4), LZ4", "i s TYPE set(10)", "SummingMergeTree", "", "tuple()", "d + INTERVAL 1 DAY DELETE WHERE s = 'x'", "a = 'b', c = -1.5", "(v)")
+	f.Add("Nullable(String)", "MATERIALIZED", "(SELECT 1)", "ZSTD(file('x'))", "i file('x') TYPE minmax", "Join", "a IN t", "(SELECT 1)", "d TO DISK 'x'", "x = 1 AS SELECT 1", "file('x')")
+	f.Add("String", "DEFAULT", "`file`/**/('x')", "NONE", "i s TYPE set((SELECT 1))", "File(x)", "$$x$$", "s /* /* */ , (SELECT 1) -- */", "d + (SELECT 1)", "x = y", "v, v")
+	f.Fuzz(func(t *testing.T, typ, kind, expr, codec, index, engine, partition, sorting, ttl, settings, ver string) {
+		line := func(s string) string { return strings.NewReplacer("\n", " ", "\r", " ").Replace(s) }
+		src := "SCHEMA >\n" +
+			"    `s` String,\n" +
+			"    `d` DateTime,\n" +
+			"    `v` UInt64,\n" +
+			"    `c` " + line(typ) + " " + line(kind) + " " + line(expr) + " CODEC(" + line(codec) + ")\n" +
+			"INDEXES >\n" +
+			"    " + line(index) + "\n" +
+			"ENGINE " + line(engine) + "\n" +
+			"ENGINE_PARTITION_KEY " + line(partition) + "\n" +
+			"ENGINE_SORTING_KEY " + line(sorting) + "\n" +
+			"ENGINE_TTL " + line(ttl) + "\n" +
+			"ENGINE_SETTINGS " + line(settings) + "\n" +
+			"ENGINE_VER " + line(ver) + "\n" +
+			"ENGINE_COLUMNS " + line(ver) + "\n"
+		lines := strings.Count(src, "\n")
+		ds, err := ParseDataSource("f/x.datasource", []byte(src), Options{})
+		if err != nil {
+			var de *Error
+			if !errors.As(err, &de) || de.Line < 1 || de.Line > lines || de.Column < 1 {
+				t.Fatalf("error without a place in the file: %v", err)
+			}
+			return
+		}
+		ddl := ds.DDL("`db`.`t`")
+		if err := CheckStatement(ddl, "`db`.`t`"); err != nil {
+			t.Fatalf("the DDL of an accepted datafile fails the final check: %v\n%s", err, ddl)
+		}
+		if err := ds.CheckColumns(); err != nil {
+			var de *Error
+			if !errors.As(err, &de) || de.Line < 1 || de.Line > lines || de.Column < 1 {
+				t.Fatalf("column check error without a place in the file: %v", err)
+			}
+		}
+	})
+}
