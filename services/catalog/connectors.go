@@ -113,7 +113,7 @@ func adaptDataSource(ds *datafile.DataSource, caps engineCaps) string {
 		notes = append(notes, fmt.Sprintf("added the connector's columns %s", strings.Join(added, ", ")))
 	}
 	if caps.dimensionsSetting && ds.NeedsDimensionsSetting() {
-		ds.Engine.Settings = append(ds.Engine.Settings, datafile.EngineSetting{Name: datafile.DimensionsSetting, Value: "1", Pos: ds.Engine.Pos})
+		ds.Engine.Settings = append(ds.Engine.Settings, datafile.EngineSetting{Name: datafile.DimensionsSetting, Value: "1"}) // no Pos: added by Sluice
 		notes = append(notes, "set allow_dimensions_outside_sorting_key = 1 (ClickHouse 26 refuses plain columns outside an AggregatingMergeTree sorting key without it; such columns keep an arbitrary value when rows merge)")
 	}
 	if len(notes) == 0 {
