@@ -41,6 +41,11 @@ func TestDeployedDefinitionRefusedByNewChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// Its table is not readable through Sluice: a definition that no longer parses is no Data
+	// Source of the workspace.
+	if resp, err := s.Query(ctx, &catalogv1.QueryRequest{Workspace: ws, Sql: "SELECT y FROM old"}); err == nil || !strings.Contains(err.Error(), `unknown Data Source or Pipe "old"`) {
+		t.Fatalf("query of the refused definition's table: %v %v", resp, err)
+	}
 	// Another change is refused while the stored definition is not replaced.
 	_, err = s.Push(ctx, &catalogv1.PushRequest{Workspace: ws, Files: files("events.datasource", strings.Replace(eventsDS, "amount Int64", "amount Int64,\n    note String", 1))})
 	if err == nil || !strings.Contains(err.Error(), "deployed Data Source old no longer parses") || !strings.Contains(err.Error(), "file() reads a file") {
