@@ -435,7 +435,12 @@ func (x *CreateWorkspaceRequest) GetName() string {
 type CreateWorkspaceResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The workspace, new or existing.
-	Workspace     *Workspace `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	Workspace *Workspace `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	// The secret of the new workspace's admin token (scope ADMIN), shown once; empty when the
+	// workspace already existed.
+	AdminToken string `protobuf:"bytes,2,opt,name=admin_token,json=adminToken,proto3" json:"admin_token,omitempty"`
+	// True when this call created the workspace.
+	Created       bool `protobuf:"varint,3,opt,name=created,proto3" json:"created,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -475,6 +480,20 @@ func (x *CreateWorkspaceResponse) GetWorkspace() *Workspace {
 		return x.Workspace
 	}
 	return nil
+}
+
+func (x *CreateWorkspaceResponse) GetAdminToken() string {
+	if x != nil {
+		return x.AdminToken
+	}
+	return ""
+}
+
+func (x *CreateWorkspaceResponse) GetCreated() bool {
+	if x != nil {
+		return x.Created
+	}
+	return false
 }
 
 // GetWorkspaceRequest names a workspace.
@@ -803,7 +822,7 @@ func (x *Datafile) GetContent() string {
 // PushRequest is a whole set of datafiles to validate, plan and apply.
 type PushRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Workspace to push into; created when missing.
+	// Workspace to push into; it must exist (CreateWorkspace). Empty means the token's workspace.
 	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	// The files. Resources already deployed and not in the push are kept unless prune is set.
 	Files []*Datafile `protobuf:"bytes,2,rep,name=files,proto3" json:"files,omitempty"`
@@ -982,7 +1001,10 @@ type PushResponse struct {
 	// True when the plan was applied (false for dry runs and no-op pushes).
 	Applied bool `protobuf:"varint,2,opt,name=applied,proto3" json:"applied,omitempty"`
 	// Warnings (for example features outside Sluice's scope that were ignored).
-	Warnings      []*v1.Diagnostic `protobuf:"bytes,3,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	Warnings []*v1.Diagnostic `protobuf:"bytes,3,rep,name=warnings,proto3" json:"warnings,omitempty"`
+	// Tokens the push created from datafile TOKEN lines (and for scheduled copies), with their
+	// secrets, shown once. Tokens that existed keep their secret and are not listed.
+	NewTokens     []*IssuedToken `protobuf:"bytes,4,rep,name=new_tokens,json=newTokens,proto3" json:"new_tokens,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1034,6 +1056,13 @@ func (x *PushResponse) GetApplied() bool {
 func (x *PushResponse) GetWarnings() []*v1.Diagnostic {
 	if x != nil {
 		return x.Warnings
+	}
+	return nil
+}
+
+func (x *PushResponse) GetNewTokens() []*IssuedToken {
+	if x != nil {
+		return x.NewTokens
 	}
 	return nil
 }
@@ -1366,7 +1395,10 @@ type Node struct {
 	// Parameters the node's template declares.
 	Parameters []*Parameter `protobuf:"bytes,8,rep,name=parameters,proto3" json:"parameters,omitempty"`
 	// Data Sources and nodes the node reads.
-	Dependencies  []string `protobuf:"bytes,9,rep,name=dependencies,proto3" json:"dependencies,omitempty"`
+	Dependencies []string `protobuf:"bytes,9,rep,name=dependencies,proto3" json:"dependencies,omitempty"`
+	// For a scheduled copy node: the name of the token its scheduled runs use (the pipe's first
+	// `TOKEN "name" READ` line, else the token push made for it, `scheduled_copy_<pipe>`).
+	CopyToken     string `protobuf:"bytes,10,opt,name=copy_token,json=copyToken,proto3" json:"copy_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1462,6 +1494,13 @@ func (x *Node) GetDependencies() []string {
 		return x.Dependencies
 	}
 	return nil
+}
+
+func (x *Node) GetCopyToken() string {
+	if x != nil {
+		return x.CopyToken
+	}
+	return ""
 }
 
 // Parameter is a typed template parameter, such as `{{ DateTime(job_timestamp) }}`.
@@ -2878,16 +2917,19 @@ var File_sluice_catalog_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\n" +
-	"\x1fsluice/catalog/v1/catalog.proto\x12\x11sluice.catalog.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dsluice/common/v1/common.proto\"x\n" +
+	"\x1fsluice/catalog/v1/catalog.proto\x12\x11sluice.catalog.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esluice/catalog/v1/tokens.proto\x1a\x1dsluice/common/v1/common.proto\"x\n" +
 	"\tWorkspace\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bdatabase\x18\x02 \x01(\tR\bdatabase\x12;\n" +
 	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\",\n" +
 	"\x16CreateWorkspaceRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"U\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x90\x01\n" +
 	"\x17CreateWorkspaceResponse\x12:\n" +
-	"\tworkspace\x18\x01 \x01(\v2\x1c.sluice.catalog.v1.WorkspaceR\tworkspace\")\n" +
+	"\tworkspace\x18\x01 \x01(\v2\x1c.sluice.catalog.v1.WorkspaceR\tworkspace\x12\x1f\n" +
+	"\vadmin_token\x18\x02 \x01(\tR\n" +
+	"adminToken\x12\x18\n" +
+	"\acreated\x18\x03 \x01(\bR\acreated\")\n" +
 	"\x13GetWorkspaceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"R\n" +
 	"\x14GetWorkspaceResponse\x12:\n" +
@@ -2930,11 +2972,13 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"KIND_ALTER\x10\x02\x12\x11\n" +
 	"\rKIND_RECREATE\x10\x03\x12\x0f\n" +
 	"\vKIND_DELETE\x10\x04\x12\r\n" +
-	"\tKIND_NONE\x10\x05\"\x9b\x01\n" +
+	"\tKIND_NONE\x10\x05\"\xda\x01\n" +
 	"\fPushResponse\x127\n" +
 	"\aactions\x18\x01 \x03(\v2\x1d.sluice.catalog.v1.PlanActionR\aactions\x12\x18\n" +
 	"\aapplied\x18\x02 \x01(\bR\aapplied\x128\n" +
-	"\bwarnings\x18\x03 \x03(\v2\x1c.sluice.common.v1.DiagnosticR\bwarnings\"\x84\x04\n" +
+	"\bwarnings\x18\x03 \x03(\v2\x1c.sluice.common.v1.DiagnosticR\bwarnings\x12=\n" +
+	"\n" +
+	"new_tokens\x18\x04 \x03(\v2\x1e.sluice.catalog.v1.IssuedTokenR\tnewTokens\"\x84\x04\n" +
 	"\n" +
 	"DataSource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
@@ -2969,7 +3013,7 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x04tags\x18\t \x03(\tR\x04tags\x12;\n" +
 	"\vupdate_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\xed\x02\n" +
+	"updateTime\"\x8c\x03\n" +
 	"\x04Node\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x10\n" +
@@ -2981,7 +3025,10 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\n" +
 	"parameters\x18\b \x03(\v2\x1c.sluice.catalog.v1.ParameterR\n" +
 	"parameters\x12\"\n" +
-	"\fdependencies\x18\t \x03(\tR\fdependencies\"\xb7\x01\n" +
+	"\fdependencies\x18\t \x03(\tR\fdependencies\x12\x1d\n" +
+	"\n" +
+	"copy_token\x18\n" +
+	" \x01(\tR\tcopyToken\"\xb7\x01\n" +
 	"\tParameter\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12#\n" +
@@ -3181,9 +3228,10 @@ var file_sluice_catalog_v1_catalog_proto_goTypes = []any{
 	nil,                              // 46: sluice.catalog.v1.RenderNodeRequest.ParametersEntry
 	(*timestamppb.Timestamp)(nil),    // 47: google.protobuf.Timestamp
 	(*v1.Diagnostic)(nil),            // 48: sluice.common.v1.Diagnostic
-	(*v1.Column)(nil),                // 49: sluice.common.v1.Column
-	(*structpb.ListValue)(nil),       // 50: google.protobuf.ListValue
-	(*v1.Statistics)(nil),            // 51: sluice.common.v1.Statistics
+	(*IssuedToken)(nil),              // 49: sluice.catalog.v1.IssuedToken
+	(*v1.Column)(nil),                // 50: sluice.common.v1.Column
+	(*structpb.ListValue)(nil),       // 51: google.protobuf.ListValue
+	(*v1.Statistics)(nil),            // 52: sluice.common.v1.Statistics
 }
 var file_sluice_catalog_v1_catalog_proto_depIdxs = []int32{
 	47, // 0: sluice.catalog.v1.Workspace.create_time:type_name -> google.protobuf.Timestamp
@@ -3196,66 +3244,67 @@ var file_sluice_catalog_v1_catalog_proto_depIdxs = []int32{
 	0,  // 7: sluice.catalog.v1.PlanAction.resource_type:type_name -> sluice.catalog.v1.ResourceType
 	16, // 8: sluice.catalog.v1.PushResponse.actions:type_name -> sluice.catalog.v1.PlanAction
 	48, // 9: sluice.catalog.v1.PushResponse.warnings:type_name -> sluice.common.v1.Diagnostic
-	49, // 10: sluice.catalog.v1.DataSource.columns:type_name -> sluice.common.v1.Column
-	47, // 11: sluice.catalog.v1.DataSource.update_time:type_name -> google.protobuf.Timestamp
-	20, // 12: sluice.catalog.v1.Pipe.nodes:type_name -> sluice.catalog.v1.Node
-	1,  // 13: sluice.catalog.v1.Pipe.type:type_name -> sluice.catalog.v1.NodeType
-	47, // 14: sluice.catalog.v1.Pipe.update_time:type_name -> google.protobuf.Timestamp
-	1,  // 15: sluice.catalog.v1.Node.type:type_name -> sluice.catalog.v1.NodeType
-	2,  // 16: sluice.catalog.v1.Node.copy_mode:type_name -> sluice.catalog.v1.CopyMode
-	21, // 17: sluice.catalog.v1.Node.parameters:type_name -> sluice.catalog.v1.Parameter
-	18, // 18: sluice.catalog.v1.GetDataSourceResponse.datasource:type_name -> sluice.catalog.v1.DataSource
-	18, // 19: sluice.catalog.v1.ListDataSourcesResponse.datasources:type_name -> sluice.catalog.v1.DataSource
-	19, // 20: sluice.catalog.v1.GetPipeResponse.pipe:type_name -> sluice.catalog.v1.Pipe
-	19, // 21: sluice.catalog.v1.ListPipesResponse.pipes:type_name -> sluice.catalog.v1.Pipe
-	46, // 22: sluice.catalog.v1.RenderNodeRequest.parameters:type_name -> sluice.catalog.v1.RenderNodeRequest.ParametersEntry
-	47, // 23: sluice.catalog.v1.RenderNodeRequest.job_timestamp:type_name -> google.protobuf.Timestamp
-	49, // 24: sluice.catalog.v1.RenderNodeResponse.columns:type_name -> sluice.common.v1.Column
-	0,  // 25: sluice.catalog.v1.GraphNode.resource_type:type_name -> sluice.catalog.v1.ResourceType
-	1,  // 26: sluice.catalog.v1.GraphNode.node_type:type_name -> sluice.catalog.v1.NodeType
-	4,  // 27: sluice.catalog.v1.GraphEdge.kind:type_name -> sluice.catalog.v1.GraphEdge.Kind
-	36, // 28: sluice.catalog.v1.GetGraphResponse.nodes:type_name -> sluice.catalog.v1.GraphNode
-	37, // 29: sluice.catalog.v1.GetGraphResponse.edges:type_name -> sluice.catalog.v1.GraphEdge
-	49, // 30: sluice.catalog.v1.QueryResponse.columns:type_name -> sluice.common.v1.Column
-	50, // 31: sluice.catalog.v1.QueryResponse.rows:type_name -> google.protobuf.ListValue
-	51, // 32: sluice.catalog.v1.QueryResponse.statistics:type_name -> sluice.common.v1.Statistics
-	47, // 33: sluice.catalog.v1.FileVersion.create_time:type_name -> google.protobuf.Timestamp
-	43, // 34: sluice.catalog.v1.ListFileVersionsResponse.versions:type_name -> sluice.catalog.v1.FileVersion
-	6,  // 35: sluice.catalog.v1.CatalogService.CreateWorkspace:input_type -> sluice.catalog.v1.CreateWorkspaceRequest
-	8,  // 36: sluice.catalog.v1.CatalogService.GetWorkspace:input_type -> sluice.catalog.v1.GetWorkspaceRequest
-	10, // 37: sluice.catalog.v1.CatalogService.ListWorkspaces:input_type -> sluice.catalog.v1.ListWorkspacesRequest
-	12, // 38: sluice.catalog.v1.CatalogService.DeleteWorkspace:input_type -> sluice.catalog.v1.DeleteWorkspaceRequest
-	15, // 39: sluice.catalog.v1.CatalogService.Push:input_type -> sluice.catalog.v1.PushRequest
-	22, // 40: sluice.catalog.v1.CatalogService.GetDataSource:input_type -> sluice.catalog.v1.GetDataSourceRequest
-	24, // 41: sluice.catalog.v1.CatalogService.ListDataSources:input_type -> sluice.catalog.v1.ListDataSourcesRequest
-	26, // 42: sluice.catalog.v1.CatalogService.DeleteDataSource:input_type -> sluice.catalog.v1.DeleteDataSourceRequest
-	28, // 43: sluice.catalog.v1.CatalogService.GetPipe:input_type -> sluice.catalog.v1.GetPipeRequest
-	30, // 44: sluice.catalog.v1.CatalogService.ListPipes:input_type -> sluice.catalog.v1.ListPipesRequest
-	32, // 45: sluice.catalog.v1.CatalogService.DeletePipe:input_type -> sluice.catalog.v1.DeletePipeRequest
-	34, // 46: sluice.catalog.v1.CatalogService.RenderNode:input_type -> sluice.catalog.v1.RenderNodeRequest
-	38, // 47: sluice.catalog.v1.CatalogService.GetGraph:input_type -> sluice.catalog.v1.GetGraphRequest
-	40, // 48: sluice.catalog.v1.CatalogService.Query:input_type -> sluice.catalog.v1.QueryRequest
-	42, // 49: sluice.catalog.v1.CatalogService.ListFileVersions:input_type -> sluice.catalog.v1.ListFileVersionsRequest
-	7,  // 50: sluice.catalog.v1.CatalogService.CreateWorkspace:output_type -> sluice.catalog.v1.CreateWorkspaceResponse
-	9,  // 51: sluice.catalog.v1.CatalogService.GetWorkspace:output_type -> sluice.catalog.v1.GetWorkspaceResponse
-	11, // 52: sluice.catalog.v1.CatalogService.ListWorkspaces:output_type -> sluice.catalog.v1.ListWorkspacesResponse
-	13, // 53: sluice.catalog.v1.CatalogService.DeleteWorkspace:output_type -> sluice.catalog.v1.DeleteWorkspaceResponse
-	17, // 54: sluice.catalog.v1.CatalogService.Push:output_type -> sluice.catalog.v1.PushResponse
-	23, // 55: sluice.catalog.v1.CatalogService.GetDataSource:output_type -> sluice.catalog.v1.GetDataSourceResponse
-	25, // 56: sluice.catalog.v1.CatalogService.ListDataSources:output_type -> sluice.catalog.v1.ListDataSourcesResponse
-	27, // 57: sluice.catalog.v1.CatalogService.DeleteDataSource:output_type -> sluice.catalog.v1.DeleteDataSourceResponse
-	29, // 58: sluice.catalog.v1.CatalogService.GetPipe:output_type -> sluice.catalog.v1.GetPipeResponse
-	31, // 59: sluice.catalog.v1.CatalogService.ListPipes:output_type -> sluice.catalog.v1.ListPipesResponse
-	33, // 60: sluice.catalog.v1.CatalogService.DeletePipe:output_type -> sluice.catalog.v1.DeletePipeResponse
-	35, // 61: sluice.catalog.v1.CatalogService.RenderNode:output_type -> sluice.catalog.v1.RenderNodeResponse
-	39, // 62: sluice.catalog.v1.CatalogService.GetGraph:output_type -> sluice.catalog.v1.GetGraphResponse
-	41, // 63: sluice.catalog.v1.CatalogService.Query:output_type -> sluice.catalog.v1.QueryResponse
-	44, // 64: sluice.catalog.v1.CatalogService.ListFileVersions:output_type -> sluice.catalog.v1.ListFileVersionsResponse
-	50, // [50:65] is the sub-list for method output_type
-	35, // [35:50] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	49, // 10: sluice.catalog.v1.PushResponse.new_tokens:type_name -> sluice.catalog.v1.IssuedToken
+	50, // 11: sluice.catalog.v1.DataSource.columns:type_name -> sluice.common.v1.Column
+	47, // 12: sluice.catalog.v1.DataSource.update_time:type_name -> google.protobuf.Timestamp
+	20, // 13: sluice.catalog.v1.Pipe.nodes:type_name -> sluice.catalog.v1.Node
+	1,  // 14: sluice.catalog.v1.Pipe.type:type_name -> sluice.catalog.v1.NodeType
+	47, // 15: sluice.catalog.v1.Pipe.update_time:type_name -> google.protobuf.Timestamp
+	1,  // 16: sluice.catalog.v1.Node.type:type_name -> sluice.catalog.v1.NodeType
+	2,  // 17: sluice.catalog.v1.Node.copy_mode:type_name -> sluice.catalog.v1.CopyMode
+	21, // 18: sluice.catalog.v1.Node.parameters:type_name -> sluice.catalog.v1.Parameter
+	18, // 19: sluice.catalog.v1.GetDataSourceResponse.datasource:type_name -> sluice.catalog.v1.DataSource
+	18, // 20: sluice.catalog.v1.ListDataSourcesResponse.datasources:type_name -> sluice.catalog.v1.DataSource
+	19, // 21: sluice.catalog.v1.GetPipeResponse.pipe:type_name -> sluice.catalog.v1.Pipe
+	19, // 22: sluice.catalog.v1.ListPipesResponse.pipes:type_name -> sluice.catalog.v1.Pipe
+	46, // 23: sluice.catalog.v1.RenderNodeRequest.parameters:type_name -> sluice.catalog.v1.RenderNodeRequest.ParametersEntry
+	47, // 24: sluice.catalog.v1.RenderNodeRequest.job_timestamp:type_name -> google.protobuf.Timestamp
+	50, // 25: sluice.catalog.v1.RenderNodeResponse.columns:type_name -> sluice.common.v1.Column
+	0,  // 26: sluice.catalog.v1.GraphNode.resource_type:type_name -> sluice.catalog.v1.ResourceType
+	1,  // 27: sluice.catalog.v1.GraphNode.node_type:type_name -> sluice.catalog.v1.NodeType
+	4,  // 28: sluice.catalog.v1.GraphEdge.kind:type_name -> sluice.catalog.v1.GraphEdge.Kind
+	36, // 29: sluice.catalog.v1.GetGraphResponse.nodes:type_name -> sluice.catalog.v1.GraphNode
+	37, // 30: sluice.catalog.v1.GetGraphResponse.edges:type_name -> sluice.catalog.v1.GraphEdge
+	50, // 31: sluice.catalog.v1.QueryResponse.columns:type_name -> sluice.common.v1.Column
+	51, // 32: sluice.catalog.v1.QueryResponse.rows:type_name -> google.protobuf.ListValue
+	52, // 33: sluice.catalog.v1.QueryResponse.statistics:type_name -> sluice.common.v1.Statistics
+	47, // 34: sluice.catalog.v1.FileVersion.create_time:type_name -> google.protobuf.Timestamp
+	43, // 35: sluice.catalog.v1.ListFileVersionsResponse.versions:type_name -> sluice.catalog.v1.FileVersion
+	6,  // 36: sluice.catalog.v1.CatalogService.CreateWorkspace:input_type -> sluice.catalog.v1.CreateWorkspaceRequest
+	8,  // 37: sluice.catalog.v1.CatalogService.GetWorkspace:input_type -> sluice.catalog.v1.GetWorkspaceRequest
+	10, // 38: sluice.catalog.v1.CatalogService.ListWorkspaces:input_type -> sluice.catalog.v1.ListWorkspacesRequest
+	12, // 39: sluice.catalog.v1.CatalogService.DeleteWorkspace:input_type -> sluice.catalog.v1.DeleteWorkspaceRequest
+	15, // 40: sluice.catalog.v1.CatalogService.Push:input_type -> sluice.catalog.v1.PushRequest
+	22, // 41: sluice.catalog.v1.CatalogService.GetDataSource:input_type -> sluice.catalog.v1.GetDataSourceRequest
+	24, // 42: sluice.catalog.v1.CatalogService.ListDataSources:input_type -> sluice.catalog.v1.ListDataSourcesRequest
+	26, // 43: sluice.catalog.v1.CatalogService.DeleteDataSource:input_type -> sluice.catalog.v1.DeleteDataSourceRequest
+	28, // 44: sluice.catalog.v1.CatalogService.GetPipe:input_type -> sluice.catalog.v1.GetPipeRequest
+	30, // 45: sluice.catalog.v1.CatalogService.ListPipes:input_type -> sluice.catalog.v1.ListPipesRequest
+	32, // 46: sluice.catalog.v1.CatalogService.DeletePipe:input_type -> sluice.catalog.v1.DeletePipeRequest
+	34, // 47: sluice.catalog.v1.CatalogService.RenderNode:input_type -> sluice.catalog.v1.RenderNodeRequest
+	38, // 48: sluice.catalog.v1.CatalogService.GetGraph:input_type -> sluice.catalog.v1.GetGraphRequest
+	40, // 49: sluice.catalog.v1.CatalogService.Query:input_type -> sluice.catalog.v1.QueryRequest
+	42, // 50: sluice.catalog.v1.CatalogService.ListFileVersions:input_type -> sluice.catalog.v1.ListFileVersionsRequest
+	7,  // 51: sluice.catalog.v1.CatalogService.CreateWorkspace:output_type -> sluice.catalog.v1.CreateWorkspaceResponse
+	9,  // 52: sluice.catalog.v1.CatalogService.GetWorkspace:output_type -> sluice.catalog.v1.GetWorkspaceResponse
+	11, // 53: sluice.catalog.v1.CatalogService.ListWorkspaces:output_type -> sluice.catalog.v1.ListWorkspacesResponse
+	13, // 54: sluice.catalog.v1.CatalogService.DeleteWorkspace:output_type -> sluice.catalog.v1.DeleteWorkspaceResponse
+	17, // 55: sluice.catalog.v1.CatalogService.Push:output_type -> sluice.catalog.v1.PushResponse
+	23, // 56: sluice.catalog.v1.CatalogService.GetDataSource:output_type -> sluice.catalog.v1.GetDataSourceResponse
+	25, // 57: sluice.catalog.v1.CatalogService.ListDataSources:output_type -> sluice.catalog.v1.ListDataSourcesResponse
+	27, // 58: sluice.catalog.v1.CatalogService.DeleteDataSource:output_type -> sluice.catalog.v1.DeleteDataSourceResponse
+	29, // 59: sluice.catalog.v1.CatalogService.GetPipe:output_type -> sluice.catalog.v1.GetPipeResponse
+	31, // 60: sluice.catalog.v1.CatalogService.ListPipes:output_type -> sluice.catalog.v1.ListPipesResponse
+	33, // 61: sluice.catalog.v1.CatalogService.DeletePipe:output_type -> sluice.catalog.v1.DeletePipeResponse
+	35, // 62: sluice.catalog.v1.CatalogService.RenderNode:output_type -> sluice.catalog.v1.RenderNodeResponse
+	39, // 63: sluice.catalog.v1.CatalogService.GetGraph:output_type -> sluice.catalog.v1.GetGraphResponse
+	41, // 64: sluice.catalog.v1.CatalogService.Query:output_type -> sluice.catalog.v1.QueryResponse
+	44, // 65: sluice.catalog.v1.CatalogService.ListFileVersions:output_type -> sluice.catalog.v1.ListFileVersionsResponse
+	51, // [51:66] is the sub-list for method output_type
+	36, // [36:51] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_sluice_catalog_v1_catalog_proto_init() }
@@ -3263,6 +3312,7 @@ func file_sluice_catalog_v1_catalog_proto_init() {
 	if File_sluice_catalog_v1_catalog_proto != nil {
 		return
 	}
+	file_sluice_catalog_v1_tokens_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{

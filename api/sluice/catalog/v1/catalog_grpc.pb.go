@@ -44,15 +44,16 @@ const (
 // Data Sources and Pipes parsed from them, the dependency graph, and the DDL that deploys them
 // to ClickHouse.
 type CatalogServiceClient interface {
-	// CreateWorkspace creates a workspace and its ClickHouse database. Creating a workspace that
-	// exists returns it unchanged.
+	// CreateWorkspace creates a workspace, its ClickHouse database and its admin token (operator
+	// token only). Creating a workspace that exists returns it unchanged, without a token.
 	CreateWorkspace(ctx context.Context, in *CreateWorkspaceRequest, opts ...grpc.CallOption) (*CreateWorkspaceResponse, error)
 	// GetWorkspace returns one workspace; NOT_FOUND when it does not exist.
 	GetWorkspace(ctx context.Context, in *GetWorkspaceRequest, opts ...grpc.CallOption) (*GetWorkspaceResponse, error)
-	// ListWorkspaces lists every workspace.
+	// ListWorkspaces lists every workspace (operator token only).
 	ListWorkspaces(ctx context.Context, in *ListWorkspacesRequest, opts ...grpc.CallOption) (*ListWorkspacesResponse, error)
-	// DeleteWorkspace drops a workspace's database and forgets its resources. Refused while it has
-	// jobs that are waiting or working unless force is set.
+	// DeleteWorkspace drops a workspace's database, forgets its resources and revokes its tokens
+	// (operator token only). Refused while it has jobs that are waiting or working unless force
+	// is set.
 	DeleteWorkspace(ctx context.Context, in *DeleteWorkspaceRequest, opts ...grpc.CallOption) (*DeleteWorkspaceResponse, error)
 	// Push validates and plans a whole set of datafiles before any DDL runs, then (unless
 	// dry_run) applies the plan in dependency order. A push is all or nothing: a failure part-way
@@ -251,15 +252,16 @@ func (c *catalogServiceClient) ListFileVersions(ctx context.Context, in *ListFil
 // Data Sources and Pipes parsed from them, the dependency graph, and the DDL that deploys them
 // to ClickHouse.
 type CatalogServiceServer interface {
-	// CreateWorkspace creates a workspace and its ClickHouse database. Creating a workspace that
-	// exists returns it unchanged.
+	// CreateWorkspace creates a workspace, its ClickHouse database and its admin token (operator
+	// token only). Creating a workspace that exists returns it unchanged, without a token.
 	CreateWorkspace(context.Context, *CreateWorkspaceRequest) (*CreateWorkspaceResponse, error)
 	// GetWorkspace returns one workspace; NOT_FOUND when it does not exist.
 	GetWorkspace(context.Context, *GetWorkspaceRequest) (*GetWorkspaceResponse, error)
-	// ListWorkspaces lists every workspace.
+	// ListWorkspaces lists every workspace (operator token only).
 	ListWorkspaces(context.Context, *ListWorkspacesRequest) (*ListWorkspacesResponse, error)
-	// DeleteWorkspace drops a workspace's database and forgets its resources. Refused while it has
-	// jobs that are waiting or working unless force is set.
+	// DeleteWorkspace drops a workspace's database, forgets its resources and revokes its tokens
+	// (operator token only). Refused while it has jobs that are waiting or working unless force
+	// is set.
 	DeleteWorkspace(context.Context, *DeleteWorkspaceRequest) (*DeleteWorkspaceResponse, error)
 	// Push validates and plans a whole set of datafiles before any DDL runs, then (unless
 	// dry_run) applies the plan in dependency order. A push is all or nothing: a failure part-way
