@@ -86,13 +86,20 @@ func pushCommand() *command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", actionWord(a.GetKind()), resourceWord(a.GetResourceType()), a.GetName(), a.GetReason())
 			}
 			_ = tw.Flush()
+			ws := "workspace " + env.Globals.Workspace
+			if env.Globals.Workspace == "" {
+				ws = "the token's workspace"
+			}
 			switch {
 			case dryRun:
 				fmt.Fprintf(env.Stdout, "dry run: %d change(s) planned, nothing applied\n", changes)
 			case resp.GetApplied():
-				fmt.Fprintf(env.Stdout, "pushed %d file(s) to workspace %s: %d change(s) applied\n", len(files), env.Globals.Workspace, changes)
+				fmt.Fprintf(env.Stdout, "pushed %d file(s) to %s: %d change(s) applied\n", len(files), ws, changes)
 			default:
-				fmt.Fprintf(env.Stdout, "nothing to do: workspace %s already has these files\n", env.Globals.Workspace)
+				fmt.Fprintf(env.Stdout, "nothing to do: %s already has these files\n", ws)
+			}
+			for _, t := range resp.GetNewTokens() {
+				fmt.Fprintf(env.Stdout, "new token %q (%s); its secret, shown once:\n  %s\n", t.GetToken().GetName(), strings.Join(t.GetToken().GetScopes(), ", "), t.GetSecret())
 			}
 			return nil
 		},

@@ -38,6 +38,15 @@ type Globals struct {
 	Workspace string
 	Output    string
 	Timeout   time.Duration
+	// Token is sent with every call; empty: the token saved by `sluice auth` for the address,
+	// or the operator token of a `sluiced -dev` on this machine.
+	Token string
+	// TLS connects with TLS; TLSCA verifies the server (default: system roots); TLSCert and
+	// TLSKey are a client certificate for servers that require one.
+	TLS     bool
+	TLSCA   string
+	TLSCert string
+	TLSKey  string
 }
 
 func (g *Globals) register(fs *flag.FlagSet) {
@@ -45,19 +54,24 @@ func (g *Globals) register(fs *flag.FlagSet) {
 	if addr == "" {
 		addr = DefaultAddr
 	}
-	ws := os.Getenv("SLUICE_WORKSPACE")
-	if ws == "" {
-		ws = "default"
-	}
 	fs.StringVar(&g.Addr, "addr", addr, "sluiced gRPC address; a comma list in split mode (env SLUICE_ADDR)")
-	fs.StringVar(&g.Workspace, "workspace", ws, "workspace (env SLUICE_WORKSPACE)")
+	fs.StringVar(&g.Workspace, "workspace", os.Getenv("SLUICE_WORKSPACE"), "workspace (env SLUICE_WORKSPACE); default: the token's")
 	fs.StringVar(&g.Output, "output", "text", "output format: text or json")
 	fs.DurationVar(&g.Timeout, "timeout", 30*time.Second, "how long a call may take (not --wait or --follow)")
+	fs.StringVar(&g.Token, "token", os.Getenv("SLUICE_TOKEN"), "token sent with every call (env SLUICE_TOKEN); default: the one `sluice auth` saved for --addr")
+	tlsOn := os.Getenv("SLUICE_TLS")
+	fs.BoolVar(&g.TLS, "tls", tlsOn == "1" || strings.EqualFold(tlsOn, "true"), "connect with TLS, verifying the server with the system's roots (env SLUICE_TLS=1)")
+	fs.StringVar(&g.TLSCA, "tls-ca", os.Getenv("SLUICE_TLS_CA"), "CA certificates (PEM) that verify the server; implies --tls (env SLUICE_TLS_CA)")
+	fs.StringVar(&g.TLSCert, "tls-cert", os.Getenv("SLUICE_TLS_CERT"), "client certificate (PEM) for servers that require one; implies --tls")
+	fs.StringVar(&g.TLSKey, "tls-key", os.Getenv("SLUICE_TLS_KEY"), "private key (PEM) of --tls-cert")
 }
 
 func (g *Globals) validate() error {
 	if g.Output != "text" && g.Output != "json" {
 		return usageError("--output: %q is not text or json", g.Output)
+	}
+	if (g.TLSCert == "") != (g.TLSKey == "") {
+		return usageError("--tls-cert and --tls-key go together")
 	}
 	return nil
 }
@@ -89,6 +103,9 @@ type command struct {
 func root() *command {
 	return &command{name: "sluice", subs: []*command{
 		statusCommand(),
+		authCommand(),
+		workspaceCommand(),
+		tokenCommand(),
 		pushCommand(),
 		datasourceCommand(),
 		pipeCommand(),
@@ -177,7 +194,7 @@ func dispatch(ctx context.Context, c *command, args []string, env *Env, path []s
 func takesValue(flagWord string) bool {
 	name := strings.TrimLeft(flagWord, "-")
 	switch name {
-	case "addr", "workspace", "output", "timeout":
+	case "addr", "workspace", "output", "timeout", "token", "tls-ca", "tls-cert", "tls-key":
 		return true
 	}
 	return false

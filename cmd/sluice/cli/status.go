@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"text/tabwriter"
 
@@ -29,6 +30,8 @@ type serviceStatus struct {
 	Service string `json:"service"`
 	Status  string `json:"status"`
 	Addr    string `json:"addr,omitempty"`
+	// TLS tells whether the connection to the service is encrypted.
+	TLS bool `json:"tls"`
 }
 
 func statusCommand() *command {
@@ -44,7 +47,8 @@ func statusCommand() *command {
 			// In split mode each address serves some of the services: a service is serving if any
 			// address says so.
 			for _, addr := range env.Globals.addrs() {
-				cc, err := dial(addr)
+				tlsOn := env.settingsFor(addr).tls
+				cc, err := env.dial(addr)
 				if err != nil {
 					return err
 				}
@@ -58,33 +62,45 @@ func statusCommand() *command {
 					cancel()
 					switch {
 					case err == nil:
-						rows[i].Status, rows[i].Addr = resp.GetStatus().String(), addr
+						rows[i].Status, rows[i].Addr, rows[i].TLS = resp.GetStatus().String(), addr, tlsOn
 					case status.Code(err) == codes.NotFound:
 						// This address does not run the service.
 					default:
-						errs = append(errs, fmt.Sprintf("%s: %v", addr, status.Convert(err).Message()))
+						msg := status.Convert(err).Message()
+						errs = append(errs, fmt.Sprintf("%s: %v%s", addr, msg, tlsHint(msg)))
 						rows[i].Status = "UNREACHABLE"
 					}
 				}
 				_ = cc.Close()
 			}
-			allServing := true
+			allServing, allTLS := true, true
 			for _, r := range rows {
 				if r.Status != "SERVING" {
 					allServing = false
 				}
+				if !r.TLS {
+					allTLS = false
+				}
 			}
 			if env.Globals.Output == "json" {
-				if err := env.printJSON(map[string]any{"serving": allServing, "services": rows}); err != nil {
+				if err := env.printJSON(map[string]any{"serving": allServing, "tls": allTLS, "services": rows}); err != nil {
 					return err
 				}
 			} else {
 				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "SERVICE\tSTATUS\tADDRESS")
+				fmt.Fprintln(tw, "SERVICE\tSTATUS\tADDRESS\tTLS")
 				for _, r := range rows {
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Name, r.Status, r.Addr)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", r.Name, r.Status, r.Addr, onOff(r.TLS))
 				}
 				_ = tw.Flush()
+				switch {
+				case allTLS:
+					fmt.Fprintln(env.Stdout, "TLS: on")
+				case allLoopback(env.Globals.addrs()):
+					fmt.Fprintln(env.Stdout, "TLS: off (loopback only)")
+				default:
+					fmt.Fprintln(env.Stdout, "TLS: off: tokens and data cross the network unencrypted (servers: -tls-cert/-tls-key; here: --tls or --tls-ca)")
+				}
 			}
 			if !allServing {
 				msg := "not every service is serving"
@@ -108,4 +124,21 @@ func dedupe(in []string) []string {
 		}
 	}
 	return out
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
+}
+
+func allLoopback(addrs []string) bool {
+	for _, a := range addrs {
+		host, _, err := net.SplitHostPort(normalizeAddr(a))
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
 }
