@@ -22,6 +22,11 @@ help: ## list targets
 
 .PHONY: dev
 dev: build chdb ## run Sluice all-in-one (embedded NATS and ClickHouse) in the foreground; data in ./.sluice-data
+	@echo "Sluice dev: the operator token is written to .sluice-data/token on first start, and bin/sluice"
+	@echo "on this machine uses it without flags. In another terminal:"
+	@echo "  bin/sluice status"
+	@echo "  bin/sluice workspace create shop --use   # then: bin/sluice push <project folder>"
+	@echo "Elsewhere: SLUICE_TOKEN=\$$(cat .sluice-data/token) or sluice auth (see docs/security.md)."
 	./bin/sluiced -target=all -dev -clickhouse-embedded-lib=$(CHDB_LIB)
 
 .PHONY: build

@@ -17,10 +17,12 @@ import (
 	"github.com/sluicehq/sluice/services/catalog/corpustest"
 )
 
-// cli runs the real sluice binary against addr and returns stdout, stderr and the exit code.
-func cli(t *testing.T, bin, addr string, args ...string) (string, string, int) {
+// cli runs the real sluice binary against target (its address and token) and returns stdout,
+// stderr and the exit code.
+func cli(t *testing.T, bin string, target cliTarget, args ...string) (string, string, int) {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"--addr", addr}, args...)...)
+	cmd := exec.Command(bin, args...)
+	cmd.Env = target.CLIEnv()
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -74,7 +76,8 @@ func TestCorpusPushThroughCLI(t *testing.T) {
 	for i, folder := range folders {
 		t.Run(strings.ReplaceAll(folder, "/", "_"), func(t *testing.T) {
 			ws := fmt.Sprintf("corpus_%d", i)
-			stdout, stderr, code := cli(t, bin, sys.Addr, "push", "--workspace", ws, filepath.Join(root, folder))
+			sys.EnsureWorkspace(t, ws)
+			stdout, stderr, code := cli(t, bin, sys, "push", "--workspace", ws, filepath.Join(root, folder))
 			want := expect[folder]
 			if want == nil {
 				if code != 0 {
@@ -83,7 +86,7 @@ func TestCorpusPushThroughCLI(t *testing.T) {
 				if !strings.Contains(stdout, "change(s) applied") {
 					t.Fatalf("push output:\n%s", stdout)
 				}
-				out, _, code := cli(t, bin, sys.Addr, "datasource", "ls", "--workspace", ws, "--output", "json")
+				out, _, code := cli(t, bin, sys, "datasource", "ls", "--workspace", ws, "--output", "json")
 				var ls struct {
 					Datasources []struct{ Name string } `json:"datasources"`
 				}
@@ -105,7 +108,7 @@ func TestCorpusPushThroughCLI(t *testing.T) {
 				t.Errorf("refusal has no file:line:col:\n%s", stderr)
 			}
 			// Nothing was created.
-			out, _, _ := cli(t, bin, sys.Addr, "datasource", "ls", "--workspace", ws, "--output", "json")
+			out, _, _ := cli(t, bin, sys, "datasource", "ls", "--workspace", ws, "--output", "json")
 			if strings.Contains(out, `"name"`) {
 				t.Errorf("a refused push left Data Sources behind:\n%s", out)
 			}
@@ -147,6 +150,8 @@ DATASOURCE totals
 func TestCatalogVerbsThroughCLI(t *testing.T) {
 	sys := sluicetest.Start(t)
 	_, bin := sluicetest.Binaries(t)
+	// The shop's admin token is the CLI's, as for a user of the workspace.
+	shop := sys.CreateWorkspace(t, "shop")
 	dir := t.TempDir()
 	for name, content := range map[string]string{
 		"datasources/events.datasource": cliEvents, "datasources/totals.datasource": cliTotals, "pipes/totals_mv.pipe": cliMV,
@@ -159,7 +164,7 @@ func TestCatalogVerbsThroughCLI(t *testing.T) {
 	}
 	run := func(args ...string) string {
 		t.Helper()
-		out, stderr, code := cli(t, bin, sys.Addr, append(args, "--workspace", "shop")...)
+		out, stderr, code := cli(t, bin, shop, append(args, "--workspace", "shop")...)
 		if code != 0 {
 			t.Fatalf("sluice %v: exit %d\n%s", args, code, stderr)
 		}
@@ -168,7 +173,7 @@ func TestCatalogVerbsThroughCLI(t *testing.T) {
 	if out := run("push", "--dry-run", dir); !strings.Contains(out, "dry run: 3 change(s) planned") {
 		t.Fatalf("dry run:\n%s", out)
 	}
-	if out, _, _ := cli(t, bin, sys.Addr, "datasource", "ls", "--workspace", "shop"); strings.Contains(out, "events") {
+	if out, _, _ := cli(t, bin, shop, "datasource", "ls", "--workspace", "shop"); strings.Contains(out, "events") {
 		t.Fatalf("dry run deployed:\n%s", out)
 	}
 	if out := run("push", dir); !strings.Contains(out, "3 change(s) applied") {
@@ -210,7 +215,7 @@ func TestCatalogVerbsThroughCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Rows) != 1 || res.Rows[0]["t"] != float64(7) {
 		t.Fatalf("sql: %v\n%s", err, out)
 	}
-	_, stderr, code := cli(t, bin, sys.Addr, "sql", "DROP TABLE events", "--workspace", "shop")
+	_, stderr, code := cli(t, bin, shop, "sql", "DROP TABLE events", "--workspace", "shop")
 	if code == 0 || !strings.Contains(stderr, "DROP is refused") {
 		t.Fatalf("sql DROP: exit %d %s", code, stderr)
 	}
@@ -218,7 +223,7 @@ func TestCatalogVerbsThroughCLI(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "pipes", "bad.pipe"), []byte("NODE n\nSQL >\n    SELECT * FROM nowhere\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, stderr, code = cli(t, bin, sys.Addr, "push", dir, "--workspace", "shop")
+	_, stderr, code = cli(t, bin, shop, "push", dir, "--workspace", "shop")
 	if code == 0 || !strings.Contains(stderr, "pipes/bad.pipe:3:19:") || !strings.Contains(stderr, `"nowhere"`) {
 		t.Fatalf("bad push: exit %d\n%s", code, stderr)
 	}

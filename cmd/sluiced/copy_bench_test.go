@@ -169,7 +169,10 @@ COPY_SCHEDULE * * * * *
 	for i := range b.N {
 		// Every iteration pushes its own workspace, so that its schedules start anew.
 		ws := fmt.Sprintf("copy_sched_bench%d", i)
-		if out, err := exec.Command(bin, "push", dir, "--addr", sys.Addr, "--workspace", ws).CombinedOutput(); err != nil {
+		sys.EnsureWorkspace(b, ws)
+		push := exec.Command(bin, "push", dir, "--addr", sys.Addr, "--workspace", ws)
+		push.Env = sys.CLIEnv()
+		if out, err := push.CombinedOutput(); err != nil {
 			b.Fatalf("push: %v\n%s", err, out)
 		}
 		// The tick: the first minute boundary after the push (so the pipes owe it, and no

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -71,7 +72,13 @@ func copyKills(t testing.TB) int {
 
 func queryText(t testing.TB, c catalogv1.CatalogServiceClient, sql string) string {
 	t.Helper()
-	resp, err := c.Query(context.Background(), &catalogv1.QueryRequest{Workspace: "ws", Sql: sql, TimeoutSeconds: 60})
+	return queryTextIn(t, c, "ws", sql)
+}
+
+// queryTextIn runs sql in workspace ws and returns its rows as text, one line per row.
+func queryTextIn(t testing.TB, c catalogv1.CatalogServiceClient, ws, sql string) string {
+	t.Helper()
+	resp, err := c.Query(context.Background(), &catalogv1.QueryRequest{Workspace: ws, Sql: sql, TimeoutSeconds: 60})
 	if err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
@@ -109,10 +116,12 @@ func TestCopyAllInOneKilledMidCopy(t *testing.T) {
 		append(sluicetest.EmbeddedLibArgs(), fastJobs...)...)
 	p := sluicetest.StartProcess(t, "sluiced-0", sluiced, args...)
 	sluicetest.WaitServing(t, addr, "", 60*time.Second, p)
-	if out, stderr, code := sluiceCLI(t, addr, "push", writeProject(t, killProject)); code != 0 {
+	token := sluicetest.ReadOperatorToken(t, filepath.Join(dataDir, "token"), p)
+	cl := sluicetest.NewClients(t, addr, token)
+	cl.CreateWorkspace(t, "ws")
+	if out, stderr, code := sluiceCLI(t, cl, "push", writeProject(t, killProject)); code != 0 {
 		t.Fatalf("push: exit %d\n%s%s", code, out, stderr)
 	}
-	cl := sluicetest.NewClients(t, addr)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	var present []int // iterations whose rows the target must hold
 	kills := copyKills(t)
@@ -137,7 +146,7 @@ func TestCopyAllInOneKilledMidCopy(t *testing.T) {
 		p.Kill()
 		p = sluicetest.StartProcess(t, "sluiced-"+strconv.Itoa(i+1), sluiced, args...)
 		sluicetest.WaitServing(t, addr, "", 60*time.Second, p)
-		cl = sluicetest.NewClients(t, addr)
+		cl = sluicetest.NewClients(t, addr, token)
 		j := waitJob(t, cl.Scheduler, "ws", id, 120*time.Second, done, failed, cancelled)
 		if j.GetStatus() != done {
 			t.Fatalf("round %d (%s): job %v", i, mode, j)

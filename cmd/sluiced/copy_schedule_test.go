@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"google.golang.org/grpc"
 	"log/slog"
 	"os"
 	"strings"
@@ -35,13 +36,20 @@ func (c *fakeClock) Set(t time.Time) {
 // catalog, with the injected clock. stop ends it (idempotent).
 func startClockScheduler(t testing.TB, sys *sluicetest.System, clock interface{ Now() time.Time }, name string) (s *scheduler.Service, stop func()) {
 	t.Helper()
+	return startClockSchedulerOn(t, sys, sys.Conn, clock, name)
+}
+
+// startClockSchedulerOn is startClockScheduler calling the catalog through cc (which carries
+// the credential the scheduler uses).
+func startClockSchedulerOn(t testing.TB, sys *sluicetest.System, cc grpc.ClientConnInterface, clock interface{ Now() time.Time }, name string) (s *scheduler.Service, stop func()) {
+	t.Helper()
 	ctx := context.Background()
 	conn, err := natsx.Connect(ctx, natsx.Config{URL: sys.App.NATSURL(), Name: name}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	s, err = scheduler.New(scheduler.Config{JobRetention: 48 * time.Hour, CopyConcurrency: 2, CatchUpWindow: time.Hour, MaxExecutionTime: 30 * time.Minute},
-		scheduler.Deps{Log: testLog(name), NATS: conn, Catalog: catalogclient.New(sys.Conn), Now: clock.Now, Instance: name})
+		scheduler.Deps{Log: testLog(name), NATS: conn, Catalog: catalogclient.New(cc), Tokens: catalogclient.NewTokens(cc), Now: clock.Now, Instance: name})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -125,6 +125,8 @@ type copyEnv struct {
 	db   string
 	bin  string
 	addr string
+	// admin carries the workspace's admin token.
+	admin *sluicetest.Clients
 }
 
 // serverCopyProject is copyProject for clickhouse-server 18.16, whose toStartOfHour returns
@@ -148,6 +150,8 @@ func newCopyEnv(t testing.TB, sys *sluicetest.System, ws string, project map[str
 	ws = fmt.Sprintf("%s_%d", ws, copyWorkspaces.Add(1))
 	_, bin := sluicetest.Binaries(t)
 	e := &copyEnv{t: t, ws: ws, sys: sys, wh: sys.App.Warehouse(), bin: bin, addr: sys.Addr}
+	// The CLI works with the workspace's admin token, as a user of the workspace would.
+	e.admin = sys.CreateWorkspace(t, ws)
 	if out, stderr, code := e.cli("push", writeProject(t, project)); code != 0 {
 		t.Fatalf("push: exit %d\n%s%s", code, out, stderr)
 	}
@@ -213,6 +217,7 @@ func (e *copyEnv) stagingLeft() string {
 func (e *copyEnv) cli(args ...string) (string, string, int) {
 	e.t.Helper()
 	cmd := exec.Command(e.bin, append(args, "--addr", e.addr, "--workspace", e.ws)...)
+	cmd.Env = e.admin.CLIEnv()
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

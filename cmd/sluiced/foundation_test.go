@@ -80,6 +80,7 @@ func TestHealthAndReflectionOverSocket(t *testing.T) {
 
 type statusOutput struct {
 	Serving  bool `json:"serving"`
+	TLS      bool `json:"tls"`
 	Services []struct {
 		Name   string `json:"name"`
 		Status string `json:"status"`
@@ -121,10 +122,24 @@ func assertAllServing(t *testing.T, st statusOutput, code int) {
 func TestAllInOneProcessStatusAndCleanStop(t *testing.T) {
 	sluiced, cli := sluicetest.Binaries(t)
 	addr := sluicetest.FreeAddr(t)
-	p := sluicetest.StartProcess(t, "sluiced", sluiced, append([]string{"-dev", "-data-dir", t.TempDir(), "-grpc-addr", addr, "-http-addr", "127.0.0.1:0"}, sluicetest.EmbeddedLibArgs()...)...)
+	dataDir := t.TempDir()
+	p := sluicetest.StartProcess(t, "sluiced", sluiced, append([]string{"-dev", "-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "127.0.0.1:0"}, sluicetest.EmbeddedLibArgs()...)...)
 	sluicetest.WaitServing(t, addr, "", 60*time.Second, p)
 	st, code, _ := runStatus(t, cli, addr)
 	assertAllServing(t, st, code)
+	if st.TLS {
+		t.Errorf("status says TLS on for a plaintext loopback process")
+	}
+	// The operator token is in <data-dir>/token, readable by its owner only, and with -dev the
+	// CLI on this machine finds it without flags.
+	sluicetest.ReadOperatorToken(t, filepath.Join(dataDir, "token"), p)
+	if fi, err := os.Stat(filepath.Join(dataDir, "token")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("operator token file: %v %v", fi, err)
+	}
+	out, stderr, code := runCLI(t, []string{"SLUICE_ADDR=" + addr}, "", "workspace", "create", "devws")
+	if code != 0 || !strings.HasPrefix(strings.TrimSpace(out), "sluice_") {
+		t.Fatalf("workspace create without a token against sluiced -dev: exit %d\n%s%s", code, out, stderr)
+	}
 
 	// Ctrl-C stops it cleanly: exit code 0, well within the shutdown bound.
 	p.Signal(syscall.SIGINT)
@@ -132,7 +147,7 @@ func TestAllInOneProcessStatusAndCleanStop(t *testing.T) {
 		t.Fatalf("sluiced exit code after SIGINT = %d, want 0\n%s", code, p.Output())
 	}
 	// With the process gone, status says so and fails.
-	st, code, stderr := runStatus(t, cli, addr)
+	st, code, stderr = runStatus(t, cli, addr)
 	if code == 0 || st.Serving {
 		t.Fatalf("status after stop: exit %d serving %v, want a failure", code, st.Serving)
 	}
@@ -219,6 +234,11 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{"bad flag value", "", []string{"-executor.concurrency", "0"}, []string{"executor.concurrency"}},
 		{"unknown target", "", []string{"-target", "catalog,planner"}, []string{"target", `"planner"`}},
 		{"unknown flag", "", []string{"-grpc-adr", "x"}, []string{"grpc-adr"}},
+		{"embedded NATS beyond loopback", "", []string{"-nats-listen", "0.0.0.0:4222"}, []string{"nats.listen", "loopback"}},
+		{"TLS certificate without its key", "", []string{"-tls-cert", "server.pem"}, []string{"-tls-cert and -tls-key"}},
+		{"scheduler without the service credential", "", []string{"-target", "scheduler", "-catalog-addr", "127.0.0.1:1"}, []string{"auth.service_token_file"}},
+		{"service credential too short", "", []string{"-auth.service-token-file", "/dev/null"}, []string{"auth.service_token_file", "32"}},
+		{"JWT key that is not a public key", "", []string{"-auth.jwt-key-file", "/etc/hostname"}, []string{"auth.jwt_key_file"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -256,16 +276,19 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 	p, addr := start("sluiced-1")
 	ctx := context.Background()
+	// The CLI uses the admin token of workspace default, which decides the workspace.
+	token := sluicetest.ReadOperatorToken(t, filepath.Join(dataDir, "token"), p)
+	admin := sluicetest.NewClients(t, addr, token).CreateWorkspace(t, "default")
 	// A pushed Data Source lives in the catalog (NATS KV) and in embedded ClickHouse (chDB).
 	_, cliBin := sluicetest.Binaries(t)
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "kept.datasource"), []byte("SCHEMA >\n    x Int64\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, stderr, code := cli(t, cliBin, addr, "push", dir); code != 0 {
+	if out, stderr, code := cli(t, cliBin, admin, "push", dir); code != 0 {
 		t.Fatalf("push: %s %s", out, stderr)
 	}
-	nc, err := nats.Connect("nats://" + natsAddr)
+	nc, err := nats.Connect(sluicetest.EmbeddedNATSURL(t, dataDir))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,10 +311,11 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 
 	_, addr = start("sluiced-2")
-	if out, stderr, code := cli(t, cliBin, addr, "sql", "SELECT count() AS n FROM kept", "--output", "json"); code != 0 || !strings.Contains(out, `"n": 0`) {
+	// The admin token survives the restart (the token store is in NATS).
+	if out, stderr, code := cli(t, cliBin, sluicetest.NewClients(t, addr, admin.Token), "sql", "SELECT count() AS n FROM kept", "--output", "json"); code != 0 || !strings.Contains(out, `"n": 0`) {
 		t.Fatalf("the Data Source's table after restart: exit %d %s %s", code, out, stderr)
 	}
-	nc, err = nats.Connect("nats://" + natsAddr)
+	nc, err = nats.Connect(sluicetest.EmbeddedNATSURL(t, dataDir))
 	if err != nil {
 		t.Fatal(err)
 	}

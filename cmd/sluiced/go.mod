@@ -3,6 +3,7 @@ module github.com/sluicehq/sluice/cmd/sluiced
 go 1.26.0
 
 require (
+	github.com/golang-jwt/jwt/v5 v5.3.1
 	github.com/nats-io/nats.go v1.55.0
 	github.com/sluicehq/sluice/api v0.0.0
 	github.com/sluicehq/sluice/platform v0.0.0

@@ -90,13 +90,13 @@ func BenchmarkJobRedeliveryAfterKill(b *testing.B) {
 		for i := range kills {
 			victim, addr := startExecutorProcess(b, sys, "victim-"+strconv.Itoa(i), "-executor.ack-wait", "10s")
 			job := runNoop(b, c, "ws", map[string]string{"sleep": "60s"}, 0)
-			ex := sluicetest.NewClients(b, addr).Executor
+			ex := sluicetest.NewClients(b, addr, sys.Token).Executor
 			sluicetest.Eventually(b, 30*time.Second, "the step to run", func() bool {
 				st, err := ex.GetStatus(context.Background(), &executorv1.GetStatusRequest{})
 				return err == nil && len(st.GetRunning()) == 1
 			})
 			rp, raddr := startExecutorProcess(b, sys, "rescuer-"+strconv.Itoa(i), "-executor.ack-wait", "10s")
-			rescuer := sluicetest.NewClients(b, raddr).Executor
+			rescuer := sluicetest.NewClients(b, raddr, sys.Token).Executor
 			victim.Kill()
 			killed := time.Now()
 			sluicetest.Eventually(b, 60*time.Second, "the step to be redelivered", func() bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -27,6 +28,7 @@ func startExecutorProcess(t testing.TB, sys *sluicetest.System, name string, ext
 	args := append([]string{
 		"-target", "executor", "-grpc-addr", addr, "-http-addr", "",
 		"-nats-url", sys.App.NATSURL(), "-catalog-addr", sys.Addr, "-data-dir", t.TempDir(),
+		"-auth.service-token-file", sys.ServiceTokenFile,
 		"-executor.concurrency", "2",
 	}, append(sluicetest.EmbeddedLibArgs(), fastJobs...)...)
 	p := sluicetest.StartProcess(t, name, sluiced, append(args, extra...)...)
@@ -103,7 +105,7 @@ func TestJobExecutorKilledRepeatedly(t *testing.T) {
 		// The next executor starts first, so that each kill costs only the moment it waits for.
 		next, nextAddr := startExecutorProcess(t, sys, "executor-"+strconv.Itoa(i+1))
 		addJobs(2)
-		ex := sluicetest.NewClients(t, curAddr).Executor
+		ex := sluicetest.NewClients(t, curAddr, sys.Token).Executor
 		sluicetest.Eventually(t, 30*time.Second, "executor "+strconv.Itoa(i)+" to run a step", func() bool {
 			st, err := ex.GetStatus(context.Background(), &executorv1.GetStatusRequest{})
 			return err == nil && len(st.GetRunning()) > 0
@@ -143,7 +145,8 @@ func TestJobAllInOneKilledMidJob(t *testing.T) {
 		append(sluicetest.EmbeddedLibArgs(), fastJobs...)...)
 	p := sluicetest.StartProcess(t, "sluiced-1", sluiced, args...)
 	sluicetest.WaitServing(t, addr, "", 60*time.Second, p)
-	c := sluicetest.NewClients(t, addr).Scheduler
+	token := sluicetest.ReadOperatorToken(t, filepath.Join(dataDir, "token"), p)
+	c := sluicetest.NewClients(t, addr, token).Scheduler
 	if _, err := c.SetWorkspaceLimits(context.Background(), &schedulerv1.SetWorkspaceLimitsRequest{Workspace: "ws", Limits: &schedulerv1.WorkspaceLimits{CopyConcurrency: 1}}); err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +169,7 @@ func TestJobAllInOneKilledMidJob(t *testing.T) {
 		}
 	}
 	for _, id := range ids[:2] {
-		if got := len(commitRecords(t, "nats://"+natsAddr, "ws", id, 3)); got != 3 {
+		if got := len(commitRecords(t, sluicetest.EmbeddedNATSURL(t, dataDir), "ws", id, 3)); got != 3 {
 			t.Errorf("job %s: %d commit records, want 3", id, got)
 		}
 	}

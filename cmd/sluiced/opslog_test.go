@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -59,6 +60,7 @@ func TestOpsLogThroughCLI(t *testing.T) {
 	run := func(args ...string) opsLogJSON {
 		t.Helper()
 		cmd := exec.Command(cli, append([]string{"ops-log", "--addr", sys.Addr, "--workspace", "acme", "--output", "json"}, args...)...)
+		cmd.Env = sys.CLIEnv()
 		var stderr strings.Builder
 		cmd.Stderr = &stderr
 		out, err := cmd.Output()
@@ -79,7 +81,9 @@ func TestOpsLogThroughCLI(t *testing.T) {
 	if got := run("--limit", "2"); len(got.Events) != 2 {
 		t.Fatalf("--limit 2: %d events", len(got.Events))
 	}
-	text, err := exec.Command(cli, "ops-log", "--addr", sys.Addr, "--workspace", "acme", "--datasource", "orders").CombinedOutput()
+	textCmd := exec.Command(cli, "ops-log", "--addr", sys.Addr, "--workspace", "acme", "--datasource", "orders")
+	textCmd.Env = sys.CLIEnv()
+	text, err := textCmd.CombinedOutput()
 	if err != nil || !strings.HasPrefix(string(text), "TIMESTAMP") || !strings.Contains(string(text), "orders") || strings.Count(string(text), "\n") != 2 {
 		t.Fatalf("text output (%v):\n%s", err, text)
 	}
@@ -89,6 +93,7 @@ func TestOpsLogThroughCLI(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(fctx, cli, "ops-log", "--addr", sys.Addr, "--workspace", "acme", "--output", "json",
 		"--follow", "--since", "1h", "--event-type", "copy")
+	cmd.Env = sys.CLIEnv()
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -147,7 +152,7 @@ func TestOpsLogSurvivesKill9(t *testing.T) {
 	sluicetest.WaitServing(t, addr, "", 60*time.Second, p)
 
 	// A publisher publishes until the kill; ids holds the events JetStream acknowledged.
-	nc, err := natsx.Connect(context.Background(), natsx.Config{URL: "nats://" + natsAddr}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	nc, err := natsx.Connect(context.Background(), natsx.Config{URL: sluicetest.EmbeddedNATSURL(t, dir)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +175,7 @@ func TestOpsLogSurvivesKill9(t *testing.T) {
 			mu.Unlock()
 		}
 	}()
-	clients := sluicetest.NewClients(t, addr)
+	clients := sluicetest.NewClients(t, addr, sluicetest.ReadOperatorToken(t, filepath.Join(dir, "token"), p))
 	count := func() (int, map[string]int) {
 		resp, err := clients.OpsLog.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{
 			Filter: &opslogv1.EventFilter{Workspace: "acme"}, Limit: 10000})
@@ -205,7 +210,7 @@ func TestOpsLogSurvivesKill9(t *testing.T) {
 	})
 	// Let redeliveries of anything unacknowledged at the kill run their course (ack wait 1s):
 	// the consumer must have nothing pending, and the table must still hold each event once.
-	nc, err = natsx.Connect(context.Background(), natsx.Config{URL: "nats://" + natsAddr}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	nc, err = natsx.Connect(context.Background(), natsx.Config{URL: sluicetest.EmbeddedNATSURL(t, dir)}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,6 +100,7 @@ func checkBackfill(t *testing.T, w *popWS, ing *ingestion) {
 
 func pushFiles(t *testing.T, sys *sluicetest.System, ws string, files map[string]string) {
 	t.Helper()
+	sys.EnsureWorkspace(t, ws)
 	if _, err := sys.Catalog.Push(context.Background(), pushRequest(ws, files)); err != nil {
 		t.Fatalf("push: %v", err)
 	}
@@ -133,7 +134,7 @@ func TestBackfillScenario3IncrementalTimestamp(t *testing.T) {
 	sluicetest.Eventually(t, 30*time.Second, "the view to materialize live events", func() bool {
 		return w.scalar("SELECT count() > 0 FROM {db}.analytics_events_1") == "1"
 	})
-	out, stderr, code := cli(t, bin, sys.Addr, "pipe", "populate", "sync_data", "--cutover-column", "timestamp", "--cutover-in", "3s", "--wait", "--workspace", "scenario3")
+	out, stderr, code := cli(t, bin, sys, "pipe", "populate", "sync_data", "--cutover-column", "timestamp", "--cutover-in", "3s", "--wait", "--workspace", "scenario3")
 	if code != 0 {
 		t.Fatalf("populate: exit %d\n%s\n%s", code, out, stderr)
 	}
@@ -161,7 +162,7 @@ func TestBackfillScenario4Populate(t *testing.T) {
 	sluicetest.Eventually(t, 30*time.Second, "the view to materialize live events", func() bool {
 		return w.scalar("SELECT count() > 0 FROM {db}.analytics_events_1") == "1"
 	})
-	out, stderr, code := cli(t, bin, sys.Addr, "pipe", "populate", "backfill_data", "--node", "migrating_node", "--cutover-snapshot", "--wait", "--workspace", "scenario4")
+	out, stderr, code := cli(t, bin, sys, "pipe", "populate", "backfill_data", "--node", "migrating_node", "--cutover-snapshot", "--wait", "--workspace", "scenario4")
 	if code != 0 {
 		t.Fatalf("populate: exit %d\n%s\n%s", code, out, stderr)
 	}

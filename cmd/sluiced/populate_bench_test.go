@@ -117,6 +117,7 @@ var benchSeq int
 
 func pushBench(b *testing.B, sys *sluicetest.System, ws string, files map[string]string) {
 	b.Helper()
+	sys.EnsureWorkspace(b, ws)
 	req := pushRequest(ws, files)
 	if _, err := sys.Catalog.Push(context.Background(), req); err != nil {
 		b.Fatal(err)

@@ -69,7 +69,9 @@ func TestPopulateAllInOneKilledRepeatedly(t *testing.T) {
 		return p
 	}
 	p := start()
-	c := sluicetest.NewClients(t, addr)
+	token := sluicetest.ReadOperatorToken(t, filepath.Join(dataDir, "token"), p)
+	c := sluicetest.NewClients(t, addr, token)
+	c.CreateWorkspace(t, "kill")
 	ctx := context.Background()
 	files := map[string]string{
 		"datasources/src.datasource":    killSource,
@@ -119,7 +121,7 @@ func TestPopulateAllInOneKilledRepeatedly(t *testing.T) {
 	}
 	runHelperSQL(t, filepath.Join(dataDir, "clickhouse"), inserts...)
 	p = start()
-	c = sluicetest.NewClients(t, addr)
+	c = sluicetest.NewClients(t, addr, token)
 	const wantDst = "2880|4145760|2880"
 	if got := sql("SELECT count(), sum(id), uniqExact(id) FROM src"); got != wantDst {
 		t.Fatalf("src = %s", got)
@@ -152,7 +154,7 @@ func TestPopulateAllInOneKilledRepeatedly(t *testing.T) {
 			p.Kill()
 			kills++
 			p = start()
-			c = sluicetest.NewClients(t, addr)
+			c = sluicetest.NewClients(t, addr, token)
 		}
 		j := waitJob(t, c.Scheduler, "kill", id, 120*time.Second, done, failed, cancelled)
 		if j.GetStatus() != done || j.GetProgress().GetStepsDone() != 24 || j.GetProgress().GetStatistics().GetWrittenRows() != 2880 {

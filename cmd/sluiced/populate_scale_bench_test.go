@@ -39,11 +39,13 @@ func BenchmarkPopulateExecutorScaling(b *testing.B) {
 	rounds := envInt("SLUICE_BENCH_SCALE_ROUNDS", 3)
 	cfg := warehousetest.Server(b)
 	split := sluicetest.StartSplit(b, "-clickhouse-addr", strings.Join(cfg.Addrs, ","), "-executor.concurrency", "1", "-log-level", "info")
-	catalog := sluicetest.NewClients(b, split.Addrs["catalog"]).Catalog
-	scheduler := sluicetest.NewClients(b, split.Addrs["scheduler"]).Scheduler
+	cat := split.Clients(b, "catalog")
+	catalog := cat.Catalog
+	scheduler := split.Clients(b, "scheduler").Scheduler
 	ctx := context.Background()
 	benchSeq++
 	ws := fmt.Sprintf("scale%d", benchSeq)
+	cat.CreateWorkspace(b, ws)
 	files := map[string]string{
 		"datasources/src.datasource": scaleSource,
 		"datasources/dst.datasource": strings.Replace(scaleSource, `"id % 64"`, `"id % 8"`, 1),

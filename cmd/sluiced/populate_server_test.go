@@ -29,7 +29,7 @@ func TestPopulateOnServer(t *testing.T) {
 	for _, tbl := range []string{"b", "c", "d"} {
 		w.exec("TRUNCATE TABLE {db}." + tbl)
 	}
-	out, stderr, code := cli(t, bin, sys.Addr, "pipe", "populate", "pipe_1", "--wait", "--workspace", "pop_server")
+	out, stderr, code := cli(t, bin, sys, "pipe", "populate", "pipe_1", "--wait", "--workspace", "pop_server")
 	if code != 0 {
 		t.Fatalf("sluice pipe populate: exit %d\n%s\n%s", code, out, stderr)
 	}
@@ -46,7 +46,7 @@ func TestPopulateOnServer(t *testing.T) {
 		t.Errorf("%s staging tables left", got)
 	}
 	// --truncate and --sql-condition on the server too.
-	if out, stderr, code := cli(t, bin, sys.Addr, "pipe", "populate", "pipe_1", "--truncate", "--only-this-view", "--sql-condition", "id % 2 = 0", "--wait", "--workspace", "pop_server"); code != 0 {
+	if out, stderr, code := cli(t, bin, sys, "pipe", "populate", "pipe_1", "--truncate", "--only-this-view", "--sql-condition", "id % 2 = 0", "--wait", "--workspace", "pop_server"); code != 0 {
 		t.Fatalf("--truncate --sql-condition: exit %d\n%s\n%s", code, out, stderr)
 	}
 	w.wantRows("SELECT id FROM {db}.b ORDER BY id", "2", "4", "6", "8", "10")

@@ -23,6 +23,7 @@ type popWS struct {
 
 func newPopWS(t *testing.T, sys *sluicetest.System, ws string, files map[string]string) *popWS {
 	t.Helper()
+	sys.EnsureWorkspace(t, ws)
 	req := &catalogv1.PushRequest{Workspace: ws}
 	for path, content := range files {
 		req.Files = append(req.Files, &catalogv1.Datafile{Path: path, Content: content})
@@ -198,7 +199,7 @@ func TestPopulateCase3DeterministicCascade(t *testing.T) {
 	for _, tbl := range []string{"b", "c", "d"} {
 		w.exec("TRUNCATE TABLE {db}." + tbl)
 	}
-	out, stderr, code := cli(t, bin, sys.Addr, "pipe", "populate", "pipe_1", "--wait", "--workspace", "case3")
+	out, stderr, code := cli(t, bin, sys, "pipe", "populate", "pipe_1", "--wait", "--workspace", "case3")
 	if code != 0 {
 		t.Fatalf("sluice pipe populate: exit %d\n%s\n%s", code, out, stderr)
 	}
@@ -229,7 +230,7 @@ func TestPopulateCase3DeterministicCascade(t *testing.T) {
 	for _, tbl := range []string{"b", "c", "d"} {
 		w.exec("TRUNCATE TABLE {db}." + tbl)
 	}
-	if out, stderr, code := cli(t, bin, sys.Addr, "pipe", "populate", "pipe_1", "--only-this-view", "--wait", "--workspace", "case3"); code != 0 {
+	if out, stderr, code := cli(t, bin, sys, "pipe", "populate", "pipe_1", "--only-this-view", "--wait", "--workspace", "case3"); code != 0 {
 		t.Fatalf("--only-this-view: exit %d\n%s\n%s", code, out, stderr)
 	}
 	w.wantRows("SELECT (SELECT count() FROM {db}.b), (SELECT count() FROM {db}.c), (SELECT count() FROM {db}.d)", "10|0|0")

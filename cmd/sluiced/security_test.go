@@ -125,7 +125,9 @@ var hostileQueries = []hostileQuery{
 
 // hostileEnv is what the hostile queries are run against.
 type hostileEnv struct {
-	sys        *sluicetest.System
+	sys *sluicetest.System
+	// admin carries the attacker workspace's admin token: the hostile queries run with it.
+	admin      *sluicetest.Clients
 	bin        string
 	attacker   string // workspace the queries run in
 	other      string // database of the victim workspace
@@ -201,6 +203,8 @@ func newHostileEnv(t *testing.T, sys *sluicetest.System) *hostileEnv {
 	if err := os.WriteFile(e.secretFile, []byte(e.fileSecret+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	sys.EnsureWorkspace(t, victim)
+	e.admin = sys.CreateWorkspace(t, e.attacker)
 	for ws, files := range map[string]map[string]string{
 		victim: {"datasources/secrets.datasource": hostileSecrets},
 		e.attacker: {
@@ -219,7 +223,7 @@ func newHostileEnv(t *testing.T, sys *sluicetest.System) *hostileEnv {
 				t.Fatal(err)
 			}
 		}
-		if _, stderr, code := cli(t, bin, sys.Addr, "push", "--workspace", ws, dir); code != 0 {
+		if _, stderr, code := cli(t, bin, sys, "push", "--workspace", ws, dir); code != 0 {
 			t.Fatalf("push %s: exit %d\n%s", ws, code, stderr)
 		}
 	}
@@ -252,8 +256,8 @@ func (e *hostileEnv) state(t *testing.T) string {
 	}
 	content, _ := os.ReadFile(e.secretFile)
 	written, _ := os.ReadDir(e.dir)
-	ds, _, _ := cli(t, e.bin, e.sys.Addr, "datasource", "ls", "--workspace", e.attacker, "--output", "json")
-	pipes, _, _ := cli(t, e.bin, e.sys.Addr, "pipe", "ls", "--workspace", e.attacker, "--output", "json")
+	ds, _, _ := cli(t, e.bin, e.admin, "datasource", "ls", "--workspace", e.attacker, "--output", "json")
+	pipes, _, _ := cli(t, e.bin, e.admin, "pipe", "ls", "--workspace", e.attacker, "--output", "json")
 	var names []string
 	for _, f := range written {
 		names = append(names, f.Name())
@@ -278,7 +282,7 @@ var filePos = regexp.MustCompile(`hostile\.pipe:\d+:\d+: `)
 
 var hostilePaths = []hostilePath{
 	{"sql", func(t *testing.T, e *hostileEnv, q hostileQuery) string {
-		stdout, stderr, code := cli(t, e.bin, e.sys.Addr, "sql", "--workspace", e.attacker, e.expand(q.sql))
+		stdout, stderr, code := cli(t, e.bin, e.admin, "sql", "--workspace", e.attacker, e.expand(q.sql))
 		if code == 0 {
 			t.Errorf("sluice sql ran it:\n%s", stdout)
 		}
@@ -294,7 +298,7 @@ var hostilePaths = []hostilePath{
 		if err := os.WriteFile(filepath.Join(dir, "pipes", "hostile.pipe"), []byte(pipe), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		stdout, stderr, code := cli(t, e.bin, e.sys.Addr, "push", "--workspace", e.attacker, dir)
+		stdout, stderr, code := cli(t, e.bin, e.admin, "push", "--workspace", e.attacker, dir)
 		if code == 0 {
 			t.Errorf("sluice push accepted it:\n%s", stdout)
 		}
@@ -310,17 +314,17 @@ var hostilePaths = []hostilePath{
 func runHostile(t *testing.T, sys *sluicetest.System) {
 	e := newHostileEnv(t, sys)
 	// The system works: legitimate SQL runs, through both paths.
-	if out, stderr, code := cli(t, e.bin, sys.Addr, "sql", "--workspace", e.attacker, "SELECT count() AS n FROM events /* a comment */ WHERE action = $$buy$$"); code != 0 || !strings.Contains(out, "1") {
+	if out, stderr, code := cli(t, e.bin, e.admin, "sql", "--workspace", e.attacker, "SELECT count() AS n FROM events /* a comment */ WHERE action = $$buy$$"); code != 0 || !strings.Contains(out, "1") {
 		t.Fatalf("legitimate sql: exit %d\n%s%s", code, out, stderr)
 	}
-	if out, stderr, code := cli(t, e.bin, sys.Addr, "sql", "--workspace", e.attacker, "SHOW TABLES"); code != 0 || !strings.Contains(out, "events") {
+	if out, stderr, code := cli(t, e.bin, e.admin, "sql", "--workspace", e.attacker, "SHOW TABLES"); code != 0 || !strings.Contains(out, "events") {
 		t.Fatalf("SHOW TABLES: exit %d\n%s%s", code, out, stderr)
 	}
-	out, stderr, code := cli(t, e.bin, sys.Addr, "sql", "--workspace", e.attacker, "--max-rows", "2", "SELECT number FROM numbers(10)")
+	out, stderr, code := cli(t, e.bin, e.admin, "sql", "--workspace", e.attacker, "--max-rows", "2", "SELECT number FROM numbers(10)")
 	if code != 0 || strings.Count(strings.TrimSpace(out), "\n") != 2 || !strings.Contains(stderr, "result cut at 2 rows") {
 		t.Fatalf("sql --max-rows 2: exit %d\n%s%s", code, out, stderr)
 	}
-	out, stderr, code = cli(t, e.bin, sys.Addr, "sql", "--workspace", e.attacker, "SELECT action, sum(total) AS n FROM totals_mv GROUP BY action")
+	out, stderr, code = cli(t, e.bin, e.admin, "sql", "--workspace", e.attacker, "SELECT action, sum(total) AS n FROM totals_mv GROUP BY action")
 	if code != 0 || !strings.Contains(out, "buy") {
 		t.Fatalf("sql reading a pipe: exit %d\n%s%s", code, out, stderr)
 	}
@@ -388,7 +392,7 @@ func TestCopyRenderRefusesHostileParameters(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "pipes", "param_copy.pipe"), []byte(hostileParamCopy), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, stderr, code := cli(t, e.bin, sys.Addr, "push", "--workspace", e.attacker, dir); code != 0 {
+	if _, stderr, code := cli(t, e.bin, e.admin, "push", "--workspace", e.attacker, dir); code != 0 {
 		t.Fatalf("push: exit %d\n%s", code, stderr)
 	}
 	render := func(src string) (string, error) {

@@ -1,10 +1,13 @@
 // Package grpcserver is the one gRPC server of a Sluice process: every service the process runs
 // registers on it, with the standard health service (per service and overall) and server
-// reflection.
+// reflection. Every call goes through the auth gate (platform/auth); the listener speaks TLS
+// when configured.
 package grpcserver
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -17,10 +20,14 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+
+	"github.com/sluicehq/sluice/platform/auth"
 )
 
 // Server wraps grpc.Server with health and reflection.
@@ -29,30 +36,52 @@ type Server struct {
 	Health *health.Server
 
 	log      *slog.Logger
+	gate     *auth.Gate
 	ln       net.Listener
 	mu       sync.Mutex
 	services []string
 	done     chan struct{}
 }
 
-// New builds the server and listens on addr (host:port; port 0 picks a free one). Services
-// register on s.GRPC before Serve.
-func New(addr string, log *slog.Logger, tp trace.TracerProvider, prop propagation.TextMapPropagator) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("grpc listen %s: %w", addr, err)
+// Options configure the server.
+type Options struct {
+	// Addr is host:port; port 0 picks a free one.
+	Addr       string
+	Log        *slog.Logger
+	Tracer     trace.TracerProvider
+	Propagator propagation.TextMapPropagator
+	// Gate checks every call's token against the scope table. Required: there is no
+	// unauthenticated mode.
+	Gate *auth.Gate
+	// TLS, when set, makes the listener speak TLS only.
+	TLS *tls.Config
+}
+
+// New builds the server and listens. Services register on s.GRPC before Serve.
+func New(o Options) (*Server, error) {
+	if o.Gate == nil {
+		return nil, errors.New("grpc server: no auth gate")
 	}
-	g := grpc.NewServer(
-		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(prop))),
-		grpc.ChainUnaryInterceptor(recoverUnary(log)),
-		grpc.ChainStreamInterceptor(recoverStream(log)),
-	)
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("grpc listen %s: %w", o.Addr, err)
+	}
+	opts := []grpc.ServerOption{
+		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(o.Tracer), otelgrpc.WithPropagators(o.Propagator))),
+		// Recovery first, so a panic in the gate is caught too; the gate before any handler.
+		grpc.ChainUnaryInterceptor(recoverUnary(o.Log), o.Gate.Unary()),
+		grpc.ChainStreamInterceptor(recoverStream(o.Log), o.Gate.Stream()),
+	}
+	if o.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(o.TLS)))
+	}
+	g := grpc.NewServer(opts...)
 	h := health.NewServer()
 	// Not serving until every module of the process has started.
 	h.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(g, h)
 	reflection.Register(g)
-	return &Server{GRPC: g, Health: h, log: log, ln: ln, done: make(chan struct{})}, nil
+	return &Server{GRPC: g, Health: h, log: o.Log, gate: o.Gate, ln: ln, done: make(chan struct{})}, nil
 }
 
 // Addr is the address the server listens on.
@@ -78,14 +107,19 @@ func (s *Server) SetServing(name string, serving bool) {
 // SetOverall sets the health of the empty service name, which stands for the whole process.
 func (s *Server) SetOverall(serving bool) { s.SetServing("", serving) }
 
-// Serve starts serving in the background.
-func (s *Server) Serve() {
+// Serve starts serving in the background. It refuses when a registered RPC has no entry in
+// the scope table: such a call could only ever be refused, so the mistake is reported now.
+func (s *Server) Serve() error {
+	if err := s.gate.CheckServices(s.GRPC.GetServiceInfo()); err != nil {
+		return err
+	}
 	go func() {
 		defer close(s.done)
 		if err := s.GRPC.Serve(s.ln); err != nil {
 			s.log.Error("grpc serve", "err", err)
 		}
 	}()
+	return nil
 }
 
 // Stop marks everything NOT_SERVING, lets in-flight calls finish until ctx ends, then stops.
@@ -133,13 +167,31 @@ func recoverStream(log *slog.Logger) grpc.StreamServerInterceptor {
 	}
 }
 
+// DialOptions configure a connection to another Sluice service.
+type DialOptions struct {
+	Tracer     trace.TracerProvider
+	Propagator propagation.TextMapPropagator
+	// TLS, when set, connects with TLS; nil connects in plaintext.
+	TLS *tls.Config
+	// Token is sent with every call (the service credential).
+	Token string
+}
+
 // Dial opens a client connection to another Sluice service (also used in all-in-one mode,
-// over loopback), with trace context propagation.
-func Dial(addr string, tp trace.TracerProvider, prop propagation.TextMapPropagator) (*grpc.ClientConn, error) {
-	cc, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecureCreds()),
-		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(tp), otelgrpc.WithPropagators(prop))),
-	)
+// over loopback), with trace context propagation and the service credential.
+func Dial(addr string, o DialOptions) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if o.TLS != nil {
+		creds = credentials.NewTLS(o.TLS)
+	}
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithStatsHandler(otelgrpc.NewClientHandler(otelgrpc.WithTracerProvider(o.Tracer), otelgrpc.WithPropagators(o.Propagator))),
+	}
+	if o.Token != "" {
+		opts = append(opts, grpc.WithPerRPCCredentials(auth.Bearer(o.Token)))
+	}
+	cc, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}

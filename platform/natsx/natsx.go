@@ -5,12 +5,16 @@ package natsx
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -29,8 +33,77 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// Replicas for the streams and buckets services create (1 for a single server).
 	Replicas int `yaml:"replicas"`
+	// User and Password authenticate to an external server (also accepted in the URL).
+	User     string `yaml:"user"`
+	Password string `yaml:"password"`
+	// CredsFile is a NATS credentials file (user JWT and nkey seed, from nsc).
+	CredsFile string `yaml:"creds_file"`
+	// NKeyFile is a file holding an nkey seed (a server that authenticates users by nkey).
+	NKeyFile string `yaml:"nkey_file"`
+	// TLSCA verifies the server's certificate (tls:// URLs, or servers that require TLS).
+	TLSCA string `yaml:"tls_ca"`
+	// TLSCert and TLSKey are a client certificate for servers that verify clients.
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
 	// Name identifies the connection in the server's monitoring.
 	Name string `yaml:"-"`
+}
+
+// Validate checks the values; embedded tells whether the process runs its own server.
+func (c Config) Validate(embedded bool) error {
+	var errs []error
+	if embedded {
+		if c.Listen != "" {
+			host, _, err := net.SplitHostPort(c.Listen)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("nats.listen: %q: %w", c.Listen, err))
+			} else if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+				errs = append(errs, fmt.Errorf("nats.listen: %q: the embedded NATS server listens on loopback only (127.0.0.1, ::1 or localhost), or nowhere with an empty value; run a NATS server (-nats-url) to reach it from other hosts", c.Listen))
+			}
+		}
+		for key, v := range map[string]string{"nats.user": c.User, "nats.creds_file": c.CredsFile, "nats.nkey_file": c.NKeyFile, "nats.tls_ca": c.TLSCA} {
+			if v != "" {
+				errs = append(errs, fmt.Errorf("%s: only for an external server (-nats-url); the embedded server makes its own credentials", key))
+			}
+		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("nats.tls_cert and nats.tls_key go together"))
+	}
+	n := 0
+	for _, v := range []string{c.User, c.CredsFile, c.NKeyFile} {
+		if v != "" {
+			n++
+		}
+	}
+	if n > 1 {
+		errs = append(errs, errors.New("nats: give one of user/password, creds_file or nkey_file"))
+	}
+	return errors.Join(errs...)
+}
+
+// authOptions are the connection options for the configured credentials and TLS.
+func (c Config) authOptions() ([]nats.Option, error) {
+	var opts []nats.Option
+	switch {
+	case c.User != "":
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	case c.CredsFile != "":
+		opts = append(opts, nats.UserCredentials(c.CredsFile))
+	case c.NKeyFile != "":
+		o, err := nats.NkeyOptionFromSeed(c.NKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("nats nkey file %s: %w", c.NKeyFile, err)
+		}
+		opts = append(opts, o)
+	}
+	if c.TLSCA != "" {
+		opts = append(opts, nats.RootCAs(c.TLSCA))
+	}
+	if c.TLSCert != "" {
+		opts = append(opts, nats.ClientCert(c.TLSCert, c.TLSKey))
+	}
+	return opts, nil
 }
 
 // Conn is a process's NATS connection with JetStream.
@@ -40,7 +113,9 @@ type Conn struct {
 	Replicas int
 
 	server *server.Server
-	log    *slog.Logger
+	// user and password of the embedded server (random at every start).
+	user, password string
+	log            *slog.Logger
 }
 
 // Connect starts the embedded server when cfg.URL is empty, then connects.
@@ -56,22 +131,32 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Conn, error) {
 				log.Warn("nats disconnected", "err", err)
 			}
 		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrl()) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
 	}
 	if url == "" {
-		srv, err := startEmbedded(cfg)
+		// The embedded server takes clients on loopback only, and only with a password made
+		// at every start: Sluice's own connection is in-process; tests and tools of the same
+		// process get the URL with the password (EmbeddedURL).
+		c.user, c.password = "sluice", randomPassword()
+		srv, err := startEmbedded(cfg, c.user, c.password)
 		if err != nil {
 			return nil, err
 		}
 		c.server = srv
 		url = srv.ClientURL()
-		opts = append(opts, nats.InProcessServer(srv))
-		log.Info("embedded nats started", "url", url, "store_dir", cfg.StoreDir)
+		opts = append(opts, nats.InProcessServer(srv), nats.UserInfo(c.user, c.password))
+		log.Info("embedded nats started", "url", url, "store_dir", cfg.StoreDir, "listening", cfg.Listen != "")
+	} else {
+		ao, err := cfg.authOptions()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, ao...)
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		c.shutdownServer()
-		return nil, fmt.Errorf("connect to nats at %s: %w", url, err)
+		return nil, fmt.Errorf("connect to nats at %s: %w", redact(url), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -85,12 +170,31 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Conn, error) {
 	defer cancel()
 	if _, err := js.AccountInfo(actx); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("nats at %s: jetstream not available (run nats-server with -js): %w", url, err)
+		return nil, fmt.Errorf("nats at %s: jetstream not available (run nats-server with -js): %w", redact(url), err)
 	}
 	return c, nil
 }
 
-func startEmbedded(cfg Config) (*server.Server, error) {
+// redact hides the passwords of a URL list (user:password@host) for messages and logs.
+func redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			parts[i] = u.Redacted()
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func randomPassword() string {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		panic("crypto/rand: " + err.Error())
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func startEmbedded(cfg Config, user, password string) (*server.Server, error) {
 	host, port := "127.0.0.1", -1
 	if cfg.Listen != "" {
 		h, p, err := net.SplitHostPort(cfg.Listen)
@@ -117,6 +221,8 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 		StoreDir:   filepath.Clean(cfg.StoreDir),
 		NoSigs:     true,
 		NoLog:      true,
+		DontListen: cfg.Listen == "",
+		Users:      []*server.User{{Username: user, Password: password}},
 		// A single embedded server holds all of a small installation's control state.
 		JetStreamMaxMemory: 256 << 20,
 	}
@@ -132,12 +238,26 @@ func startEmbedded(cfg Config) (*server.Server, error) {
 	return srv, nil
 }
 
-// ClientURL is the URL other processes can use to reach the embedded server, or empty.
+// ClientURL is the address of the embedded server (without credentials), or empty.
 func (c *Conn) ClientURL() string {
 	if c.server == nil {
 		return ""
 	}
 	return c.server.ClientURL()
+}
+
+// EmbeddedURL is the URL of the embedded server with its credentials, for tests and tools of
+// the same process; empty without an embedded server. Never log it.
+func (c *Conn) EmbeddedURL() string {
+	if c.server == nil {
+		return ""
+	}
+	u, err := url.Parse(c.server.ClientURL())
+	if err != nil {
+		return ""
+	}
+	u.User = url.UserPassword(c.user, c.password)
+	return u.String()
 }
 
 // Close drains the connection and stops the embedded server, if any.

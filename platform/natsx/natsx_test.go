@@ -4,9 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/propagation"
@@ -93,4 +95,67 @@ func TestTraceContextCrossesNATS(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("message not received")
 	}
+}
+
+// TestEmbeddedServerTakesOnlyItsOwnClients checks that the embedded server listens on loopback
+// only, and takes a client only with the password it made at start.
+func TestEmbeddedServerTakesOnlyItsOwnClients(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	c, err := Connect(context.Background(), Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if nc, err := nats.Connect(c.ClientURL(), nats.Timeout(time.Second)); err == nil {
+		nc.Close()
+		t.Fatal("the embedded server took a client without credentials")
+	}
+	if nc, err := nats.Connect(c.ClientURL(), nats.UserInfo("sluice", "guess"), nats.Timeout(time.Second)); err == nil {
+		nc.Close()
+		t.Fatal("the embedded server took a wrong password")
+	}
+	nc, err := nats.Connect(c.EmbeddedURL(), nats.Timeout(time.Second))
+	if err != nil {
+		t.Fatalf("the embedded URL with its password: %v", err)
+	}
+	nc.Close()
+	if strings.Contains(c.ClientURL(), "@") {
+		t.Fatalf("ClientURL carries credentials: %s", c.ClientURL())
+	}
+	for _, listen := range []string{"0.0.0.0:4222", "10.0.0.1:4222", ":4222"} {
+		if err := (Config{Listen: listen}).Validate(true); err == nil || !strings.Contains(err.Error(), "loopback") {
+			t.Errorf("Validate(listen %q) = %v, want a refusal naming loopback", listen, err)
+		}
+	}
+	for _, listen := range []string{"127.0.0.1:0", "[::1]:4222", "localhost:4222", ""} {
+		if err := (Config{Listen: listen}).Validate(true); err != nil {
+			t.Errorf("Validate(listen %q) = %v", listen, err)
+		}
+	}
+	if err := (Config{User: "u", CredsFile: "f"}).Validate(false); err == nil {
+		t.Error("two kinds of credentials accepted")
+	}
+}
+
+// TestExternalServerCredentials connects to a NATS server that requires a user and password.
+func TestExternalServerCredentials(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Users: []*server.User{{Username: "svc", Password: "s3cret"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	defer srv.Shutdown()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if _, err := Connect(context.Background(), Config{URL: srv.ClientURL()}, log); err == nil {
+		t.Fatal("connected without credentials")
+	}
+	c, err := Connect(context.Background(), Config{URL: srv.ClientURL(), User: "svc", Password: "s3cret"}, log)
+	if err != nil {
+		t.Fatalf("with -nats-user/-nats-password: %v", err)
+	}
+	c.Close()
 }

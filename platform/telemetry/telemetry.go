@@ -5,6 +5,7 @@ package telemetry
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -111,21 +112,51 @@ func New(ctx context.Context, cfg Config, service string, log *slog.Logger) (*Te
 // SetReady marks the process ready (or not) for /ready.
 func (t *Telemetry) SetReady(ready bool) { t.ready.Store(ready) }
 
-// ServeHTTP starts /metrics and /ready on addr and returns the address it listens on.
-func (t *Telemetry) ServeHTTP(addr string) (string, error) {
+// HTTPOptions configure the HTTP listener.
+type HTTPOptions struct {
+	// Guard wraps each endpoint's handler with what the endpoint requires, by its pattern
+	// ("GET /metrics"); an error (an endpoint without a rule) stops the listener from starting.
+	// Nil serves the endpoints unguarded (tests of this package only).
+	Guard func(pattern string, h http.Handler) (http.Handler, error)
+	// TLS, when set, makes the listener speak TLS only.
+	TLS *tls.Config
+}
+
+// ServeHTTP starts /live, /ready and /metrics on addr and returns the address it listens on.
+// /live answers 200 while the process runs; /ready once every module has started.
+func (t *Telemetry) ServeHTTP(addr string, o HTTPOptions) (string, error) {
+	mux := http.NewServeMux()
+	endpoints := []struct {
+		pattern string
+		h       http.Handler
+	}{
+		{"GET /live", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "live\n") })},
+		{"GET /ready", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			if !t.ready.Load() {
+				http.Error(w, "not ready", http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = io.WriteString(w, "ready\n")
+		})},
+		{"GET /metrics", promhttp.HandlerFor(t.Registry, promhttp.HandlerOpts{Registry: t.Registry})},
+	}
+	for _, e := range endpoints {
+		h := e.h
+		if o.Guard != nil {
+			var err error
+			if h, err = o.Guard(e.pattern, h); err != nil {
+				return "", err
+			}
+		}
+		mux.Handle(e.pattern, h)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", fmt.Errorf("http listen %s: %w", addr, err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(t.Registry, promhttp.HandlerOpts{Registry: t.Registry}))
-	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !t.ready.Load() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = io.WriteString(w, "ready\n")
-	})
+	if o.TLS != nil {
+		ln = tls.NewListener(ln, o.TLS)
+	}
 	t.httpLn = ln
 	t.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {

@@ -29,11 +29,14 @@ func TestMetricsAndReady(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, err := tel.ServeHTTP("127.0.0.1:0")
+	addr, err := tel.ServeHTTP("127.0.0.1:0", HTTPOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = tel.Shutdown(context.Background()) }()
+	if code, body := get(t, "http://"+addr+"/live"); code != http.StatusOK || body != "live\n" {
+		t.Fatalf("/live = %d %q", code, body)
+	}
 	if code, _ := get(t, "http://"+addr+"/ready"); code != http.StatusServiceUnavailable {
 		t.Fatalf("/ready before start = %d", code)
 	}

@@ -30,9 +30,7 @@ func (p *project) analyze() []diag {
 		if len(d.ds.SharedWith) > 0 {
 			diags = append(diags, diag{pos: d.ds.Pos, warning: true, msg: "SHARED_WITH is ignored: workspaces do not share Data Sources in Sluice"})
 		}
-		for _, t := range d.ds.Tokens {
-			diags = append(diags, diag{pos: t.Pos, warning: true, msg: fmt.Sprintf("TOKEN %q is ignored: access tokens are outside Sluice's scope", t.Name)})
-		}
+		diags = append(diags, tokenDiags(kindDataSource, d.ds.Tokens)...)
 	}
 	for _, name := range sortedNames(p.pipes) {
 		pd := p.pipes[name]
@@ -136,9 +134,7 @@ func (p *project) checkPipe(pd *pipeDef) []diag {
 		diags = append(diags, diag{pos: special[1].Pos, msg: fmt.Sprintf(
 			"pipe %s has %d output nodes (%s and %s): a pipe has at most one materialized, copy, endpoint or sink node", pd.pipe.Name, len(special), special[0].Name, special[1].Name)})
 	}
-	for _, t := range pd.pipe.Tokens {
-		diags = append(diags, diag{pos: t.Pos, warning: true, msg: fmt.Sprintf("TOKEN %q is ignored: access tokens are outside Sluice's scope", t.Name)})
-	}
+	diags = append(diags, tokenDiags(kindPipe, pd.pipe.Tokens)...)
 	for _, nd := range pd.nodes {
 		n := nd.node
 		switch n.Type {

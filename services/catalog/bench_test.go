@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -22,7 +21,7 @@ func BenchmarkPushCorpus(b *testing.B) {
 		files += len(fs)
 		sets = append(sets, fs)
 	}
-	ctx := context.Background()
+	ctx := operatorCtx(b, s)
 	var total time.Duration
 	run := 0
 	for b.Loop() {
@@ -30,7 +29,9 @@ func BenchmarkPushCorpus(b *testing.B) {
 		t0 := time.Now()
 		deployed := 0
 		for i, fs := range sets {
-			resp, err := s.Push(ctx, &catalogv1.PushRequest{Workspace: fmt.Sprintf("bench%d_%d", run, i), Files: fs})
+			ws := fmt.Sprintf("bench%d_%d", run, i)
+			operatorCtx(b, s, ws)
+			resp, err := s.Push(ctx, &catalogv1.PushRequest{Workspace: ws, Files: fs})
 			if err == nil && resp.GetApplied() {
 				deployed++
 			}

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/platform/opsevents"
 	"github.com/sluicehq/sluice/platform/warehouse"
@@ -76,6 +77,9 @@ type Deps struct {
 	// OpsDatabase holds Sluice's own tables (datasources_ops_log); every workspace gets a view
 	// of its rows. Empty: no view.
 	OpsDatabase string
+	// OperatorTokenFile is where the operator token is written on first start (and read from,
+	// when an installation brings its own).
+	OperatorTokenFile string
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 	// WorkspaceUsers runs each workspace's SQL (`sluice sql`, rendered nodes) as its own
@@ -87,11 +91,12 @@ type Deps struct {
 type Service struct {
 	catalogv1.UnimplementedCatalogServiceServer
 
-	cfg   Config
-	deps  Deps
-	log   *slog.Logger
-	store *store
-	caps  engineCaps
+	cfg    Config
+	deps   Deps
+	log    *slog.Logger
+	store  *store
+	tokens *tokenStore
+	caps   engineCaps
 	// locks serialise pushes and deletes per workspace within this process.
 	locks sync.Map // workspace -> *sync.Mutex
 }
@@ -114,8 +119,11 @@ func (s *Service) lock(ws string) func() {
 	return mu.Unlock
 }
 
-// Register registers the gRPC API.
-func (s *Service) Register(r grpc.ServiceRegistrar) { catalogv1.RegisterCatalogServiceServer(r, s) }
+// Register registers the gRPC API: the catalog and the token service.
+func (s *Service) Register(r grpc.ServiceRegistrar) {
+	catalogv1.RegisterCatalogServiceServer(r, s)
+	catalogv1.RegisterTokenServiceServer(r, &tokenService{s: s})
+}
 
 // Start creates the catalog's buckets (idempotently) and loads its state.
 func (s *Service) Start(ctx context.Context) error {
@@ -126,6 +134,14 @@ func (s *Service) Start(ctx context.Context) error {
 		return err
 	}
 	s.store = &store{kv: kv}
+	tkv, err := s.deps.NATS.EnsureKV(ctx, auth.BucketConfig())
+	if err != nil {
+		return err
+	}
+	s.tokens = &tokenStore{kv: tkv}
+	if err := s.ensureOperatorToken(ctx); err != nil {
+		return fmt.Errorf("operator token: %w", err)
+	}
 	if err := s.probeCaps(ctx); err != nil {
 		return err
 	}

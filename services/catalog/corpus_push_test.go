@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -62,7 +61,7 @@ func readProject(t testing.TB, dir string) []*catalogv1.Datafile {
 // pushed through the CLI in cmd/sluiced.
 func TestCorpusDataSourcesDeploy(t *testing.T) {
 	s, wh := newTestService(t)
-	ctx := context.Background()
+	ctx := operatorCtx(t, s)
 	total := 0
 	for i, dir := range corpusProjects(t) {
 		var ds []*catalogv1.Datafile
@@ -75,6 +74,7 @@ func TestCorpusDataSourcesDeploy(t *testing.T) {
 			continue
 		}
 		ws := fmt.Sprintf("corpus%d", i)
+		operatorCtx(t, s, ws)
 		_, err := s.Push(ctx, &catalogv1.PushRequest{Workspace: ws, Files: ds})
 		if err != nil {
 			t.Errorf("%s: %s", dir, status.Convert(err).Message())

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	"github.com/sluicehq/sluice/platform/auth"
 )
 
 // remove deletes resources through the same plan-and-apply path as a push: views first, then
@@ -49,6 +50,13 @@ func (s *Service) remove(ctx context.Context, workspace string, kind resourceKin
 		if len(users) > 0 && !force {
 			return nil, &preconditionError{fmt.Sprintf("Data Source %s is used by pipes %s: remove them first, or delete with --force to remove them too", name, strings.Join(users, ", "))}
 		}
+		var drops []auth.Scope
+		for _, u := range users {
+			drops = append(drops, auth.Scope{Type: auth.PipesDrop, Resource: u})
+		}
+		if err := auth.Require(ctx, ws.Name, drops...); err != nil {
+			return nil, err
+		}
 		removed = append(users, name)
 	}
 	trimmed := map[resourceKind]map[string]resourceRecord{kindDataSource: {}, kindPipe: {}}
@@ -78,6 +86,20 @@ func (s *Service) remove(ctx context.Context, workspace string, kind resourceKin
 	}
 	s.publish(ctx, pushEvents(ws, next, old, pl, start, s.deps.Now().Sub(start), "", nil, rowsBefore))
 	s.announce(ws.Name)
+	// Grants of TOKEN lines of what was removed go with it.
+	changes, err := s.planTokens(ctx, ws.Name, next)
+	if err == nil {
+		var removals []tokenChange
+		for _, c := range changes {
+			if len(c.added) == 0 {
+				removals = append(removals, c)
+			}
+		}
+		_, _, err = s.applyTokens(ctx, removals)
+	}
+	if err != nil {
+		return removed, fmt.Errorf("removed %s, but not the grants of its TOKEN lines (push again to finish): %w", strings.Join(removed, ", "), err)
+	}
 	return removed, nil
 }
 

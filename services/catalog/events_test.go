@@ -47,7 +47,7 @@ func TestPushEmitsOpsEvents(t *testing.T) {
 	s, wh := newTestService(t)
 	rec := &recorder{}
 	s.deps.Events = rec
-	ctx := context.Background()
+	ctx := operatorCtx(t, s, "w")
 	push := func(force bool, kv ...string) {
 		t.Helper()
 		if _, err := s.Push(ctx, &catalogv1.PushRequest{Workspace: "w", Files: files(kv...), Force: force}); err != nil {

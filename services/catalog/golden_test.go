@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -40,7 +39,7 @@ func TestPushGolden(t *testing.T) {
 				}
 				fs = append(fs, &catalogv1.Datafile{Path: e.Name(), Content: string(b)})
 			}
-			resp, err := s.Push(context.Background(), &catalogv1.PushRequest{Workspace: "g_" + filepath.Base(dir), Files: fs, DryRun: true})
+			resp, err := s.Push(operatorCtx(t, s, "g_"+filepath.Base(dir)), &catalogv1.PushRequest{Workspace: "g_" + filepath.Base(dir), Files: fs, DryRun: true})
 			got := renderOutcome(resp, err)
 			golden := filepath.Join(dir, "want.golden")
 			if *update {

@@ -13,11 +13,11 @@ import (
 // The handlers decode a request, call one domain method and map its errors (grpcError).
 
 func (s *Service) CreateWorkspace(ctx context.Context, req *catalogv1.CreateWorkspaceRequest) (*catalogv1.CreateWorkspaceResponse, error) {
-	w, _, err := s.ensureWorkspace(ctx, req.GetName())
+	w, token, created, err := s.createWorkspace(ctx, req.GetName())
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	return &catalogv1.CreateWorkspaceResponse{Workspace: workspaceProto(w)}, nil
+	return &catalogv1.CreateWorkspaceResponse{Workspace: workspaceProto(w), AdminToken: token, Created: created}, nil
 }
 
 func (s *Service) GetWorkspace(ctx context.Context, req *catalogv1.GetWorkspaceRequest) (*catalogv1.GetWorkspaceResponse, error) {
@@ -188,6 +188,7 @@ func pipeProto(ws workspaceRecord, pd *pipeDef) *catalogv1.Pipe {
 			pn.TargetDatasource = n.Datasource
 		case datafile.NodeCopy:
 			pn.TargetDatasource = n.TargetDatasource
+			pn.CopyToken, _ = copyToken(pd)
 			pn.CopySchedule = n.CopySchedule
 			if pn.CopySchedule == "" {
 				pn.CopySchedule = datafile.OnDemand

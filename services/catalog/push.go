@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"time"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/services/catalog/datafile"
 	"github.com/sluicehq/sluice/services/catalog/template"
 )
@@ -39,20 +41,11 @@ func (s *Service) push(ctx context.Context, req *catalogv1.PushRequest) (*catalo
 			return nil, invalidArg(fmt.Sprintf("files[%d].path", i), "%q must be a relative path", f.GetPath())
 		}
 	}
-	var ws workspaceRecord
-	var err error
-	if req.GetDryRun() {
-		// A dry run of a new workspace plans against an empty one without creating it.
-		if ws, err = s.store.workspace(ctx, req.GetWorkspace()); isNotFound(err) {
-			if !validWorkspaceName(req.GetWorkspace()) {
-				return nil, invalidArg("workspace", "%q must be lower-case letters, digits and underscores, starting with a letter", req.GetWorkspace())
-			}
-			ws, err = workspaceRecord{Name: req.GetWorkspace(), Database: s.cfg.DatabasePrefix + req.GetWorkspace()}, nil
-		}
-	} else {
-		ws, _, err = s.ensureWorkspace(ctx, req.GetWorkspace())
-	}
+	ws, err := s.workspace(ctx, req.GetWorkspace())
 	if err != nil {
+		return nil, err
+	}
+	if err := authorizeFiles(ctx, ws.Name, req.GetFiles()); err != nil {
 		return nil, err
 	}
 	defer s.lock(ws.Name)()
@@ -93,11 +86,31 @@ func (s *Service) push(ctx context.Context, req *catalogv1.PushRequest) (*catalo
 		return nil, errs
 	}
 	resp := &catalogv1.PushResponse{Actions: pl.actions()}
+	if err := authorizeRemovals(ctx, ws.Name, resp.Actions); err != nil {
+		return nil, err
+	}
+	tokenChanges, err := s.planTokens(ctx, ws.Name, next)
+	if err != nil {
+		return nil, err
+	}
+	if err := authorizeTokenChanges(ctx, ws.Name, tokenChanges); err != nil {
+		return nil, err
+	}
 	for _, w := range warningsOf(diags) {
 		resp.Warnings = append(resp.Warnings, w.proto())
 	}
 	filesChanged := s.filesChanged(ctx, ws, req.GetFiles())
-	if req.GetDryRun() || (!pl.changes() && !filesChanged) {
+	if req.GetDryRun() {
+		return resp, nil
+	}
+	if !pl.changes() && !filesChanged {
+		if len(tokenChanges) > 0 {
+			// Only tokens differ from the files (one was deleted, or made by hand): bring
+			// them back in step.
+			if err := s.pushTokens(ctx, ws, tokenChanges, resp); err != nil {
+				return nil, err
+			}
+		}
 		return resp, nil
 	}
 	start := s.deps.Now()
@@ -118,6 +131,9 @@ func (s *Service) push(ctx context.Context, req *catalogv1.PushRequest) (*catalo
 	s.announce(ws.Name)
 	resp.Applied = true
 	s.log.Info("push applied", "workspace", ws.Name, "actions", len(resp.Actions))
+	if err := s.pushTokens(ctx, ws, tokenChanges, resp); err != nil {
+		return nil, err
+	}
 	return resp, nil
 }
 
@@ -306,4 +322,58 @@ func (s *Service) rowsBefore(ctx context.Context, ws workspaceRecord, pl *plan) 
 		}
 	}
 	return out
+}
+
+// authorizeFiles checks that the caller may push these kinds of files: DATASOURCES:CREATE for
+// .datasource files, PIPES:CREATE for .pipe files (.incl files are part of those).
+func authorizeFiles(ctx context.Context, ws string, files []*catalogv1.Datafile) error {
+	var need []auth.Scope
+	for _, f := range files {
+		var sc auth.Scope
+		switch path.Ext(f.GetPath()) {
+		case ".datasource":
+			sc = auth.Scope{Type: auth.DataSourcesCreate}
+		case ".pipe":
+			sc = auth.Scope{Type: auth.PipesCreate}
+		default:
+			continue
+		}
+		if !slices.Contains(need, sc) {
+			need = append(need, sc)
+		}
+	}
+	return auth.Require(ctx, ws, need...)
+}
+
+// authorizeRemovals checks that the caller may drop what a push removes (with prune) or
+// recreates (with force).
+func authorizeRemovals(ctx context.Context, ws string, actions []*catalogv1.PlanAction) error {
+	var need []auth.Scope
+	for _, a := range actions {
+		isPipe := a.GetResourceType() == catalogv1.ResourceType_RESOURCE_TYPE_PIPE
+		switch {
+		case a.GetKind() == catalogv1.PlanAction_KIND_DELETE && isPipe:
+			need = append(need, auth.Scope{Type: auth.PipesDrop, Resource: a.GetName()})
+		case a.GetKind() == catalogv1.PlanAction_KIND_DELETE, a.GetKind() == catalogv1.PlanAction_KIND_RECREATE && !isPipe:
+			// Recreating a Data Source (--force) drops its rows.
+			need = append(need, auth.Scope{Type: auth.DataSourcesDrop, Resource: a.GetName()})
+		}
+	}
+	return auth.Require(ctx, ws, need...)
+}
+
+// pushTokens writes the token changes of a push and lists the tokens it created, with their
+// secrets, in the response.
+func (s *Service) pushTokens(ctx context.Context, ws workspaceRecord, changes []tokenChange, resp *catalogv1.PushResponse) error {
+	made, secrets, err := s.applyTokens(ctx, changes)
+	for i, r := range made {
+		resp.NewTokens = append(resp.NewTokens, &catalogv1.IssuedToken{Token: tokenProto(r), Secret: secrets[i]})
+	}
+	if err != nil {
+		return fmt.Errorf("the push was applied, but its tokens were not all written (push again to finish): %w", err)
+	}
+	if len(changes) > 0 {
+		s.log.Info("push updated tokens", "workspace", ws.Name, "changes", len(changes), "created", len(made))
+	}
+	return nil
 }

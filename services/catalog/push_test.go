@@ -42,7 +42,7 @@ func snapshot(t *testing.T, s *Service, wh warehouse.Conn, ws string) string {
 
 func TestPushIsAllOrNothing(t *testing.T) {
 	s, wh := newTestService(t)
-	ctx := context.Background()
+	ctx := operatorCtx(t, s, "w")
 	if _, err := s.Push(ctx, &catalogv1.PushRequest{Workspace: "w", Files: files("events.datasource", eventsDS)}); err != nil {
 		t.Fatal(err)
 	}
@@ -86,7 +86,7 @@ func TestPushIsAllOrNothing(t *testing.T) {
 
 func TestPushAltersAndRecreates(t *testing.T) {
 	s, wh := newTestService(t)
-	ctx := context.Background()
+	ctx := operatorCtx(t, s, "w")
 	push := func(force bool, kv ...string) (*catalogv1.PushResponse, error) {
 		return s.Push(ctx, &catalogv1.PushRequest{Workspace: "w", Files: files(kv...), Force: force})
 	}
@@ -140,7 +140,7 @@ func TestPushAltersAndRecreates(t *testing.T) {
 
 func TestDeletePipeRemovesViewAndDataSourceGuard(t *testing.T) {
 	s, wh := newTestService(t)
-	ctx := context.Background()
+	ctx := operatorCtx(t, s, "w")
 	if _, err := s.Push(ctx, &catalogv1.PushRequest{Workspace: "w", Files: files(
 		"events.datasource", eventsDS, "daily.datasource", dailyDS, "daily_mv.pipe", dailyMV)}); err != nil {
 		t.Fatal(err)
@@ -179,7 +179,7 @@ func TestDeletePipeRemovesViewAndDataSourceGuard(t *testing.T) {
 
 func TestQueryStaysInsideWorkspace(t *testing.T) {
 	s, wh := newTestService(t)
-	ctx := context.Background()
+	ctx := operatorCtx(t, s, "a", "b")
 	for _, ws := range []string{"a", "b"} {
 		if _, err := s.Push(ctx, &catalogv1.PushRequest{Workspace: ws, Files: files("events.datasource", eventsDS)}); err != nil {
 			t.Fatal(err)

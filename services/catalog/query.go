@@ -11,6 +11,7 @@ import (
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/chsql"
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
@@ -49,14 +50,39 @@ func (s *Service) query(ctx context.Context, req *catalogv1.QueryRequest) (*cata
 	}
 	// References are checked first, so that a refusal names what the statement reaches for.
 	c := &composer{p: p, db: p.ws.Database}
+	// The statement reads with the caller's scopes: every Data Source and Pipe it names
+	// (reading a Pipe reads what the Pipe reads, as its token allows on the hosted platform),
+	// checked before anything is resolved, so that a refusal tells nothing of what it names.
+	var denied error
 	rewritten, err := an.Rewrite(func(ref chsql.TableRef) (string, error) {
 		if ref.Kind == chsql.RefNode {
 			ref.Kind = chsql.RefTable
 		}
+		if ref.Kind == chsql.RefTable || ref.Kind == chsql.RefJoinGet || ref.Kind == chsql.RefDictionary {
+			if name, nerr := p.checkTableRef(ref); nerr == nil {
+				sc := auth.Scope{Type: auth.DataSourcesRead, Resource: name}
+				if _, isPipe := p.pipes[name]; isPipe {
+					sc.Type = auth.PipesRead
+				}
+				if err := auth.Require(ctx, p.ws.Name, sc); err != nil {
+					denied = err
+					return "", err
+				}
+			}
+		}
 		return c.resolve(nil, ref)
 	})
+	if denied != nil {
+		return nil, denied
+	}
 	if err != nil {
 		return nil, invalidArg("sql", "%v", err)
+	}
+	// SHOW TABLES lists every Data Source.
+	if an.Kind == chsql.KindShow {
+		if err := auth.Require(ctx, p.ws.Name, auth.Scope{Type: auth.WorkspaceReadAll}); err != nil {
+			return nil, err
+		}
 	}
 	if !readOnlyKinds[an.Kind] {
 		return nil, invalidArg("sql", "%s is refused: sluice sql runs read-only statements (SELECT, WITH, SHOW TABLES, DESCRIBE, EXPLAIN)", strings.ToUpper(string(an.Kind)))

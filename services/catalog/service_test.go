@@ -6,11 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
@@ -37,7 +39,8 @@ func newTestService(t testing.TB) (*Service, warehouse.Conn) {
 	t.Cleanup(nc.Close)
 	wh := warehousetest.Embedded(t)
 	prefix := fmt.Sprintf("t%d_%d_", os.Getpid(), prefixSeq.Add(1))
-	s, err := New(Config{DatabasePrefix: prefix, QueryMaxRows: 1000, QueryTimeout: 30e9}, Deps{Log: log, NATS: nc, Warehouse: wh})
+	s, err := New(Config{DatabasePrefix: prefix, QueryMaxRows: 1000, QueryTimeout: 30e9}, Deps{Log: log, NATS: nc, Warehouse: wh,
+		OperatorTokenFile: filepath.Join(t.TempDir(), "token")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,6 +56,20 @@ func newTestService(t testing.TB) (*Service, warehouse.Conn) {
 		}
 	})
 	return s, wh
+}
+
+// operatorCtx is the context of calls made with the operator token (the tests call the
+// handlers directly, without the interceptor that puts the caller there), after creating the
+// workspaces named.
+func operatorCtx(t testing.TB, s *Service, workspaces ...string) context.Context {
+	t.Helper()
+	ctx := auth.WithPrincipal(context.Background(), &auth.Principal{Kind: auth.KindOperator, Name: auth.OperatorTokenName})
+	for _, ws := range workspaces {
+		if _, _, _, err := s.createWorkspace(ctx, ws); err != nil {
+			t.Fatalf("create workspace %s: %v", ws, err)
+		}
+	}
+	return ctx
 }
 
 func files(kv ...string) []*catalogv1.Datafile {
@@ -124,7 +141,7 @@ func count(t *testing.T, wh warehouse.Conn, q string) int64 {
 
 func TestPushDeploysTablesAndViews(t *testing.T) {
 	s, wh := newTestService(t)
-	ctx := context.Background()
+	ctx := operatorCtx(t, s, "shop")
 	resp, err := s.Push(ctx, &catalogv1.PushRequest{Workspace: "shop", Files: files(
 		"datasources/events.datasource", eventsDS,
 		"datasources/daily.datasource", dailyDS,

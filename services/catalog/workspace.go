@@ -8,38 +8,43 @@ import (
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
-// ensureWorkspace returns the workspace, creating it and its database when missing. Creating is
-// idempotent: the database is created with IF NOT EXISTS before the record is written.
-func (s *Service) ensureWorkspace(ctx context.Context, name string) (workspaceRecord, bool, error) {
+// createWorkspace returns the workspace, creating it, its database and its admin token when
+// missing (adminToken is then the token's secret, shown once). Creating is idempotent: the
+// database is created with IF NOT EXISTS before the record is written, and only the call whose
+// record write wins makes the admin token.
+func (s *Service) createWorkspace(ctx context.Context, name string) (w workspaceRecord, adminToken string, created bool, err error) {
 	if !validWorkspaceName(name) {
-		return workspaceRecord{}, false, invalidArg("workspace", "%q must be lower-case letters, digits and underscores, starting with a letter (at most 64)", name)
+		return workspaceRecord{}, "", false, invalidArg("name", "%q must be lower-case letters, digits and underscores, starting with a letter (at most 64)", name)
 	}
-	w, err := s.store.workspace(ctx, name)
+	w, err = s.store.workspace(ctx, name)
 	if err == nil {
 		// Idempotent, and cheap: keeps workspaces made before the view existed up to date.
-		return w, false, s.ensureOpsLogView(ctx, w)
+		return w, "", false, s.ensureOpsLogView(ctx, w)
 	}
 	if !isNotFound(err) {
-		return w, false, err
+		return w, "", false, err
 	}
 	w = workspaceRecord{Name: name, Database: s.cfg.DatabasePrefix + name, CreateTime: s.deps.Now().UTC()}
 	if _, err := s.deps.Warehouse.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+warehouse.QuoteIdent(w.Database)); err != nil {
-		return w, false, fmt.Errorf("create database for workspace %s: %w", name, err)
+		return w, "", false, fmt.Errorf("create database for workspace %s: %w", name, err)
 	}
-	created, err := s.store.createJSON(ctx, wsKey(name), w)
+	created, err = s.store.createJSON(ctx, wsKey(name), w)
 	if err != nil {
-		return w, false, err
+		return w, "", false, err
 	}
 	if !created {
 		// Another replica created it meanwhile: use its record.
 		w, err = s.store.workspace(ctx, name)
-		return w, false, err
+		return w, "", false, err
+	}
+	if adminToken, err = s.makeAdminToken(ctx, name); err != nil {
+		return w, "", true, fmt.Errorf("workspace %s created, but not its admin token (the operator can make one with `sluice token rotate admin --workspace %s`): %w", name, name, err)
 	}
 	if err := s.ensureOpsLogView(ctx, w); err != nil {
-		return w, true, err
+		return w, adminToken, true, err
 	}
 	s.log.Info("workspace created", "workspace", name, "database", w.Database)
-	return w, true, nil
+	return w, adminToken, true, nil
 }
 
 // workspace returns an existing workspace or a NotFound error.
@@ -49,7 +54,7 @@ func (s *Service) workspace(ctx context.Context, name string) (workspaceRecord, 
 	}
 	w, err := s.store.workspace(ctx, name)
 	if isNotFound(err) {
-		return w, notFound("workspace %q does not exist (push files to create it)", name)
+		return w, notFound("workspace %q does not exist: create it first (`sluice workspace create %s`, with the operator token)", name, name)
 	}
 	return w, err
 }
@@ -71,6 +76,11 @@ func (s *Service) deleteWorkspace(ctx context.Context, name string) error {
 		if err := s.store.delete(ctx, k); err != nil {
 			return err
 		}
+	}
+	// Tokens go before the record: a failure leaves a workspace that can be deleted again,
+	// never tokens of a workspace that is gone.
+	if err := s.deleteWorkspaceTokens(ctx, name); err != nil {
+		return err
 	}
 	// File versions are kept: they are the history of what was pushed.
 	return s.store.delete(ctx, wsKey(name))

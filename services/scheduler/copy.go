@@ -14,6 +14,7 @@ import (
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
 
@@ -109,7 +110,14 @@ func (s *Service) renderCopy(ctx context.Context, r copyRun) (NewJob, error) {
 		ts = s.now()
 	}
 	ts = ts.UTC().Truncate(time.Second) // DateTime(job_timestamp) has seconds; the job shows what the SQL used
-	rendered, err := s.deps.Catalog.RenderNode(ctx, &catalogv1.RenderNodeRequest{
+	rctx := ctx
+	if r.ExecutionType == schedulerv1.ExecutionType_EXECUTION_TYPE_SCHEDULED && node.GetCopyToken() != "" {
+		// A scheduled copy runs with a token of its own: rendering its pipe needs that token to
+		// exist and to hold PIPES:READ on the pipe, so deleting the token (or taking the scope
+		// away) stops the copy.
+		rctx = auth.ActingFor(ctx, r.Workspace, node.GetCopyToken())
+	}
+	rendered, err := s.deps.Catalog.RenderNode(rctx, &catalogv1.RenderNodeRequest{
 		Workspace: r.Workspace, Pipe: r.Pipe, Node: node.GetName(), Parameters: r.Parameters, JobTimestamp: timestamppb.New(ts),
 	})
 	if err != nil {
@@ -135,9 +143,27 @@ func (s *Service) renderCopy(ctx context.Context, r copyRun) (NewJob, error) {
 	return NewJob{
 		Workspace: r.Workspace, Kind: schedulerv1.JobKind_JOB_KIND_COPY, Pipe: r.Pipe, Node: node.GetName(),
 		TargetDatasource: step.Target, Parameters: r.Parameters, JobTimestamp: ts, ExecutionType: r.ExecutionType,
-		Mode: mode, MaxExecutionTime: r.MaxExecutionTime, Limited: true, ID: r.ID,
+		Mode: mode, MaxExecutionTime: r.MaxExecutionTime, Limited: true, ID: r.ID, CopyToken: node.GetCopyToken(),
 		Steps: []*schedulerv1.StepSpec{{Id: "copy", Payload: step.Encode()}},
 	}, nil
+}
+
+// checkCopyToken checks, for a tick rendered ahead of time, that the copy's token still exists
+// and still reads the pipe.
+func (s *Service) checkCopyToken(ctx context.Context, ws, pipe, token string) error {
+	if s.deps.Tokens == nil || token == "" {
+		return nil
+	}
+	resp, err := s.deps.Tokens.GetCurrentToken(auth.ActingFor(ctx, ws, token), &catalogv1.GetCurrentTokenRequest{})
+	if err != nil {
+		return err
+	}
+	scopes, _ := auth.ParseScopes(resp.GetToken().GetScopes())
+	p := &auth.Principal{Kind: auth.KindScoped, Workspace: ws, Scopes: scopes}
+	if want := (auth.Scope{Type: auth.PipesRead, Resource: pipe}); !p.Allows(ws, want) {
+		return status.Errorf(codes.PermissionDenied, "token %q of the scheduled copy no longer holds %s", token, want)
+	}
+	return nil
 }
 
 // TickJobID is the job id of a pipe's schedule tick: the tick's Unix milliseconds and a hash of
@@ -162,6 +188,9 @@ func (s *Service) enqueueTick(ctx context.Context, ws, pipe string, tick time.Ti
 		var nj NewJob
 		if prepared != nil {
 			nj = *prepared
+			if err := s.checkCopyToken(ctx, ws, pipe, nj.CopyToken); err != nil {
+				return nil, false, err
+			}
 		} else if nj, err = s.renderCopy(ctx, tickRun(ws, pipe, tick, maxExec)); err != nil {
 			return nil, false, err
 		}

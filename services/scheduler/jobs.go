@@ -41,6 +41,8 @@ type NewJob struct {
 	// ID, when set, is the job's id instead of a new one: a deterministic id (a schedule tick's)
 	// makes creating the same job twice fail with jetstream.ErrKeyExists.
 	ID string
+	// CopyToken is the token a scheduled copy was rendered with (not stored with the job).
+	CopyToken string
 }
 
 // InvalidError is a bad request; Field names the request field.

@@ -79,6 +79,9 @@ type Deps struct {
 	Metrics prometheus.Registerer
 	NATS    *natsx.Conn
 	Catalog catalogclient.Client
+	// Tokens, when set, checks that a scheduled copy's token still allows it just before a tick
+	// rendered ahead of time is enqueued.
+	Tokens catalogclient.TokenClient
 	// Now is the clock for job times, retention and maximum execution times (time.Now when
 	// nil); tests inject one.
 	Now func() time.Time

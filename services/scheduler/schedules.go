@@ -458,6 +458,11 @@ func (c *copySchedules) fire(ctx context.Context, sch *copySchedule, now time.Ti
 				s.log.Error("copy schedule tick not run: the pipe cannot be rendered with its defaults", "workspace", sch.ws, "pipe", sch.pipe, "tick", t, "err", err)
 				last = t
 				continue
+			} else if st.Code() == codes.PermissionDenied || st.Code() == codes.Unauthenticated {
+				// The copy's own token is gone or lost its scope: the copy must not run.
+				s.log.Error("copy schedule tick not run: the copy's token does not allow it", "workspace", sch.ws, "pipe", sch.pipe, "tick", t, "err", err)
+				last = t
+				continue
 			}
 			enqErr = err
 			break

@@ -3,12 +3,19 @@ package app
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
 
 	"google.golang.org/grpc"
 
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/grpcserver"
 	"github.com/sluicehq/sluice/platform/lifecycle"
 	"github.com/sluicehq/sluice/platform/natsx"
@@ -26,10 +33,15 @@ type App struct {
 	log *slog.Logger
 	tel *telemetry.Telemetry
 
-	server    *grpcserver.Server
-	httpAddr  string
-	nats      *natsx.Conn
-	warehouse warehouse.Conn
+	server   *grpcserver.Server
+	httpAddr string
+	nats     *natsx.Conn
+	verifier *auth.Verifier
+	gate     *auth.Gate
+	// serviceToken is the credential this process sends to other services and accepts from
+	// them.
+	serviceToken string
+	warehouse    warehouse.Conn
 	// workspaceUsers runs each workspace's SQL as its own ClickHouse user (nil: on warehouse).
 	workspaceUsers *warehouse.WorkspaceUsers
 	conns          map[string]*grpc.ClientConn
@@ -71,7 +83,10 @@ func (a *App) Start(ctx context.Context) error {
 	}
 	a.server.SetOverall(true)
 	a.tel.SetReady(true)
-	a.log.Info("sluiced ready", "grpc_addr", a.server.Addr(), "http_addr", a.httpAddr, "services", a.services)
+	if a.cfg.Dev && a.cfg.Runs("catalog") {
+		a.registerDevToken()
+	}
+	a.log.Info("sluiced ready", "grpc_addr", a.server.Addr(), "http_addr", a.httpAddr, "services", a.services, "tls", a.cfg.TLS.Enabled())
 	return nil
 }
 
@@ -96,12 +111,105 @@ func (a *App) GRPCAddr() string { return a.server.Addr() }
 // HTTPAddr is the address of /metrics and /ready, or empty.
 func (a *App) HTTPAddr() string { return a.httpAddr }
 
-// NATSURL is the client URL of the embedded NATS server, or the configured URL.
+// NATSURL is the client URL of the embedded NATS server with its credentials (for tests and
+// tools of the same process), or the configured URL.
 func (a *App) NATSURL() string {
-	if u := a.nats.ClientURL(); u != "" {
+	if u := a.nats.EmbeddedURL(); u != "" {
 		return u
 	}
 	return a.cfg.NATS.URL
+}
+
+// GRPCServices lists the services and methods registered on the gRPC server.
+func (a *App) GRPCServices() map[string]grpc.ServiceInfo { return a.server.GRPC.GetServiceInfo() }
+
+// OperatorTokenFile is where the catalog writes the operator token.
+func (a *App) OperatorTokenFile() string { return a.cfg.OperatorTokenFile() }
+
+// loadServiceToken reads the service credential, or makes one for this process alone when none
+// is configured (all-in-one: the services call each other inside the process only).
+func (a *App) loadServiceToken() error {
+	if f := a.cfg.Auth.ServiceTokenFile; f != "" {
+		t, err := auth.ReadServiceToken(f)
+		if err != nil {
+			return err
+		}
+		a.serviceToken = t
+		return nil
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return err
+	}
+	a.serviceToken = base64.RawURLEncoding.EncodeToString(b)
+	if a.cfg.Runs("catalog") && a.cfg.SplitMode() {
+		a.log.Warn("no -auth.service-token-file: schedulers and executors in other processes cannot call this catalog")
+	}
+	return nil
+}
+
+// writeNATSURL writes the embedded NATS server's URL, with the password it made at this start,
+// to <data-dir>/nats-url (mode 0600), for tools that inspect its streams and buckets
+// (`nats --server "$(cat .sluice-data/nats-url)" kv ls`). Nothing is written when there is no
+// embedded server or it takes no TCP clients (-nats-listen "").
+func (a *App) writeNATSURL() error {
+	u := a.nats.EmbeddedURL()
+	path := filepath.Join(a.cfg.DataDir, "nats-url")
+	if u == "" || a.cfg.NATS.Listen == "" {
+		_ = os.Remove(path)
+		return nil
+	}
+	if err := os.WriteFile(path+".tmp", []byte(u+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+// registerDevToken lets the CLI on this machine find the operator token of a -dev process
+// without flags: it records, in the user's configuration directory (the file `sluice` reads,
+// <config dir>/sluice/dev.json), which token file belongs to this gRPC address.
+func (a *App) registerDevToken() {
+	path, err := filepath.Abs(a.cfg.OperatorTokenFile())
+	if err != nil {
+		return
+	}
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		a.log.Warn("dev: no user configuration directory: give the CLI the token with --token", "token_file", path)
+		return
+	}
+	file := filepath.Join(dir, "sluice", "dev.json")
+	m := map[string]string{}
+	if b, err := os.ReadFile(file); err == nil {
+		_ = json.Unmarshal(b, &m)
+	}
+	m[a.server.Addr()] = path
+	b, _ := json.MarshalIndent(m, "", "  ")
+	err = os.MkdirAll(filepath.Dir(file), 0o700)
+	if err == nil {
+		err = os.WriteFile(file, append(b, '\n'), 0o600)
+	}
+	if err != nil {
+		a.log.Warn("dev: could not record the operator token for the CLI", "file", file, "err", err)
+		return
+	}
+	a.log.Info("dev: the operator token is in "+path+"; `sluice` on this machine uses it for "+a.server.Addr()+" without flags (start with: sluice workspace create NAME --use)", "token_file", path)
+}
+
+// warnInsecure says at start what an installation without TLS exposes.
+func (a *App) warnInsecure() {
+	if a.cfg.TLS.Enabled() {
+		return
+	}
+	if a.cfg.SplitMode() {
+		a.log.Warn("split mode without TLS: tokens, the service credential and data cross the network in clear text; set -tls-cert and -tls-key (see docs/security.md)")
+		return
+	}
+	if host, _, err := net.SplitHostPort(a.cfg.GRPCAddr); err == nil {
+		if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+			a.log.Warn("gRPC listens beyond loopback without TLS: tokens cross the network in clear text; set -tls-cert and -tls-key", "grpc_addr", a.cfg.GRPCAddr)
+		}
+	}
 }
 
 // Logger is the process logger.
@@ -112,14 +220,25 @@ func (a *App) peer(name, configured string) (*grpc.ClientConn, error) {
 		return cc, nil
 	}
 	addr := configured
+	opts := grpcserver.DialOptions{Tracer: a.tel.Tracer, Propagator: a.tel.Propagator, Token: a.serviceToken}
+	var err error
 	if a.cfg.Runs(name) {
 		// Services call each other through gRPC also inside one process, over loopback.
 		addr = a.server.Addr()
+		if a.cfg.TLS.Enabled() {
+			if opts.TLS, err = a.cfg.TLS.Loopback(); err != nil {
+				return nil, err
+			}
+		}
+	} else if a.cfg.TLS.Enabled() || a.cfg.TLS.CAFile != "" {
+		if opts.TLS, err = a.cfg.TLS.Client(); err != nil {
+			return nil, err
+		}
 	}
 	if addr == "" {
 		return nil, fmt.Errorf("no address for the %s service: run it in this process (-target) or set -%s-addr", name, name)
 	}
-	cc, err := grpcserver.Dial(addr, a.tel.Tracer, a.tel.Propagator)
+	cc, err := grpcserver.Dial(addr, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -9,9 +9,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/config"
 	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/platform/telemetry"
+	"github.com/sluicehq/sluice/platform/tlsx"
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/services/catalog"
 	"github.com/sluicehq/sluice/services/executor"
@@ -47,6 +49,10 @@ type Config struct {
 	NATS       natsx.Config     `yaml:"nats"`
 	ClickHouse ClickHouseConfig `yaml:"clickhouse"`
 	Telemetry  telemetry.Config `yaml:"telemetry"`
+	// Auth selects how calls are authenticated (tokens, the service credential, JWTs).
+	Auth auth.Config `yaml:"auth"`
+	// TLS configures the gRPC and HTTP listeners and calls to other services.
+	TLS tlsx.Config `yaml:"tls"`
 
 	Catalog   catalog.Config   `yaml:"catalog"`
 	Scheduler scheduler.Config `yaml:"scheduler"`
@@ -104,6 +110,13 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.NATS.URL, "nats-url", "", "external NATS server or cluster; empty runs an embedded server with data under -data-dir")
 	fs.StringVar(&c.NATS.Listen, "nats-listen", "127.0.0.1:0", "client address of the embedded NATS server (port 0: any free port)")
 	fs.IntVar(&c.NATS.Replicas, "nats-replicas", 1, "replicas of the JetStream streams and buckets Sluice creates")
+	fs.StringVar(&c.NATS.User, "nats-user", "", "user for -nats-url (or user:password@ in the URL)")
+	fs.StringVar(&c.NATS.Password, "nats-password", "", "password of -nats-user")
+	fs.StringVar(&c.NATS.CredsFile, "nats-creds", "", "NATS credentials file (user JWT and nkey seed) for -nats-url")
+	fs.StringVar(&c.NATS.NKeyFile, "nats-nkey", "", "file holding an nkey seed for -nats-url")
+	fs.StringVar(&c.NATS.TLSCA, "nats-tls-ca", "", "CA certificates (PEM) that verify the NATS server (tls:// URLs)")
+	fs.StringVar(&c.NATS.TLSCert, "nats-tls-cert", "", "client certificate (PEM) for a NATS server that verifies clients")
+	fs.StringVar(&c.NATS.TLSKey, "nats-tls-key", "", "private key (PEM) of -nats-tls-cert")
 
 	fs.StringVar(&c.ClickHouse.EmbeddedLib, "clickhouse-embedded-lib", "", "path of libchdb.so for embedded ClickHouse (default: the per-user cache filled by `make chdb`)")
 	fs.StringVar(&c.ClickHouse.EmbeddedPath, "clickhouse-embedded-path", "", "data directory of embedded ClickHouse (default: <data-dir>/clickhouse)")
@@ -124,6 +137,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Telemetry.OTLPInsecure, "otlp-insecure", false, "send OTLP without TLS")
 	fs.StringVar(&c.Telemetry.HTTPAddr, "http-addr", "127.0.0.1:7182", "address for /metrics and /ready; empty disables it")
 
+	c.Auth.RegisterFlags(fs)
+	c.TLS.RegisterFlags(fs)
 	c.Catalog.RegisterFlags(fs)
 	c.Scheduler.RegisterFlags(fs)
 	c.Executor.RegisterFlags(fs)
@@ -199,12 +214,49 @@ func (c Config) Validate() error {
 	if !c.Runs("catalog") && c.Peers.Catalog == "" && (c.Runs("scheduler") || c.Runs("executor")) {
 		errs = append(errs, errors.New("peers.catalog: the scheduler and executor need the catalog: run it here or set -catalog-addr"))
 	}
-	for _, v := range []interface{ Validate() error }{c.Telemetry, c.Catalog, c.Scheduler, c.Executor, c.OpsLog} {
+	if c.callsRemoteCatalog() && c.Auth.ServiceTokenFile == "" {
+		errs = append(errs, errors.New("auth.service_token_file: required when the scheduler or executor runs without the catalog: every process of an installation reads the same service credential (for example: head -c 32 /dev/urandom | base64 > service-token)"))
+	}
+	if c.Runs("catalog") && c.OperatorTokenFile() == "" {
+		errs = append(errs, errors.New("auth.operator_token_file: the catalog writes the operator token there on first start: set -data-dir or -auth.operator-token-file"))
+	}
+	if err := c.NATS.Validate(c.EmbeddedNATS()); err != nil {
+		errs = append(errs, err)
+	}
+	for _, v := range []interface{ Validate() error }{c.Telemetry, c.Auth, c.TLS, c.Catalog, c.Scheduler, c.Executor, c.OpsLog} {
 		if err := v.Validate(); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// callsRemoteCatalog reports whether a service of this process calls a catalog run by another
+// process (and so needs the installation's service credential).
+func (c Config) callsRemoteCatalog() bool {
+	return !c.Runs("catalog") && (c.Runs("scheduler") || c.Runs("executor"))
+}
+
+// SplitMode reports whether this process runs only some of the services: the others are
+// reached over the network.
+func (c Config) SplitMode() bool {
+	for _, s := range []string{"catalog", "scheduler", "executor", "opslog"} {
+		if !c.Runs(s) {
+			return true
+		}
+	}
+	return false
+}
+
+// OperatorTokenFile is where the catalog writes the operator token (default <data-dir>/token).
+func (c Config) OperatorTokenFile() string {
+	if c.Auth.OperatorTokenFile != "" {
+		return c.Auth.OperatorTokenFile
+	}
+	if c.DataDir == "" {
+		return ""
+	}
+	return filepath.Join(c.DataDir, "token")
 }
 
 // natsStoreDir is where the embedded NATS server keeps its state under the data directory.

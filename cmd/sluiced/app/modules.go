@@ -3,11 +3,14 @@ package app
 import (
 	"context"
 	"errors"
+	"time"
 
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/grpcserver"
 	"github.com/sluicehq/sluice/platform/lifecycle"
 	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/platform/opsevents"
+	"github.com/sluicehq/sluice/platform/telemetry"
 	"github.com/sluicehq/sluice/services/catalog"
 	catalogclient "github.com/sluicehq/sluice/services/catalog/client"
 	"github.com/sluicehq/sluice/services/executor"
@@ -18,8 +21,8 @@ import (
 // modules is the table of everything a sluiced process can run.
 //
 // Start order is the dependency order below (ties by name): every module's Init runs first
-// (connections open, the gRPC server listens, services register on it), then every Start
-// (the gRPC server serves, services begin their background work).
+// (connections open, the token store is loaded, the gRPC server listens, services register on
+// it), then every Start (the gRPC server serves, services begin their background work).
 //
 // Shutdown on SIGTERM, in this order:
 //  1. health turns NOT_SERVING for every service and the process (App.Stop);
@@ -28,25 +31,60 @@ import (
 //     scheduler stops enqueuing, the ops log flushes its batch, the catalog stops;
 //  3. peer connections close;
 //  4. the gRPC server stops gracefully (in-flight calls drain until -shutdown-timeout);
-//  5. NATS drains and the embedded server stops; then telemetry flushes.
+//  5. the token store watch ends, NATS drains and the embedded server stops; then telemetry
+//     flushes.
 func (a *App) modules() []lifecycle.Module {
 	return []lifecycle.Module{
 		{
+			// auth verifies every call's token against a local copy of the token store (NATS KV,
+			// kept current by a watch) and holds the scope table.
+			Name: "auth",
+			Deps: []string{"nats"},
+			Init: func(ctx context.Context) error {
+				if err := a.loadServiceToken(); err != nil {
+					return err
+				}
+				v, err := auth.NewVerifier(a.cfg.Auth, a.nats, a.serviceToken, a.log.With("module", "auth"))
+				if err != nil {
+					return err
+				}
+				wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				defer cancel()
+				if err := v.Start(wctx); err != nil {
+					return err
+				}
+				a.verifier, a.gate = v, auth.NewGate(v, a.log.With("module", "auth"))
+				return nil
+			},
+			Stop: func(context.Context) error { a.verifier.Stop(); return nil },
+		},
+		{
 			Name: "server",
+			Deps: []string{"auth"},
 			Init: func(context.Context) error {
-				s, err := grpcserver.New(a.cfg.GRPCAddr, a.log, a.tel.Tracer, a.tel.Propagator)
+				a.warnInsecure()
+				grpcTLS, err := a.cfg.TLS.Server(true)
+				if err != nil {
+					return err
+				}
+				s, err := grpcserver.New(grpcserver.Options{Addr: a.cfg.GRPCAddr, Log: a.log, Tracer: a.tel.Tracer, Propagator: a.tel.Propagator, Gate: a.gate, TLS: grpcTLS})
 				if err != nil {
 					return err
 				}
 				a.server = s
 				if a.cfg.Telemetry.HTTPAddr != "" {
-					if a.httpAddr, err = a.tel.ServeHTTP(a.cfg.Telemetry.HTTPAddr); err != nil {
+					// Probes send no client certificate: the HTTP port verifies one only when given.
+					httpTLS, err := a.cfg.TLS.Server(false)
+					if err != nil {
+						return err
+					}
+					if a.httpAddr, err = a.tel.ServeHTTP(a.cfg.Telemetry.HTTPAddr, telemetry.HTTPOptions{Guard: a.gate.Wrap, TLS: httpTLS}); err != nil {
 						return err
 					}
 				}
 				return nil
 			},
-			Start: func(context.Context) error { a.server.Serve(); return nil },
+			Start: func(context.Context) error { return a.server.Serve() },
 			Stop:  func(ctx context.Context) error { return a.server.Stop(ctx) },
 		},
 		{
@@ -60,7 +98,7 @@ func (a *App) modules() []lifecycle.Module {
 					return err
 				}
 				a.nats = c
-				return nil
+				return a.writeNATSURL()
 			},
 			Stop: func(context.Context) error { a.nats.Close(); return nil },
 		},
@@ -94,7 +132,7 @@ func (a *App) modules() []lifecycle.Module {
 				s, err := catalog.New(a.cfg.Catalog, catalog.Deps{
 					Log: a.log.With("service", "catalog"), Metrics: a.tel.Registry, NATS: a.nats, Warehouse: a.warehouse,
 					Events: opsevents.NewPublisher(a.nats, a.tel.Propagator), OpsDatabase: a.cfg.ClickHouse.Database,
-					WorkspaceUsers: a.workspaceUsers,
+					WorkspaceUsers: a.workspaceUsers, OperatorTokenFile: a.cfg.OperatorTokenFile(),
 				})
 				if err != nil {
 					return err
@@ -116,7 +154,7 @@ func (a *App) modules() []lifecycle.Module {
 				}
 				s, err := scheduler.New(a.cfg.Scheduler, scheduler.Deps{
 					Log: a.log.With("service", "scheduler"), Metrics: a.tel.Registry, NATS: a.nats,
-					Catalog: catalogclient.New(cc),
+					Catalog: catalogclient.New(cc), Tokens: catalogclient.NewTokens(cc),
 				})
 				if err != nil {
 					return err

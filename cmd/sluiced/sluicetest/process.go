@@ -2,6 +2,9 @@ package sluicetest
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"os"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 )
@@ -150,7 +154,16 @@ func (p *Process) Output() string {
 // WaitServing polls the gRPC health of service ("" for the whole process) at addr.
 func WaitServing(t testing.TB, addr, service string, timeout time.Duration, p *Process) {
 	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	waitServing(t, addr, service, timeout, p, nil)
+}
+
+func waitServing(t testing.TB, addr, service string, timeout time.Duration, p *Process, tlsCfg *tls.Config) {
+	t.Helper()
+	creds := insecure.NewCredentials()
+	if tlsCfg != nil {
+		creds = credentials.NewTLS(tlsCfg)
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,6 +184,28 @@ func WaitServing(t testing.TB, addr, service string, timeout time.Duration, p *P
 // and returns its URL. With noJetStream the server runs without JetStream.
 func NATSServer(t testing.TB, noJetStream bool) string {
 	t.Helper()
+	return StartNATSServer(t, NATSOptions{NoJetStream: noJetStream}).URL
+}
+
+// NATSOptions configure a nats-server process.
+type NATSOptions struct {
+	NoJetStream bool
+	// User and Password, when set, are required of every client.
+	User, Password string
+	// PKI, when set, makes the server take TLS connections only (tls:// URL) with its server
+	// certificate.
+	PKI *PKI
+}
+
+// NATS is a running nats-server process.
+type NATS struct {
+	URL  string
+	Proc *Process
+}
+
+// StartNATSServer starts the nats-server program with o on a free loopback port.
+func StartNATSServer(t testing.TB, o NATSOptions) *NATS {
+	t.Helper()
 	bin, err := exec.LookPath("nats-server")
 	if err != nil {
 		t.Fatalf("nats-server is not installed: run `make deps` (apt-get install -y nats-server)")
@@ -178,23 +213,35 @@ func NATSServer(t testing.TB, noJetStream bool) string {
 	addr := FreeAddr(t)
 	host, port, _ := net.SplitHostPort(addr)
 	args := []string{"-a", host, "-p", port}
-	if !noJetStream {
+	if !o.NoJetStream {
 		args = append(args, "-js", "-sd", t.TempDir())
 	}
-	p := StartProcess(t, "nats-server-"+port, bin, args...)
+	if o.User != "" {
+		args = append(args, "--user", o.User, "--pass", o.Password)
+	}
 	url := "nats://" + addr
+	copts := []nats.Option{nats.Timeout(time.Second)}
+	if o.User != "" {
+		copts = append(copts, nats.UserInfo(o.User, o.Password))
+	}
+	if o.PKI != nil {
+		args = append(args, "--tls", "--tlscert", o.PKI.ServerCert, "--tlskey", o.PKI.ServerKey)
+		url = "tls://" + addr
+		copts = append(copts, nats.RootCAs(o.PKI.CA))
+	}
+	p := StartProcess(t, "nats-server-"+port, bin, args...)
 	Eventually(t, 20*time.Second, "nats-server ready", func() bool {
 		if p.Exited() {
 			t.Fatalf("nats-server exited:\n%s", p.Output())
 		}
-		nc, err := nats.Connect(url, nats.Timeout(time.Second))
+		nc, err := nats.Connect(url, copts...)
 		if err != nil {
 			return false
 		}
 		nc.Close()
 		return true
 	})
-	return url
+	return &NATS{URL: url, Proc: p}
 }
 
 // Split is Sluice in split mode: one OS process per service.
@@ -207,31 +254,104 @@ type Split struct {
 	Executors []*Process
 	// CLI is the path of the sluice binary.
 	CLI string
+	// Token is the operator token the catalog wrote on first start.
+	Token string
+	// PKI holds the certificates when the split runs with TLS; TLS is then the configuration
+	// of a client of the services (it presents the client certificate).
+	PKI *PKI
+	TLS *tls.Config
 
-	sluiced string
-	extra   []string
+	sluiced    string
+	extra      []string
+	catalogDir string
 }
 
 // SplitServices are the services StartSplit runs, one process each.
 var SplitServices = []string{"catalog", "scheduler", "executor", "opslog"}
 
+// SplitOptions configure StartSplitWith.
+type SplitOptions struct {
+	// TLS runs every gRPC and HTTP listener with TLS and mutual TLS between the services
+	// (certificates made for the test), and NATS over TLS.
+	TLS bool
+	// NATSAuth makes the nats-server require a user and password.
+	NATSAuth bool
+	// Extra flags for every process.
+	Extra []string
+}
+
 // StartSplit starts a nats-server process and the four services as separate sluiced processes;
 // extra flags are passed to every process.
 func StartSplit(t testing.TB, extra ...string) *Split {
 	t.Helper()
+	return StartSplitWith(t, SplitOptions{Extra: extra})
+}
+
+// StartSplitWith starts split mode with o. Every process reads one service credential file.
+func StartSplitWith(t testing.TB, o SplitOptions) *Split {
+	t.Helper()
 	sluiced, cli := Binaries(t)
-	s := &Split{NATSURL: NATSServer(t, false), Addrs: map[string]string{}, Procs: map[string]*Process{}, CLI: cli, sluiced: sluiced, extra: extra}
+	s := &Split{Addrs: map[string]string{}, Procs: map[string]*Process{}, CLI: cli, sluiced: sluiced}
+	no := NATSOptions{}
+	if o.NATSAuth {
+		no.User, no.Password = "sluice", randomText(t)
+	}
+	if o.TLS {
+		s.PKI = NewPKI(t)
+		no.PKI = s.PKI
+		s.TLS = s.PKI.ClientTLS(t)
+	}
+	s.NATSURL = StartNATSServer(t, no).URL
+	serviceToken := filepath.Join(t.TempDir(), "service-token")
+	if err := os.WriteFile(serviceToken, []byte(randomText(t)+randomText(t)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.extra = append(s.extra, "-auth.service-token-file", serviceToken)
+	if o.NATSAuth {
+		s.extra = append(s.extra, "-nats-user", no.User, "-nats-password", no.Password)
+	}
+	if o.TLS {
+		s.extra = append(s.extra, "-tls-cert", s.PKI.ServerCert, "-tls-key", s.PKI.ServerKey,
+			"-tls-client-ca", s.PKI.CA, "-tls-ca", s.PKI.CA, "-nats-tls-ca", s.PKI.CA)
+	}
+	s.extra = append(s.extra, o.Extra...)
 	for _, svc := range SplitServices {
 		s.Addrs[svc] = FreeAddr(t)
 	}
+	s.catalogDir = t.TempDir()
 	for _, svc := range SplitServices {
 		s.Procs[svc] = s.start(t, svc, "sluiced-"+svc, s.Addrs[svc])
 	}
 	for _, svc := range SplitServices {
-		WaitServing(t, s.Addrs[svc], "", 60*time.Second, s.Procs[svc])
+		waitServing(t, s.Addrs[svc], "", 60*time.Second, s.Procs[svc], s.TLS)
 	}
+	s.Token = ReadOperatorToken(t, filepath.Join(s.catalogDir, "token"), s.Procs["catalog"])
 	s.Executors = []*Process{s.Procs["executor"]}
 	return s
+}
+
+// Clients returns clients of one service's process carrying the operator token.
+func (s *Split) Clients(t testing.TB, svc string) *Clients {
+	t.Helper()
+	return newClients(t, s.Addrs[svc], s.Token, s.TLS)
+}
+
+// CLIEnv is the environment that points the sluice CLI at the split with the operator token
+// (and the test certificates when it runs with TLS).
+func (s *Split) CLIEnv() []string {
+	env := append(os.Environ(), "SLUICE_TOKEN="+s.Token, "SLUICE_ADDR="+s.AddrList())
+	if s.PKI != nil {
+		env = append(env, "SLUICE_TLS_CA="+s.PKI.CA, "SLUICE_TLS_CERT="+s.PKI.ClientCert, "SLUICE_TLS_KEY="+s.PKI.ClientKey)
+	}
+	return env
+}
+
+func randomText(t testing.TB) string {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // AddExecutor starts one more executor process, with the same flags, and waits until it serves.
@@ -239,19 +359,23 @@ func (s *Split) AddExecutor(t testing.TB) *Process {
 	t.Helper()
 	addr := FreeAddr(t)
 	p := s.start(t, "executor", fmt.Sprintf("sluiced-executor-%d", len(s.Executors)+1), addr)
-	WaitServing(t, addr, "", 60*time.Second, p)
+	waitServing(t, addr, "", 60*time.Second, p, s.TLS)
 	s.Executors = append(s.Executors, p)
 	return p
 }
 
 func (s *Split) start(t testing.TB, svc, name, addr string) *Process {
 	t.Helper()
+	dataDir := t.TempDir()
+	if svc == "catalog" && s.catalogDir != "" {
+		dataDir = s.catalogDir
+	}
 	args := []string{
 		"-target", svc,
 		"-grpc-addr", addr,
 		"-http-addr", "127.0.0.1:0",
 		"-nats-url", s.NATSURL,
-		"-data-dir", t.TempDir(),
+		"-data-dir", dataDir,
 		"-catalog-addr", s.Addrs["catalog"],
 		"-scheduler-addr", s.Addrs["scheduler"],
 		"-opslog-addr", s.Addrs["opslog"],
