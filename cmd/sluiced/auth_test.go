@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -25,6 +26,12 @@ import (
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
 	"github.com/sluicehq/sluice/platform/auth"
 )
+
+var wsSeq atomic.Int64
+
+// uniqueWS names a workspace uniquely in the test binary: its systems share one chDB, where a
+// workspace's database is named after it.
+func uniqueWS(prefix string) string { return fmt.Sprintf("%s%d", prefix, wsSeq.Add(1)) }
 
 // authProject is what the workspace under test holds: Data Sources to read, copy into and drop,
 // an on-demand and a scheduled Copy Pipe, a materialized pipe, and a pipe to drop.
@@ -61,7 +68,10 @@ type authCase struct {
 }
 
 type authFixture struct {
-	t        *testing.T
+	t *testing.T
+	// ws is the workspace under test, rival another one; scratch is deleted by the good call,
+	// newcomer created by it (names unique in the test binary, whose systems share chDB).
+	ws, rival, scratch, newcomer string
 	sys      *sluicetest.System
 	op       *sluicetest.Clients // the operator token (rotated: the old one is revoked)
 	tokens   map[string]*sluicetest.Clients
@@ -85,7 +95,7 @@ func (f *authFixture) clients(scopes ...string) *sluicetest.Clients {
 		c = f.op.WithToken(f.t, f.op.CreateToken(f.t, "", "prometheus", "METRICS:READ"))
 	default:
 		f.seq++
-		c = f.op.WithToken(f.t, f.op.CreateToken(f.t, "acme", fmt.Sprintf("t%d", f.seq), scopes...))
+		c = f.op.WithToken(f.t, f.op.CreateToken(f.t, f.ws, fmt.Sprintf("t%d", f.seq), scopes...))
 	}
 	f.tokens[key] = c
 	return c
@@ -112,7 +122,7 @@ func recvFirst[T any](stream interface{ Recv() (T, error) }, err error) error {
 }
 
 func authCases(f *authFixture) map[string]authCase {
-	ws := "acme"
+	ws := f.ws
 	pick := func(good bool, real, spare string) string {
 		if good {
 			return spare
@@ -121,7 +131,7 @@ func authCases(f *authFixture) map[string]authCase {
 	}
 	return map[string]authCase{
 		catalogv1.CatalogService_CreateWorkspace_FullMethodName: {[]string{"operator"}, []string{"ADMIN"}, func(ctx context.Context, c *sluicetest.Clients, good bool) error {
-			_, err := c.Catalog.CreateWorkspace(ctx, &catalogv1.CreateWorkspaceRequest{Name: "newcomer"})
+			_, err := c.Catalog.CreateWorkspace(ctx, &catalogv1.CreateWorkspaceRequest{Name: f.newcomer})
 			return err
 		}},
 		catalogv1.CatalogService_GetWorkspace_FullMethodName: {[]string{"JOBS:READ"}, []string{"instance"}, func(ctx context.Context, c *sluicetest.Clients, good bool) error {
@@ -133,7 +143,7 @@ func authCases(f *authFixture) map[string]authCase {
 			return err
 		}},
 		catalogv1.CatalogService_DeleteWorkspace_FullMethodName: {[]string{"operator"}, []string{"ADMIN"}, func(ctx context.Context, c *sluicetest.Clients, good bool) error {
-			_, err := c.Catalog.DeleteWorkspace(ctx, &catalogv1.DeleteWorkspaceRequest{Name: pick(good, ws, "scratch"), Force: true})
+			_, err := c.Catalog.DeleteWorkspace(ctx, &catalogv1.DeleteWorkspaceRequest{Name: pick(good, ws, f.scratch), Force: true})
 			return err
 		}},
 		catalogv1.CatalogService_Push_FullMethodName: {[]string{"DATASOURCES:CREATE"}, []string{"PIPES:CREATE"}, func(ctx context.Context, c *sluicetest.Clients, good bool) error {
@@ -287,7 +297,7 @@ func (f *authFixture) snapshot() string {
 		names = append(names, w.GetName())
 	}
 	add("workspaces", names, err)
-	for _, ws := range []string{"acme", "rival"} {
+	for _, ws := range []string{f.ws, f.rival} {
 		ds, err := f.op.Catalog.ListDataSources(ctx, &catalogv1.ListDataSourcesRequest{Workspace: ws})
 		var dn []string
 		for _, d := range ds.GetDatasources() {
@@ -323,14 +333,14 @@ func (f *authFixture) snapshot() string {
 		lim, err := f.op.Scheduler.GetWorkspaceLimits(ctx, &schedulerv1.GetWorkspaceLimitsRequest{Workspace: ws})
 		add(ws+" limits", lim.GetLimits().GetCopyConcurrency(), err)
 	}
-	sch, err := f.op.Scheduler.ListCopySchedules(ctx, &schedulerv1.ListCopySchedulesRequest{Workspace: "acme"})
+	sch, err := f.op.Scheduler.ListCopySchedules(ctx, &schedulerv1.ListCopySchedulesRequest{Workspace: f.ws})
 	var sn []string
 	for _, s := range sch.GetSchedules() {
 		sn = append(sn, fmt.Sprintf("%s paused=%v", s.GetPipe(), s.GetPaused()))
 	}
 	add("acme schedules", sn, err)
 	for _, table := range []string{"events", "totals", "agg", "spare"} {
-		add("rows of "+table, queryTextIn(f.t, f.op.Catalog, "acme", "SELECT count() FROM "+table), nil)
+		add("rows of "+table, queryTextIn(f.t, f.op.Catalog, f.ws, "SELECT count() FROM "+table), nil)
 	}
 	ins, err := f.op.Tokens.ListTokens(ctx, &catalogv1.ListTokensRequest{})
 	var in []string
@@ -356,13 +366,14 @@ func TestEveryEndpointRefusesWrongTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &authFixture{t: t, sys: sys, op: sys.WithToken(t, rot.GetIssued().GetSecret()), tokens: map[string]*sluicetest.Clients{}}
+	f := &authFixture{t: t, sys: sys, op: sys.WithToken(t, rot.GetIssued().GetSecret()), tokens: map[string]*sluicetest.Clients{},
+		ws: uniqueWS("acme"), rival: uniqueWS("rival"), scratch: uniqueWS("scratch"), newcomer: uniqueWS("newcomer")}
 	if b, err := os.ReadFile(filepath.Join(sys.DataDir, "token")); err != nil || strings.TrimSpace(string(b)) != rot.GetIssued().GetSecret() {
 		t.Fatalf("the operator token file does not hold the rotated token (%v)", err)
 	}
-	acme := f.op.CreateWorkspace(t, "acme")
-	rival := f.op.CreateWorkspace(t, "rival")
-	f.op.EnsureWorkspace(t, "scratch")
+	acme := f.op.CreateWorkspace(t, f.ws)
+	rival := f.op.CreateWorkspace(t, f.rival)
+	f.op.EnsureWorkspace(t, f.scratch)
 	var files []*catalogv1.Datafile
 	for p, c := range authProject {
 		files = append(files, &catalogv1.Datafile{Path: p, Content: c})
@@ -373,26 +384,26 @@ func TestEveryEndpointRefusesWrongTokens(t *testing.T) {
 	if _, err := rival.Catalog.Push(ctx, &catalogv1.PushRequest{Files: []*catalogv1.Datafile{{Path: "datasources/events.datasource", Content: authProject["datasources/events.datasource"]}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sys.App.Warehouse().Exec(ctx, "INSERT INTO "+f.op.DatabaseOf(t, "acme")+".events SELECT toDateTime('2024-01-01 00:00:00') + number, if(number % 2 = 0, 'buy', 'view'), number FROM numbers(10)"); err != nil {
+	if _, err := sys.App.Warehouse().Exec(ctx, "INSERT INTO "+f.op.DatabaseOf(t, f.ws)+".events SELECT toDateTime('2024-01-01 00:00:00') + number, if(number % 2 = 0, 'buy', 'view'), number FROM numbers(10)"); err != nil {
 		t.Fatal(err)
 	}
 	for _, name := range []string{"victim", "spare_token", "spare_token2"} {
-		f.op.CreateToken(t, "acme", name, "JOBS:READ")
+		f.op.CreateToken(t, f.ws, name, "JOBS:READ")
 	}
-	f.jobID = runNoop(t, f.op.Scheduler, "acme", nil, 0).GetId()
-	waitJob(t, f.op.Scheduler, "acme", f.jobID, 30*time.Second, done)
-	f.longJob = runNoop(t, f.op.Scheduler, "acme", map[string]string{"sleep": "120s"}, 0).GetId()
-	f.spareJob = runNoop(t, f.op.Scheduler, "acme", map[string]string{"sleep": "120s"}, 0).GetId()
+	f.jobID = runNoop(t, f.op.Scheduler, f.ws, nil, 0).GetId()
+	waitJob(t, f.op.Scheduler, f.ws, f.jobID, 30*time.Second, done)
+	f.longJob = runNoop(t, f.op.Scheduler, f.ws, map[string]string{"sleep": "120s"}, 0).GetId()
+	f.spareJob = runNoop(t, f.op.Scheduler, f.ws, map[string]string{"sleep": "120s"}, 0).GetId()
 	// The schedule of the hourly copy is known, and the push's ops events are written.
 	sluicetest.Eventually(t, 30*time.Second, "the schedule and the ops events", func() bool {
-		s, err := f.op.Scheduler.ListCopySchedules(ctx, &schedulerv1.ListCopySchedulesRequest{Workspace: "acme"})
-		e, err2 := f.op.OpsLog.QueryEvents(ctx, &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: "acme"}})
+		s, err := f.op.Scheduler.ListCopySchedules(ctx, &schedulerv1.ListCopySchedulesRequest{Workspace: f.ws})
+		e, err2 := f.op.OpsLog.QueryEvents(ctx, &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: f.ws}})
 		return err == nil && len(s.GetSchedules()) == 1 && err2 == nil && len(e.GetEvents()) > 0
 	})
 	// A revoked workspace token (it held ADMIN) and a revoked instance token.
-	revokedAdmin := f.op.CreateToken(t, "acme", "gone", "ADMIN")
+	revokedAdmin := f.op.CreateToken(t, f.ws, "gone", "ADMIN")
 	revokedMetrics := f.op.CreateToken(t, "", "gone_metrics", "METRICS:READ")
-	for _, n := range []struct{ ws, name string }{{"acme", "gone"}, {"", "gone_metrics"}} {
+	for _, n := range []struct{ ws, name string }{{f.ws, "gone"}, {"", "gone_metrics"}} {
 		if _, err := f.op.Tokens.DeleteToken(ctx, &catalogv1.DeleteTokenRequest{Workspace: n.ws, Name: n.name}); err != nil {
 			t.Fatal(err)
 		}
@@ -555,13 +566,13 @@ func TestEveryEndpointRefusesWrongTokens(t *testing.T) {
 		}
 	}
 	// What the good calls did, they did: the spare resources are gone, the new ones there.
-	if _, err := f.op.Catalog.GetWorkspace(ctx, &catalogv1.GetWorkspaceRequest{Name: "scratch"}); status.Code(err) != codes.NotFound {
+	if _, err := f.op.Catalog.GetWorkspace(ctx, &catalogv1.GetWorkspaceRequest{Name: f.scratch}); status.Code(err) != codes.NotFound {
 		t.Errorf("workspace scratch after DeleteWorkspace: %v", err)
 	}
-	if _, err := f.op.Catalog.GetDataSource(ctx, &catalogv1.GetDataSourceRequest{Workspace: "acme", Name: "intruder"}); err != nil {
+	if _, err := f.op.Catalog.GetDataSource(ctx, &catalogv1.GetDataSourceRequest{Workspace: f.ws, Name: "intruder"}); err != nil {
 		t.Errorf("the good push did not deploy: %v", err)
 	}
-	if got := queryTextIn(t, f.op.Catalog, "acme", "SELECT count() FROM events"); got != "10\n" {
+	if got := queryTextIn(t, f.op.Catalog, f.ws, "SELECT count() FROM events"); got != "10\n" {
 		t.Errorf("events hold %q rows, want 10", got)
 	}
 }
@@ -601,13 +612,14 @@ func TestEveryRPCHasARule(t *testing.T) {
 func TestRevokedTokenEndsItsStream(t *testing.T) {
 	sys := sluicetest.Start(t)
 	ctx := context.Background()
-	sys.EnsureWorkspace(t, "tail")
-	follower := sys.WithToken(t, sys.CreateToken(t, "tail", "follower", "OPSLOG:READ"))
+	ws := uniqueWS("tail")
+	sys.EnsureWorkspace(t, ws)
+	follower := sys.WithToken(t, sys.CreateToken(t, ws, "follower", "OPSLOG:READ"))
 	stream, err := follower.OpsLog.TailEvents(ctx, &opslogv1.TailEventsRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := sys.Tokens.DeleteToken(ctx, &catalogv1.DeleteTokenRequest{Workspace: "tail", Name: "follower"}); err != nil {
+	if _, err := sys.Tokens.DeleteToken(ctx, &catalogv1.DeleteTokenRequest{Workspace: ws, Name: "follower"}); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)

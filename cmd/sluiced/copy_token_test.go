@@ -75,7 +75,8 @@ func TestDatafileTokensAndScheduledCopyToken(t *testing.T) {
 	service := sys.WithToken(t, strings.TrimSpace(string(credential)))
 	sch, _ := startClockSchedulerOn(t, sys, service.Conn, clock, "scheduler")
 
-	admin := sys.CreateWorkspace(t, "dtok")
+	ws := uniqueWS("dtok")
+	admin := sys.CreateWorkspace(t, ws)
 	resp, err := pushProject(t, admin, tokenProject)
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +119,7 @@ func TestDatafileTokensAndScheduledCopyToken(t *testing.T) {
 	// The tokens grant what the lines say, and nothing more.
 	dash := admin.WithToken(t, secrets["dash"])
 	ingest := admin.WithToken(t, secrets["ingest"])
-	db := admin.DatabaseOf(t, "dtok")
+	db := admin.DatabaseOf(t, ws)
 	hour := func(h time.Time, total int) string {
 		return fmt.Sprintf("SELECT toDateTime(%d) + number * 60, %d FROM numbers(%d)", h.Unix(), 1, total)
 	}
@@ -127,10 +128,10 @@ func TestDatafileTokensAndScheduledCopyToken(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := queryTextIn(t, dash.Catalog, "dtok", "SELECT count() FROM events"); got != "60\n" {
+	if got := queryTextIn(t, dash.Catalog, ws, "SELECT count() FROM events"); got != "60\n" {
 		t.Fatalf("dash reads events: %q", got)
 	}
-	if got := queryTextIn(t, dash.Catalog, "dtok", "SELECT s FROM report"); got != "60\n" {
+	if got := queryTextIn(t, dash.Catalog, ws, "SELECT s FROM report"); got != "60\n" {
 		t.Fatalf("dash reads report: %q", got)
 	}
 	for _, c := range []struct {
@@ -143,7 +144,7 @@ func TestDatafileTokensAndScheduledCopyToken(t *testing.T) {
 	}
 
 	tickJob := func(tick time.Time) (*schedulerv1.Job, error) {
-		r, err := sch.GetJob(ctx, &schedulerv1.GetJobRequest{Workspace: "dtok", Id: scheduler.TickJobID("dtok", "hourly", tick, 0)})
+		r, err := sch.GetJob(ctx, &schedulerv1.GetJobRequest{Workspace: ws, Id: scheduler.TickJobID(ws, "hourly", tick, 0)})
 		return r.GetJob(), err
 	}
 	waitTickDone := func(tick time.Time) {
@@ -157,10 +158,10 @@ func TestDatafileTokensAndScheduledCopyToken(t *testing.T) {
 		})
 	}
 	target := func() string {
-		return queryTextIn(t, admin.Catalog, "dtok", "SELECT toUnixTimestamp(hour), total FROM hourly_sales ORDER BY hour")
+		return queryTextIn(t, admin.Catalog, ws, "SELECT toUnixTimestamp(hour), total FROM hourly_sales ORDER BY hour")
 	}
 	sluicetest.Eventually(t, 20*time.Second, "the schedule to be known", func() bool {
-		s, err := sch.ListCopySchedules(ctx, &schedulerv1.ListCopySchedulesRequest{Workspace: "dtok"})
+		s, err := sch.ListCopySchedules(ctx, &schedulerv1.ListCopySchedulesRequest{Workspace: ws})
 		return err == nil && len(s.GetSchedules()) == 1
 	})
 
@@ -179,7 +180,7 @@ func TestDatafileTokensAndScheduledCopyToken(t *testing.T) {
 	t2 := t1.Add(time.Hour)
 	clock.Set(t2.Add(time.Minute))
 	sluicetest.Eventually(t, 30*time.Second, "tick 2 to be accounted for", func() bool {
-		s, err := sch.ListCopySchedules(ctx, &schedulerv1.ListCopySchedulesRequest{Workspace: "dtok"})
+		s, err := sch.ListCopySchedules(ctx, &schedulerv1.ListCopySchedulesRequest{Workspace: ws})
 		return err == nil && len(s.GetSchedules()) == 1 && !s.GetSchedules()[0].GetLastTick().AsTime().Before(t2)
 	})
 	if j, err := tickJob(t2); status.Code(err) != codes.NotFound {

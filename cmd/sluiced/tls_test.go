@@ -76,7 +76,8 @@ func TestSplitModeWithTLSAndNATSCredentials(t *testing.T) {
 	}
 
 	// A workspace, a push and a copy through the four processes.
-	admin := strings.TrimSpace(must(env, "workspace", "create", "secure"))
+	secure := uniqueWS("secure")
+	admin := strings.TrimSpace(must(env, "workspace", "create", secure))
 	adminEnv := append(slicesWithout(env, "SLUICE_TOKEN="), "SLUICE_TOKEN="+admin)
 	dir := writeProject(t, map[string]string{
 		"datasources/src.datasource": "SCHEMA >\n    n UInt64\n",
@@ -161,11 +162,11 @@ func TestSplitModeWithTLSAndNATSCredentials(t *testing.T) {
 		}
 	}
 	// The operator's clients (TLS) see the job the copy made.
-	jobs, err := split.Clients(t, "scheduler").Scheduler.ListJobs(ctx, &schedulerv1.ListJobsRequest{Workspace: "secure"})
+	jobs, err := split.Clients(t, "scheduler").Scheduler.ListJobs(ctx, &schedulerv1.ListJobsRequest{Workspace: secure})
 	if err != nil || len(jobs.GetJobs()) != 1 || jobs.GetJobs()[0].GetStatus() != schedulerv1.JobStatus_JOB_STATUS_DONE {
 		t.Fatalf("jobs: %v %v", jobs, err)
 	}
-	if _, err := split.Clients(t, "catalog").Catalog.GetWorkspace(ctx, &catalogv1.GetWorkspaceRequest{Name: "secure"}); err != nil {
+	if _, err := split.Clients(t, "catalog").Catalog.GetWorkspace(ctx, &catalogv1.GetWorkspaceRequest{Name: secure}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -219,8 +220,9 @@ func TestJWTFromAnIdentityProvider(t *testing.T) {
 	}
 	sys := sluicetest.Start(t, sluicetest.WithArgs("-auth.jwt-key-file", keyFile, "-auth.jwt-issuer", "https://idp.example"))
 	ctx := context.Background()
-	admin := sys.CreateWorkspace(t, "jwt_ws")
-	sys.EnsureWorkspace(t, "jwt_other")
+	jwtWS, other := uniqueWS("jwt_ws"), uniqueWS("jwt_other")
+	admin := sys.CreateWorkspace(t, jwtWS)
+	sys.EnsureWorkspace(t, other)
 	if _, err := pushProject(t, admin, map[string]string{"datasources/events.datasource": "SCHEMA >\n    n UInt64\n", "datasources/secret.datasource": "SCHEMA >\n    s String\n"}); err != nil {
 		t.Fatal(err)
 	}
@@ -231,10 +233,10 @@ func TestJWTFromAnIdentityProvider(t *testing.T) {
 		}
 		return tok
 	}
-	claims := jwt.MapClaims{"iss": "https://idp.example", "sub": "alice", "workspace": "jwt_ws", "exp": time.Now().Add(time.Hour).Unix(),
+	claims := jwt.MapClaims{"iss": "https://idp.example", "sub": "alice", "workspace": jwtWS, "exp": time.Now().Add(time.Hour).Unix(),
 		"scopes": []map[string]string{{"type": "DATASOURCES:READ", "resource": "events"}}}
 	alice := sys.WithToken(t, sign(claims))
-	if got := queryTextIn(t, alice.Catalog, "jwt_ws", "SELECT count() FROM events"); got != "0\n" {
+	if got := queryTextIn(t, alice.Catalog, jwtWS, "SELECT count() FROM events"); got != "0\n" {
 		t.Fatalf("the JWT reads events: %q", got)
 	}
 	cur, err := alice.Tokens.GetCurrentToken(ctx, &catalogv1.GetCurrentTokenRequest{})
@@ -247,10 +249,10 @@ func TestJWTFromAnIdentityProvider(t *testing.T) {
 		sql string
 		err codes.Code
 	}{
-		{alice, "jwt_ws", "SELECT * FROM secret", codes.PermissionDenied},
-		{alice, "jwt_other", "SELECT 1", codes.PermissionDenied},
-		{sys.WithToken(t, sign(jwt.MapClaims{"iss": "https://idp.example", "workspace": "jwt_ws", "exp": time.Now().Add(-time.Minute).Unix(), "scopes": []string{"ADMIN"}})), "jwt_ws", "SELECT 1", codes.Unauthenticated},
-		{sys.WithToken(t, sign(jwt.MapClaims{"iss": "https://evil.example", "workspace": "jwt_ws", "exp": time.Now().Add(time.Hour).Unix(), "scopes": []string{"ADMIN"}})), "jwt_ws", "SELECT 1", codes.Unauthenticated},
+		{alice, jwtWS, "SELECT * FROM secret", codes.PermissionDenied},
+		{alice, other, "SELECT 1", codes.PermissionDenied},
+		{sys.WithToken(t, sign(jwt.MapClaims{"iss": "https://idp.example", "workspace": jwtWS, "exp": time.Now().Add(-time.Minute).Unix(), "scopes": []string{"ADMIN"}})), jwtWS, "SELECT 1", codes.Unauthenticated},
+		{sys.WithToken(t, sign(jwt.MapClaims{"iss": "https://evil.example", "workspace": jwtWS, "exp": time.Now().Add(time.Hour).Unix(), "scopes": []string{"ADMIN"}})), jwtWS, "SELECT 1", codes.Unauthenticated},
 	} {
 		if _, err := c.who.Catalog.Query(ctx, &catalogv1.QueryRequest{Workspace: c.ws, Sql: c.sql}); status.Code(err) != c.err {
 			t.Errorf("%s in %s: %v, want %s", c.sql, c.ws, err, c.err)

@@ -67,11 +67,12 @@ func TestTokensThroughCLI(t *testing.T) {
 		t.Fatalf("a refused push created its workspace:\n%s", ls)
 	}
 	// The operator creates the workspace; its admin token is the only thing on stdout.
-	admin := strings.TrimSpace(must(operator, "workspace", "create", "shop"))
+	shop := uniqueWS("shop")
+	admin := strings.TrimSpace(must(operator, "workspace", "create", shop))
 	if !strings.HasPrefix(admin, "sluice_") || strings.Contains(admin, "\n") {
 		t.Fatalf("workspace create printed %q, want the admin token alone", admin)
 	}
-	if ls := must(operator, "workspace", "ls"); !strings.Contains(ls, "shop") || !strings.Contains(ls, "ws_shop") {
+	if ls := must(operator, "workspace", "ls"); !strings.Contains(ls, shop) || !strings.Contains(ls, "ws_"+shop) {
 		t.Fatalf("workspace ls:\n%s", ls)
 	}
 	// The admin token decides the workspace: no --workspace needed.
@@ -81,7 +82,7 @@ func TestTokensThroughCLI(t *testing.T) {
 	}
 	refused(adminEnv, "may not act on workspace other", "datasource", "ls", "--workspace", "other")
 	refused(adminEnv, "needs the operator token", "workspace", "ls")
-	if _, err := sys.App.Warehouse().Exec(context.Background(), "INSERT INTO "+sys.DatabaseOf(t, "shop")+".events VALUES (now(), 'buy', 3), (now(), 'buy', 4)"); err != nil {
+	if _, err := sys.App.Warehouse().Exec(context.Background(), "INSERT INTO "+sys.DatabaseOf(t, shop)+".events VALUES (now(), 'buy', 3), (now(), 'buy', 4)"); err != nil {
 		t.Fatal(err)
 	}
 
@@ -110,7 +111,7 @@ func TestTokensThroughCLI(t *testing.T) {
 
 	// `sluice auth` checks the token and saves it for the address; later calls use it.
 	out, stderr, code := runCLI(t, []string{addr}, reader+"\n", "auth")
-	if code != 0 || !strings.Contains(out, `"reader" of workspace shop`) {
+	if code != 0 || !strings.Contains(out, `"reader" of workspace `+shop) {
 		t.Fatalf("auth: exit %d\n%s%s", code, out, stderr)
 	}
 	path := filepath.Join(os.Getenv("XDG_CONFIG_HOME"), "sluice", "credentials.json")
@@ -152,7 +153,7 @@ func TestTokensThroughCLI(t *testing.T) {
 	refused(adminEnv, "needs the name of a Data Source", "token", "create", "vague", "--scope", "DATASOURCES:READ")
 
 	// Removing the workspace revokes its tokens.
-	must(operator, "workspace", "rm", "shop", "--force")
+	must(operator, "workspace", "rm", shop, "--force")
 	sluicetest.Eventually(t, 10*time.Second, "the removed workspace's admin token to be refused", func() bool {
 		_, _, code := runCLI(t, adminEnv, "", "token", "ls")
 		return code != 0
