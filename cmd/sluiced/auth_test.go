@@ -72,13 +72,13 @@ type authFixture struct {
 	// ws is the workspace under test, rival another one; scratch is deleted by the good call,
 	// newcomer created by it (names unique in the test binary, whose systems share chDB).
 	ws, rival, scratch, newcomer string
-	sys      *sluicetest.System
-	op       *sluicetest.Clients // the operator token (rotated: the old one is revoked)
-	tokens   map[string]*sluicetest.Clients
-	seq      int
-	jobID    string // a finished job
-	longJob  string // a working job the refused calls try to cancel
-	spareJob string // a working job the good call cancels
+	sys                          *sluicetest.System
+	op                           *sluicetest.Clients // the operator token (rotated: the old one is revoked)
+	tokens                       map[string]*sluicetest.Clients
+	seq                          int
+	jobID                        string // a finished job
+	longJob                      string // a working job the refused calls try to cancel
+	spareJob                     string // a working job the good call cancels
 }
 
 func (f *authFixture) clients(scopes ...string) *sluicetest.Clients {

@@ -65,7 +65,7 @@ func TestServerRestartsAfterPushes(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		stdout, stderr, code := cli(t, bin, sys.Addr, append(append([]string{"push", "--workspace", ws}, args...), dir)...)
+		stdout, stderr, code := cli(t, bin, sys, append(append([]string{"push", "--workspace", ws}, args...), dir)...)
 		return stdout + stderr, code
 	}
 	exec := func(sql string) {

@@ -154,7 +154,7 @@ func runHostileDatafiles(t *testing.T, sys *sluicetest.System, server bool) {
 		if err := os.WriteFile(p, []byte(src), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		stdout, stderr, code := cli(t, e.bin, sys.Addr, "push", "--workspace", e.attacker, dir)
+		stdout, stderr, code := cli(t, e.bin, e.admin, "push", "--workspace", e.attacker, dir)
 		return stdout + stderr, code
 	}
 	before := e.state(t) + "\n" + tablesOf(t, sys, self)
@@ -189,7 +189,7 @@ func runHostileDatafiles(t *testing.T, sys *sluicetest.System, server bool) {
 	if _, err := sys.App.Warehouse().Exec(t.Context(), "INSERT INTO "+warehouse.QualifiedName(self, "hostile")+" (ts, s) SELECT toDateTime('2026-01-02 03:04:05'), 'abc'"); err != nil {
 		t.Fatal(err)
 	}
-	out, stderr, code := cli(t, e.bin, sys.Addr, "sql", "--workspace", e.attacker, "--output", "json", "SELECT s, n, up, al, v FROM hostile")
+	out, stderr, code := cli(t, e.bin, e.admin, "sql", "--workspace", e.attacker, "--output", "json", "SELECT s, n, up, al, v FROM hostile")
 	if code != 0 || !strings.Contains(out, `"abc"`) || !strings.Contains(out, `"ABC"`) || !strings.Contains(out, `"abc!"`) || !strings.Contains(out, "6") {
 		t.Errorf("the legitimate Data Source's defaults: exit %d\n%s%s", code, out, stderr)
 	}

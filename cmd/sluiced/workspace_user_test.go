@@ -52,7 +52,7 @@ func TestWorkspaceSQLRunsAsWorkspaceUserOnServer(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if out, stderr, code := cli(t, bin, sys.Addr, "push", "--workspace", ws, dir); code != 0 {
+		if out, stderr, code := cli(t, bin, sys, "push", "--workspace", ws, dir); code != 0 {
 			t.Fatalf("push %s: %s%s", ws, out, stderr)
 		}
 	}
@@ -76,7 +76,7 @@ func TestWorkspaceSQLRunsAsWorkspaceUserOnServer(t *testing.T) {
 	exec("INSERT INTO ws_" + app + ".leaky SELECT 'row', 'plain'")
 	exec("INSERT INTO ws_" + app + ".events SELECT now(), arrayJoin(['buy', 'buy', 'buy', 'view', 'view'])")
 	wsCLI := func(args ...string) (string, int) {
-		out, stderr, code := cli(t, bin, sys.Addr, append(args, "--workspace", app)...)
+		out, stderr, code := cli(t, bin, sys, append(args, "--workspace", app)...)
 		return out + stderr, code
 	}
 

@@ -17,8 +17,8 @@ import (
 // the new definition.
 func TestDeployedDefinitionRefusedByNewChecks(t *testing.T) {
 	s, wh := newTestService(t)
-	ctx := context.Background()
 	const ws = "legacy"
+	ctx := operatorCtx(t, s, ws)
 	if _, err := s.Push(ctx, &catalogv1.PushRequest{Workspace: ws, Files: files("events.datasource", eventsDS)}); err != nil {
 		t.Fatal(err)
 	}
