@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -156,6 +159,40 @@ func TestExternalServerCredentials(t *testing.T) {
 	c, err := Connect(context.Background(), Config{URL: srv.ClientURL(), User: "svc", Password: "s3cret"}, log)
 	if err != nil {
 		t.Fatalf("with -nats-user/-nats-password: %v", err)
+	}
+	c.Close()
+}
+
+// TestExternalServerNKey connects with an nkey seed file to a server that authenticates users
+// by nkey.
+func TestExternalServerNKey(t *testing.T) {
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	seedFile := filepath.Join(t.TempDir(), "user.nk")
+	if err := os.WriteFile(seedFile, seed, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true,
+		Nkeys: []*server.NkeyUser{{Nkey: pub}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	defer srv.Shutdown()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if _, err := Connect(context.Background(), Config{URL: srv.ClientURL()}, log); err == nil {
+		t.Fatal("connected without the nkey")
+	}
+	c, err := Connect(context.Background(), Config{URL: srv.ClientURL(), NKeyFile: seedFile}, log)
+	if err != nil {
+		t.Fatalf("with -nats-nkey: %v", err)
 	}
 	c.Close()
 }

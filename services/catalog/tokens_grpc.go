@@ -91,6 +91,9 @@ func (t *tokenService) CreateToken(ctx context.Context, req *catalogv1.CreateTok
 
 func (t *tokenService) DeleteToken(ctx context.Context, req *catalogv1.DeleteTokenRequest) (*catalogv1.DeleteTokenResponse, error) {
 	ws, name := req.GetWorkspace(), req.GetName()
+	if err := checkTokenRef(ws, name); err != nil {
+		return nil, grpcError(err)
+	}
 	rec, _, err := t.s.tokens.get(ctx, ws, name)
 	if errors.Is(err, errNotFound) {
 		return nil, status.Errorf(codes.NotFound, "no token %q%s", name, inWorkspace(ws))
@@ -114,6 +117,9 @@ func (t *tokenService) DeleteToken(ctx context.Context, req *catalogv1.DeleteTok
 
 func (t *tokenService) RotateToken(ctx context.Context, req *catalogv1.RotateTokenRequest) (*catalogv1.RotateTokenResponse, error) {
 	ws, name := req.GetWorkspace(), req.GetName()
+	if err := checkTokenRef(ws, name); err != nil {
+		return nil, grpcError(err)
+	}
 	rec, rev, err := t.s.tokens.get(ctx, ws, name)
 	if errors.Is(err, errNotFound) && ws != "" && name == auth.AdminTokenName {
 		// A workspace made before tokens existed (or whose admin token was lost) gets one.
@@ -196,8 +202,22 @@ func (s *Service) tokenWorkspace(ctx context.Context, ws string) error {
 	if ws == "" {
 		return nil
 	}
+	if !validWorkspaceName(ws) {
+		return invalidArg("workspace", "%q is not a workspace name", ws)
+	}
 	_, err := s.workspace(ctx, ws)
 	return err
+}
+
+// checkTokenRef checks the workspace and token names of a request before they make a store key.
+func checkTokenRef(ws, name string) error {
+	if ws != "" && !validWorkspaceName(ws) {
+		return invalidArg("workspace", "%q is not a workspace name", ws)
+	}
+	if err := auth.ValidateTokenName(name); err != nil {
+		return invalidArg("name", "%v", err)
+	}
+	return nil
 }
 
 func inWorkspace(ws string) string {

@@ -42,3 +42,33 @@ func TestTokenLinesAreChecked(t *testing.T) {
 		t.Fatalf("new tokens: %v", resp.GetNewTokens())
 	}
 }
+
+// TestTokenCallsCheckNames: names reach the token store's keys only once checked, also from the
+// operator (who may name any workspace): a wildcard or a dot could otherwise address other keys.
+func TestTokenCallsCheckNames(t *testing.T) {
+	s, _ := newTestService(t)
+	ctx := operatorCtx(t, s, "w")
+	ts := &tokenService{s: s}
+	for _, ws := range []string{"w.>", "*", "w.*", "W", "1w"} {
+		if _, err := ts.ListTokens(ctx, &catalogv1.ListTokensRequest{Workspace: ws}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("ListTokens(%q): %v", ws, err)
+		}
+		if _, err := ts.DeleteToken(ctx, &catalogv1.DeleteTokenRequest{Workspace: ws, Name: "admin"}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("DeleteToken(%q): %v", ws, err)
+		}
+		if _, err := ts.RotateToken(ctx, &catalogv1.RotateTokenRequest{Workspace: ws, Name: "admin"}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("RotateToken(%q): %v", ws, err)
+		}
+	}
+	for _, name := range []string{"a>b", "a.*", "", "x\x00"} {
+		if _, err := ts.CreateToken(ctx, &catalogv1.CreateTokenRequest{Workspace: "w", Name: name, Scopes: []string{"JOBS:READ"}}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("CreateToken(%q): %v", name, err)
+		}
+		if _, err := ts.RotateToken(ctx, &catalogv1.RotateTokenRequest{Workspace: "w", Name: name}); status.Code(err) != codes.InvalidArgument {
+			t.Errorf("RotateToken(%q): %v", name, err)
+		}
+	}
+	if recs, err := s.tokens.list(ctx, "w"); err != nil || len(recs) != 1 {
+		t.Fatalf("tokens of w after the refused calls: %v %v", recs, err)
+	}
+}
