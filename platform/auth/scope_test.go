@@ -128,3 +128,26 @@ func TestTokenTextAndNames(t *testing.T) {
 		t.Fatal("store keys collide")
 	}
 }
+
+// FuzzParseScope: scopes come from users (token create, JWT claims, datafiles); whatever the
+// text, parsing never panics, and a scope it accepts writes back to text that parses to the
+// same scope, with a resource only where the type takes one, and a resource that is a plain
+// name.
+func FuzzParseScope(f *testing.F) {
+	for _, s := range []string{"ADMIN", "DATASOURCES:READ:events", "pipes:run:x", "WORKSPACE:READ_ALL", "DATASOURCES:READ:a:b", "METRICS:READ", ":", "PIPES:READ:", "JOBS:READ:x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		s, err := ParseScope(text)
+		if err != nil {
+			return
+		}
+		again, err := ParseScope(s.String())
+		if err != nil || again != s {
+			t.Fatalf("%q parsed to %v, which writes %q and parses to %v, %v", text, s, s.String(), again, err)
+		}
+		if scopeTypes[s.Type].resource != (s.Resource != "") || (s.Resource != "" && !validResourceName(s.Resource)) {
+			t.Fatalf("%q parsed to %+v", text, s)
+		}
+	})
+}
