@@ -13,6 +13,7 @@ import (
 
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/natsx"
 	catalogclient "github.com/sluicehq/sluice/services/catalog/client"
 	"github.com/sluicehq/sluice/services/executor"
@@ -48,8 +49,16 @@ func startClockSchedulerOn(t testing.TB, sys *sluicetest.System, cc grpc.ClientC
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The replica's own copy of the token store, as a scheduler process has.
+	verifier, err := auth.NewVerifier(auth.Config{MaxStaleness: time.Minute}, conn, "", slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := verifier.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
 	s, err = scheduler.New(scheduler.Config{JobRetention: 48 * time.Hour, CopyConcurrency: 2, CatchUpWindow: time.Hour, MaxExecutionTime: 30 * time.Minute},
-		scheduler.Deps{Log: testLog(name), NATS: conn, Catalog: catalogclient.New(cc), Tokens: catalogclient.NewTokens(cc), Now: clock.Now, Instance: name})
+		scheduler.Deps{Log: testLog(name), NATS: conn, Catalog: catalogclient.New(cc), CopyTokens: verifier, Now: clock.Now, Instance: name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +69,7 @@ func startClockSchedulerOn(t testing.TB, sys *sluicetest.System, cc grpc.ClientC
 	stop = func() {
 		once.Do(func() {
 			_ = s.Stop(context.Background())
+			verifier.Stop()
 			conn.Close()
 		})
 	}

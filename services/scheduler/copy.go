@@ -151,15 +151,13 @@ func (s *Service) renderCopy(ctx context.Context, r copyRun) (NewJob, error) {
 // checkCopyToken checks, for a tick rendered ahead of time, that the copy's token still exists
 // and still reads the pipe.
 func (s *Service) checkCopyToken(ctx context.Context, ws, pipe, token string) error {
-	if s.deps.Tokens == nil || token == "" {
+	if s.deps.CopyTokens == nil || token == "" {
 		return nil
 	}
-	resp, err := s.deps.Tokens.GetCurrentToken(auth.ActingFor(ctx, ws, token), &catalogv1.GetCurrentTokenRequest{})
+	p, err := s.deps.CopyTokens.Lookup(ctx, ws, token)
 	if err != nil {
 		return err
 	}
-	scopes, _ := auth.ParseScopes(resp.GetToken().GetScopes())
-	p := &auth.Principal{Kind: auth.KindScoped, Workspace: ws, Scopes: scopes}
 	if want := (auth.Scope{Type: auth.PipesRead, Resource: pipe}); !p.Allows(ws, want) {
 		return status.Errorf(codes.PermissionDenied, "token %q of the scheduled copy no longer holds %s", token, want)
 	}

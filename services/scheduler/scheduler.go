@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/natsx"
 	catalogclient "github.com/sluicehq/sluice/services/catalog/client"
 	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
@@ -79,14 +80,20 @@ type Deps struct {
 	Metrics prometheus.Registerer
 	NATS    *natsx.Conn
 	Catalog catalogclient.Client
-	// Tokens, when set, checks that a scheduled copy's token still allows it just before a tick
-	// rendered ahead of time is enqueued.
-	Tokens catalogclient.TokenClient
+	// CopyTokens, when set, finds a scheduled copy's token, to check that it still allows the
+	// copy just before a tick rendered ahead of time is enqueued: the process's own copy of the
+	// token store (auth.Verifier), so the check costs no call at the tick.
+	CopyTokens CopyTokens
 	// Now is the clock for job times, retention and maximum execution times (time.Now when
 	// nil); tests inject one.
 	Now func() time.Time
 	// Instance names this replica in its leader lease (host-pid when empty).
 	Instance string
+}
+
+// CopyTokens finds a stored token by workspace and name (auth.Verifier does).
+type CopyTokens interface {
+	Lookup(ctx context.Context, workspace, name string) (*auth.Principal, error)
 }
 
 // Service implements SchedulerService.

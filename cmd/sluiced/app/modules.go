@@ -146,7 +146,7 @@ func (a *App) modules() []lifecycle.Module {
 		},
 		{
 			Name: "scheduler",
-			Deps: []string{"server", "nats", "peers"},
+			Deps: []string{"server", "nats", "auth", "peers"},
 			Init: func(context.Context) error {
 				cc, err := a.peer("catalog", a.cfg.Peers.Catalog)
 				if err != nil {
@@ -154,7 +154,7 @@ func (a *App) modules() []lifecycle.Module {
 				}
 				s, err := scheduler.New(a.cfg.Scheduler, scheduler.Deps{
 					Log: a.log.With("service", "scheduler"), Metrics: a.tel.Registry, NATS: a.nats,
-					Catalog: catalogclient.New(cc), Tokens: catalogclient.NewTokens(cc),
+					Catalog: catalogclient.New(cc), CopyTokens: a.verifier,
 				})
 				if err != nil {
 					return err

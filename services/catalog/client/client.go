@@ -13,12 +13,6 @@ type Client = catalogv1.CatalogServiceClient
 // New returns a catalog client on a connection.
 func New(cc grpc.ClientConnInterface) Client { return catalogv1.NewCatalogServiceClient(cc) }
 
-// TokenClient is the catalog's token service client.
-type TokenClient = catalogv1.TokenServiceClient
-
-// NewTokens returns a token service client on a connection to the catalog.
-func NewTokens(cc grpc.ClientConnInterface) TokenClient { return catalogv1.NewTokenServiceClient(cc) }
-
 // ChangedSubject is the NATS subject on which the catalog announces that a workspace's
 // resources changed (after a push or a delete). The message carries no data: subscribers read
 // what they need through the API. Announcements are best-effort; subscribers also reconcile
