@@ -191,8 +191,7 @@ func (t *tokenService) GetCurrentToken(ctx context.Context, _ *catalogv1.GetCurr
 	if p.OnBehalfOf != nil {
 		p = p.OnBehalfOf
 	}
-	// From the verified principal alone (no store read): a scheduled copy checks its token with
-	// this call at every tick.
+	// From the verified principal alone: no store read.
 	tok := &catalogv1.Token{Id: p.TokenID, Name: p.Name, Workspace: p.Workspace, Kind: kindProto(p.Kind), Scopes: auth.FormatScopes(p.Scopes)}
 	return &catalogv1.GetCurrentTokenResponse{Token: tok}, nil
 }
