@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
 )
 
@@ -158,4 +159,33 @@ func TestTokensThroughCLI(t *testing.T) {
 		_, _, code := runCLI(t, adminEnv, "", "token", "ls")
 		return code != 0
 	})
+}
+
+// TestOperatorTokenBroughtFromAFile: an installation may bring its own operator token (a
+// Secret): a token already in the operator token file when the store has none becomes the
+// operator token; a file holding something else stops the start, naming the file.
+func TestOperatorTokenBroughtFromAFile(t *testing.T) {
+	const brought = "sluice_00112233445566ff_" + "bRoUgHt-by-the-installation-0123456789abcdEF"
+	file := filepath.Join(t.TempDir(), "operator-token")
+	if err := os.WriteFile(file, []byte(brought+"\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	sys := sluicetest.Start(t, sluicetest.WithArgs("-auth.operator-token-file", file))
+	if sys.Token != brought {
+		t.Fatalf("the system's operator token is %q, want the file's", sys.Token)
+	}
+	if _, err := sys.Catalog.ListWorkspaces(context.Background(), &catalogv1.ListWorkspacesRequest{}); err != nil {
+		t.Fatalf("the brought operator token: %v", err)
+	}
+
+	sluiced, _ := sluicetest.Binaries(t)
+	bad := filepath.Join(t.TempDir(), "operator-token")
+	if err := os.WriteFile(bad, []byte("not a token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := sluicetest.StartProcess(t, "sluiced", sluiced, append([]string{"-data-dir", t.TempDir(), "-grpc-addr", "127.0.0.1:0", "-http-addr", "",
+		"-auth.operator-token-file", bad}, sluicetest.EmbeddedLibArgs()...)...)
+	if code := p.Wait(t, 60*time.Second); code == 0 || !strings.Contains(p.Output(), bad) || !strings.Contains(p.Output(), "not a Sluice token") {
+		t.Fatalf("start with a file that holds no token: exit %d\n%s", code, p.Output())
+	}
 }
