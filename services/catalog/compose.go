@@ -223,6 +223,9 @@ func (p *project) checkTableRef(ref chsql.TableRef) (string, error) {
 	if _, ok := p.datasources[name]; ok {
 		return name, nil
 	}
+	if p.quarantineOf(name) != "" && ref.Kind == chsql.RefTable {
+		return name, nil
+	}
 	if _, ok := p.pipes[name]; ok && ref.Kind == chsql.RefTable {
 		return name, nil
 	}

@@ -94,6 +94,11 @@ func makePlan(p *project, old *project, order []string, force bool, viewSQL func
 			continue
 		}
 		tbl := tableName(p.ws, name)
+		qtbl := tableName(p.ws, name+quarantineSuffix)
+		if base := p.quarantineOf(name); base != "" {
+			diags = append(diags, diag{pos: d.ds.Pos, msg: fmt.Sprintf("Data Source %s: the name is taken by the quarantine table of Data Source %s; rename it", name, base)})
+			continue
+		}
 		prev, existed := old.datasources[name]
 		switch {
 		case !existed && p.replacedBroken[name] != "" && !force:
@@ -107,7 +112,7 @@ func makePlan(p *project, old *project, order []string, force bool, viewSQL func
 				"its deployed definition is refused by this version of Sluice (forced: existing rows are dropped)", []string{"DROP TABLE IF EXISTS " + tbl, d.ds.DDL(tbl)}, nil)
 		case !existed:
 			pl.add(phaseCreateTables, catalogv1.PlanAction_KIND_CREATE, catalogv1.ResourceType_RESOURCE_TYPE_DATASOURCE, name,
-				"new Data Source", []string{d.ds.DDL(tbl)}, []string{"DROP TABLE IF EXISTS " + tbl})
+				"new Data Source", []string{d.ds.DDL(tbl), quarantineDDL(d.ds, qtbl)}, []string{"DROP TABLE IF EXISTS " + qtbl, "DROP TABLE IF EXISTS " + tbl})
 		case prev.rec.Fingerprint == d.rec.Fingerprint:
 			pl.add(phaseMetadata, catalogv1.PlanAction_KIND_NONE, catalogv1.ResourceType_RESOURCE_TYPE_DATASOURCE, name, "unchanged", nil, nil)
 		default:
@@ -123,20 +128,21 @@ func makePlan(p *project, old *project, order []string, force bool, viewSQL func
 			case why != "":
 				recreated[name] = true
 				pl.add(phaseDropTables, catalogv1.PlanAction_KIND_RECREATE, catalogv1.ResourceType_RESOURCE_TYPE_DATASOURCE, name,
-					why+" (forced: existing rows are dropped)", []string{"DROP TABLE IF EXISTS " + tbl, d.ds.DDL(tbl)}, nil)
+					why+" (forced: existing rows are dropped)", []string{"DROP TABLE IF EXISTS " + tbl, d.ds.DDL(tbl), "DROP TABLE IF EXISTS " + qtbl, quarantineDDL(d.ds, qtbl)}, nil)
 			case len(alters) == 0:
 				pl.add(phaseMetadata, catalogv1.PlanAction_KIND_ALTER, catalogv1.ResourceType_RESOURCE_TYPE_DATASOURCE, name,
 					"description, tags or tokens changed (no DDL)", nil, nil)
 			default:
+				qa, qundo := quarantineAlters(qtbl, prev.ds, d.ds)
 				pl.add(phaseAlterTables, catalogv1.PlanAction_KIND_ALTER, catalogv1.ResourceType_RESOURCE_TYPE_DATASOURCE, name,
-					"schema changed", alters, undo)
+					"schema changed", append(alters, qa...), append(undo, qundo...))
 			}
 		}
 	}
 	for _, name := range sortedNames(old.datasources) {
 		if _, ok := p.datasources[name]; !ok {
 			pl.add(phaseDropTables, catalogv1.PlanAction_KIND_DELETE, catalogv1.ResourceType_RESOURCE_TYPE_DATASOURCE, name,
-				"not in the project any more", []string{"DROP TABLE IF EXISTS " + tableName(p.ws, name)}, nil)
+				"not in the project any more", []string{"DROP TABLE IF EXISTS " + tableName(p.ws, name), "DROP TABLE IF EXISTS " + tableName(p.ws, name+quarantineSuffix)}, nil)
 		}
 	}
 

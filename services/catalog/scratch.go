@@ -56,6 +56,10 @@ func (s *Service) checkInClickHouse(ctx context.Context, p *project, order []str
 		if _, err := wh.Exec(ctx, ddl); err != nil {
 			bad[name] = true
 			diags = append(diags, diag{pos: firstPos(d.ds.Engine.Pos, d.ds.Pos), msg: fmt.Sprintf("Data Source %s: ClickHouse rejects its table: %s", name, chMessage(err))})
+			continue
+		}
+		if _, err := wh.Exec(ctx, quarantineDDL(d.ds, warehouse.QualifiedName(db, name+quarantineSuffix))); err != nil {
+			diags = append(diags, diag{pos: d.ds.Pos, msg: fmt.Sprintf("Data Source %s: ClickHouse rejects its quarantine table: %s", name, chMessage(err))})
 		}
 	}
 	for _, name := range order {
