@@ -12,7 +12,7 @@ TOOLS_BIN := $(CURDIR)/.cache/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 export SLUICE_CHDB_LIB ?= $(CHDB_LIB)
 
-MODULES := api platform services/catalog services/scheduler services/executor services/opslog cmd/sluiced cmd/sluice
+MODULES := api platform services/catalog services/scheduler services/executor services/opslog services/ingest cmd/sluiced cmd/sluice
 PKGS := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 GO_TEST_FLAGS ?= -count=1 -timeout 30m
 

@@ -112,7 +112,7 @@ func TestCopyAllInOneKilledMidCopy(t *testing.T) {
 	}
 	sluiced, _ := sluicetest.Binaries(t)
 	dataDir, addr, natsAddr := t.TempDir(), sluicetest.FreeAddr(t), sluicetest.FreeAddr(t)
-	args := append([]string{"-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "", "-nats-listen", natsAddr},
+	args := append([]string{"-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "", "-events-addr", "", "-nats-listen", natsAddr},
 		append(sluicetest.EmbeddedLibArgs(), fastJobs...)...)
 	p := sluicetest.StartProcess(t, "sluiced-0", sluiced, args...)
 	sluicetest.WaitServing(t, addr, "", 60*time.Second, p)

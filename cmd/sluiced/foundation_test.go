@@ -109,8 +109,8 @@ func runStatus(t *testing.T, cli, addr string) (statusOutput, int, string) {
 
 func assertAllServing(t *testing.T, st statusOutput, code int) {
 	t.Helper()
-	if code != 0 || !st.Serving || len(st.Services) != 4 {
-		t.Fatalf("status exit %d, %+v; want exit 0 and four services serving", code, st)
+	if code != 0 || !st.Serving || len(st.Services) != 5 {
+		t.Fatalf("status exit %d, %+v; want exit 0 and five services serving", code, st)
 	}
 	for _, s := range st.Services {
 		if s.Status != "SERVING" {
@@ -123,7 +123,7 @@ func TestAllInOneProcessStatusAndCleanStop(t *testing.T) {
 	sluiced, cli := sluicetest.Binaries(t)
 	addr := sluicetest.FreeAddr(t)
 	dataDir := t.TempDir()
-	p := sluicetest.StartProcess(t, "sluiced", sluiced, append([]string{"-dev", "-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "127.0.0.1:0"}, sluicetest.EmbeddedLibArgs()...)...)
+	p := sluicetest.StartProcess(t, "sluiced", sluiced, append([]string{"-dev", "-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "127.0.0.1:0", "-events-addr", "127.0.0.1:0"}, sluicetest.EmbeddedLibArgs()...)...)
 	sluicetest.WaitServing(t, addr, "", 60*time.Second, p)
 	st, code, _ := runStatus(t, cli, addr)
 	assertAllServing(t, st, code)
@@ -198,7 +198,7 @@ func TestServiceStartFailureNamesTheService(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := sluicetest.StartProcess(t, "sluiced", sluiced, append([]string{"-nats-url", url, "-data-dir", t.TempDir(),
-		"-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0"}, sluicetest.EmbeddedLibArgs()...)...)
+		"-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-events-addr", "127.0.0.1:0"}, sluicetest.EmbeddedLibArgs()...)...)
 	if code := p.Wait(t, 60*time.Second); code == 0 {
 		t.Fatal("sluiced started although the scheduler cannot; want a non-zero exit")
 	}
@@ -210,7 +210,7 @@ func TestServiceStartFailureNamesTheService(t *testing.T) {
 	// NATS without JetStream: the nats module fails and says what to do.
 	plain := sluicetest.NATSServer(t, true)
 	p = sluicetest.StartProcess(t, "sluiced-nojs", sluiced, "-nats-url", plain, "-data-dir", t.TempDir(),
-		"-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0")
+		"-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0", "-events-addr", "127.0.0.1:0")
 	if code := p.Wait(t, 60*time.Second); code == 0 {
 		t.Fatal("sluiced started against NATS without JetStream")
 	}
@@ -270,7 +270,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	start := func(name string) (*sluicetest.Process, string) {
 		addr := sluicetest.FreeAddr(t)
 		p := sluicetest.StartProcess(t, name, sluiced, append([]string{"-data-dir", dataDir, "-grpc-addr", addr,
-			"-http-addr", "127.0.0.1:0", "-nats-listen", natsAddr}, sluicetest.EmbeddedLibArgs()...)...)
+			"-http-addr", "127.0.0.1:0", "-events-addr", "127.0.0.1:0", "-nats-listen", natsAddr}, sluicetest.EmbeddedLibArgs()...)...)
 		sluicetest.WaitServing(t, addr, "", 60*time.Second, p)
 		return p, addr
 	}

@@ -9,9 +9,12 @@ require (
 	github.com/sluicehq/sluice/platform v0.0.0
 	github.com/sluicehq/sluice/services/catalog v0.0.0
 	github.com/sluicehq/sluice/services/executor v0.0.0
+	github.com/sluicehq/sluice/services/ingest v0.0.0
 	github.com/sluicehq/sluice/services/opslog v0.0.0
 	github.com/sluicehq/sluice/services/scheduler v0.0.0
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc
 	google.golang.org/grpc v1.85.0
+	google.golang.org/protobuf v1.36.12
 )
 
 require (
@@ -45,6 +48,7 @@ require (
 	github.com/robfig/cron/v3 v3.0.1 // indirect
 	github.com/segmentio/asm v1.2.1 // indirect
 	github.com/shopspring/decimal v1.5.0 // indirect
+	github.com/valyala/fastjson v1.6.10 // indirect
 	go.opentelemetry.io/auto/sdk v1.2.1 // indirect
 	go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc v0.72.0 // indirect
 	go.opentelemetry.io/otel v1.47.0 // indirect
@@ -61,8 +65,6 @@ require (
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect
 	google.golang.org/genproto/googleapis/api v0.0.0-20260928230214-8a89bd6388cc // indirect
-	google.golang.org/genproto/googleapis/rpc v0.0.0-20260928230214-8a89bd6388cc // indirect
-	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/yaml.v3 v3.0.1 // indirect
 )
 
@@ -71,6 +73,7 @@ replace (
 	github.com/sluicehq/sluice/platform => ../../platform
 	github.com/sluicehq/sluice/services/catalog => ../../services/catalog
 	github.com/sluicehq/sluice/services/executor => ../../services/executor
+	github.com/sluicehq/sluice/services/ingest => ../../services/ingest
 	github.com/sluicehq/sluice/services/opslog => ../../services/opslog
 	github.com/sluicehq/sluice/services/scheduler => ../../services/scheduler
 )

@@ -26,7 +26,7 @@ func startExecutorProcess(t testing.TB, sys *sluicetest.System, name string, ext
 	sluiced, _ := sluicetest.Binaries(t)
 	addr := sluicetest.FreeAddr(t)
 	args := append([]string{
-		"-target", "executor", "-grpc-addr", addr, "-http-addr", "",
+		"-target", "executor", "-grpc-addr", addr, "-http-addr", "", "-events-addr", "",
 		"-nats-url", sys.App.NATSURL(), "-catalog-addr", sys.Addr, "-data-dir", t.TempDir(),
 		"-auth.service-token-file", sys.ServiceTokenFile,
 		"-executor.concurrency", "2",
@@ -141,7 +141,7 @@ func TestJobAllInOneKilledMidJob(t *testing.T) {
 	}
 	sluiced, _ := sluicetest.Binaries(t)
 	dataDir, addr, natsAddr := t.TempDir(), sluicetest.FreeAddr(t), sluicetest.FreeAddr(t)
-	args := append([]string{"-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "", "-nats-listen", natsAddr},
+	args := append([]string{"-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "", "-events-addr", "", "-nats-listen", natsAddr},
 		append(sluicetest.EmbeddedLibArgs(), fastJobs...)...)
 	p := sluicetest.StartProcess(t, "sluiced-1", sluiced, args...)
 	sluicetest.WaitServing(t, addr, "", 60*time.Second, p)

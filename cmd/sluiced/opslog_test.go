@@ -146,7 +146,7 @@ func TestOpsLogSurvivesKill9(t *testing.T) {
 	sluiced, _ := sluicetest.Binaries(t)
 	dir := t.TempDir()
 	addr, natsAddr := sluicetest.FreeAddr(t), sluicetest.FreeAddr(t)
-	args := append([]string{"-data-dir", dir, "-grpc-addr", addr, "-http-addr", "127.0.0.1:0", "-nats-listen", natsAddr,
+	args := append([]string{"-data-dir", dir, "-grpc-addr", addr, "-http-addr", "127.0.0.1:0", "-events-addr", "127.0.0.1:0", "-nats-listen", natsAddr,
 		"-opslog.batch-size", "100", "-opslog.flush-interval", "10ms", "-opslog.ack-wait", "1s"}, sluicetest.EmbeddedLibArgs()...)
 	p := sluicetest.StartProcess(t, "sluiced", sluiced, args...)
 	sluicetest.WaitServing(t, addr, "", 60*time.Second, p)

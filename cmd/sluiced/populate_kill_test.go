@@ -59,7 +59,7 @@ func TestPopulateAllInOneKilledRepeatedly(t *testing.T) {
 	}
 	sluiced, _ := sluicetest.Binaries(t)
 	dataDir, addr, natsAddr := t.TempDir(), sluicetest.FreeAddr(t), sluicetest.FreeAddr(t)
-	args := append([]string{"-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "", "-nats-listen", natsAddr},
+	args := append([]string{"-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "", "-events-addr", "", "-nats-listen", natsAddr},
 		append(sluicetest.EmbeddedLibArgs(), fastJobs...)...)
 	n := 0
 	start := func() *sluicetest.Process {

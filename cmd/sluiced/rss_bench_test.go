@@ -19,7 +19,7 @@ func BenchmarkIdleRSS(b *testing.B) {
 	for b.Loop() {
 		addr := sluicetest.FreeAddr(b)
 		p := sluicetest.StartProcess(b, "sluiced-rss", sluiced, append([]string{"-dev", "-data-dir", b.TempDir(),
-			"-grpc-addr", addr, "-http-addr", "127.0.0.1:0", "-log-level", "warn"}, sluicetest.EmbeddedLibArgs()...)...)
+			"-grpc-addr", addr, "-http-addr", "127.0.0.1:0", "-events-addr", "127.0.0.1:0", "-log-level", "warn"}, sluicetest.EmbeddedLibArgs()...)...)
 		sluicetest.WaitServing(b, addr, "", 60*time.Second, p)
 		time.Sleep(3 * time.Second) // idle: let start-up work settle
 		kb, err := vmRSS(p.Cmd.Process.Pid)

@@ -210,7 +210,9 @@ func nodeTypeWord(t catalogv1.NodeType) string {
 }
 
 func datasourceCommand() *command {
-	return &command{name: "datasource", short: "list and show Data Sources", subs: []*command{
+	return &command{name: "datasource", short: "list, show, append to and replace Data Sources", subs: []*command{
+		datasourceAppendCommand(false),
+		datasourceAppendCommand(true),
 		{
 			name: "ls", short: "list Data Sources",
 			run: func(ctx context.Context, env *Env, _ []string) error {

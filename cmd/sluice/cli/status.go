@@ -13,16 +13,18 @@ import (
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	executorv1 "github.com/sluicehq/sluice/api/sluice/executor/v1"
+	ingestv1 "github.com/sluicehq/sluice/api/sluice/ingest/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 )
 
-// services are the four services `sluice status` reports, in display order.
+// services are the services `sluice status` reports, in display order.
 var services = []struct{ name, grpcName string }{
 	{"catalog", catalogv1.CatalogService_ServiceDesc.ServiceName},
 	{"scheduler", schedulerv1.SchedulerService_ServiceDesc.ServiceName},
 	{"executor", executorv1.ExecutorService_ServiceDesc.ServiceName},
 	{"opslog", opslogv1.OpsLogService_ServiceDesc.ServiceName},
+	{"ingest", ingestv1.IngestService_ServiceDesc.ServiceName},
 }
 
 type serviceStatus struct {

@@ -23,6 +23,7 @@ import (
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/services/catalog"
 	"github.com/sluicehq/sluice/services/executor"
+	"github.com/sluicehq/sluice/services/ingest"
 	"github.com/sluicehq/sluice/services/opslog"
 	"github.com/sluicehq/sluice/services/scheduler"
 )
@@ -50,6 +51,7 @@ type App struct {
 	scheduler *scheduler.Service
 	executor  *executor.Service
 	opslog    *opslog.Service
+	ingest    *ingest.Service
 
 	mgr      *lifecycle.Manager
 	services []string
@@ -107,6 +109,14 @@ func (a *App) Stop() error {
 
 // GRPCAddr is the address the process serves gRPC on.
 func (a *App) GRPCAddr() string { return a.server.Addr() }
+
+// EventsAddr is the Events API's HTTP address, when this process runs the ingest service.
+func (a *App) EventsAddr() string {
+	if a.ingest == nil {
+		return ""
+	}
+	return a.ingest.EventsAddr()
+}
 
 // HTTPAddr is the address of /metrics and /ready, or empty.
 func (a *App) HTTPAddr() string { return a.httpAddr }

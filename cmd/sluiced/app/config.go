@@ -17,12 +17,13 @@ import (
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/services/catalog"
 	"github.com/sluicehq/sluice/services/executor"
+	"github.com/sluicehq/sluice/services/ingest"
 	"github.com/sluicehq/sluice/services/opslog"
 	"github.com/sluicehq/sluice/services/scheduler"
 )
 
-// Targets a process can run; "all" runs the four services.
-var Targets = []string{"all", "catalog", "scheduler", "executor", "opslog"}
+// Targets a process can run; "all" runs every service.
+var Targets = []string{"all", "catalog", "scheduler", "executor", "opslog", "ingest"}
 
 // DefaultGRPCAddr is where sluiced serves and where the CLI looks by default.
 const DefaultGRPCAddr = "127.0.0.1:7181"
@@ -58,6 +59,7 @@ type Config struct {
 	Scheduler scheduler.Config `yaml:"scheduler"`
 	Executor  executor.Config  `yaml:"executor"`
 	OpsLog    opslog.Config    `yaml:"opslog"`
+	Ingest    ingest.Config    `yaml:"ingest"`
 }
 
 // PeersConfig holds the gRPC addresses of services run by other processes.
@@ -143,6 +145,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Scheduler.RegisterFlags(fs)
 	c.Executor.RegisterFlags(fs)
 	c.OpsLog.RegisterFlags(fs)
+	c.Ingest.RegisterFlags(fs)
 }
 
 // ParseConfig builds the configuration from args: defaults, then the -config file, then flags.
@@ -211,11 +214,11 @@ func (c Config) Validate() error {
 	if c.ShutdownTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("shutdown_timeout: %s must be positive", c.ShutdownTimeout))
 	}
-	if !c.Runs("catalog") && c.Peers.Catalog == "" && (c.Runs("scheduler") || c.Runs("executor")) {
-		errs = append(errs, errors.New("peers.catalog: the scheduler and executor need the catalog: run it here or set -catalog-addr"))
+	if !c.Runs("catalog") && c.Peers.Catalog == "" && (c.Runs("scheduler") || c.Runs("executor") || c.Runs("ingest")) {
+		errs = append(errs, errors.New("peers.catalog: the scheduler, executor and ingest need the catalog: run it here or set -catalog-addr"))
 	}
 	if c.callsRemoteCatalog() && c.Auth.ServiceTokenFile == "" {
-		errs = append(errs, errors.New("auth.service_token_file: required when the scheduler or executor runs without the catalog: every process of an installation reads the same service credential (for example: head -c 32 /dev/urandom | base64 > service-token)"))
+		errs = append(errs, errors.New("auth.service_token_file: required when the scheduler, executor or ingest runs without the catalog: every process of an installation reads the same service credential (for example: head -c 32 /dev/urandom | base64 > service-token)"))
 	}
 	if c.Runs("catalog") && c.OperatorTokenFile() == "" {
 		errs = append(errs, errors.New("auth.operator_token_file: the catalog writes the operator token there on first start: set -data-dir or -auth.operator-token-file"))
@@ -223,7 +226,7 @@ func (c Config) Validate() error {
 	if err := c.NATS.Validate(c.EmbeddedNATS()); err != nil {
 		errs = append(errs, err)
 	}
-	for _, v := range []interface{ Validate() error }{c.Telemetry, c.Auth, c.TLS, c.Catalog, c.Scheduler, c.Executor, c.OpsLog} {
+	for _, v := range []interface{ Validate() error }{c.Telemetry, c.Auth, c.TLS, c.Catalog, c.Scheduler, c.Executor, c.OpsLog, c.Ingest} {
 		if err := v.Validate(); err != nil {
 			errs = append(errs, err)
 		}
@@ -234,7 +237,7 @@ func (c Config) Validate() error {
 // callsRemoteCatalog reports whether a service of this process calls a catalog run by another
 // process (and so needs the installation's service credential).
 func (c Config) callsRemoteCatalog() bool {
-	return !c.Runs("catalog") && (c.Runs("scheduler") || c.Runs("executor"))
+	return !c.Runs("catalog") && (c.Runs("scheduler") || c.Runs("executor") || c.Runs("ingest"))
 }
 
 // SplitMode reports whether this process runs only some of the services: the others are
@@ -272,5 +275,5 @@ func (c Config) chdbDataDir() string {
 
 // needsClickHouse reports whether a service of this process uses ClickHouse.
 func (c Config) needsClickHouse() bool {
-	return c.Runs("catalog") || c.Runs("executor") || c.Runs("opslog")
+	return c.Runs("catalog") || c.Runs("executor") || c.Runs("opslog") || c.Runs("ingest")
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/services/catalog"
 	catalogclient "github.com/sluicehq/sluice/services/catalog/client"
 	"github.com/sluicehq/sluice/services/executor"
+	"github.com/sluicehq/sluice/services/ingest"
 	"github.com/sluicehq/sluice/services/opslog"
 	"github.com/sluicehq/sluice/services/scheduler"
 )
@@ -207,8 +208,37 @@ func (a *App) modules() []lifecycle.Module {
 			Stop:  func(ctx context.Context) error { return a.opslog.Stop(ctx) },
 		},
 		{
+			// ingest serves the Events API on its own HTTP listener (-events-addr), opened at Init;
+			// its writer starts after the lease is won (see services/ingest).
+			Name: "ingest",
+			Deps: []string{"server", "nats", "clickhouse", "peers"},
+			Init: func(context.Context) error {
+				cc, err := a.peer("catalog", a.cfg.Peers.Catalog)
+				if err != nil {
+					return err
+				}
+				s, err := ingest.New(a.cfg.Ingest, ingest.Deps{
+					Log: a.log.With("service", "ingest"), Metrics: a.tel.Registry, NATS: a.nats, Warehouse: a.warehouse,
+					Catalog: catalogclient.New(cc), Events: opsevents.NewPublisher(a.nats, a.tel.Propagator),
+				})
+				if err != nil {
+					return err
+				}
+				a.ingest = s
+				a.register(ingest.ServiceName, s.Register)
+				return nil
+			},
+			Start: func(ctx context.Context) error {
+				if err := a.ingest.Start(ctx); err != nil {
+					return err
+				}
+				return a.ingest.Listen()
+			},
+			Stop: func(ctx context.Context) error { return a.ingest.Stop(ctx) },
+		},
+		{
 			Name: "all",
-			Deps: []string{"catalog", "scheduler", "executor", "opslog"},
+			Deps: []string{"catalog", "scheduler", "executor", "opslog", "ingest"},
 		},
 	}
 }

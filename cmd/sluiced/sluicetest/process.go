@@ -260,6 +260,8 @@ type Split struct {
 	// of a client of the services (it presents the client certificate).
 	PKI *PKI
 	TLS *tls.Config
+	// EventsAddr is the ingest process's Events API address.
+	EventsAddr string
 
 	sluiced    string
 	extra      []string
@@ -267,7 +269,7 @@ type Split struct {
 }
 
 // SplitServices are the services StartSplit runs, one process each.
-var SplitServices = []string{"catalog", "scheduler", "executor", "opslog"}
+var SplitServices = []string{"catalog", "scheduler", "executor", "opslog", "ingest"}
 
 // SplitOptions configure StartSplitWith.
 type SplitOptions struct {
@@ -319,6 +321,7 @@ func StartSplitWith(t testing.TB, o SplitOptions) *Split {
 		s.Addrs[svc] = FreeAddr(t)
 	}
 	s.catalogDir = t.TempDir()
+	s.EventsAddr = FreeAddr(t)
 	for _, svc := range SplitServices {
 		s.Procs[svc] = s.start(t, svc, "sluiced-"+svc, s.Addrs[svc])
 	}
@@ -373,13 +376,16 @@ func (s *Split) start(t testing.TB, svc, name, addr string) *Process {
 	args := []string{
 		"-target", svc,
 		"-grpc-addr", addr,
-		"-http-addr", "127.0.0.1:0",
+		"-http-addr", "127.0.0.1:0", "-events-addr", "127.0.0.1:0",
 		"-nats-url", s.NATSURL,
 		"-data-dir", dataDir,
 		"-catalog-addr", s.Addrs["catalog"],
 		"-scheduler-addr", s.Addrs["scheduler"],
 		"-opslog-addr", s.Addrs["opslog"],
 		"-log-level", "debug",
+	}
+	if svc == "ingest" {
+		args = append(args, "-events-addr", s.EventsAddr)
 	}
 	args = append(args, EmbeddedLibArgs()...)
 	return StartProcess(t, name, s.sluiced, append(args, s.extra...)...)

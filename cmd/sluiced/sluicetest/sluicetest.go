@@ -23,6 +23,7 @@ import (
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	executorv1 "github.com/sluicehq/sluice/api/sluice/executor/v1"
+	ingestv1 "github.com/sluicehq/sluice/api/sluice/ingest/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/app"
@@ -45,6 +46,7 @@ type Clients struct {
 	Token string
 
 	tls *tls.Config
+	Ingest    ingestv1.IngestServiceClient
 }
 
 // NewClients dials addr with token (empty: calls carry no token).
@@ -85,6 +87,7 @@ func newClients(t testing.TB, addr, token string, tlsCfg *tls.Config) *Clients {
 		Addr:      addr,
 		Token:     token,
 		tls:       tlsCfg,
+		Ingest:    ingestv1.NewIngestServiceClient(cc),
 	}
 }
 
@@ -172,6 +175,8 @@ type System struct {
 	// ServiceTokenFile holds the system's service credential: processes a test starts beside
 	// it (an executor, a scheduler) read it to call the system's services.
 	ServiceTokenFile string
+	// EventsURL is the Events API's base URL (http://host:port).
+	EventsURL string
 }
 
 // Option changes the configuration before the system starts.
@@ -195,7 +200,7 @@ func baseArgs(dataDir string) []string {
 		"-data-dir", dataDir,
 		"-auth.service-token-file", filepath.Join(dataDir, "service-token"),
 		"-grpc-addr", "127.0.0.1:0",
-		"-http-addr", "127.0.0.1:0",
+		"-http-addr", "127.0.0.1:0", "-events-addr", "127.0.0.1:0",
 		"-log-level", "debug",
 		"-shutdown-timeout", "10s",
 		"-clickhouse-embedded-lib", warehousetest.LibPath(),
@@ -281,7 +286,15 @@ func Start(t testing.TB, opts ...Option) *System {
 			t.Fatalf("tls: %v", err)
 		}
 	}
-	return &System{Clients: newClients(t, a.GRPCAddr(), token, clientTLS), App: a, Addr: a.GRPCAddr(), DataDir: dir, Config: cfg, ServiceTokenFile: serviceToken}
+	return &System{Clients: newClients(t, a.GRPCAddr(), token, clientTLS), App: a, Addr: a.GRPCAddr(), DataDir: dir, Config: cfg, ServiceTokenFile: serviceToken, EventsURL: eventsURL(a.EventsAddr(), cfg.TLS.Enabled())}
+}
+
+// eventsURL is the Events API's base URL on addr.
+func eventsURL(addr string, tls bool) string {
+	if tls {
+		return "https://" + addr
+	}
+	return "http://" + addr
 }
 
 // Eventually polls cond every 20ms until it returns true or the timeout passes.

@@ -1,0 +1,207 @@
+package main_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
+	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
+)
+
+// newIngestWS creates a workspace explicitly, pushes files into it and returns helpers on it.
+func newIngestWS(t *testing.T, sys *sluicetest.System, ws string, files map[string]string) *popWS {
+	t.Helper()
+	if _, err := sys.Catalog.CreateWorkspace(context.Background(), &catalogv1.CreateWorkspaceRequest{Name: ws}); err != nil {
+		t.Fatalf("create workspace %s: %v", ws, err)
+	}
+	return newPopWS(t, sys, ws, files)
+}
+
+// eventsReply is one Events API answer.
+type eventsReply struct {
+	code   int
+	header http.Header
+	body   string
+	ok     struct {
+		SuccessfulRows  uint64 `json:"successful_rows"`
+		QuarantinedRows uint64 `json:"quarantined_rows"`
+	}
+}
+
+// postEvents sends body to POST /v0/events with a real HTTP client.
+func postEvents(t testing.TB, base, ws, ds string, body []byte, query string, gz bool) eventsReply {
+	t.Helper()
+	url := fmt.Sprintf("%s/v0/events?name=%s&workspace=%s", base, ds, ws)
+	if query != "" {
+		url += "&" + query
+	}
+	var r io.Reader = bytes.NewReader(body)
+	req, err := http.NewRequest(http.MethodPost, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gz {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		_, _ = zw.Write(body)
+		_ = zw.Close()
+		req, _ = http.NewRequest(http.MethodPost, url, &buf)
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", url, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	out := eventsReply{code: resp.StatusCode, header: resp.Header, body: string(b)}
+	_ = json.Unmarshal(b, &out.ok)
+	return out
+}
+
+const eventsDS = "SCHEMA >\n" +
+	"    `timestamp` DateTime `json:$.timestamp`,\n" +
+	"    `user_id` UInt64 `json:$.user.id`,\n" +
+	"    `country` LowCardinality(String) `json:$.user.geo.country`,\n" +
+	"    `tags` Array(String) `json:$.tags[:]`,\n" +
+	"    `item_ids` Array(UInt32) `json:$.items[:].id`,\n" +
+	"    `amount` Float64 `json:$.amount` DEFAULT 0,\n" +
+	"    `note` Nullable(String) `json:$.note`,\n" +
+	"    `action` String\n\n" +
+	"ENGINE \"MergeTree\"\n" +
+	"ENGINE_PARTITION_KEY \"toYYYYMM(timestamp)\"\n" +
+	"ENGINE_SORTING_KEY \"timestamp, user_id\"\n"
+
+const countriesDS = `SCHEMA >
+    country String,
+    n UInt64
+
+ENGINE "SummingMergeTree"
+ENGINE_SORTING_KEY "country"
+`
+
+// TestEventsAPI sends NDJSON with nested JSON paths to POST /v0/events over HTTP, with good and
+// bad rows, gzip, wait=true and the error cases, and checks every row where it must be: the
+// Data Source, its quarantine (with the error), the materialized view downstream and the ops
+// log.
+func TestEventsAPI(t *testing.T) {
+	sys := sluicetest.Start(t, sluicetest.WithArgs("-ingest.max-request-bytes", "65536"))
+	w := newIngestWS(t, sys, "events_api", map[string]string{
+		"datasources/events.datasource":    eventsDS,
+		"datasources/countries.datasource": countriesDS,
+		"pipes/by_country.pipe":            mvPipe("agg", "SELECT country, count() AS n FROM events GROUP BY country", "countries"),
+	})
+	good := `{"timestamp":"2024-03-01 10:00:00","user":{"id":7,"geo":{"country":"ES"}},"tags":["a","b"],"items":[{"id":1},{"id":2}],"amount":12.5,"note":"first","action":"buy"}
+{"timestamp":"2024-03-01T11:00:00Z","user":{"id":"8","geo":{"country":"FR"}},"tags":[],"items":[],"action":"view"}
+{"timestamp":1709290800,"user":{"id":9,"geo":{"country":"ES"}},"action":"click","note":null}
+`
+	bad := `{"timestamp":"yesterday","user":{"id":10,"geo":{"country":"ES"}},"action":"buy"}
+{"timestamp":"2024-03-01 12:00:00","user":{"id":"abc","geo":{"country":"DE"}},"action":"buy"}
+{"timestamp":"2024-03-01 12:00:00","user":{"geo":{"country":"DE"}},"action":"buy"}
+`
+	r := postEvents(t, sys.EventsURL, "events_api", "events", []byte(good+bad), "", false)
+	if r.code != http.StatusAccepted || r.ok.SuccessfulRows != 3 || r.ok.QuarantinedRows != 3 {
+		t.Fatalf("mixed request: %d %s; want 202 with 3 successful and 3 quarantined rows", r.code, r.body)
+	}
+	// gzip, and wait=true: 200 once the rows are visible.
+	more := `{"timestamp":"2024-04-02 00:00:00","user":{"id":11,"geo":{"country":"IT"}},"tags":["x"],"items":[{"id":5},{"nope":1}],"action":"buy"}` + "\n"
+	r = postEvents(t, sys.EventsURL, "events_api", "events", []byte(more), "wait=true", true)
+	if r.code != http.StatusOK || r.ok.SuccessfulRows != 1 || r.ok.QuarantinedRows != 0 {
+		t.Fatalf("gzip with wait=true: %d %s; want 200 with 1 successful row", r.code, r.body)
+	}
+	// wait=true of a later request means the earlier one is visible too (one writer, in order).
+	w.wantRows("SELECT timestamp, user_id, country, tags, item_ids, amount, note, action FROM {db}.events ORDER BY user_id",
+		"2024-03-01 10:00:00|7|ES|[a b]|[1 2]|12.5|first|buy",
+		"2024-03-01 11:00:00|8|FR|[]|[]|0|<nil>|view",
+		"2024-03-01 11:00:00|9|ES|[]|[]|0|<nil>|click",
+		"2024-04-02 00:00:00|11|IT|[x]|[5]|0|<nil>|buy")
+	w.wantRows("SELECT user_id, c__error_column, c__error FROM {db}.events_quarantine ORDER BY c__error[1]",
+		"<nil>|[user_id]|[missing value on column 'user_id' (it is not Nullable and has no DEFAULT)]",
+		"abc|[user_id]|[value 'abc' on column 'user_id' is not UInt64]",
+		"10|[timestamp]|[value 'yesterday' on column 'timestamp' is not DateTime]")
+	if n := w.scalar("SELECT countIf(c__import_id != '' AND insertion_date > now() - 3600) FROM {db}.events_quarantine"); n != "3" {
+		t.Errorf("quarantine rows with an import id and a recent insertion_date: %s, want 3", n)
+	}
+	// The materialized view received every row.
+	w.wantRows("SELECT country, sum(n) FROM {db}.countries GROUP BY country ORDER BY country", "ES|2", "FR|1", "IT|1")
+
+	// Refused requests write nothing.
+	before := w.scalar("SELECT count() FROM {db}.events")
+	r = postEvents(t, sys.EventsURL, "events_api", "events", []byte(good+"{\"timestamp\": 1,\n"+good), "", false)
+	if r.code != http.StatusBadRequest || !strings.Contains(r.body, "line 4") {
+		t.Errorf("malformed JSON on line 4: %d %s; want 400 naming line 4", r.code, r.body)
+	}
+	r = postEvents(t, sys.EventsURL, "events_api", "nosuch", []byte(good), "", false)
+	if r.code != http.StatusNotFound || !strings.Contains(r.body, "'nosuch'") {
+		t.Errorf("unknown Data Source: %d %s; want 404 naming it", r.code, r.body)
+	}
+	big := bytes.Repeat([]byte(strings.SplitAfter(good, "\n")[0]), 65536/100)
+	r = postEvents(t, sys.EventsURL, "events_api", "events", big, "", false)
+	if r.code != http.StatusRequestEntityTooLarge {
+		t.Errorf("a %d-byte body over the 64 KiB limit: %d %s; want 413", len(big), r.code, r.body)
+	}
+	r = postEvents(t, sys.EventsURL, "events_api", "events", []byte(good), "wait=maybe", false)
+	if r.code != http.StatusBadRequest {
+		t.Errorf("wait=maybe: %d; want 400", r.code)
+	}
+	r = postEvents(t, sys.EventsURL, "events_api", "events", []byte(""), "wait=true", false)
+	if r.code != http.StatusOK || r.ok.SuccessfulRows != 0 {
+		t.Errorf("empty request: %d %s; want 200 with 0 rows", r.code, r.body)
+	}
+	// A synchronous request after the refused ones: still only the accepted rows.
+	r = postEvents(t, sys.EventsURL, "events_api", "events", []byte(more), "wait=true", false)
+	if r.code != http.StatusOK {
+		t.Fatalf("wait=true: %d %s", r.code, r.body)
+	}
+	if after := w.scalar("SELECT count() FROM {db}.events"); after != fmt.Sprint(atoi(t, before)+1) {
+		t.Errorf("rows after the refused requests: %s, want %s + 1", after, before)
+	}
+
+	// The ops log has append-hfi events that add up to what was written.
+	sluicetest.Eventually(t, 30*time.Second, "append-hfi events for every row", func() bool {
+		resp, err := sys.OpsLog.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{
+			Filter: &opslogv1.EventFilter{Workspace: "events_api", Datasource: "events", EventTypes: []string{"append-hfi"}}, Limit: 100})
+		if err != nil {
+			return false
+		}
+		var rows, q uint64
+		for _, ev := range resp.GetEvents() {
+			if ev.GetResult() != "ok" {
+				t.Fatalf("append-hfi event with result %s: %s", ev.GetResult(), ev.GetError())
+			}
+			rows += ev.GetRows()
+			q += ev.GetRowsQuarantine()
+		}
+		return rows == 5 && q == 3
+	})
+}
+
+func atoi(t *testing.T, s string) int {
+	t.Helper()
+	var n int
+	if _, err := fmt.Sscan(s, &n); err != nil {
+		t.Fatalf("%q is not a number", s)
+	}
+	return n
+}
+
+// writeFile writes a test input file.
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
