@@ -1,0 +1,221 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
+)
+
+// rowsPerRequest is how many rows one load-generator request carries: ids req*rowsPerRequest
+// up to the next request's first.
+const rowsPerRequest = 20
+
+var killIngestProject = map[string]string{
+	"datasources/kill_events.datasource": "SCHEMA >\n    `id` UInt64 `json:$.id`,\n    `req` UInt64 `json:$.req`,\n    `payload` String `json:$.p`\n\n" +
+		"ENGINE \"MergeTree\"\nENGINE_PARTITION_KEY \"req % 4\"\nENGINE_SORTING_KEY \"id\"\n",
+	"datasources/kill_view.datasource": "SCHEMA >\n    req UInt64,\n    n UInt64\n\nENGINE \"MergeTree\"\nENGINE_SORTING_KEY \"req\"\n",
+	"pipes/kill_mv.pipe":               mvPipe("mv", "SELECT req, count() AS n FROM kill_events GROUP BY req", "kill_view"),
+}
+
+// loadGenerator sends Events API requests from several clients until stopped, each request
+// with rowsPerRequest rows of a new request number, and records which requests were
+// acknowledged (a 2xx).
+type loadGenerator struct {
+	url     string
+	next    atomic.Uint64
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	acked   map[uint64]bool
+	refused atomic.Int64
+}
+
+func startLoad(t *testing.T, url string, clients int) *loadGenerator {
+	g := &loadGenerator{url: url, stop: make(chan struct{}), acked: map[uint64]bool{}}
+	client := &http.Client{Timeout: 5 * time.Second}
+	for range clients {
+		g.wg.Go(func() {
+			for {
+				select {
+				case <-g.stop:
+					return
+				default:
+				}
+				req := g.next.Add(1)
+				var b strings.Builder
+				for i := range uint64(rowsPerRequest) {
+					fmt.Fprintf(&b, `{"id":%d,"req":%d,"p":"row %d of request %d"}`+"\n", req*rowsPerRequest+i, req, i, req)
+				}
+				resp, err := client.Post(g.url, "application/x-ndjson", strings.NewReader(b.String()))
+				if err != nil {
+					g.refused.Add(1)
+					time.Sleep(20 * time.Millisecond) // the process is down: try again soon
+					continue
+				}
+				_ = resp.Body.Close()
+				if resp.StatusCode/100 == 2 {
+					g.mu.Lock()
+					g.acked[req] = true
+					g.mu.Unlock()
+				} else {
+					g.refused.Add(1)
+				}
+			}
+		})
+	}
+	t.Cleanup(g.end)
+	return g
+}
+
+func (g *loadGenerator) end() {
+	select {
+	case <-g.stop:
+	default:
+		close(g.stop)
+	}
+	g.wg.Wait()
+}
+
+func (g *loadGenerator) ackedCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.acked)
+}
+
+func ingestKills(t testing.TB) int {
+	if v := os.Getenv("SLUICE_INGEST_KILLS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("SLUICE_INGEST_KILLS=%q is not a positive count", v)
+		}
+		return n
+	}
+	return 6
+}
+
+// TestEventsAPIKilledRepeatedly is TARGETS.md R13 in all-in-one mode: a load generator sends
+// Events API requests from four clients the whole time and records every acknowledged one,
+// while the all-in-one process (ingest, its writer, embedded NATS and chDB) is killed with
+// SIGKILL at random moments and restarted on the same data. Afterwards every acknowledged
+// request's rows are in the Data Source exactly once, no request is there partly or twice,
+// and the materialized view downstream counted every row once.
+func TestEventsAPIKilledRepeatedly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts OS processes")
+	}
+	sluiced, _ := sluicetest.Binaries(t)
+	dataDir, addr, natsAddr, eventsAddr := t.TempDir(), sluicetest.FreeAddr(t), sluicetest.FreeAddr(t), sluicetest.FreeAddr(t)
+	args := append([]string{"-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "", "-events-addr", eventsAddr, "-nats-listen", natsAddr,
+		"-ingest.flush-interval", "50ms", "-ingest.lease-ttl", "1s", "-ingest.requests-per-second", "0", "-ingest.bytes-per-second", "0"},
+		sluicetest.EmbeddedLibArgs()...)
+	p := sluicetest.StartProcess(t, "sluiced-0", sluiced, args...)
+	procs := []*sluicetest.Process{p}
+	sluicetest.WaitServing(t, addr, "", 60*time.Second, p)
+	cl := sluicetest.NewClients(t, addr)
+	if _, err := cl.Catalog.CreateWorkspace(context.Background(), &catalogv1.CreateWorkspaceRequest{Name: "ws"}); err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, code := sluiceCLI(t, addr, "push", writeProject(t, killIngestProject)); code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", code, out, stderr)
+	}
+	url := "http://" + eventsAddr + "/v0/events?name=kill_events&workspace=ws"
+	load := startLoad(t, url, 4)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
+	kills := ingestKills(t)
+	for i := range kills {
+		before := load.ackedCount()
+		// A random moment of the load, not a wait for anything.
+		time.Sleep(time.Duration(300+rng.IntN(1200)) * time.Millisecond)
+		if load.ackedCount() == before {
+			t.Logf("kill %d: no request was acknowledged since the last restart yet", i)
+		}
+		p.Kill()
+		p = sluicetest.StartProcess(t, "sluiced-"+strconv.Itoa(i+1), sluiced, args...)
+		procs = append(procs, p)
+		sluicetest.WaitServing(t, addr, "", 60*time.Second, p)
+	}
+	time.Sleep(500 * time.Millisecond)
+	load.end()
+	// One last request with wait=true: once it is visible, everything before it is.
+	sluicetest.Eventually(t, 60*time.Second, "a wait=true request to be answered 200", func() bool {
+		r := postEvents(t, "http://"+eventsAddr, "ws", "kill_events", []byte(`{"id":0,"req":0,"p":"last"}`+"\n"), "wait=true", false)
+		return r.code == http.StatusOK
+	})
+	cl = sluicetest.NewClients(t, addr)
+	counts := func(sql string) map[uint64]uint64 {
+		resp, err := cl.Catalog.Query(context.Background(), &catalogv1.QueryRequest{Workspace: "ws", Sql: sql, MaxRows: 1_000_000, TimeoutSeconds: 60})
+		if err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+		out := map[uint64]uint64{}
+		for _, r := range resp.GetRows() {
+			v := r.GetValues()
+			req, _ := strconv.ParseUint(fmt.Sprint(v[0].AsInterface()), 10, 64)
+			n, _ := strconv.ParseUint(fmt.Sprint(v[1].AsInterface()), 10, 64)
+			out[req] = n
+		}
+		return out
+	}
+	// Every request in the Data Source, with its row count, read in pages (the catalog's Query
+	// returns at most 10,000 rows).
+	rows := map[uint64]uint64{}
+	for last := uint64(0); ; {
+		page := counts(fmt.Sprintf("SELECT req, count() FROM kill_events WHERE req > %d GROUP BY req ORDER BY req LIMIT 5000", last))
+		if len(page) == 0 {
+			break
+		}
+		for req, n := range page {
+			rows[req] = n
+			last = max(last, req)
+		}
+	}
+	ids := counts("SELECT 1, count() - uniqExact(id) FROM kill_events")
+	viewDiff := counts("SELECT 1, count() FROM (SELECT req, count() AS c FROM kill_events GROUP BY req) AS a " +
+		"FULL OUTER JOIN (SELECT req, sum(n) AS s FROM kill_view GROUP BY req) AS b USING (req) WHERE a.c != b.s")
+	missing, partial := 0, 0
+	for req := range load.acked {
+		if rows[req] != rowsPerRequest {
+			missing++
+			if missing <= 5 {
+				t.Errorf("acknowledged request %d has %d rows in kill_events, want %d", req, rows[req], rowsPerRequest)
+			}
+		}
+	}
+	for req, n := range rows {
+		if req > 0 && n != rowsPerRequest {
+			partial++
+			if partial <= 5 {
+				t.Errorf("request %d has %d rows in kill_events: written partly or twice", req, n)
+			}
+		}
+	}
+	if viewDiff[1] != 0 {
+		t.Errorf("%d requests whose row count in the view differs from the Data Source's", viewDiff[1])
+	}
+	if ids[1] != 0 {
+		t.Errorf("%d duplicate ids in kill_events", ids[1])
+	}
+	redone := 0
+	for _, pr := range procs {
+		redone += strings.Count(pr.Output(), "finishing a batch a writer left pending")
+	}
+	t.Logf("%d kills, %d of them while a batch was being written (redone after the restart); %d requests acknowledged, %d in the Data Source (unacknowledged ones may be there once), %d refused or cut off",
+		kills, redone, len(load.acked), len(rows), load.refused.Load())
+	if len(load.acked) < 10*kills {
+		t.Errorf("only %d requests were acknowledged over %d kills: the load did not run the whole time", len(load.acked), kills)
+	}
+	if missing > 0 || partial > 0 {
+		t.Fatalf("%d acknowledged requests missing, %d requests partly or twice written", missing, partial)
+	}
+}
