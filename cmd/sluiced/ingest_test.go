@@ -205,3 +205,148 @@ func writeFile(t *testing.T, name, content string) string {
 	}
 	return p
 }
+
+const readingsDS = "SCHEMA >\n" +
+	"    `day` Date `json:$.day`,\n" +
+	"    `station` String `json:$.station`,\n" +
+	"    `volume` Float32 `json:$.volume`\n\n" +
+	"ENGINE \"MergeTree\"\n" +
+	"ENGINE_SORTING_KEY \"day, station\"\n"
+
+// recoverPipe is the "recover quarantined rows" pattern: a copy pipe reads the quarantine,
+// fixes the values (a decimal comma) and appends them to the Data Source.
+const recoverPipe = `NODE fix
+SQL >
+    SELECT toDate(assumeNotNull(day)) AS day, assumeNotNull(station) AS station,
+        toFloat32(replaceAll(assumeNotNull(volume), ',', '.')) AS volume
+    FROM readings_quarantine
+    WHERE c__error_column = ['volume']
+
+TYPE COPY
+TARGET_DATASOURCE readings
+`
+
+// TestDatasourceAppendAndReplaceCLI appends files through `sluice datasource append` (CSV with
+// and without a header, gzip-compressed NDJSON), recovers a quarantined row with a copy pipe
+// that reads readings_quarantine, refuses a malformed file whole, and replaces the content
+// with `sluice datasource replace`.
+func TestDatasourceAppendAndReplaceCLI(t *testing.T) {
+	sys := sluicetest.Start(t)
+	_, bin := sluicetest.Binaries(t)
+	w := newIngestWS(t, sys, "files", map[string]string{
+		"datasources/readings.datasource": readingsDS,
+		"pipes/recover.pipe":              recoverPipe,
+	})
+	run := func(args ...string) (string, string) {
+		t.Helper()
+		out, stderr, code := cli(t, bin, sys.Addr, append(args, "--workspace", "files")...)
+		if code != 0 {
+			t.Fatalf("sluice %v: exit %d\n%s%s", args, code, out, stderr)
+		}
+		return out, stderr
+	}
+	out, _ := run("datasource", "append", "readings", writeFile(t, "with_header.csv", "day,station,volume\n2024-01-01,A,1.5\n2024-01-02,B,\"11,57\"\n"))
+	if !strings.Contains(out, "1 rows") || !strings.Contains(out, "1 rows in quarantine") {
+		t.Errorf("append output: %q", out)
+	}
+	run("datasource", "append", "readings", writeFile(t, "no_header.csv", "2024-01-03,C,3\n2024-01-03,D,4.25\n"))
+	var gz bytes.Buffer
+	zw := gzip.NewWriter(&gz)
+	_, _ = zw.Write([]byte(`{"day":"2024-01-05","station":"E","volume":5}` + "\n" + `{"day":"2024-01-06","station":"F","volume":"6.5"}` + "\n"))
+	_ = zw.Close()
+	run("datasource", "append", "readings", writeFile(t, "rows.ndjson.gz", gz.String()))
+	w.wantRows("SELECT day, station, volume FROM {db}.readings ORDER BY day, station",
+		"2024-01-01 00:00:00|A|1.5", "2024-01-03 00:00:00|C|3", "2024-01-03 00:00:00|D|4.25", "2024-01-05 00:00:00|E|5", "2024-01-06 00:00:00|F|6.5")
+	w.wantRows("SELECT day, station, volume, c__error FROM {db}.readings_quarantine",
+		"2024-01-02|B|11,57|[value '11,57' on column 'volume' is not Float32]")
+
+	// A malformed file is refused whole, naming the line.
+	out, stderr, code := cli(t, bin, sys.Addr, "datasource", "append", "readings", writeFile(t, "bad.csv", "2024-02-01,X,1\n2024-02-02,Y,2\n2024-02-03,Z\n"), "--workspace", "files")
+	if code == 0 || !strings.Contains(stderr, "line 3") {
+		t.Errorf("malformed CSV: exit %d\n%s%s; want a failure naming line 3", code, out, stderr)
+	}
+	if n := w.scalar("SELECT count() FROM {db}.readings WHERE station IN ('X', 'Y', 'Z')"); n != "0" {
+		t.Errorf("%s rows of the refused file were written", n)
+	}
+	// An unknown Data Source is named.
+	_, stderr, code = cli(t, bin, sys.Addr, "datasource", "append", "nosuch", writeFile(t, "x.csv", "1\n"), "--workspace", "files")
+	if code == 0 || !strings.Contains(stderr, "'nosuch'") {
+		t.Errorf("unknown Data Source: exit %d %s", code, stderr)
+	}
+
+	// Recover the quarantined row with the copy pipe that reads readings_quarantine.
+	run("pipe", "copy", "run", "recover", "--wait")
+	w.wantRows("SELECT day, station, volume FROM {db}.readings WHERE station = 'B'", "2024-01-02 00:00:00|B|11.57")
+
+	// Replace: the new content, atomically.
+	out, _ = run("datasource", "replace", "readings", writeFile(t, "new.csv", "day,station,volume\n2025-01-01,N,1\n2025-01-02,M,2\n"))
+	if !strings.Contains(out, "replaced readings: 2 rows") {
+		t.Errorf("replace output: %q", out)
+	}
+	w.wantRows("SELECT day, station, volume FROM {db}.readings ORDER BY day", "2025-01-01 00:00:00|N|1", "2025-01-02 00:00:00|M|2")
+
+	// Ops log: one append event per file (the refused one has none) and the replace.
+	sluicetest.Eventually(t, 30*time.Second, "append and replace events", func() bool {
+		resp, err := sys.OpsLog.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{
+			Filter: &opslogv1.EventFilter{Workspace: "files", Datasource: "readings", EventTypes: []string{"append", "replace"}}, Limit: 100})
+		if err != nil {
+			return false
+		}
+		appends, replaces := 0, 0
+		var rows, q uint64
+		for _, ev := range resp.GetEvents() {
+			switch ev.GetEventType() {
+			case "append":
+				appends++
+				rows += ev.GetRows()
+				q += ev.GetRowsQuarantine()
+			case "replace":
+				replaces++
+			}
+		}
+		return appends == 3 && replaces == 1 && rows == 5 && q == 1
+	})
+}
+
+// TestEventsAPILimits checks the per-workspace rate limits: past them a request gets 429 with
+// Retry-After and writes nothing; the accepted ones are all there.
+func TestEventsAPILimits(t *testing.T) {
+	sys := sluicetest.Start(t, sluicetest.WithArgs("-ingest.requests-per-second", "5", "-ingest.rows-per-second", "0", "-ingest.bytes-per-second", "0"))
+	w := newIngestWS(t, sys, "limits", map[string]string{"datasources/readings.datasource": readingsDS})
+	row := []byte(`{"day":"2024-01-01","station":"A","volume":1}` + "\n")
+	accepted, limited := 0, 0
+	for range 30 {
+		r := postEvents(t, sys.EventsURL, "limits", "readings", row, "", false)
+		switch r.code {
+		case http.StatusAccepted:
+			accepted++
+		case http.StatusTooManyRequests:
+			limited++
+			if ra := r.header.Get("Retry-After"); ra == "" || ra == "0" {
+				t.Errorf("429 without a Retry-After: %q", ra)
+			}
+			if !strings.Contains(r.body, "nothing was written") {
+				t.Errorf("429 body: %s", r.body)
+			}
+		default:
+			t.Fatalf("unexpected %d %s", r.code, r.body)
+		}
+	}
+	if limited == 0 || accepted == 0 {
+		t.Fatalf("30 requests at once with a limit of 5/s: %d accepted, %d limited; want both", accepted, limited)
+	}
+	// Another workspace has its own budget.
+	other := newIngestWS(t, sys, "limits2", map[string]string{"datasources/readings.datasource": readingsDS})
+	if r := postEvents(t, sys.EventsURL, "limits2", "readings", row, "wait=true", false); r.code != http.StatusOK {
+		t.Errorf("another workspace: %d %s", r.code, r.body)
+	}
+	sluicetest.Eventually(t, 30*time.Second, "a request to pass the limit again", func() bool {
+		return postEvents(t, sys.EventsURL, "limits", "readings", nil, "wait=true", false).code == http.StatusOK
+	})
+	sluicetest.Eventually(t, 10*time.Second, "the accepted rows", func() bool {
+		return w.scalar("SELECT count() FROM {db}.readings") == fmt.Sprint(accepted)
+	})
+	if n := other.scalar("SELECT count() FROM {db}.readings"); n != "1" {
+		t.Errorf("limits2.readings has %s rows, want 1", n)
+	}
+}
