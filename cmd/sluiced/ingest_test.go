@@ -20,7 +20,7 @@ import (
 )
 
 // newIngestWS creates a workspace explicitly, pushes files into it and returns helpers on it.
-func newIngestWS(t *testing.T, sys *sluicetest.System, ws string, files map[string]string) *popWS {
+func newIngestWS(t testing.TB, sys *sluicetest.System, ws string, files map[string]string) *popWS {
 	t.Helper()
 	if _, err := sys.Catalog.CreateWorkspace(context.Background(), &catalogv1.CreateWorkspaceRequest{Name: ws}); err != nil {
 		t.Fatalf("create workspace %s: %v", ws, err)

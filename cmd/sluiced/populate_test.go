@@ -15,13 +15,13 @@ import (
 
 // popWS is a workspace of a populate test: its datafiles pushed, SQL run on its database.
 type popWS struct {
-	t   *testing.T
+	t   testing.TB
 	sys *sluicetest.System
 	ws  string
 	db  string
 }
 
-func newPopWS(t *testing.T, sys *sluicetest.System, ws string, files map[string]string) *popWS {
+func newPopWS(t testing.TB, sys *sluicetest.System, ws string, files map[string]string) *popWS {
 	t.Helper()
 	sys.EnsureWorkspace(t, ws)
 	req := &catalogv1.PushRequest{Workspace: ws}

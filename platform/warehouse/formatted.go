@@ -12,15 +12,16 @@ import (
 // already hold rows in such a format (the ingest service's JSONEachRow) use it instead of
 // InsertRows, saving a conversion to Go values and back.
 type FormattedInserter interface {
-	// InsertFormatted inserts data, rows in format (for example JSONEachRow), into table (SQL
-	// quoted with QualifiedName). The call's settings go into the INSERT's SETTINGS clause.
-	InsertFormatted(ctx context.Context, table, format string, data []byte, opts ...Option) (Stats, error)
+	// InsertFormatted inserts data, rows in format (for example JSONCompactEachRow), into table
+	// (SQL quoted with QualifiedName); columns, when given, name the columns the rows hold, in
+	// order. The call's settings go into the INSERT's SETTINGS clause.
+	InsertFormatted(ctx context.Context, table string, columns []string, format string, data []byte, opts ...Option) (Stats, error)
 }
 
 var _ FormattedInserter = (*embeddedConn)(nil)
 
 // InsertFormatted sends the rows inline after `FORMAT <format>`.
-func (c *embeddedConn) InsertFormatted(ctx context.Context, table, format string, data []byte, opts ...Option) (Stats, error) {
+func (c *embeddedConn) InsertFormatted(ctx context.Context, table string, columns []string, format string, data []byte, opts ...Option) (Stats, error) {
 	o := resolveOptions(opts)
 	if !tableRef.MatchString(table) || !settingName.MatchString(format) {
 		return Stats{QueryID: o.QueryID}, &Error{Message: fmt.Sprintf("insert: %q is not a table name or %q not a format", table, format), Class: ClassPermanent, QueryID: o.QueryID}
@@ -31,6 +32,16 @@ func (c *embeddedConn) InsertFormatted(ctx context.Context, table, format string
 		buf = append(buf, "INSERT INTO "...)
 		buf = append(buf, table...)
 		buf = append(buf, ' ')
+		if len(columns) > 0 {
+			buf = append(buf, '(')
+			for i, col := range columns {
+				if i > 0 {
+					buf = append(buf, ", "...)
+				}
+				buf = append(buf, QuoteIdent(col)...)
+			}
+			buf = append(buf, ") "...)
+		}
 		if clause != "" {
 			buf = append(buf, clause...)
 			buf = append(buf, ' ')

@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -87,20 +86,23 @@ func (s *Service) accept(ctx context.Context, req appendRequest) (appendResult, 
 			return res, &errLimited{d, what}
 		}
 	}
-	br := bufio.NewReaderSize(req.body, 64<<10)
+	br := getReader(req.body)
+	defer putReader(br)
 	in, err := decompress(br)
 	if err != nil {
 		return res, err
 	}
-	if req.maxInput > 0 {
-		in = &capReader{r: in, max: req.maxInput}
-	}
 	counted := &countingReader{r: in}
+	var input io.Reader = counted
+	if req.maxInput > 0 {
+		input = &capReader{r: counted, max: req.maxInput}
+	}
 	sp := &spool{}
 	defer sp.close()
 	enc := newEncoder(sc, res.importID)
+	defer enc.release()
 	partBytes := s.partBytes()
-	err = convertInput(counted, req.format, req.header, enc, partBytes, func(e *encoded) error {
+	err = convertInput(input, req.format, req.header, enc, partBytes, func(e *encoded) error {
 		res.rows += e.rows
 		res.quarantined += e.quarantined
 		return sp.add(e)
@@ -118,11 +120,18 @@ func (s *Service) accept(ctx context.Context, req appendRequest) (appendResult, 
 	if req.replace {
 		return res, s.replace(ctx, sc, sp, res)
 	}
+	var last uint64
 	if len(sp.parts) == 0 {
-		return res, nil
-	}
-	last, err := s.publish(ctx, sc, req, sp, res)
-	if err != nil {
+		if !req.wait {
+			return res, nil
+		}
+		// Nothing to write: wait=true then waits for what was accepted before it.
+		info, err := s.stream.Info(ctx)
+		if err != nil {
+			return res, &errUnavailable{err}
+		}
+		last = info.State.LastSeq
+	} else if last, err = s.publish(ctx, sc, req, sp, res); err != nil {
 		return res, err
 	}
 	s.metrics.rows.Add(float64(res.rows))
@@ -168,6 +177,7 @@ func (s *Service) publish(ctx context.Context, sc *schema, req appendRequest, sp
 		m.Header.Set(hdrQuarantined, strconv.FormatUint(p.quarantined, 10))
 		m.Header.Set(hdrSplit, strconv.Itoa(p.split))
 		m.Header.Set(hdrKind, req.kind)
+		m.Header.Set(hdrColumns, sc.columnList)
 		m.Header.Set(hdrTime, now)
 		if i == len(sp.parts)-1 {
 			m.Header.Set(hdrBytes, strconv.FormatUint(res.bytes, 10))

@@ -3,7 +3,6 @@ package ingest
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -13,16 +12,26 @@ import (
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
-// insertNative writes a table's JSONEachRow rows through the native protocol, which takes
-// typed values: rows are decoded with the table's column types and sent in one batch per set
-// of present columns (a column left out takes its DEFAULT).
+// insertNative writes a table's JSONCompactEachRow rows through the native protocol, which
+// takes typed values: rows are decoded with the table's column types and sent in one batch per
+// set of columns that have a value (a null in a column that is not Nullable is its DEFAULT,
+// which the server fills in when the column is left out of the insert).
 func (s *Service) insertNative(ctx context.Context, t *target) error {
 	types, err := s.tableTypes(ctx, t.table)
 	if err != nil {
 		return err
 	}
+	colTypes := make([]*chType, len(t.columns))
+	for i, c := range t.columns {
+		typ, ok := types[c]
+		if !ok {
+			return &warehouse.Error{Message: fmt.Sprintf("insert into %s: no column %q", t.table, c), Class: warehouse.ClassPermanent}
+		}
+		colTypes[i] = typ
+	}
 	type group struct {
 		cols []string
+		idx  []int
 		rows [][]any
 	}
 	groups := map[string]*group{}
@@ -36,25 +45,34 @@ func (s *Service) insertNative(ctx context.Context, t *target) error {
 		if err != nil {
 			return &warehouse.Error{Message: "decode ingest row: " + err.Error(), Class: warehouse.ClassPermanent}
 		}
-		obj, _ := v.Object()
-		var cols []string
-		obj.Visit(func(k []byte, _ *fastjson.Value) { cols = append(cols, string(k)) })
-		sort.Strings(cols)
-		key := strings.Join(cols, "\x00")
-		g := groups[key]
-		if g == nil {
-			g = &group{cols: cols}
-			groups[key] = g
-			order = append(order, key)
+		vals, err := v.Array()
+		if err != nil || len(vals) != len(t.columns) {
+			return &warehouse.Error{Message: fmt.Sprintf("decode ingest row: %d values for %d columns", len(vals), len(t.columns)), Class: warehouse.ClassPermanent}
 		}
-		row := make([]any, len(cols))
-		for i, c := range cols {
-			typ, ok := types[c]
-			if !ok {
-				return &warehouse.Error{Message: fmt.Sprintf("insert into %s: no column %q", t.table, c), Class: warehouse.ClassPermanent}
+		var key strings.Builder
+		for i, val := range vals {
+			if val.Type() == fastjson.TypeNull && !colTypes[i].nullable {
+				key.WriteByte('0')
+			} else {
+				key.WriteByte('1')
 			}
-			if row[i], err = nativeValue(obj.Get(c), typ); err != nil {
-				return &warehouse.Error{Message: fmt.Sprintf("insert into %s: column %s: %v", t.table, c, err), Class: warehouse.ClassPermanent}
+		}
+		g := groups[key.String()]
+		if g == nil {
+			g = &group{}
+			for i, c := range key.String() {
+				if c == '1' {
+					g.cols = append(g.cols, t.columns[i])
+					g.idx = append(g.idx, i)
+				}
+			}
+			groups[key.String()] = g
+			order = append(order, key.String())
+		}
+		row := make([]any, len(g.idx))
+		for j, i := range g.idx {
+			if row[j], err = nativeValue(vals[i], colTypes[i]); err != nil {
+				return &warehouse.Error{Message: fmt.Sprintf("insert into %s: column %s: %v", t.table, t.columns[i], err), Class: warehouse.ClassPermanent}
 			}
 		}
 		g.rows = append(g.rows, row)

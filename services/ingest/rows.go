@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 
 	"github.com/valyala/fastjson"
 
@@ -24,7 +25,8 @@ type formatError struct {
 func (e *formatError) Error() string { return fmt.Sprintf("line %d: %s", e.line, e.msg) }
 
 // encoded is converted input: rows for the Data Source and for its quarantine, as
-// JSONEachRow lines.
+// JSONCompactEachRow lines (positional: ClickHouse parses them about twice as fast as
+// JSONEachRow, measured on chDB 26.7) in the order of the schema's columns.
 type encoded struct {
 	rows, quarantined uint64
 	data, quarantine  []byte
@@ -46,8 +48,38 @@ type encoder struct {
 	raw      []*string
 }
 
+// encoders are reused: a parser and an arena keep their memory between requests.
+var encoders = sync.Pool{New: func() any { return &encoder{} }}
+
 func newEncoder(sc *schema, importID string) *encoder {
-	return &encoder{sc: sc, importID: importID, raw: make([]*string, len(sc.columns))}
+	e := encoders.Get().(*encoder)
+	e.sc, e.importID = sc, importID
+	if cap(e.raw) < len(sc.columns) {
+		e.raw = make([]*string, len(sc.columns))
+	}
+	e.raw = e.raw[:len(sc.columns)]
+	return e
+}
+
+// release returns the encoder to the pool; it must not be used afterwards.
+func (e *encoder) release() {
+	e.sc = nil
+	clear(e.raw)
+	encoders.Put(e)
+}
+
+// readers are the buffered readers of request bodies, reused.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 64<<10) }}
+
+func getReader(r io.Reader) *bufio.Reader {
+	br := readers.Get().(*bufio.Reader)
+	br.Reset(r)
+	return br
+}
+
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readers.Put(br)
 }
 
 // jsonLine converts one NDJSON line.
@@ -62,27 +94,23 @@ func (e *encoder) jsonLine(out *encoded, line []byte, lineNo int) error {
 	e.arena.Reset()
 	e.errCols, e.errMsgs = e.errCols[:0], e.errMsgs[:0]
 	start := len(out.data)
-	out.data = append(out.data, '{')
-	n := 0
+	out.data = append(out.data, '[')
 	for i := range e.sc.columns {
 		c := &e.sc.columns[i]
+		if i > 0 {
+			out.data = append(out.data, ',')
+		}
 		val := c.path.eval(v, &e.arena)
 		if val == nil || val.Type() == fastjson.TypeNull {
-			e.missing(out, c, &n)
+			e.missing(out, c)
 			continue
 		}
 		mark := len(out.data)
-		if n > 0 {
-			out.data = append(out.data, ',')
-		}
-		out.data = append(out.data, c.key...)
 		var verr *valueError
 		if out.data, verr = appendJSON(out.data, val, c.typ, c.name); verr != nil {
 			out.data = out.data[:mark]
 			e.fail(verr)
-			continue
 		}
-		n++
 	}
 	if len(e.errMsgs) > 0 {
 		out.data = out.data[:start]
@@ -97,30 +125,20 @@ func (e *encoder) jsonLine(out *encoded, line []byte, lineNo int) error {
 		e.quarantineRow(out)
 		return nil
 	}
-	out.data = append(out.data, '}', '\n')
+	out.data = append(out.data, ']', '\n')
 	out.rows++
 	return nil
 }
 
-// missing handles a column without a value.
-func (e *encoder) missing(out *encoded, c *column, n *int) {
+// missing writes a column without a value: NULL for a Nullable column, null for a column
+// with a DEFAULT (the insert runs with input_format_null_as_default, so ClickHouse computes the
+// DEFAULT), an empty array for an Array column; other columns quarantine the row.
+func (e *encoder) missing(out *encoded, c *column) {
 	switch {
-	case c.typ.nullable:
-		if *n > 0 {
-			out.data = append(out.data, ',')
-		}
-		out.data = append(out.data, c.key...)
+	case c.typ.nullable, c.hasDefault:
 		out.data = append(out.data, "null"...)
-		*n++
-	case c.hasDefault:
-		// Left out: ClickHouse computes the DEFAULT.
 	case c.typ.kind == kindArray:
-		if *n > 0 {
-			out.data = append(out.data, ',')
-		}
-		out.data = append(out.data, c.key...)
 		out.data = append(out.data, "[]"...)
-		*n++
 	default:
 		e.fail(&valueError{column: c.name, msg: fmt.Sprintf("missing value on column '%s' (it is not Nullable and has no DEFAULT)", c.name)})
 	}
@@ -131,13 +149,12 @@ func (e *encoder) fail(err *valueError) {
 	e.errMsgs = append(e.errMsgs, err.msg)
 }
 
-// quarantineRow writes the current row's raw values (e.raw) with its errors.
+// quarantineRow writes the current row's raw values (e.raw) with its errors, in the order of
+// quarantineColumns.
 func (e *encoder) quarantineRow(out *encoded) {
 	q := out.quarantine
-	q = append(q, '{')
+	q = append(q, '[')
 	for i := range e.sc.columns {
-		c := &e.sc.columns[i]
-		q = append(q, c.key...)
 		if e.raw[i] == nil {
 			q = append(q, "null"...)
 		} else {
@@ -145,23 +162,23 @@ func (e *encoder) quarantineRow(out *encoded) {
 		}
 		q = append(q, ',')
 	}
-	q = append(q, `"`+colErrorColumn+`":[`...)
+	q = append(q, '[')
 	for i, c := range e.errCols {
 		if i > 0 {
 			q = append(q, ',')
 		}
 		q = appendJSONString(q, c)
 	}
-	q = append(q, `],"`+colError+`":[`...)
+	q = append(q, "],["...)
 	for i, m := range e.errMsgs {
 		if i > 0 {
 			q = append(q, ',')
 		}
 		q = appendJSONString(q, m)
 	}
-	q = append(q, `],"`+colImportID+`":`...)
+	q = append(q, "],"...)
 	q = appendJSONString(q, e.importID)
-	q = append(q, '}', '\n')
+	q = append(q, ']', '\n')
 	out.quarantine = q
 	out.quarantined++
 }
@@ -187,42 +204,38 @@ func (e *encoder) csvRecord(out *encoded, fields []string, cols []int) {
 		}
 	}
 	start := len(out.data)
-	out.data = append(out.data, '{')
-	n := 0
+	out.data = append(out.data, '[')
 	for i := range e.sc.columns {
 		c := &e.sc.columns[i]
+		if i > 0 {
+			out.data = append(out.data, ',')
+		}
 		raw := e.raw[i]
 		switch {
 		case raw == nil:
-			e.missing(out, c, &n)
+			e.missing(out, c)
 			continue
 		case *raw == "" && (c.typ.nullable || c.hasDefault && c.typ.kind != kindString || c.typ.kind == kindArray):
 			// An empty field is NULL, or the DEFAULT, as in ClickHouse's own CSV input.
-			e.missing(out, c, &n)
+			e.missing(out, c)
 			continue
 		case *raw == "" && c.typ.kind != kindString:
 			e.fail(notType("", c.name, c.typ))
 			continue
 		}
 		mark := len(out.data)
-		if n > 0 {
-			out.data = append(out.data, ',')
-		}
-		out.data = append(out.data, c.key...)
 		var verr *valueError
 		if out.data, verr = appendText(out.data, *raw, c.typ, c.name, true); verr != nil {
 			out.data = out.data[:mark]
 			e.fail(verr)
-			continue
 		}
-		n++
 	}
 	if len(e.errMsgs) > 0 {
 		out.data = out.data[:start]
 		e.quarantineRow(out)
 		return
 	}
-	out.data = append(out.data, '}', '\n')
+	out.data = append(out.data, ']', '\n')
 	out.rows++
 }
 
@@ -251,7 +264,11 @@ func convertInput(r io.Reader, format ingestv1.Format, header ingestv1.CSVHeader
 	case ingestv1.Format_FORMAT_PARQUET:
 		return errors.New("parquet input is not supported yet")
 	default:
-		br := bufio.NewReaderSize(r, 256<<10)
+		br, ok := r.(*bufio.Reader)
+		if !ok {
+			br = getReader(r)
+			defer putReader(br)
+		}
 		lineNo := 0
 		for {
 			line, err := readLine(br)
@@ -299,7 +316,12 @@ func readLine(br *bufio.Reader) ([]byte, error) {
 }
 
 func convertCSV(r io.Reader, header ingestv1.CSVHeader, enc *encoder, out *encoded, emit func(bool) error) error {
-	cr := csv.NewReader(bufio.NewReaderSize(r, 256<<10))
+	br, ok := r.(*bufio.Reader)
+	if !ok {
+		br = getReader(r)
+		defer putReader(br)
+	}
+	cr := csv.NewReader(br)
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = true
 	cr.LazyQuotes = false

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -34,7 +35,6 @@ type column struct {
 	path jsonPath
 	// hasDefault: the column has a DEFAULT expression, used when the input has no value.
 	hasDefault bool
-	key        []byte // `"name":` for JSONEachRow output
 }
 
 // schema is what converting rows for one Data Source needs.
@@ -48,6 +48,8 @@ type schema struct {
 	columns    []column
 	byName     map[string]int
 	loaded     time.Time
+	// columnList is the JSON array of the column names, as messages carry it.
+	columnList string
 }
 
 // errUnknownDataSource is a Data Source that does not exist in the workspace.
@@ -145,9 +147,14 @@ func (c *schemas) load(ctx context.Context, workspace, name string) (*schema, er
 		sc.byName[colName] = len(sc.columns)
 		sc.columns = append(sc.columns, column{
 			name: colName, typ: parseType(typ), path: jp, hasDefault: dk == "DEFAULT",
-			key: append(appendJSONString(nil, colName), ':'),
 		})
 	}
+	names := make([]string, len(sc.columns))
+	for i, col := range sc.columns {
+		names[i] = col.name
+	}
+	list, _ := json.Marshal(names)
+	sc.columnList = string(list)
 	q, err := c.s.deps.Warehouse.Query(ctx, fmt.Sprintf("SELECT count() FROM system.tables WHERE database = %s AND name = %s",
 		warehouse.QuoteString(db), warehouse.QuoteString(name+QuarantineSuffix)))
 	if err == nil && len(q.Rows) == 1 && fmt.Sprint(q.Rows[0][0]) != "0" {
@@ -160,4 +167,13 @@ func (c *schemas) load(ctx context.Context, workspace, name string) (*schema, er
 func isUnknown(err error) bool {
 	var u *errUnknownDataSource
 	return errors.As(err, &u)
+}
+
+// columnNames are the names of the columns rows hold, in order.
+func (sc *schema) columnNames() []string {
+	out := make([]string, len(sc.columns))
+	for i, c := range sc.columns {
+		out[i] = c.name
+	}
+	return out
 }

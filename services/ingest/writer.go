@@ -59,6 +59,7 @@ const (
 	hdrKind         = "Sluice-Kind"  // "hfi" (Events API) or "file"
 	hdrTime         = "Sluice-Time"  // request start, Unix nanoseconds
 	hdrDatasourceID = "Sluice-Datasource-Id"
+	hdrColumns      = "Sluice-Columns" // JSON array of the Data Source columns the rows hold, in order
 )
 
 const (
@@ -88,6 +89,7 @@ type inMsg struct {
 	rows, quarantined    uint64
 	inputBytes           uint64
 	kind                 string
+	columns              string
 	at                   time.Time
 	data, quarantineData []byte
 }
@@ -102,12 +104,12 @@ func decodeMsg(m jetstream.Msg) (*inMsg, error) {
 
 func decodeRaw(seq uint64, h nats.Header, data []byte) (*inMsg, error) {
 	im := &inMsg{seq: seq, ws: h.Get(hdrWorkspace), ds: h.Get(hdrDataSource), db: h.Get(hdrDatabase), req: h.Get(hdrRequest),
-		kind: h.Get(hdrKind), dsID: h.Get(hdrDatasourceID)}
+		kind: h.Get(hdrKind), dsID: h.Get(hdrDatasourceID), columns: h.Get(hdrColumns)}
 	if _, err := fmt.Sscanf(h.Get(hdrPart), "%d/%d", &im.part, &im.parts); err != nil || im.part < 1 || im.parts < im.part {
 		return nil, fmt.Errorf("message %d: bad %s %q", seq, hdrPart, h.Get(hdrPart))
 	}
 	split, err := strconv.Atoi(h.Get(hdrSplit))
-	if err != nil || split < 0 || split > len(data) || im.db == "" || im.ds == "" {
+	if err != nil || split < 0 || split > len(data) || im.db == "" || im.ds == "" || !strings.HasPrefix(im.columns, "[") {
 		return nil, fmt.Errorf("message %d: bad headers", seq)
 	}
 	im.rows, _ = strconv.ParseUint(h.Get(hdrRows), 10, 64)
@@ -394,10 +396,11 @@ func (s *Service) cutPoint(buf []*inMsg, now time.Time) int {
 	return len(buf)
 }
 
-// target is one table's rows in a batch.
+// target is one table's rows in a batch, all with the same columns.
 type target struct {
 	ws, ds, dsID, db, table string
 	quarantine              bool
+	columns                 []string
 	data                    []byte
 	rows                    uint64
 }
@@ -419,8 +422,8 @@ func (s *Service) writeBatch(ctx context.Context, msgs []*inMsg, first, last, re
 	}
 	targets, complete := groupBatch(msgs)
 	failures := map[string]string{}
-	for _, t := range targets {
-		if err := s.insertTarget(ctx, t, first, last); err != nil {
+	for i, t := range targets {
+		if err := s.insertTarget(ctx, t, fmt.Sprintf("sluice-ingest-%d-%d-%d", first, last, i)); err != nil {
 			if ctx.Err() != nil || errors.Is(err, errCrash) {
 				return rev, err
 			}
@@ -434,9 +437,12 @@ func (s *Service) writeBatch(ctx context.Context, msgs []*inMsg, first, last, re
 			}
 		}
 	}
+	inserted := time.Now()
 	if rev, err = s.savePosition(ctx, position{Committed: last}, rev); err != nil {
 		return rev, fmt.Errorf("commit batch %d..%d: %w", first, last, err)
 	}
+	s.log.Debug("ingest batch written", "first", first, "last", last, "messages", len(msgs), "tables", len(targets),
+		"oldest_wait", start.Sub(msgs[0].at), "insert", inserted.Sub(start), "commit", time.Since(inserted))
 	s.metrics.batches.Inc()
 	s.metrics.batchTime.Observe(time.Since(start).Seconds())
 	if err := s.stream.Purge(ctx, jetstream.WithPurgeSequence(last+1)); err != nil {
@@ -448,8 +454,8 @@ func (s *Service) writeBatch(ctx context.Context, msgs []*inMsg, first, last, re
 	return rev, nil
 }
 
-// groupBatch gathers the rows of the complete requests of a batch by table, in stream order,
-// tables sorted by name: the same messages always give the same inserts.
+// groupBatch gathers the rows of the complete requests of a batch by table and column list, in
+// stream order, sorted by table and columns: the same messages always give the same inserts.
 func groupBatch(msgs []*inMsg) ([]*target, map[string]bool) {
 	parts := map[string]int{}
 	for _, m := range msgs {
@@ -459,20 +465,36 @@ func groupBatch(msgs []*inMsg) ([]*target, map[string]bool) {
 	for _, m := range msgs {
 		complete[m.req] = parts[m.req] == m.parts
 	}
-	byTable := map[string]*target{}
-	add := func(m *inMsg, quarantine bool, data []byte, rows uint64) {
-		if len(data) == 0 {
-			return
-		}
+	type key struct{ table, columns string }
+	sizes := map[key]int{}
+	keyOf := func(m *inMsg, quarantine bool) key {
 		name := m.ds
 		if quarantine {
 			name += QuarantineSuffix
 		}
-		table := warehouse.QualifiedName(m.db, name)
-		t := byTable[table]
+		return key{warehouse.QualifiedName(m.db, name), m.columns}
+	}
+	for _, m := range msgs {
+		if complete[m.req] {
+			sizes[keyOf(m, false)] += len(m.data)
+			sizes[keyOf(m, true)] += len(m.quarantineData)
+		}
+	}
+	byKey := map[key]*target{}
+	add := func(m *inMsg, quarantine bool, data []byte, rows uint64) {
+		if len(data) == 0 {
+			return
+		}
+		k := keyOf(m, quarantine)
+		t := byKey[k]
 		if t == nil {
-			t = &target{ws: m.ws, ds: m.ds, dsID: m.dsID, db: m.db, table: table, quarantine: quarantine}
-			byTable[table] = t
+			var cols []string
+			_ = json.Unmarshal([]byte(m.columns), &cols)
+			if quarantine {
+				cols = append(cols, colErrorColumn, colError, colImportID)
+			}
+			t = &target{ws: m.ws, ds: m.ds, dsID: m.dsID, db: m.db, table: k.table, quarantine: quarantine, columns: cols, data: make([]byte, 0, sizes[k])}
+			byKey[k] = t
 		}
 		t.data = append(t.data, data...)
 		t.rows += rows
@@ -484,18 +506,22 @@ func groupBatch(msgs []*inMsg) ([]*target, map[string]bool) {
 		add(m, false, m.data, m.rows)
 		add(m, true, m.quarantineData, m.quarantined)
 	}
-	out := make([]*target, 0, len(byTable))
-	for _, t := range byTable {
+	out := make([]*target, 0, len(byKey))
+	for _, t := range byKey {
 		out = append(out, t)
 	}
-	slices.SortFunc(out, func(a, b *target) int { return strings.Compare(a.table, b.table) })
+	slices.SortFunc(out, func(a, b *target) int {
+		if c := strings.Compare(a.table, b.table); c != 0 {
+			return c
+		}
+		return slices.Compare(a.columns, b.columns)
+	})
 	return out, complete
 }
 
 // insertTarget inserts one table's rows with the batch's token, retrying transient failures
 // until ctx ends. A permanent failure (the table was dropped, rows it refuses) is returned.
-func (s *Service) insertTarget(ctx context.Context, t *target, first, last uint64) error {
-	token := fmt.Sprintf("sluice-ingest-%d-%d-%s.%s", first, last, t.db, t.table[len(warehouse.QuoteIdent(t.db))+1:])
+func (s *Service) insertTarget(ctx context.Context, t *target, token string) error {
 	backoff := backoffMin
 	for attempt := 1; ; attempt++ {
 		err := s.insertRows(ctx, t, token)
@@ -523,11 +549,12 @@ func (s *Service) insertRows(ctx context.Context, t *target, token string) error
 		if err := s.ensureDedup(ictx, t.db); err != nil {
 			return err
 		}
-		_, err := fi.InsertFormatted(ictx, t.table, "JSONEachRow", t.data, warehouse.WithSettings(warehouse.Settings{
+		_, err := fi.InsertFormatted(ictx, t.table, t.columns, "JSONCompactEachRow", t.data, warehouse.WithSettings(warehouse.Settings{
 			"insert_deduplicate":                                 1,
 			"insert_deduplication_token":                         token,
 			"deduplicate_blocks_in_dependent_materialized_views": 1,
 			"date_time_input_format":                             "best_effort",
+			"input_format_null_as_default":                       1,
 			"input_format_defaults_for_omitted_fields":           1,
 		}))
 		return err
