@@ -17,6 +17,7 @@ import (
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
+	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
 // newIngestWS creates a workspace explicitly, pushes files into it and returns helpers on it.
@@ -159,6 +160,27 @@ func TestEventsAPI(t *testing.T) {
 	if r.code != http.StatusOK || r.ok.SuccessfulRows != 0 {
 		t.Errorf("empty request: %d %s; want 200 with 0 rows", r.code, r.body)
 	}
+	// Hostile names are refused before they reach NATS or ClickHouse; hostile values are data.
+	for _, q := range []string{"name=events%3B%20DROP%20TABLE%20events&workspace=events_api", "name=events&workspace=..%2Fother", "name=events.x&workspace=events_api"} {
+		resp, err := http.Post(sys.EventsURL+"/v0/events?"+q, "application/x-ndjson", strings.NewReader(good))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", q, resp.StatusCode)
+		}
+	}
+	hostile := `'); DROP TABLE events; --\\\u0000` // JSON for: '); DROP TABLE events; --\ and a NUL
+	r = postEvents(t, sys.EventsURL, "events_api", "events", []byte(`{"timestamp":"2024-05-01 00:00:00","user":{"id":99,"geo":{"country":"XX"}},"action":"`+hostile+`"}`+"\n"), "wait=true", false)
+	if r.code != http.StatusOK || r.ok.SuccessfulRows != 1 {
+		t.Fatalf("hostile value: %d %s", r.code, r.body)
+	}
+	if n := w.scalar("SELECT count() FROM {db}.events WHERE action = " + warehouse.QuoteString("'); DROP TABLE events; --\\\x00")); n != "1" {
+		t.Errorf("the hostile value was not stored verbatim (%s rows match)", n)
+	}
+	before = w.scalar("SELECT count() FROM {db}.events")
+
 	// A synchronous request after the refused ones: still only the accepted rows.
 	r = postEvents(t, sys.EventsURL, "events_api", "events", []byte(more), "wait=true", false)
 	if r.code != http.StatusOK {
@@ -183,7 +205,7 @@ func TestEventsAPI(t *testing.T) {
 			rows += ev.GetRows()
 			q += ev.GetRowsQuarantine()
 		}
-		return rows == 5 && q == 3
+		return rows == 6 && q == 3
 	})
 }
 

@@ -35,12 +35,15 @@ func parseJSONPath(p string) (jsonPath, error) {
 		switch {
 		case s[0] == '.':
 			s = s[1:]
-			end := strings.IndexAny(s, ".[")
+			end := strings.IndexAny(s, ".[]")
 			if end < 0 {
 				end = len(s)
 			}
 			if end == 0 {
 				return jp, fmt.Errorf("json path %q: empty name after '.'", p)
+			}
+			if end < len(s) && s[end] == ']' {
+				return jp, fmt.Errorf("json path %q: unexpected ']'", p)
 			}
 			jp.steps = append(jp.steps, pathStep{key: s[:end]})
 			s = s[end:]

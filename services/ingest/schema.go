@@ -142,7 +142,7 @@ func (c *schemas) load(ctx context.Context, workspace, name string) (*schema, er
 		}
 		jp, err := parseJSONPath(p)
 		if err != nil {
-			return nil, fmt.Errorf("Data Source %s column %s: %w", name, colName, err)
+			return nil, fmt.Errorf("column %s of Data Source %s: %w", colName, name, err)
 		}
 		sc.byName[colName] = len(sc.columns)
 		sc.columns = append(sc.columns, column{
