@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -173,8 +174,8 @@ func TestConvertInput(t *testing.T) {
 				return nil
 			})
 			if tc.errLine > 0 {
-				fe, ok := err.(*formatError)
-				if !ok || fe.line != tc.errLine {
+				var fe *formatError
+				if !errors.As(err, &fe) || fe.line != tc.errLine {
 					t.Fatalf("error %v; want a format error on line %d", err, tc.errLine)
 				}
 				return
