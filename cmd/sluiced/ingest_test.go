@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/parquet-go/parquet-go"
+
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
@@ -370,5 +372,51 @@ func TestEventsAPILimits(t *testing.T) {
 	})
 	if n := other.scalar("SELECT count() FROM {db}.readings"); n != "1" {
 		t.Errorf("limits2.readings has %s rows, want 1", n)
+	}
+}
+
+// TestDatasourceAppendParquet appends a Parquet file (written here with parquet-go: strings,
+// integers, an optional float, a list, a millisecond timestamp and a date) through the CLI, with
+// a JSON path into the list and a row that goes to quarantine.
+func TestDatasourceAppendParquet(t *testing.T) {
+	sys := sluicetest.Start(t)
+	_, bin := sluicetest.Binaries(t)
+	w := newIngestWS(t, sys, "parquet", map[string]string{"datasources/pq.datasource": "SCHEMA >\n" +
+		"    `id` UInt8 `json:$.id`,\n    `name` String `json:$.name`,\n    `ts` DateTime64(3) `json:$.ts`,\n" +
+		"    `day` Date `json:$.day`,\n    `first_tag` Nullable(String) `json:$.tags[0]`,\n    `tags` Array(String) `json:$.tags[:]`,\n" +
+		"    `score` Nullable(Float64) `json:$.score`\n\nENGINE \"MergeTree\"\nENGINE_SORTING_KEY \"id\"\n"})
+	type row struct {
+		ID    int64     `parquet:"id"`
+		Name  string    `parquet:"name"`
+		TS    time.Time `parquet:"ts,timestamp(millisecond)"`
+		Day   int32     `parquet:"day,date"`
+		Tags  []string  `parquet:"tags,list"`
+		Score *float64  `parquet:"score,optional"`
+	}
+	score := 9.5
+	var buf bytes.Buffer
+	pw := parquet.NewGenericWriter[row](&buf)
+	if _, err := pw.Write([]row{
+		{ID: 1, Name: "a", TS: time.Date(2024, 5, 1, 10, 0, 0, 123e6, time.UTC), Day: 19844, Tags: []string{"x", "y"}, Score: &score},
+		{ID: 2, Name: "b", TS: time.Date(2024, 5, 2, 0, 0, 0, 0, time.UTC), Day: 19845},
+		{ID: 300, Name: "too big for UInt8", TS: time.Date(2024, 5, 3, 0, 0, 0, 0, time.UTC), Day: 19846},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := cli(t, bin, sys.Addr, "datasource", "append", "pq", writeFile(t, "rows.parquet", buf.String()), "--workspace", "parquet")
+	if code != 0 || !strings.Contains(out, "2 rows, 1 rows in quarantine") {
+		t.Fatalf("append parquet: exit %d\n%s%s", code, out, stderr)
+	}
+	w.wantRows("SELECT id, name, toString(ts), day, first_tag, tags, score FROM {db}.pq ORDER BY id",
+		"1|a|2024-05-01 10:00:00.123|2024-05-01 00:00:00|x|[x y]|9.5",
+		"2|b|2024-05-02 00:00:00.000|2024-05-02 00:00:00|<nil>|[]|<nil>")
+	w.wantRows("SELECT id, c__error FROM {db}.pq_quarantine", "300|[value '300' on column 'id' is not UInt8]")
+	// Not a Parquet file: refused, nothing written.
+	_, stderr, code = cli(t, bin, sys.Addr, "datasource", "append", "pq", writeFile(t, "bad.parquet", "not parquet at all"), "--workspace", "parquet")
+	if code == 0 || !strings.Contains(stderr, "not a Parquet file") {
+		t.Errorf("bad parquet: exit %d %s", code, stderr)
 	}
 }

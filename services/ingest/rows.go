@@ -262,7 +262,9 @@ func convertInput(r io.Reader, format ingestv1.Format, header ingestv1.CSVHeader
 			return err
 		}
 	case ingestv1.Format_FORMAT_PARQUET:
-		return errors.New("parquet input is not supported yet")
+		if err := convertParquet(r, enc, out, emit); err != nil {
+			return err
+		}
 	default:
 		br, ok := r.(*bufio.Reader)
 		if !ok {
