@@ -29,7 +29,9 @@ import (
 //  1. health turns NOT_SERVING for every service and the process (App.Stop);
 //  2. services stop in reverse start order: the executor stops pulling steps and drains
 //     (running steps finish within -executor.drain-timeout, the rest go back un-acked), the
-//     scheduler stops enqueuing, the ops log flushes its batch, the catalog stops;
+//     scheduler stops enqueuing, the ops log flushes its batch, the ingest service closes the
+//     Events API and finishes the batch it writes (the rest stays in JetStream), the catalog
+//     stops;
 //  3. peer connections close;
 //  4. the gRPC server stops gracefully (in-flight calls drain until -shutdown-timeout);
 //  5. the token store watch ends, NATS drains and the embedded server stops; then telemetry
