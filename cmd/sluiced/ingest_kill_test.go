@@ -15,6 +15,7 @@ import (
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
+	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
 )
 
 // rowsPerRequest is how many rows one load-generator request carries: ids req*rowsPerRequest
@@ -153,8 +154,25 @@ func TestEventsAPIKilledRepeatedly(t *testing.T) {
 		return r.code == http.StatusOK
 	})
 	cl = sluicetest.NewClients(t, addr)
+	rows := checkAcknowledged(t, cl.Catalog, "ws", load)
+	redone := 0
+	for _, pr := range procs {
+		redone += strings.Count(pr.Output(), "finishing a batch a writer left pending")
+	}
+	t.Logf("%d kills, %d of them while a batch was being written (redone after the restart); %d requests acknowledged, %d in the Data Source (unacknowledged ones may be there once), %d refused or cut off",
+		kills, redone, len(load.acked), len(rows), load.refused.Load())
+	if len(load.acked) < 10*kills {
+		t.Errorf("only %d requests were acknowledged over %d kills: the load did not run the whole time", len(load.acked), kills)
+	}
+}
+
+// checkAcknowledged checks kill_events and kill_view after a kill test: every acknowledged
+// request's rows once, no request partly or twice, the view agreeing with the Data Source. It
+// returns the row count of each request found.
+func checkAcknowledged(t *testing.T, catalog catalogv1.CatalogServiceClient, ws string, load *loadGenerator) map[uint64]uint64 {
+	t.Helper()
 	counts := func(sql string) map[uint64]uint64 {
-		resp, err := cl.Catalog.Query(context.Background(), &catalogv1.QueryRequest{Workspace: "ws", Sql: sql, MaxRows: 1_000_000, TimeoutSeconds: 60})
+		resp, err := catalog.Query(context.Background(), &catalogv1.QueryRequest{Workspace: ws, Sql: sql, MaxRows: 1_000_000, TimeoutSeconds: 60})
 		if err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}
@@ -206,16 +224,58 @@ func TestEventsAPIKilledRepeatedly(t *testing.T) {
 	if ids[1] != 0 {
 		t.Errorf("%d duplicate ids in kill_events", ids[1])
 	}
-	redone := 0
-	for _, pr := range procs {
-		redone += strings.Count(pr.Output(), "finishing a batch a writer left pending")
-	}
-	t.Logf("%d kills, %d of them while a batch was being written (redone after the restart); %d requests acknowledged, %d in the Data Source (unacknowledged ones may be there once), %d refused or cut off",
-		kills, redone, len(load.acked), len(rows), load.refused.Load())
-	if len(load.acked) < 10*kills {
-		t.Errorf("only %d requests were acknowledged over %d kills: the load did not run the whole time", len(load.acked), kills)
-	}
 	if missing > 0 || partial > 0 {
 		t.Fatalf("%d acknowledged requests missing, %d requests partly or twice written", missing, partial)
+	}
+	return rows
+}
+
+// TestEventsAPISplitModeKilled is TARGETS.md R13 in split mode, against a clickhouse-server
+// process (18.16, which has no insert_deduplication_token: batches a dead writer may have
+// committed are looked up in the server's query log): the load generator runs the whole time
+// while the ingest process is killed with SIGKILL and restarted, and every other round the
+// executor too. Every acknowledged request must be there exactly once.
+func TestEventsAPISplitModeKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts OS processes")
+	}
+	cfg := warehousetest.Server(t)
+	split := sluicetest.StartSplit(t, "-clickhouse-addr", strings.Join(cfg.Addrs, ","), "-ingest.flush-interval", "50ms", "-ingest.lease-ttl", "1s",
+		"-ingest.requests-per-second", "0", "-ingest.bytes-per-second", "0")
+	ws := fmt.Sprintf("split_ingest_%d", time.Now().UnixNano()%1_000_000)
+	catalog := sluicetest.NewClients(t, split.Addrs["catalog"]).Catalog
+	if _, err := catalog.CreateWorkspace(context.Background(), &catalogv1.CreateWorkspaceRequest{Name: ws}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := catalog.Push(context.Background(), pushRequest(ws, killIngestProject)); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	load := startLoad(t, "http://"+split.EventsAddr+"/v0/events?name=kill_events&workspace="+ws, 4)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 4))
+	kills := ingestKills(t)
+	ingests := []*sluicetest.Process{split.Procs["ingest"]}
+	for i := range kills {
+		time.Sleep(time.Duration(300+rng.IntN(1200)) * time.Millisecond) // a random moment, not a wait
+		ingests = append(ingests, split.Restart(t, "ingest", i+1))
+		if i%2 == 1 {
+			split.Restart(t, "executor", i+1)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	load.end()
+	sluicetest.Eventually(t, 60*time.Second, "a wait=true request to be answered 200", func() bool {
+		r := postEvents(t, "http://"+split.EventsAddr, ws, "kill_events", []byte(`{"id":0,"req":0,"p":"last"}`+"\n"), "wait=true", false)
+		return r.code == http.StatusOK
+	})
+	rows := checkAcknowledged(t, catalog, ws, load)
+	redone, lookedUp := 0, 0
+	for _, p := range ingests {
+		redone += strings.Count(p.Output(), "finishing a batch a writer left pending")
+		lookedUp += strings.Count(p.Output(), "already committed by an earlier writer")
+	}
+	t.Logf("%d kills of the ingest process, %d of them while a batch was pending, whose redo found %d inserts committed in the query log; %d requests acknowledged, %d in the Data Source, %d refused or cut off",
+		kills, redone, lookedUp, len(load.acked), len(rows), load.refused.Load())
+	if len(load.acked) < 10*kills {
+		t.Errorf("only %d requests were acknowledged over %d kills: the load did not run the whole time", len(load.acked), kills)
 	}
 }

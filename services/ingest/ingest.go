@@ -150,6 +150,7 @@ type Service struct {
 
 	dedupMu      sync.Mutex
 	dedupChecked map[string]time.Time
+	dedupKnown   int // 1: the engine takes insert_deduplication_token, -1: it does not, 0: not asked yet
 
 	// hooks are test points of the writer.
 	hooks hooks

@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"strings"
@@ -16,7 +18,14 @@ import (
 // takes typed values: rows are decoded with the table's column types and sent in one batch per
 // set of columns that have a value (a null in a column that is not Nullable is its DEFAULT,
 // which the server fills in when the column is left out of the insert).
-func (s *Service) insertNative(ctx context.Context, t *target) error {
+//
+// Each batch has a query id derived from the token. Without insert_deduplication_token
+// (lookup), a batch whose query id finished in system.query_log is not sent again: the server
+// logs a query after it committed, so an insert a dead writer left running or finished is not
+// written twice (the server's query log is kept by the server, so this holds when Sluice
+// processes die, not when the server itself loses its last log entries in a crash).
+func (s *Service) insertNative(ctx context.Context, t *target, token string, settings warehouse.Settings, noTokens, again bool) error {
+	lookup := noTokens && again
 	types, err := s.tableTypes(ctx, t.table)
 	if err != nil {
 		return err
@@ -77,13 +86,61 @@ func (s *Service) insertNative(ctx context.Context, t *target) error {
 		}
 		g.rows = append(g.rows, row)
 	}
-	for _, key := range order {
+	if noTokens {
+		settings["log_queries"] = 1
+	}
+	for i, key := range order {
 		g := groups[key]
-		if _, err := s.deps.Warehouse.InsertRows(ctx, t.table, g.cols, g.rows); err != nil {
+		queryID := queryIDOf(token, i)
+		if lookup {
+			done, err := s.finished(ctx, queryID)
+			if err != nil {
+				return &lookupError{err}
+			}
+			if done {
+				s.log.Info("ingest insert already committed by an earlier writer; not sent again", "table", t.table, "query_id", queryID)
+				continue
+			}
+		}
+		if _, err := s.deps.Warehouse.InsertRows(ctx, t.table, g.cols, g.rows, warehouse.WithQueryID(queryID), warehouse.WithSettings(settings)); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// queryIDOf is the query id of one insert of a batch: a UUID-shaped hash of the token.
+func queryIDOf(token string, i int) string {
+	h := sha256.Sum256([]byte(fmt.Sprintf("%s/%d", token, i)))
+	x := hex.EncodeToString(h[:16])
+	return x[:8] + "-" + x[8:12] + "-" + x[12:16] + "-" + x[16:20] + "-" + x[20:]
+}
+
+// finished waits until no query with the id runs on the server, then reports whether one
+// finished (system.query_log, flushed first).
+func (s *Service) finished(ctx context.Context, queryID string) (bool, error) {
+	q := warehouse.QuoteString(queryID)
+	for {
+		res, err := s.deps.Warehouse.Query(ctx, "SELECT count() FROM system.processes WHERE query_id = "+q)
+		if err != nil {
+			return false, err
+		}
+		if len(res.Rows) == 1 && fmt.Sprint(res.Rows[0][0]) == "0" {
+			break
+		}
+		if !sleep(ctx, 100*time.Millisecond) {
+			return false, ctx.Err()
+		}
+	}
+	if _, err := s.deps.Warehouse.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
+		return false, fmt.Errorf("flush the server's query log: %w", err)
+	}
+	// type is an Enum on current servers and a UInt8 (2 = QueryFinish) on 18.16.
+	res, err := s.deps.Warehouse.Query(ctx, "SELECT count() FROM system.query_log WHERE query_id = "+q+" AND toString(type) IN ('QueryFinish', '2')")
+	if err != nil {
+		return false, fmt.Errorf("read the server's query log: %w", err)
+	}
+	return len(res.Rows) == 1 && fmt.Sprint(res.Rows[0][0]) != "0", nil
 }
 
 func (s *Service) tableTypes(ctx context.Context, table string) (map[string]*chType, error) {
@@ -160,3 +217,10 @@ func nativeValue(v *fastjson.Value, t *chType) (any, error) {
 	}
 	return v.String(), nil
 }
+
+// lookupError is a failure to find out whether an insert committed: always retried, never a
+// reason to drop rows.
+type lookupError struct{ err error }
+
+func (e *lookupError) Error() string { return "look up an earlier insert: " + e.err.Error() }
+func (e *lookupError) Unwrap() error { return e.err }

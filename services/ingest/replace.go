@@ -35,12 +35,12 @@ func (s *Service) replace(ctx context.Context, sc *schema, sp *spool, res append
 			return err
 		}
 		if p.split > 0 {
-			if err := s.insertRows(ctx, &target{db: sc.database, table: staging, columns: sc.columnNames(), data: data[:p.split]}, fmt.Sprintf("sluice-replace-%s-%d", res.importID, i)); err != nil {
+			if err := s.insertRows(ctx, &target{db: sc.database, table: staging, columns: sc.columnNames(), data: data[:p.split]}, fmt.Sprintf("sluice-replace-%s-%d", res.importID, i), false); err != nil {
 				return fmt.Errorf("replace %s: %w", sc.datasource, err)
 			}
 		}
 		if p.split < len(data) && sc.quarantine != "" {
-			if err := s.insertRows(ctx, &target{db: sc.database, table: sc.quarantine, columns: append(sc.columnNames(), colErrorColumn, colError, colImportID), data: data[p.split:]}, fmt.Sprintf("sluice-replace-q-%s-%d", res.importID, i)); err != nil {
+			if err := s.insertRows(ctx, &target{db: sc.database, table: sc.quarantine, columns: append(sc.columnNames(), colErrorColumn, colError, colImportID), data: data[p.split:]}, fmt.Sprintf("sluice-replace-q-%s-%d", res.importID, i), false); err != nil {
 				return fmt.Errorf("replace %s: quarantine: %w", sc.datasource, err)
 			}
 		}

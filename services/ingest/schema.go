@@ -118,9 +118,13 @@ func (c *schemas) load(ctx context.Context, workspace, name string) (*schema, er
 		workspace: workspace, datasource: name, id: ds.GetDatasource().GetId(), database: db,
 		table: warehouse.QualifiedName(db, name), byName: map[string]int{}, loaded: time.Now(),
 	}
-	res, err := c.s.deps.Warehouse.Query(ctx, fmt.Sprintf("SELECT name, type, default_kind FROM system.columns WHERE database = %s AND table = %s ORDER BY position",
-		warehouse.QuoteString(db), warehouse.QuoteString(name)))
+	// DESCRIBE: name, type, default kind, in order, on every server (18.16's system.columns has
+	// no position).
+	res, err := c.s.deps.Warehouse.Query(ctx, "DESCRIBE TABLE "+sc.table)
 	if err != nil {
+		if warehouse.CodeOf(err) == 60 { // UNKNOWN_TABLE
+			return nil, &errUnknownDataSource{workspace, name}
+		}
 		return nil, fmt.Errorf("read the columns of %s: %w", name, err)
 	}
 	if len(res.Rows) == 0 {

@@ -423,7 +423,7 @@ func (s *Service) writeBatch(ctx context.Context, msgs []*inMsg, first, last, re
 	targets, complete := groupBatch(msgs)
 	failures := map[string]string{}
 	for i, t := range targets {
-		if err := s.insertTarget(ctx, t, fmt.Sprintf("sluice-ingest-%d-%d-%d", first, last, i)); err != nil {
+		if err := s.insertTarget(ctx, t, fmt.Sprintf("sluice-ingest-%d-%d-%d", first, last, i), redo); err != nil {
 			if ctx.Err() != nil || errors.Is(err, errCrash) {
 				return rev, err
 			}
@@ -521,15 +521,16 @@ func groupBatch(msgs []*inMsg) ([]*target, map[string]bool) {
 
 // insertTarget inserts one table's rows with the batch's token, retrying transient failures
 // until ctx ends. A permanent failure (the table was dropped, rows it refuses) is returned.
-func (s *Service) insertTarget(ctx context.Context, t *target, token string) error {
+func (s *Service) insertTarget(ctx context.Context, t *target, token string, redo bool) error {
 	backoff := backoffMin
 	for attempt := 1; ; attempt++ {
-		err := s.insertRows(ctx, t, token)
+		err := s.insertRows(ctx, t, token, redo || attempt > 1)
 		if err == nil {
 			return nil
 		}
 		class := warehouse.ClassOf(err)
-		if ctx.Err() != nil || class == warehouse.ClassPermanent || class == warehouse.ClassUnknown && attempt >= 5 {
+		var le *lookupError
+		if ctx.Err() != nil || !errors.As(err, &le) && (class == warehouse.ClassPermanent || class == warehouse.ClassUnknown && attempt >= 5) {
 			return err
 		}
 		s.metrics.writeErrors.Inc()
@@ -541,25 +542,54 @@ func (s *Service) insertTarget(ctx context.Context, t *target, token string) err
 	}
 }
 
-func (s *Service) insertRows(ctx context.Context, t *target, token string) error {
+// insertRows inserts a table's rows with the token; again says an earlier attempt may have
+// committed them.
+func (s *Service) insertRows(ctx context.Context, t *target, token string, again bool) error {
 	ictx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	wh := s.deps.Warehouse
-	if fi, ok := wh.(warehouse.FormattedInserter); ok {
+	tokens, err := s.hasDedupTokens(ictx)
+	if err != nil {
+		return err
+	}
+	settings := warehouse.Settings{}
+	if tokens {
 		if err := s.ensureDedup(ictx, t.db); err != nil {
 			return err
 		}
-		_, err := fi.InsertFormatted(ictx, t.table, t.columns, "JSONCompactEachRow", t.data, warehouse.WithSettings(warehouse.Settings{
-			"insert_deduplicate":                                 1,
-			"insert_deduplication_token":                         token,
-			"deduplicate_blocks_in_dependent_materialized_views": 1,
-			"date_time_input_format":                             "best_effort",
-			"input_format_null_as_default":                       1,
-			"input_format_defaults_for_omitted_fields":           1,
-		}))
+		settings["insert_deduplicate"] = 1
+		settings["insert_deduplication_token"] = token
+		settings["deduplicate_blocks_in_dependent_materialized_views"] = 1
+	}
+	if fi, ok := s.deps.Warehouse.(warehouse.FormattedInserter); ok {
+		settings["date_time_input_format"] = "best_effort"
+		settings["input_format_null_as_default"] = 1
+		settings["input_format_defaults_for_omitted_fields"] = 1
+		_, err := fi.InsertFormatted(ictx, t.table, t.columns, "JSONCompactEachRow", t.data, warehouse.WithSettings(settings))
 		return err
 	}
-	return s.insertNative(ictx, t)
+	return s.insertNative(ictx, t, token, settings, !tokens, again)
+}
+
+// hasDedupTokens reports (once) whether the engine takes insert_deduplication_token.
+func (s *Service) hasDedupTokens(ctx context.Context) (bool, error) {
+	s.dedupMu.Lock()
+	known := s.dedupKnown
+	s.dedupMu.Unlock()
+	if known != 0 {
+		return known > 0, nil
+	}
+	res, err := s.deps.Warehouse.Query(ctx, "SELECT count() FROM system.settings WHERE name = 'insert_deduplication_token'")
+	if err != nil {
+		return false, err
+	}
+	has := len(res.Rows) == 1 && fmt.Sprint(res.Rows[0][0]) != "0"
+	s.dedupMu.Lock()
+	s.dedupKnown = map[bool]int{true: 1, false: -1}[has]
+	s.dedupMu.Unlock()
+	if !has {
+		s.log.Info("ClickHouse has no insert_deduplication_token: a batch that may have been inserted before is looked up in system.query_log by its query id")
+	}
+	return has, nil
 }
 
 // ensureDedup sets non_replicated_deduplication_window on the MergeTree tables of a database

@@ -391,6 +391,20 @@ func (s *Split) start(t testing.TB, svc, name, addr string) *Process {
 	return StartProcess(t, name, s.sluiced, append(args, s.extra...)...)
 }
 
+// Restart kills a service's process with SIGKILL and starts it again with the same flags and
+// addresses, then waits until it serves.
+func (s *Split) Restart(t testing.TB, svc string, n int) *Process {
+	t.Helper()
+	s.Procs[svc].Kill()
+	p := s.start(t, svc, fmt.Sprintf("sluiced-%s-%d", svc, n), s.Addrs[svc])
+	s.Procs[svc] = p
+	if svc == "executor" {
+		s.Executors[0] = p
+	}
+	WaitServing(t, s.Addrs[svc], "", 60*time.Second, p)
+	return p
+}
+
 // AddrList is the --addr value that reaches every service.
 func (s *Split) AddrList() string {
 	out := ""
