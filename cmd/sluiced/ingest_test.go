@@ -162,6 +162,15 @@ func TestEventsAPI(t *testing.T) {
 	if r.code != http.StatusOK || r.ok.SuccessfulRows != 0 {
 		t.Errorf("empty request: %d %s; want 200 with 0 rows", r.code, r.body)
 	}
+	// wait=true with nothing to write waits for everything accepted before it: none of the
+	// refused requests wrote a row.
+	if r := postEvents(t, sys.EventsURL, "events_api", "events", nil, "wait=true", false); r.code != http.StatusOK {
+		t.Fatalf("empty wait=true: %d %s", r.code, r.body)
+	}
+	if after := w.scalar("SELECT count() FROM {db}.events"); after != before {
+		t.Errorf("rows after the refused requests: %s, want %s", after, before)
+	}
+
 	// Hostile names are refused before they reach NATS or ClickHouse; hostile values are data.
 	for _, q := range []string{"name=events%3B%20DROP%20TABLE%20events&workspace=events_api", "name=events&workspace=..%2Fother", "name=events.x&workspace=events_api"} {
 		resp, err := http.Post(sys.EventsURL+"/v0/events?"+q, "application/x-ndjson", strings.NewReader(good))
