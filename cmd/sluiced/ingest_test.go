@@ -15,8 +15,11 @@ import (
 	"time"
 
 	"github.com/parquet-go/parquet-go"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	ingestv1 "github.com/sluicehq/sluice/api/sluice/ingest/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
 	"github.com/sluicehq/sluice/platform/warehouse"
@@ -427,5 +430,37 @@ func TestDatasourceAppendParquet(t *testing.T) {
 	_, stderr, code = cli(t, bin, sys.Addr, "datasource", "append", "pq", writeFile(t, "bad.parquet", "not parquet at all"), "--workspace", "parquet")
 	if code == 0 || !strings.Contains(stderr, "not a Parquet file") {
 		t.Errorf("bad parquet: exit %d %s", code, stderr)
+	}
+}
+
+// TestAppendRPC calls the unary gRPC Append directly: CSV rows with wait, then the errors a
+// client must be able to tell apart (a format error naming the line, an unknown Data Source).
+func TestAppendRPC(t *testing.T) {
+	sys := sluicetest.Start(t)
+	w := newIngestWS(t, sys, "append_rpc", map[string]string{"datasources/readings.datasource": readingsDS})
+	ctx := context.Background()
+	resp, err := sys.Ingest.Append(ctx, &ingestv1.AppendRequest{
+		Workspace: "append_rpc", Datasource: "readings", Format: ingestv1.Format_FORMAT_CSV, Wait: true,
+		Data: []byte("station,day,volume\nA,2024-01-01,1\nB,2024-01-02,x\n"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := resp.GetResult(); r.GetSuccessfulRows() != 1 || r.GetQuarantinedRows() != 1 || r.GetImportId() == "" || r.GetBytes() == 0 {
+		t.Errorf("result %v", r)
+	}
+	w.wantRows("SELECT day, station, volume FROM {db}.readings", "2024-01-01 00:00:00|A|1")
+	w.wantRows("SELECT station, c__import_id = "+warehouse.QuoteString(resp.GetResult().GetImportId())+" FROM {db}.readings_quarantine", "B|1")
+	_, err = sys.Ingest.Append(ctx, &ingestv1.AppendRequest{Workspace: "append_rpc", Datasource: "readings", Format: ingestv1.Format_FORMAT_NDJSON, Data: []byte("{}\n{\n")})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("malformed NDJSON: %v; want InvalidArgument naming line 2", err)
+	}
+	_, err = sys.Ingest.Append(ctx, &ingestv1.AppendRequest{Workspace: "append_rpc", Datasource: "nope", Data: []byte("{}\n")})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("unknown Data Source: %v; want NotFound", err)
+	}
+	_, err = sys.Ingest.Append(ctx, &ingestv1.AppendRequest{Workspace: "append_rpc", Datasource: "readings_quarantine", Data: []byte("{}\n")})
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("appending to a quarantine table: %v; want NotFound", err)
 	}
 }
