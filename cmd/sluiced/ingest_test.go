@@ -464,3 +464,42 @@ func TestAppendRPC(t *testing.T) {
 		t.Errorf("appending to a quarantine table: %v; want NotFound", err)
 	}
 }
+
+// TestEventsAPIDataSourceDroppedWhileQueued drops a Data Source while accepted rows for it wait
+// to be written: the writer cannot write them, records an append-hfi event with result error
+// naming the engine's error, and goes on with the other Data Source's rows of the same batch.
+func TestEventsAPIDataSourceDroppedWhileQueued(t *testing.T) {
+	sys := sluicetest.Start(t, sluicetest.WithArgs("-ingest.flush-interval", "3s"))
+	w := newIngestWS(t, sys, "dropped", map[string]string{"datasources/readings.datasource": readingsDS, "datasources/other.datasource": readingsDS})
+	row := []byte(`{"day":"2024-01-01","station":"A","volume":1}` + "\n")
+	for _, ds := range []string{"readings", "other"} {
+		if r := postEvents(t, sys.EventsURL, "dropped", ds, row, "", false); r.code != http.StatusAccepted {
+			t.Fatalf("%s: %d %s", ds, r.code, r.body)
+		}
+	}
+	// Well within the 3 s the rows wait before they are written.
+	if _, err := sys.Catalog.DeleteDataSource(context.Background(), &catalogv1.DeleteDataSourceRequest{Workspace: "dropped", Name: "readings"}); err != nil {
+		t.Fatal(err)
+	}
+	if r := postEvents(t, sys.EventsURL, "dropped", "readings", row, "", false); r.code != http.StatusNotFound {
+		t.Errorf("after the drop: %d %s; want 404", r.code, r.body)
+	}
+	if r := postEvents(t, sys.EventsURL, "dropped", "other", nil, "wait=true", false); r.code != http.StatusOK {
+		t.Fatalf("wait=true: %d %s", r.code, r.body)
+	}
+	if n := w.scalar("SELECT count() FROM {db}.other"); n != "1" {
+		t.Errorf("other has %s rows, want 1", n)
+	}
+	sluicetest.Eventually(t, 30*time.Second, "an append-hfi error event for readings", func() bool {
+		resp, err := sys.OpsLog.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{
+			Filter: &opslogv1.EventFilter{Workspace: "dropped", Datasource: "readings", EventTypes: []string{"append-hfi"}}, Limit: 10})
+		if err != nil || len(resp.GetEvents()) == 0 {
+			return false
+		}
+		ev := resp.GetEvents()[0]
+		if ev.GetResult() != "error" || !strings.Contains(ev.GetError(), "readings") {
+			t.Fatalf("event %v", ev)
+		}
+		return true
+	})
+}
