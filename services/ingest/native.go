@@ -95,7 +95,7 @@ func (s *Service) insertNative(ctx context.Context, t *target, token string, set
 		if lookup {
 			done, err := s.finished(ctx, queryID)
 			if err != nil {
-				return &lookupError{err}
+				return &preInsertError{"look up an earlier insert", err}
 			}
 			if done {
 				s.log.Info("ingest insert already committed by an earlier writer; not sent again", "table", t.table, "query_id", queryID)
@@ -218,9 +218,13 @@ func nativeValue(v *fastjson.Value, t *chType) (any, error) {
 	return v.String(), nil
 }
 
-// lookupError is a failure to find out whether an insert committed: always retried, never a
-// reason to drop rows.
-type lookupError struct{ err error }
+// preInsertError is a failure before the rows were sent (finding out whether an earlier insert
+// committed, preparing the tables' deduplication): always retried, never a reason to drop rows,
+// whatever its class (a permission the user lacks is fixed by an operator, not by dropping).
+type preInsertError struct {
+	what string
+	err  error
+}
 
-func (e *lookupError) Error() string { return "look up an earlier insert: " + e.err.Error() }
-func (e *lookupError) Unwrap() error { return e.err }
+func (e *preInsertError) Error() string { return e.what + ": " + e.err.Error() }
+func (e *preInsertError) Unwrap() error { return e.err }

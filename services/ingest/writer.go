@@ -529,7 +529,7 @@ func (s *Service) insertTarget(ctx context.Context, t *target, token string, red
 			return nil
 		}
 		class := warehouse.ClassOf(err)
-		var le *lookupError
+		var le *preInsertError
 		if ctx.Err() != nil || !errors.As(err, &le) && (class == warehouse.ClassPermanent || class == warehouse.ClassUnknown && attempt >= 5) {
 			return err
 		}
@@ -549,12 +549,12 @@ func (s *Service) insertRows(ctx context.Context, t *target, token string, again
 	defer cancel()
 	tokens, err := s.hasDedupTokens(ictx)
 	if err != nil {
-		return err
+		return &preInsertError{"ask the engine for insert deduplication", err}
 	}
 	settings := warehouse.Settings{}
 	if tokens {
 		if err := s.ensureDedup(ictx, t.db); err != nil {
-			return err
+			return &preInsertError{"enable insert deduplication", err}
 		}
 		settings["insert_deduplicate"] = 1
 		settings["insert_deduplication_token"] = token
