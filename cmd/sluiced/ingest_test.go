@@ -503,3 +503,24 @@ func TestEventsAPIDataSourceDroppedWhileQueued(t *testing.T) {
 		return true
 	})
 }
+
+// TestEventsAPIRowsLimit checks the rows-per-second limit: a request that would take more
+// rows than the workspace has left this second gets 429 and writes nothing.
+func TestEventsAPIRowsLimit(t *testing.T) {
+	sys := sluicetest.Start(t, sluicetest.WithArgs("-ingest.requests-per-second", "0", "-ingest.rows-per-second", "100", "-ingest.bytes-per-second", "0"))
+	w := newIngestWS(t, sys, "rows_limit", map[string]string{"datasources/readings.datasource": readingsDS})
+	body := []byte(strings.Repeat(`{"day":"2024-01-01","station":"A","volume":1}`+"\n", 60))
+	if r := postEvents(t, sys.EventsURL, "rows_limit", "readings", body, "", false); r.code != http.StatusAccepted {
+		t.Fatalf("first 60 rows: %d %s", r.code, r.body)
+	}
+	r := postEvents(t, sys.EventsURL, "rows_limit", "readings", body, "", false)
+	if r.code != http.StatusTooManyRequests || !strings.Contains(r.body, "rows per second") || r.header.Get("Retry-After") == "" {
+		t.Fatalf("60 more rows at once with 100 rows/s: %d %s; want 429 naming the rows limit", r.code, r.body)
+	}
+	if r := postEvents(t, sys.EventsURL, "rows_limit", "readings", nil, "wait=true", false); r.code != http.StatusOK {
+		t.Fatalf("wait=true: %d", r.code)
+	}
+	if n := w.scalar("SELECT count() FROM {db}.readings"); n != "60" {
+		t.Errorf("%s rows written, want 60 (the refused request wrote nothing)", n)
+	}
+}
