@@ -356,6 +356,9 @@ func TestEventsAPILimits(t *testing.T) {
 		switch r.code {
 		case http.StatusAccepted:
 			accepted++
+			if r.header.Get("X-RateLimit-Limit") != "5" || r.header.Get("X-RateLimit-Remaining") == "" || r.header.Get("X-RateLimit-Reset") == "" {
+				t.Errorf("rate-limit headers: %v", r.header)
+			}
 		case http.StatusTooManyRequests:
 			limited++
 			if ra := r.header.Get("Retry-After"); ra == "" || ra == "0" {

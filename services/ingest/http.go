@@ -92,6 +92,7 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) int {
 		workspace: ws, datasource: name, format: ingestv1.Format_FORMAT_NDJSON, kind: kindHFI, wait: wait,
 		body: body, maxInput: 10 * s.cfg.MaxRequestBytes,
 	})
+	s.rateHeaders(w, ws)
 	out := eventsResponse{SuccessfulRows: res.rows, QuarantinedRows: res.quarantined}
 	var mbe *http.MaxBytesError
 	var fe *formatError
@@ -117,6 +118,20 @@ func (s *Service) serveEvents(w http.ResponseWriter, r *http.Request) int {
 	}
 	s.log.Error("events api", "workspace", ws, "datasource", name, "err", err)
 	return writeError(w, http.StatusInternalServerError, err.Error())
+}
+
+// rateHeaders sets the hosted platform's rate-limit headers for the workspace's requests per
+// second: the limit, what is left now, and the seconds until the bucket is full again.
+func (s *Service) rateHeaders(w http.ResponseWriter, ws string) {
+	b := s.limits.of(ws).requests
+	if b == nil {
+		return
+	}
+	tokens := max(0, b.Tokens())
+	h := w.Header()
+	h.Set("X-RateLimit-Limit", strconv.Itoa(b.Burst()))
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(int(tokens)))
+	h.Set("X-RateLimit-Reset", strconv.Itoa(int(math.Ceil((float64(b.Burst())-tokens)/float64(b.Limit())))))
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) int {
