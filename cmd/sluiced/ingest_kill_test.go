@@ -33,7 +33,7 @@ var killIngestProject = map[string]string{
 // with rowsPerRequest rows of a new request number, and records which requests were
 // acknowledged (a 2xx).
 type loadGenerator struct {
-	url     string
+	urls    []string
 	next    atomic.Uint64
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -42,8 +42,10 @@ type loadGenerator struct {
 	refused atomic.Int64
 }
 
-func startLoad(t *testing.T, url string, clients int) *loadGenerator {
-	g := &loadGenerator{url: url, stop: make(chan struct{}), acked: map[uint64]bool{}}
+// startLoad starts clients sending to url; with several URLs (replicas), requests go to each in
+// turn.
+func startLoad(t *testing.T, url string, clients int, more ...string) *loadGenerator {
+	g := &loadGenerator{urls: append([]string{url}, more...), stop: make(chan struct{}), acked: map[uint64]bool{}}
 	client := &http.Client{Timeout: 5 * time.Second}
 	for range clients {
 		g.wg.Go(func() {
@@ -58,7 +60,7 @@ func startLoad(t *testing.T, url string, clients int) *loadGenerator {
 				for i := range uint64(rowsPerRequest) {
 					fmt.Fprintf(&b, `{"id":%d,"req":%d,"p":"row %d of request %d"}`+"\n", req*rowsPerRequest+i, req, i, req)
 				}
-				resp, err := client.Post(g.url, "application/x-ndjson", strings.NewReader(b.String()))
+				resp, err := client.Post(g.urls[int(req)%len(g.urls)], "application/x-ndjson", strings.NewReader(b.String()))
 				if err != nil {
 					g.refused.Add(1)
 					time.Sleep(20 * time.Millisecond) // the process is down: try again soon
@@ -277,5 +279,52 @@ func TestEventsAPISplitModeKilled(t *testing.T) {
 		kills, redone, lookedUp, len(load.acked), len(rows), load.refused.Load())
 	if len(load.acked) < 10*kills {
 		t.Errorf("only %d requests were acknowledged over %d kills: the load did not run the whole time", len(load.acked), kills)
+	}
+}
+
+// TestEventsAPITwoIngestReplicas runs two ingest processes in split mode against a
+// clickhouse-server process: the load generator sends to both; one of them holds the writer's
+// lease at a time. The replicas are killed in turn (the lease holder among them), so requests
+// are accepted by one replica and written by the other, and the writing moves between them.
+// Every acknowledged request must be there exactly once.
+func TestEventsAPITwoIngestReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts OS processes")
+	}
+	cfg := warehousetest.Server(t)
+	split := sluicetest.StartSplit(t, "-clickhouse-addr", strings.Join(cfg.Addrs, ","), "-ingest.flush-interval", "50ms", "-ingest.lease-ttl", "1s",
+		"-ingest.requests-per-second", "0", "-ingest.bytes-per-second", "0")
+	second := split.AddIngest(t, 1)
+	ws := fmt.Sprintf("replicas_%d", time.Now().UnixNano()%1_000_000)
+	catalog := sluicetest.NewClients(t, split.Addrs["catalog"]).Catalog
+	if _, err := catalog.CreateWorkspace(context.Background(), &catalogv1.CreateWorkspaceRequest{Name: ws}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := catalog.Push(context.Background(), pushRequest(ws, killIngestProject)); err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	path := "/v0/events?name=kill_events&workspace=" + ws
+	load := startLoad(t, "http://"+split.EventsAddr+path, 4, "http://"+second.EventsAddr+path)
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
+	kills := ingestKills(t)
+	for i := range kills {
+		time.Sleep(time.Duration(300+rng.IntN(1200)) * time.Millisecond) // a random moment, not a wait
+		if i%2 == 0 {
+			split.Restart(t, "ingest", i+1)
+		} else {
+			split.RestartIngest(t, second, i+1)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	load.end()
+	sluicetest.Eventually(t, 60*time.Second, "a wait=true request to be answered 200", func() bool {
+		r := postEvents(t, "http://"+second.EventsAddr, ws, "kill_events", []byte(`{"id":0,"req":0,"p":"last"}`+"\n"), "wait=true", false)
+		return r.code == http.StatusOK
+	})
+	rows := checkAcknowledged(t, catalog, ws, load)
+	t.Logf("%d kills alternating between two ingest replicas; %d requests acknowledged, %d in the Data Source, %d refused or cut off",
+		kills, len(load.acked), len(rows), load.refused.Load())
+	if len(load.acked) < 10*kills {
+		t.Errorf("only %d requests were acknowledged over %d kills", len(load.acked), kills)
 	}
 }

@@ -93,7 +93,7 @@ func (s *Service) insertNative(ctx context.Context, t *target, token string, set
 		g := groups[key]
 		queryID := queryIDOf(token, i)
 		if lookup {
-			done, err := s.finished(ctx, queryID)
+			done, err := s.finished(ctx, queryID, len(g.rows))
 			if err != nil {
 				return &preInsertError{"look up an earlier insert", err}
 			}
@@ -117,8 +117,10 @@ func queryIDOf(token string, i int) string {
 }
 
 // finished waits until no query with the id runs on the server, then reports whether one
-// finished (system.query_log, flushed first).
-func (s *Service) finished(ctx context.Context, queryID string) (bool, error) {
+// finished having written the rows (system.query_log, flushed first). The row count matters: a
+// client that dies after sending an INSERT but before its data leaves a query the server logs
+// as finished, with nothing written (measured on 18.16).
+func (s *Service) finished(ctx context.Context, queryID string, rows int) (bool, error) {
 	q := warehouse.QuoteString(queryID)
 	for {
 		res, err := s.deps.Warehouse.Query(ctx, "SELECT count() FROM system.processes WHERE query_id = "+q)
@@ -136,7 +138,7 @@ func (s *Service) finished(ctx context.Context, queryID string) (bool, error) {
 		return false, fmt.Errorf("flush the server's query log: %w", err)
 	}
 	// type is an Enum on current servers and a UInt8 (2 = QueryFinish) on 18.16.
-	res, err := s.deps.Warehouse.Query(ctx, "SELECT count() FROM system.query_log WHERE query_id = "+q+" AND toString(type) IN ('QueryFinish', '2')")
+	res, err := s.deps.Warehouse.Query(ctx, fmt.Sprintf("SELECT count() FROM system.query_log WHERE query_id = %s AND toString(type) IN ('QueryFinish', '2') AND written_rows >= %d", q, rows))
 	if err != nil {
 		return false, fmt.Errorf("read the server's query log: %w", err)
 	}

@@ -369,6 +369,11 @@ func (s *Split) AddExecutor(t testing.TB) *Process {
 
 func (s *Split) start(t testing.TB, svc, name, addr string) *Process {
 	t.Helper()
+	return s.startWithEvents(t, svc, name, addr, s.EventsAddr)
+}
+
+func (s *Split) startWithEvents(t testing.TB, svc, name, addr, eventsAddr string) *Process {
+	t.Helper()
 	dataDir := t.TempDir()
 	if svc == "catalog" && s.catalogDir != "" {
 		dataDir = s.catalogDir
@@ -385,10 +390,35 @@ func (s *Split) start(t testing.TB, svc, name, addr string) *Process {
 		"-log-level", "debug",
 	}
 	if svc == "ingest" {
-		args = append(args, "-events-addr", s.EventsAddr)
+		args = append(args, "-events-addr", eventsAddr)
 	}
 	args = append(args, EmbeddedLibArgs()...)
 	return StartProcess(t, name, s.sluiced, append(args, s.extra...)...)
+}
+
+// IngestReplica is one more ingest process beside the split's own.
+type IngestReplica struct {
+	Proc       *Process
+	Addr       string
+	EventsAddr string
+}
+
+// AddIngest starts one more ingest process (its own gRPC and Events API addresses) and waits
+// until it serves.
+func (s *Split) AddIngest(t testing.TB, n int) *IngestReplica {
+	t.Helper()
+	r := &IngestReplica{Addr: FreeAddr(t), EventsAddr: FreeAddr(t)}
+	r.Proc = s.startWithEvents(t, "ingest", fmt.Sprintf("sluiced-ingest-replica-%d", n), r.Addr, r.EventsAddr)
+	waitServing(t, r.Addr, "", 60*time.Second, r.Proc, s.TLS)
+	return r
+}
+
+// RestartIngest kills a replica with SIGKILL and starts it again on the same addresses.
+func (s *Split) RestartIngest(t testing.TB, r *IngestReplica, n int) {
+	t.Helper()
+	r.Proc.Kill()
+	r.Proc = s.startWithEvents(t, "ingest", fmt.Sprintf("sluiced-ingest-replica-%d", n), r.Addr, r.EventsAddr)
+	waitServing(t, r.Addr, "", 60*time.Second, r.Proc, s.TLS)
 }
 
 // Restart kills a service's process with SIGKILL and starts it again with the same flags and
@@ -401,7 +431,7 @@ func (s *Split) Restart(t testing.TB, svc string, n int) *Process {
 	if svc == "executor" {
 		s.Executors[0] = p
 	}
-	WaitServing(t, s.Addrs[svc], "", 60*time.Second, p)
+	waitServing(t, s.Addrs[svc], "", 60*time.Second, p, s.TLS)
 	return p
 }
 
