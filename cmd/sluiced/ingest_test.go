@@ -334,6 +334,9 @@ func TestDatasourceAppendAndReplaceCLI(t *testing.T) {
 			switch ev.GetEventType() {
 			case "append":
 				appends++
+				if !strings.HasSuffix(ev.GetOptions()["file_name"], ".csv") && !strings.HasSuffix(ev.GetOptions()["file_name"], ".gz") {
+					t.Fatalf("append event without the file's name: %v", ev.GetOptions())
+				}
 				rows += ev.GetRows()
 				q += ev.GetRowsQuarantine()
 			case "replace":

@@ -32,6 +32,8 @@ type appendRequest struct {
 	replace               bool
 	// maxInput bounds the input once decompressed (0: no bound).
 	maxInput int64
+	// fileName is the appended file's name, for the ops log.
+	fileName string
 }
 
 // appendResult is what the caller is told.
@@ -178,6 +180,9 @@ func (s *Service) publish(ctx context.Context, sc *schema, req appendRequest, sp
 		m.Header.Set(hdrSplit, strconv.Itoa(p.split))
 		m.Header.Set(hdrKind, req.kind)
 		m.Header.Set(hdrColumns, sc.columnList)
+		if req.fileName != "" {
+			m.Header.Set(hdrFile, req.fileName)
+		}
 		m.Header.Set(hdrTime, now)
 		if i == len(sp.parts)-1 {
 			m.Header.Set(hdrBytes, strconv.FormatUint(res.bytes, 10))

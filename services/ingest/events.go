@@ -13,10 +13,10 @@ import (
 
 // eventAgg sums the messages one ops event reports.
 type eventAgg struct {
-	ws, ds, dsID, kind, id, importID string
-	at                               time.Time
-	rows, quarantined, inputBytes    uint64
-	bytes, quarantineBytes           uint64
+	ws, ds, dsID, kind, id, importID, file string
+	at                                     time.Time
+	rows, quarantined, inputBytes          uint64
+	bytes, quarantineBytes                 uint64
 }
 
 // publishEvents records a committed batch in the ops log: one append-hfi event per Data Source
@@ -42,7 +42,7 @@ func (s *Service) publishEvents(ctx context.Context, msgs []*inMsg, complete map
 		}
 		a := aggs[key]
 		if a == nil {
-			a = &eventAgg{ws: m.ws, ds: m.ds, dsID: m.dsID, kind: m.kind, id: id, importID: importID, at: m.at}
+			a = &eventAgg{ws: m.ws, ds: m.ds, dsID: m.dsID, kind: m.kind, id: id, importID: importID, file: m.file, at: m.at}
 			aggs[key] = a
 			order = append(order, key)
 		}
@@ -72,6 +72,9 @@ func (s *Service) publishEvents(ctx context.Context, msgs []*inMsg, complete map
 		}
 		if a.kind == kindHFI {
 			ev.EventType = opsevents.EventAppendHFI
+		}
+		if a.file != "" {
+			ev.Options = map[string]string{"file_name": a.file}
 		}
 		if msg, ok := tableErr[a.ws+"\x00"+a.ds]; ok {
 			ev.Result, ev.Error = opsevents.ResultError, msg

@@ -67,7 +67,7 @@ func (s *Service) AppendStream(stream ingestv1.IngestService_AppendStreamServer)
 	}()
 	res, err := s.accept(stream.Context(), appendRequest{
 		workspace: start.GetWorkspace(), datasource: start.GetDatasource(), format: start.GetFormat(), header: start.GetCsvHeader(),
-		body: pr, kind: kindFile, wait: start.GetWait(), replace: start.GetMode() == ingestv1.Mode_MODE_REPLACE,
+		body: pr, kind: kindFile, wait: start.GetWait(), replace: start.GetMode() == ingestv1.Mode_MODE_REPLACE, fileName: start.GetFileName(),
 	})
 	_ = pr.CloseWithError(io.ErrClosedPipe)
 	if err != nil {

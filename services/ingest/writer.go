@@ -60,6 +60,7 @@ const (
 	hdrTime         = "Sluice-Time"  // request start, Unix nanoseconds
 	hdrDatasourceID = "Sluice-Datasource-Id"
 	hdrColumns      = "Sluice-Columns" // JSON array of the Data Source columns the rows hold, in order
+	hdrFile         = "Sluice-File"    // the appended file's name, when there is one
 )
 
 const (
@@ -90,6 +91,7 @@ type inMsg struct {
 	inputBytes           uint64
 	kind                 string
 	columns              string
+	file                 string
 	at                   time.Time
 	data, quarantineData []byte
 }
@@ -104,7 +106,7 @@ func decodeMsg(m jetstream.Msg) (*inMsg, error) {
 
 func decodeRaw(seq uint64, h nats.Header, data []byte) (*inMsg, error) {
 	im := &inMsg{seq: seq, ws: h.Get(hdrWorkspace), ds: h.Get(hdrDataSource), db: h.Get(hdrDatabase), req: h.Get(hdrRequest),
-		kind: h.Get(hdrKind), dsID: h.Get(hdrDatasourceID), columns: h.Get(hdrColumns)}
+		kind: h.Get(hdrKind), dsID: h.Get(hdrDatasourceID), columns: h.Get(hdrColumns), file: h.Get(hdrFile)}
 	if _, err := fmt.Sscanf(h.Get(hdrPart), "%d/%d", &im.part, &im.parts); err != nil || im.part < 1 || im.parts < im.part {
 		return nil, fmt.Errorf("message %d: bad %s %q", seq, hdrPart, h.Get(hdrPart))
 	}
