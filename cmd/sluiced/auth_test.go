@@ -21,6 +21,7 @@ import (
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	executorv1 "github.com/sluicehq/sluice/api/sluice/executor/v1"
+	ingestv1 "github.com/sluicehq/sluice/api/sluice/ingest/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
@@ -267,6 +268,23 @@ func authCases(f *authFixture) map[string]authCase {
 
 		executorv1.ExecutorService_GetStatus_FullMethodName: {[]string{"operator"}, []string{"ADMIN"}, func(ctx context.Context, c *sluicetest.Clients, good bool) error {
 			_, err := c.Executor.GetStatus(ctx, &executorv1.GetStatusRequest{})
+			return err
+		}},
+
+		ingestv1.IngestService_Append_FullMethodName: {[]string{"DATASOURCES:APPEND:events"}, []string{"DATASOURCES:APPEND:totals"}, func(ctx context.Context, c *sluicetest.Clients, good bool) error {
+			_, err := c.Ingest.Append(ctx, &ingestv1.AppendRequest{Workspace: ws, Datasource: "events", Wait: true, Data: []byte(`{"ts":"2024-02-01 00:00:00","action":"buy","amount":1}` + "\n")})
+			return err
+		}},
+		ingestv1.IngestService_AppendStream_FullMethodName: {[]string{"DATASOURCES:APPEND:events"}, []string{"DATASOURCES:APPEND:totals"}, func(ctx context.Context, c *sluicetest.Clients, good bool) error {
+			stream, err := c.Ingest.AppendStream(ctx)
+			if err != nil {
+				return err
+			}
+			start := &ingestv1.AppendStart{Workspace: ws, Datasource: "events", Format: ingestv1.Format_FORMAT_NDJSON, Wait: true}
+			if err := stream.Send(&ingestv1.AppendStreamRequest{Message: &ingestv1.AppendStreamRequest_Start{Start: start}}); err == nil {
+				_ = stream.Send(&ingestv1.AppendStreamRequest{Message: &ingestv1.AppendStreamRequest_Chunk{Chunk: []byte(`{"ts":"2024-02-01 00:00:00","action":"buy","amount":2}` + "\n")}})
+			}
+			_, err = stream.CloseAndRecv()
 			return err
 		}},
 
@@ -528,6 +546,29 @@ func TestEveryEndpointRefusesWrongTokens(t *testing.T) {
 			t.Errorf("GET /metrics with a METRICS:READ token: %d", code)
 		}
 	}
+	// The Events API: DATASOURCES:APPEND:<name>, in the workspace the token belongs to.
+	rowsBefore := queryTextIn(t, f.op.Catalog, f.ws, "SELECT count() FROM events")
+	row := []byte(`{"ts":"2024-03-01 00:00:00","action":"view","amount":3}` + "\n")
+	for _, b := range []struct {
+		name, token string
+		want        int
+	}{
+		{"no token", "", http.StatusUnauthorized}, {"bogus token", bogus, http.StatusUnauthorized},
+		{"revoked token", revokedAdmin, http.StatusUnauthorized}, {"another workspace's token", rival.Token, http.StatusForbidden},
+		{"under-scoped token DATASOURCES:APPEND:totals", f.clients("DATASOURCES:APPEND:totals").Token, http.StatusForbidden},
+		{"an instance token", f.clients("instance").Token, http.StatusForbidden},
+	} {
+		if r := postEvents(t, eventsAPI{sys.EventsURL, b.token}, f.ws, "events", row, "wait=true", false); r.code != b.want {
+			t.Errorf("POST /v0/events with %s: %d %s, want %d", b.name, r.code, r.body, b.want)
+		}
+	}
+	if after := queryTextIn(t, f.op.Catalog, f.ws, "SELECT count() FROM events"); after != rowsBefore {
+		t.Errorf("refused Events API requests wrote rows: %s before, %s after", rowsBefore, after)
+	}
+	// A workspace token needs no workspace parameter.
+	if r := postEvents(t, eventsAPI{sys.EventsURL, f.clients("DATASOURCES:APPEND:events").Token}, "", "events", row, "wait=true", false); r.code != http.StatusOK || r.ok.SuccessfulRows != 1 {
+		t.Errorf("POST /v0/events with DATASOURCES:APPEND:events: %d %s", r.code, r.body)
+	}
 	for _, p := range []string{"/live", "/ready"} {
 		if code, _ := httpGet(p, ""); code != http.StatusOK {
 			t.Errorf("GET %s without a token: %d, want 200 (probes send none)", p, code)
@@ -572,8 +613,10 @@ func TestEveryEndpointRefusesWrongTokens(t *testing.T) {
 	if _, err := f.op.Catalog.GetDataSource(ctx, &catalogv1.GetDataSourceRequest{Workspace: f.ws, Name: "intruder"}); err != nil {
 		t.Errorf("the good push did not deploy: %v", err)
 	}
-	if got := queryTextIn(t, f.op.Catalog, f.ws, "SELECT count() FROM events"); got != "10\n" {
-		t.Errorf("events hold %q rows, want 10", got)
+	// The good Events API request and the two good appends (Append, AppendStream) wrote one row
+	// each.
+	if got := queryTextIn(t, f.op.Catalog, f.ws, "SELECT count() FROM events"); got != "13\n" {
+		t.Errorf("events hold %q rows, want 10 and the good appends' 3", got)
 	}
 }
 

@@ -39,7 +39,7 @@ type eventsIngestion struct {
 }
 
 // startEventsIngestion starts posting; ts gives an event's timestamp from its sequence number.
-func startEventsIngestion(t *testing.T, base, ws string, ts func(n int64) time.Time) *eventsIngestion {
+func startEventsIngestion(t *testing.T, api eventsAPI, ws string, ts func(n int64) time.Time) *eventsIngestion {
 	ing := &eventsIngestion{stop: make(chan struct{})}
 	ing.done.Add(1)
 	go func() {
@@ -56,7 +56,7 @@ func startEventsIngestion(t *testing.T, base, ws string, ts func(n int64) time.T
 				fmt.Fprintf(&b, `{"timestamp":%q,"session_id":"s%d","action":%q,"version":"1","payload":"live"}`+"\n",
 					ts(n).UTC().Format(time.DateTime), n, actions[n%3])
 			}
-			r := postEvents(t, base, ws, "analytics_events", []byte(b.String()), "", false)
+			r := postEvents(t, api, ws, "analytics_events", []byte(b.String()), "", false)
 			if r.code != http.StatusAccepted || r.ok.SuccessfulRows != 50 {
 				ing.err.Store(fmt.Errorf("events batch at %d: %d %s", next, r.code, r.body))
 				return
@@ -87,7 +87,7 @@ func checkEventsBackfill(t *testing.T, sys *sluicetest.System, w *popWS, ing *ev
 	if err, _ := ing.err.Load().(error); err != nil {
 		t.Fatalf("ingestion: %v", err)
 	}
-	if r := postEvents(t, sys.EventsURL, w.ws, "analytics_events", nil, "wait=true", false); r.code != http.StatusOK {
+	if r := postEvents(t, evAPI(sys), w.ws, "analytics_events", nil, "wait=true", false); r.code != http.StatusOK {
 		t.Fatalf("wait=true: %d %s", r.code, r.body)
 	}
 	sluicetest.Eventually(t, 30*time.Second, "every acknowledged event in analytics_events", func() bool {
@@ -115,7 +115,7 @@ func TestBackfillScenario3WithEventsAPI(t *testing.T) {
 	w := newIngestWS(t, sys, "scenario3_events", map[string]string{"datasources/analytics_events.datasource": backfillOldJSON})
 	// History over two years, then live events stamped now.
 	w.exec("INSERT INTO {db}.analytics_events SELECT toDateTime('2023-01-01 00:00:00') + number * 3600, concat('h', toString(number)), 'view', '1', 'old' FROM numbers(17000)")
-	ing := startEventsIngestion(t, sys.EventsURL, w.ws, func(int64) time.Time { return time.Now() })
+	ing := startEventsIngestion(t, evAPI(sys), w.ws, func(int64) time.Time { return time.Now() })
 	pushFiles(t, sys, w.ws, map[string]string{
 		"datasources/analytics_events.datasource":   backfillOldJSON,
 		"datasources/analytics_events_1.datasource": backfillNewJSON,
@@ -124,7 +124,7 @@ func TestBackfillScenario3WithEventsAPI(t *testing.T) {
 	sluicetest.Eventually(t, 30*time.Second, "the view to materialize live events", func() bool {
 		return w.scalar("SELECT count() > 0 FROM {db}.analytics_events_1") == "1"
 	})
-	out, stderr, code := cli(t, bin, sys.Addr, "pipe", "populate", "sync_data", "--cutover-column", "timestamp", "--cutover-in", "3s", "--wait", "--workspace", w.ws)
+	out, stderr, code := cli(t, bin, sys, "pipe", "populate", "sync_data", "--cutover-column", "timestamp", "--cutover-in", "3s", "--wait", "--workspace", w.ws)
 	if code != 0 {
 		t.Fatalf("populate: exit %d\n%s\n%s", code, out, stderr)
 	}
@@ -142,7 +142,7 @@ func TestBackfillScenario4WithEventsAPI(t *testing.T) {
 	w := newIngestWS(t, sys, "scenario4_events", map[string]string{"datasources/analytics_events.datasource": backfillOldJSON})
 	w.exec("INSERT INTO {db}.analytics_events SELECT toDateTime('2023-01-01 00:00:00') + number * 3600, concat('h', toString(number)), 'view', '1', 'old' FROM numbers(17000)")
 	start := time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC)
-	ing := startEventsIngestion(t, sys.EventsURL, w.ws, func(n int64) time.Time {
+	ing := startEventsIngestion(t, evAPI(sys), w.ws, func(n int64) time.Time {
 		return start.Add(time.Duration((n*7919)%(730*86400)) * time.Second)
 	})
 	pushFiles(t, sys, w.ws, map[string]string{
@@ -153,7 +153,7 @@ func TestBackfillScenario4WithEventsAPI(t *testing.T) {
 	sluicetest.Eventually(t, 30*time.Second, "the view to materialize live events", func() bool {
 		return w.scalar("SELECT count() > 0 FROM {db}.analytics_events_1") == "1"
 	})
-	out, stderr, code := cli(t, bin, sys.Addr, "pipe", "populate", "backfill_data", "--node", "migrating_node", "--cutover-snapshot", "--wait", "--workspace", w.ws)
+	out, stderr, code := cli(t, bin, sys, "pipe", "populate", "backfill_data", "--node", "migrating_node", "--cutover-snapshot", "--wait", "--workspace", w.ws)
 	if code != 0 {
 		t.Fatalf("populate: exit %d\n%s\n%s", code, out, stderr)
 	}

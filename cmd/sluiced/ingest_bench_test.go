@@ -100,7 +100,9 @@ func BenchmarkEventsAPIThroughput(b *testing.B) {
 					if k >= len(bodies) {
 						return
 					}
-					resp, err := client.Post(url, "application/x-ndjson", bytes.NewReader(bodies[k]))
+					req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(bodies[k]))
+					req.Header.Set("Authorization", "Bearer "+sys.Token)
+					resp, err := client.Do(req)
 					if err != nil {
 						failed.Store(err)
 						return
@@ -118,7 +120,7 @@ func BenchmarkEventsAPIThroughput(b *testing.B) {
 		if err, _ := failed.Load().(error); err != nil {
 			b.Fatal(err)
 		}
-		if r := postEvents(b, sys.EventsURL, ws, "events", nil, "wait=true", false); r.code != http.StatusOK {
+		if r := postEvents(b, evAPI(sys), ws, "events", nil, "wait=true", false); r.code != http.StatusOK {
 			b.Fatalf("wait=true: %d %s", r.code, r.body)
 		}
 		sluiceSecs += time.Since(start).Seconds()
@@ -185,7 +187,9 @@ func BenchmarkEventsAPILatency(b *testing.B) {
 					at = at.Add(interval)
 					id := next.Add(1)
 					body := fmt.Sprintf(`{"id":%d,"sent":"%s"}`+"\n", id, time.Now().UTC().Format("2006-01-02 15:04:05.000000"))
-					resp, err := client.Post(url, "application/x-ndjson", strings.NewReader(body))
+					req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+					req.Header.Set("Authorization", "Bearer "+sys.Token)
+					resp, err := client.Do(req)
 					if err != nil {
 						failed.Add(1)
 						continue
@@ -202,7 +206,7 @@ func BenchmarkEventsAPILatency(b *testing.B) {
 		}
 		wg.Wait()
 		elapsed := time.Since(start).Seconds()
-		if r := postEvents(b, sys.EventsURL, ws, "lat", nil, "wait=true", false); r.code != http.StatusOK {
+		if r := postEvents(b, evAPI(sys), ws, "lat", nil, "wait=true", false); r.code != http.StatusOK {
 			b.Fatalf("wait=true: %d %s", r.code, r.body)
 		}
 		if failed.Load() > 0 {

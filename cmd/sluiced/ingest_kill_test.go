@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +35,7 @@ var killIngestProject = map[string]string{
 // acknowledged (a 2xx).
 type loadGenerator struct {
 	urls    []string
+	token   string
 	next    atomic.Uint64
 	stop    chan struct{}
 	wg      sync.WaitGroup
@@ -44,8 +46,8 @@ type loadGenerator struct {
 
 // startLoad starts clients sending to url; with several URLs (replicas), requests go to each in
 // turn.
-func startLoad(t *testing.T, url string, clients int, more ...string) *loadGenerator {
-	g := &loadGenerator{urls: append([]string{url}, more...), stop: make(chan struct{}), acked: map[uint64]bool{}}
+func startLoad(t *testing.T, token, url string, clients int, more ...string) *loadGenerator {
+	g := &loadGenerator{urls: append([]string{url}, more...), token: token, stop: make(chan struct{}), acked: map[uint64]bool{}}
 	client := &http.Client{Timeout: 5 * time.Second}
 	for range clients {
 		g.wg.Go(func() {
@@ -60,7 +62,9 @@ func startLoad(t *testing.T, url string, clients int, more ...string) *loadGener
 				for i := range uint64(rowsPerRequest) {
 					fmt.Fprintf(&b, `{"id":%d,"req":%d,"p":"row %d of request %d"}`+"\n", req*rowsPerRequest+i, req, i, req)
 				}
-				resp, err := client.Post(g.urls[int(req)%len(g.urls)], "application/x-ndjson", strings.NewReader(b.String()))
+				hreq, _ := http.NewRequest(http.MethodPost, g.urls[int(req)%len(g.urls)], strings.NewReader(b.String()))
+				hreq.Header.Set("Authorization", "Bearer "+g.token)
+				resp, err := client.Do(hreq)
 				if err != nil {
 					g.refused.Add(1)
 					time.Sleep(20 * time.Millisecond) // the process is down: try again soon
@@ -125,15 +129,14 @@ func TestEventsAPIKilledRepeatedly(t *testing.T) {
 	p := sluicetest.StartProcess(t, "sluiced-0", sluiced, args...)
 	procs := []*sluicetest.Process{p}
 	sluicetest.WaitServing(t, addr, "", 60*time.Second, p)
-	cl := sluicetest.NewClients(t, addr)
-	if _, err := cl.Catalog.CreateWorkspace(context.Background(), &catalogv1.CreateWorkspaceRequest{Name: "ws"}); err != nil {
-		t.Fatal(err)
-	}
-	if out, stderr, code := sluiceCLI(t, addr, "push", writeProject(t, killIngestProject)); code != 0 {
+	token := sluicetest.ReadOperatorToken(t, filepath.Join(dataDir, "token"), p)
+	cl := sluicetest.NewClients(t, addr, token)
+	cl.CreateWorkspace(t, "ws")
+	if out, stderr, code := sluiceCLI(t, cl, "push", writeProject(t, killIngestProject)); code != 0 {
 		t.Fatalf("push: exit %d\n%s%s", code, out, stderr)
 	}
 	url := "http://" + eventsAddr + "/v0/events?name=kill_events&workspace=ws"
-	load := startLoad(t, url, 4)
+	load := startLoad(t, token, url, 4)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
 	kills := ingestKills(t)
 	for i := range kills {
@@ -152,10 +155,10 @@ func TestEventsAPIKilledRepeatedly(t *testing.T) {
 	load.end()
 	// One last request with wait=true: once it is visible, everything before it is.
 	sluicetest.Eventually(t, 60*time.Second, "a wait=true request to be answered 200", func() bool {
-		r := postEvents(t, "http://"+eventsAddr, "ws", "kill_events", []byte(`{"id":0,"req":0,"p":"last"}`+"\n"), "wait=true", false)
+		r := postEvents(t, eventsAPI{"http://" + eventsAddr, token}, "ws", "kill_events", []byte(`{"id":0,"req":0,"p":"last"}`+"\n"), "wait=true", false)
 		return r.code == http.StatusOK
 	})
-	cl = sluicetest.NewClients(t, addr)
+	cl = sluicetest.NewClients(t, addr, token)
 	rows := checkAcknowledged(t, cl.Catalog, "ws", load)
 	redone := 0
 	for _, pr := range procs {
@@ -245,14 +248,13 @@ func TestEventsAPISplitModeKilled(t *testing.T) {
 	split := sluicetest.StartSplit(t, "-clickhouse-addr", strings.Join(cfg.Addrs, ","), "-ingest.flush-interval", "50ms", "-ingest.lease-ttl", "1s",
 		"-ingest.requests-per-second", "0", "-ingest.bytes-per-second", "0")
 	ws := fmt.Sprintf("split_ingest_%d", time.Now().UnixNano()%1_000_000)
-	catalog := sluicetest.NewClients(t, split.Addrs["catalog"]).Catalog
-	if _, err := catalog.CreateWorkspace(context.Background(), &catalogv1.CreateWorkspaceRequest{Name: ws}); err != nil {
-		t.Fatal(err)
-	}
+	clients := sluicetest.NewClients(t, split.Addrs["catalog"], split.Token)
+	clients.CreateWorkspace(t, ws)
+	catalog := clients.Catalog
 	if _, err := catalog.Push(context.Background(), pushRequest(ws, killIngestProject)); err != nil {
 		t.Fatalf("push: %v", err)
 	}
-	load := startLoad(t, "http://"+split.EventsAddr+"/v0/events?name=kill_events&workspace="+ws, 4)
+	load := startLoad(t, split.Token, "http://"+split.EventsAddr+"/v0/events?name=kill_events&workspace="+ws, 4)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 4))
 	kills := ingestKills(t)
 	ingests := []*sluicetest.Process{split.Procs["ingest"]}
@@ -266,7 +268,7 @@ func TestEventsAPISplitModeKilled(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	load.end()
 	sluicetest.Eventually(t, 60*time.Second, "a wait=true request to be answered 200", func() bool {
-		r := postEvents(t, "http://"+split.EventsAddr, ws, "kill_events", []byte(`{"id":0,"req":0,"p":"last"}`+"\n"), "wait=true", false)
+		r := postEvents(t, eventsAPI{"http://" + split.EventsAddr, split.Token}, ws, "kill_events", []byte(`{"id":0,"req":0,"p":"last"}`+"\n"), "wait=true", false)
 		return r.code == http.StatusOK
 	})
 	rows := checkAcknowledged(t, catalog, ws, load)
@@ -296,15 +298,14 @@ func TestEventsAPITwoIngestReplicas(t *testing.T) {
 		"-ingest.requests-per-second", "0", "-ingest.bytes-per-second", "0")
 	second := split.AddIngest(t, 1)
 	ws := fmt.Sprintf("replicas_%d", time.Now().UnixNano()%1_000_000)
-	catalog := sluicetest.NewClients(t, split.Addrs["catalog"]).Catalog
-	if _, err := catalog.CreateWorkspace(context.Background(), &catalogv1.CreateWorkspaceRequest{Name: ws}); err != nil {
-		t.Fatal(err)
-	}
+	clients := sluicetest.NewClients(t, split.Addrs["catalog"], split.Token)
+	clients.CreateWorkspace(t, ws)
+	catalog := clients.Catalog
 	if _, err := catalog.Push(context.Background(), pushRequest(ws, killIngestProject)); err != nil {
 		t.Fatalf("push: %v", err)
 	}
 	path := "/v0/events?name=kill_events&workspace=" + ws
-	load := startLoad(t, "http://"+split.EventsAddr+path, 4, "http://"+second.EventsAddr+path)
+	load := startLoad(t, split.Token, "http://"+split.EventsAddr+path, 4, "http://"+second.EventsAddr+path)
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 5))
 	kills := ingestKills(t)
 	for i := range kills {
@@ -318,7 +319,7 @@ func TestEventsAPITwoIngestReplicas(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	load.end()
 	sluicetest.Eventually(t, 60*time.Second, "a wait=true request to be answered 200", func() bool {
-		r := postEvents(t, "http://"+second.EventsAddr, ws, "kill_events", []byte(`{"id":0,"req":0,"p":"last"}`+"\n"), "wait=true", false)
+		r := postEvents(t, eventsAPI{"http://" + second.EventsAddr, split.Token}, ws, "kill_events", []byte(`{"id":0,"req":0,"p":"last"}`+"\n"), "wait=true", false)
 		return r.code == http.StatusOK
 	})
 	rows := checkAcknowledged(t, catalog, ws, load)

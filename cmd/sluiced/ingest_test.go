@@ -28,11 +28,14 @@ import (
 // newIngestWS creates a workspace explicitly, pushes files into it and returns helpers on it.
 func newIngestWS(t testing.TB, sys *sluicetest.System, ws string, files map[string]string) *popWS {
 	t.Helper()
-	if _, err := sys.Catalog.CreateWorkspace(context.Background(), &catalogv1.CreateWorkspaceRequest{Name: ws}); err != nil {
-		t.Fatalf("create workspace %s: %v", ws, err)
-	}
 	return newPopWS(t, sys, ws, files)
 }
+
+// eventsAPI is where the Events API listens and the token requests carry.
+type eventsAPI struct{ url, token string }
+
+// evAPI is the Events API of an in-process system, with its operator token.
+func evAPI(sys *sluicetest.System) eventsAPI { return eventsAPI{sys.EventsURL, sys.Token} }
 
 // eventsReply is one Events API answer.
 type eventsReply struct {
@@ -45,25 +48,33 @@ type eventsReply struct {
 	}
 }
 
-// postEvents sends body to POST /v0/events with a real HTTP client.
-func postEvents(t testing.TB, base, ws, ds string, body []byte, query string, gz bool) eventsReply {
+// postEvents sends body to POST /v0/events with a real HTTP client, with the API's token.
+func postEvents(t testing.TB, api eventsAPI, ws, ds string, body []byte, query string, gz bool) eventsReply {
 	t.Helper()
-	url := fmt.Sprintf("%s/v0/events?name=%s&workspace=%s", base, ds, ws)
+	url := fmt.Sprintf("%s/v0/events?name=%s&workspace=%s", api.url, ds, ws)
+	if ws == "" {
+		url = fmt.Sprintf("%s/v0/events?name=%s", api.url, ds)
+	}
 	if query != "" {
 		url += "&" + query
 	}
 	var r io.Reader = bytes.NewReader(body)
-	req, err := http.NewRequest(http.MethodPost, url, r)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if gz {
 		var buf bytes.Buffer
 		zw := gzip.NewWriter(&buf)
 		_, _ = zw.Write(body)
 		_ = zw.Close()
-		req, _ = http.NewRequest(http.MethodPost, url, &buf)
+		r = &buf
+	}
+	req, err := http.NewRequest(http.MethodPost, url, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gz {
 		req.Header.Set("Content-Encoding", "gzip")
+	}
+	if api.token != "" {
+		req.Header.Set("Authorization", "Bearer "+api.token)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -116,13 +127,13 @@ func TestEventsAPI(t *testing.T) {
 {"timestamp":"2024-03-01 12:00:00","user":{"id":"abc","geo":{"country":"DE"}},"action":"buy"}
 {"timestamp":"2024-03-01 12:00:00","user":{"geo":{"country":"DE"}},"action":"buy"}
 `
-	r := postEvents(t, sys.EventsURL, "events_api", "events", []byte(good+bad), "", false)
+	r := postEvents(t, evAPI(sys), "events_api", "events", []byte(good+bad), "", false)
 	if r.code != http.StatusAccepted || r.ok.SuccessfulRows != 3 || r.ok.QuarantinedRows != 3 {
 		t.Fatalf("mixed request: %d %s; want 202 with 3 successful and 3 quarantined rows", r.code, r.body)
 	}
 	// gzip, and wait=true: 200 once the rows are visible.
 	more := `{"timestamp":"2024-04-02 00:00:00","user":{"id":11,"geo":{"country":"IT"}},"tags":["x"],"items":[{"id":5},{"nope":1}],"action":"buy"}` + "\n"
-	r = postEvents(t, sys.EventsURL, "events_api", "events", []byte(more), "wait=true", true)
+	r = postEvents(t, evAPI(sys), "events_api", "events", []byte(more), "wait=true", true)
 	if r.code != http.StatusOK || r.ok.SuccessfulRows != 1 || r.ok.QuarantinedRows != 0 {
 		t.Fatalf("gzip with wait=true: %d %s; want 200 with 1 successful row", r.code, r.body)
 	}
@@ -144,30 +155,30 @@ func TestEventsAPI(t *testing.T) {
 
 	// Refused requests write nothing.
 	before := w.scalar("SELECT count() FROM {db}.events")
-	r = postEvents(t, sys.EventsURL, "events_api", "events", []byte(good+"{\"timestamp\": 1,\n"+good), "", false)
+	r = postEvents(t, evAPI(sys), "events_api", "events", []byte(good+"{\"timestamp\": 1,\n"+good), "", false)
 	if r.code != http.StatusBadRequest || !strings.Contains(r.body, "line 4") {
 		t.Errorf("malformed JSON on line 4: %d %s; want 400 naming line 4", r.code, r.body)
 	}
-	r = postEvents(t, sys.EventsURL, "events_api", "nosuch", []byte(good), "", false)
+	r = postEvents(t, evAPI(sys), "events_api", "nosuch", []byte(good), "", false)
 	if r.code != http.StatusNotFound || !strings.Contains(r.body, "'nosuch'") {
 		t.Errorf("unknown Data Source: %d %s; want 404 naming it", r.code, r.body)
 	}
 	big := bytes.Repeat([]byte(strings.SplitAfter(good, "\n")[0]), 65536/100)
-	r = postEvents(t, sys.EventsURL, "events_api", "events", big, "", false)
+	r = postEvents(t, evAPI(sys), "events_api", "events", big, "", false)
 	if r.code != http.StatusRequestEntityTooLarge {
 		t.Errorf("a %d-byte body over the 64 KiB limit: %d %s; want 413", len(big), r.code, r.body)
 	}
-	r = postEvents(t, sys.EventsURL, "events_api", "events", []byte(good), "wait=maybe", false)
+	r = postEvents(t, evAPI(sys), "events_api", "events", []byte(good), "wait=maybe", false)
 	if r.code != http.StatusBadRequest {
 		t.Errorf("wait=maybe: %d; want 400", r.code)
 	}
-	r = postEvents(t, sys.EventsURL, "events_api", "events", []byte(""), "wait=true", false)
+	r = postEvents(t, evAPI(sys), "events_api", "events", []byte(""), "wait=true", false)
 	if r.code != http.StatusOK || r.ok.SuccessfulRows != 0 {
 		t.Errorf("empty request: %d %s; want 200 with 0 rows", r.code, r.body)
 	}
 	// wait=true with nothing to write waits for everything accepted before it: none of the
 	// refused requests wrote a row.
-	if r := postEvents(t, sys.EventsURL, "events_api", "events", nil, "wait=true", false); r.code != http.StatusOK {
+	if r := postEvents(t, evAPI(sys), "events_api", "events", nil, "wait=true", false); r.code != http.StatusOK {
 		t.Fatalf("empty wait=true: %d %s", r.code, r.body)
 	}
 	if after := w.scalar("SELECT count() FROM {db}.events"); after != before {
@@ -176,7 +187,9 @@ func TestEventsAPI(t *testing.T) {
 
 	// Hostile names are refused before they reach NATS or ClickHouse; hostile values are data.
 	for _, q := range []string{"name=events%3B%20DROP%20TABLE%20events&workspace=events_api", "name=events&workspace=..%2Fother", "name=events.x&workspace=events_api"} {
-		resp, err := http.Post(sys.EventsURL+"/v0/events?"+q, "application/x-ndjson", strings.NewReader(good))
+		req, _ := http.NewRequest(http.MethodPost, sys.EventsURL+"/v0/events?"+q, strings.NewReader(good))
+		req.Header.Set("Authorization", "Bearer "+sys.Token)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -186,7 +199,7 @@ func TestEventsAPI(t *testing.T) {
 		}
 	}
 	hostile := `'); DROP TABLE events; --\\\u0000` // JSON for: '); DROP TABLE events; --\ and a NUL
-	r = postEvents(t, sys.EventsURL, "events_api", "events", []byte(`{"timestamp":"2024-05-01 00:00:00","user":{"id":99,"geo":{"country":"XX"}},"action":"`+hostile+`"}`+"\n"), "wait=true", false)
+	r = postEvents(t, evAPI(sys), "events_api", "events", []byte(`{"timestamp":"2024-05-01 00:00:00","user":{"id":99,"geo":{"country":"XX"}},"action":"`+hostile+`"}`+"\n"), "wait=true", false)
 	if r.code != http.StatusOK || r.ok.SuccessfulRows != 1 {
 		t.Fatalf("hostile value: %d %s", r.code, r.body)
 	}
@@ -196,7 +209,7 @@ func TestEventsAPI(t *testing.T) {
 	before = w.scalar("SELECT count() FROM {db}.events")
 
 	// A synchronous request after the refused ones: still only the accepted rows.
-	r = postEvents(t, sys.EventsURL, "events_api", "events", []byte(more), "wait=true", false)
+	r = postEvents(t, evAPI(sys), "events_api", "events", []byte(more), "wait=true", false)
 	if r.code != http.StatusOK {
 		t.Fatalf("wait=true: %d %s", r.code, r.body)
 	}
@@ -275,7 +288,7 @@ func TestDatasourceAppendAndReplaceCLI(t *testing.T) {
 	})
 	run := func(args ...string) (string, string) {
 		t.Helper()
-		out, stderr, code := cli(t, bin, sys.Addr, append(args, "--workspace", "files")...)
+		out, stderr, code := cli(t, bin, sys, append(args, "--workspace", "files")...)
 		if code != 0 {
 			t.Fatalf("sluice %v: exit %d\n%s%s", args, code, out, stderr)
 		}
@@ -297,7 +310,7 @@ func TestDatasourceAppendAndReplaceCLI(t *testing.T) {
 		"2024-01-02|B|11,57|[value '11,57' on column 'volume' is not Float32]")
 
 	// A malformed file is refused whole, naming the line.
-	out, stderr, code := cli(t, bin, sys.Addr, "datasource", "append", "readings", writeFile(t, "bad.csv", "2024-02-01,X,1\n2024-02-02,Y,2\n2024-02-03,Z\n"), "--workspace", "files")
+	out, stderr, code := cli(t, bin, sys, "datasource", "append", "readings", writeFile(t, "bad.csv", "2024-02-01,X,1\n2024-02-02,Y,2\n2024-02-03,Z\n"), "--workspace", "files")
 	if code == 0 || !strings.Contains(stderr, "line 3") {
 		t.Errorf("malformed CSV: exit %d\n%s%s; want a failure naming line 3", code, out, stderr)
 	}
@@ -305,7 +318,7 @@ func TestDatasourceAppendAndReplaceCLI(t *testing.T) {
 		t.Errorf("%s rows of the refused file were written", n)
 	}
 	// An unknown Data Source is named.
-	_, stderr, code = cli(t, bin, sys.Addr, "datasource", "append", "nosuch", writeFile(t, "x.csv", "1\n"), "--workspace", "files")
+	_, stderr, code = cli(t, bin, sys, "datasource", "append", "nosuch", writeFile(t, "x.csv", "1\n"), "--workspace", "files")
 	if code == 0 || !strings.Contains(stderr, "'nosuch'") {
 		t.Errorf("unknown Data Source: exit %d %s", code, stderr)
 	}
@@ -355,7 +368,7 @@ func TestEventsAPILimits(t *testing.T) {
 	row := []byte(`{"day":"2024-01-01","station":"A","volume":1}` + "\n")
 	accepted, limited := 0, 0
 	for range 30 {
-		r := postEvents(t, sys.EventsURL, "limits", "readings", row, "", false)
+		r := postEvents(t, evAPI(sys), "limits", "readings", row, "", false)
 		switch r.code {
 		case http.StatusAccepted:
 			accepted++
@@ -379,11 +392,11 @@ func TestEventsAPILimits(t *testing.T) {
 	}
 	// Another workspace has its own budget.
 	other := newIngestWS(t, sys, "limits2", map[string]string{"datasources/readings.datasource": readingsDS})
-	if r := postEvents(t, sys.EventsURL, "limits2", "readings", row, "wait=true", false); r.code != http.StatusOK {
+	if r := postEvents(t, evAPI(sys), "limits2", "readings", row, "wait=true", false); r.code != http.StatusOK {
 		t.Errorf("another workspace: %d %s", r.code, r.body)
 	}
 	sluicetest.Eventually(t, 30*time.Second, "a request to pass the limit again", func() bool {
-		return postEvents(t, sys.EventsURL, "limits", "readings", nil, "wait=true", false).code == http.StatusOK
+		return postEvents(t, evAPI(sys), "limits", "readings", nil, "wait=true", false).code == http.StatusOK
 	})
 	sluicetest.Eventually(t, 10*time.Second, "the accepted rows", func() bool {
 		return w.scalar("SELECT count() FROM {db}.readings") == fmt.Sprint(accepted)
@@ -424,7 +437,7 @@ func TestDatasourceAppendParquet(t *testing.T) {
 	if err := pw.Close(); err != nil {
 		t.Fatal(err)
 	}
-	out, stderr, code := cli(t, bin, sys.Addr, "datasource", "append", "pq", writeFile(t, "rows.parquet", buf.String()), "--workspace", "parquet")
+	out, stderr, code := cli(t, bin, sys, "datasource", "append", "pq", writeFile(t, "rows.parquet", buf.String()), "--workspace", "parquet")
 	if code != 0 || !strings.Contains(out, "2 rows, 1 rows in quarantine") {
 		t.Fatalf("append parquet: exit %d\n%s%s", code, out, stderr)
 	}
@@ -433,7 +446,7 @@ func TestDatasourceAppendParquet(t *testing.T) {
 		"2|b|2024-05-02 00:00:00.000|2024-05-02 00:00:00|<nil>|[]|<nil>")
 	w.wantRows("SELECT id, c__error FROM {db}.pq_quarantine", "300|[value '300' on column 'id' is not UInt8]")
 	// Not a Parquet file: refused, nothing written.
-	_, stderr, code = cli(t, bin, sys.Addr, "datasource", "append", "pq", writeFile(t, "bad.parquet", "not parquet at all"), "--workspace", "parquet")
+	_, stderr, code = cli(t, bin, sys, "datasource", "append", "pq", writeFile(t, "bad.parquet", "not parquet at all"), "--workspace", "parquet")
 	if code == 0 || !strings.Contains(stderr, "not a Parquet file") {
 		t.Errorf("bad parquet: exit %d %s", code, stderr)
 	}
@@ -479,7 +492,7 @@ func TestEventsAPIDataSourceDroppedWhileQueued(t *testing.T) {
 	w := newIngestWS(t, sys, "dropped", map[string]string{"datasources/readings.datasource": readingsDS, "datasources/other.datasource": readingsDS})
 	row := []byte(`{"day":"2024-01-01","station":"A","volume":1}` + "\n")
 	for _, ds := range []string{"readings", "other"} {
-		if r := postEvents(t, sys.EventsURL, "dropped", ds, row, "", false); r.code != http.StatusAccepted {
+		if r := postEvents(t, evAPI(sys), "dropped", ds, row, "", false); r.code != http.StatusAccepted {
 			t.Fatalf("%s: %d %s", ds, r.code, r.body)
 		}
 	}
@@ -487,10 +500,10 @@ func TestEventsAPIDataSourceDroppedWhileQueued(t *testing.T) {
 	if _, err := sys.Catalog.DeleteDataSource(context.Background(), &catalogv1.DeleteDataSourceRequest{Workspace: "dropped", Name: "readings"}); err != nil {
 		t.Fatal(err)
 	}
-	if r := postEvents(t, sys.EventsURL, "dropped", "readings", row, "", false); r.code != http.StatusNotFound {
+	if r := postEvents(t, evAPI(sys), "dropped", "readings", row, "", false); r.code != http.StatusNotFound {
 		t.Errorf("after the drop: %d %s; want 404", r.code, r.body)
 	}
-	if r := postEvents(t, sys.EventsURL, "dropped", "other", nil, "wait=true", false); r.code != http.StatusOK {
+	if r := postEvents(t, evAPI(sys), "dropped", "other", nil, "wait=true", false); r.code != http.StatusOK {
 		t.Fatalf("wait=true: %d %s", r.code, r.body)
 	}
 	if n := w.scalar("SELECT count() FROM {db}.other"); n != "1" {
@@ -516,14 +529,14 @@ func TestEventsAPIRowsLimit(t *testing.T) {
 	sys := sluicetest.Start(t, sluicetest.WithArgs("-ingest.requests-per-second", "0", "-ingest.rows-per-second", "100", "-ingest.bytes-per-second", "0"))
 	w := newIngestWS(t, sys, "rows_limit", map[string]string{"datasources/readings.datasource": readingsDS})
 	body := []byte(strings.Repeat(`{"day":"2024-01-01","station":"A","volume":1}`+"\n", 60))
-	if r := postEvents(t, sys.EventsURL, "rows_limit", "readings", body, "", false); r.code != http.StatusAccepted {
+	if r := postEvents(t, evAPI(sys), "rows_limit", "readings", body, "", false); r.code != http.StatusAccepted {
 		t.Fatalf("first 60 rows: %d %s", r.code, r.body)
 	}
-	r := postEvents(t, sys.EventsURL, "rows_limit", "readings", body, "", false)
+	r := postEvents(t, evAPI(sys), "rows_limit", "readings", body, "", false)
 	if r.code != http.StatusTooManyRequests || !strings.Contains(r.body, "rows per second") || r.header.Get("Retry-After") == "" {
 		t.Fatalf("60 more rows at once with 100 rows/s: %d %s; want 429 naming the rows limit", r.code, r.body)
 	}
-	if r := postEvents(t, sys.EventsURL, "rows_limit", "readings", nil, "wait=true", false); r.code != http.StatusOK {
+	if r := postEvents(t, evAPI(sys), "rows_limit", "readings", nil, "wait=true", false); r.code != http.StatusOK {
 		t.Fatalf("wait=true: %d", r.code)
 	}
 	if n := w.scalar("SELECT count() FROM {db}.readings"); n != "60" {

@@ -3,6 +3,7 @@ package auth
 import (
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	executorv1 "github.com/sluicehq/sluice/api/sluice/executor/v1"
+	ingestv1 "github.com/sluicehq/sluice/api/sluice/ingest/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 )
@@ -110,6 +111,14 @@ var Rules = map[string]Rule{
 
 	opslogv1.OpsLogService_QueryEvents_FullMethodName: {Access: Workspace, WorkspaceField: "filter.workspace", AnyOf: []Need{need(OpsLogRead)}},
 	opslogv1.OpsLogService_TailEvents_FullMethodName:  {Access: Workspace, WorkspaceField: "filter.workspace", AnyOf: []Need{need(OpsLogRead)}},
+
+	ingestv1.IngestService_Append_FullMethodName: ws(on(DataSourcesAppend, "datasource")),
+	// A client stream's later messages carry only chunks: the handler checks the first one.
+	ingestv1.IngestService_AppendStream_FullMethodName: {Access: Authenticated,
+		Handler: "DATASOURCES:APPEND:<datasource> of the start message's workspace (a workspace token's own when it names none); a replace also DATASOURCES:DROP:<datasource>"},
+	// The Events API, on the ingest service's own port (-events-addr): the Data Source is the
+	// name parameter, the workspace the workspace parameter or the token's.
+	"POST /v0/events": {Access: Workspace, AnyOf: []Need{on(DataSourcesAppend, "name")}},
 
 	// The HTTP port: liveness and readiness stay open for probes (they say only up/ready);
 	// metrics need METRICS:READ (an instance token, or the operator token).

@@ -94,8 +94,10 @@ func checkPlanStatements(p *project, pl *plan) []diag {
 			continue
 		}
 		tbl := tableName(p.ws, a.GetName())
+		qtbl := tableName(p.ws, a.GetName()+quarantineSuffix)
 		for _, stmt := range append(append([]string(nil), a.GetStatements()...), st.undo...) {
-			if err := datafile.CheckStatement(stmt, tbl); err != nil {
+			// A statement is on the Data Source's table or on its quarantine table.
+			if err := datafile.CheckStatement(stmt, tbl); err != nil && datafile.CheckStatement(stmt, qtbl) != nil {
 				pos := datafile.Pos{}
 				if d, ok := p.datasources[a.GetName()]; ok {
 					pos = d.ds.Pos

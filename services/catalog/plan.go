@@ -112,7 +112,7 @@ func makePlan(p *project, old *project, order []string, force bool, viewSQL func
 				"its deployed definition is refused by this version of Sluice (forced: existing rows are dropped)", []string{"DROP TABLE IF EXISTS " + tbl, d.ds.DDL(tbl)}, nil)
 		case !existed:
 			pl.add(phaseCreateTables, catalogv1.PlanAction_KIND_CREATE, catalogv1.ResourceType_RESOURCE_TYPE_DATASOURCE, name,
-				"new Data Source", []string{d.ds.DDL(tbl), quarantineDDL(d.ds, qtbl)}, []string{"DROP TABLE IF EXISTS " + qtbl, "DROP TABLE IF EXISTS " + tbl})
+				"new Data Source", []string{d.ds.DDL(tbl), "DROP TABLE IF EXISTS " + qtbl, quarantineDDL(d.ds, qtbl)}, []string{"DROP TABLE IF EXISTS " + qtbl, "DROP TABLE IF EXISTS " + tbl})
 		case prev.rec.Fingerprint == d.rec.Fingerprint:
 			pl.add(phaseMetadata, catalogv1.PlanAction_KIND_NONE, catalogv1.ResourceType_RESOURCE_TYPE_DATASOURCE, name, "unchanged", nil, nil)
 		default:

@@ -40,7 +40,7 @@ func quarantineDDL(ds *datafile.DataSource, qualifiedName string) string {
 		datafile.Column{Name: "c__import_id", Type: "String", Nullable: true},
 		datafile.Column{Name: "insertion_date", Type: "DateTime", DefaultKind: "DEFAULT", DefaultExpr: "now()"},
 	)
-	return strings.Replace(q.DDL(qualifiedName), "CREATE TABLE ", "CREATE TABLE IF NOT EXISTS ", 1)
+	return q.DDL(qualifiedName)
 }
 
 // quarantineAlters adds to the quarantine table the columns a Data Source gains (at the end:

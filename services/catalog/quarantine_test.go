@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"context"
 	"strings"
 	"testing"
 
@@ -18,7 +17,7 @@ import (
 // quarantine table is refused at push.
 func TestQuarantineTables(t *testing.T) {
 	s, wh := newTestService(t)
-	ctx := context.Background()
+	ctx := operatorCtx(t, s, "q")
 	db := s.cfg.DatabasePrefix + "q"
 	columns := func() string {
 		t.Helper()

@@ -41,6 +41,11 @@ func (s *Service) checkInClickHouse(ctx context.Context, p *project, order []str
 		if !ok {
 			continue
 		}
+		if base := p.quarantineOf(name); base != "" {
+			bad[name] = true
+			diags = append(diags, diag{pos: d.ds.Pos, msg: fmt.Sprintf("Data Source %s: the name is taken by the quarantine table of Data Source %s; rename it", name, base)})
+			continue
+		}
 		ddl := d.ds.DDL(warehouse.QualifiedName(db, name))
 		// The statement is checked once more, by Sluice and by the engine's parser, before the
 		// engine runs it, even in the scratch database.
@@ -57,6 +62,9 @@ func (s *Service) checkInClickHouse(ctx context.Context, p *project, order []str
 			bad[name] = true
 			diags = append(diags, diag{pos: firstPos(d.ds.Engine.Pos, d.ds.Pos), msg: fmt.Sprintf("Data Source %s: ClickHouse rejects its table: %s", name, chMessage(err))})
 			continue
+		}
+		if _, taken := p.datasources[name+quarantineSuffix]; taken {
+			continue // refused above, with its name
 		}
 		if _, err := wh.Exec(ctx, quarantineDDL(d.ds, warehouse.QualifiedName(db, name+quarantineSuffix))); err != nil {
 			diags = append(diags, diag{pos: d.ds.Pos, msg: fmt.Sprintf("Data Source %s: ClickHouse rejects its quarantine table: %s", name, chMessage(err))})

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	ingestv1 "github.com/sluicehq/sluice/api/sluice/ingest/v1"
+	"github.com/sluicehq/sluice/platform/auth"
 )
 
 // Append implements IngestService.Append.
@@ -41,7 +42,18 @@ func (s *Service) AppendStream(stream ingestv1.IngestService_AppendStreamServer)
 	if start == nil {
 		return status.Error(codes.InvalidArgument, "the first message must be start")
 	}
-	if err := checkNames(start.GetWorkspace(), start.GetDatasource()); err != nil {
+	ws := start.GetWorkspace()
+	if p, ok := auth.FromContext(stream.Context()); ws == "" && ok && p.Workspace != "" {
+		ws = p.Workspace // a workspace token need not name its workspace
+	}
+	if err := checkNames(ws, start.GetDatasource()); err != nil {
+		return err
+	}
+	need := []auth.Scope{{Type: auth.DataSourcesAppend, Resource: start.GetDatasource()}}
+	if start.GetMode() == ingestv1.Mode_MODE_REPLACE {
+		need = append(need, auth.Scope{Type: auth.DataSourcesDrop, Resource: start.GetDatasource()})
+	}
+	if err := auth.Require(stream.Context(), ws, need...); err != nil {
 		return err
 	}
 	pr, pw := io.Pipe()
@@ -66,7 +78,7 @@ func (s *Service) AppendStream(stream ingestv1.IngestService_AppendStreamServer)
 		}
 	}()
 	res, err := s.accept(stream.Context(), appendRequest{
-		workspace: start.GetWorkspace(), datasource: start.GetDatasource(), format: start.GetFormat(), header: start.GetCsvHeader(),
+		workspace: ws, datasource: start.GetDatasource(), format: start.GetFormat(), header: start.GetCsvHeader(),
 		body: pr, kind: kindFile, wait: start.GetWait(), replace: start.GetMode() == ingestv1.Mode_MODE_REPLACE, fileName: start.GetFileName(),
 	})
 	_ = pr.CloseWithError(io.ErrClosedPipe)

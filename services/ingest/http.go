@@ -19,10 +19,20 @@ const EventsPath = "/v0/events"
 // DefaultWorkspace is the workspace of an Events API request that names none.
 const DefaultWorkspace = "default"
 
-func (s *Service) httpHandler() http.Handler {
+// eventsPattern is the Events API's entry in the scope table.
+const eventsPattern = "POST " + EventsPath
+
+func (s *Service) httpHandler() (http.Handler, error) {
+	var h http.Handler = http.HandlerFunc(s.handleEvents)
+	if s.deps.Guard != nil {
+		var err error
+		if h, err = s.deps.Guard(eventsPattern, h); err != nil {
+			return nil, err
+		}
+	}
 	mux := http.NewServeMux()
-	mux.HandleFunc(EventsPath, s.handleEvents)
-	return mux
+	mux.Handle(EventsPath, h)
+	return mux, nil
 }
 
 // eventsResponse is the hosted platform's response body.
@@ -36,7 +46,8 @@ type errorResponse struct {
 }
 
 // workspaceOf is the one place an HTTP request's workspace comes from: the `workspace` query
-// parameter or the X-Sluice-Workspace header, else the default workspace.
+// parameter (which the auth gate fills in from a workspace token), or the X-Sluice-Workspace
+// header, else the default workspace.
 func workspaceOf(r *http.Request) string {
 	if ws := r.URL.Query().Get("workspace"); ws != "" {
 		return ws

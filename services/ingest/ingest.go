@@ -7,6 +7,7 @@ package ingest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"flag"
 	"fmt"
@@ -124,6 +125,11 @@ type Deps struct {
 	Warehouse warehouse.Conn
 	Catalog   catalogclient.Client
 	Events    opsevents.Publisher
+	// Guard wraps the Events API's handler with what its pattern requires (the scope table);
+	// nil serves it unguarded (tests of the service alone).
+	Guard func(pattern string, h http.Handler) (http.Handler, error)
+	// TLS, when set, serves the Events API over TLS.
+	TLS *tls.Config
 }
 
 // Service implements IngestService and the Events API.
@@ -185,8 +191,16 @@ func (s *Service) Listen() error {
 	if err != nil {
 		return fmt.Errorf("events api: listen on %s: %w", s.cfg.EventsAddr, err)
 	}
+	h, err := s.httpHandler()
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	if s.deps.TLS != nil {
+		ln = tls.NewListener(ln, s.deps.TLS)
+	}
 	s.httpAddr = ln.Addr().String()
-	s.httpSrv = &http.Server{Handler: s.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+	s.httpSrv = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := s.httpSrv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("events api stopped", "err", err)

@@ -219,9 +219,15 @@ func (a *App) modules() []lifecycle.Module {
 				if err != nil {
 					return err
 				}
+				// The Events API is public: TLS like the HTTP port (no client certificate asked).
+				eventsTLS, err := a.cfg.TLS.Server(false)
+				if err != nil {
+					return err
+				}
 				s, err := ingest.New(a.cfg.Ingest, ingest.Deps{
 					Log: a.log.With("service", "ingest"), Metrics: a.tel.Registry, NATS: a.nats, Warehouse: a.warehouse,
 					Catalog: catalogclient.New(cc), Events: opsevents.NewPublisher(a.nats, a.tel.Propagator),
+					Guard: a.gate.Wrap, TLS: eventsTLS,
 				})
 				if err != nil {
 					return err

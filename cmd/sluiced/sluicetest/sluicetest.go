@@ -45,8 +45,8 @@ type Clients struct {
 	Addr  string
 	Token string
 
-	tls *tls.Config
-	Ingest    ingestv1.IngestServiceClient
+	tls    *tls.Config
+	Ingest ingestv1.IngestServiceClient
 }
 
 // NewClients dials addr with token (empty: calls carry no token).
