@@ -276,8 +276,8 @@ func setString(m protoreflect.Message, path, v string) error {
 func CheckRuleFields(resolve func(method string) (protoreflect.MessageDescriptor, bool)) error {
 	var errs []error
 	for method, r := range Rules {
-		if r.Access != Workspace {
-			continue
+		if r.Access != Workspace || !strings.HasPrefix(method, "/") {
+			continue // HTTP endpoints ("POST /v0/events") name URL query parameters, not fields
 		}
 		md, ok := resolve(method)
 		if !ok {
