@@ -68,7 +68,7 @@ func TestSplitModeWithTLSAndNATSCredentials(t *testing.T) {
 			TLS    bool   `json:"tls"`
 		} `json:"services"`
 	}
-	if err := json.Unmarshal([]byte(must(env, "status", "--output", "json")), &st); err != nil || !st.Serving || !st.TLS || len(st.Services) != 4 {
+	if err := json.Unmarshal([]byte(must(env, "status", "--output", "json")), &st); err != nil || !st.Serving || !st.TLS || len(st.Services) != 5 {
 		t.Fatalf("status: %+v %v", st, err)
 	}
 	if out := must(env, "status"); !strings.Contains(out, "TLS: on") {
