@@ -85,69 +85,174 @@ func (p *project) buildGraph() *graph {
 	return g
 }
 
+// flowsData reports whether an edge carries inserted rows by itself: a Data Source's inserts
+// fire the materialized views it triggers, and each view writes its target. Reads (joins,
+// endpoint pipes) and copies do not: a copy runs as a batch that nothing fires.
+func flowsData(k catalogv1.GraphEdge_Kind) bool {
+	return k == catalogv1.GraphEdge_KIND_TRIGGERS || k == catalogv1.GraphEdge_KIND_MATERIALIZES
+}
+
 // topoOrder orders the vertices upstream first; among vertices whose inputs are placed, the
-// first by name goes first, so the order is deterministic. It returns a cycle when there is one.
-func (g *graph) topoOrder() ([]string, []string) {
-	indeg := map[string]int{}
+// first by name goes first, so the order is deterministic. Only chains of materialized views
+// must not loop (see triggerCycles); an incremental copy that reads its own target, or copies
+// that feed each other, close loops of reads and copies, which the order breaks at the first
+// vertex by name whose triggering inputs are placed. It returns the trigger cycles when there
+// are any.
+func (g *graph) topoOrder() ([]string, [][]string) {
+	if cycles := g.triggerCycles(); len(cycles) > 0 {
+		return nil, cycles
+	}
+	indeg := map[string]int{}  // every edge
+	hardIn := map[string]int{} // edges that carry inserted rows
 	for name := range g.vertices {
-		indeg[name] = 0
+		indeg[name], hardIn[name] = 0, 0
 	}
 	for _, e := range g.edges {
 		indeg[e.GetTo()]++
-	}
-	var ready, order []string
-	for name, d := range indeg {
-		if d == 0 {
-			ready = append(ready, name)
+		if flowsData(e.GetKind()) {
+			hardIn[e.GetTo()]++
 		}
 	}
-	for len(ready) > 0 {
-		sort.Strings(ready)
-		n := ready[0]
-		ready = ready[1:]
-		order = append(order, n)
-		for _, m := range g.out[n] {
-			indeg[m]--
-			if indeg[m] == 0 {
-				ready = append(ready, m)
-			}
-		}
-	}
-	if len(order) == len(g.vertices) {
-		return order, nil
-	}
-	return nil, g.findCycle(indeg)
-}
-
-// findCycle walks from a vertex left with inputs until it comes back to one it has seen.
-func (g *graph) findCycle(indeg map[string]int) []string {
-	var start string
-	for _, name := range sortedNames(indeg) {
-		if indeg[name] > 0 {
-			start = name
-			break
-		}
-	}
-	seen := map[string]int{}
-	var path []string
-	for n := start; ; {
-		if i, ok := seen[n]; ok {
-			return append(path[i:], n)
-		}
-		seen[n] = len(path)
-		path = append(path, n)
+	placed := map[string]bool{}
+	var order []string
+	names := sortedNames(g.vertices)
+	for len(order) < len(names) {
 		next := ""
-		for _, m := range g.out[n] {
-			if indeg[m] > 0 {
-				next = m
+		for _, n := range names {
+			if !placed[n] && indeg[n] == 0 {
+				next = n
 				break
 			}
 		}
-		if next == "" {
-			return path
+		if next == "" { // a loop of reads and copies: break it where the rows' flow allows
+			for _, n := range names {
+				if !placed[n] && hardIn[n] == 0 {
+					next = n
+					break
+				}
+			}
 		}
-		n = next
+		if next == "" {
+			return nil, g.triggerCycles()
+		}
+		placed[next] = true
+		order = append(order, next)
+		for _, e := range g.edges {
+			if e.GetFrom() != next || placed[e.GetTo()] {
+				continue
+			}
+			indeg[e.GetTo()]--
+			if flowsData(e.GetKind()) {
+				hardIn[e.GetTo()]--
+			}
+		}
 	}
+	return order, nil
+}
+
+// triggerCycles returns every loop of materialized views: Data Sources whose inserts fire views
+// that, through their targets, fire the first again. Each loop names only its own members, in
+// the order the rows flow, starting and ending with the first member by name.
+func (g *graph) triggerCycles() [][]string {
+	out := map[string][]string{}
+	for _, e := range g.edges {
+		if flowsData(e.GetKind()) {
+			out[e.GetFrom()] = append(out[e.GetFrom()], e.GetTo())
+		}
+	}
+	for k := range out {
+		sort.Strings(out[k])
+	}
+	// Tarjan's strongly connected components over the edges that carry rows.
+	index, low := map[string]int{}, map[string]int{}
+	onStack := map[string]bool{}
+	var stack []string
+	var comps [][]string
+	next := 0
+	var visit func(v string)
+	visit = func(v string) {
+		index[v], low[v] = next, next
+		next++
+		stack = append(stack, v)
+		onStack[v] = true
+		for _, w := range out[v] {
+			if _, seen := index[w]; !seen {
+				visit(w)
+				low[v] = min(low[v], low[w])
+			} else if onStack[w] {
+				low[v] = min(low[v], index[w])
+			}
+		}
+		if low[v] == index[v] {
+			var comp []string
+			for {
+				w := stack[len(stack)-1]
+				stack = stack[:len(stack)-1]
+				onStack[w] = false
+				comp = append(comp, w)
+				if w == v {
+					break
+				}
+			}
+			comps = append(comps, comp)
+		}
+	}
+	for _, v := range sortedNames(g.vertices) {
+		if _, seen := index[v]; !seen {
+			visit(v)
+		}
+	}
+	var cycles [][]string
+	for _, comp := range comps {
+		in := map[string]bool{}
+		for _, v := range comp {
+			in[v] = true
+		}
+		sort.Strings(comp)
+		selfLoop := false
+		for _, w := range out[comp[0]] {
+			selfLoop = selfLoop || w == comp[0]
+		}
+		if len(comp) == 1 && !selfLoop {
+			continue
+		}
+		cycles = append(cycles, loopThrough(comp[0], out, in))
+	}
+	sort.Slice(cycles, func(i, j int) bool { return cycles[i][0] < cycles[j][0] })
+	return cycles
+}
+
+// loopThrough finds a shortest loop from start back to start inside one component.
+func loopThrough(start string, out map[string][]string, in map[string]bool) []string {
+	prev := map[string]string{}
+	queue := []string{start}
+	seen := map[string]bool{}
+	for len(queue) > 0 {
+		v := queue[0]
+		queue = queue[1:]
+		for _, w := range out[v] {
+			if !in[w] {
+				continue
+			}
+			if w == start {
+				path := []string{start}
+				for u := v; u != start; u = prev[u] {
+					path = append(path, u)
+				}
+				// path is start, then the loop backwards: reverse all but the first.
+				for i, j := 1, len(path)-1; i < j; i, j = i+1, j-1 {
+					path[i], path[j] = path[j], path[i]
+				}
+				return append(path, start)
+			}
+			if !seen[w] {
+				seen[w] = true
+				prev[w] = v
+				queue = append(queue, w)
+			}
+		}
+	}
+	return []string{start, start}
 }
 
 // reach returns the vertices reachable from name along dir (out: downstream, in: upstream).
@@ -198,7 +303,7 @@ func (g *graph) proto() *catalogv1.GetGraphResponse {
 }
 
 func cycleMessage(cycle []string) string {
-	return fmt.Sprintf("the data flow has a cycle: %s", strings.Join(cycle, " -> "))
+	return fmt.Sprintf("materialized views fire each other in a loop: %s (inserts into each Data Source fire the next view, which writes the next Data Source); copies and reads may loop, materialized views may not", strings.Join(cycle, " -> "))
 }
 
 func nodeTypeProto(t datafile.NodeType) catalogv1.NodeType {

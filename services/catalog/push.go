@@ -57,18 +57,14 @@ func (s *Service) push(ctx context.Context, req *catalogv1.PushRequest) (*catalo
 	old, _ := s.buildProject(ws, deployed, nil, nil, false)
 	old.analyze()
 	next, diags := s.buildProject(ws, deployed, req.GetFiles(), req.GetVariables(), req.GetPrune())
-	if errs := errorsOf(diags); len(errs) > 0 {
-		return nil, errs
-	}
+	// Every stage runs even when an earlier one found problems, on what it can still check, so
+	// that one answer lists every problem of the push.
 	diags = append(diags, next.analyze()...)
-	if errs := errorsOf(diags); len(errs) > 0 {
-		return nil, errs
+	order, cycles := next.buildGraph().topoOrder()
+	for _, c := range cycles {
+		diags = append(diags, diag{pos: next.cyclePos(c), msg: cycleMessage(c)})
 	}
-	order, cycle := next.buildGraph().topoOrder()
-	if cycle != nil {
-		return nil, diagErrors{{pos: next.posOf(cycle[0]), msg: cycleMessage(cycle)}}
-	}
-	chDiags, err := s.checkInClickHouse(ctx, next, order)
+	chDiags, err := s.checkInClickHouse(ctx, next, order, filesWithErrors(diags))
 	if err != nil {
 		return nil, err
 	}
@@ -222,6 +218,31 @@ func (s *Service) save(ctx context.Context, ws workspaceRecord, next, old *proje
 		}
 	}
 	return nil
+}
+
+// cyclePos is where a loop of materialized views is reported: the first materialized node of
+// the loop in a pushed file (its DATASOURCE line), else the first member's definition.
+func (p *project) cyclePos(cycle []string) datafile.Pos {
+	for _, name := range cycle {
+		if pd, ok := p.pipes[name]; ok && pd.pushed {
+			for _, n := range pd.pipe.Nodes {
+				if n.Type == datafile.NodeMaterialized {
+					return keyPos(&n, "DATASOURCE")
+				}
+			}
+		}
+	}
+	return p.posOf(cycle[0])
+}
+
+// filesWithErrors are the files that already have an error: the ClickHouse check skips their
+// pipes rather than report the same problem again.
+func filesWithErrors(diags []diag) map[string]bool {
+	out := map[string]bool{}
+	for _, d := range errorsOf(diags) {
+		out[d.pos.File] = true
+	}
+	return out
 }
 
 // posOf is where a resource is defined.

@@ -19,9 +19,10 @@ const scratchPrefix = "__sluice_check_"
 
 // checkInClickHouse asks ClickHouse itself whether the project is valid, before any DDL runs in
 // the workspace: every table is created, every materialized view is created and every copy
-// node's result is described, in a scratch database that is dropped afterwards. A copy node's
-// result columns must match its target's schema by name and type.
-func (s *Service) checkInClickHouse(ctx context.Context, p *project, order []string) ([]diag, error) {
+// node's result is inserted (no rows: LIMIT 0) into its target, in a scratch database that is
+// dropped afterwards. order is the project's topological order (nil when the data flow has a
+// loop of views); pipes of the files in skip already have errors and are not checked again.
+func (s *Service) checkInClickHouse(ctx context.Context, p *project, order []string, skip map[string]bool) ([]diag, error) {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	db := scratchPrefix + hex.EncodeToString(b[:])
@@ -34,6 +35,9 @@ func (s *Service) checkInClickHouse(ctx context.Context, p *project, order []str
 			s.log.Warn("drop scratch database", "database", db, "err", err)
 		}
 	}()
+	if order == nil {
+		order = append(sortedNames(p.datasources), sortedNames(p.pipes)...)
+	}
 	var diags []diag
 	bad := map[string]bool{}
 	for _, name := range order {
@@ -60,19 +64,20 @@ func (s *Service) checkInClickHouse(ctx context.Context, p *project, order []str
 		}
 		if _, err := wh.Exec(ctx, ddl); err != nil {
 			bad[name] = true
-			diags = append(diags, diag{pos: firstPos(d.ds.Engine.Pos, d.ds.Pos), msg: fmt.Sprintf("Data Source %s: ClickHouse rejects its table: %s", name, chMessage(err))})
+			msg := userMessage(chMessage(err), db)
+			diags = append(diags, diag{pos: dataSourceErrorPos(d.ds, msg), msg: fmt.Sprintf("Data Source %s: ClickHouse rejects its table: %s", name, msg)})
 			continue
 		}
 		if _, taken := p.datasources[name+quarantineSuffix]; taken {
 			continue // refused above, with its name
 		}
 		if _, err := wh.Exec(ctx, quarantineDDL(d.ds, warehouse.QualifiedName(db, name+quarantineSuffix))); err != nil {
-			diags = append(diags, diag{pos: d.ds.Pos, msg: fmt.Sprintf("Data Source %s: ClickHouse rejects its quarantine table: %s", name, chMessage(err))})
+			diags = append(diags, diag{pos: d.ds.Pos, msg: fmt.Sprintf("Data Source %s: ClickHouse rejects its quarantine table: %s", name, userMessage(chMessage(err), db))})
 		}
 	}
 	for _, name := range order {
 		pd, ok := p.pipes[name]
-		if !ok || !pd.pushed {
+		if !ok || !pd.pushed || skip[pd.rec.Path] {
 			continue
 		}
 		out := pd.outputNode()
@@ -83,7 +88,14 @@ func (s *Service) checkInClickHouse(ctx context.Context, p *project, order []str
 		if out.node.Type == datafile.NodeMaterialized {
 			target = out.node.Datasource
 		}
-		if bad[target] || p.datasources[target] == nil {
+		if p.datasources[target] == nil {
+			continue
+		}
+		if refused := p.readsAny(out, bad); len(refused) > 0 || bad[target] {
+			if bad[target] {
+				refused = append(refused, target)
+			}
+			diags = append(diags, diag{pos: out.node.SQLPos, msg: fmt.Sprintf("node %s: not checked, it uses Data Source %s, which ClickHouse refused (see its error)", out.node.Name, strings.Join(dedupeSorted(refused), ", "))})
 			continue
 		}
 		c := &composer{p: p, db: db, opts: template.RenderOptions{Check: true}}
@@ -92,26 +104,163 @@ func (s *Service) checkInClickHouse(ctx context.Context, p *project, order []str
 			err = s.verifyAST(ctx, db, sql)
 		}
 		if err != nil {
-			diags = append(diags, diag{pos: out.node.SQLPos, msg: fmt.Sprintf("node %s: %v", out.node.Name, err)})
+			diags = append(diags, diag{pos: out.node.SQLPos, msg: fmt.Sprintf("node %s: %s", out.node.Name, userMessage(err.Error(), db))})
 			continue
 		}
 		if out.node.Type == datafile.NodeMaterialized {
 			stmt := fmt.Sprintf("CREATE MATERIALIZED VIEW %s TO %s AS\n%s", warehouse.QualifiedName(db, mvPrefix+name), warehouse.QualifiedName(db, target), sql)
 			if _, err := wh.Exec(ctx, stmt); err != nil {
-				diags = append(diags, diag{pos: out.node.SQLPos, msg: fmt.Sprintf("materialized node %s: ClickHouse rejects its view: %s", out.node.Name, chMessage(err))})
+				diags = append(diags, diag{pos: out.node.SQLPos, msg: fmt.Sprintf("materialized node %s: ClickHouse rejects its view: %s", out.node.Name, userMessage(chMessage(err), db))})
 			}
 			continue
 		}
-		res, err := wh.Query(ctx, "DESCRIBE TABLE ("+sql+")")
-		if err != nil {
-			diags = append(diags, diag{pos: out.node.SQLPos, msg: fmt.Sprintf("copy node %s: ClickHouse rejects its query: %s", out.node.Name, chMessage(err))})
-			continue
-		}
-		if msg := matchColumns(describedColumns(res), p.datasources[target].ds); msg != "" {
-			diags = append(diags, diag{pos: out.node.SQLPos, msg: fmt.Sprintf("copy node %s: its result does not fit TARGET_DATASOURCE %s: %s", out.node.Name, target, msg)})
-		}
+		diags = append(diags, s.checkCopy(ctx, db, out, target, sql, p.datasources[target].ds)...)
 	}
 	return diags, nil
+}
+
+// checkCopy checks a copy node's result against its target the way the copy will write it:
+// by column name, with ClickHouse's own conversions (INSERT INTO target (columns) SELECT ...,
+// here with no rows). What ClickHouse refuses is an error; conversions it makes that can change
+// values (NULL into a column that is not Nullable, narrower numbers, text parsed as a number or
+// a date) are warnings.
+func (s *Service) checkCopy(ctx context.Context, db string, out *nodeDef, target, sql string, ds *datafile.DataSource) []diag {
+	wh := s.deps.Warehouse
+	at := out.node.SQLPos
+	res, err := wh.Query(ctx, "DESCRIBE TABLE ("+sql+")")
+	if err != nil {
+		return []diag{{pos: at, msg: fmt.Sprintf("copy node %s: ClickHouse rejects its query: %s", out.node.Name, userMessage(chMessage(err), db))}}
+	}
+	result := describedColumns(res)
+	byName := map[string]datafile.Column{}
+	for _, c := range ds.Columns {
+		byName[c.Name] = c
+	}
+	var diags []diag
+	var problems, cols []string
+	got := map[string]bool{}
+	for _, r := range result {
+		got[r.name] = true
+		c, ok := byName[r.name]
+		if !ok {
+			problems = append(problems, fmt.Sprintf("column %s is not in the Data Source", r.name))
+			continue
+		}
+		cols = append(cols, warehouse.QuoteIdent(r.name))
+		if w := valueChange(r.typ, c.SQLType()); w != "" {
+			diags = append(diags, diag{pos: at, warning: true, msg: fmt.Sprintf("copy node %s: column %s is %s in the result and %s in TARGET_DATASOURCE %s: %s", out.node.Name, r.name, r.typ, c.SQLType(), target, w)})
+		}
+	}
+	for _, c := range ds.Columns {
+		if !got[c.Name] && c.DefaultKind == "" {
+			diags = append(diags, diag{pos: at, warning: true, msg: fmt.Sprintf("copy node %s: column %s of TARGET_DATASOURCE %s is not in the result and has no DEFAULT: copied rows get the type's default value", out.node.Name, c.Name, target)})
+		}
+	}
+	if len(problems) > 0 {
+		return append(diags, diag{pos: at, msg: fmt.Sprintf("copy node %s: its result does not fit TARGET_DATASOURCE %s: %s", out.node.Name, target, strings.Join(problems, "; "))})
+	}
+	insert := fmt.Sprintf("INSERT INTO %s (%s)\nSELECT * FROM (%s) LIMIT 0", warehouse.QualifiedName(db, target), strings.Join(cols, ", "), sql)
+	if _, err := wh.Exec(ctx, insert); err != nil {
+		diags = append(diags, diag{pos: at, msg: fmt.Sprintf("copy node %s: ClickHouse would not insert its result into TARGET_DATASOURCE %s: %s", out.node.Name, target, userMessage(chMessage(err), db))})
+	}
+	return diags
+}
+
+// valueChange says how an insert can change values of type from going into a column of type to,
+// or "" when they go in as they are.
+func valueChange(from, to string) string {
+	if assignable(from, to) {
+		return ""
+	}
+	f, t := normType(from), normType(to)
+	fInner, fNull := unwrap(f, "Nullable(")
+	tInner, tNull := unwrap(t, "Nullable(")
+	if fNull && !tNull {
+		if assignable(fInner, tInner) {
+			return "NULLs become the column's default value"
+		}
+		return "NULLs become the column's default value, and " + valueChange(fInner, tInner)
+	}
+	fw, fk := numberWidth(fInner)
+	tw, tk := numberWidth(tInner)
+	switch {
+	case fInner == "String" && tInner != "String":
+		return "each value is parsed as " + tInner + "; a value that does not parse fails the copy"
+	case fk != 0 && tk != 0 && (tw < fw || fk != tk):
+		return "values outside the column's range change (narrowing or sign conversion)"
+	case strings.HasPrefix(fInner, "DateTime64") && tInner == "DateTime":
+		return "sub-second precision is dropped"
+	case strings.HasPrefix(fInner, "DateTime") && tInner == "Date":
+		return "the time of day is dropped"
+	}
+	return ""
+}
+
+func unwrap(t, prefix string) (string, bool) {
+	if inner, ok := strings.CutPrefix(t, prefix); ok && strings.HasSuffix(inner, ")") {
+		return inner[:len(inner)-1], true
+	}
+	return t, false
+}
+
+// readsAny returns the Data Sources of bad that node n reads, directly or through earlier nodes
+// and other pipes.
+func (p *project) readsAny(n *nodeDef, bad map[string]bool) []string {
+	var out []string
+	seen := map[*nodeDef]bool{}
+	var walk func(n *nodeDef)
+	walk = func(n *nodeDef) {
+		if n == nil || seen[n] {
+			return
+		}
+		seen[n] = true
+		for _, r := range n.reads {
+			if bad[r] {
+				out = append(out, r)
+			}
+			if dep := n.pipe.nodeNamed(r); dep != nil {
+				walk(dep)
+			} else if pd, ok := p.pipes[r]; ok {
+				walk(pd.outputNode())
+			}
+		}
+	}
+	walk(n)
+	return out
+}
+
+// userMessage removes the scratch database's name and Sluice's internal prefixes from a
+// ClickHouse message: users know their resources by name.
+func userMessage(msg, db string) string {
+	msg = strings.NewReplacer("`"+db+"`.", "", db+".", "", "'"+db+"'", "the workspace", db, "the workspace").Replace(msg)
+	return strings.ReplaceAll(msg, mvPrefix, "")
+}
+
+// dataSourceErrorPos places a ClickHouse refusal of a table: at the column or key the message
+// names, else at the ENGINE line, else at the file.
+func dataSourceErrorPos(ds *datafile.DataSource, msg string) datafile.Pos {
+	// Lists of what the table has say nothing about the culprit.
+	for _, cut := range []string{"required columns", "available columns", "Available columns"} {
+		if i := strings.Index(msg, cut); i >= 0 {
+			msg = msg[:i]
+		}
+	}
+	best, bestAt := datafile.Pos{}, -1
+	for _, c := range ds.Columns {
+		for _, form := range []string{"`" + c.Name + "`", "'" + c.Name + "'", "column " + c.Name} {
+			i := strings.Index(msg, form)
+			if end := i + len(form); i < 0 || end < len(msg) && isIdentByte(msg[end]) {
+				continue
+			}
+			if (bestAt < 0 || i < bestAt) && c.Pos.File != "" {
+				best, bestAt = c.Pos, i
+			}
+		}
+	}
+	if bestAt >= 0 {
+		return best
+	}
+	return firstPos(ds.Engine.Pos, ds.Pos)
 }
 
 type column struct{ name, typ string }
@@ -124,35 +273,6 @@ func describedColumns(res *warehouse.Result) []column {
 		}
 	}
 	return out
-}
-
-// matchColumns checks a query's result against a Data Source: every result column must be a
-// column of the same type (LowCardinality aside), and every column the result lacks must have
-// a default.
-func matchColumns(result []column, ds *datafile.DataSource) string {
-	byName := map[string]datafile.Column{}
-	for _, c := range ds.Columns {
-		byName[c.Name] = c
-	}
-	var problems []string
-	got := map[string]bool{}
-	for _, r := range result {
-		got[r.name] = true
-		c, ok := byName[r.name]
-		if !ok {
-			problems = append(problems, fmt.Sprintf("column %s is not in the Data Source", r.name))
-			continue
-		}
-		if c.Type != "" && !assignable(r.typ, c.SQLType()) {
-			problems = append(problems, fmt.Sprintf("column %s is %s in the result but %s in the Data Source", r.name, r.typ, c.SQLType()))
-		}
-	}
-	for _, c := range ds.Columns {
-		if !got[c.Name] && c.DefaultKind == "" {
-			problems = append(problems, fmt.Sprintf("column %s of the Data Source is not in the result and has no default", c.Name))
-		}
-	}
-	return strings.Join(problems, "; ")
 }
 
 // assignable reports whether values of type from go into a column of type to without loss: the
@@ -255,4 +375,8 @@ func (s *Service) dropScratchDatabases(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+func isIdentByte(b byte) bool {
+	return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
 }
