@@ -109,6 +109,11 @@ func (r *renderer) execBody(body []tnode) error {
 			if err != nil {
 				return &posError{off: x.off, msg: err.Error()}
 			}
+			if typ := dateCall(x.e); typ != "" {
+				if text, ok := v.(string); ok {
+					s = typedDate(typ, text, r.out.String())
+				}
+			}
 			r.out.WriteString(s)
 		case *ifNode:
 			done := false

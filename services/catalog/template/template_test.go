@@ -37,12 +37,16 @@ func TestRender(t *testing.T) {
 		{"Int bare", "%{{Int(n)}} {{Integer(m, 3)}}", map[string]string{"n": "-4"}, "-4 3"},
 		{"float", "%{{Float32(f)}} {{Float64(g, 2)}}", map[string]string{"f": "1"}, "toFloat32('1.0') toFloat64('2.0')"},
 		{"boolean", "%{{Boolean(a)}} {{Boolean(b)}} {{Boolean(c, True)}}", map[string]string{"a": "TRUE", "b": "0"}, "1 0 1"},
-		{"date", "%{{Date(d)}}", map[string]string{"d": "2024-01-02"}, "'2024-01-02'"},
-		{"datetime", "%{{DateTime(d)}}", map[string]string{"d": "2024-01-02 03:04:05"}, "'2024-01-02 03:04:05'"},
-		{"datetime prefix stays literal", "%{{DateTime(d)}}", map[string]string{"d": "2024-01-02 03:04:05' OR 1=1 --"}, `'2024-01-02 03:04:05\' OR 1=1 --'`},
-		{"datetime64", "%{{DateTime64(d)}}", map[string]string{"d": "2024-01-02 03:04:05.123"}, "'2024-01-02 03:04:05.123'"},
-		{"job_timestamp implicit", "%{{DateTime(job_timestamp)}}", nil, "'2024-05-27 11:00:00'"},
-		{"job_timestamp overridden", "%{{DateTime(job_timestamp)}}", map[string]string{"job_timestamp": "2020-01-01 00:00:00"}, "'2020-01-01 00:00:00'"},
+		{"date", "%{{Date(d)}}", map[string]string{"d": "2024-01-02"}, "toDate('2024-01-02')"},
+		{"datetime", "%{{DateTime(d)}}", map[string]string{"d": "2024-01-02 03:04:05"}, "toDateTime('2024-01-02 03:04:05')"},
+		{"datetime T", "%{{DateTime(d)}}", map[string]string{"d": "2024-01-02T03:04:05"}, "toDateTime('2024-01-02 03:04:05')"},
+		{"datetime other form", "%{{DateTime(d)}}", map[string]string{"d": "02.01.2024 3:04:05"}, "parseDateTimeBestEffort('02.01.2024 3:04:05')"},
+		{"datetime parsed by the query", "%parseDateTimeBestEffort({{ DateTime(d) }}) x", map[string]string{"d": "2024-01-02 03:04:05"}, "parseDateTimeBestEffort('2024-01-02 03:04:05') x"},
+		{"datetime computed stays a string", "%{{ DateTime(d) + 'Z' }}", map[string]string{"d": "2024-01-02 03:04:05"}, "'2024-01-02 03:04:05Z'"},
+		{"datetime prefix stays literal", "%{{DateTime(d)}}", map[string]string{"d": "2024-01-02 03:04:05' OR 1=1 --"}, `parseDateTimeBestEffort('2024-01-02 03:04:05\' OR 1=1 --')`},
+		{"datetime64", "%{{DateTime64(d)}}", map[string]string{"d": "2024-01-02 03:04:05.123"}, "toDateTime64('2024-01-02 03:04:05.123', 3)"},
+		{"job_timestamp implicit", "%{{DateTime(job_timestamp)}}", nil, "toDateTime('2024-05-27 11:00:00')"},
+		{"job_timestamp overridden", "%{{DateTime(job_timestamp)}}", map[string]string{"job_timestamp": "2020-01-01 00:00:00"}, "toDateTime('2020-01-01 00:00:00')"},
 		{"array strings", "%{{Array(s)}}", map[string]string{"s": "a,b'c"}, `['a','b\'c']`},
 		{"array ints", "%{{Array(s, 'Int32')}}", map[string]string{"s": "1,2,3"}, "[1,2,3]"},
 		{"array default", "%{{Array(s, 'Int8', default='1,2')}}", nil, "[1,2]"},
@@ -99,14 +103,14 @@ func TestCheckMode(t *testing.T) {
 		{"%{{String(x, 'd')}}", "'d'"},
 		{"%{{Int32(x)}} {{UInt8(y)}}", "toInt32('0') toUInt8('0')"},
 		{"%{{Float64(x)}}", "toFloat64('0.0')"},
-		{"%{{Date(x)}} {{DateTime(y)}} {{DateTime64(z)}}", "'2019-01-01' '2019-01-01 00:00:00' '2019-01-01 00:00:00.000'"},
+		{"%{{Date(x)}} {{DateTime(y)}} {{DateTime64(z)}}", "toDate('2019-01-01') toDateTime('2019-01-01 00:00:00') toDateTime64('2019-01-01 00:00:00.000', 3)"},
 		{"%{{Array(x, 'Int32')}} {{Array(y)}} {{Array(z, 'String')}}", "[0,0] ['__no_value__0','__no_value__1'] ['__no_value__','__no_value__']"},
 		{"%{{symbol(x)}} {{table(t)}} {{column(c, 'd')}}", "`placeholder` placeholder `d`"},
 		{"%{{x}}", "'__no_value__'"},
 		{"%{% if defined(x) %}A{% else %}B{% end %}", "B"},
 		{"%{{error('boom')}}ok", "ok"},
 		{"%{{day_diff(a, b)}} {{date_diff_in_hours(a, b)}}", "0 0"},
-		{"%{{DateTime(job_timestamp)}}", "'2024-05-27 11:00:00'"},
+		{"%{{DateTime(job_timestamp)}}", "toDateTime('2024-05-27 11:00:00')"},
 	}
 	for _, tt := range tests {
 		got, err := render(t, tt.src, nil, true)
@@ -120,7 +124,7 @@ func TestCheckMode(t *testing.T) {
 	}
 	tpl, _ := Parse("%{{DateTime(job_timestamp)}}")
 	got, err := tpl.Render(nil, RenderOptions{Check: true})
-	if err != nil || got != "'2019-01-01 00:00:00'" {
+	if err != nil || got != "toDateTime('2019-01-01 00:00:00')" {
 		t.Errorf("check without job timestamp = %q, %v", got, err)
 	}
 }
