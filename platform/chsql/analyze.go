@@ -315,6 +315,9 @@ type pendingCTE struct {
 	bodyDepth int // depth inside the body's parentheses
 	bodyStart int
 	withDepth int
+	// index is the CTE's entry in Analysis.CTEs when it was defined before its body (WITH
+	// RECURSIVE: the body reads the CTE itself), else -1.
+	index int
 }
 
 type analyzer struct {
@@ -328,6 +331,8 @@ type analyzer struct {
 	// withDepth is the depth of an open WITH list, or -1.
 	withDepth int
 	withItem  bool // the next token starts a WITH item
+	// withRecursive: the open WITH list is WITH RECURSIVE.
+	withRecursive bool
 	claimed   map[int]bool
 	// lastCTE is the CTE name the last tableExpr resolved to.
 	lastCTE       string
@@ -440,6 +445,10 @@ func (an *analyzer) run() error {
 						break
 					}
 					an.pending = an.pending[:len(an.pending)-1]
+					if p.index >= 0 {
+						an.a.CTEs[p.index].BodyEnd = t.End
+						continue
+					}
 					an.a.CTEs = append(an.a.CTEs, CTE{Name: p.name, BodyStart: p.bodyStart, BodyEnd: t.End, Depth: p.withDepth})
 					an.defineCTE(p.withDepth, p.name, len(an.a.CTEs)-1)
 				}
@@ -461,10 +470,20 @@ func (an *analyzer) run() error {
 			continue
 		}
 		if an.withItem && an.withDepth == an.depth() {
+			if t.Kind == Ident && t.Upper() == "RECURSIVE" && an.tok(i-1).Upper() == "WITH" {
+				an.withRecursive = true
+				continue
+			}
 			an.withItem = false
-			// WITH name AS (subquery) defines a CTE.
+			// WITH name AS (subquery) defines a CTE. A recursive one is visible in its own body.
 			if (t.Kind == Ident || t.Kind == QuotedIdent) && an.tok(i+1).Upper() == "AS" && an.tok(i+2).is("(") {
-				an.pending = append(an.pending, pendingCTE{name: t.Value(), bodyDepth: an.depth() + 1, bodyStart: an.tok(i + 2).Start, withDepth: an.depth()})
+				p := pendingCTE{name: t.Value(), bodyDepth: an.depth() + 1, bodyStart: an.tok(i + 2).Start, withDepth: an.depth(), index: -1}
+				if an.withRecursive {
+					an.a.CTEs = append(an.a.CTEs, CTE{Name: p.name, BodyStart: p.bodyStart, BodyEnd: p.bodyStart, Depth: p.withDepth})
+					p.index = len(an.a.CTEs) - 1
+					an.defineCTE(p.withDepth, p.name, p.index)
+				}
+				an.pending = append(an.pending, p)
 			}
 		}
 		if t.Kind == QuotedIdent && an.tok(i+1).is("(") && !an.claimed[i] {
@@ -495,6 +514,7 @@ func (an *analyzer) run() error {
 			}
 			an.withDepth = an.depth()
 			an.withItem = true
+			an.withRecursive = false
 		case "SELECT":
 			if an.withDepth == an.depth() {
 				an.withDepth = -1
@@ -502,7 +522,7 @@ func (an *analyzer) run() error {
 		case "UNION", "EXCEPT", "INTERSECT":
 			an.closeScopes(an.depth())
 		case "FROM":
-			if (an.tok(i-1).Upper() == "DISTINCT" && (an.tok(i-2).Upper() == "IS" || an.tok(i-2).Upper() == "NOT")) || an.separatorKeyword("FROM") {
+			if (an.tok(i-1).Upper() == "DISTINCT" && (an.tok(i-2).Upper() == "IS" || an.tok(i-2).Upper() == "NOT")) || an.separatorKeyword("FROM") || an.fillFrom(i) {
 				continue
 			}
 			if an.a.Kind == KindShow {
@@ -612,6 +632,40 @@ func (an *analyzer) defineCTE(depth int, name string, idx int) {
 		an.scopes = append(an.scopes, cteScope{depth: depth, names: map[string]int{}})
 	}
 	an.scopes[len(an.scopes)-1].names[name] = idx
+}
+
+// fillFrom reports whether the FROM at i starts the range of ORDER BY ... WITH FILL FROM x TO y
+// (an expression, not a table): going back at the same depth, WITH FILL comes before anything
+// that starts another clause or ORDER BY item.
+func (an *analyzer) fillFrom(i int) bool {
+	for j := i - 1; j >= 0; j-- {
+		t := an.toks[j]
+		switch {
+		case t.is(")"):
+			depth := 0
+			for ; j >= 0; j-- {
+				if an.toks[j].is(")") {
+					depth++
+				} else if an.toks[j].is("(") {
+					if depth--; depth == 0 {
+						break
+					}
+				}
+			}
+			continue
+		case t.is("(") || t.is(",") || t.is(";"):
+			return false
+		case t.Kind != Ident:
+			continue
+		}
+		switch t.Upper() {
+		case "FILL":
+			return an.tok(j-1).Upper() == "WITH"
+		case "SELECT", "FROM", "WHERE", "PREWHERE", "HAVING", "JOIN", "ON", "USING", "UNION", "LIMIT", "GROUP", "BY", "SETTINGS":
+			return false
+		}
+	}
+	return false
 }
 
 // statementStart returns the index of the first token of the statement that

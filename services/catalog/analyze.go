@@ -193,7 +193,8 @@ func templateDiag(n *datafile.Node, err error) diag {
 }
 
 // trigger is the Data Source whose inserts fire a materialized pipe: the left-most table of
-// its query, following earlier nodes.
+// its query, following earlier nodes and, as the hosted platform does, other pipes it reads
+// (FROM some_endpoint_pipe fires on inserts into that pipe's own left-most Data Source).
 func (p *project) trigger(pd *pipeDef) (string, bool) {
 	nd := pd.outputNode()
 	for depth := 0; nd != nil && nd.tmpl != nil && depth < 32; depth++ {
@@ -210,11 +211,18 @@ func (p *project) trigger(pd *pipeDef) (string, bool) {
 			return "", false
 		}
 		if left.Kind == chsql.RefNode {
-			nd = pd.nodeNamed(left.Name)
+			nd = nd.pipe.nodeNamed(left.Name)
 			continue
+		}
+		if left.Database != "" && left.Database != p.ws.Database {
+			return "", false
 		}
 		if _, ok := p.datasources[left.Name]; ok {
 			return left.Name, true
+		}
+		if other, ok := p.pipes[left.Name]; ok && left.Kind == chsql.RefTable {
+			nd = other.outputNode()
+			continue
 		}
 		return "", false
 	}

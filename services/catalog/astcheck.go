@@ -80,6 +80,9 @@ func astProblems(lines []string, db string, ctes map[string]bool) []string {
 		if strings.HasPrefix(name, db+".") || ctes[name] {
 			return
 		}
+		if sys, ok := strings.CutPrefix(name, "system."); ok && systemTables[sys] && where == "table" {
+			return
+		}
 		probs = append(probs, fmt.Sprintf("%s %s is outside the workspace (ClickHouse reads it as a table of another database)", where, name))
 	}
 	// arg returns the index of the k-th argument (0-based) of the function at i.

@@ -34,6 +34,10 @@ var allowedSettings = map[string]bool{
 	"count_distinct_implementation": true, "date_time_input_format": true, "transform_null_in": true,
 }
 
+// systemTables are the system tables users' SQL may read: generators that show nothing of the
+// server or of other workspaces. They are read as they are, not qualified.
+var systemTables = map[string]bool{"numbers": true, "numbers_mt": true, "one": true, "zeros": true, "zeros_mt": true}
+
 // serviceDataSources are the service Data Sources every workspace can read; `tinybird.<name>`
 // is accepted for them as in the hosted platform.
 var serviceDataSources = map[string]bool{"datasources_ops_log": true}
@@ -112,6 +116,9 @@ func (c *composer) resolve(n *nodeDef, ref chsql.TableRef) (string, error) {
 		name, err := c.p.checkTableRef(ref)
 		if err != nil {
 			return "", err
+		}
+		if name == "" { // an allowed system table
+			return chsql.QuoteIdent("system") + "." + chsql.QuoteIdent(strings.ToLower(ref.Name)), nil
 		}
 		if pd, ok := c.p.pipes[name]; ok && ref.Kind == chsql.RefTable {
 			out := pd.outputNode()
@@ -215,8 +222,10 @@ func (p *project) checkTableRef(ref chsql.TableRef) (string, error) {
 	switch db := ref.Database; {
 	case db == "" || db == p.ws.Database:
 	case strings.EqualFold(db, "tinybird") && serviceDataSources[name]:
+	case strings.EqualFold(db, "system") && systemTables[strings.ToLower(name)] && ref.Kind == chsql.RefTable:
+		return "", nil
 	case strings.EqualFold(db, "system"):
-		return "", &refError{fmt.Sprintf("system.%s: system tables are not readable from pipes and queries (they would show other workspaces)", name)}
+		return "", &refError{fmt.Sprintf("system.%s: system tables are not readable from pipes and queries (they would show other workspaces; system.numbers, numbers_mt, one, zeros and zeros_mt are)", name)}
 	default:
 		return "", &refError{fmt.Sprintf("%s.%s is in another database: pipes and queries may only read their workspace's Data Sources", db, name)}
 	}

@@ -49,6 +49,10 @@ func (p *project) buildGraph() *graph {
 		if pd.pipeType() == datafile.NodeMaterialized {
 			trig, _ = p.trigger(pd)
 		}
+		if _, ok := g.vertices[trig]; ok && trig != "" {
+			// Also when the view reaches its trigger through another pipe.
+			g.addEdge(trig, name, catalogv1.GraphEdge_KIND_TRIGGERS)
+		}
 		for _, n := range pd.nodes {
 			for _, r := range n.reads {
 				if pd.nodeNamed(r) != nil {
@@ -60,11 +64,10 @@ func (p *project) buildGraph() *graph {
 				if readsOwnTarget(pd, r) {
 					continue // the spec's populate case 2: not a cycle (see selfread.go)
 				}
-				kind := catalogv1.GraphEdge_KIND_READS
 				if r == trig {
-					kind = catalogv1.GraphEdge_KIND_TRIGGERS
+					continue
 				}
-				g.addEdge(r, name, kind)
+				g.addEdge(r, name, catalogv1.GraphEdge_KIND_READS)
 			}
 			switch n.node.Type {
 			case datafile.NodeMaterialized:

@@ -1,0 +1,125 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/status"
+
+	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	"github.com/sluicehq/sluice/platform/warehouse"
+)
+
+// pushDir pushes the files of a testdata/push folder (not dry) into a new workspace.
+func pushDir(t *testing.T, s *Service, ws, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fs []*catalogv1.Datafile
+	for _, e := range entries {
+		if e.Name() == "want.golden" {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fs = append(fs, &catalogv1.Datafile{Path: e.Name(), Content: string(b)})
+	}
+	if _, err := s.CreateWorkspace(context.Background(), &catalogv1.CreateWorkspaceRequest{Name: ws}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Push(context.Background(), &catalogv1.PushRequest{Workspace: ws, Files: fs}); err != nil {
+		t.Fatalf("push %s: %s", dir, status.Convert(err).Message())
+	}
+}
+
+func queryRows(t *testing.T, s *Service, ws, sql string) string {
+	t.Helper()
+	resp, err := s.Query(context.Background(), &catalogv1.QueryRequest{Workspace: ws, Sql: sql})
+	if err != nil {
+		t.Fatalf("%s: %s", sql, status.Convert(err).Message())
+	}
+	var rows []string
+	for _, r := range resp.GetRows() {
+		var vs []string
+		for _, v := range r.GetValues() {
+			vs = append(vs, fmt.Sprint(v.AsInterface()))
+		}
+		rows = append(rows, strings.Join(vs, ","))
+	}
+	return strings.Join(rows, " ")
+}
+
+// TestSQLShapesOfRealProjects runs, through `sluice sql`'s RPC and pipes, the shapes that real
+// projects use and that the analysis once refused: ORDER BY ... WITH FILL FROM, WITH RECURSIVE,
+// and the system tables that show nothing of other workspaces. Next to each, the hostile case
+// stays refused.
+func TestSQLShapesOfRealProjects(t *testing.T) {
+	s, wh := newTestService(t)
+	ctx := context.Background()
+	pushDir(t, s, "rec", "testdata/push/recursive_cte")
+	db := s.cfg.DatabasePrefix + "rec"
+	if _, err := wh.Exec(ctx, "INSERT INTO "+warehouse.QualifiedName(db, "tree")+" VALUES (1, 0), (2, 1), (3, 1), (4, 2), (5, 9)"); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ sql, want string }{
+		{"SELECT toDate(number) AS d, count() AS c FROM numbers(3) GROUP BY d ORDER BY d WITH FILL FROM toDate(0) TO toDate(4) STEP 1", "1970-01-01 00:00:00,1 1970-01-02 00:00:00,1 1970-01-03 00:00:00,1 1970-01-04 00:00:00,0"},
+		{"WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r WHERE n < 4) SELECT sum(n) FROM r", "10"},
+		{"SELECT id, depth FROM descendants", "1,0 2,1 3,1 4,2"},
+		{"SELECT number FROM system.numbers LIMIT 3", "0 1 2"},
+		{"SELECT count() FROM (SELECT * FROM system.numbers_mt LIMIT 5)", "5"},
+		{"SELECT dummy FROM system.one", "0"},
+		{"SELECT count() FROM (SELECT zero FROM system.zeros LIMIT 2)", "2"},
+	} {
+		if got := queryRows(t, s, "rec", tc.sql); got != tc.want {
+			t.Errorf("%s\n got %s\nwant %s", tc.sql, got, tc.want)
+		}
+	}
+	for _, hostile := range []string{
+		"SELECT name FROM system.tables",
+		"SELECT * FROM system.numbers AS n JOIN system.databases AS d ON 1 LIMIT 1",
+		"SELECT d FROM (SELECT 1 AS d) ORDER BY d WITH FILL FROM (SELECT count() FROM system.tables) TO 3",
+		"WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r WHERE n < 2) SELECT * FROM r, system.parts",
+	} {
+		_, err := s.Query(ctx, &catalogv1.QueryRequest{Workspace: "rec", Sql: hostile})
+		if err == nil || !strings.Contains(status.Convert(err).Message(), "system.") {
+			t.Errorf("%s: want a refusal naming the system table, got %v", hostile, err)
+		}
+	}
+}
+
+// TestViewReadingAPipeIsTriggered: a materialized node that reads another pipe fires on inserts
+// into that pipe's Data Source, as on the hosted platform: the graph has the trigger and the
+// view writes rows.
+func TestViewReadingAPipeIsTriggered(t *testing.T) {
+	s, wh := newTestService(t)
+	ctx := context.Background()
+	pushDir(t, s, "vrp", "testdata/push/view_reads_pipe")
+	g, err := s.GetGraph(ctx, &catalogv1.GetGraphRequest{Workspace: "vrp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var triggers []string
+	for _, e := range g.GetEdges() {
+		if e.GetKind() == catalogv1.GraphEdge_KIND_TRIGGERS {
+			triggers = append(triggers, e.GetFrom()+"->"+e.GetTo())
+		}
+	}
+	if strings.Join(triggers, " ") != "events->by_action_mv" {
+		t.Fatalf("trigger edges %v, want events->by_action_mv", triggers)
+	}
+	db := s.cfg.DatabasePrefix + "vrp"
+	if _, err := wh.Exec(ctx, "INSERT INTO "+warehouse.QualifiedName(db, "events")+" VALUES (now(), 'Buy'), (now(), 'buy'), (now(), 'View'), (now(), '')"); err != nil {
+		t.Fatal(err)
+	}
+	if got := queryRows(t, s, "vrp", "SELECT action, sum(n) FROM by_action GROUP BY action ORDER BY action"); got != "buy,2 view,1" {
+		t.Errorf("by_action = %s, want buy,2 view,1", got)
+	}
+}
