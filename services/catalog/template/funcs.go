@@ -950,8 +950,16 @@ func sqlAnd(kw kwargs) (any, error) {
 
 func method(recv any, name string, args []any, kw kwargs) (any, error) {
 	if _, ok := recv.(placeholder); ok {
-		if name == "split" {
+		// Check mode: a parameter without a value stands for any string.
+		switch name {
+		case "split", "rsplit", "splitlines":
 			return &listVal{items: []any{placeholder{}, placeholder{}}}, nil
+		case "startswith", "endswith", "isdigit", "isnumeric", "isalpha", "isalnum", "islower", "isupper":
+			return false, nil
+		case "count", "find":
+			return newInt(0), nil
+		case "lower", "upper", "strip", "lstrip", "rstrip", "capitalize", "title", "replace", "format", "zfill", "join":
+			return placeholder{}, nil
 		}
 		return nil, fmt.Errorf("a parameter without a value has no method %s(): check it with defined() first", name)
 	}
@@ -1040,7 +1048,11 @@ func method(recv any, name string, args []any, kw kwargs) (any, error) {
 				}
 			}
 			return strings.Replace(x, old, nw, n), nil
+		default:
+			return stringMethod(x, name, args, kw)
 		}
+	case *listVal:
+		return listMethod(x, name, args)
 	case *dictVal:
 		if name == "get" {
 			k, _ := arg(args, kw, 0, "")
@@ -1054,6 +1066,7 @@ func method(recv any, name string, args []any, kw kwargs) (any, error) {
 			}
 			return def, nil
 		}
+		return dictMethod(x, name)
 	}
 	return nil, fmt.Errorf("'%s' object has no method %s()", typeName(recv), name)
 }

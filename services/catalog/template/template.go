@@ -499,8 +499,21 @@ func isIdentifier(s string) bool {
 	return !strings.HasPrefix(s, "__")
 }
 
-// allowedMethods are the only attributes templates may use, and only as calls.
-var allowedMethods = map[string]bool{"split": true, "get": true, "join": true, "replace": true}
+// allowedMethods are the only attributes templates may use, and only as calls: the string,
+// list and dict methods that projects written for the hosted platform call on parameters.
+// Every one is implemented here in Go over template values (see stringMethod): none reaches an
+// object's internals, and format() takes only plain {} / {0} / {name} fields.
+var allowedMethods = map[string]bool{
+	"split": true, "rsplit": true, "get": true, "join": true, "replace": true,
+	"startswith": true, "endswith": true, "lower": true, "upper": true, "strip": true,
+	"lstrip": true, "rstrip": true, "format": true, "capitalize": true, "title": true,
+	"count": true, "find": true, "index": true, "isdigit": true, "isalpha": true,
+	"isalnum": true, "isnumeric": true, "islower": true, "isupper": true, "zfill": true,
+	"keys": true, "values": true, "items": true, "splitlines": true,
+}
+
+// allowedMethodList is allowedMethods for messages.
+const allowedMethodList = "split, rsplit, splitlines, join, replace, startswith, endswith, lower, upper, strip, lstrip, rstrip, format, capitalize, title, count, find, index, isdigit, isalpha, isalnum, isnumeric, islower, isupper, zfill (strings); get, keys, values, items (dicts); count, index (lists)"
 
 // reservedNames may not be used as variables (spec §4.1).
 var reservedNames = map[string]bool{"format": true, "q": true}
@@ -519,11 +532,11 @@ func (t *Template) checkSandbox() error {
 				}
 			case *attrNode:
 				if !allowedMethods[fn.name] {
-					err = &posError{off: fn.off, msg: fmt.Sprintf("method %q is not allowed in templates (only split, get, join, replace)", fn.name)}
+					err = &posError{off: fn.off, msg: fmt.Sprintf("method %q is not allowed in templates (allowed: %s)", fn.name, allowedMethodList)}
 					return false
 				}
 			default:
-				err = &posError{off: x.off, msg: "only named functions and the methods split, get, join, replace can be called"}
+				err = &posError{off: x.off, msg: "only named functions and the allowed methods can be called (" + allowedMethodList + ")"}
 				return false
 			}
 		case *attrNode:
