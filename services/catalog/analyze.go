@@ -70,14 +70,14 @@ func (p *project) analyze() []diag {
 				pos, msg := nd.node.SQLPos, err.Error()
 				var ce *chsql.Error
 				if errors.As(err, &ce) {
-					pos, msg = refPos(nd.node, res.SQL, ce.Offset), ce.Msg
+					pos, msg = refPos(nd.node, res, ce.Offset), ce.Msg
 				}
 				diags = append(diags, diag{pos: pos, msg: fmt.Sprintf("node %s: cannot read its SQL: %s", nd.node.Name, msg)})
 				continue
 			}
 			if pd.pushed {
 				for _, pr := range checkStatement(an, true) {
-					diags = append(diags, diag{pos: refPos(nd.node, res.SQL, pr.off), msg: fmt.Sprintf("node %s: %s", nd.node.Name, pr.msg)})
+					diags = append(diags, diag{pos: refPos(nd.node, res, pr.off), msg: fmt.Sprintf("node %s: %s", nd.node.Name, pr.msg)})
 				}
 			}
 			seen := map[string]bool{}
@@ -94,7 +94,7 @@ func (p *project) analyze() []diag {
 				}
 				if rerr != nil {
 					if pd.pushed || !errors.As(rerr, new(*refError)) {
-						diags = append(diags, diag{pos: refPos(nd.node, res.SQL, ref.Start), msg: fmt.Sprintf("node %s: %v", nd.node.Name, rerr)})
+						diags = append(diags, diag{pos: refPos(nd.node, res, ref.Start), msg: fmt.Sprintf("node %s: %v", nd.node.Name, rerr)})
 					} else {
 						// A deployed pipe lost something it reads: this push removes it.
 						diags = append(diags, diag{pos: datafile.Pos{File: pd.rec.Path, Line: 1, Column: 1}, msg: fmt.Sprintf("deployed pipe %s, node %s: %v", pd.pipe.Name, nd.node.Name, rerr)})
@@ -229,14 +229,16 @@ func (p *project) trigger(pd *pipeDef) (string, bool) {
 	return "", false
 }
 
-// refPos places a byte offset of a node's SQL in the datafile: plain SQL keeps the file's lines
-// (SQLPosition accounts for the dedent); for templated SQL the rendered text differs from the
-// file, so the node's SQL start is given.
-func refPos(n *datafile.Node, sql string, off int) datafile.Pos {
-	if n.Templated() || off < 0 || off > len(sql) || strings.TrimSpace(sql) != strings.TrimSpace(n.SQL) {
+// refPos places a byte offset of a node's rendered SQL in the datafile: the render's source
+// map gives the template's line and column (exact inside SQL text, the {{ }} inside a value),
+// which SQLPosition turns into the file's (it accounts for the dedent).
+func refPos(n *datafile.Node, res *template.Result, off int) datafile.Pos {
+	if off < 0 || off > len(res.SQL) {
 		return n.SQLPos
 	}
-	line := 1 + strings.Count(sql[:off], "\n")
-	col := off - strings.LastIndex(sql[:off], "\n")
+	line, col, ok := res.SourcePos(off)
+	if !ok {
+		return n.SQLPos
+	}
 	return n.SQLPosition(line, col)
 }

@@ -241,6 +241,9 @@ func (p *project) checkTableRef(ref chsql.TableRef) (string, error) {
 	if serviceDataSources[name] {
 		return name, nil
 	}
+	if file, ok := p.broken[name]; ok {
+		return "", &refError{fmt.Sprintf("%s cannot be read: its file %s has errors (see them)", name, file)}
+	}
 	return "", &refError{fmt.Sprintf("unknown Data Source or Pipe %q: it is neither in this push nor deployed in workspace %s", name, p.ws.Name)}
 }
 

@@ -28,16 +28,20 @@ func TestPushGolden(t *testing.T) {
 	for _, dir := range dirs {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			var fs []*catalogv1.Datafile
-			entries, _ := os.ReadDir(dir)
-			for _, e := range entries {
-				if e.Name() == "want.golden" {
-					continue
+			err := filepath.WalkDir(dir, func(p string, e os.DirEntry, err error) error {
+				if err != nil || e.IsDir() || e.Name() == "want.golden" {
+					return err
 				}
-				b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+				b, err := os.ReadFile(p)
 				if err != nil {
-					t.Fatal(err)
+					return err
 				}
-				fs = append(fs, &catalogv1.Datafile{Path: e.Name(), Content: string(b)})
+				rel, _ := filepath.Rel(dir, p)
+				fs = append(fs, &catalogv1.Datafile{Path: filepath.ToSlash(rel), Content: string(b)})
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
 			}
 			resp, err := s.Push(operatorCtx(t, s, "g_"+filepath.Base(dir)), &catalogv1.PushRequest{Workspace: "g_" + filepath.Base(dir), Files: fs, DryRun: true})
 			got := renderOutcome(resp, err)

@@ -24,6 +24,9 @@ type project struct {
 	// replacedBroken are deployed resources whose stored definition no longer parses (the
 	// parser became stricter) and that the pushed files replace, with why they do not parse.
 	replacedBroken map[string]string
+	// broken are the resources of pushed files that do not parse, by name: what reads them
+	// says so rather than calling them unknown.
+	broken map[string]string
 }
 
 type dsDef struct {
@@ -125,7 +128,7 @@ func parseResource(p, content string, includes map[string]string, vars map[strin
 // buildProject lays the pushed files over the deployed resources. Parse errors of every file
 // are collected, not just the first.
 func assembleProject(ws workspaceRecord, deployed map[resourceKind]map[string]resourceRecord, files []*catalogv1.Datafile, vars map[string]string, prune bool) (*project, []diag) {
-	p := &project{ws: ws, datasources: map[string]*dsDef{}, pipes: map[string]*pipeDef{}, replacedBroken: map[string]string{}}
+	p := &project{ws: ws, datasources: map[string]*dsDef{}, pipes: map[string]*pipeDef{}, replacedBroken: map[string]string{}, broken: map[string]string{}}
 	var diags []diag
 	// A deployed resource that no longer parses (the parser got stricter) is a problem only if
 	// this push does not replace it.
@@ -171,6 +174,8 @@ func assembleProject(ws workspaceRecord, deployed map[resourceKind]map[string]re
 		f, used, err := parseResource(fp, file.GetContent(), includes, vars)
 		if err != nil {
 			diags = append(diags, diagOf(err, fp))
+			base := path.Base(fp)
+			p.broken[strings.TrimSuffix(base, path.Ext(base))] = fp
 			continue
 		}
 		rec := resourceRecord{Path: fp, Content: file.GetContent(), Includes: used}

@@ -45,7 +45,7 @@ func (t *Template) Render(params map[string]string, opts RenderOptions) (string,
 // Errors are *Error (with line and column), *MissingParametersError (every
 // missing required parameter of the render, sorted) or *UserError.
 func (t *Template) Execute(params map[string]string, opts RenderOptions) (*Result, error) {
-	res := &Result{Settings: map[string]string{}}
+	res := &Result{Settings: map[string]string{}, t: t}
 	if !t.templated {
 		res.SQL = t.src
 		return res, nil
@@ -69,8 +69,23 @@ func (t *Template) Execute(params map[string]string, opts RenderOptions) (*Resul
 		}
 		return nil, t.wrap(err)
 	}
-	res.SQL = strings.TrimSpace(r.out.String())
+	out := r.out.String()
+	res.SQL = strings.TrimSpace(out)
+	res.trimmed = len(out) - len(strings.TrimLeft(out, " \t\r\n\v\f"))
+	res.t = t
 	return res, nil
+}
+
+// maxSegments bounds the source map of a check-mode render.
+const maxSegments = 100_000
+
+// mark records that what is written next comes from the template at src (check mode only,
+// where positions are reported).
+func (r *renderer) mark(src, n int, verbatim bool) {
+	if !r.opts.Check || len(r.res.segments) >= maxSegments {
+		return
+	}
+	r.res.segments = append(r.res.segments, segment{out: r.out.Len(), src: src, n: n, verbatim: verbatim})
 }
 
 func (r *renderer) step(off int) error {
@@ -88,8 +103,10 @@ func (r *renderer) execBody(body []tnode) error {
 		}
 		switch x := n.(type) {
 		case *textNode:
+			r.mark(x.off, len(x.s), x.off+len(x.s) <= len(r.t.src) && r.t.src[x.off:x.off+len(x.s)] == x.s)
 			r.out.WriteString(x.s)
 		case *outNode:
+			r.mark(x.off, 0, false)
 			v, err := r.eval(x.e)
 			if err != nil {
 				return err

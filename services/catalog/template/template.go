@@ -116,6 +116,46 @@ type Result struct {
 	Tables []string
 	// SecretParams are tb_secret()/tb_var() names rendered as query parameters.
 	SecretParams []string
+
+	// Where the rendered SQL came from (check mode only): see SourcePos.
+	segments []segment
+	trimmed  int
+	t        *Template
+}
+
+// segment is a piece of the rendered output: text copied from the template at src, or the
+// value of the {{ }} at src.
+type segment struct {
+	out, src, n int
+	verbatim    bool
+}
+
+// SourcePos maps a byte offset of the rendered SQL of a check-mode render back to the template
+// source (1-based line and column): inside text copied from the template, exactly; inside a
+// value, the {{ }} that rendered it. ok is false when the render kept no map.
+func (r *Result) SourcePos(off int) (line, col int, ok bool) {
+	if r == nil || r.t == nil {
+		return 0, 0, false
+	}
+	if !r.t.templated {
+		line, col = r.t.lineCol(off)
+		return line, col, true
+	}
+	if len(r.segments) == 0 {
+		return 0, 0, false
+	}
+	o := off + r.trimmed
+	i := sort.Search(len(r.segments), func(i int) bool { return r.segments[i].out > o }) - 1
+	if i < 0 {
+		i = 0
+	}
+	s := r.segments[i]
+	src := s.src
+	if s.verbatim && o-s.out <= s.n {
+		src += o - s.out
+	}
+	line, col = r.t.lineCol(src)
+	return line, col, true
 }
 
 // Template is a parsed SQL template.
