@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"path"
 	"slices"
+	"sort"
+	"strings"
 	"time"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
@@ -291,6 +293,9 @@ func (s *Service) renderNode(ctx context.Context, req *catalogv1.RenderNodeReque
 	if nd.tmpl == nil {
 		return nil, invalidArg("pipe", "node %s of pipe %s does not parse", nd.node.Name, pd.pipe.Name)
 	}
+	if err := checkParameterNames(p, nd, req.GetParameters()); err != nil {
+		return nil, err
+	}
 	ts := s.deps.Now().UTC()
 	if req.GetJobTimestamp() != nil {
 		ts = req.GetJobTimestamp().AsTime().UTC()
@@ -397,4 +402,46 @@ func (s *Service) pushTokens(ctx context.Context, ws workspaceRecord, changes []
 		s.log.Info("push updated tokens", "workspace", ws.Name, "changes", len(changes), "created", len(made))
 	}
 	return nil
+}
+
+// checkParameterNames refuses a parameter that the node's query never reads: a typo would
+// otherwise run the query silently with the default. The node reads the parameters of its own
+// template, of the earlier nodes and other pipes it reads, and job_timestamp.
+func checkParameterNames(p *project, nd *nodeDef, given map[string]string) error {
+	if len(given) == 0 {
+		return nil
+	}
+	known := map[string]bool{"job_timestamp": true}
+	seen := map[*nodeDef]bool{}
+	var walk func(n *nodeDef)
+	walk = func(n *nodeDef) {
+		if n == nil || seen[n] || n.tmpl == nil {
+			return
+		}
+		seen[n] = true
+		for _, prm := range n.tmpl.Parameters() {
+			known[prm.Name] = true
+		}
+		for _, r := range n.reads {
+			if dep := n.pipe.nodeNamed(r); dep != nil {
+				walk(dep)
+			} else if pd, ok := p.pipes[r]; ok {
+				walk(pd.outputNode())
+			}
+		}
+	}
+	walk(nd)
+	var unknown []string
+	for name := range given {
+		if !known[name] {
+			unknown = append(unknown, name)
+		}
+	}
+	if len(unknown) == 0 {
+		return nil
+	}
+	sort.Strings(unknown)
+	names := sortedNames(known)
+	return invalidArg("parameters", "node %s of pipe %s has no parameter %s; its parameters are: %s",
+		nd.node.Name, nd.pipe.pipe.Name, strings.Join(unknown, ", "), strings.Join(names, ", "))
 }

@@ -123,3 +123,20 @@ func TestViewReadingAPipeIsTriggered(t *testing.T) {
 		t.Errorf("by_action = %s, want buy,2 view,1", got)
 	}
 }
+
+// TestUnknownParameterIsRefused: a parameter the node never reads is a typo, refused with the
+// node's parameters, instead of a run with the default.
+func TestUnknownParameterIsRefused(t *testing.T) {
+	s, _ := newTestService(t)
+	ctx := context.Background()
+	pushDir(t, s, "prm", "testdata/push/recursive_cte")
+	_, err := s.RenderNode(ctx, &catalogv1.RenderNodeRequest{Workspace: "prm", Pipe: "descendants", Parameters: map[string]string{"rot": "2"}})
+	msg := status.Convert(err).Message()
+	if err == nil || !strings.Contains(msg, "no parameter rot") || !strings.Contains(msg, "job_timestamp, root") {
+		t.Fatalf("render with a misspelt parameter: %v", err)
+	}
+	resp, err := s.RenderNode(ctx, &catalogv1.RenderNodeRequest{Workspace: "prm", Pipe: "descendants", Parameters: map[string]string{"root": "2"}})
+	if err != nil || !strings.Contains(resp.GetSql(), "toUInt64('2')") {
+		t.Fatalf("render with the right parameter: %v %s", err, resp.GetSql())
+	}
+}
