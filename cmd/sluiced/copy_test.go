@@ -53,15 +53,15 @@ ENGINE "MergeTree"
 ENGINE_PARTITION_KEY "toYYYYMM(day)"
 ENGINE_SORTING_KEY "day, country"
 `,
-	// toDateTime(): the template renders {{DateTime(x)}} as a quoted string literal
-	// (DATAFILES-SPEC), which ClickHouse 26.7's toStartOfHour refuses (code 43).
+	// As the spec writes it: {{DateTime(x)}} renders a typed value that date functions take,
+	// on chDB 26.7 and on the 18.16 server.
 	"pipes/sales_hour.pipe": `NODE hourly
 SQL >
     %
     SELECT toStartOfHour(ts) AS hour, country, sum(sales) AS total_sales
     FROM events
-    WHERE ts >= toStartOfHour(toDateTime({{DateTime(job_timestamp)}})) - interval 1 hour
-        AND ts < toStartOfHour(toDateTime({{DateTime(job_timestamp)}}))
+    WHERE ts >= toStartOfHour({{DateTime(job_timestamp)}}) - interval 1 hour
+        AND ts < toStartOfHour({{DateTime(job_timestamp)}})
         AND country = {{String(country, 'US')}}
     GROUP BY hour, country
 

@@ -317,7 +317,15 @@ func (s *Service) renderNode(ctx context.Context, req *catalogv1.RenderNodeReque
 	if err != nil {
 		return nil, err
 	}
-	for _, c := range describedColumns(res) {
+	cols := describedColumns(res)
+	if nd.node.Type == datafile.NodeCopy {
+		if d, ok := p.datasources[nd.node.TargetDatasource]; ok {
+			if mapped, ok := positionalColumns(cols, d.ds); ok {
+				cols = mapped
+			}
+		}
+	}
+	for _, c := range cols {
 		resp.Columns = append(resp.Columns, columnProto(c))
 	}
 	return resp, nil

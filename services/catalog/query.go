@@ -14,6 +14,7 @@ import (
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/chsql"
 	"github.com/sluicehq/sluice/platform/warehouse"
+	"github.com/sluicehq/sluice/services/catalog/template"
 )
 
 // readOnlyKinds are the statements `sluice sql` runs.
@@ -48,8 +49,9 @@ func (s *Service) query(ctx context.Context, req *catalogv1.QueryRequest) (*cata
 	if an.Statements != 1 {
 		return nil, invalidArg("sql", "one statement at a time (found %d)", an.Statements)
 	}
+	// job_timestamp is the time of the request, as for an endpoint of the hosted platform.
+	c := &composer{p: p, db: p.ws.Database, opts: template.RenderOptions{JobTimestamp: s.deps.Now().UTC().Truncate(time.Second)}}
 	// References are checked first, so that a refusal names what the statement reaches for.
-	c := &composer{p: p, db: p.ws.Database}
 	// The statement reads with the caller's scopes: every Data Source and Pipe it names
 	// (reading a Pipe reads what the Pipe reads, as its token allows on the hosted platform),
 	// checked before anything is resolved, so that a refusal tells nothing of what it names.

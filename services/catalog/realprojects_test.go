@@ -140,3 +140,41 @@ func TestUnknownParameterIsRefused(t *testing.T) {
 		t.Fatalf("render with the right parameter: %v %s", err, resp.GetSql())
 	}
 }
+
+// TestTruncateDataSource empties a Data Source, and with cascade the Data Sources its views
+// write, recording a truncate event with the rows each held; tables and views stay.
+func TestTruncateDataSource(t *testing.T) {
+	s, wh := newTestService(t)
+	rec := &recorder{}
+	s.deps.Events = rec
+	ctx := context.Background()
+	pushDir(t, s, "trc", "testdata/push/view_reads_pipe")
+	db := s.cfg.DatabasePrefix + "trc"
+	if _, err := wh.Exec(ctx, "INSERT INTO "+warehouse.QualifiedName(db, "events")+" VALUES (now(), 'a'), (now(), 'b'), (now(), 'a')"); err != nil {
+		t.Fatal(err)
+	}
+	rec.take()
+	resp, err := s.TruncateDataSource(ctx, &catalogv1.TruncateDataSourceRequest{Workspace: "trc", Name: "events"})
+	if err != nil || len(resp.GetTruncated()) != 1 || resp.GetTruncated()[0].GetRows() != 3 {
+		t.Fatalf("truncate events: %v %v", resp, err)
+	}
+	if got := queryRows(t, s, "trc", "SELECT (SELECT count() FROM events), (SELECT count() FROM by_action)"); got != "0,2" {
+		t.Fatalf("after truncating events alone: %s, want 0,2", got)
+	}
+	if _, err := wh.Exec(ctx, "INSERT INTO "+warehouse.QualifiedName(db, "events")+" VALUES (now(), 'c')"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = s.TruncateDataSource(ctx, &catalogv1.TruncateDataSourceRequest{Workspace: "trc", Name: "events", Cascade: true})
+	if err != nil || len(resp.GetTruncated()) != 2 || resp.GetTruncated()[1].GetName() != "by_action" {
+		t.Fatalf("truncate --cascade: %v %v", resp, err)
+	}
+	if got := queryRows(t, s, "trc", "SELECT (SELECT count() FROM events), (SELECT count() FROM by_action)"); got != "0,0" {
+		t.Fatalf("after the cascade: %s, want 0,0", got)
+	}
+	if got := strings.Join(rec.take(), "; "); got != "truncate by_action ok rows=3; truncate events ok rows=1; truncate events ok rows=3" {
+		t.Fatalf("events: %s", got)
+	}
+	if _, err := s.TruncateDataSource(ctx, &catalogv1.TruncateDataSourceRequest{Workspace: "trc", Name: "nope"}); status.Code(err).String() != "NotFound" {
+		t.Fatalf("truncate of a missing Data Source: %v", err)
+	}
+}

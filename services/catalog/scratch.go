@@ -132,11 +132,19 @@ func (s *Service) checkCopy(ctx context.Context, db string, out *nodeDef, target
 		return []diag{{pos: at, msg: fmt.Sprintf("copy node %s: ClickHouse rejects its query: %s", out.node.Name, userMessage(chMessage(err), db))}}
 	}
 	result := describedColumns(res)
+	var diags []diag
+	if mapped, ok := positionalColumns(result, ds); ok {
+		for i, r := range result {
+			if r.name != mapped[i].name {
+				diags = append(diags, diag{pos: at, warning: true, msg: fmt.Sprintf("copy node %s: result column %s goes into column %s of TARGET_DATASOURCE %s by position (name the column %s to match by name)", out.node.Name, r.name, mapped[i].name, target, mapped[i].name)})
+			}
+		}
+		result = mapped
+	}
 	byName := map[string]datafile.Column{}
 	for _, c := range ds.Columns {
 		byName[c.Name] = c
 	}
-	var diags []diag
 	var problems, cols []string
 	got := map[string]bool{}
 	for _, r := range result {
@@ -379,4 +387,27 @@ func (s *Service) dropScratchDatabases(ctx context.Context) error {
 
 func isIdentByte(b byte) bool {
 	return b == '_' || b >= '0' && b <= '9' || b >= 'a' && b <= 'z' || b >= 'A' && b <= 'Z'
+}
+
+// positionalColumns gives a copy's result columns the target's names by position, as
+// ClickHouse's INSERT INTO target SELECT does, when the result names columns the target does
+// not have (an unnamed expression such as toStartOfHour(...)) and has exactly the target's
+// number of columns. Otherwise the copy writes by name and ok is false.
+func positionalColumns(result []column, ds *datafile.DataSource) ([]column, bool) {
+	names := map[string]bool{}
+	for _, c := range ds.Columns {
+		names[c.Name] = true
+	}
+	byName := true
+	for _, r := range result {
+		byName = byName && names[r.name]
+	}
+	if byName || len(result) != len(ds.Columns) {
+		return nil, false
+	}
+	out := make([]column, len(result))
+	for i, r := range result {
+		out[i] = column{name: ds.Columns[i].Name, typ: r.typ}
+	}
+	return out, true
 }

@@ -48,6 +48,10 @@ func pushCommand() *command {
 			fs.BoolVar(&dryRun, "dry-run", false, "validate and print the plan; change nothing")
 			fs.BoolVar(&force, "force", false, "allow changes that recreate a Data Source (its rows are lost)")
 			fs.BoolVar(&prune, "prune", false, "delete deployed resources that are not in the push")
+			// The hosted CLI's --push-deps pushes the files a pushed file depends on; Sluice
+			// validates and plans every pushed file together anyway, so it changes nothing.
+			fs.Bool("push-deps", false, "accepted for the hosted CLI's scripts: every pushed file is planned together anyway")
+			fs.Bool("only-changes", false, "accepted for the hosted CLI's scripts: unchanged files change nothing anyway")
 		},
 		run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) == 0 {
@@ -210,7 +214,7 @@ func nodeTypeWord(t catalogv1.NodeType) string {
 }
 
 func datasourceCommand() *command {
-	return &command{name: "datasource", short: "list, show, append to and replace Data Sources", subs: []*command{
+	return &command{name: "datasource", short: "list, show, append to, replace and truncate Data Sources", subs: []*command{
 		datasourceAppendCommand(false),
 		datasourceAppendCommand(true),
 		{
@@ -236,6 +240,7 @@ func datasourceCommand() *command {
 				return tw.Flush()
 			},
 		},
+		datasourceTruncateCommand(),
 		{
 			name: "show", short: "show one Data Source",
 			run: func(ctx context.Context, env *Env, args []string) error {
@@ -527,4 +532,35 @@ func printQueryJSON(env *Env, resp *catalogv1.QueryResponse) error {
 	st := resp.GetStatistics()
 	out.Statistics = map[string]any{"read_rows": st.GetReadRows(), "read_bytes": st.GetReadBytes(), "elapsed_seconds": st.GetElapsedSeconds()}
 	return env.printJSON(out)
+}
+
+func datasourceTruncateCommand() *command {
+	var cascade bool
+	return &command{
+		name: "truncate", short: "remove every row of a Data Source: NAME [--cascade] [--yes]",
+		flags: func(fs *flag.FlagSet) {
+			fs.BoolVar(&cascade, "cascade", false, "also empty the Data Sources its materialized views write, downstream")
+		},
+		run: func(ctx context.Context, env *Env, args []string) error {
+			if len(args) != 1 {
+				return usageError("datasource truncate NAME [--cascade] [--yes]")
+			}
+			client, closeFn, err := catalogClient(ctx, env)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			resp, err := client.TruncateDataSource(ctx, &catalogv1.TruncateDataSourceRequest{Workspace: env.Globals.Workspace, Name: args[0], Cascade: cascade})
+			if err != nil {
+				return callError(err)
+			}
+			if env.Globals.Output == "json" {
+				return env.printProto(resp)
+			}
+			for _, t := range resp.GetTruncated() {
+				fmt.Fprintf(env.Stdout, "Data Source %s truncated (%d rows removed)\n", t.GetName(), t.GetRows())
+			}
+			return nil
+		},
+	}
 }

@@ -47,6 +47,8 @@ type Globals struct {
 	TLSCA   string
 	TLSCert string
 	TLSKey  string
+	// Yes is the hosted CLI's --yes: Sluice never asks for confirmation, so it changes nothing.
+	Yes bool
 }
 
 func (g *Globals) register(fs *flag.FlagSet) {
@@ -64,6 +66,38 @@ func (g *Globals) register(fs *flag.FlagSet) {
 	fs.StringVar(&g.TLSCA, "tls-ca", os.Getenv("SLUICE_TLS_CA"), "CA certificates (PEM) that verify the server; implies --tls (env SLUICE_TLS_CA)")
 	fs.StringVar(&g.TLSCert, "tls-cert", os.Getenv("SLUICE_TLS_CERT"), "client certificate (PEM) for servers that require one; implies --tls")
 	fs.StringVar(&g.TLSKey, "tls-key", os.Getenv("SLUICE_TLS_KEY"), "private key (PEM) of --tls-cert")
+	fs.BoolVar(&g.Yes, "yes", false, "accepted for the hosted CLI's scripts: sluice never asks for confirmation")
+}
+
+// hostedOnlyFlags are flags of the hosted platform's CLI that sluice does not have, with what
+// to do instead; they get that answer rather than a bare "flag provided but not defined".
+var hostedOnlyFlags = map[string]string{
+	"populate":                 "push does not populate: push, then run `sluice pipe populate NAME --wait`",
+	"subset":                   "populate a part with `sluice pipe populate NAME --sql-condition SQL`",
+	"unlink-on-populate-error": "a failed populate leaves the view as it was; nothing to unlink",
+	"fixtures":                 "load fixtures with `sluice datasource append NAME FILE`",
+	"no-check":                 "push always validates: a refused push changes nothing",
+	"debug":                    "the server logs every step; use --output json for machine-readable output",
+	"user_token":               "workspaces are made with the operator token: sluice workspace create NAME --token OPERATOR_TOKEN",
+	"host":                     "use --addr (or SLUICE_ADDR)",
+	"semver":                   "Sluice has no releases: every push is applied to the workspace",
+	"workspace_map":            "push to one workspace with --workspace",
+	"workspace-map":            "push to one workspace with --workspace",
+	"on-demand-compute":        "copies run on the server's ClickHouse",
+	"unlink":                   "remove a pipe by pushing without it (--prune)",
+}
+
+// flagAnswer explains a flag of the hosted CLI that sluice does not have, or returns "".
+func flagAnswer(err error) string {
+	name, ok := strings.CutPrefix(err.Error(), "flag provided but not defined: -")
+	if !ok {
+		return ""
+	}
+	name = strings.TrimLeft(name, "-")
+	if why, ok := hostedOnlyFlags[name]; ok {
+		return fmt.Sprintf("--%s is a flag of the hosted platform's CLI that sluice does not have: %s", name, why)
+	}
+	return ""
 }
 
 func (g *Globals) validate() error {
@@ -175,6 +209,9 @@ func dispatch(ctx context.Context, c *command, args []string, env *Env, path []s
 		if err := fs.Parse(rest); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return err
+			}
+			if answer := flagAnswer(err); answer != "" {
+				return &ExitError{Code: 2, Err: errors.New(answer)}
 			}
 			return &ExitError{Code: 2, Err: err}
 		}

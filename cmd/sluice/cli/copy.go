@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 )
 
@@ -56,13 +57,14 @@ func parseJobTimestamp(s string) (time.Time, error) {
 
 func pipeCopyRunCommand() *command {
 	params := paramFlag{}
-	var jobTS, mode string
+	var jobTS, mode, node string
 	var maxExec time.Duration
 	var wait bool
 	return &command{
 		name:  "run",
-		short: "run a Copy Pipe now: NAME [--param k=v ...] [--job-timestamp T] [--mode append|replace] [--wait]",
+		short: "run a Copy Pipe now: NAME [--node N] [--param k=v ...] [--job-timestamp T] [--mode append|replace] [--wait]",
 		flags: func(fs *flag.FlagSet) {
+			fs.StringVar(&node, "node", "", "the copy node (a pipe has one; checked when given)")
 			fs.Var(params, "param", "parameter value key=value (repeatable); missing ones take their defaults")
 			fs.StringVar(&jobTS, "job-timestamp", "", "job_timestamp the query sees (UTC; default: when the job is received)")
 			fs.StringVar(&mode, "mode", "", "append or replace (default: the pipe's COPY_MODE)")
@@ -92,6 +94,11 @@ func pipeCopyRunCommand() *command {
 			}
 			if maxExec > 0 {
 				req.MaxExecutionTime = durationpb.New(maxExec)
+			}
+			if node != "" {
+				if err := checkCopyNode(ctx, env, args[0], node); err != nil {
+					return err
+				}
 			}
 			client, closeFn, err := schedulerClient(ctx, env)
 			if err != nil {
@@ -199,4 +206,31 @@ func pipeCopyLsCommand() *command {
 			return tw.Flush()
 		},
 	}
+}
+
+// checkCopyNode refuses --node when it is not the pipe's copy node: a pipe has one copy node,
+// which every run runs.
+func checkCopyNode(ctx context.Context, env *Env, pipe, node string) error {
+	client, closeFn, err := catalogClient(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	resp, err := client.GetPipe(ctx, &catalogv1.GetPipeRequest{Workspace: env.Globals.Workspace, Name: pipe})
+	if err != nil {
+		return callError(err)
+	}
+	copyNode := ""
+	for _, n := range resp.GetPipe().GetNodes() {
+		if n.GetType() == catalogv1.NodeType_NODE_TYPE_COPY {
+			copyNode = n.GetName()
+		}
+	}
+	switch {
+	case copyNode == "":
+		return usageError("pipe %s has no copy node (TYPE COPY)", pipe)
+	case copyNode != node:
+		return usageError("--node %s: the copy node of pipe %s is %s (a pipe has one copy node)", node, pipe, copyNode)
+	}
+	return nil
 }

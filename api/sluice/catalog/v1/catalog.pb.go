@@ -2913,6 +2913,171 @@ func (x *ListFileVersionsResponse) GetVersions() []*FileVersion {
 	return nil
 }
 
+// TruncateDataSourceRequest names the Data Source to empty.
+type TruncateDataSourceRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workspace name.
+	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	// Data Source name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Also empty every Data Source downstream through materialized views.
+	Cascade       bool `protobuf:"varint,3,opt,name=cascade,proto3" json:"cascade,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TruncateDataSourceRequest) Reset() {
+	*x = TruncateDataSourceRequest{}
+	mi := &file_sluice_catalog_v1_catalog_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TruncateDataSourceRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TruncateDataSourceRequest) ProtoMessage() {}
+
+func (x *TruncateDataSourceRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_catalog_v1_catalog_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TruncateDataSourceRequest.ProtoReflect.Descriptor instead.
+func (*TruncateDataSourceRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_catalog_v1_catalog_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *TruncateDataSourceRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
+func (x *TruncateDataSourceRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TruncateDataSourceRequest) GetCascade() bool {
+	if x != nil {
+		return x.Cascade
+	}
+	return false
+}
+
+// TruncateDataSourceResponse lists what was emptied.
+type TruncateDataSourceResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Data Sources emptied, upstream first, each with the rows it held.
+	Truncated     []*TruncatedDataSource `protobuf:"bytes,1,rep,name=truncated,proto3" json:"truncated,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TruncateDataSourceResponse) Reset() {
+	*x = TruncateDataSourceResponse{}
+	mi := &file_sluice_catalog_v1_catalog_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TruncateDataSourceResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TruncateDataSourceResponse) ProtoMessage() {}
+
+func (x *TruncateDataSourceResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_catalog_v1_catalog_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TruncateDataSourceResponse.ProtoReflect.Descriptor instead.
+func (*TruncateDataSourceResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_catalog_v1_catalog_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *TruncateDataSourceResponse) GetTruncated() []*TruncatedDataSource {
+	if x != nil {
+		return x.Truncated
+	}
+	return nil
+}
+
+// TruncatedDataSource is one emptied Data Source.
+type TruncatedDataSource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Data Source name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Rows it held before.
+	Rows          uint64 `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TruncatedDataSource) Reset() {
+	*x = TruncatedDataSource{}
+	mi := &file_sluice_catalog_v1_catalog_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TruncatedDataSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TruncatedDataSource) ProtoMessage() {}
+
+func (x *TruncatedDataSource) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_catalog_v1_catalog_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TruncatedDataSource.ProtoReflect.Descriptor instead.
+func (*TruncatedDataSource) Descriptor() ([]byte, []int) {
+	return file_sluice_catalog_v1_catalog_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *TruncatedDataSource) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TruncatedDataSource) GetRows() uint64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
 var File_sluice_catalog_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
@@ -3128,7 +3293,16 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"createTime\x12\x18\n" +
 	"\adeleted\x18\x04 \x01(\bR\adeleted\"V\n" +
 	"\x18ListFileVersionsResponse\x12:\n" +
-	"\bversions\x18\x01 \x03(\v2\x1e.sluice.catalog.v1.FileVersionR\bversions*c\n" +
+	"\bversions\x18\x01 \x03(\v2\x1e.sluice.catalog.v1.FileVersionR\bversions\"g\n" +
+	"\x19TruncateDataSourceRequest\x12\x1c\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
+	"\acascade\x18\x03 \x01(\bR\acascade\"b\n" +
+	"\x1aTruncateDataSourceResponse\x12D\n" +
+	"\ttruncated\x18\x01 \x03(\v2&.sluice.catalog.v1.TruncatedDataSourceR\ttruncated\"=\n" +
+	"\x13TruncatedDataSource\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04rows\x18\x02 \x01(\x04R\x04rows*c\n" +
 	"\fResourceType\x12\x1d\n" +
 	"\x19RESOURCE_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18RESOURCE_TYPE_DATASOURCE\x10\x01\x12\x16\n" +
@@ -3143,7 +3317,7 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\bCopyMode\x12\x19\n" +
 	"\x15COPY_MODE_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10COPY_MODE_APPEND\x10\x01\x12\x15\n" +
-	"\x11COPY_MODE_REPLACE\x10\x022\x9e\v\n" +
+	"\x11COPY_MODE_REPLACE\x10\x022\x91\f\n" +
 	"\x0eCatalogService\x12h\n" +
 	"\x0fCreateWorkspace\x12).sluice.catalog.v1.CreateWorkspaceRequest\x1a*.sluice.catalog.v1.CreateWorkspaceResponse\x12_\n" +
 	"\fGetWorkspace\x12&.sluice.catalog.v1.GetWorkspaceRequest\x1a'.sluice.catalog.v1.GetWorkspaceResponse\x12e\n" +
@@ -3161,7 +3335,8 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"RenderNode\x12$.sluice.catalog.v1.RenderNodeRequest\x1a%.sluice.catalog.v1.RenderNodeResponse\x12S\n" +
 	"\bGetGraph\x12\".sluice.catalog.v1.GetGraphRequest\x1a#.sluice.catalog.v1.GetGraphResponse\x12J\n" +
 	"\x05Query\x12\x1f.sluice.catalog.v1.QueryRequest\x1a .sluice.catalog.v1.QueryResponse\x12k\n" +
-	"\x10ListFileVersions\x12*.sluice.catalog.v1.ListFileVersionsRequest\x1a+.sluice.catalog.v1.ListFileVersionsResponseB\xc7\x01\n" +
+	"\x10ListFileVersions\x12*.sluice.catalog.v1.ListFileVersionsRequest\x1a+.sluice.catalog.v1.ListFileVersionsResponse\x12q\n" +
+	"\x12TruncateDataSource\x12,.sluice.catalog.v1.TruncateDataSourceRequest\x1a-.sluice.catalog.v1.TruncateDataSourceResponseB\xc7\x01\n" +
 	"\x15com.sluice.catalog.v1B\fCatalogProtoP\x01Z:github.com/sluicehq/sluice/api/sluice/catalog/v1;catalogv1\xa2\x02\x03SCX\xaa\x02\x11Sluice.Catalog.V1\xca\x02\x11Sluice\\Catalog\\V1\xe2\x02\x1dSluice\\Catalog\\V1\\GPBMetadata\xea\x02\x13Sluice::Catalog::V1b\x06proto3"
 
 var (
@@ -3177,79 +3352,82 @@ func file_sluice_catalog_v1_catalog_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_catalog_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_sluice_catalog_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_sluice_catalog_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_sluice_catalog_v1_catalog_proto_goTypes = []any{
-	(ResourceType)(0),                // 0: sluice.catalog.v1.ResourceType
-	(NodeType)(0),                    // 1: sluice.catalog.v1.NodeType
-	(CopyMode)(0),                    // 2: sluice.catalog.v1.CopyMode
-	(PlanAction_Kind)(0),             // 3: sluice.catalog.v1.PlanAction.Kind
-	(GraphEdge_Kind)(0),              // 4: sluice.catalog.v1.GraphEdge.Kind
-	(*Workspace)(nil),                // 5: sluice.catalog.v1.Workspace
-	(*CreateWorkspaceRequest)(nil),   // 6: sluice.catalog.v1.CreateWorkspaceRequest
-	(*CreateWorkspaceResponse)(nil),  // 7: sluice.catalog.v1.CreateWorkspaceResponse
-	(*GetWorkspaceRequest)(nil),      // 8: sluice.catalog.v1.GetWorkspaceRequest
-	(*GetWorkspaceResponse)(nil),     // 9: sluice.catalog.v1.GetWorkspaceResponse
-	(*ListWorkspacesRequest)(nil),    // 10: sluice.catalog.v1.ListWorkspacesRequest
-	(*ListWorkspacesResponse)(nil),   // 11: sluice.catalog.v1.ListWorkspacesResponse
-	(*DeleteWorkspaceRequest)(nil),   // 12: sluice.catalog.v1.DeleteWorkspaceRequest
-	(*DeleteWorkspaceResponse)(nil),  // 13: sluice.catalog.v1.DeleteWorkspaceResponse
-	(*Datafile)(nil),                 // 14: sluice.catalog.v1.Datafile
-	(*PushRequest)(nil),              // 15: sluice.catalog.v1.PushRequest
-	(*PlanAction)(nil),               // 16: sluice.catalog.v1.PlanAction
-	(*PushResponse)(nil),             // 17: sluice.catalog.v1.PushResponse
-	(*DataSource)(nil),               // 18: sluice.catalog.v1.DataSource
-	(*Pipe)(nil),                     // 19: sluice.catalog.v1.Pipe
-	(*Node)(nil),                     // 20: sluice.catalog.v1.Node
-	(*Parameter)(nil),                // 21: sluice.catalog.v1.Parameter
-	(*GetDataSourceRequest)(nil),     // 22: sluice.catalog.v1.GetDataSourceRequest
-	(*GetDataSourceResponse)(nil),    // 23: sluice.catalog.v1.GetDataSourceResponse
-	(*ListDataSourcesRequest)(nil),   // 24: sluice.catalog.v1.ListDataSourcesRequest
-	(*ListDataSourcesResponse)(nil),  // 25: sluice.catalog.v1.ListDataSourcesResponse
-	(*DeleteDataSourceRequest)(nil),  // 26: sluice.catalog.v1.DeleteDataSourceRequest
-	(*DeleteDataSourceResponse)(nil), // 27: sluice.catalog.v1.DeleteDataSourceResponse
-	(*GetPipeRequest)(nil),           // 28: sluice.catalog.v1.GetPipeRequest
-	(*GetPipeResponse)(nil),          // 29: sluice.catalog.v1.GetPipeResponse
-	(*ListPipesRequest)(nil),         // 30: sluice.catalog.v1.ListPipesRequest
-	(*ListPipesResponse)(nil),        // 31: sluice.catalog.v1.ListPipesResponse
-	(*DeletePipeRequest)(nil),        // 32: sluice.catalog.v1.DeletePipeRequest
-	(*DeletePipeResponse)(nil),       // 33: sluice.catalog.v1.DeletePipeResponse
-	(*RenderNodeRequest)(nil),        // 34: sluice.catalog.v1.RenderNodeRequest
-	(*RenderNodeResponse)(nil),       // 35: sluice.catalog.v1.RenderNodeResponse
-	(*GraphNode)(nil),                // 36: sluice.catalog.v1.GraphNode
-	(*GraphEdge)(nil),                // 37: sluice.catalog.v1.GraphEdge
-	(*GetGraphRequest)(nil),          // 38: sluice.catalog.v1.GetGraphRequest
-	(*GetGraphResponse)(nil),         // 39: sluice.catalog.v1.GetGraphResponse
-	(*QueryRequest)(nil),             // 40: sluice.catalog.v1.QueryRequest
-	(*QueryResponse)(nil),            // 41: sluice.catalog.v1.QueryResponse
-	(*ListFileVersionsRequest)(nil),  // 42: sluice.catalog.v1.ListFileVersionsRequest
-	(*FileVersion)(nil),              // 43: sluice.catalog.v1.FileVersion
-	(*ListFileVersionsResponse)(nil), // 44: sluice.catalog.v1.ListFileVersionsResponse
-	nil,                              // 45: sluice.catalog.v1.PushRequest.VariablesEntry
-	nil,                              // 46: sluice.catalog.v1.RenderNodeRequest.ParametersEntry
-	(*timestamppb.Timestamp)(nil),    // 47: google.protobuf.Timestamp
-	(*v1.Diagnostic)(nil),            // 48: sluice.common.v1.Diagnostic
-	(*IssuedToken)(nil),              // 49: sluice.catalog.v1.IssuedToken
-	(*v1.Column)(nil),                // 50: sluice.common.v1.Column
-	(*structpb.ListValue)(nil),       // 51: google.protobuf.ListValue
-	(*v1.Statistics)(nil),            // 52: sluice.common.v1.Statistics
+	(ResourceType)(0),                  // 0: sluice.catalog.v1.ResourceType
+	(NodeType)(0),                      // 1: sluice.catalog.v1.NodeType
+	(CopyMode)(0),                      // 2: sluice.catalog.v1.CopyMode
+	(PlanAction_Kind)(0),               // 3: sluice.catalog.v1.PlanAction.Kind
+	(GraphEdge_Kind)(0),                // 4: sluice.catalog.v1.GraphEdge.Kind
+	(*Workspace)(nil),                  // 5: sluice.catalog.v1.Workspace
+	(*CreateWorkspaceRequest)(nil),     // 6: sluice.catalog.v1.CreateWorkspaceRequest
+	(*CreateWorkspaceResponse)(nil),    // 7: sluice.catalog.v1.CreateWorkspaceResponse
+	(*GetWorkspaceRequest)(nil),        // 8: sluice.catalog.v1.GetWorkspaceRequest
+	(*GetWorkspaceResponse)(nil),       // 9: sluice.catalog.v1.GetWorkspaceResponse
+	(*ListWorkspacesRequest)(nil),      // 10: sluice.catalog.v1.ListWorkspacesRequest
+	(*ListWorkspacesResponse)(nil),     // 11: sluice.catalog.v1.ListWorkspacesResponse
+	(*DeleteWorkspaceRequest)(nil),     // 12: sluice.catalog.v1.DeleteWorkspaceRequest
+	(*DeleteWorkspaceResponse)(nil),    // 13: sluice.catalog.v1.DeleteWorkspaceResponse
+	(*Datafile)(nil),                   // 14: sluice.catalog.v1.Datafile
+	(*PushRequest)(nil),                // 15: sluice.catalog.v1.PushRequest
+	(*PlanAction)(nil),                 // 16: sluice.catalog.v1.PlanAction
+	(*PushResponse)(nil),               // 17: sluice.catalog.v1.PushResponse
+	(*DataSource)(nil),                 // 18: sluice.catalog.v1.DataSource
+	(*Pipe)(nil),                       // 19: sluice.catalog.v1.Pipe
+	(*Node)(nil),                       // 20: sluice.catalog.v1.Node
+	(*Parameter)(nil),                  // 21: sluice.catalog.v1.Parameter
+	(*GetDataSourceRequest)(nil),       // 22: sluice.catalog.v1.GetDataSourceRequest
+	(*GetDataSourceResponse)(nil),      // 23: sluice.catalog.v1.GetDataSourceResponse
+	(*ListDataSourcesRequest)(nil),     // 24: sluice.catalog.v1.ListDataSourcesRequest
+	(*ListDataSourcesResponse)(nil),    // 25: sluice.catalog.v1.ListDataSourcesResponse
+	(*DeleteDataSourceRequest)(nil),    // 26: sluice.catalog.v1.DeleteDataSourceRequest
+	(*DeleteDataSourceResponse)(nil),   // 27: sluice.catalog.v1.DeleteDataSourceResponse
+	(*GetPipeRequest)(nil),             // 28: sluice.catalog.v1.GetPipeRequest
+	(*GetPipeResponse)(nil),            // 29: sluice.catalog.v1.GetPipeResponse
+	(*ListPipesRequest)(nil),           // 30: sluice.catalog.v1.ListPipesRequest
+	(*ListPipesResponse)(nil),          // 31: sluice.catalog.v1.ListPipesResponse
+	(*DeletePipeRequest)(nil),          // 32: sluice.catalog.v1.DeletePipeRequest
+	(*DeletePipeResponse)(nil),         // 33: sluice.catalog.v1.DeletePipeResponse
+	(*RenderNodeRequest)(nil),          // 34: sluice.catalog.v1.RenderNodeRequest
+	(*RenderNodeResponse)(nil),         // 35: sluice.catalog.v1.RenderNodeResponse
+	(*GraphNode)(nil),                  // 36: sluice.catalog.v1.GraphNode
+	(*GraphEdge)(nil),                  // 37: sluice.catalog.v1.GraphEdge
+	(*GetGraphRequest)(nil),            // 38: sluice.catalog.v1.GetGraphRequest
+	(*GetGraphResponse)(nil),           // 39: sluice.catalog.v1.GetGraphResponse
+	(*QueryRequest)(nil),               // 40: sluice.catalog.v1.QueryRequest
+	(*QueryResponse)(nil),              // 41: sluice.catalog.v1.QueryResponse
+	(*ListFileVersionsRequest)(nil),    // 42: sluice.catalog.v1.ListFileVersionsRequest
+	(*FileVersion)(nil),                // 43: sluice.catalog.v1.FileVersion
+	(*ListFileVersionsResponse)(nil),   // 44: sluice.catalog.v1.ListFileVersionsResponse
+	(*TruncateDataSourceRequest)(nil),  // 45: sluice.catalog.v1.TruncateDataSourceRequest
+	(*TruncateDataSourceResponse)(nil), // 46: sluice.catalog.v1.TruncateDataSourceResponse
+	(*TruncatedDataSource)(nil),        // 47: sluice.catalog.v1.TruncatedDataSource
+	nil,                                // 48: sluice.catalog.v1.PushRequest.VariablesEntry
+	nil,                                // 49: sluice.catalog.v1.RenderNodeRequest.ParametersEntry
+	(*timestamppb.Timestamp)(nil),      // 50: google.protobuf.Timestamp
+	(*v1.Diagnostic)(nil),              // 51: sluice.common.v1.Diagnostic
+	(*IssuedToken)(nil),                // 52: sluice.catalog.v1.IssuedToken
+	(*v1.Column)(nil),                  // 53: sluice.common.v1.Column
+	(*structpb.ListValue)(nil),         // 54: google.protobuf.ListValue
+	(*v1.Statistics)(nil),              // 55: sluice.common.v1.Statistics
 }
 var file_sluice_catalog_v1_catalog_proto_depIdxs = []int32{
-	47, // 0: sluice.catalog.v1.Workspace.create_time:type_name -> google.protobuf.Timestamp
+	50, // 0: sluice.catalog.v1.Workspace.create_time:type_name -> google.protobuf.Timestamp
 	5,  // 1: sluice.catalog.v1.CreateWorkspaceResponse.workspace:type_name -> sluice.catalog.v1.Workspace
 	5,  // 2: sluice.catalog.v1.GetWorkspaceResponse.workspace:type_name -> sluice.catalog.v1.Workspace
 	5,  // 3: sluice.catalog.v1.ListWorkspacesResponse.workspaces:type_name -> sluice.catalog.v1.Workspace
 	14, // 4: sluice.catalog.v1.PushRequest.files:type_name -> sluice.catalog.v1.Datafile
-	45, // 5: sluice.catalog.v1.PushRequest.variables:type_name -> sluice.catalog.v1.PushRequest.VariablesEntry
+	48, // 5: sluice.catalog.v1.PushRequest.variables:type_name -> sluice.catalog.v1.PushRequest.VariablesEntry
 	3,  // 6: sluice.catalog.v1.PlanAction.kind:type_name -> sluice.catalog.v1.PlanAction.Kind
 	0,  // 7: sluice.catalog.v1.PlanAction.resource_type:type_name -> sluice.catalog.v1.ResourceType
 	16, // 8: sluice.catalog.v1.PushResponse.actions:type_name -> sluice.catalog.v1.PlanAction
-	48, // 9: sluice.catalog.v1.PushResponse.warnings:type_name -> sluice.common.v1.Diagnostic
-	49, // 10: sluice.catalog.v1.PushResponse.new_tokens:type_name -> sluice.catalog.v1.IssuedToken
-	50, // 11: sluice.catalog.v1.DataSource.columns:type_name -> sluice.common.v1.Column
-	47, // 12: sluice.catalog.v1.DataSource.update_time:type_name -> google.protobuf.Timestamp
+	51, // 9: sluice.catalog.v1.PushResponse.warnings:type_name -> sluice.common.v1.Diagnostic
+	52, // 10: sluice.catalog.v1.PushResponse.new_tokens:type_name -> sluice.catalog.v1.IssuedToken
+	53, // 11: sluice.catalog.v1.DataSource.columns:type_name -> sluice.common.v1.Column
+	50, // 12: sluice.catalog.v1.DataSource.update_time:type_name -> google.protobuf.Timestamp
 	20, // 13: sluice.catalog.v1.Pipe.nodes:type_name -> sluice.catalog.v1.Node
 	1,  // 14: sluice.catalog.v1.Pipe.type:type_name -> sluice.catalog.v1.NodeType
-	47, // 15: sluice.catalog.v1.Pipe.update_time:type_name -> google.protobuf.Timestamp
+	50, // 15: sluice.catalog.v1.Pipe.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 16: sluice.catalog.v1.Node.type:type_name -> sluice.catalog.v1.NodeType
 	2,  // 17: sluice.catalog.v1.Node.copy_mode:type_name -> sluice.catalog.v1.CopyMode
 	21, // 18: sluice.catalog.v1.Node.parameters:type_name -> sluice.catalog.v1.Parameter
@@ -3257,54 +3435,57 @@ var file_sluice_catalog_v1_catalog_proto_depIdxs = []int32{
 	18, // 20: sluice.catalog.v1.ListDataSourcesResponse.datasources:type_name -> sluice.catalog.v1.DataSource
 	19, // 21: sluice.catalog.v1.GetPipeResponse.pipe:type_name -> sluice.catalog.v1.Pipe
 	19, // 22: sluice.catalog.v1.ListPipesResponse.pipes:type_name -> sluice.catalog.v1.Pipe
-	46, // 23: sluice.catalog.v1.RenderNodeRequest.parameters:type_name -> sluice.catalog.v1.RenderNodeRequest.ParametersEntry
-	47, // 24: sluice.catalog.v1.RenderNodeRequest.job_timestamp:type_name -> google.protobuf.Timestamp
-	50, // 25: sluice.catalog.v1.RenderNodeResponse.columns:type_name -> sluice.common.v1.Column
+	49, // 23: sluice.catalog.v1.RenderNodeRequest.parameters:type_name -> sluice.catalog.v1.RenderNodeRequest.ParametersEntry
+	50, // 24: sluice.catalog.v1.RenderNodeRequest.job_timestamp:type_name -> google.protobuf.Timestamp
+	53, // 25: sluice.catalog.v1.RenderNodeResponse.columns:type_name -> sluice.common.v1.Column
 	0,  // 26: sluice.catalog.v1.GraphNode.resource_type:type_name -> sluice.catalog.v1.ResourceType
 	1,  // 27: sluice.catalog.v1.GraphNode.node_type:type_name -> sluice.catalog.v1.NodeType
 	4,  // 28: sluice.catalog.v1.GraphEdge.kind:type_name -> sluice.catalog.v1.GraphEdge.Kind
 	36, // 29: sluice.catalog.v1.GetGraphResponse.nodes:type_name -> sluice.catalog.v1.GraphNode
 	37, // 30: sluice.catalog.v1.GetGraphResponse.edges:type_name -> sluice.catalog.v1.GraphEdge
-	50, // 31: sluice.catalog.v1.QueryResponse.columns:type_name -> sluice.common.v1.Column
-	51, // 32: sluice.catalog.v1.QueryResponse.rows:type_name -> google.protobuf.ListValue
-	52, // 33: sluice.catalog.v1.QueryResponse.statistics:type_name -> sluice.common.v1.Statistics
-	47, // 34: sluice.catalog.v1.FileVersion.create_time:type_name -> google.protobuf.Timestamp
+	53, // 31: sluice.catalog.v1.QueryResponse.columns:type_name -> sluice.common.v1.Column
+	54, // 32: sluice.catalog.v1.QueryResponse.rows:type_name -> google.protobuf.ListValue
+	55, // 33: sluice.catalog.v1.QueryResponse.statistics:type_name -> sluice.common.v1.Statistics
+	50, // 34: sluice.catalog.v1.FileVersion.create_time:type_name -> google.protobuf.Timestamp
 	43, // 35: sluice.catalog.v1.ListFileVersionsResponse.versions:type_name -> sluice.catalog.v1.FileVersion
-	6,  // 36: sluice.catalog.v1.CatalogService.CreateWorkspace:input_type -> sluice.catalog.v1.CreateWorkspaceRequest
-	8,  // 37: sluice.catalog.v1.CatalogService.GetWorkspace:input_type -> sluice.catalog.v1.GetWorkspaceRequest
-	10, // 38: sluice.catalog.v1.CatalogService.ListWorkspaces:input_type -> sluice.catalog.v1.ListWorkspacesRequest
-	12, // 39: sluice.catalog.v1.CatalogService.DeleteWorkspace:input_type -> sluice.catalog.v1.DeleteWorkspaceRequest
-	15, // 40: sluice.catalog.v1.CatalogService.Push:input_type -> sluice.catalog.v1.PushRequest
-	22, // 41: sluice.catalog.v1.CatalogService.GetDataSource:input_type -> sluice.catalog.v1.GetDataSourceRequest
-	24, // 42: sluice.catalog.v1.CatalogService.ListDataSources:input_type -> sluice.catalog.v1.ListDataSourcesRequest
-	26, // 43: sluice.catalog.v1.CatalogService.DeleteDataSource:input_type -> sluice.catalog.v1.DeleteDataSourceRequest
-	28, // 44: sluice.catalog.v1.CatalogService.GetPipe:input_type -> sluice.catalog.v1.GetPipeRequest
-	30, // 45: sluice.catalog.v1.CatalogService.ListPipes:input_type -> sluice.catalog.v1.ListPipesRequest
-	32, // 46: sluice.catalog.v1.CatalogService.DeletePipe:input_type -> sluice.catalog.v1.DeletePipeRequest
-	34, // 47: sluice.catalog.v1.CatalogService.RenderNode:input_type -> sluice.catalog.v1.RenderNodeRequest
-	38, // 48: sluice.catalog.v1.CatalogService.GetGraph:input_type -> sluice.catalog.v1.GetGraphRequest
-	40, // 49: sluice.catalog.v1.CatalogService.Query:input_type -> sluice.catalog.v1.QueryRequest
-	42, // 50: sluice.catalog.v1.CatalogService.ListFileVersions:input_type -> sluice.catalog.v1.ListFileVersionsRequest
-	7,  // 51: sluice.catalog.v1.CatalogService.CreateWorkspace:output_type -> sluice.catalog.v1.CreateWorkspaceResponse
-	9,  // 52: sluice.catalog.v1.CatalogService.GetWorkspace:output_type -> sluice.catalog.v1.GetWorkspaceResponse
-	11, // 53: sluice.catalog.v1.CatalogService.ListWorkspaces:output_type -> sluice.catalog.v1.ListWorkspacesResponse
-	13, // 54: sluice.catalog.v1.CatalogService.DeleteWorkspace:output_type -> sluice.catalog.v1.DeleteWorkspaceResponse
-	17, // 55: sluice.catalog.v1.CatalogService.Push:output_type -> sluice.catalog.v1.PushResponse
-	23, // 56: sluice.catalog.v1.CatalogService.GetDataSource:output_type -> sluice.catalog.v1.GetDataSourceResponse
-	25, // 57: sluice.catalog.v1.CatalogService.ListDataSources:output_type -> sluice.catalog.v1.ListDataSourcesResponse
-	27, // 58: sluice.catalog.v1.CatalogService.DeleteDataSource:output_type -> sluice.catalog.v1.DeleteDataSourceResponse
-	29, // 59: sluice.catalog.v1.CatalogService.GetPipe:output_type -> sluice.catalog.v1.GetPipeResponse
-	31, // 60: sluice.catalog.v1.CatalogService.ListPipes:output_type -> sluice.catalog.v1.ListPipesResponse
-	33, // 61: sluice.catalog.v1.CatalogService.DeletePipe:output_type -> sluice.catalog.v1.DeletePipeResponse
-	35, // 62: sluice.catalog.v1.CatalogService.RenderNode:output_type -> sluice.catalog.v1.RenderNodeResponse
-	39, // 63: sluice.catalog.v1.CatalogService.GetGraph:output_type -> sluice.catalog.v1.GetGraphResponse
-	41, // 64: sluice.catalog.v1.CatalogService.Query:output_type -> sluice.catalog.v1.QueryResponse
-	44, // 65: sluice.catalog.v1.CatalogService.ListFileVersions:output_type -> sluice.catalog.v1.ListFileVersionsResponse
-	51, // [51:66] is the sub-list for method output_type
-	36, // [36:51] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	47, // 36: sluice.catalog.v1.TruncateDataSourceResponse.truncated:type_name -> sluice.catalog.v1.TruncatedDataSource
+	6,  // 37: sluice.catalog.v1.CatalogService.CreateWorkspace:input_type -> sluice.catalog.v1.CreateWorkspaceRequest
+	8,  // 38: sluice.catalog.v1.CatalogService.GetWorkspace:input_type -> sluice.catalog.v1.GetWorkspaceRequest
+	10, // 39: sluice.catalog.v1.CatalogService.ListWorkspaces:input_type -> sluice.catalog.v1.ListWorkspacesRequest
+	12, // 40: sluice.catalog.v1.CatalogService.DeleteWorkspace:input_type -> sluice.catalog.v1.DeleteWorkspaceRequest
+	15, // 41: sluice.catalog.v1.CatalogService.Push:input_type -> sluice.catalog.v1.PushRequest
+	22, // 42: sluice.catalog.v1.CatalogService.GetDataSource:input_type -> sluice.catalog.v1.GetDataSourceRequest
+	24, // 43: sluice.catalog.v1.CatalogService.ListDataSources:input_type -> sluice.catalog.v1.ListDataSourcesRequest
+	26, // 44: sluice.catalog.v1.CatalogService.DeleteDataSource:input_type -> sluice.catalog.v1.DeleteDataSourceRequest
+	28, // 45: sluice.catalog.v1.CatalogService.GetPipe:input_type -> sluice.catalog.v1.GetPipeRequest
+	30, // 46: sluice.catalog.v1.CatalogService.ListPipes:input_type -> sluice.catalog.v1.ListPipesRequest
+	32, // 47: sluice.catalog.v1.CatalogService.DeletePipe:input_type -> sluice.catalog.v1.DeletePipeRequest
+	34, // 48: sluice.catalog.v1.CatalogService.RenderNode:input_type -> sluice.catalog.v1.RenderNodeRequest
+	38, // 49: sluice.catalog.v1.CatalogService.GetGraph:input_type -> sluice.catalog.v1.GetGraphRequest
+	40, // 50: sluice.catalog.v1.CatalogService.Query:input_type -> sluice.catalog.v1.QueryRequest
+	42, // 51: sluice.catalog.v1.CatalogService.ListFileVersions:input_type -> sluice.catalog.v1.ListFileVersionsRequest
+	45, // 52: sluice.catalog.v1.CatalogService.TruncateDataSource:input_type -> sluice.catalog.v1.TruncateDataSourceRequest
+	7,  // 53: sluice.catalog.v1.CatalogService.CreateWorkspace:output_type -> sluice.catalog.v1.CreateWorkspaceResponse
+	9,  // 54: sluice.catalog.v1.CatalogService.GetWorkspace:output_type -> sluice.catalog.v1.GetWorkspaceResponse
+	11, // 55: sluice.catalog.v1.CatalogService.ListWorkspaces:output_type -> sluice.catalog.v1.ListWorkspacesResponse
+	13, // 56: sluice.catalog.v1.CatalogService.DeleteWorkspace:output_type -> sluice.catalog.v1.DeleteWorkspaceResponse
+	17, // 57: sluice.catalog.v1.CatalogService.Push:output_type -> sluice.catalog.v1.PushResponse
+	23, // 58: sluice.catalog.v1.CatalogService.GetDataSource:output_type -> sluice.catalog.v1.GetDataSourceResponse
+	25, // 59: sluice.catalog.v1.CatalogService.ListDataSources:output_type -> sluice.catalog.v1.ListDataSourcesResponse
+	27, // 60: sluice.catalog.v1.CatalogService.DeleteDataSource:output_type -> sluice.catalog.v1.DeleteDataSourceResponse
+	29, // 61: sluice.catalog.v1.CatalogService.GetPipe:output_type -> sluice.catalog.v1.GetPipeResponse
+	31, // 62: sluice.catalog.v1.CatalogService.ListPipes:output_type -> sluice.catalog.v1.ListPipesResponse
+	33, // 63: sluice.catalog.v1.CatalogService.DeletePipe:output_type -> sluice.catalog.v1.DeletePipeResponse
+	35, // 64: sluice.catalog.v1.CatalogService.RenderNode:output_type -> sluice.catalog.v1.RenderNodeResponse
+	39, // 65: sluice.catalog.v1.CatalogService.GetGraph:output_type -> sluice.catalog.v1.GetGraphResponse
+	41, // 66: sluice.catalog.v1.CatalogService.Query:output_type -> sluice.catalog.v1.QueryResponse
+	44, // 67: sluice.catalog.v1.CatalogService.ListFileVersions:output_type -> sluice.catalog.v1.ListFileVersionsResponse
+	46, // 68: sluice.catalog.v1.CatalogService.TruncateDataSource:output_type -> sluice.catalog.v1.TruncateDataSourceResponse
+	53, // [53:69] is the sub-list for method output_type
+	37, // [37:53] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_sluice_catalog_v1_catalog_proto_init() }
@@ -3319,7 +3500,7 @@ func file_sluice_catalog_v1_catalog_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_catalog_v1_catalog_proto_rawDesc), len(file_sluice_catalog_v1_catalog_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   42,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,21 +19,22 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CatalogService_CreateWorkspace_FullMethodName  = "/sluice.catalog.v1.CatalogService/CreateWorkspace"
-	CatalogService_GetWorkspace_FullMethodName     = "/sluice.catalog.v1.CatalogService/GetWorkspace"
-	CatalogService_ListWorkspaces_FullMethodName   = "/sluice.catalog.v1.CatalogService/ListWorkspaces"
-	CatalogService_DeleteWorkspace_FullMethodName  = "/sluice.catalog.v1.CatalogService/DeleteWorkspace"
-	CatalogService_Push_FullMethodName             = "/sluice.catalog.v1.CatalogService/Push"
-	CatalogService_GetDataSource_FullMethodName    = "/sluice.catalog.v1.CatalogService/GetDataSource"
-	CatalogService_ListDataSources_FullMethodName  = "/sluice.catalog.v1.CatalogService/ListDataSources"
-	CatalogService_DeleteDataSource_FullMethodName = "/sluice.catalog.v1.CatalogService/DeleteDataSource"
-	CatalogService_GetPipe_FullMethodName          = "/sluice.catalog.v1.CatalogService/GetPipe"
-	CatalogService_ListPipes_FullMethodName        = "/sluice.catalog.v1.CatalogService/ListPipes"
-	CatalogService_DeletePipe_FullMethodName       = "/sluice.catalog.v1.CatalogService/DeletePipe"
-	CatalogService_RenderNode_FullMethodName       = "/sluice.catalog.v1.CatalogService/RenderNode"
-	CatalogService_GetGraph_FullMethodName         = "/sluice.catalog.v1.CatalogService/GetGraph"
-	CatalogService_Query_FullMethodName            = "/sluice.catalog.v1.CatalogService/Query"
-	CatalogService_ListFileVersions_FullMethodName = "/sluice.catalog.v1.CatalogService/ListFileVersions"
+	CatalogService_CreateWorkspace_FullMethodName    = "/sluice.catalog.v1.CatalogService/CreateWorkspace"
+	CatalogService_GetWorkspace_FullMethodName       = "/sluice.catalog.v1.CatalogService/GetWorkspace"
+	CatalogService_ListWorkspaces_FullMethodName     = "/sluice.catalog.v1.CatalogService/ListWorkspaces"
+	CatalogService_DeleteWorkspace_FullMethodName    = "/sluice.catalog.v1.CatalogService/DeleteWorkspace"
+	CatalogService_Push_FullMethodName               = "/sluice.catalog.v1.CatalogService/Push"
+	CatalogService_GetDataSource_FullMethodName      = "/sluice.catalog.v1.CatalogService/GetDataSource"
+	CatalogService_ListDataSources_FullMethodName    = "/sluice.catalog.v1.CatalogService/ListDataSources"
+	CatalogService_DeleteDataSource_FullMethodName   = "/sluice.catalog.v1.CatalogService/DeleteDataSource"
+	CatalogService_GetPipe_FullMethodName            = "/sluice.catalog.v1.CatalogService/GetPipe"
+	CatalogService_ListPipes_FullMethodName          = "/sluice.catalog.v1.CatalogService/ListPipes"
+	CatalogService_DeletePipe_FullMethodName         = "/sluice.catalog.v1.CatalogService/DeletePipe"
+	CatalogService_RenderNode_FullMethodName         = "/sluice.catalog.v1.CatalogService/RenderNode"
+	CatalogService_GetGraph_FullMethodName           = "/sluice.catalog.v1.CatalogService/GetGraph"
+	CatalogService_Query_FullMethodName              = "/sluice.catalog.v1.CatalogService/Query"
+	CatalogService_ListFileVersions_FullMethodName   = "/sluice.catalog.v1.CatalogService/ListFileVersions"
+	CatalogService_TruncateDataSource_FullMethodName = "/sluice.catalog.v1.CatalogService/TruncateDataSource"
 )
 
 // CatalogServiceClient is the client API for CatalogService service.
@@ -84,6 +85,10 @@ type CatalogServiceClient interface {
 	Query(ctx context.Context, in *QueryRequest, opts ...grpc.CallOption) (*QueryResponse, error)
 	// ListFileVersions lists the stored versions of a datafile, newest first.
 	ListFileVersions(ctx context.Context, in *ListFileVersionsRequest, opts ...grpc.CallOption) (*ListFileVersionsResponse, error)
+	// TruncateDataSource removes every row of a Data Source (and, with cascade, of the Data
+	// Sources its materialized views write, downstream), keeping the tables, and records a
+	// `truncate` ops event per Data Source with the rows it held.
+	TruncateDataSource(ctx context.Context, in *TruncateDataSourceRequest, opts ...grpc.CallOption) (*TruncateDataSourceResponse, error)
 }
 
 type catalogServiceClient struct {
@@ -244,6 +249,16 @@ func (c *catalogServiceClient) ListFileVersions(ctx context.Context, in *ListFil
 	return out, nil
 }
 
+func (c *catalogServiceClient) TruncateDataSource(ctx context.Context, in *TruncateDataSourceRequest, opts ...grpc.CallOption) (*TruncateDataSourceResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TruncateDataSourceResponse)
+	err := c.cc.Invoke(ctx, CatalogService_TruncateDataSource_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CatalogServiceServer is the server API for CatalogService service.
 // All implementations must embed UnimplementedCatalogServiceServer
 // for forward compatibility.
@@ -292,6 +307,10 @@ type CatalogServiceServer interface {
 	Query(context.Context, *QueryRequest) (*QueryResponse, error)
 	// ListFileVersions lists the stored versions of a datafile, newest first.
 	ListFileVersions(context.Context, *ListFileVersionsRequest) (*ListFileVersionsResponse, error)
+	// TruncateDataSource removes every row of a Data Source (and, with cascade, of the Data
+	// Sources its materialized views write, downstream), keeping the tables, and records a
+	// `truncate` ops event per Data Source with the rows it held.
+	TruncateDataSource(context.Context, *TruncateDataSourceRequest) (*TruncateDataSourceResponse, error)
 	mustEmbedUnimplementedCatalogServiceServer()
 }
 
@@ -346,6 +365,9 @@ func (UnimplementedCatalogServiceServer) Query(context.Context, *QueryRequest) (
 }
 func (UnimplementedCatalogServiceServer) ListFileVersions(context.Context, *ListFileVersionsRequest) (*ListFileVersionsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListFileVersions not implemented")
+}
+func (UnimplementedCatalogServiceServer) TruncateDataSource(context.Context, *TruncateDataSourceRequest) (*TruncateDataSourceResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TruncateDataSource not implemented")
 }
 func (UnimplementedCatalogServiceServer) mustEmbedUnimplementedCatalogServiceServer() {}
 func (UnimplementedCatalogServiceServer) testEmbeddedByValue()                        {}
@@ -638,6 +660,24 @@ func _CatalogService_ListFileVersions_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CatalogService_TruncateDataSource_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TruncateDataSourceRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).TruncateDataSource(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_TruncateDataSource_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).TruncateDataSource(ctx, req.(*TruncateDataSourceRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CatalogService_ServiceDesc is the grpc.ServiceDesc for CatalogService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -704,6 +744,10 @@ var CatalogService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListFileVersions",
 			Handler:    _CatalogService_ListFileVersions_Handler,
+		},
+		{
+			MethodName: "TruncateDataSource",
+			Handler:    _CatalogService_TruncateDataSource_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

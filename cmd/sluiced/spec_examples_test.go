@@ -1,0 +1,231 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
+)
+
+// The SQL examples of the Copy Pipes document, each as written (the document's placeholder
+// names: a Data Source called `datasource` with `datetime` and `timestamp` columns), each the
+// copy node of an on-demand pipe whose target has the result's columns.
+var copyPipesDocProject = map[string]string{
+	"datasources/datasource.datasource": `SCHEMA >
+    datetime DateTime,
+    timestamp DateTime,
+    value UInt64
+
+ENGINE "MergeTree"
+ENGINE_PARTITION_KEY "toYYYYMM(datetime)"
+ENGINE_SORTING_KEY "datetime"
+`,
+	"datasources/window_copy.datasource":      windowTarget(""),
+	"datasources/window_copy_now.datasource":  windowTarget(""),
+	"datasources/window_copy_5m.datasource":   windowTarget(""),
+	"datasources/headroom_copy.datasource":    windowTarget("snapshot DateTime,\n    "),
+	"datasources/snapshot_id_copy.datasource": windowTarget("snapshot_id DateTime,\n    "),
+	"datasources/on_demand_copy.datasource":   windowTarget("hour DateTime,\n    "),
+	"datasources/teams.datasource": `SCHEMA >
+    starting_date DateTime,
+    country String,
+    sales UInt64
+
+ENGINE "MergeTree"
+ENGINE_SORTING_KEY "starting_date"
+`,
+	"datasources/sales_hour_copy.datasource": `SCHEMA >
+    day DateTime,
+    country String,
+    total_sales UInt64
+
+ENGINE "MergeTree"
+ENGINE_SORTING_KEY "day, country"
+`,
+	"pipes/last_hour_now.pipe": copyNode("window_copy_now", `SELECT *
+    FROM datasource
+    WHERE datetime >= now() - interval 1 hour
+        AND datetime < now()`),
+	"pipes/hourly_window.pipe": copyNode("window_copy", `%
+    SELECT *
+    FROM datasource
+    WHERE datetime >= toStartOfHour({{DateTime(job_timestamp)}}) - interval 1 hour
+        AND datetime < toStartOfHour({{DateTime(job_timestamp)}})`),
+	"pipes/five_minutes.pipe": copyNode("window_copy_5m", `%
+    SELECT *
+    FROM datasource
+    WHERE datetime >= toStartOfFiveMinutes({{DateTime(job_timestamp)}}) - interval 5 minute
+        AND datetime < toStartOfFiveMinutes({{DateTime(job_timestamp)}})`),
+	"pipes/headroom.pipe": copyNode("headroom_copy", `%
+    WITH (SELECT toStartOfFiveMinutes({{DateTime(job_timestamp)}}) - interval 15 second) AS snapshot
+    SELECT snapshot, *
+    FROM datasource
+    WHERE timestamp >= snapshot - interval 5 minute
+        AND timestamp < snapshot`),
+	"pipes/snapshot_id.pipe": copyNode("snapshot_id_copy", `%
+    SELECT toStartOfHour({{DateTime(job_timestamp)}}) as snapshot_id, *
+    FROM datasource
+    WHERE timestamp >= snapshot_id - interval 1 hour
+        AND timestamp < snapshot_id`),
+	"pipes/on_demand.pipe": copyNode("on_demand_copy", `%
+    SELECT toStartOfHour({{DateTime(job_timestamp)}}), *
+    FROM datasource
+    WHERE datetime >= toStartOfHour({{DateTime(job_timestamp)}}) - interval 1 hour
+        AND datetime < toStartOfHour({{DateTime(job_timestamp)}})`),
+	"pipes/daily_sales.pipe": `NODE daily_sales
+SQL >
+    %
+    SELECT toStartOfDay(starting_date) day, country, sum(sales) as total_sales
+    FROM teams
+    WHERE
+    day BETWEEN toStartOfDay({{DateTime(job_timestamp)}}) - interval 1 day AND toStartOfDay({{DateTime(job_timestamp)}})
+    and country = {{ String(country, 'US')}}
+    GROUP BY day, country
+
+TYPE COPY
+TARGET_DATASOURCE sales_hour_copy
+COPY_SCHEDULE 0 * * * *
+`,
+	"pipes/copy_monitoring.pipe": `NODE processed
+SQL >
+    %
+    SELECT toStartOfMonth(timestamp) month, sum(read_bytes + written_bytes) processed_data
+    FROM tinybird.datasources_ops_log
+    WHERE datasource_name = 'window_copy'
+        AND event_type = 'copy'
+        AND timestamp >= toStartOfMonth({{DateTime(job_timestamp)}})
+    GROUP BY month
+`,
+}
+
+func windowTarget(extra string) string {
+	return "SCHEMA >\n    " + extra + "datetime DateTime,\n    timestamp DateTime,\n    value UInt64\n\nENGINE \"MergeTree\"\nENGINE_SORTING_KEY \"datetime\"\n"
+}
+
+func copyNode(target, sql string) string {
+	return "NODE copy_node\nSQL >\n    " + sql + "\n\nTYPE COPY\nTARGET_DATASOURCE " + target + "\nCOPY_SCHEDULE @on-demand\n"
+}
+
+// specEnv is a workspace of the system, created explicitly, driven through the real CLI.
+type specEnv struct {
+	*copyEnv
+}
+
+func newSpecEnv(t *testing.T, sys *sluicetest.System, ws string) *specEnv {
+	t.Helper()
+	ws = fmt.Sprintf("%s_%d", ws, copyWorkspaces.Add(1))
+	if _, err := sys.Catalog.CreateWorkspace(context.Background(), &catalogv1.CreateWorkspaceRequest{Name: ws}); err != nil {
+		t.Fatal(err)
+	}
+	w, err := sys.Catalog.GetWorkspace(context.Background(), &catalogv1.GetWorkspaceRequest{Name: ws})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, bin := sluicetest.Binaries(t)
+	return &specEnv{&copyEnv{t: t, ws: ws, sys: sys, wh: sys.App.Warehouse(), bin: bin, addr: sys.Addr, db: w.GetWorkspace().GetDatabase()}}
+}
+
+// ok runs the CLI and fails the test on a non-zero exit.
+func (e *specEnv) ok(args ...string) string {
+	e.t.Helper()
+	out, stderr, code := e.cli(args...)
+	if code != 0 {
+		e.t.Fatalf("sluice %s: exit %d\n%s%s", strings.Join(args, " "), code, out, stderr)
+	}
+	return out
+}
+
+// refused runs the CLI, wants a non-zero exit and returns stderr.
+func (e *specEnv) refused(args ...string) string {
+	e.t.Helper()
+	out, stderr, code := e.cli(args...)
+	if code == 0 {
+		e.t.Fatalf("sluice %s succeeded:\n%s", strings.Join(args, " "), out)
+	}
+	return stderr
+}
+
+func (e *specEnv) push(files map[string]string, extra ...string) {
+	e.t.Helper()
+	e.ok(append([]string{"push", "--push-deps", "--yes"}, append(extra, writeProject(e.t, files))...)...)
+}
+
+func (e *specEnv) want(what, sql, want string) {
+	e.t.Helper()
+	if got := e.rows(sql); got != want {
+		e.t.Errorf("%s:\n got %q\nwant %q", what, got, want)
+	}
+}
+
+// TestCopyPipesDocExamples pushes every SQL example of the Copy Pipes document as written,
+// runs each copy with the real CLI at a job_timestamp between ticks, and checks the rows each
+// window holds: toStartOfHour / toStartOfFiveMinutes of {{DateTime(job_timestamp)}}, the
+// headroom snapshot, the snapshot timestamp column, the unnamed column of the on-demand example,
+// the scheduled daily_sales pipe run by hand with and without its parameter, and the ops-log
+// monitoring query.
+func TestCopyPipesDocExamples(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries")
+	}
+	sys := sluicetest.Start(t, sluicetest.WithArgs(fastJobs...))
+	e := newSpecEnv(t, sys, "copy_doc")
+	e.push(copyPipesDocProject)
+	// 300 rows, one a minute from 2024-06-01 00:00 (value = minute), 3 rows in the last hour
+	// before now, and teams: one row an hour over two days, alternately US and ES.
+	e.exec("INSERT INTO " + e.q("datasource") + " SELECT toDateTime('2024-06-01 00:00:00') + number * 60 AS datetime, datetime AS timestamp, number AS value FROM numbers(300)")
+	e.exec("INSERT INTO " + e.q("datasource") + " SELECT now() - 600 - number AS datetime, datetime AS timestamp, 1000 + number AS value FROM numbers(3)")
+	e.exec("INSERT INTO " + e.q("teams") + " SELECT toDateTime('2024-06-01 00:00:00') + number * 3600, if(number % 2 = 0, 'US', 'ES'), 1 FROM numbers(48)")
+
+	run := func(pipe string, args ...string) {
+		t.Helper()
+		e.ok(append([]string{"pipe", "copy", "run", pipe, "--job-timestamp", "2024-06-01 03:02:10", "--wait", "--yes"}, args...)...)
+	}
+	run("hourly_window", "--node", "copy_node")
+	e.want("hourly window", "SELECT count(), sum(value), min(datetime), max(datetime) FROM "+e.q("window_copy"), "60 8970 2024-06-01T02:00 2024-06-01T02:59\n")
+	run("five_minutes")
+	e.want("five-minute window", "SELECT count(), sum(value) FROM "+e.q("window_copy_5m"), "5 885\n")
+	run("headroom")
+	e.want("headroom snapshot", "SELECT count(), sum(value), toString(any(snapshot)) FROM "+e.q("headroom_copy"), "5 885 2024-06-01 02:59:45\n")
+	run("snapshot_id")
+	e.want("snapshot id", "SELECT count(), sum(value), toString(any(snapshot_id)) FROM "+e.q("snapshot_id_copy"), "60 8970 2024-06-01 03:00:00\n")
+	run("on_demand")
+	e.want("unnamed column by position", "SELECT count(), sum(value), toString(any(hour)) FROM "+e.q("on_demand_copy"), "60 8970 2024-06-01 03:00:00\n")
+	e.ok("pipe", "copy", "run", "last_hour_now", "--wait")
+	e.want("now() window", "SELECT count(), sum(value) FROM "+e.q("window_copy_now"), "3 3003\n")
+
+	// The scheduled pipe, run by hand: defaults, then a parameter and another job_timestamp.
+	e.ok("pipe", "copy", "run", "daily_sales", "--job-timestamp", "2024-06-02 05:00:00", "--wait")
+	e.ok("pipe", "copy", "run", "daily_sales", "--param", "country=ES", "--job-timestamp", "2024-06-01 00:30:00", "--wait", "--yes")
+	e.want("daily sales", "SELECT toString(day), country, total_sales FROM "+e.q("sales_hour_copy")+" ORDER BY day, country",
+		"2024-06-01 00:00:00 ES 12\n2024-06-01 00:00:00 US 12\n2024-06-02 00:00:00 US 12\n")
+
+	// A misspelt parameter and a wrong node are refused before anything runs.
+	stderr := e.refused("pipe", "copy", "run", "daily_sales", "--param", "contry=ES", "--wait")
+	if !strings.Contains(stderr, "no parameter contry") || !strings.Contains(stderr, "country, job_timestamp") {
+		t.Errorf("misspelt parameter: %s", stderr)
+	}
+	if stderr := e.refused("pipe", "copy", "run", "daily_sales", "--node", "other", "--wait"); !strings.Contains(stderr, "the copy node of pipe daily_sales is daily_sales") {
+		t.Errorf("wrong --node: %s", stderr)
+	}
+	e.want("nothing ran for the refused runs", "SELECT count() FROM "+e.q("sales_hour_copy"), "3\n")
+
+	// The monitoring query, as written, reads the copies' ops-log events once they are written.
+	sluicetest.Eventually(t, 30*time.Second, "copy events in the ops log", func() bool {
+		return e.sqlCell("SELECT count() FROM copy_monitoring WHERE month = toStartOfMonth(today()) AND processed_data > 0") == "1"
+	})
+}
+
+// sqlCell runs `sluice sql` (text output) and returns the first cell of the first row.
+func (e *specEnv) sqlCell(sql string) string {
+	e.t.Helper()
+	out := e.ok("sql", sql)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 2 {
+		return ""
+	}
+	return strings.Fields(lines[1])[0]
+}

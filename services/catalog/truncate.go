@@ -1,0 +1,89 @@
+package catalog
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
+	"github.com/sluicehq/sluice/platform/opsevents"
+)
+
+// truncate empties a Data Source, and with cascade every Data Source its materialized views
+// write downstream (the populate spec tells users to empty them before a populate), upstream
+// first. Each emptied Data Source gets a `truncate` event with the rows it held. Tables stay;
+// a failure stops at the Data Source that failed, which gets an error event.
+func (s *Service) truncate(ctx context.Context, req *catalogv1.TruncateDataSourceRequest) (*catalogv1.TruncateDataSourceResponse, error) {
+	ws, err := s.workspace(ctx, req.GetWorkspace())
+	if err != nil {
+		return nil, err
+	}
+	defer s.lock(ws.Name)()
+	p, err := s.loadProject(ctx, ws)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := p.datasources[req.GetName()]; !ok {
+		return nil, notFound("Data Source %q does not exist in workspace %s", req.GetName(), ws.Name)
+	}
+	names := []string{req.GetName()}
+	if req.GetCascade() {
+		g := p.buildGraph()
+		down := map[string]bool{}
+		var walk func(n string)
+		walk = func(n string) {
+			for _, e := range g.edges {
+				if e.GetFrom() == n && e.GetKind() == catalogv1.GraphEdge_KIND_TRIGGERS {
+					for _, w := range g.edges {
+						if w.GetFrom() == e.GetTo() && w.GetKind() == catalogv1.GraphEdge_KIND_MATERIALIZES && !down[w.GetTo()] {
+							down[w.GetTo()] = true
+							walk(w.GetTo())
+						}
+					}
+				}
+			}
+		}
+		walk(req.GetName())
+		order, _ := g.topoOrder()
+		for _, n := range order {
+			if down[n] && n != req.GetName() {
+				names = append(names, n)
+			}
+		}
+	}
+	resp := &catalogv1.TruncateDataSourceResponse{}
+	for _, name := range names {
+		start := s.deps.Now()
+		table := tableName(ws, name)
+		var rows uint64
+		if res, err := s.deps.Warehouse.Query(ctx, "SELECT count() FROM "+table); err == nil && len(res.Rows) == 1 {
+			rows, _ = res.Rows[0][0].(uint64)
+		}
+		ev := &opslogv1.OpsEvent{
+			Workspace: ws.Name, Timestamp: timestamppb.New(start), EventType: opsevents.EventTruncate,
+			DatasourceName: name, DatasourceId: p.datasources[name].rec.ID, Result: opsevents.ResultOK, Rows: rows,
+		}
+		_, err := s.deps.Warehouse.Exec(ctx, "TRUNCATE TABLE "+table)
+		ev.ElapsedTime = s.deps.Now().Sub(start).Seconds()
+		if err != nil {
+			ev.Result, ev.Error = opsevents.ResultError, chMessage(err)
+			s.publish(ctx, []*opslogv1.OpsEvent{ev})
+			return nil, fmt.Errorf("truncate %s: %w", name, err)
+		}
+		s.publish(ctx, []*opslogv1.OpsEvent{ev})
+		resp.Truncated = append(resp.Truncated, &catalogv1.TruncatedDataSource{Name: name, Rows: rows})
+		s.log.Info("Data Source truncated", "workspace", ws.Name, "datasource", name, "rows", rows)
+	}
+	return resp, nil
+}
+
+// TruncateDataSource empties a Data Source (and, with cascade, those downstream).
+func (s *Service) TruncateDataSource(ctx context.Context, req *catalogv1.TruncateDataSourceRequest) (*catalogv1.TruncateDataSourceResponse, error) {
+	resp, err := s.truncate(ctx, req)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return resp, nil
+}
