@@ -229,3 +229,140 @@ func (e *specEnv) sqlCell(sql string) string {
 	}
 	return strings.Fields(lines[1])[0]
 }
+
+// The backfill document's Data Sources and pipes, as written.
+const (
+	analyticsEvents = `SCHEMA >
+    ` + "`timestamp`" + ` DateTime ` + "`json:$.timestamp`" + `,
+    ` + "`session_id`" + ` String ` + "`json:$.session_id`" + `,
+    ` + "`action`" + ` LowCardinality(String) ` + "`json:$.action`" + `,
+    ` + "`version`" + ` LowCardinality(String) ` + "`json:$.version`" + `,
+    ` + "`payload`" + ` String ` + "`json:$.payload`" + `
+
+ENGINE "MergeTree"
+ENGINE_PARTITION_KEY "toYYYYMM(timestamp)"
+ENGINE_SORTING_KEY "timestamp"
+`
+	backfillCopy = `NODE node
+SQL > 
+   %
+   SELECT * 
+   FROM analytics_events
+   WHERE timestamp BETWEEN {{DateTime(start_backfill_timestamp)}} AND {{DateTime(end_backfill_timestamp)}}
+
+TYPE COPY
+TARGET_DATASOURCE analytics_events_1
+`
+	syncData = `NODE node
+SQL >
+   SELECT * 
+   FROM analytics_events
+   WHERE timestamp > '2024-02-02 13:30:00'
+
+TYPE materialized
+DATASOURCE analytics_events_1
+`
+	migrationNode = `NODE migration_node
+SQL > 
+    SELECT * 
+    FROM analytics_events
+
+TYPE materialized
+DATASOURCE analytics_events_1
+`
+	migratingNode = `NODE migrating_node
+SQL > 
+   SELECT * 
+   FROM analytics_events
+
+TYPE materialized
+DATASOURCE analytics_events_1
+`
+	migrateData = `NODE migrate_data
+SQL > 
+   SELECT * 
+   FROM analytics_events
+
+TYPE COPY
+TARGET_DATASOURCE analytics_events_1
+`
+)
+
+// analyticsEvents1 is the new version: sorting key action, timestamp.
+var analyticsEvents1 = strings.Replace(analyticsEvents, `ENGINE_SORTING_KEY "timestamp"`, `ENGINE_SORTING_KEY "action, timestamp"`, 1)
+
+// TestBackfillDocExamples runs the backfill document's scenarios with its datafiles and
+// commands as written (tb becomes sluice): scenario 2 (a materialized pipe from the old Data
+// Source to the new one), scenario 3 (a materialized pipe with a future cut-over plus a copy
+// of the range up to it), and scenario 4 (a populate of a materialized node, and a copy of the
+// whole Data Source by --node). Each ends with the document's comparison of counts, and the
+// copy refusal and truncate the populate spec tells users to run.
+func TestBackfillDocExamples(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries")
+	}
+	sys := sluicetest.Start(t, sluicetest.WithArgs(fastJobs...))
+	// 181 events, one a minute from 2024-02-02 12:00 to 15:00, in two months' partitions
+	// (plus 31 in January) so that the populate has more than one step.
+	insert := func(e *specEnv) {
+		e.exec("INSERT INTO " + e.q("analytics_events") + ` SELECT toDateTime('2024-02-02 12:00:00') + number * 60, toString(number), if(number % 3 = 0, 'view', 'click'), '1', '{}' FROM numbers(181)`)
+		e.exec("INSERT INTO " + e.q("analytics_events") + ` SELECT toDateTime('2024-01-01 00:00:00') + number * 86400, 'old', 'view', '1', '{}' FROM numbers(31)`)
+	}
+	counts := func(e *specEnv, want string) {
+		t.Helper()
+		old, next := e.sqlCell("SELECT count() FROM analytics_events"), e.sqlCell("SELECT count() FROM analytics_events_1")
+		if old != want || next != want {
+			t.Errorf("%s: count() of analytics_events %s, of analytics_events_1 %s; want %s both", e.ws, old, next, want)
+		}
+		e.want("every row once", "SELECT count() FROM (SELECT timestamp, session_id FROM "+e.q("analytics_events_1")+" GROUP BY timestamp, session_id HAVING count() > 1)", "0\n")
+	}
+
+	t.Run("scenario 2: full replacement", func(t *testing.T) {
+		e := newSpecEnv(t, sys, "backfill2")
+		e.push(map[string]string{"datasources/analytics_events.datasource": analyticsEvents, "datasources/analytics_events_1.datasource": analyticsEvents1, "pipes/migrate.pipe": migrationNode})
+		insert(e)
+		counts(e, "212")
+	})
+
+	t.Run("scenario 3: incremental timestamp", func(t *testing.T) {
+		e := newSpecEnv(t, sys, "backfill3")
+		e.push(map[string]string{"datasources/analytics_events.datasource": analyticsEvents, "datasources/analytics_events_1.datasource": analyticsEvents1,
+			"pipes/sync_data.pipe": syncData, "pipes/backfill_data.pipe": backfillCopy})
+		insert(e)
+		e.want("the view wrote the rows after the cut-over", "SELECT count() FROM "+e.q("analytics_events_1"), "90\n")
+		if stderr := e.refused("pipe", "copy", "run", "backfill_data", "--param", "start_backfill_timestamp=1970-01-01 00:00:00", "--wait", "--yes"); !strings.Contains(stderr, "end_backfill_timestamp") {
+			t.Errorf("a missing parameter is named: %s", stderr)
+		}
+		e.ok("pipe", "copy", "run", "backfill_data", "--param", "start_backfill_timestamp=1970-01-01 00:00:00", "--param", "end_backfill_timestamp=2024-02-02 13:30:00", "--wait", "--yes")
+		counts(e, "212")
+	})
+
+	t.Run("scenario 4: populate", func(t *testing.T) {
+		e := newSpecEnv(t, sys, "backfill4p")
+		e.push(map[string]string{"datasources/analytics_events.datasource": analyticsEvents})
+		insert(e)
+		e.push(map[string]string{"datasources/analytics_events.datasource": analyticsEvents, "datasources/analytics_events_1.datasource": analyticsEvents1, "pipes/backfill_data.pipe": migratingNode})
+		e.ok("pipe", "populate", "backfill_data", "--node", "migrating_node", "--wait")
+		counts(e, "212")
+		// The populate spec's advice before a second populate: truncate the target.
+		if out := e.ok("datasource", "truncate", "analytics_events_1", "--yes"); !strings.Contains(out, "212 rows") {
+			t.Errorf("truncate output: %s", out)
+		}
+		e.ok("pipe", "populate", "backfill_data", "--node", "migrating_node", "--wait", "--yes")
+		counts(e, "212")
+		sluicetest.Eventually(t, 30*time.Second, "the truncate event", func() bool {
+			return e.sqlCell("SELECT count() FROM tinybird.datasources_ops_log WHERE event_type = 'truncate' AND datasource_name = 'analytics_events_1' AND rows = 212 AND datasource_id != ''") == "1"
+		})
+	})
+
+	t.Run("scenario 4: move ingestion, copy by node", func(t *testing.T) {
+		e := newSpecEnv(t, sys, "backfill4c")
+		e.push(map[string]string{"datasources/analytics_events.datasource": analyticsEvents, "datasources/analytics_events_1.datasource": analyticsEvents1, "pipes/backfill_data.pipe": migrateData})
+		insert(e)
+		e.ok("pipe", "copy", "run", "backfill_data", "--node", "migrate_data", "--wait", "--yes")
+		counts(e, "212")
+		if stderr := e.refused("push", "--populate", writeProject(t, map[string]string{"pipes/backfill_data.pipe": migrateData})); !strings.Contains(stderr, "sluice pipe populate") {
+			t.Errorf("--populate: %s", stderr)
+		}
+	})
+}
