@@ -333,7 +333,7 @@ type analyzer struct {
 	withItem  bool // the next token starts a WITH item
 	// withRecursive: the open WITH list is WITH RECURSIVE.
 	withRecursive bool
-	claimed   map[int]bool
+	claimed       map[int]bool
 	// lastCTE is the CTE name the last tableExpr resolved to.
 	lastCTE       string
 	seenShowTable bool
