@@ -36,7 +36,7 @@ type copyBench struct {
 func newCopyBench(b *testing.B, ws string, rows int) *copyBench {
 	sys := sluicetest.Start(b, sluicetest.WithArgs(append([]string{"-log-level", "warn"}, fastJobs...)...))
 	e := newCopyEnv(b, sys, ws, benchCopyProject(rows))
-	r, err := sys.Catalog.RenderNode(context.Background(), &catalogv1.RenderNodeRequest{Workspace: ws, Pipe: "big_copy", Parameters: map[string]string{"iteration": "1"}})
+	r, err := sys.Catalog.RenderNode(context.Background(), &catalogv1.RenderNodeRequest{Workspace: e.ws, Pipe: "big_copy", Parameters: map[string]string{"iteration": "1"}})
 	if err != nil {
 		b.Fatal(err)
 	}

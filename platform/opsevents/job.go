@@ -1,11 +1,16 @@
 package opsevents
 
 import (
+	"cmp"
+	"context"
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 )
@@ -76,7 +81,7 @@ func JobEvent(r JobResult) *opslogv1.OpsEvent {
 		Workspace:      r.Workspace,
 		Timestamp:      timestamppb.New(r.CreatedAt),
 		EventType:      r.EventType,
-		DatasourceId:   r.DataSourceID,
+		DatasourceId:   cmp.Or(r.DataSourceID, r.DataSourceName),
 		DatasourceName: r.DataSourceName,
 		Result:         r.Result,
 		Error:          r.Error,
@@ -89,12 +94,16 @@ func JobEvent(r JobResult) *opslogv1.OpsEvent {
 		ReadBytes:      st.GetReadBytes(),
 		WrittenRows:    st.GetWrittenRows(),
 		WrittenBytes:   st.GetWrittenBytes(),
-		MemoryUsage:    st.GetMemoryUsage(),
-		CpuTime:        st.GetCpuSeconds(),
-		PipeId:         r.PipeID,
+		PipeId:         cmp.Or(r.PipeID, r.PipeName),
 		PipeName:       r.PipeName,
 		Release:        r.Release,
 		Options:        map[string]string{},
+	}
+	if r.Stats != nil && r.Stats.GetMemoryUsage() > 0 {
+		ev.MemoryUsage = proto.Uint64(r.Stats.GetMemoryUsage())
+	}
+	if r.Stats != nil && r.Stats.GetCpuSeconds() > 0 {
+		ev.CpuTime = proto.Float64(r.Stats.GetCpuSeconds())
 	}
 	if ev.RequestId == "" {
 		ev.RequestId = r.JobID
@@ -120,11 +129,38 @@ func JobEvent(r JobResult) *opslogv1.OpsEvent {
 	return ev
 }
 
+// dataSourceKey names the Data Source in the event id: its name, which every report of the same
+// job knows (its id comes from a catalog look-up that may fail on one attempt and not another).
 func dataSourceKey(r JobResult) string {
-	if r.DataSourceID != "" {
-		return r.DataSourceID
+	if r.DataSourceName != "" {
+		return r.DataSourceName
 	}
-	return r.DataSourceName
+	return r.DataSourceID
+}
+
+// GraphSource is what ResourceIDs needs from the catalog; its generated client has it.
+type GraphSource interface {
+	GetGraph(ctx context.Context, in *catalogv1.GetGraphRequest, opts ...grpc.CallOption) (*catalogv1.GetGraphResponse, error)
+}
+
+// ResourceIDs returns the ids of the resources around one (the Data Sources and pipes upstream
+// and downstream of it), by name, for the datasource_id and pipe_id of job events. It is best
+// effort: on a failure the map is empty and events carry names.
+func ResourceIDs(ctx context.Context, cat GraphSource, workspace, resource string) map[string]string {
+	out := map[string]string{}
+	if cat == nil {
+		return out
+	}
+	g, err := cat.GetGraph(ctx, &catalogv1.GetGraphRequest{Workspace: workspace, Resource: resource})
+	if err != nil {
+		return out
+	}
+	for _, n := range g.GetNodes() {
+		if n.GetId() != "" {
+			out[n.GetName()] = n.GetId()
+		}
+	}
+	return out
 }
 
 // eventNamespace scopes the derived event ids.

@@ -120,9 +120,19 @@ func TestJobEvent(t *testing.T) {
 	if again := opsevents.JobEvent(r); again.GetId() != ev.GetId() {
 		t.Errorf("ids differ for the same job result: %s, %s", ev.GetId(), again.GetId())
 	}
-	r.DataSourceID = "t_y"
+	r.DataSourceID, r.DataSourceName = "t_y", "y"
 	if other := opsevents.JobEvent(r); other.GetId() == ev.GetId() {
 		t.Errorf("same id for another Data Source of the job")
+	}
+	// The id follows the name: a report that could not look the id up writes the same row.
+	r.DataSourceID, r.DataSourceName = "", "x"
+	if again := opsevents.JobEvent(r); again.GetId() != ev.GetId() || again.GetDatasourceId() != "x" {
+		t.Errorf("a report without the Data Source's id: id %s (want %s), datasource_id %q", again.GetId(), ev.GetId(), again.GetDatasourceId())
+	}
+	// Figures the engine did not report stay unset (NULL), not 0.
+	r.Stats = &commonv1.Statistics{WrittenRows: 3}
+	if e := opsevents.JobEvent(r); e.CpuTime != nil || e.MemoryUsage != nil {
+		t.Errorf("unreported cpu_time/memory_usage: %v %v", e.CpuTime, e.MemoryUsage)
 	}
 	r.EventType = opsevents.EventPopulateViewQueued
 	if q := opsevents.JobEvent(r); q.GetElapsedTime() != 0 {

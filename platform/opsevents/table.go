@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
@@ -16,7 +17,8 @@ const TableName = "datasources_ops_log"
 type Column struct{ Name, Type string }
 
 // UserTableColumns are the columns users see (DATAFILES-SPEC §5.1, plus the Options names and
-// values and the resource tags), in the spec's order.
+// values and the resource tags), in the spec's order. cpu_time and memory_usage are Nullable:
+// NULL where the engine does not report them (chDB, servers before 21.x), not a made-up 0.
 var UserTableColumns = []Column{
 	{"timestamp", "DateTime"},
 	{"event_type", "String"},
@@ -33,8 +35,8 @@ var UserTableColumns = []Column{
 	{"blocks_ids", "Array(String)"},
 	{"operation_id", "String"},
 	{"read_rows", "UInt64"},
-	{"cpu_time", "Float32"},
-	{"memory_usage", "UInt64"},
+	{"cpu_time", "Nullable(Float32)"},
+	{"memory_usage", "Nullable(UInt64)"},
 	{"read_bytes", "UInt64"},
 	{"written_rows", "UInt64"},
 	{"written_bytes", "UInt64"},
@@ -111,4 +113,32 @@ func EnsureWorkspaceView(ctx context.Context, wh warehouse.Conn, opsDB, workspac
 		return fmt.Errorf("ops log view of workspace %s: %w", workspace, err)
 	}
 	return nil
+}
+
+// WaitWritten waits until the ops log in database opsDB holds the events ids of workspace ws,
+// polling, for at most within. It reports whether they are all there: a job can then be
+// reported finished once its events are readable, so a client that sees it done finds them.
+// Events are durable once published whatever this returns.
+func WaitWritten(ctx context.Context, wh warehouse.Conn, opsDB, ws string, ids []string, within time.Duration) bool {
+	if len(ids) == 0 {
+		return true
+	}
+	quoted := make([]string, len(ids))
+	for i, id := range ids {
+		quoted[i] = warehouse.QuoteString(id)
+	}
+	q := fmt.Sprintf("SELECT uniqExact(event_id) FROM %s WHERE workspace = %s AND event_id IN (%s)",
+		warehouse.QualifiedName(opsDB, TableName), warehouse.QuoteString(ws), strings.Join(quoted, ", "))
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		if res, err := wh.Query(ctx, q); err == nil && len(res.Rows) == 1 && fmt.Sprint(res.Rows[0][0]) == fmt.Sprint(len(ids)) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
 }

@@ -120,10 +120,14 @@ func (c *nativeConn) newCall(ctx context.Context, opts []Option) (*call, context
 			cl.mu.Lock()
 			defer cl.mu.Unlock()
 			for _, e := range events {
-				if e.Name == "MemoryTrackerPeakUsage" || e.Name == "MemoryTrackerUsage" {
+				switch e.Name {
+				case "MemoryTrackerPeakUsage", "MemoryTrackerUsage":
 					if v := uint64(max(e.Value, 0)); v > cl.stats.MemoryUsage {
 						cl.stats.MemoryUsage = v
 					}
+				case "UserTimeMicroseconds", "SystemTimeMicroseconds":
+					// Profile events carry increments, per thread.
+					cl.stats.CPUTime += time.Duration(max(e.Value, 0)) * time.Microsecond
 				}
 			}
 		}),

@@ -62,7 +62,9 @@ type Stats struct {
 	WrittenRows  uint64
 	WrittenBytes uint64
 	MemoryUsage  uint64 // peak memory of the query in bytes, when known
-	Elapsed      time.Duration
+	// CPUTime is the CPU time the query used (user and system), when the engine reports it.
+	CPUTime time.Duration
+	Elapsed time.Duration
 }
 
 // Column is one result column.

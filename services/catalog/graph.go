@@ -37,11 +37,11 @@ func (g *graph) addEdge(from, to string, kind catalogv1.GraphEdge_Kind) {
 func (p *project) buildGraph() *graph {
 	g := newGraph()
 	for _, name := range sortedNames(p.datasources) {
-		g.vertices[name] = &catalogv1.GraphNode{Name: name, ResourceType: catalogv1.ResourceType_RESOURCE_TYPE_DATASOURCE}
+		g.vertices[name] = &catalogv1.GraphNode{Name: name, ResourceType: catalogv1.ResourceType_RESOURCE_TYPE_DATASOURCE, Id: p.datasources[name].rec.ID}
 	}
 	for _, name := range sortedNames(p.pipes) {
 		pd := p.pipes[name]
-		g.vertices[name] = &catalogv1.GraphNode{Name: name, ResourceType: catalogv1.ResourceType_RESOURCE_TYPE_PIPE, NodeType: nodeTypeProto(pd.pipeType())}
+		g.vertices[name] = &catalogv1.GraphNode{Name: name, ResourceType: catalogv1.ResourceType_RESOURCE_TYPE_PIPE, NodeType: nodeTypeProto(pd.pipeType()), Id: pd.rec.ID}
 	}
 	for _, name := range sortedNames(p.pipes) {
 		pd := p.pipes[name]

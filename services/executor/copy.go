@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -51,6 +52,10 @@ type CopyRunner struct {
 	Log    *slog.Logger
 	// Now is the clock of the events (time.Now when nil).
 	Now func() time.Time
+	// OpsDatabase holds the ops log: when set, a copy's step ends only once its events are
+	// readable there (within EventsWait), so that a client seeing the job done finds them.
+	OpsDatabase string
+	EventsWait  time.Duration
 }
 
 // Phases of a copy's commit record.
@@ -71,6 +76,9 @@ type copyCommit struct {
 	// Read are the figures of reading the query.
 	ReadRows  uint64 `json:"read_rows"`
 	ReadBytes uint64 `json:"read_bytes"`
+	// MemoryUsage and CPUSeconds are the engine's figures for the query, when it reports them.
+	MemoryUsage uint64  `json:"memory_usage,omitempty"`
+	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
 	// Attached lists "table/partition" attached on servers without MOVE PARTITION.
 	Attached []string `json:"attached,omitempty"`
 }
@@ -217,7 +225,7 @@ func (r *CopyRunner) load(ctx context.Context, sc *StepContext, d *dataflow.Delt
 	if err != nil {
 		return nil, err
 	}
-	cc := &copyCommit{Key: key, Tables: map[string]tableStats{}, ReadRows: ld.ReadRows, ReadBytes: ld.ReadBytes}
+	cc := &copyCommit{Key: key, Tables: map[string]tableStats{}, ReadRows: ld.ReadRows, ReadBytes: ld.ReadBytes, MemoryUsage: ld.MemoryUsage, CPUSeconds: ld.CPUTime.Seconds()}
 	for _, t := range flow.Tables() {
 		cc.Tables[t] = tableStats{}
 	}
@@ -313,17 +321,21 @@ func (r *CopyRunner) events(ctx context.Context, sc *StepContext, p jobs.CopySte
 	if job.GetExecutionType() == schedulerv1.ExecutionType_EXECUTION_TYPE_SCHEDULED {
 		exec = opsevents.ExecutionScheduled
 	}
+	ids := opsevents.ResourceIDs(ctx, r.Catalog, job.GetWorkspace(), p.Target)
+	var published []string
 	for _, t := range flow.Tables() {
 		st := &commonv1.Statistics{}
 		if cc != nil {
 			st.WrittenRows, st.WrittenBytes = cc.Tables[t].Rows, cc.Tables[t].Bytes
 			if t == p.Target {
 				st.ReadRows, st.ReadBytes = cc.ReadRows, cc.ReadBytes
+				st.MemoryUsage, st.CpuSeconds = cc.MemoryUsage, cc.CPUSeconds
 			}
 		}
 		ev := opsevents.JobEvent(opsevents.JobResult{
 			Workspace: job.GetWorkspace(), EventType: opsevents.EventCopy, JobID: job.GetId(),
 			CreatedAt: job.GetCreateTime().AsTime(), FinishedAt: now, DataSourceName: t, PipeName: job.GetPipe(),
+			DataSourceID: ids[t], PipeID: ids[job.GetPipe()],
 			Result: result, Error: msg, Stats: st, Mode: p.Mode, ExecutionType: exec,
 		})
 		if r.Events == nil {
@@ -332,6 +344,13 @@ func (r *CopyRunner) events(ctx context.Context, sc *StepContext, p jobs.CopySte
 		}
 		if err := r.Events.Publish(ctx, ev); err != nil {
 			sc.Log.Warn("copy event not recorded", "datasource", t, "err", err)
+			continue
+		}
+		published = append(published, ev.GetId())
+	}
+	if r.OpsDatabase != "" && len(published) > 0 {
+		if !opsevents.WaitWritten(ctx, r.Conn, r.OpsDatabase, job.GetWorkspace(), published, cmp.Or(r.EventsWait, 10*time.Second)) {
+			sc.Log.Warn("the copy's events are not in the ops log yet; the job is reported finished without waiting longer", "events", len(published))
 		}
 	}
 }

@@ -899,11 +899,13 @@ func (r *PopulateRunner) JobFinished(ctx context.Context, rec *schedulerv1.JobRe
 	case schedulerv1.JobStatus_JOB_STATUS_CANCELLED:
 		result, errText = opsevents.ResultCancelled, job.GetError().GetMessage()
 	}
+	ids := opsevents.ResourceIDs(ctx, r.d.Catalog, ws, job.GetTargetDatasource())
 	for _, t := range order {
 		ev := opsevents.JobEvent(opsevents.JobResult{
 			Workspace: ws, EventType: opsevents.EventPopulateView, JobID: job.GetId(),
 			CreatedAt: job.GetCreateTime().AsTime(), FinishedAt: job.GetFinishTime().AsTime(),
 			DataSourceName: t, PipeName: job.GetPipe(), Result: result, Error: errText, Stats: totals[t],
+			DataSourceID: ids[t], PipeID: ids[job.GetPipe()],
 			Options: map[string]string{opsevents.OptionTriggerDataSourceID: job.GetParameters()["source"]},
 		})
 		if err := r.d.Events.Publish(ctx, ev); err != nil {

@@ -59,8 +59,8 @@ func toRow(ev *opslogv1.OpsEvent) []any {
 		nonNil(ev.GetBlocksIds()),
 		ev.GetOperationId(),
 		ev.GetReadRows(),
-		ev.GetCpuTime(),
-		ev.GetMemoryUsage(),
+		optionalFloat(ev.CpuTime),
+		optionalUint(ev.MemoryUsage),
 		ev.GetReadBytes(),
 		ev.GetWrittenRows(),
 		ev.GetWrittenBytes(),
@@ -80,6 +80,21 @@ func nullable(s string) any {
 		return nil
 	}
 	return s
+}
+
+// optionalFloat and optionalUint are NULL for a figure the engine did not report.
+func optionalFloat(v *float64) any {
+	if v == nil {
+		return nil
+	}
+	return *v
+}
+
+func optionalUint(v *uint64) any {
+	if v == nil {
+		return nil
+	}
+	return *v
 }
 
 func nonNil(s []string) []string {
@@ -113,8 +128,8 @@ func fromRow(row []any) (*opslogv1.OpsEvent, error) {
 		BlocksIds:              r.strs(),
 		OperationId:            r.str(),
 		ReadRows:               r.uint(),
-		CpuTime:                r.float(),
-		MemoryUsage:            r.uint(),
+		CpuTime:                r.optFloat(),
+		MemoryUsage:            r.optUint(),
 		ReadBytes:              r.uint(),
 		WrittenRows:            r.uint(),
 		WrittenBytes:           r.uint(),
@@ -191,6 +206,24 @@ func (r *rowReader) float() float64 {
 		r.fail(v, "a float")
 	}
 	return 0
+}
+
+func (r *rowReader) optFloat() *float64 {
+	if r.row[r.i] == nil {
+		r.i++
+		return nil
+	}
+	v := r.float()
+	return &v
+}
+
+func (r *rowReader) optUint() *uint64 {
+	if r.row[r.i] == nil {
+		r.i++
+		return nil
+	}
+	v := r.uint()
+	return &v
 }
 
 func (r *rowReader) time() time.Time {

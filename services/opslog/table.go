@@ -100,6 +100,9 @@ func (s *Service) ensureTable(ctx context.Context) error {
 	if _, err := wh.Exec(ctx, TableDDL(s.db, ttl)); err != nil {
 		return fmt.Errorf("create %s.%s: %w", s.db, TableName, err)
 	}
+	if err := s.nullableFigures(ctx); err != nil {
+		return err
+	}
 	if ttl == "" {
 		return nil
 	}
@@ -165,4 +168,26 @@ func (s *Service) retain(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// nullableFigures brings a table made before cpu_time and memory_usage were Nullable to the
+// current columns (their zeros stay zeros; new events write NULL where the engine reports
+// nothing). Idempotent: a table that has them Nullable is left alone.
+func (s *Service) nullableFigures(ctx context.Context) error {
+	res, err := s.deps.Warehouse.Query(ctx, fmt.Sprintf("SELECT name, type FROM system.columns WHERE database = %s AND table = %s AND name IN ('cpu_time', 'memory_usage')",
+		warehouse.QuoteString(s.db), warehouse.QuoteString(TableName)))
+	if err != nil {
+		return fmt.Errorf("read %s.%s columns: %w", s.db, TableName, err)
+	}
+	for _, r := range res.Rows {
+		name, typ := fmt.Sprint(r[0]), fmt.Sprint(r[1])
+		if strings.HasPrefix(typ, "Nullable(") {
+			continue
+		}
+		if _, err := s.deps.Warehouse.Exec(ctx, fmt.Sprintf("ALTER TABLE %s MODIFY COLUMN %s Nullable(%s)", s.table, warehouse.QuoteIdent(name), typ)); err != nil {
+			return fmt.Errorf("make %s.%s %s Nullable: %w", s.db, TableName, name, err)
+		}
+		s.log.Info("ops log column made Nullable", "column", name)
+	}
+	return nil
 }

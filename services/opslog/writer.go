@@ -124,10 +124,17 @@ func (s *Service) run(ctx context.Context, cons jetstream.Consumer) {
 	}
 }
 
+// batchLinger is how long a batch whose first event has arrived waits for more.
+const batchLinger = 10 * time.Millisecond
+
+// fetch waits (up to FlushInterval) for the first event of a batch, then takes every event
+// already waiting or arriving within batchLinger, up to BatchSize: under load batches are full, and when events are
+// rare each is written as soon as it arrives rather than after a whole FlushInterval (a copy
+// job waits for its events to be readable before it is reported done).
 func (s *Service) fetch(ctx context.Context, cons jetstream.Consumer, out chan<- *batch) {
 	backoff := backoffMin
 	for ctx.Err() == nil {
-		fetched, err := cons.Fetch(s.cfg.BatchSize, jetstream.FetchMaxWait(s.cfg.FlushInterval))
+		first, err := cons.Fetch(1, jetstream.FetchMaxWait(s.cfg.FlushInterval))
 		if err != nil {
 			s.log.Warn("fetch ops events", "err", err)
 			if !sleep(ctx, backoff) {
@@ -139,22 +146,14 @@ func (s *Service) fetch(ctx context.Context, cons jetstream.Consumer, out chan<-
 		backoff = backoffMin
 		b := &batch{fetched: time.Now()}
 		seen := map[string]bool{}
-		for m := range fetched.Messages() {
-			ev := &opslogv1.OpsEvent{}
-			if err := proto.Unmarshal(m.Data(), ev); err != nil || ev.GetId() == "" || ev.GetWorkspace() == "" {
-				s.log.Error("dropping a message that is not an ops event", "subject", m.Subject(), "err", err)
-				s.metrics.invalid.Inc()
-				_ = m.Term()
-				continue
+		s.collect(first, b, seen)
+		if len(b.msgs) > 0 && s.cfg.BatchSize > 1 {
+			// The rest of the batch: what is waiting, and what arrives within a short linger
+			// (a fetch returns as soon as the batch is full).
+			linger := min(s.cfg.FlushInterval, batchLinger)
+			if rest, err := cons.Fetch(s.cfg.BatchSize-1, jetstream.FetchMaxWait(linger)); err == nil {
+				s.collect(rest, b, seen)
 			}
-			b.msgs = append(b.msgs, pending{msg: m, ev: ev})
-			if !seen[ev.GetId()] {
-				seen[ev.GetId()] = true
-				b.events = append(b.events, ev)
-			}
-		}
-		if err := fetched.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
-			s.log.Debug("fetch ended", "err", err, "messages", len(b.msgs))
 		}
 		if len(b.events) == 0 {
 			continue
@@ -164,6 +163,27 @@ func (s *Service) fetch(ctx context.Context, cons jetstream.Consumer, out chan<-
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// collect decodes a fetch's messages into the batch; seen drops a second copy of an event.
+func (s *Service) collect(fetched jetstream.MessageBatch, b *batch, seen map[string]bool) {
+	for m := range fetched.Messages() {
+		ev := &opslogv1.OpsEvent{}
+		if err := proto.Unmarshal(m.Data(), ev); err != nil || ev.GetId() == "" || ev.GetWorkspace() == "" {
+			s.log.Error("dropping a message that is not an ops event", "subject", m.Subject(), "err", err)
+			s.metrics.invalid.Inc()
+			_ = m.Term()
+			continue
+		}
+		b.msgs = append(b.msgs, pending{msg: m, ev: ev})
+		if !seen[ev.GetId()] {
+			seen[ev.GetId()] = true
+			b.events = append(b.events, ev)
+		}
+	}
+	if err := fetched.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
+		s.log.Debug("fetch ended", "err", err, "messages", len(b.msgs))
 	}
 }
 

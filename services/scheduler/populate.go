@@ -296,9 +296,11 @@ func (s *Service) populateQueued(ctx context.Context, job *schedulerv1.Job, pt p
 		return
 	}
 	pub := opsevents.NewPublisher(s.deps.NATS, nil)
+	ids := opsevents.ResourceIDs(ctx, s.deps.Catalog, job.GetWorkspace(), pt.target)
 	ev := opsevents.JobEvent(opsevents.JobResult{
 		Workspace: job.GetWorkspace(), EventType: opsevents.EventPopulateViewQueued, JobID: job.GetId(),
 		CreatedAt: job.GetCreateTime().AsTime(), DataSourceName: pt.target, PipeName: job.GetPipe(),
+		DataSourceID: ids[pt.target], PipeID: ids[job.GetPipe()],
 		Result: opsevents.ResultOK, Options: map[string]string{opsevents.OptionTriggerDataSourceID: pt.source},
 	})
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

@@ -49,8 +49,8 @@ type opsLogEvent struct {
 	BlocksIDs              []string          `json:"blocks_ids,omitempty"`
 	OperationID            string            `json:"operation_id,omitempty"`
 	ReadRows               uint64            `json:"read_rows"`
-	CPUTime                float64           `json:"cpu_time"`
-	MemoryUsage            uint64            `json:"memory_usage"`
+	CPUTime                *float64          `json:"cpu_time"`     // null where the engine does not report it
+	MemoryUsage            *uint64           `json:"memory_usage"` // null where the engine does not report it
 	ReadBytes              uint64            `json:"read_bytes"`
 	WrittenRows            uint64            `json:"written_rows"`
 	WrittenBytes           uint64            `json:"written_bytes"`
@@ -71,7 +71,7 @@ func toOpsLogEvent(ev *opslogv1.OpsEvent) opsLogEvent {
 		ElapsedTime: ev.GetElapsedTime(), Error: ev.GetError(), RequestID: ev.GetRequestId(),
 		ImportID: ev.GetImportId(), JobID: ev.GetJobId(), Rows: ev.GetRows(), RowsQuarantine: ev.GetRowsQuarantine(),
 		BlocksIDs: ev.GetBlocksIds(), OperationID: ev.GetOperationId(), ReadRows: ev.GetReadRows(),
-		CPUTime: ev.GetCpuTime(), MemoryUsage: ev.GetMemoryUsage(), ReadBytes: ev.GetReadBytes(),
+		CPUTime: ev.CpuTime, MemoryUsage: ev.MemoryUsage, ReadBytes: ev.GetReadBytes(),
 		WrittenRows: ev.GetWrittenRows(), WrittenBytes: ev.GetWrittenBytes(),
 		WrittenRowsQuarantine: ev.GetWrittenRowsQuarantine(), WrittenBytesQuarantine: ev.GetWrittenBytesQuarantine(),
 		PipeID: ev.GetPipeId(), PipeName: ev.GetPipeName(), Release: ev.GetRelease(), Options: ev.GetOptions(),

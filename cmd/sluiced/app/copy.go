@@ -16,7 +16,7 @@ func (a *App) withCopyRunner(runners map[schedulerv1.JobKind]executor.StepRunner
 	}
 	runners[schedulerv1.JobKind_JOB_KIND_COPY] = &executor.CopyRunner{
 		Conn: a.warehouse, Users: a.workspaceUsers, Catalog: cat, Events: opsevents.NewPublisher(a.nats, a.tel.Propagator),
-		Log: a.log.With("service", "executor", "runner", "copy"),
+		Log: a.log.With("service", "executor", "runner", "copy"), OpsDatabase: a.cfg.ClickHouse.Database,
 	}
 	return runners
 }

@@ -2354,7 +2354,9 @@ type GraphNode struct {
 	// DATASOURCE or PIPE.
 	ResourceType ResourceType `protobuf:"varint,2,opt,name=resource_type,json=resourceType,proto3,enum=sluice.catalog.v1.ResourceType" json:"resource_type,omitempty"`
 	// For pipes, the pipe's type.
-	NodeType      NodeType `protobuf:"varint,3,opt,name=node_type,json=nodeType,proto3,enum=sluice.catalog.v1.NodeType" json:"node_type,omitempty"`
+	NodeType NodeType `protobuf:"varint,3,opt,name=node_type,json=nodeType,proto3,enum=sluice.catalog.v1.NodeType" json:"node_type,omitempty"`
+	// The resource's id (the Data Source's or the pipe's), as in datasources_ops_log.
+	Id            string `protobuf:"bytes,4,opt,name=id,proto3" json:"id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2408,6 +2410,13 @@ func (x *GraphNode) GetNodeType() NodeType {
 		return x.NodeType
 	}
 	return NodeType_NODE_TYPE_UNSPECIFIED
+}
+
+func (x *GraphNode) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
 }
 
 // GraphEdge is a dependency: data flows from `from` to `to`.
@@ -3248,11 +3257,12 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x03sql\x18\x01 \x01(\tR\x03sql\x12!\n" +
 	"\ffile_version\x18\x02 \x01(\x03R\vfileVersion\x12\x14\n" +
 	"\x05reads\x18\x03 \x03(\tR\x05reads\x122\n" +
-	"\acolumns\x18\x04 \x03(\v2\x18.sluice.common.v1.ColumnR\acolumns\"\x9f\x01\n" +
+	"\acolumns\x18\x04 \x03(\v2\x18.sluice.common.v1.ColumnR\acolumns\"\xaf\x01\n" +
 	"\tGraphNode\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12D\n" +
 	"\rresource_type\x18\x02 \x01(\x0e2\x1f.sluice.catalog.v1.ResourceTypeR\fresourceType\x128\n" +
-	"\tnode_type\x18\x03 \x01(\x0e2\x1b.sluice.catalog.v1.NodeTypeR\bnodeType\"\xcf\x01\n" +
+	"\tnode_type\x18\x03 \x01(\x0e2\x1b.sluice.catalog.v1.NodeTypeR\bnodeType\x12\x0e\n" +
+	"\x02id\x18\x04 \x01(\tR\x02id\"\xcf\x01\n" +
 	"\tGraphEdge\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
 	"\x02to\x18\x02 \x01(\tR\x02to\x125\n" +

@@ -61,10 +61,10 @@ type OpsEvent struct {
 	OperationId string `protobuf:"bytes,16,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
 	// Rows read.
 	ReadRows uint64 `protobuf:"varint,17,opt,name=read_rows,json=readRows,proto3" json:"read_rows,omitempty"`
-	// CPU time in seconds.
-	CpuTime float64 `protobuf:"fixed64,18,opt,name=cpu_time,json=cpuTime,proto3" json:"cpu_time,omitempty"`
-	// Peak memory in bytes.
-	MemoryUsage uint64 `protobuf:"varint,19,opt,name=memory_usage,json=memoryUsage,proto3" json:"memory_usage,omitempty"`
+	// CPU time in seconds; unset (NULL in the table) where the engine does not report it.
+	CpuTime *float64 `protobuf:"fixed64,18,opt,name=cpu_time,json=cpuTime,proto3,oneof" json:"cpu_time,omitempty"`
+	// Peak memory in bytes; unset (NULL in the table) where the engine does not report it.
+	MemoryUsage *uint64 `protobuf:"varint,19,opt,name=memory_usage,json=memoryUsage,proto3,oneof" json:"memory_usage,omitempty"`
 	// Bytes read.
 	ReadBytes uint64 `protobuf:"varint,20,opt,name=read_bytes,json=readBytes,proto3" json:"read_bytes,omitempty"`
 	// Rows written.
@@ -239,15 +239,15 @@ func (x *OpsEvent) GetReadRows() uint64 {
 }
 
 func (x *OpsEvent) GetCpuTime() float64 {
-	if x != nil {
-		return x.CpuTime
+	if x != nil && x.CpuTime != nil {
+		return *x.CpuTime
 	}
 	return 0
 }
 
 func (x *OpsEvent) GetMemoryUsage() uint64 {
-	if x != nil {
-		return x.MemoryUsage
+	if x != nil && x.MemoryUsage != nil {
+		return *x.MemoryUsage
 	}
 	return 0
 }
@@ -637,7 +637,7 @@ var File_sluice_opslog_v1_opslog_proto protoreflect.FileDescriptor
 
 const file_sluice_opslog_v1_opslog_proto_rawDesc = "" +
 	"\n" +
-	"\x1dsluice/opslog/v1/opslog.proto\x12\x10sluice.opslog.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xaa\b\n" +
+	"\x1dsluice/opslog/v1/opslog.proto\x12\x10sluice.opslog.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\b\n" +
 	"\bOpsEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tworkspace\x18\x02 \x01(\tR\tworkspace\x128\n" +
@@ -659,9 +659,9 @@ const file_sluice_opslog_v1_opslog_proto_rawDesc = "" +
 	"\n" +
 	"blocks_ids\x18\x0f \x03(\tR\tblocksIds\x12!\n" +
 	"\foperation_id\x18\x10 \x01(\tR\voperationId\x12\x1b\n" +
-	"\tread_rows\x18\x11 \x01(\x04R\breadRows\x12\x19\n" +
-	"\bcpu_time\x18\x12 \x01(\x01R\acpuTime\x12!\n" +
-	"\fmemory_usage\x18\x13 \x01(\x04R\vmemoryUsage\x12\x1d\n" +
+	"\tread_rows\x18\x11 \x01(\x04R\breadRows\x12\x1e\n" +
+	"\bcpu_time\x18\x12 \x01(\x01H\x00R\acpuTime\x88\x01\x01\x12&\n" +
+	"\fmemory_usage\x18\x13 \x01(\x04H\x01R\vmemoryUsage\x88\x01\x01\x12\x1d\n" +
 	"\n" +
 	"read_bytes\x18\x14 \x01(\x04R\treadBytes\x12!\n" +
 	"\fwritten_rows\x18\x15 \x01(\x04R\vwrittenRows\x12#\n" +
@@ -675,7 +675,9 @@ const file_sluice_opslog_v1_opslog_proto_rawDesc = "" +
 	"\rresource_tags\x18\x1d \x03(\tR\fresourceTags\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x95\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\v\n" +
+	"\t_cpu_timeB\x0f\n" +
+	"\r_memory_usage\"\x95\x02\n" +
 	"\vEventFilter\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1e\n" +
 	"\n" +
@@ -754,6 +756,7 @@ func file_sluice_opslog_v1_opslog_proto_init() {
 	if File_sluice_opslog_v1_opslog_proto != nil {
 		return
 	}
+	file_sluice_opslog_v1_opslog_proto_msgTypes[0].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
