@@ -222,6 +222,17 @@ func TestCopyPipesDocExamples(t *testing.T) {
 	if got := e.sqlCell("SELECT count() FROM copy_monitoring WHERE month = toStartOfMonth(today()) AND processed_data > 0"); got != "1" {
 		t.Errorf("the monitoring query found %s month(s) of copies, want 1", got)
 	}
+
+	// tinybird.jobs_log has every copy job once, in its final state, from the job records.
+	sluicetest.Eventually(t, 30*time.Second, "the copy jobs in tinybird.jobs_log", func() bool {
+		return e.sqlCell("SELECT count() FROM tinybird.jobs_log WHERE job_type = 'copy' AND status = 'done' AND started_at IS NOT NULL AND updated_at >= created_at") == "8"
+	})
+	if got := e.sqlCell("SELECT countIf(pipe_name = 'daily_sales' AND JSONExtractString(job_metadata, 'execution_type') = 'manual' AND position(job_metadata, 'country') > 0) FROM tinybird.jobs_log"); got != "1" {
+		t.Errorf("jobs_log rows of daily_sales with its parameter: %s, want 1", got)
+	}
+	if stderr := e.refused("sql", "SELECT * FROM tinybird.pipe_stats_rt"); !strings.Contains(stderr, "does not provide") {
+		t.Errorf("an unprovided service Data Source: %s", stderr)
+	}
 }
 
 // sqlCell runs `sluice sql` (text output) and returns the first cell of the first row.

@@ -98,7 +98,7 @@ func WorkspaceViewDDL(opsDB, workspaceDB, workspace string) string {
 		warehouse.QualifiedName(opsDB, TableName), warehouse.QuoteString(workspace))
 }
 
-// EnsureWorkspaceView creates the workspace's datasources_ops_log view, and first Sluice's
+// EnsureWorkspaceView creates the workspace's datasources_ops_log and jobs_log views, and first Sluice's
 // database and the table when the opslog service has not created them yet (the catalog may
 // start first; the opslog service adds the retention TTL when it starts). The catalog calls it
 // when it creates a workspace; it is idempotent.
@@ -111,6 +111,12 @@ func EnsureWorkspaceView(ctx context.Context, wh warehouse.Conn, opsDB, workspac
 	}
 	if _, err := wh.Exec(ctx, WorkspaceViewDDL(opsDB, workspaceDB, workspace)); err != nil {
 		return fmt.Errorf("ops log view of workspace %s: %w", workspace, err)
+	}
+	if err := EnsureJobsLog(ctx, wh, opsDB); err != nil {
+		return err
+	}
+	if _, err := wh.Exec(ctx, JobsLogViewDDL(opsDB, workspaceDB, workspace)); err != nil {
+		return fmt.Errorf("jobs log view of workspace %s: %w", workspace, err)
 	}
 	return nil
 }

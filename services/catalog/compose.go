@@ -39,8 +39,28 @@ var allowedSettings = map[string]bool{
 var systemTables = map[string]bool{"numbers": true, "numbers_mt": true, "one": true, "zeros": true, "zeros_mt": true}
 
 // serviceDataSources are the service Data Sources every workspace can read; `tinybird.<name>`
-// is accepted for them as in the hosted platform.
-var serviceDataSources = map[string]bool{"datasources_ops_log": true}
+// is accepted for them as in the hosted platform. Each is a view in the workspace's database
+// over Sluice's own table (see platform/opsevents).
+var serviceDataSources = map[string]bool{"datasources_ops_log": true, "jobs_log": true}
+
+// unprovidedServiceDataSources are the hosted platform's other service Data Sources, with why
+// Sluice has no data for them; a pipe that reads one is refused saying so.
+var unprovidedServiceDataSources = map[string]string{
+	"pipe_stats_rt":         "Sluice publishes no API endpoints, so there are no endpoint requests to count",
+	"pipe_stats":            "Sluice publishes no API endpoints, so there are no endpoint requests to count",
+	"bi_stats_rt":           "Sluice has no BI connector",
+	"bi_stats":              "Sluice has no BI connector",
+	"block_log":             "Sluice ingests no files or URLs in blocks",
+	"datasources_storage":   "storage is ClickHouse's own: read system.parts on the server",
+	"endpoint_errors":       "Sluice publishes no API endpoints",
+	"kafka_ops_log":         "Sluice runs no Kafka connector",
+	"sinks_ops_log":         "Sluice runs no sink pipes",
+	"data_transfer":         "Sluice runs no sink pipes or exports",
+	"query_validator_log":   "Sluice validates queries when they are pushed, not on a schedule",
+	"llm_usage":             "Sluice has no AI features",
+	"releases_log":          "Sluice has no releases",
+	"datasources_ops_stats": "Sluice keeps the events themselves in datasources_ops_log: aggregate them",
+}
 
 // composer turns a node's SQL into a query ClickHouse can run in one database: the template is
 // rendered, references to earlier nodes and to other pipes become subqueries, and Data Sources
@@ -222,6 +242,11 @@ func (p *project) checkTableRef(ref chsql.TableRef) (string, error) {
 	switch db := ref.Database; {
 	case db == "" || db == p.ws.Database:
 	case strings.EqualFold(db, "tinybird") && serviceDataSources[name]:
+	case strings.EqualFold(db, "tinybird"):
+		if why, ok := unprovidedServiceDataSources[name]; ok {
+			return "", &refError{fmt.Sprintf("tinybird.%s is a service Data Source of the hosted platform that Sluice does not provide: %s (Sluice provides tinybird.datasources_ops_log and tinybird.jobs_log)", name, why)}
+		}
+		return "", &refError{fmt.Sprintf("tinybird.%s is not a service Data Source (Sluice provides tinybird.datasources_ops_log and tinybird.jobs_log)", name)}
 	case strings.EqualFold(db, "system") && systemTables[strings.ToLower(name)] && ref.Kind == chsql.RefTable:
 		return "", nil
 	case strings.EqualFold(db, "system"):

@@ -147,6 +147,9 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := s.ensureTable(ctx); err != nil {
 		return err
 	}
+	if err := s.ensureJobsLog(ctx); err != nil {
+		return err
+	}
 	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       ConsumerName,
 		Description:   "writes ops events to datasources_ops_log",
@@ -168,6 +171,7 @@ func (s *Service) Start(ctx context.Context) error {
 		wg.Go(func() { s.retain(runCtx) })
 	}
 	wg.Go(func() { s.run(runCtx, cons) })
+	wg.Go(func() { s.keepJobsLog(runCtx) })
 	go func() {
 		wg.Wait()
 		close(s.done)
