@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -34,15 +35,32 @@ func TestCopyMatchesUpstream(t *testing.T) {
 	}
 	ours, theirs := read(filepath.Join(RepoRoot(t), "testdata", "corpus", "tinybird")), read(upstream)
 	for name, b := range theirs {
-		if mine, ok := ours[name]; !ok {
+		mine, ok := ours[name]
+		switch {
+		case !ok:
 			t.Errorf("%s is in the reference corpus but not in testdata/corpus/tinybird", name)
-		} else if !bytes.Equal(mine, b) {
+		case name == "MANIFEST.tsv":
+			// The repository's manifest extends the reference one: its lines come first.
+			if !bytes.HasPrefix(mine, b) {
+				t.Errorf("MANIFEST.tsv does not start with the reference corpus's manifest")
+			}
+		case !bytes.Equal(mine, b):
 			t.Errorf("%s differs from the reference corpus", name)
 		}
 	}
+	// Files the repository adds to the reference corpus must say where they come from.
+	manifest, err := os.ReadFile(filepath.Join(RepoRoot(t), "testdata", "corpus", "tinybird", "MANIFEST.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	for name := range ours {
-		if _, ok := theirs[name]; !ok {
-			t.Errorf("%s is in testdata/corpus/tinybird but not in the reference corpus", name)
+		if _, ok := theirs[name]; ok || name == "MANIFEST.tsv" {
+			continue
+		}
+		owner, rest, _ := strings.Cut(filepath.ToSlash(name), "__")
+		repo, path, _ := strings.Cut(rest, "/")
+		if !bytes.Contains(manifest, []byte(owner+"/"+repo+"\t"+path+"\t")) {
+			t.Errorf("%s is in testdata/corpus/tinybird but neither in the reference corpus nor in MANIFEST.tsv", name)
 		}
 	}
 	if len(ours) < 60 {
