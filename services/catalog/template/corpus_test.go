@@ -64,7 +64,7 @@ func realisticParams(params []Parameter) map[string]string {
 		if p.Implicit {
 			continue
 		}
-		if v, ok := named[p.Name]; ok && (p.Type != "Date" || len(v) == len("2024-01-01")) {
+		if v, ok := named[p.Name]; ok && p.Type != "Date" && p.Type != "DateTime" && p.Type != "DateTime64" {
 			out[p.Name] = v
 			continue
 		}
