@@ -21,7 +21,8 @@ const scratchPrefix = "__sluice_check_"
 // the workspace: every table is created, every materialized view is created and every copy
 // node's result is inserted (no rows: LIMIT 0) into its target, in a scratch database that is
 // dropped afterwards. order is the project's topological order (nil when the data flow has a
-// loop of views); pipes of the files in skip already have errors and are not checked again.
+// loop of views); the files in skip already have errors: their Data Sources' DDL is not run
+// (a definition Sluice refused never reaches ClickHouse) and their pipes are not checked again.
 func (s *Service) checkInClickHouse(ctx context.Context, p *project, order []string, skip map[string]bool) ([]diag, error) {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -43,6 +44,11 @@ func (s *Service) checkInClickHouse(ctx context.Context, p *project, order []str
 	for _, name := range order {
 		d, ok := p.datasources[name]
 		if !ok {
+			continue
+		}
+		if skip[d.rec.Path] {
+			// Refused already: its DDL never reaches ClickHouse, not even the scratch database.
+			bad[name] = true
 			continue
 		}
 		if base := p.quarantineOf(name); base != "" {
@@ -95,7 +101,7 @@ func (s *Service) checkInClickHouse(ctx context.Context, p *project, order []str
 			if bad[target] {
 				refused = append(refused, target)
 			}
-			diags = append(diags, diag{pos: out.node.SQLPos, msg: fmt.Sprintf("node %s: not checked, it uses Data Source %s, which ClickHouse refused (see its error)", out.node.Name, strings.Join(dedupeSorted(refused), ", "))})
+			diags = append(diags, diag{pos: out.node.SQLPos, msg: fmt.Sprintf("node %s: not checked, it uses Data Source %s, which is refused (see its errors)", out.node.Name, strings.Join(dedupeSorted(refused), ", "))})
 			continue
 		}
 		c := &composer{p: p, db: db, opts: template.RenderOptions{Check: true}}
