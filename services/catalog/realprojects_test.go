@@ -12,6 +12,8 @@ import (
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	"github.com/sluicehq/sluice/platform/warehouse"
+	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
+	"github.com/sluicehq/sluice/services/catalog/datafile"
 )
 
 // pushDir pushes the files of a testdata/push folder (not dry) into a new workspace.
@@ -176,5 +178,65 @@ func TestTruncateDataSource(t *testing.T) {
 	}
 	if _, err := s.TruncateDataSource(ctx, &catalogv1.TruncateDataSourceRequest{Workspace: "trc", Name: "nope"}); status.Code(err).String() != "NotFound" {
 		t.Fatalf("truncate of a missing Data Source: %v", err)
+	}
+}
+
+// TestCopyTargetCheckOnBothEngines: the copy target check is ClickHouse's own insert, so what
+// one engine inserts passes there and what it refuses is refused, on chDB and on the 18.16
+// server alike.
+func TestCopyTargetCheckOnBothEngines(t *testing.T) {
+	target := "SCHEMA >\n    arr Array(String),\n    ok UInt8,\n    big Nullable(UInt64),\n    n UInt32\n\nENGINE \"MergeTree\"\nENGINE_SORTING_KEY \"n\"\n"
+	copyOf := func(sql string) string {
+		return "NODE c\nSQL >\n    " + sql + "\n\nTYPE copy\nTARGET_DATASOURCE t\n"
+	}
+	for _, e := range []struct {
+		name string
+		open func(testing.TB) warehouse.Conn
+	}{{"chdb", warehousetest.Embedded}, {"native", warehousetest.Native}} {
+		t.Run(e.name, func(t *testing.T) {
+			s, _ := newTestServiceOn(t, e.open(t))
+			push := func(sql string) (*catalogv1.PushResponse, error) {
+				return s.Push(context.Background(), &catalogv1.PushRequest{Workspace: "w_" + e.name, DryRun: true,
+					Files: files("t.datasource", target, "c.pipe", copyOf(sql))})
+			}
+			resp, err := push("SELECT [] AS arr, toUInt8(1) AS ok, CAST(NULL AS Nullable(UInt32)) AS big, toUInt64(7) AS n")
+			if err != nil {
+				t.Fatalf("a copy ClickHouse inserts is refused: %s", status.Convert(err).Message())
+			}
+			var warned bool
+			for _, w := range resp.GetWarnings() {
+				warned = warned || strings.Contains(w.GetMessage(), "column n is UInt64 in the result and UInt32")
+			}
+			if !warned {
+				t.Errorf("no warning for the narrowing of n: %v", resp.GetWarnings())
+			}
+			_, err = push("SELECT 1 AS arr, toUInt8(1) AS ok, toUInt64(1) AS big, toUInt32(1) AS n")
+			if msg := status.Convert(err).Message(); err == nil || !strings.Contains(msg, "ClickHouse would not insert its result into TARGET_DATASOURCE t") || strings.Contains(msg, scratchPrefix) {
+				t.Errorf("a number into Array(String): %v", err)
+			}
+		})
+	}
+}
+
+// TestDataSourceErrorPos: a ClickHouse refusal of a table points at the column it names, else
+// at the ENGINE line; lists of the table's columns in the message point nowhere.
+func TestDataSourceErrorPos(t *testing.T) {
+	f, err := datafile.Parse("d.datasource", []byte("SCHEMA >\n    ts DateTime,\n    amount Nullable(Int64),\n    a String\n\nENGINE \"MergeTree\"\nENGINE_SORTING_KEY \"ts\"\n"), datafile.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := f.DataSource
+	for _, c := range []struct {
+		msg  string
+		line int
+	}{
+		{"Illegal type Nullable(Int64) of column `amount` in the sorting key", 3},
+		{"Cannot parse default of column 'a'", 4},
+		{"Missing columns: 'x' while processing: '(x)', required columns: 'x', available columns: 'a' 'ts'", 6},
+		{"column amountx is bad", 6},
+	} {
+		if got := dataSourceErrorPos(ds, c.msg); got.Line != c.line {
+			t.Errorf("%q: line %d, want %d", c.msg, got.Line, c.line)
+		}
 	}
 }

@@ -30,6 +30,12 @@ var prefixSeq atomic.Int64
 // with a database prefix of its own.
 func newTestService(t testing.TB) (*Service, warehouse.Conn) {
 	t.Helper()
+	return newTestServiceOn(t, warehousetest.Embedded(t))
+}
+
+// newTestServiceOn is newTestService on a given ClickHouse connection.
+func newTestServiceOn(t testing.TB, wh warehouse.Conn) (*Service, warehouse.Conn) {
+	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	nc, err := natsx.Connect(ctx, natsx.Config{StoreDir: t.TempDir()}, log)
@@ -37,7 +43,6 @@ func newTestService(t testing.TB) (*Service, warehouse.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	wh := warehousetest.Embedded(t)
 	prefix := fmt.Sprintf("t%d_%d_", os.Getpid(), prefixSeq.Add(1))
 	s, err := New(Config{DatabasePrefix: prefix, QueryMaxRows: 1000, QueryTimeout: 30e9}, Deps{Log: log, NATS: nc, Warehouse: wh,
 		OperatorTokenFile: filepath.Join(t.TempDir(), "token")})
