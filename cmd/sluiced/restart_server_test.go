@@ -179,7 +179,7 @@ func TestServerRestartsAfterPushes(t *testing.T) {
 		t.Fatalf("push the removal: %s", out)
 	}
 	want = state()
-	if !strings.Contains(want, "tables: datasources_ops_log,totals,totals_quarantine\n") || !strings.Contains(want, "base`: true") || !strings.Contains(want, "[[a 50] [b 50] [c 10]]") || !strings.Contains(want, "[[[victim-secret]]]") {
+	if !strings.Contains(want, "tables: datasources_ops_log,jobs_log,totals,totals_quarantine\n") || !strings.Contains(want, "base`: true") || !strings.Contains(want, "[[a 50] [b 50] [c 10]]") || !strings.Contains(want, "[[[victim-secret]]]") {
 		t.Fatalf("after the removal:\n%s", want)
 	}
 	restart("after removing a Data Source", want)
