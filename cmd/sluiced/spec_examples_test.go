@@ -382,3 +382,52 @@ func TestBackfillDocExamples(t *testing.T) {
 		}
 	})
 }
+
+// TestPopulateViewThatReadsAPipe: a materialized node that reads another pipe (FROM an endpoint
+// pipe) fires on inserts into that pipe's Data Source and can be populated, as on the hosted
+// platform.
+func TestPopulateViewThatReadsAPipe(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries")
+	}
+	sys := sluicetest.Start(t, sluicetest.WithArgs(fastJobs...))
+	e := newSpecEnv(t, sys, "view_pipe")
+	events := map[string]string{"datasources/events.datasource": `SCHEMA >
+    ts DateTime,
+    action String
+
+ENGINE "MergeTree"
+ENGINE_PARTITION_KEY "toYYYYMM(ts)"
+ENGINE_SORTING_KEY "ts"
+`}
+	e.push(events)
+	e.exec("INSERT INTO " + e.q("events") + " SELECT toDateTime('2024-01-01 00:00:00') + number * 86400 * 10, if(number % 3 = 0, 'Buy', 'view') FROM numbers(9)")
+	project := map[string]string{
+		"datasources/events.datasource": events["datasources/events.datasource"],
+		"datasources/by_action.datasource": `SCHEMA >
+    action String,
+    n UInt64
+
+ENGINE "SummingMergeTree"
+ENGINE_SORTING_KEY "action"
+`,
+		"pipes/clean_events.pipe": `NODE clean
+SQL >
+    SELECT ts, lower(action) AS action FROM events
+
+TYPE endpoint
+`,
+		"pipes/by_action_mv.pipe": `NODE count_actions
+SQL >
+    SELECT action, count() AS n FROM clean_events GROUP BY action
+
+TYPE materialized
+DATASOURCE by_action
+`,
+	}
+	e.push(project)
+	e.ok("pipe", "populate", "by_action_mv", "--node", "count_actions", "--wait")
+	e.want("populated through the pipe", "SELECT action, sum(n) FROM "+e.q("by_action")+" GROUP BY action ORDER BY action", "buy 3\nview 6\n")
+	e.exec("INSERT INTO " + e.q("events") + " VALUES (now(), 'BUY')")
+	e.want("new rows fire the view", "SELECT action, sum(n) FROM "+e.q("by_action")+" GROUP BY action ORDER BY action", "buy 4\nview 6\n")
+}
