@@ -118,15 +118,14 @@ type specEnv struct {
 func newSpecEnv(t *testing.T, sys *sluicetest.System, ws string) *specEnv {
 	t.Helper()
 	ws = fmt.Sprintf("%s_%d", ws, copyWorkspaces.Add(1))
-	if _, err := sys.Catalog.CreateWorkspace(context.Background(), &catalogv1.CreateWorkspaceRequest{Name: ws}); err != nil {
-		t.Fatal(err)
-	}
+	// The CLI works with the workspace's admin token, as a user of the workspace would.
+	admin := sys.CreateWorkspace(t, ws)
 	w, err := sys.Catalog.GetWorkspace(context.Background(), &catalogv1.GetWorkspaceRequest{Name: ws})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, bin := sluicetest.Binaries(t)
-	return &specEnv{&copyEnv{t: t, ws: ws, sys: sys, wh: sys.App.Warehouse(), bin: bin, addr: sys.Addr, db: w.GetWorkspace().GetDatabase()}}
+	return &specEnv{&copyEnv{t: t, ws: ws, sys: sys, wh: sys.App.Warehouse(), bin: bin, addr: sys.Addr, db: w.GetWorkspace().GetDatabase(), admin: admin}}
 }
 
 // ok runs the CLI and fails the test on a non-zero exit.

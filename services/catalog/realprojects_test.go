@@ -1,7 +1,6 @@
 package catalog
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -34,17 +33,14 @@ func pushDir(t *testing.T, s *Service, ws, dir string) {
 		}
 		fs = append(fs, &catalogv1.Datafile{Path: e.Name(), Content: string(b)})
 	}
-	if _, err := s.CreateWorkspace(context.Background(), &catalogv1.CreateWorkspaceRequest{Name: ws}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Push(context.Background(), &catalogv1.PushRequest{Workspace: ws, Files: fs}); err != nil {
+	if _, err := s.Push(operatorCtx(t, s, ws), &catalogv1.PushRequest{Workspace: ws, Files: fs}); err != nil {
 		t.Fatalf("push %s: %s", dir, status.Convert(err).Message())
 	}
 }
 
 func queryRows(t *testing.T, s *Service, ws, sql string) string {
 	t.Helper()
-	resp, err := s.Query(context.Background(), &catalogv1.QueryRequest{Workspace: ws, Sql: sql})
+	resp, err := s.Query(operatorCtx(t, s), &catalogv1.QueryRequest{Workspace: ws, Sql: sql})
 	if err != nil {
 		t.Fatalf("%s: %s", sql, status.Convert(err).Message())
 	}
@@ -65,7 +61,7 @@ func queryRows(t *testing.T, s *Service, ws, sql string) string {
 // stays refused.
 func TestSQLShapesOfRealProjects(t *testing.T) {
 	s, wh := newTestService(t)
-	ctx := context.Background()
+	ctx := operatorCtx(t, s)
 	pushDir(t, s, "rec", "testdata/push/recursive_cte")
 	db := s.cfg.DatabasePrefix + "rec"
 	if _, err := wh.Exec(ctx, "INSERT INTO "+warehouse.QualifiedName(db, "tree")+" VALUES (1, 0), (2, 1), (3, 1), (4, 2), (5, 9)"); err != nil {
@@ -102,7 +98,7 @@ func TestSQLShapesOfRealProjects(t *testing.T) {
 // view writes rows.
 func TestViewReadingAPipeIsTriggered(t *testing.T) {
 	s, wh := newTestService(t)
-	ctx := context.Background()
+	ctx := operatorCtx(t, s)
 	pushDir(t, s, "vrp", "testdata/push/view_reads_pipe")
 	g, err := s.GetGraph(ctx, &catalogv1.GetGraphRequest{Workspace: "vrp"})
 	if err != nil {
@@ -130,7 +126,7 @@ func TestViewReadingAPipeIsTriggered(t *testing.T) {
 // node's parameters, instead of a run with the default.
 func TestUnknownParameterIsRefused(t *testing.T) {
 	s, _ := newTestService(t)
-	ctx := context.Background()
+	ctx := operatorCtx(t, s)
 	pushDir(t, s, "prm", "testdata/push/recursive_cte")
 	_, err := s.RenderNode(ctx, &catalogv1.RenderNodeRequest{Workspace: "prm", Pipe: "descendants", Parameters: map[string]string{"rot": "2"}})
 	msg := status.Convert(err).Message()
@@ -149,7 +145,7 @@ func TestTruncateDataSource(t *testing.T) {
 	s, wh := newTestService(t)
 	rec := &recorder{}
 	s.deps.Events = rec
-	ctx := context.Background()
+	ctx := operatorCtx(t, s)
 	pushDir(t, s, "trc", "testdata/push/view_reads_pipe")
 	db := s.cfg.DatabasePrefix + "trc"
 	if _, err := wh.Exec(ctx, "INSERT INTO "+warehouse.QualifiedName(db, "events")+" VALUES (now(), 'a'), (now(), 'b'), (now(), 'a')"); err != nil {
@@ -195,8 +191,9 @@ func TestCopyTargetCheckOnBothEngines(t *testing.T) {
 	}{{"chdb", warehousetest.Embedded}, {"native", warehousetest.Native}} {
 		t.Run(e.name, func(t *testing.T) {
 			s, _ := newTestServiceOn(t, e.open(t))
+			ctx := operatorCtx(t, s, "w_"+e.name)
 			push := func(sql string) (*catalogv1.PushResponse, error) {
-				return s.Push(context.Background(), &catalogv1.PushRequest{Workspace: "w_" + e.name, DryRun: true,
+				return s.Push(ctx, &catalogv1.PushRequest{Workspace: "w_" + e.name, DryRun: true,
 					Files: files("t.datasource", target, "c.pipe", copyOf(sql))})
 			}
 			resp, err := push("SELECT [] AS arr, toUInt8(1) AS ok, CAST(NULL AS Nullable(UInt32)) AS big, toUInt64(7) AS n")
