@@ -163,6 +163,21 @@ func authCases(f *authFixture) map[string]authCase {
 			_, err := c.Catalog.DeleteDataSource(ctx, &catalogv1.DeleteDataSourceRequest{Workspace: ws, Name: pick(good, "events", "spare"), Force: !good})
 			return err
 		}},
+		// The refused calls try to empty events and, through mv, agg: a token that may drop
+		// events alone is refused too, before anything is emptied. The good call empties agg.
+		catalogv1.CatalogService_TruncateDataSource_FullMethodName: {[]string{"DATASOURCES:DROP:agg"}, []string{"DATASOURCES:DROP:events"}, func(ctx context.Context, c *sluicetest.Clients, good bool) error {
+			resp, err := c.Catalog.TruncateDataSource(ctx, &catalogv1.TruncateDataSourceRequest{Workspace: ws, Name: pick(good, "events", "agg"), Cascade: true})
+			if good && err == nil {
+				// Checked here: the good Populate call, later, fills agg again.
+				if tr := resp.GetTruncated(); len(tr) != 1 || tr[0].GetName() != "agg" || tr[0].GetRows() == 0 {
+					return fmt.Errorf("truncated %v, want agg and its rows", tr)
+				}
+				if got := queryTextIn(f.t, f.op.Catalog, ws, "SELECT count() FROM agg"); got != "0\n" {
+					return fmt.Errorf("agg holds %q rows after the truncate, want 0", got)
+				}
+			}
+			return err
+		}},
 		catalogv1.CatalogService_GetPipe_FullMethodName: {[]string{"PIPES:READ:copy_totals"}, []string{"PIPES:READ:mv"}, func(ctx context.Context, c *sluicetest.Clients, good bool) error {
 			_, err := c.Catalog.GetPipe(ctx, &catalogv1.GetPipeRequest{Workspace: ws, Name: "copy_totals"})
 			return err

@@ -79,6 +79,9 @@ var Rules = map[string]Rule{
 	catalogv1.CatalogService_ListDataSources_FullMethodName: ws(need(WorkspaceReadAll)),
 	catalogv1.CatalogService_DeleteDataSource_FullMethodName: {Access: Workspace, AnyOf: []Need{on(DataSourcesDrop, "name")},
 		Handler: "with force, PIPES:DROP:<name> of every pipe it removes"},
+	// Truncating removes every row, as recreating with --force does, so it asks the same scope.
+	catalogv1.CatalogService_TruncateDataSource_FullMethodName: {Access: Workspace, AnyOf: []Need{on(DataSourcesDrop, "name")},
+		Handler: "with cascade, DATASOURCES:DROP:<name> of every Data Source downstream it empties"},
 	catalogv1.CatalogService_GetPipe_FullMethodName:    ws(on(PipesRead, "name")),
 	catalogv1.CatalogService_ListPipes_FullMethodName:  ws(need(WorkspaceReadAll)),
 	catalogv1.CatalogService_DeletePipe_FullMethodName: ws(on(PipesDrop, "name")),

@@ -1,15 +1,18 @@
 package catalog
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
 	"github.com/sluicehq/sluice/services/catalog/datafile"
@@ -161,6 +164,16 @@ func TestTruncateDataSource(t *testing.T) {
 	}
 	if _, err := wh.Exec(ctx, "INSERT INTO "+warehouse.QualifiedName(db, "events")+" VALUES (now(), 'c')"); err != nil {
 		t.Fatal(err)
+	}
+	// A token that may drop events but not by_action cannot cascade into it: refused before
+	// anything is emptied.
+	dropEvents := auth.WithPrincipal(context.Background(), &auth.Principal{Kind: auth.KindScoped, Name: "drop_events", Workspace: "trc",
+		Scopes: []auth.Scope{{Type: auth.DataSourcesDrop, Resource: "events"}}})
+	if _, err := s.TruncateDataSource(dropEvents, &catalogv1.TruncateDataSourceRequest{Workspace: "trc", Name: "events", Cascade: true}); status.Code(err) != codes.PermissionDenied || !strings.Contains(status.Convert(err).Message(), "DATASOURCES:DROP:by_action") {
+		t.Fatalf("a cascade past the token's scopes: %v", err)
+	}
+	if got := queryRows(t, s, "trc", "SELECT (SELECT count() FROM events), (SELECT count() FROM by_action)"); got != "1,3" {
+		t.Fatalf("after the refused cascade: %s, want 1,3", got)
 	}
 	resp, err = s.TruncateDataSource(ctx, &catalogv1.TruncateDataSourceRequest{Workspace: "trc", Name: "events", Cascade: true})
 	if err != nil || len(resp.GetTruncated()) != 2 || resp.GetTruncated()[1].GetName() != "by_action" {

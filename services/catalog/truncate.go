@@ -8,6 +8,7 @@ import (
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/opsevents"
 )
 
@@ -52,6 +53,15 @@ func (s *Service) truncate(ctx context.Context, req *catalogv1.TruncateDataSourc
 				names = append(names, n)
 			}
 		}
+	}
+	// Every Data Source a cascade empties needs the caller's DATASOURCES:DROP, checked before
+	// the first is emptied, so that a refused cascade changes nothing.
+	var drops []auth.Scope
+	for _, name := range names[1:] {
+		drops = append(drops, auth.Scope{Type: auth.DataSourcesDrop, Resource: name})
+	}
+	if err := auth.Require(ctx, ws.Name, drops...); err != nil {
+		return nil, err
 	}
 	resp := &catalogv1.TruncateDataSourceResponse{}
 	for _, name := range names {
