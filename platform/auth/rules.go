@@ -88,7 +88,7 @@ var Rules = map[string]Rule{
 	catalogv1.CatalogService_RenderNode_FullMethodName: ws(on(PipesRead, "pipe")),
 	catalogv1.CatalogService_GetGraph_FullMethodName:   ws(need(WorkspaceReadAll)),
 	catalogv1.CatalogService_Query_FullMethodName: {Access: Workspace,
-		Handler: "DATASOURCES:READ:<name> / PIPES:READ:<name> of every Data Source and Pipe the statement reads; WORKSPACE:READ_ALL for SHOW TABLES"},
+		Handler: "DATASOURCES:READ:<name> / PIPES:READ:<name> of every Data Source and Pipe the statement reads (datasources_ops_log and jobs_log: or OPSLOG:READ / JOBS:READ); WORKSPACE:READ_ALL for SHOW TABLES"},
 	catalogv1.CatalogService_ListFileVersions_FullMethodName: ws(need(WorkspaceReadAll)),
 
 	catalogv1.TokenService_ListTokens_FullMethodName:      {Access: Workspace, AnyOf: []Need{need(Tokens)}, InstanceOK: true},

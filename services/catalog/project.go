@@ -193,6 +193,11 @@ func assembleProject(ws workspaceRecord, deployed map[resourceKind]map[string]re
 				msg: fmt.Sprintf("resource name %q (from the file name) must be letters, digits and underscores, not starting with a digit or __sluice", name)})
 			continue
 		}
+		if serviceDataSources[name] {
+			diags = append(diags, diag{pos: datafile.Pos{File: fp, Line: 1, Column: 1},
+				msg: fmt.Sprintf("resource name %s is the workspace's service Data Source (tinybird.%s): rename the file", name, name)})
+			continue
+		}
 		if other, dup := seen[name]; dup {
 			diags = append(diags, diag{pos: datafile.Pos{File: fp, Line: 1, Column: 1},
 				msg: fmt.Sprintf("resource %s is defined twice in this push (also by %s); Data Sources and Pipes share one namespace", name, other)})

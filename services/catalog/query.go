@@ -17,6 +17,11 @@ import (
 	"github.com/sluicehq/sluice/services/catalog/template"
 )
 
+// serviceDataSourceScopes are the scopes that read a service Data Source's rows through the
+// API (OpsLogService, the job RPCs); `sluice sql` accepts them for it besides
+// DATASOURCES:READ:<name>. Each view holds only its workspace's rows.
+var serviceDataSourceScopes = map[string]auth.ScopeType{"datasources_ops_log": auth.OpsLogRead, "jobs_log": auth.JobsRead}
+
 // readOnlyKinds are the statements `sluice sql` runs.
 var readOnlyKinds = map[chsql.StatementKind]bool{
 	chsql.KindSelect: true, chsql.KindWith: true, chsql.KindDescribe: true, chsql.KindExplain: true, chsql.KindShow: true,
@@ -65,6 +70,11 @@ func (s *Service) query(ctx context.Context, req *catalogv1.QueryRequest) (*cata
 				sc := auth.Scope{Type: auth.DataSourcesRead, Resource: name}
 				if _, isPipe := p.pipes[name]; isPipe {
 					sc.Type = auth.PipesRead
+				}
+				// A service Data Source is also readable with the scope that reads the same
+				// rows through the API: the ops log with OPSLOG:READ, the jobs with JOBS:READ.
+				if alt, ok := serviceDataSourceScopes[name]; ok && p.datasources[name] == nil && auth.Allowed(ctx, p.ws.Name, auth.Scope{Type: alt}) {
+					return c.resolve(nil, ref)
 				}
 				if err := auth.Require(ctx, p.ws.Name, sc); err != nil {
 					denied = err
