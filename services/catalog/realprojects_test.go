@@ -188,6 +188,31 @@ func TestTruncateDataSource(t *testing.T) {
 	if _, err := s.TruncateDataSource(ctx, &catalogv1.TruncateDataSourceRequest{Workspace: "trc", Name: "nope"}); status.Code(err).String() != "NotFound" {
 		t.Fatalf("truncate of a missing Data Source: %v", err)
 	}
+	// A quarantine table is emptied like a Data Source, once its rows are recovered.
+	if _, err := wh.Exec(ctx, "INSERT INTO "+warehouse.QualifiedName(db, "events_quarantine")+" (ts, action, c__error_column, c__error, insertion_date) VALUES ('yesterday', 'a', ['ts'], ['bad'], now())"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = s.TruncateDataSource(ctx, &catalogv1.TruncateDataSourceRequest{Workspace: "trc", Name: "events_quarantine"})
+	if err != nil || len(resp.GetTruncated()) != 1 || resp.GetTruncated()[0].GetRows() != 1 {
+		t.Fatalf("truncate events_quarantine: %v %v", resp, err)
+	}
+	if got := queryRows(t, s, "trc", "SELECT (SELECT count() FROM events_quarantine), (SELECT count() FROM events)"); got != "0,0" {
+		t.Fatalf("after truncating the quarantine table: %s, want 0,0", got)
+	}
+	if got := strings.Join(rec.take(), "; "); got != "truncate events_quarantine ok rows=1" {
+		t.Fatalf("events: %s", got)
+	}
+	if _, err := s.TruncateDataSource(ctx, &catalogv1.TruncateDataSourceRequest{Workspace: "trc", Name: "nope_quarantine"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("truncate of the quarantine table of a missing Data Source: %v", err)
+	}
+	// A Data Source deployed before quarantine tables existed has none: said so, in its words.
+	if _, err := wh.Exec(ctx, "DROP TABLE "+warehouse.QualifiedName(db, "events_quarantine")); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.TruncateDataSource(ctx, &catalogv1.TruncateDataSourceRequest{Workspace: "trc", Name: "events_quarantine"})
+	if msg := status.Convert(err).Message(); status.Code(err) != codes.NotFound || !strings.Contains(msg, "Data Source events has no quarantine table") || strings.Contains(msg, db) {
+		t.Fatalf("truncate of a quarantine table that is not there: %v", err)
+	}
 }
 
 // TestCopyTargetCheckOnBothEngines: the copy target check is ClickHouse's own insert, so what

@@ -12,7 +12,7 @@ import (
 	"github.com/sluicehq/sluice/platform/opsevents"
 )
 
-// truncate empties a Data Source, and with cascade every Data Source its materialized views
+// truncate empties a Data Source (or a Data Source's quarantine table), and with cascade every Data Source its materialized views
 // write downstream (the populate spec tells users to empty them before a populate), upstream
 // first. Each emptied Data Source gets a `truncate` event with the rows it held. Tables stay;
 // a failure stops at the Data Source that failed, which gets an error event.
@@ -26,7 +26,14 @@ func (s *Service) truncate(ctx context.Context, req *catalogv1.TruncateDataSourc
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := p.datasources[req.GetName()]; !ok {
+	_, isDataSource := p.datasources[req.GetName()]
+	if base := p.quarantineOf(req.GetName()); base != "" {
+		// A quarantine table is emptied like a Data Source once its rows are recovered, as
+		// on the hosted platform; Data Sources deployed before quarantine tables have none.
+		if _, err := s.deps.Warehouse.Query(ctx, "SELECT count() FROM "+tableName(ws, req.GetName())); err != nil {
+			return nil, notFound("Data Source %s has no quarantine table (it was deployed before quarantine tables existed; pushing it with --force recreates it with one)", base)
+		}
+	} else if !isDataSource {
 		return nil, notFound("Data Source %q does not exist in workspace %s", req.GetName(), ws.Name)
 	}
 	names := []string{req.GetName()}
@@ -73,7 +80,10 @@ func (s *Service) truncate(ctx context.Context, req *catalogv1.TruncateDataSourc
 		}
 		ev := &opslogv1.OpsEvent{
 			Workspace: ws.Name, Timestamp: timestamppb.New(start), EventType: opsevents.EventTruncate,
-			DatasourceName: name, DatasourceId: p.datasources[name].rec.ID, Result: opsevents.ResultOK, Rows: rows,
+			DatasourceName: name, DatasourceId: name, Result: opsevents.ResultOK, Rows: rows,
+		}
+		if d, ok := p.datasources[name]; ok {
+			ev.DatasourceId = d.rec.ID
 		}
 		_, err := s.deps.Warehouse.Exec(ctx, "TRUNCATE TABLE "+table)
 		ev.ElapsedTime = s.deps.Now().Sub(start).Seconds()
