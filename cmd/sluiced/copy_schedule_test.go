@@ -140,11 +140,22 @@ func TestCopyScheduleSimulatedDay(t *testing.T) {
 	a, stopA := startClockScheduler(t, sys, clock, "replica-a")
 	b, stopB := startClockScheduler(t, sys, clock, "replica-b")
 
-	e := newCopyEnv(t, sys, "copy_sched", scheduledProject)
+	// The Data Sources first, then the events, then the pipe: the tick owed since the push runs
+	// as soon as the replicas learn the schedule, and must find the events there.
+	tables := map[string]string{}
+	for k, v := range scheduledProject {
+		if strings.HasPrefix(k, "datasources/") {
+			tables[k] = v
+		}
+	}
+	e := newCopyEnv(t, sys, "copy_sched", tables)
 	ws := e.ws
 	// Events: 10 US rows per hour from day0-2h to day0+26h; hour i has sales i+1 each.
 	first := day0.Add(-2 * time.Hour)
 	e.exec(fmt.Sprintf("INSERT INTO %s SELECT toDateTime(%d) + intDiv(number, 10) * 3600 + (number %% 10) * 60, 'US', intDiv(number, 10) + 1 FROM numbers(280)", e.q("events"), first.Unix()))
+	if out, stderr, code := e.cli("push", writeProject(t, scheduledProject)); code != 0 {
+		t.Fatalf("push the pipe: exit %d\n%s%s", code, out, stderr)
+	}
 
 	live := []*scheduler.Service{a, b}
 	anyLive := func() *scheduler.Service {
