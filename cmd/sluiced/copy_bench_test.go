@@ -12,6 +12,7 @@ import (
 	"time"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
 )
@@ -54,7 +55,7 @@ func (c *copyBench) raw() time.Duration {
 }
 
 // copy runs the copy through Sluice, submit to done (followed with WatchJob).
-func (c *copyBench) copy(mode schedulerv1.CopyMode) time.Duration {
+func (c *copyBench) copy(mode commonv1.CopyMode) time.Duration {
 	ctx := context.Background()
 	start := time.Now()
 	resp, err := c.sys.Scheduler.RunCopy(ctx, &schedulerv1.RunCopyRequest{Workspace: c.e.ws, Pipe: "big_copy", Parameters: map[string]string{"iteration": "1"}, Mode: mode})
@@ -95,7 +96,7 @@ func BenchmarkCopy10M(b *testing.B) {
 		rows, _ = strconv.Atoi(v)
 	}
 	c := newCopyBench(b, "copy_bench_10m", rows)
-	for _, mode := range []schedulerv1.CopyMode{schedulerv1.CopyMode_COPY_MODE_APPEND, schedulerv1.CopyMode_COPY_MODE_REPLACE} {
+	for _, mode := range []commonv1.CopyMode{commonv1.CopyMode_COPY_MODE_APPEND, commonv1.CopyMode_COPY_MODE_REPLACE} {
 		name := strings.ToLower(strings.TrimPrefix(mode.String(), "COPY_MODE_"))
 		b.Run(name, func(b *testing.B) {
 			c.b = b
@@ -123,7 +124,7 @@ func BenchmarkCopy10M(b *testing.B) {
 // the raw INSERT ... SELECT's, averaged over 20 copies per iteration, in both modes.
 func BenchmarkCopyOverheadTiny(b *testing.B) {
 	c := newCopyBench(b, "copy_bench_tiny", 10)
-	for _, mode := range []schedulerv1.CopyMode{schedulerv1.CopyMode_COPY_MODE_APPEND, schedulerv1.CopyMode_COPY_MODE_REPLACE} {
+	for _, mode := range []commonv1.CopyMode{commonv1.CopyMode_COPY_MODE_APPEND, commonv1.CopyMode_COPY_MODE_REPLACE} {
 		name := strings.ToLower(strings.TrimPrefix(mode.String(), "COPY_MODE_"))
 		b.Run(name, func(b *testing.B) {
 			c.b = b

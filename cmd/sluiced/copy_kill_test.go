@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
 	"github.com/sluicehq/sluice/platform/natsx"
@@ -78,7 +80,7 @@ func queryText(t testing.TB, c catalogv1.CatalogServiceClient, sql string) strin
 // queryTextIn runs sql in workspace ws and returns its rows as text, one line per row.
 func queryTextIn(t testing.TB, c catalogv1.CatalogServiceClient, ws, sql string) string {
 	t.Helper()
-	resp, err := c.Query(context.Background(), &catalogv1.QueryRequest{Workspace: ws, Sql: sql, TimeoutSeconds: 60})
+	resp, err := c.Query(context.Background(), &catalogv1.QueryRequest{Workspace: ws, Sql: sql, Timeout: durationpb.New(time.Minute)})
 	if err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
@@ -128,9 +130,9 @@ func TestCopyAllInOneKilledMidCopy(t *testing.T) {
 	killedMid := 0
 	const sumV = uint64(copyKillRows/1000) * (999 * 1000 / 2)
 	for i := range kills {
-		mode := schedulerv1.CopyMode_COPY_MODE_APPEND
+		mode := commonv1.CopyMode_COPY_MODE_APPEND
 		if i%3 == 2 {
-			mode = schedulerv1.CopyMode_COPY_MODE_REPLACE
+			mode = commonv1.CopyMode_COPY_MODE_REPLACE
 		}
 		resp, err := cl.Scheduler.RunCopy(context.Background(), &schedulerv1.RunCopyRequest{
 			Workspace: "ws", Pipe: "big_copy", Parameters: map[string]string{"iteration": strconv.Itoa(i)}, Mode: mode,
@@ -151,7 +153,7 @@ func TestCopyAllInOneKilledMidCopy(t *testing.T) {
 		if j.GetStatus() != done {
 			t.Fatalf("round %d (%s): job %v", i, mode, j)
 		}
-		if mode == schedulerv1.CopyMode_COPY_MODE_REPLACE {
+		if mode == commonv1.CopyMode_COPY_MODE_REPLACE {
 			present = present[:0]
 		}
 		present = append(present, i)
@@ -186,7 +188,7 @@ func TestCopyReplaceReadersNeverSeePartial(t *testing.T) {
 	}
 	sys := sluicetest.Start(t, sluicetest.WithArgs(fastJobs...))
 	e := newCopyEnv(t, sys, "copy_readers", project)
-	run := func(i int, mode schedulerv1.CopyMode) {
+	run := func(i int, mode commonv1.CopyMode) {
 		resp, err := sys.Scheduler.RunCopy(context.Background(), &schedulerv1.RunCopyRequest{
 			Workspace: e.ws, Pipe: "big_copy", Parameters: map[string]string{"iteration": strconv.Itoa(i)}, Mode: mode,
 		})
@@ -197,7 +199,7 @@ func TestCopyReplaceReadersNeverSeePartial(t *testing.T) {
 			t.Fatalf("copy %d: %v", i, j)
 		}
 	}
-	run(0, schedulerv1.CopyMode_COPY_MODE_APPEND)
+	run(0, commonv1.CopyMode_COPY_MODE_APPEND)
 	stop := make(chan struct{})
 	result := make(chan error, 1)
 	polls := 0
@@ -227,7 +229,7 @@ func TestCopyReplaceReadersNeverSeePartial(t *testing.T) {
 		}
 	}()
 	for i := 1; i <= 5; i++ {
-		run(i, schedulerv1.CopyMode_COPY_MODE_REPLACE)
+		run(i, commonv1.CopyMode_COPY_MODE_REPLACE)
 	}
 	close(stop)
 	if err := <-result; err != nil {

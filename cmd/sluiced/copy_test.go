@@ -14,6 +14,7 @@ import (
 	"time"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
@@ -272,7 +273,7 @@ func runCopyScenario(t *testing.T, e *copyEnv, modern bool) {
 		t.Fatalf("copy run: exit %d %q %s", code, out, stderr)
 	}
 	job := waitJob(t, e.sys.Scheduler, e.ws, id, 60*time.Second, schedulerv1.JobStatus_JOB_STATUS_DONE)
-	if job.GetKind() != schedulerv1.JobKind_JOB_KIND_COPY || job.GetMode() != schedulerv1.CopyMode_COPY_MODE_APPEND ||
+	if job.GetKind() != schedulerv1.JobKind_JOB_KIND_COPY || job.GetMode() != commonv1.CopyMode_COPY_MODE_APPEND ||
 		job.GetExecutionType() != schedulerv1.ExecutionType_EXECUTION_TYPE_MANUAL || job.GetTargetDatasource() != "sales_hour_copy" ||
 		!job.GetJobTimestamp().AsTime().Equal(time.Date(2024, 6, 1, 6, 0, 0, 0, time.UTC)) || job.GetProgress().GetStatistics().GetWrittenRows() != 1 {
 		t.Errorf("copy job = %v", job)
@@ -347,15 +348,15 @@ func checkCopyEvents(t *testing.T, e *copyEnv, id string, wantOK int) {
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		resp, err := e.sys.OpsLog.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{
-			Filter: &opslogv1.EventFilter{Workspace: e.ws, EventTypes: []string{"copy"}}, Limit: 1000})
+			Filter: &opslogv1.EventFilter{Workspace: e.ws, EventTypes: []opslogv1.EventType{opslogv1.EventType_EVENT_TYPE_COPY}}, PageSize: 1000})
 		ok, failed := 0, 0
 		if err == nil {
 			events = resp.GetEvents()
 			for _, ev := range events {
 				switch ev.GetResult() {
-				case "ok":
+				case opslogv1.Result_RESULT_OK:
 					ok++
-				case "error":
+				case opslogv1.Result_RESULT_ERROR:
 					if strings.Contains(ev.GetError(), "throwIf") || strings.Contains(ev.GetError(), "copy failure injected") {
 						failed++
 					}
@@ -374,7 +375,7 @@ func checkCopyEvents(t *testing.T, e *copyEnv, id string, wantOK int) {
 		if ev.GetJobId() != id || ev.GetDatasourceName() != "sales_hour_copy" {
 			continue
 		}
-		if ev.GetRows() != 1 || ev.GetPipeName() != "sales_hour" || ev.GetOptions()["execution_type"] != "manual" || ev.GetOptions()["mode"] == "" || ev.GetElapsedTime() <= 0 {
+		if ev.GetRows() != 1 || ev.GetPipeName() != "sales_hour" || ev.GetOptions()["execution_type"] != "manual" || ev.GetOptions()["mode"] == "" || ev.GetElapsedTime().AsDuration() <= 0 {
 			t.Errorf("copy event of job %s on the target: %v", id, ev)
 		}
 		return

@@ -44,7 +44,7 @@ func TestOpsLogThroughCLI(t *testing.T) {
 	pub := opsevents.NewPublisher(nc, nil)
 	ctx := context.Background()
 	publish := func(ws, typ, ds, result string, rows uint64) *opslogv1.OpsEvent {
-		ev := &opslogv1.OpsEvent{Workspace: ws, EventType: typ, DatasourceName: ds, Result: result, WrittenRows: rows, Rows: rows,
+		ev := &opslogv1.OpsEvent{Workspace: ws, EventType: opsevents.EventTypeOf(typ), DatasourceName: ds, Result: opsevents.ResultOf(result), WrittenRows: rows, Rows: rows,
 			Timestamp: timestamppb.Now()}
 		if err := pub.Publish(ctx, ev); err != nil {
 			t.Fatal(err)
@@ -163,7 +163,7 @@ func TestOpsLogSurvivesKill9(t *testing.T) {
 		defer close(pubDone)
 		pub := opsevents.NewPublisher(nc, nil)
 		for i := 0; i < 8000; i++ {
-			ev := &opslogv1.OpsEvent{Workspace: "acme", EventType: "copy", DatasourceName: "sales", Result: "ok", WrittenRows: uint64(i)}
+			ev := &opslogv1.OpsEvent{Workspace: "acme", EventType: opslogv1.EventType_EVENT_TYPE_COPY, DatasourceName: "sales", Result: opslogv1.Result_RESULT_OK, WrittenRows: uint64(i)}
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			err := pub.Publish(ctx, ev)
 			cancel()
@@ -178,7 +178,7 @@ func TestOpsLogSurvivesKill9(t *testing.T) {
 	clients := sluicetest.NewClients(t, addr, sluicetest.ReadOperatorToken(t, filepath.Join(dir, "token"), p))
 	count := func() (int, map[string]int) {
 		resp, err := clients.OpsLog.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{
-			Filter: &opslogv1.EventFilter{Workspace: "acme"}, Limit: 10000})
+			Filter: &opslogv1.EventFilter{Workspace: "acme"}, PageSize: 10000})
 		if err != nil {
 			return -1, nil
 		}

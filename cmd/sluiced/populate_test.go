@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/platform/opsevents"
 	"strings"
 	"testing"
 	"time"
@@ -247,7 +248,7 @@ func waitOpsEvents(t *testing.T, sys *sluicetest.System, ws, jobID string, want 
 		}
 		got = got[:0]
 		for _, e := range resp.GetEvents() {
-			got = append(got, fmt.Sprintf("%s|%s|%s|%d", e.GetEventType(), e.GetDatasourceName(), e.GetResult(), e.GetRows()))
+			got = append(got, fmt.Sprintf("%s|%s|%s|%d", opsevents.EventTypeName(e.GetEventType()), e.GetDatasourceName(), opsevents.ResultName(e.GetResult()), e.GetRows()))
 		}
 		for _, w := range want {
 			found := false

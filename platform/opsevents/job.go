@@ -8,6 +8,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
@@ -80,10 +81,10 @@ func JobEvent(r JobResult) *opslogv1.OpsEvent {
 		Id:             JobEventID(r.Workspace, r.JobID, r.EventType, dataSourceKey(r)),
 		Workspace:      r.Workspace,
 		Timestamp:      timestamppb.New(r.CreatedAt),
-		EventType:      r.EventType,
+		EventType:      EventTypeOf(r.EventType),
 		DatasourceId:   cmp.Or(r.DataSourceID, r.DataSourceName),
 		DatasourceName: r.DataSourceName,
-		Result:         r.Result,
+		Result:         ResultOf(r.Result),
 		Error:          r.Error,
 		RequestId:      r.RequestID,
 		ImportId:       r.JobID,
@@ -102,14 +103,14 @@ func JobEvent(r JobResult) *opslogv1.OpsEvent {
 	if r.Stats != nil && r.Stats.GetMemoryUsage() > 0 {
 		ev.MemoryUsage = proto.Uint64(r.Stats.GetMemoryUsage())
 	}
-	if r.Stats != nil && r.Stats.GetCpuSeconds() > 0 {
-		ev.CpuTime = proto.Float64(r.Stats.GetCpuSeconds())
+	if r.Stats != nil && r.Stats.GetCpuTime().AsDuration() > 0 {
+		ev.CpuTime = r.Stats.GetCpuTime()
 	}
 	if ev.RequestId == "" {
 		ev.RequestId = r.JobID
 	}
 	if r.EventType != EventPopulateViewQueued && !r.CreatedAt.IsZero() {
-		ev.ElapsedTime = max(finished.Sub(r.CreatedAt).Seconds(), 0)
+		ev.ElapsedTime = durationpb.New(max(finished.Sub(r.CreatedAt), 0))
 	}
 	if r.CreatedAt.IsZero() {
 		ev.Timestamp = timestamppb.New(finished)

@@ -69,6 +69,48 @@ const (
 	ResultCancelled = "cancelled"
 )
 
+// eventTypes maps the table's event types to the API's enum.
+var eventTypes = map[string]opslogv1.EventType{
+	EventCreate: opslogv1.EventType_EVENT_TYPE_CREATE, EventAlter: opslogv1.EventType_EVENT_TYPE_ALTER,
+	EventDelete: opslogv1.EventType_EVENT_TYPE_DELETE, EventTruncate: opslogv1.EventType_EVENT_TYPE_TRUNCATE,
+	EventRename: opslogv1.EventType_EVENT_TYPE_RENAME, EventAppend: opslogv1.EventType_EVENT_TYPE_APPEND,
+	EventAppendHFI: opslogv1.EventType_EVENT_TYPE_APPEND_HFI, EventAppendKafka: opslogv1.EventType_EVENT_TYPE_APPEND_KAFKA,
+	EventReplace: opslogv1.EventType_EVENT_TYPE_REPLACE, EventDeleteData: opslogv1.EventType_EVENT_TYPE_DELETE_DATA,
+	EventCopy: opslogv1.EventType_EVENT_TYPE_COPY, EventPopulateViewQueued: opslogv1.EventType_EVENT_TYPE_POPULATEVIEW_QUEUED,
+	EventPopulateView: opslogv1.EventType_EVENT_TYPE_POPULATEVIEW,
+}
+
+var results = map[string]opslogv1.Result{
+	ResultOK: opslogv1.Result_RESULT_OK, ResultError: opslogv1.Result_RESULT_ERROR, ResultCancelled: opslogv1.Result_RESULT_CANCELLED,
+}
+
+// EventTypeOf is the API's enum for an event type as the table spells it (UNSPECIFIED when
+// unknown).
+func EventTypeOf(name string) opslogv1.EventType { return eventTypes[name] }
+
+// EventTypeName is the table's spelling of an event type ("" for UNSPECIFIED or unknown).
+func EventTypeName(t opslogv1.EventType) string {
+	for k, v := range eventTypes {
+		if v == t {
+			return k
+		}
+	}
+	return ""
+}
+
+// ResultOf is the API's enum for a result as the table spells it.
+func ResultOf(name string) opslogv1.Result { return results[name] }
+
+// ResultName is the table's spelling of a result ("" for UNSPECIFIED or unknown).
+func ResultName(r opslogv1.Result) string {
+	for k, v := range results {
+		if v == r {
+			return k
+		}
+	}
+	return ""
+}
+
 // StreamConfig is the definition of SLUICE_OPS. Limits retention: written events stay
 // replayable until MaxAge; the opslog service's durable consumer tracks what it has written.
 func StreamConfig() jetstream.StreamConfig {
@@ -108,13 +150,11 @@ func Validate(ev *opslogv1.OpsEvent) error {
 	if err := ValidWorkspace(ev.GetWorkspace()); err != nil {
 		return err
 	}
-	if !knownEventType(ev.GetEventType()) {
-		return fmt.Errorf("event_type %q: not one of %s", ev.GetEventType(), strings.Join(EventTypes, ", "))
+	if EventTypeName(ev.GetEventType()) == "" {
+		return fmt.Errorf("event_type %v: not one of %s", ev.GetEventType(), strings.Join(EventTypes, ", "))
 	}
-	switch ev.GetResult() {
-	case ResultOK, ResultError, ResultCancelled:
-	default:
-		return fmt.Errorf("result %q: not ok, error or cancelled", ev.GetResult())
+	if ResultName(ev.GetResult()) == "" {
+		return fmt.Errorf("result %v: not ok, error or cancelled", ev.GetResult())
 	}
 	if ev.GetDatasourceName() == "" && ev.GetDatasourceId() == "" {
 		return errors.New("datasource_name or datasource_id is required")
@@ -131,15 +171,6 @@ var (
 	MinTimestamp = time.Unix(0, 0).UTC()
 	MaxTimestamp = time.Date(2100, 1, 1, 0, 0, 0, 0, time.UTC)
 )
-
-func knownEventType(t string) bool {
-	for _, k := range EventTypes {
-		if k == t {
-			return true
-		}
-	}
-	return false
-}
 
 // Publisher records ops events. Publish fills in ev.Id (a new UUID) and ev.Timestamp (now)
 // when they are empty, and returns once the event is stored durably; a nil error means the

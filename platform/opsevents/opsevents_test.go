@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
@@ -40,7 +41,7 @@ func TestPublish(t *testing.T) {
 	spanID, _ := trace.SpanIDFromHex("b7ad6b7169203331")
 	tctx := trace.ContextWithSpanContext(ctx, trace.NewSpanContext(trace.SpanContextConfig{TraceID: traceID, SpanID: spanID, TraceFlags: trace.FlagsSampled}))
 
-	ev := &opslogv1.OpsEvent{Workspace: "acme", EventType: "create", DatasourceName: "sales", Result: "ok"}
+	ev := &opslogv1.OpsEvent{Workspace: "acme", EventType: opslogv1.EventType_EVENT_TYPE_CREATE, DatasourceName: "sales", Result: opslogv1.Result_RESULT_OK}
 	before := time.Now()
 	if err := pub.Publish(tctx, ev); err != nil {
 		t.Fatalf("publish without a stream: %v", err)
@@ -85,12 +86,12 @@ func TestPublishRefusesInvalidEvents(t *testing.T) {
 		ev   *opslogv1.OpsEvent
 		want string
 	}{
-		{&opslogv1.OpsEvent{EventType: "copy", DatasourceName: "a", Result: "ok"}, "workspace is required"},
-		{&opslogv1.OpsEvent{Workspace: "a.b", EventType: "copy", DatasourceName: "a", Result: "ok"}, "may not contain"},
-		{&opslogv1.OpsEvent{Workspace: "a", EventType: "kopy", DatasourceName: "a", Result: "ok"}, "event_type"},
-		{&opslogv1.OpsEvent{Workspace: "a", EventType: "copy", DatasourceName: "a", Result: "fine"}, "result"},
-		{&opslogv1.OpsEvent{Workspace: "a", EventType: "copy", Result: "ok"}, "datasource"},
-		{&opslogv1.OpsEvent{Workspace: "a", EventType: "copy", DatasourceName: "a", Result: "ok",
+		{&opslogv1.OpsEvent{EventType: opslogv1.EventType_EVENT_TYPE_COPY, DatasourceName: "a", Result: opslogv1.Result_RESULT_OK}, "workspace is required"},
+		{&opslogv1.OpsEvent{Workspace: "a.b", EventType: opslogv1.EventType_EVENT_TYPE_COPY, DatasourceName: "a", Result: opslogv1.Result_RESULT_OK}, "may not contain"},
+		{&opslogv1.OpsEvent{Workspace: "a", EventType: opslogv1.EventType(99), DatasourceName: "a", Result: opslogv1.Result_RESULT_OK}, "event_type"},
+		{&opslogv1.OpsEvent{Workspace: "a", EventType: opslogv1.EventType_EVENT_TYPE_COPY, DatasourceName: "a", Result: opslogv1.Result(7)}, "result"},
+		{&opslogv1.OpsEvent{Workspace: "a", EventType: opslogv1.EventType_EVENT_TYPE_COPY, Result: opslogv1.Result_RESULT_OK}, "datasource"},
+		{&opslogv1.OpsEvent{Workspace: "a", EventType: opslogv1.EventType_EVENT_TYPE_COPY, DatasourceName: "a", Result: opslogv1.Result_RESULT_OK,
 			Timestamp: timestamppb.New(time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC))}, "timestamp"},
 	} {
 		if err := pub.Publish(context.Background(), c.ev); err == nil || !strings.Contains(err.Error(), c.want) {
@@ -105,15 +106,15 @@ func TestJobEvent(t *testing.T) {
 		Workspace: "acme", EventType: opsevents.EventCopy, JobID: "j1", CreatedAt: created,
 		FinishedAt: created.Add(90 * time.Second), DataSourceID: "t_x", DataSourceName: "x", PipeName: "p",
 		Result: opsevents.ResultError, Error: "boom", Mode: "replace", ExecutionType: opsevents.ExecutionManual,
-		Stats: &commonv1.Statistics{ReadRows: 10, ReadBytes: 100, WrittenRows: 3, WrittenBytes: 30, CpuSeconds: 0.5},
+		Stats: &commonv1.Statistics{ReadRows: 10, ReadBytes: 100, WrittenRows: 3, WrittenBytes: 30, CpuTime: durationpb.New(500 * time.Millisecond)},
 	}
 	ev := opsevents.JobEvent(r)
 	if err := opsevents.Validate(ev); err != nil {
 		t.Fatal(err)
 	}
-	if ev.GetElapsedTime() != 90 || !ev.GetTimestamp().AsTime().Equal(created) || ev.GetRows() != 3 || ev.GetWrittenRows() != 3 ||
+	if ev.GetElapsedTime().AsDuration() != 90*time.Second || !ev.GetTimestamp().AsTime().Equal(created) || ev.GetRows() != 3 || ev.GetWrittenRows() != 3 ||
 		ev.GetReadBytes() != 100 || ev.GetRequestId() != "j1" || ev.GetImportId() != "j1" || ev.GetOperationId() != "j1" ||
-		ev.GetCpuTime() != 0.5 || ev.GetError() != "boom" ||
+		ev.GetCpuTime().AsDuration() != 500*time.Millisecond || ev.GetError() != "boom" ||
 		ev.GetOptions()["mode"] != "replace" || ev.GetOptions()["execution_type"] != "manual" || ev.GetOptions()["job"] != "j1" {
 		t.Errorf("event %v", ev)
 	}
@@ -135,7 +136,7 @@ func TestJobEvent(t *testing.T) {
 		t.Errorf("unreported cpu_time/memory_usage: %v %v", e.CpuTime, e.MemoryUsage)
 	}
 	r.EventType = opsevents.EventPopulateViewQueued
-	if q := opsevents.JobEvent(r); q.GetElapsedTime() != 0 {
+	if q := opsevents.JobEvent(r); q.GetElapsedTime() != nil {
 		t.Errorf("populateview-queued elapsed = %v", q.GetElapsedTime())
 	}
 }

@@ -2,13 +2,13 @@ package catalog
 
 import (
 	"context"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
-	"github.com/sluicehq/sluice/platform/opsevents"
 	catalogclient "github.com/sluicehq/sluice/services/catalog/client"
 )
 
@@ -23,7 +23,7 @@ func pushEvents(ws workspaceRecord, next, old *project, pl *plan, start time.Tim
 		}
 		ev := &opslogv1.OpsEvent{
 			Workspace: ws.Name, Timestamp: timestamppb.New(start), DatasourceName: a.GetName(),
-			Result: opsevents.ResultOK, ElapsedTime: elapsed.Seconds(), Options: map[string]string{},
+			Result: opslogv1.Result_RESULT_OK, ElapsedTime: durationpb.New(elapsed), Options: map[string]string{},
 		}
 		if d, ok := next.datasources[a.GetName()]; ok {
 			ev.DatasourceId = d.rec.ID
@@ -32,23 +32,23 @@ func pushEvents(ws workspaceRecord, next, old *project, pl *plan, start time.Tim
 		}
 		switch a.GetKind() {
 		case catalogv1.PlanAction_KIND_CREATE:
-			ev.EventType = opsevents.EventCreate
+			ev.EventType = opslogv1.EventType_EVENT_TYPE_CREATE
 		case catalogv1.PlanAction_KIND_DELETE:
-			ev.EventType = opsevents.EventDelete
+			ev.EventType = opslogv1.EventType_EVENT_TYPE_DELETE
 			ev.Rows = rowsBefore[a.GetName()]
 		case catalogv1.PlanAction_KIND_RECREATE:
-			ev.EventType = opsevents.EventAlter
+			ev.EventType = opslogv1.EventType_EVENT_TYPE_ALTER
 			ev.Options["operations"] = "recreate"
 			ev.Rows = rowsBefore[a.GetName()]
 		default:
-			ev.EventType = opsevents.EventAlter
+			ev.EventType = opslogv1.EventType_EVENT_TYPE_ALTER
 			ev.Options["operations"] = a.GetReason()
 		}
 		if failure != nil {
 			if a.GetName() != failed {
 				continue
 			}
-			ev.Result, ev.Error = opsevents.ResultError, failure.Error()
+			ev.Result, ev.Error = opslogv1.Result_RESULT_ERROR, failure.Error()
 		}
 		out = append(out, ev)
 	}

@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"context"
+	"github.com/sluicehq/sluice/platform/opsevents"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,7 +33,7 @@ func (r *recorder) take() []string {
 	defer r.mu.Unlock()
 	var out []string
 	for _, e := range r.evs {
-		s := e.GetEventType() + " " + e.GetDatasourceName() + " " + e.GetResult()
+		s := opsevents.EventTypeName(e.GetEventType()) + " " + e.GetDatasourceName() + " " + opsevents.ResultName(e.GetResult())
 		if e.GetRows() > 0 {
 			s += " rows=" + strconv.FormatUint(e.GetRows(), 10)
 		}

@@ -24,11 +24,11 @@ func newGraph() *graph {
 
 func (g *graph) addEdge(from, to string, kind catalogv1.GraphEdge_Kind) {
 	for _, e := range g.edges {
-		if e.GetFrom() == from && e.GetTo() == to && e.GetKind() == kind {
+		if e.GetUpstream() == from && e.GetDownstream() == to && e.GetKind() == kind {
 			return
 		}
 	}
-	g.edges = append(g.edges, &catalogv1.GraphEdge{From: from, To: to, Kind: kind})
+	g.edges = append(g.edges, &catalogv1.GraphEdge{Upstream: from, Downstream: to, Kind: kind})
 	g.out[from] = append(g.out[from], to)
 	g.in[to] = append(g.in[to], from)
 }
@@ -82,8 +82,8 @@ func (p *project) buildGraph() *graph {
 		}
 	}
 	for _, e := range g.edges {
-		sort.Strings(g.out[e.GetFrom()])
-		sort.Strings(g.in[e.GetTo()])
+		sort.Strings(g.out[e.GetUpstream()])
+		sort.Strings(g.in[e.GetDownstream()])
 	}
 	return g
 }
@@ -111,9 +111,9 @@ func (g *graph) topoOrder() ([]string, [][]string) {
 		indeg[name], hardIn[name] = 0, 0
 	}
 	for _, e := range g.edges {
-		indeg[e.GetTo()]++
+		indeg[e.GetDownstream()]++
 		if flowsData(e.GetKind()) {
-			hardIn[e.GetTo()]++
+			hardIn[e.GetDownstream()]++
 		}
 	}
 	placed := map[string]bool{}
@@ -141,12 +141,12 @@ func (g *graph) topoOrder() ([]string, [][]string) {
 		placed[next] = true
 		order = append(order, next)
 		for _, e := range g.edges {
-			if e.GetFrom() != next || placed[e.GetTo()] {
+			if e.GetUpstream() != next || placed[e.GetDownstream()] {
 				continue
 			}
-			indeg[e.GetTo()]--
+			indeg[e.GetDownstream()]--
 			if flowsData(e.GetKind()) {
-				hardIn[e.GetTo()]--
+				hardIn[e.GetDownstream()]--
 			}
 		}
 	}
@@ -160,7 +160,7 @@ func (g *graph) triggerCycles() [][]string {
 	out := map[string][]string{}
 	for _, e := range g.edges {
 		if flowsData(e.GetKind()) {
-			out[e.GetFrom()] = append(out[e.GetFrom()], e.GetTo())
+			out[e.GetUpstream()] = append(out[e.GetUpstream()], e.GetDownstream())
 		}
 	}
 	for k := range out {
@@ -289,8 +289,8 @@ func (g *graph) subgraph(name string) *graph {
 		sub.vertices[n] = g.vertices[n]
 	}
 	for _, e := range g.edges {
-		if keep[e.GetFrom()] && keep[e.GetTo()] {
-			sub.addEdge(e.GetFrom(), e.GetTo(), e.GetKind())
+		if keep[e.GetUpstream()] && keep[e.GetDownstream()] {
+			sub.addEdge(e.GetUpstream(), e.GetDownstream(), e.GetKind())
 		}
 	}
 	return sub

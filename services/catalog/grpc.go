@@ -193,9 +193,9 @@ func pipeProto(ws workspaceRecord, pd *pipeDef) *catalogv1.Pipe {
 			if pn.CopySchedule == "" {
 				pn.CopySchedule = datafile.OnDemand
 			}
-			pn.CopyMode = catalogv1.CopyMode_COPY_MODE_APPEND
+			pn.CopyMode = commonv1.CopyMode_COPY_MODE_APPEND
 			if n.CopyMode == datafile.CopyReplace {
-				pn.CopyMode = catalogv1.CopyMode_COPY_MODE_REPLACE
+				pn.CopyMode = commonv1.CopyMode_COPY_MODE_REPLACE
 			}
 		}
 		if nd.tmpl != nil {

@@ -3,6 +3,7 @@ package catalog
 import (
 	"context"
 	"fmt"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"math"
 	"strings"
 	"time"
@@ -115,8 +116,13 @@ func (s *Service) query(ctx context.Context, req *catalogv1.QueryRequest) (*cata
 		maxRows = n
 	}
 	timeout := s.cfg.QueryTimeout
-	if t := req.GetTimeoutSeconds(); t > 0 && time.Duration(t*float64(time.Second)) < timeout {
-		timeout = time.Duration(t * float64(time.Second))
+	if req.GetTimeout() != nil {
+		if err := req.GetTimeout().CheckValid(); err != nil || req.GetTimeout().AsDuration() < 0 {
+			return nil, invalidArg("timeout", "must be a positive duration")
+		}
+		if t := req.GetTimeout().AsDuration(); t > 0 && t < timeout {
+			timeout = t
+		}
 	}
 	maxBytes := s.cfg.QueryMaxBytes
 	if maxBytes <= 0 {
@@ -218,7 +224,7 @@ func showTables(ws workspaceRecord, an *chsql.Analysis) (string, error) {
 func statsProto(s warehouse.Stats) *commonv1.Statistics {
 	return &commonv1.Statistics{
 		ReadRows: s.ReadRows, ReadBytes: s.ReadBytes, WrittenRows: s.WrittenRows, WrittenBytes: s.WrittenBytes,
-		ElapsedSeconds: s.Elapsed.Seconds(), MemoryUsage: s.MemoryUsage,
+		Elapsed: durationpb.New(s.Elapsed), MemoryUsage: s.MemoryUsage,
 	}
 }
 

@@ -43,11 +43,11 @@ func (s *Service) truncate(ctx context.Context, req *catalogv1.TruncateDataSourc
 		var walk func(n string)
 		walk = func(n string) {
 			for _, e := range g.edges {
-				if e.GetFrom() == n && e.GetKind() == catalogv1.GraphEdge_KIND_TRIGGERS {
+				if e.GetUpstream() == n && e.GetKind() == catalogv1.GraphEdge_KIND_TRIGGERS {
 					for _, w := range g.edges {
-						if w.GetFrom() == e.GetTo() && w.GetKind() == catalogv1.GraphEdge_KIND_MATERIALIZES && !down[w.GetTo()] {
-							down[w.GetTo()] = true
-							walk(w.GetTo())
+						if w.GetUpstream() == e.GetDownstream() && w.GetKind() == catalogv1.GraphEdge_KIND_MATERIALIZES && !down[w.GetDownstream()] {
+							down[w.GetDownstream()] = true
+							walk(w.GetDownstream())
 						}
 					}
 				}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"log/slog"
 	"time"
 
@@ -135,7 +136,7 @@ func (r *CopyRunner) RunStep(ctx context.Context, sc *StepContext) (res StepResu
 	if err := r.dropStaging(fctx, sc, flow, cc); err != nil {
 		sc.Log.Warn("dropping the copy's staging tables failed; the next executor start drops them", "err", err)
 	}
-	st := &commonv1.Statistics{ReadRows: cc.ReadRows, ReadBytes: cc.ReadBytes, ElapsedSeconds: time.Since(start).Seconds()}
+	st := &commonv1.Statistics{ReadRows: cc.ReadRows, ReadBytes: cc.ReadBytes, Elapsed: durationpb.New(time.Since(start))}
 	if t, ok := cc.Tables[p.Target]; ok {
 		st.WrittenRows, st.WrittenBytes = t.Rows, t.Bytes
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"strconv"
 	"time"
 
@@ -55,7 +56,7 @@ func runNoop(ctx context.Context, s *StepContext) (StepResult, error) {
 			case <-end.C:
 				break sleep
 			case <-t.C:
-				s.Progress(&commonv1.Statistics{ElapsedSeconds: time.Since(start).Seconds()})
+				s.Progress(&commonv1.Statistics{Elapsed: durationpb.New(time.Since(start))})
 			}
 		}
 	}

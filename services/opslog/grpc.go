@@ -3,22 +3,47 @@ package opslog
 import (
 	"context"
 	"errors"
+	"strconv"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
+	"github.com/sluicehq/sluice/platform/apierr"
+	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
 // QueryEvents implements OpsLogService.
 func (s *Service) QueryEvents(ctx context.Context, req *opslogv1.QueryEventsRequest) (*opslogv1.QueryEventsResponse, error) {
-	events, err := s.Query(ctx, req.GetFilter(), int(req.GetLimit()))
+	size, err := paging.Size(req.GetPageSize(), MaxLimit)
+	if err != nil {
+		return nil, err
+	}
+	key, err := paging.Start(req, req.GetPageToken())
+	if err != nil {
+		return nil, err
+	}
+	var after *Cursor
+	if key != nil {
+		ns, perr := strconv.ParseInt(key[0], 10, 64)
+		if perr != nil || len(key) != 2 {
+			return nil, apierr.InvalidArgument("page_token", "not a page token of QueryEvents")
+		}
+		after = &Cursor{TimestampNS: ns, ID: key[1]}
+	}
+	events, err := s.Query(ctx, req.GetFilter(), size+1, after)
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &opslogv1.QueryEventsResponse{Events: events}, nil
+	resp := &opslogv1.QueryEventsResponse{Events: events}
+	if len(events) > size {
+		resp.Events = events[:size]
+		last := resp.Events[size-1]
+		resp.NextPageToken = paging.Next(req, strconv.FormatInt(last.GetTimestamp().AsTime().UnixNano(), 10), last.GetId())
+	}
+	return resp, nil
 }
 
 // TailEvents implements OpsLogService.

@@ -140,8 +140,8 @@ func consumerInfo(t testing.TB, s *Service) *jetstream.ConsumerInfo {
 // testEvent is a valid event of workspace ws about Data Source ds.
 func testEvent(ws, ds string, i int) *opslogv1.OpsEvent {
 	return &opslogv1.OpsEvent{
-		Workspace: ws, EventType: opsevents.EventCopy, DatasourceId: "t_" + ds, DatasourceName: ds,
-		Result: opsevents.ResultOK, ReadRows: uint64(i), ReadBytes: uint64(10 * i), WrittenRows: uint64(i),
+		Workspace: ws, EventType: opslogv1.EventType_EVENT_TYPE_COPY, DatasourceId: "t_" + ds, DatasourceName: ds,
+		Result: opslogv1.Result_RESULT_OK, ReadRows: uint64(i), ReadBytes: uint64(10 * i), WrittenRows: uint64(i),
 		WrittenBytes: uint64(8 * i), Rows: uint64(i), JobId: fmt.Sprintf("job-%d", i),
 	}
 }
@@ -194,7 +194,7 @@ func TestEventsWrittenOnce(t *testing.T) {
 			dup.Id = events[0].GetId()
 			publishRaw(t, nc, dup, "other-msg-id")
 			waitWritten(t, s, wh, 301)
-			got, err := s.Query(context.Background(), &opslogv1.EventFilter{Workspace: "acme", JobId: "j1"}, 0)
+			got, err := s.Query(context.Background(), &opslogv1.EventFilter{Workspace: "acme", JobId: "j1"}, 0, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -207,7 +207,7 @@ func TestEventsWrittenOnce(t *testing.T) {
 				got, want any
 			}{
 				{"timestamp", ev.GetTimestamp().AsTime(), created},
-				{"event_type", ev.GetEventType(), "copy"},
+				{"event_type", ev.GetEventType(), opslogv1.EventType_EVENT_TYPE_COPY},
 				{"datasource", ev.GetDatasourceName(), "sales"},
 				{"rows", ev.GetRows(), uint64(900)},
 				{"read_rows", ev.GetReadRows(), uint64(1000)},
@@ -215,7 +215,7 @@ func TestEventsWrittenOnce(t *testing.T) {
 				{"written_rows", ev.GetWrittenRows(), uint64(900)},
 				{"written_bytes", ev.GetWrittenBytes(), uint64(7200)},
 				{"memory_usage", ev.GetMemoryUsage(), uint64(4096)},
-				{"elapsed_time", ev.GetElapsedTime(), 2.5},
+				{"elapsed_time", ev.GetElapsedTime().AsDuration(), 2500 * time.Millisecond},
 				{"request_id", ev.GetRequestId(), "j1"},
 				{"import_id", ev.GetImportId(), "j1"},
 				{"operation_id", ev.GetOperationId(), "j1"},
@@ -302,7 +302,7 @@ func TestWriterKilledMidBatch(t *testing.T) {
 			second := startService(t, cfg, nc, wh, db, hooks{})
 			waitWritten(t, second, wh, 500)
 			// Every event id published is there once.
-			got, err := second.Query(context.Background(), &opslogv1.EventFilter{Workspace: "acme"}, MaxLimit)
+			got, err := second.Query(context.Background(), &opslogv1.EventFilter{Workspace: "acme"}, MaxLimit, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -38,13 +38,13 @@ func checkFilter(f *opslogv1.EventFilter) error {
 		return &errInvalid{"filter.workspace", err.Error()}
 	}
 	for _, t := range f.GetEventTypes() {
-		if !slices.Contains(opsevents.EventTypes, t) {
-			return &errInvalid{"filter.event_types", fmt.Sprintf("%q is not one of %s", t, strings.Join(opsevents.EventTypes, ", "))}
+		if opsevents.EventTypeName(t) == "" {
+			return &errInvalid{"filter.event_types", fmt.Sprintf("%v is not an event type", t)}
 		}
 	}
 	for _, r := range f.GetResults() {
-		if r != opsevents.ResultOK && r != opsevents.ResultError && r != opsevents.ResultCancelled {
-			return &errInvalid{"filter.results", fmt.Sprintf("%q is not ok, error or cancelled", r)}
+		if opsevents.ResultName(r) == "" {
+			return &errInvalid{"filter.results", fmt.Sprintf("%v is not a result", r)}
 		}
 	}
 	if f.GetSince() != nil && f.GetUntil() != nil && !f.GetSince().AsTime().Before(f.GetUntil().AsTime()) {
@@ -60,10 +60,18 @@ func whereSQL(f *opslogv1.EventFilter, withUntil bool) string {
 		conds = append(conds, "datasource_name = "+warehouse.QuoteString(f.GetDatasource()))
 	}
 	if len(f.GetEventTypes()) > 0 {
-		conds = append(conds, "event_type IN ("+quoteList(f.GetEventTypes())+")")
+		names := make([]string, len(f.GetEventTypes()))
+		for i, t := range f.GetEventTypes() {
+			names[i] = opsevents.EventTypeName(t)
+		}
+		conds = append(conds, "event_type IN ("+quoteList(names)+")")
 	}
 	if len(f.GetResults()) > 0 {
-		conds = append(conds, "result IN ("+quoteList(f.GetResults())+")")
+		names := make([]string, len(f.GetResults()))
+		for i, r := range f.GetResults() {
+			names[i] = opsevents.ResultName(r)
+		}
+		conds = append(conds, "result IN ("+quoteList(names)+")")
 	}
 	if f.GetJobId() != "" {
 		conds = append(conds, "job_id = "+warehouse.QuoteString(f.GetJobId()))
@@ -72,17 +80,21 @@ func whereSQL(f *opslogv1.EventFilter, withUntil bool) string {
 		p := warehouse.QuoteString(f.GetPipe())
 		conds = append(conds, "(pipe_name = "+p+" OR pipe_id = "+p+")")
 	}
+	// The conditions on the whole-second timestamp let ClickHouse skip granules by the sorting
+	// key; those on timestamp_ns are exact.
 	if f.GetSince() != nil {
-		conds = append(conds, "timestamp >= "+dateTime(f.GetSince().AsTime()))
+		since := f.GetSince().AsTime()
+		conds = append(conds, "timestamp >= "+dateTime(since.Truncate(time.Second)),
+			fmt.Sprintf("%s >= %d", opsevents.TimestampNSColumn, since.UnixNano()))
 	}
 	if withUntil && f.GetUntil() != nil {
-		// timestamp has whole seconds: an event of second s is before until when s < until.
 		u := f.GetUntil().AsTime()
 		secs := u.Unix()
 		if u.Nanosecond() > 0 {
 			secs++
 		}
-		conds = append(conds, fmt.Sprintf("timestamp < toDateTime(%d)", max(secs, 0)))
+		conds = append(conds, fmt.Sprintf("timestamp < toDateTime(%d)", max(secs, 0)),
+			fmt.Sprintf("%s < %d", opsevents.TimestampNSColumn, u.UnixNano()))
 	}
 	return strings.Join(conds, " AND ")
 }
@@ -95,20 +107,31 @@ func quoteList(vs []string) string {
 	return strings.Join(out, ", ")
 }
 
-// Query returns the events matching f, newest first.
-func (s *Service) Query(ctx context.Context, f *opslogv1.EventFilter, limit int) ([]*opslogv1.OpsEvent, error) {
+// Cursor is where a page of events starts: after the event with this full timestamp and id
+// (events are ordered newest first by timestamp_ns, then id, both descending).
+type Cursor struct {
+	TimestampNS int64
+	ID          string
+}
+
+// Query returns at most limit events matching f, newest first, after the cursor when it is
+// not nil.
+func (s *Service) Query(ctx context.Context, f *opslogv1.EventFilter, limit int, after *Cursor) ([]*opslogv1.OpsEvent, error) {
 	if err := checkFilter(f); err != nil {
 		return nil, err
 	}
-	if limit < 0 {
-		return nil, &errInvalid{"limit", "must not be negative"}
-	}
-	if limit == 0 {
+	if limit <= 0 {
 		limit = DefaultLimit
 	}
-	limit = min(limit, MaxLimit)
-	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY timestamp DESC, event_id DESC LIMIT %d",
-		selectList(tableColumns), s.table, whereSQL(f, true), limit)
+	where := whereSQL(f, true)
+	if after != nil {
+		// Every event older than the cursor, or as old with a smaller id: never one twice, never
+		// one skipped, whatever was written in between (a new event is newer than the cursor).
+		where += fmt.Sprintf(" AND (%[1]s < %[2]d OR (%[1]s = %[2]d AND event_id < %[3]s))",
+			opsevents.TimestampNSColumn, after.TimestampNS, warehouse.QuoteString(after.ID))
+	}
+	sql := fmt.Sprintf("SELECT %s FROM %s WHERE %s ORDER BY %s DESC, event_id DESC LIMIT %d",
+		selectList(tableColumns), s.table, where, opsevents.TimestampNSColumn, limit)
 	res, err := s.deps.Warehouse.Query(ctx, sql)
 	if err != nil {
 		return nil, fmt.Errorf("query the ops log: %w", err)
@@ -172,7 +195,7 @@ func (s *Service) Tail(ctx context.Context, f *opslogv1.EventFilter, backlog tim
 		f.Since = timestamppb.New(time.Now().Add(-backlog))
 	}
 	if f.GetSince() != nil {
-		events, err := s.Query(ctx, f, MaxLimit)
+		events, err := s.Query(ctx, f, MaxLimit, nil)
 		if err != nil {
 			return err
 		}

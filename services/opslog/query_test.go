@@ -123,7 +123,7 @@ func TestMonitoringQuery(t *testing.T) {
 			monthStart := time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.UTC)
 			var want uint64
 			n := 0
-			add := func(ws, ds, typ string, at time.Time, read, written uint64, counts bool) {
+			add := func(ws, ds string, typ opslogv1.EventType, at time.Time, read, written uint64, counts bool) {
 				ev := testEvent(ws, ds, 1)
 				ev.EventType, ev.Timestamp, ev.ReadBytes, ev.WrittenBytes = typ, timestamppb.New(at), read, written
 				publish(t, pub, ev)
@@ -133,12 +133,12 @@ func TestMonitoringQuery(t *testing.T) {
 				}
 			}
 			for i := range 10 {
-				add("acme", "x", "copy", monthStart.Add(time.Duration(i)*time.Minute), uint64(1000*i), uint64(7*i), true)
+				add("acme", "x", opslogv1.EventType_EVENT_TYPE_COPY, monthStart.Add(time.Duration(i)*time.Minute), uint64(1000*i), uint64(7*i), true)
 			}
-			add("acme", "x", "copy", monthStart.Add(-time.Hour), 1<<30, 1, false)        // last month
-			add("acme", "x", "populateview", monthStart.Add(time.Hour), 1<<30, 1, false) // not a copy
-			add("acme", "y", "copy", monthStart.Add(time.Hour), 1<<30, 1, false)         // other Data Source
-			add("other", "x", "copy", monthStart.Add(time.Hour), 1<<30, 1, false)        // other workspace
+			add("acme", "x", opslogv1.EventType_EVENT_TYPE_COPY, monthStart.Add(-time.Hour), 1<<30, 1, false)        // last month
+			add("acme", "x", opslogv1.EventType_EVENT_TYPE_POPULATEVIEW, monthStart.Add(time.Hour), 1<<30, 1, false) // not a copy
+			add("acme", "y", opslogv1.EventType_EVENT_TYPE_COPY, monthStart.Add(time.Hour), 1<<30, 1, false)         // other Data Source
+			add("other", "x", opslogv1.EventType_EVENT_TYPE_COPY, monthStart.Add(time.Hour), 1<<30, 1, false)        // other workspace
 			waitWritten(t, s, wh, uint64(n))
 			wsDB := warehousetest.NewDatabase(t, wh)
 			if _, err := wh.Exec(context.Background(), WorkspaceViewDDL(db, wsDB, "acme")); err != nil {
@@ -186,9 +186,9 @@ func TestQueryEventsFilters(t *testing.T) {
 	for i := range 20 {
 		ev := testEvent("acme", fmt.Sprintf("d%d", i%3), i)
 		ev.Timestamp = timestamppb.New(base.Add(time.Duration(i) * time.Minute))
-		ev.EventType = []string{"copy", "populateview"}[i%2]
+		ev.EventType = []opslogv1.EventType{opslogv1.EventType_EVENT_TYPE_COPY, opslogv1.EventType_EVENT_TYPE_POPULATEVIEW}[i%2]
 		if i%5 == 0 {
-			ev.Result, ev.Error = "error", "boom's"
+			ev.Result, ev.Error = opslogv1.Result_RESULT_ERROR, "boom's"
 		}
 		ev.JobId = fmt.Sprintf("j%d", i/2)
 		ev.PipeName = fmt.Sprintf("p%d", i%2)
@@ -207,9 +207,9 @@ func TestQueryEventsFilters(t *testing.T) {
 		{"all newest first", &opslogv1.EventFilter{}, 0, "e19 e18 e17 e16 e15 e14 e13 e12 e11 e10 e09 e08 e07 e06 e05 e04 e03 e02 e01 e00"},
 		{"limit", &opslogv1.EventFilter{}, 3, "e19 e18 e17"},
 		{"datasource", &opslogv1.EventFilter{Datasource: "d1"}, 0, "e19 e16 e13 e10 e07 e04 e01"},
-		{"event type", &opslogv1.EventFilter{EventTypes: []string{"populateview"}, Datasource: "d0"}, 0, "e15 e09 e03"},
-		{"two event types", &opslogv1.EventFilter{EventTypes: []string{"populateview", "copy"}, Datasource: "d0"}, 0, "e18 e15 e12 e09 e06 e03 e00"},
-		{"result", &opslogv1.EventFilter{Results: []string{"error"}}, 0, "e15 e10 e05 e00"},
+		{"event type", &opslogv1.EventFilter{EventTypes: []opslogv1.EventType{opslogv1.EventType_EVENT_TYPE_POPULATEVIEW}, Datasource: "d0"}, 0, "e15 e09 e03"},
+		{"two event types", &opslogv1.EventFilter{EventTypes: []opslogv1.EventType{opslogv1.EventType_EVENT_TYPE_POPULATEVIEW, opslogv1.EventType_EVENT_TYPE_COPY}, Datasource: "d0"}, 0, "e18 e15 e12 e09 e06 e03 e00"},
+		{"result", &opslogv1.EventFilter{Results: []opslogv1.Result{opslogv1.Result_RESULT_ERROR}}, 0, "e15 e10 e05 e00"},
 		{"job", &opslogv1.EventFilter{JobId: "j4"}, 0, "e09 e08"},
 		{"pipe", &opslogv1.EventFilter{Pipe: "p1", Datasource: "d2"}, 0, "e17 e11 e05"},
 		{"time range", &opslogv1.EventFilter{Since: at(3), Until: at(6)}, 0, "e05 e04 e03"},
@@ -218,7 +218,7 @@ func TestQueryEventsFilters(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			c.filter.Workspace = "acme"
-			got, err := s.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{Filter: c.filter, Limit: int32(c.limit)})
+			got, err := s.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{Filter: c.filter, PageSize: int32(c.limit)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -234,7 +234,7 @@ func TestQueryEventsFilters(t *testing.T) {
 	if _, err := s.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{}}); err == nil || !strings.Contains(err.Error(), "InvalidArgument") {
 		t.Errorf("no workspace: %v, want InvalidArgument", err)
 	}
-	if _, err := s.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: "acme", EventTypes: []string{"nope"}}}); err == nil || !strings.Contains(err.Error(), "InvalidArgument") {
+	if _, err := s.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: "acme", EventTypes: []opslogv1.EventType{opslogv1.EventType(99)}}}); err == nil || !strings.Contains(err.Error(), "InvalidArgument") {
 		t.Errorf("bad event type: %v, want InvalidArgument", err)
 	}
 }
@@ -265,7 +265,7 @@ func TestTailEvents(t *testing.T) {
 	out := make(chan got, 100)
 	done := make(chan error, 1)
 	go func() {
-		done <- s.Tail(ctx, &opslogv1.EventFilter{Workspace: "acme", EventTypes: []string{"copy"}}, time.Minute, func(ev *opslogv1.OpsEvent) error {
+		done <- s.Tail(ctx, &opslogv1.EventFilter{Workspace: "acme", EventTypes: []opslogv1.EventType{opslogv1.EventType_EVENT_TYPE_COPY}}, time.Minute, func(ev *opslogv1.OpsEvent) error {
 			res, err := wh.Query(context.Background(), "SELECT count() FROM "+s.table+" WHERE event_id = "+warehouse.QuoteString(ev.GetId()))
 			out <- got{ev.GetId(), err == nil && res.Rows[0][0].(uint64) == 1}
 			return nil
@@ -290,7 +290,7 @@ func TestTailEvents(t *testing.T) {
 	for i := range 5 {
 		other := testEvent("other", "sales", i)
 		skipped := testEvent("acme", "sales", i)
-		skipped.EventType = "populateview"
+		skipped.EventType = opslogv1.EventType_EVENT_TYPE_POPULATEVIEW
 		ev := testEvent("acme", "sales", i)
 		ev.Id = fmt.Sprintf("new%d", i)
 		publish(t, pub, other, skipped, ev)

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
@@ -45,11 +46,11 @@ func toRow(ev *opslogv1.OpsEvent) []any {
 		ev.GetWorkspace(),
 		ev.GetId(),
 		eventTime(ev),
-		ev.GetEventType(),
+		opsevents.EventTypeName(ev.GetEventType()),
 		ev.GetDatasourceId(),
 		ev.GetDatasourceName(),
-		ev.GetResult(),
-		ev.GetElapsedTime(),
+		opsevents.ResultName(ev.GetResult()),
+		ev.GetElapsedTime().AsDuration().Seconds(),
 		nullable(ev.GetError()),
 		ev.GetRequestId(),
 		nullable(ev.GetImportId()),
@@ -59,7 +60,7 @@ func toRow(ev *opslogv1.OpsEvent) []any {
 		nonNil(ev.GetBlocksIds()),
 		ev.GetOperationId(),
 		ev.GetReadRows(),
-		optionalFloat(ev.CpuTime),
+		optionalSeconds(ev.GetCpuTime()),
 		optionalUint(ev.MemoryUsage),
 		ev.GetReadBytes(),
 		ev.GetWrittenRows(),
@@ -72,7 +73,20 @@ func toRow(ev *opslogv1.OpsEvent) []any {
 		names,
 		values,
 		nonNil(ev.GetResourceTags()),
+		eventTimeNS(ev),
 	}
+}
+
+// eventTimeNS is the event's full timestamp as the table stores it (TimestampNSColumn).
+func eventTimeNS(ev *opslogv1.OpsEvent) int64 {
+	t := ev.GetTimestamp().AsTime().UTC()
+	if t.Before(minDateTime) {
+		t = minDateTime
+	}
+	if t.After(maxDateTime) {
+		t = maxDateTime
+	}
+	return t.UnixNano()
 }
 
 func nullable(s string) any {
@@ -83,11 +97,12 @@ func nullable(s string) any {
 }
 
 // optionalFloat and optionalUint are NULL for a figure the engine did not report.
-func optionalFloat(v *float64) any {
-	if v == nil {
+// optionalSeconds is a Duration as a Nullable column of seconds (unset: NULL).
+func optionalSeconds(d *durationpb.Duration) any {
+	if d == nil {
 		return nil
 	}
-	return *v
+	return d.AsDuration().Seconds()
 }
 
 func optionalUint(v *uint64) any {
@@ -114,11 +129,11 @@ func fromRow(row []any) (*opslogv1.OpsEvent, error) {
 		Workspace:              r.str(),
 		Id:                     r.str(),
 		Timestamp:              timestamppb.New(r.time()),
-		EventType:              r.str(),
+		EventType:              opsevents.EventTypeOf(r.str()),
 		DatasourceId:           r.str(),
 		DatasourceName:         r.str(),
-		Result:                 r.str(),
-		ElapsedTime:            r.float(),
+		Result:                 opsevents.ResultOf(r.str()),
+		ElapsedTime:            seconds(r.float()),
 		Error:                  r.str(),
 		RequestId:              r.str(),
 		ImportId:               r.str(),
@@ -128,7 +143,7 @@ func fromRow(row []any) (*opslogv1.OpsEvent, error) {
 		BlocksIds:              r.strs(),
 		OperationId:            r.str(),
 		ReadRows:               r.uint(),
-		CpuTime:                r.optFloat(),
+		CpuTime:                optSeconds(r.optFloat()),
 		MemoryUsage:            r.optUint(),
 		ReadBytes:              r.uint(),
 		WrittenRows:            r.uint(),
@@ -149,7 +164,35 @@ func fromRow(row []any) (*opslogv1.OpsEvent, error) {
 		}
 	}
 	ev.ResourceTags = r.strs()
+	if ns := r.int(); ns != 0 {
+		ev.Timestamp = timestamppb.New(time.Unix(0, ns).UTC())
+	}
 	return ev, r.err
+}
+
+// optSeconds is a Nullable column of seconds as a Duration (NULL: unset).
+func optSeconds(f *float64) *durationpb.Duration {
+	if f == nil {
+		return nil
+	}
+	return seconds(*f)
+}
+
+// seconds is a Float32 column of seconds as a Duration.
+func seconds(f float64) *durationpb.Duration {
+	return durationpb.New(time.Duration(f * float64(time.Second)).Round(time.Microsecond))
+}
+
+func (r *rowReader) int() int64 {
+	switch v := r.next().(type) {
+	case nil:
+		return 0
+	case int64:
+		return v
+	default:
+		r.fail(v, "an integer")
+	}
+	return 0
 }
 
 type rowReader struct {

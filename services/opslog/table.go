@@ -103,6 +103,9 @@ func (s *Service) ensureTable(ctx context.Context) error {
 	if err := s.nullableFigures(ctx); err != nil {
 		return err
 	}
+	if err := s.ensureTimestampNS(ctx); err != nil {
+		return err
+	}
 	if ttl == "" {
 		return nil
 	}
@@ -188,6 +191,24 @@ func (s *Service) nullableFigures(ctx context.Context) error {
 			return fmt.Errorf("make %s.%s %s Nullable: %w", s.db, TableName, name, err)
 		}
 		s.log.Info("ops log column made Nullable", "column", name)
+	}
+	return nil
+}
+
+// ensureTimestampNS adds the full-timestamp column to a table made before it existed; its
+// rows get their whole-second timestamp.
+func (s *Service) ensureTimestampNS(ctx context.Context) error {
+	res, err := s.deps.Warehouse.Query(ctx, fmt.Sprintf("SELECT count() FROM system.columns WHERE database = %s AND table = %s AND name = %s",
+		warehouse.QuoteString(s.db), warehouse.QuoteString(TableName), warehouse.QuoteString(opsevents.TimestampNSColumn)))
+	if err != nil {
+		return fmt.Errorf("columns of %s.%s: %w", s.db, TableName, err)
+	}
+	if len(res.Rows) == 1 && fmt.Sprint(res.Rows[0][0]) != "0" {
+		return nil
+	}
+	if _, err := s.deps.Warehouse.Exec(ctx, fmt.Sprintf("ALTER TABLE %s ADD COLUMN %s Int64 DEFAULT %s",
+		s.table, warehouse.QuoteIdent(opsevents.TimestampNSColumn), opsevents.TimestampNSDefault)); err != nil {
+		return fmt.Errorf("add %s to %s.%s: %w", opsevents.TimestampNSColumn, s.db, TableName, err)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
@@ -29,7 +30,7 @@ type copyRun struct {
 	Parameters map[string]string
 	// JobTimestamp is the tick, the caller's value, or zero for the time received.
 	JobTimestamp     time.Time
-	Mode             schedulerv1.CopyMode
+	Mode             commonv1.CopyMode
 	MaxExecutionTime time.Duration
 	ExecutionType    schedulerv1.ExecutionType
 	// ID is the job id of a schedule tick (deterministic), empty for a new one.
@@ -124,14 +125,14 @@ func (s *Service) renderCopy(ctx context.Context, r copyRun) (NewJob, error) {
 		return NewJob{}, err
 	}
 	mode := r.Mode
-	if mode == schedulerv1.CopyMode_COPY_MODE_UNSPECIFIED {
-		mode = schedulerv1.CopyMode_COPY_MODE_APPEND
-		if node.GetCopyMode() == catalogv1.CopyMode_COPY_MODE_REPLACE {
-			mode = schedulerv1.CopyMode_COPY_MODE_REPLACE
+	if mode == commonv1.CopyMode_COPY_MODE_UNSPECIFIED {
+		mode = commonv1.CopyMode_COPY_MODE_APPEND
+		if node.GetCopyMode() == commonv1.CopyMode_COPY_MODE_REPLACE {
+			mode = commonv1.CopyMode_COPY_MODE_REPLACE
 		}
 	}
 	step := jobs.CopyStep{Target: node.GetTargetDatasource(), SQL: rendered.GetSql(), Mode: jobs.CopyAppend, FileVersion: rendered.GetFileVersion()}
-	if mode == schedulerv1.CopyMode_COPY_MODE_REPLACE {
+	if mode == commonv1.CopyMode_COPY_MODE_REPLACE {
 		step.Mode = jobs.CopyReplace
 	}
 	if step.Target == "" {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
@@ -29,7 +30,7 @@ type NewJob struct {
 	// JobTimestamp is the schedule tick, or zero for the time the job is received.
 	JobTimestamp  time.Time
 	ExecutionType schedulerv1.ExecutionType
-	Mode          schedulerv1.CopyMode
+	Mode          commonv1.CopyMode
 	// MaxExecutionTime is zero for the server's default.
 	MaxExecutionTime time.Duration
 	Populate         *schedulerv1.PopulateOptions

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"fmt"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"regexp"
 	"strconv"
 	"strings"
@@ -150,11 +151,11 @@ func (s *Service) populateTarget(ctx context.Context, ws, pipe, node string) (po
 	}
 	pt := populateTarget{node: n.GetName(), target: n.GetTargetDatasource()}
 	for _, e := range g.GetEdges() {
-		if e.GetKind() == catalogv1.GraphEdge_KIND_TRIGGERS && e.GetTo() == pipe {
-			pt.source = e.GetFrom()
+		if e.GetKind() == catalogv1.GraphEdge_KIND_TRIGGERS && e.GetDownstream() == pipe {
+			pt.source = e.GetUpstream()
 		}
-		if pt.target == "" && e.GetKind() == catalogv1.GraphEdge_KIND_MATERIALIZES && e.GetFrom() == pipe {
-			pt.target = e.GetTo()
+		if pt.target == "" && e.GetKind() == catalogv1.GraphEdge_KIND_MATERIALIZES && e.GetUpstream() == pipe {
+			pt.target = e.GetDownstream()
 		}
 	}
 	if pt.source == "" {
@@ -188,7 +189,7 @@ func (s *Service) validatePopulateOptions(ctx context.Context, ws, source string
 		cond = strings.TrimSpace(norm)
 		o.SqlCondition = cond
 		if _, err := s.deps.Catalog.Query(ctx, &catalogv1.QueryRequest{
-			Workspace: ws, Sql: "SELECT * FROM " + warehouse.QuoteIdent(source) + " WHERE (" + cond + ") LIMIT 0", TimeoutSeconds: 30,
+			Workspace: ws, Sql: "SELECT * FROM " + warehouse.QuoteIdent(source) + " WHERE (" + cond + ") LIMIT 0", Timeout: durationpb.New(30 * time.Second),
 		}); err != nil {
 			return &InvalidError{Field: "options.sql_condition", Msg: fmt.Sprintf("%q is not a valid condition on %s: %s", cond, source, status.Convert(err).Message())}
 		}
@@ -207,7 +208,7 @@ func (s *Service) validatePopulateOptions(ctx context.Context, ws, source string
 		return &InvalidError{Field: "options.cutover_column", Msg: fmt.Sprintf("%q is not a column name", col)}
 	}
 	if _, err := s.deps.Catalog.Query(ctx, &catalogv1.QueryRequest{
-		Workspace: ws, Sql: "EXPLAIN SELECT * FROM " + warehouse.QuoteIdent(source) + " WHERE " + CutoverCondition(col, val), TimeoutSeconds: 30,
+		Workspace: ws, Sql: "EXPLAIN SELECT * FROM " + warehouse.QuoteIdent(source) + " WHERE " + CutoverCondition(col, val), Timeout: durationpb.New(30 * time.Second),
 	}); err != nil {
 		return &InvalidError{Field: "options.cutover_column", Msg: fmt.Sprintf("cut-over %s <= %q does not apply to %s: %s", col, val, source, status.Convert(err).Message())}
 	}
@@ -265,7 +266,7 @@ type sourcePartition struct {
 // `_partition_id` touches no column data.
 func (s *Service) sourcePartitions(ctx context.Context, ws, source string) ([]sourcePartition, error) {
 	resp, err := s.deps.Catalog.Query(ctx, &catalogv1.QueryRequest{
-		Workspace: ws, TimeoutSeconds: 60, MaxRows: 100000,
+		Workspace: ws, Timeout: durationpb.New(time.Minute), MaxRows: 100000,
 		Sql: "SELECT _partition_id AS partition_id, count() AS rows FROM " + warehouse.QuoteIdent(source) + " GROUP BY partition_id ORDER BY partition_id",
 	})
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -410,7 +411,7 @@ func renderGraph(g *catalogv1.GetGraphResponse, format string) string {
 			}
 		}
 		for _, e := range g.GetEdges() {
-			fmt.Fprintf(&b, "    %s -->|%s| %s\n", id(e.GetFrom()), edgeWord(e.GetKind()), id(e.GetTo()))
+			fmt.Fprintf(&b, "    %s -->|%s| %s\n", id(e.GetUpstream()), edgeWord(e.GetKind()), id(e.GetDownstream()))
 		}
 	case "dot":
 		b.WriteString("digraph sluice {\n    rankdir=LR;\n")
@@ -422,7 +423,7 @@ func renderGraph(g *catalogv1.GetGraphResponse, format string) string {
 			fmt.Fprintf(&b, "    %q [shape=%s];\n", n.GetName(), shape)
 		}
 		for _, e := range g.GetEdges() {
-			fmt.Fprintf(&b, "    %q -> %q [label=%q];\n", e.GetFrom(), e.GetTo(), edgeWord(e.GetKind()))
+			fmt.Fprintf(&b, "    %q -> %q [label=%q];\n", e.GetUpstream(), e.GetDownstream(), edgeWord(e.GetKind()))
 		}
 		b.WriteString("}\n")
 	default:
@@ -434,8 +435,8 @@ func renderGraph(g *catalogv1.GetGraphResponse, format string) string {
 			}
 			fmt.Fprintf(&b, "%s %s\n", name, what)
 			for _, e := range g.GetEdges() {
-				if e.GetFrom() == name {
-					fmt.Fprintf(&b, "  -> %s (%s)\n", e.GetTo(), edgeWord(e.GetKind()))
+				if e.GetUpstream() == name {
+					fmt.Fprintf(&b, "  -> %s (%s)\n", e.GetDownstream(), edgeWord(e.GetKind()))
 				}
 			}
 		}
@@ -462,7 +463,7 @@ func sqlCommand() *command {
 			defer closeFn()
 			cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
 			defer cancel()
-			resp, err := client.Query(cctx, &catalogv1.QueryRequest{Workspace: env.Globals.Workspace, Sql: args[0], MaxRows: maxRows, TimeoutSeconds: env.Globals.Timeout.Seconds()})
+			resp, err := client.Query(cctx, &catalogv1.QueryRequest{Workspace: env.Globals.Workspace, Sql: args[0], MaxRows: maxRows, Timeout: durationpb.New(env.Globals.Timeout)})
 			if err != nil {
 				return callError(err)
 			}
@@ -530,7 +531,7 @@ func printQueryJSON(env *Env, resp *catalogv1.QueryResponse) error {
 		out.Rows = append(out.Rows, m)
 	}
 	st := resp.GetStatistics()
-	out.Statistics = map[string]any{"read_rows": st.GetReadRows(), "read_bytes": st.GetReadBytes(), "elapsed_seconds": st.GetElapsedSeconds()}
+	out.Statistics = map[string]any{"read_rows": st.GetReadRows(), "read_bytes": st.GetReadBytes(), "elapsed_seconds": st.GetElapsed().AsDuration().Seconds()}
 	return env.printJSON(out)
 }
 

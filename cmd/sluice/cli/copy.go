@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 )
 
@@ -79,9 +80,9 @@ func pipeCopyRunCommand() *command {
 			switch strings.ToLower(mode) {
 			case "":
 			case "append":
-				req.Mode = schedulerv1.CopyMode_COPY_MODE_APPEND
+				req.Mode = commonv1.CopyMode_COPY_MODE_APPEND
 			case "replace":
-				req.Mode = schedulerv1.CopyMode_COPY_MODE_REPLACE
+				req.Mode = commonv1.CopyMode_COPY_MODE_REPLACE
 			default:
 				return usageError("--mode: %q is not append or replace", mode)
 			}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -30,6 +31,58 @@ func (l *opsLogList) Set(v string) error {
 		}
 	}
 	return nil
+}
+
+// eventTypeName is the event type as datasources_ops_log spells it ("populateview-queued").
+func eventTypeName(t opslogv1.EventType) string {
+	n := strings.ToLower(strings.TrimPrefix(t.String(), "EVENT_TYPE_"))
+	if n != "delete_data" {
+		n = strings.ReplaceAll(n, "_", "-")
+	}
+	return n
+}
+
+// resultName is the result as datasources_ops_log spells it ("ok").
+func resultName(r opslogv1.Result) string {
+	return strings.ToLower(strings.TrimPrefix(r.String(), "RESULT_"))
+}
+
+// parseEventTypes reads --event-type values as the table spells them.
+func parseEventTypes(names []string) ([]opslogv1.EventType, error) {
+	var out []opslogv1.EventType
+	var valid []string
+	for _, n := range names {
+		found := false
+		valid = valid[:0]
+		for v := range opslogv1.EventType_name {
+			t := opslogv1.EventType(v)
+			if t == opslogv1.EventType_EVENT_TYPE_UNSPECIFIED {
+				continue
+			}
+			valid = append(valid, eventTypeName(t))
+			if eventTypeName(t) == n {
+				out, found = append(out, t), true
+			}
+		}
+		if !found {
+			sort.Strings(valid)
+			return nil, usageError("--event-type: %q is not one of %s", n, strings.Join(valid, ", "))
+		}
+	}
+	return out, nil
+}
+
+// parseResults reads --result values.
+func parseResults(names []string) ([]opslogv1.Result, error) {
+	var out []opslogv1.Result
+	for _, n := range names {
+		r, ok := opslogv1.Result_value["RESULT_"+strings.ToUpper(n)]
+		if !ok || r == 0 {
+			return nil, usageError("--result: %q is not one of ok, error, cancelled", n)
+		}
+		out = append(out, opslogv1.Result(r))
+	}
+	return out, nil
 }
 
 // opsLogEvent is an event as `--output json` prints it: the datasources_ops_log columns.
@@ -64,14 +117,23 @@ type opsLogEvent struct {
 	ID                     string            `json:"id"`
 }
 
+// cpuSeconds is an event's CPU time in seconds, nil where the engine does not report it.
+func cpuSeconds(ev *opslogv1.OpsEvent) *float64 {
+	if ev.GetCpuTime() == nil {
+		return nil
+	}
+	s := ev.GetCpuTime().AsDuration().Seconds()
+	return &s
+}
+
 func toOpsLogEvent(ev *opslogv1.OpsEvent) opsLogEvent {
 	return opsLogEvent{
-		ID: ev.GetId(), Timestamp: ev.GetTimestamp().AsTime(), EventType: ev.GetEventType(),
-		DatasourceID: ev.GetDatasourceId(), DatasourceName: ev.GetDatasourceName(), Result: ev.GetResult(),
-		ElapsedTime: ev.GetElapsedTime(), Error: ev.GetError(), RequestID: ev.GetRequestId(),
+		ID: ev.GetId(), Timestamp: ev.GetTimestamp().AsTime(), EventType: eventTypeName(ev.GetEventType()),
+		DatasourceID: ev.GetDatasourceId(), DatasourceName: ev.GetDatasourceName(), Result: resultName(ev.GetResult()),
+		ElapsedTime: ev.GetElapsedTime().AsDuration().Seconds(), Error: ev.GetError(), RequestID: ev.GetRequestId(),
 		ImportID: ev.GetImportId(), JobID: ev.GetJobId(), Rows: ev.GetRows(), RowsQuarantine: ev.GetRowsQuarantine(),
 		BlocksIDs: ev.GetBlocksIds(), OperationID: ev.GetOperationId(), ReadRows: ev.GetReadRows(),
-		CPUTime: ev.CpuTime, MemoryUsage: ev.MemoryUsage, ReadBytes: ev.GetReadBytes(),
+		CPUTime: cpuSeconds(ev), MemoryUsage: ev.MemoryUsage, ReadBytes: ev.GetReadBytes(),
 		WrittenRows: ev.GetWrittenRows(), WrittenBytes: ev.GetWrittenBytes(),
 		WrittenRowsQuarantine: ev.GetWrittenRowsQuarantine(), WrittenBytesQuarantine: ev.GetWrittenBytesQuarantine(),
 		PipeID: ev.GetPipeId(), PipeName: ev.GetPipeName(), Release: ev.GetRelease(), Options: ev.GetOptions(),
@@ -86,9 +148,9 @@ func opsLogHeader(w io.Writer) {
 }
 
 func opsLogLine(w io.Writer, ev *opslogv1.OpsEvent) {
-	fmt.Fprintf(w, opsLogLineFormat, ev.GetTimestamp().AsTime().UTC().Format("2006-01-02 15:04:05Z"), ev.GetEventType(),
-		ev.GetDatasourceName(), ev.GetResult(), fmt.Sprint(ev.GetRows()), fmt.Sprint(ev.GetReadBytes()),
-		fmt.Sprint(ev.GetWrittenBytes()), fmt.Sprintf("%.2fs", ev.GetElapsedTime()), ev.GetJobId(),
+	fmt.Fprintf(w, opsLogLineFormat, ev.GetTimestamp().AsTime().UTC().Format("2006-01-02 15:04:05Z"), eventTypeName(ev.GetEventType()),
+		ev.GetDatasourceName(), resultName(ev.GetResult()), fmt.Sprint(ev.GetRows()), fmt.Sprint(ev.GetReadBytes()),
+		fmt.Sprint(ev.GetWrittenBytes()), fmt.Sprintf("%.2fs", ev.GetElapsedTime().AsDuration().Seconds()), ev.GetJobId(),
 		strings.ReplaceAll(ev.GetError(), "\n", " "))
 }
 
@@ -123,9 +185,17 @@ func opsLogCommand() *command {
 			if limit < 1 {
 				return usageError("--limit: %d must be at least 1", limit)
 			}
+			types, err := parseEventTypes(eventTypes)
+			if err != nil {
+				return err
+			}
+			res, err := parseResults(results)
+			if err != nil {
+				return err
+			}
 			filter := &opslogv1.EventFilter{
-				Workspace: env.Globals.Workspace, Datasource: datasource, EventTypes: eventTypes,
-				Results: results, JobId: job, Pipe: pipe,
+				Workspace: env.Globals.Workspace, Datasource: datasource, EventTypes: types,
+				Results: res, JobId: job, Pipe: pipe,
 			}
 			cc, err := opsLogConn(ctx, env)
 			if err != nil {
@@ -141,9 +211,18 @@ func opsLogCommand() *command {
 			}
 			cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
 			defer cancel()
-			resp, err := client.QueryEvents(cctx, &opslogv1.QueryEventsRequest{Filter: filter, Limit: int32(limit)})
-			if err != nil {
-				return fmt.Errorf("ops-log: %s", status.Convert(err).Message())
+			// Pages of at most 1000 until --limit events are read.
+			resp := &opslogv1.QueryEventsResponse{}
+			token := ""
+			for len(resp.GetEvents()) < limit {
+				page, err := client.QueryEvents(cctx, &opslogv1.QueryEventsRequest{Filter: filter, PageSize: int32(min(limit-len(resp.GetEvents()), 1000)), PageToken: token})
+				if err != nil {
+					return fmt.Errorf("ops-log: %s", status.Convert(err).Message())
+				}
+				resp.Events = append(resp.Events, page.GetEvents()...)
+				if token = page.GetNextPageToken(); token == "" {
+					break
+				}
 			}
 			if env.Globals.Output == "json" {
 				out := make([]opsLogEvent, 0, len(resp.GetEvents()))
@@ -156,8 +235,8 @@ func opsLogCommand() *command {
 			fmt.Fprintln(tw, "TIMESTAMP\tEVENT\tDATASOURCE\tRESULT\tROWS\tREAD_BYTES\tWRITTEN_BYTES\tELAPSED\tJOB\tERROR")
 			for _, ev := range resp.GetEvents() {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%.2fs\t%s\t%s\n", ev.GetTimestamp().AsTime().UTC().Format("2006-01-02 15:04:05Z"),
-					ev.GetEventType(), ev.GetDatasourceName(), ev.GetResult(), ev.GetRows(), ev.GetReadBytes(),
-					ev.GetWrittenBytes(), ev.GetElapsedTime(), ev.GetJobId(), strings.ReplaceAll(ev.GetError(), "\n", " "))
+					eventTypeName(ev.GetEventType()), ev.GetDatasourceName(), resultName(ev.GetResult()), ev.GetRows(), ev.GetReadBytes(),
+					ev.GetWrittenBytes(), ev.GetElapsedTime().AsDuration().Seconds(), ev.GetJobId(), strings.ReplaceAll(ev.GetError(), "\n", " "))
 			}
 			return tw.Flush()
 		},

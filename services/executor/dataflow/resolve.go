@@ -36,9 +36,9 @@ func Resolve(ctx context.Context, cat Catalog, workspace, target string, onlyTar
 	for _, e := range g.GetEdges() {
 		switch e.GetKind() {
 		case catalogv1.GraphEdge_KIND_TRIGGERS:
-			triggers[e.GetTo()] = e.GetFrom()
+			triggers[e.GetDownstream()] = e.GetUpstream()
 		case catalogv1.GraphEdge_KIND_MATERIALIZES:
-			writes[e.GetFrom()] = e.GetTo()
+			writes[e.GetUpstream()] = e.GetDownstream()
 		}
 	}
 	written := map[string]bool{target: true}

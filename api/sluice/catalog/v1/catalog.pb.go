@@ -10,6 +10,7 @@ import (
 	v1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	structpb "google.golang.org/protobuf/types/known/structpb"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
@@ -142,59 +143,6 @@ func (NodeType) EnumDescriptor() ([]byte, []int) {
 	return file_sluice_catalog_v1_catalog_proto_rawDescGZIP(), []int{1}
 }
 
-// CopyMode is how a copy writes its target.
-type CopyMode int32
-
-const (
-	// Not set: the pipe's COPY_MODE, or APPEND.
-	CopyMode_COPY_MODE_UNSPECIFIED CopyMode = 0
-	// The job's rows are added to the target, atomically.
-	CopyMode_COPY_MODE_APPEND CopyMode = 1
-	// The target's whole content is swapped for the job's rows, atomically.
-	CopyMode_COPY_MODE_REPLACE CopyMode = 2
-)
-
-// Enum value maps for CopyMode.
-var (
-	CopyMode_name = map[int32]string{
-		0: "COPY_MODE_UNSPECIFIED",
-		1: "COPY_MODE_APPEND",
-		2: "COPY_MODE_REPLACE",
-	}
-	CopyMode_value = map[string]int32{
-		"COPY_MODE_UNSPECIFIED": 0,
-		"COPY_MODE_APPEND":      1,
-		"COPY_MODE_REPLACE":     2,
-	}
-)
-
-func (x CopyMode) Enum() *CopyMode {
-	p := new(CopyMode)
-	*p = x
-	return p
-}
-
-func (x CopyMode) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (CopyMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_catalog_v1_catalog_proto_enumTypes[2].Descriptor()
-}
-
-func (CopyMode) Type() protoreflect.EnumType {
-	return &file_sluice_catalog_v1_catalog_proto_enumTypes[2]
-}
-
-func (x CopyMode) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use CopyMode.Descriptor instead.
-func (CopyMode) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_catalog_v1_catalog_proto_rawDescGZIP(), []int{2}
-}
-
 // Kind of action.
 type PlanAction_Kind int32
 
@@ -244,11 +192,11 @@ func (x PlanAction_Kind) String() string {
 }
 
 func (PlanAction_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_catalog_v1_catalog_proto_enumTypes[3].Descriptor()
+	return file_sluice_catalog_v1_catalog_proto_enumTypes[2].Descriptor()
 }
 
 func (PlanAction_Kind) Type() protoreflect.EnumType {
-	return &file_sluice_catalog_v1_catalog_proto_enumTypes[3]
+	return &file_sluice_catalog_v1_catalog_proto_enumTypes[2]
 }
 
 func (x PlanAction_Kind) Number() protoreflect.EnumNumber {
@@ -305,11 +253,11 @@ func (x GraphEdge_Kind) String() string {
 }
 
 func (GraphEdge_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_catalog_v1_catalog_proto_enumTypes[4].Descriptor()
+	return file_sluice_catalog_v1_catalog_proto_enumTypes[3].Descriptor()
 }
 
 func (GraphEdge_Kind) Type() protoreflect.EnumType {
-	return &file_sluice_catalog_v1_catalog_proto_enumTypes[4]
+	return &file_sluice_catalog_v1_catalog_proto_enumTypes[3]
 }
 
 func (x GraphEdge_Kind) Number() protoreflect.EnumNumber {
@@ -389,7 +337,11 @@ func (x *Workspace) GetCreateTime() *timestamppb.Timestamp {
 type CreateWorkspaceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Workspace name.
-	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Idempotency key (AIP-155): a UUID the client makes once per intended change and sends
+	// again with every retry of it. A retry within 24 hours returns the first call's answer and
+	// changes nothing; the same id with a different request is REQUEST_ID_REUSED.
+	RequestId     string `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -427,6 +379,13 @@ func (*CreateWorkspaceRequest) Descriptor() ([]byte, []int) {
 func (x *CreateWorkspaceRequest) GetName() string {
 	if x != nil {
 		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateWorkspaceRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -588,9 +547,13 @@ func (x *GetWorkspaceResponse) GetWorkspace() *Workspace {
 	return nil
 }
 
-// ListWorkspacesRequest has no filters yet.
+// ListWorkspacesRequest pages through the workspaces.
 type ListWorkspacesRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Maximum workspaces in the page (0 means 100; at most 1000).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; the rest of the request must be the same.
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -625,11 +588,27 @@ func (*ListWorkspacesRequest) Descriptor() ([]byte, []int) {
 	return file_sluice_catalog_v1_catalog_proto_rawDescGZIP(), []int{5}
 }
 
+func (x *ListWorkspacesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListWorkspacesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // ListWorkspacesResponse lists workspaces by name.
 type ListWorkspacesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Workspaces in name order.
-	Workspaces    []*Workspace `protobuf:"bytes,1,rep,name=workspaces,proto3" json:"workspaces,omitempty"`
+	Workspaces []*Workspace `protobuf:"bytes,1,rep,name=workspaces,proto3" json:"workspaces,omitempty"`
+	// Token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -671,13 +650,22 @@ func (x *ListWorkspacesResponse) GetWorkspaces() []*Workspace {
 	return nil
 }
 
+func (x *ListWorkspacesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // DeleteWorkspaceRequest names the workspace to delete.
 type DeleteWorkspaceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Workspace name.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Delete even when jobs are waiting or working (they are cancelled).
-	Force         bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	Force bool `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	// Idempotency key (AIP-155), see CreateWorkspaceRequest.request_id.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -724,6 +712,13 @@ func (x *DeleteWorkspaceRequest) GetForce() bool {
 		return x.Force
 	}
 	return false
+}
+
+func (x *DeleteWorkspaceRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // DeleteWorkspaceResponse is empty.
@@ -834,7 +829,9 @@ type PushRequest struct {
 	Prune bool `protobuf:"varint,5,opt,name=prune,proto3" json:"prune,omitempty"`
 	// Values for `$VAR` / `${VAR}` substitution in keyword values (the CLI sends the variables of
 	// its environment that the files reference). Unknown variables are left as written.
-	Variables     map[string]string `protobuf:"bytes,6,rep,name=variables,proto3" json:"variables,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	Variables map[string]string `protobuf:"bytes,6,rep,name=variables,proto3" json:"variables,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Idempotency key (AIP-155), see CreateWorkspaceRequest.request_id.
+	RequestId     string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -909,6 +906,13 @@ func (x *PushRequest) GetVariables() map[string]string {
 		return x.Variables
 	}
 	return nil
+}
+
+func (x *PushRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // PlanAction is one change a push makes.
@@ -1391,7 +1395,7 @@ type Node struct {
 	// COPY_SCHEDULE of a copy node: a 5-field cron in UTC or `@on-demand`.
 	CopySchedule string `protobuf:"bytes,6,opt,name=copy_schedule,json=copySchedule,proto3" json:"copy_schedule,omitempty"`
 	// COPY_MODE of a copy node.
-	CopyMode CopyMode `protobuf:"varint,7,opt,name=copy_mode,json=copyMode,proto3,enum=sluice.catalog.v1.CopyMode" json:"copy_mode,omitempty"`
+	CopyMode v1.CopyMode `protobuf:"varint,7,opt,name=copy_mode,json=copyMode,proto3,enum=sluice.common.v1.CopyMode" json:"copy_mode,omitempty"`
 	// Parameters the node's template declares.
 	Parameters []*Parameter `protobuf:"bytes,8,rep,name=parameters,proto3" json:"parameters,omitempty"`
 	// Data Sources and nodes the node reads.
@@ -1475,11 +1479,11 @@ func (x *Node) GetCopySchedule() string {
 	return ""
 }
 
-func (x *Node) GetCopyMode() CopyMode {
+func (x *Node) GetCopyMode() v1.CopyMode {
 	if x != nil {
 		return x.CopyMode
 	}
-	return CopyMode_COPY_MODE_UNSPECIFIED
+	return v1.CopyMode(0)
 }
 
 func (x *Node) GetParameters() []*Parameter {
@@ -1699,7 +1703,11 @@ func (x *GetDataSourceResponse) GetDatasource() *DataSource {
 type ListDataSourcesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Workspace name.
-	Workspace     string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	// Maximum Data Sources in the page (0 means 100; at most 1000).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; the rest of the request must be the same.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1741,11 +1749,27 @@ func (x *ListDataSourcesRequest) GetWorkspace() string {
 	return ""
 }
 
+func (x *ListDataSourcesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDataSourcesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // ListDataSourcesResponse lists Data Sources by name.
 type ListDataSourcesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Data Sources in name order.
-	Datasources   []*DataSource `protobuf:"bytes,1,rep,name=datasources,proto3" json:"datasources,omitempty"`
+	Datasources []*DataSource `protobuf:"bytes,1,rep,name=datasources,proto3" json:"datasources,omitempty"`
+	// Token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1787,6 +1811,13 @@ func (x *ListDataSourcesResponse) GetDatasources() []*DataSource {
 	return nil
 }
 
+func (x *ListDataSourcesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // DeleteDataSourceRequest names a Data Source to drop.
 type DeleteDataSourceRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1795,7 +1826,9 @@ type DeleteDataSourceRequest struct {
 	// Data Source name.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// Drop even when pipes depend on it (they are removed too).
-	Force         bool `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"`
+	Force bool `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"`
+	// Idempotency key (AIP-155), see CreateWorkspaceRequest.request_id.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1849,6 +1882,13 @@ func (x *DeleteDataSourceRequest) GetForce() bool {
 		return x.Force
 	}
 	return false
+}
+
+func (x *DeleteDataSourceRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // DeleteDataSourceResponse lists what was removed.
@@ -2002,7 +2042,11 @@ func (x *GetPipeResponse) GetPipe() *Pipe {
 type ListPipesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Workspace name.
-	Workspace     string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	// Maximum Pipes in the page (0 means 100; at most 1000).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; the rest of the request must be the same.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2044,11 +2088,27 @@ func (x *ListPipesRequest) GetWorkspace() string {
 	return ""
 }
 
+func (x *ListPipesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPipesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // ListPipesResponse lists Pipes by name.
 type ListPipesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Pipes in name order.
-	Pipes         []*Pipe `protobuf:"bytes,1,rep,name=pipes,proto3" json:"pipes,omitempty"`
+	Pipes []*Pipe `protobuf:"bytes,1,rep,name=pipes,proto3" json:"pipes,omitempty"`
+	// Token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2090,13 +2150,22 @@ func (x *ListPipesResponse) GetPipes() []*Pipe {
 	return nil
 }
 
+func (x *ListPipesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // DeletePipeRequest names a Pipe to remove.
 type DeletePipeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Workspace name.
 	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	// Pipe name.
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Idempotency key (AIP-155), see CreateWorkspaceRequest.request_id.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2141,6 +2210,13 @@ func (x *DeletePipeRequest) GetWorkspace() string {
 func (x *DeletePipeRequest) GetName() string {
 	if x != nil {
 		return x.Name
+	}
+	return ""
+}
+
+func (x *DeletePipeRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -2419,13 +2495,13 @@ func (x *GraphNode) GetId() string {
 	return ""
 }
 
-// GraphEdge is a dependency: data flows from `from` to `to`.
+// GraphEdge is a dependency: data flows from upstream to downstream.
 type GraphEdge struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Upstream vertex.
-	From string `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
+	Upstream string `protobuf:"bytes,1,opt,name=upstream,proto3" json:"upstream,omitempty"`
 	// Downstream vertex.
-	To string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	Downstream string `protobuf:"bytes,2,opt,name=downstream,proto3" json:"downstream,omitempty"`
 	// What the edge is.
 	Kind          GraphEdge_Kind `protobuf:"varint,3,opt,name=kind,proto3,enum=sluice.catalog.v1.GraphEdge_Kind" json:"kind,omitempty"`
 	unknownFields protoimpl.UnknownFields
@@ -2462,16 +2538,16 @@ func (*GraphEdge) Descriptor() ([]byte, []int) {
 	return file_sluice_catalog_v1_catalog_proto_rawDescGZIP(), []int{32}
 }
 
-func (x *GraphEdge) GetFrom() string {
+func (x *GraphEdge) GetUpstream() string {
 	if x != nil {
-		return x.From
+		return x.Upstream
 	}
 	return ""
 }
 
-func (x *GraphEdge) GetTo() string {
+func (x *GraphEdge) GetDownstream() string {
 	if x != nil {
-		return x.To
+		return x.Downstream
 	}
 	return ""
 }
@@ -2611,10 +2687,10 @@ type QueryRequest struct {
 	Sql string `protobuf:"bytes,2,opt,name=sql,proto3" json:"sql,omitempty"`
 	// Maximum rows returned (0 means the server default).
 	MaxRows int64 `protobuf:"varint,3,opt,name=max_rows,json=maxRows,proto3" json:"max_rows,omitempty"`
-	// Maximum execution time in seconds (0 means the server default).
-	TimeoutSeconds float64 `protobuf:"fixed64,4,opt,name=timeout_seconds,json=timeoutSeconds,proto3" json:"timeout_seconds,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Maximum execution time (unset means the server default; a longer one is cut to it).
+	Timeout       *durationpb.Duration `protobuf:"bytes,4,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *QueryRequest) Reset() {
@@ -2668,19 +2744,33 @@ func (x *QueryRequest) GetMaxRows() int64 {
 	return 0
 }
 
-func (x *QueryRequest) GetTimeoutSeconds() float64 {
+func (x *QueryRequest) GetTimeout() *durationpb.Duration {
 	if x != nil {
-		return x.TimeoutSeconds
+		return x.Timeout
 	}
-	return 0
+	return nil
 }
 
 // QueryResponse is the result.
 type QueryResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Result columns.
+	// Result columns, each with its ClickHouse type (Column.type).
 	Columns []*v1.Column `protobuf:"bytes,1,rep,name=columns,proto3" json:"columns,omitempty"`
-	// Rows, one value per column (numbers beyond 2^53 come as strings).
+	// Rows, one value per column, encoded by the column's type (Nullable and LowCardinality
+	// unwrapped; NULL is null):
+	//
+	//	Int8..Int32, UInt8..UInt32, Float32, Float64   number (nan, inf, -inf as those strings)
+	//	Int64, UInt64, Int128, Int256, UInt128, UInt256 string of the exact decimal value
+	//	Decimal(P, S)                  string of the exact value, with S digits after the point
+	//	Bool                           bool
+	//	String, FixedString, UUID, IPv4, IPv6, Enum8, Enum16   string (Enum: the name)
+	//	Date, Date32                   string "2024-02-29"
+	//	DateTime, DateTime64(p)        string RFC 3339 in the column's time zone (the server's
+	//	                               when the type names none), with p fraction digits:
+	//	                               "2024-02-29T09:30:00+09:00", "2024-02-29T00:30:00.123Z"
+	//	Array(T), Tuple(...)           list of the elements' values, each by its own type
+	//	Map(K, V)                      object from each key's text to the value by V's rule
+	//	other types                    string, as ClickHouse prints the value
 	Rows []*structpb.ListValue `protobuf:"bytes,2,rep,name=rows,proto3" json:"rows,omitempty"`
 	// What the query cost.
 	Statistics *v1.Statistics `protobuf:"bytes,3,opt,name=statistics,proto3" json:"statistics,omitempty"`
@@ -2754,7 +2844,11 @@ type ListFileVersionsRequest struct {
 	// Workspace name.
 	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	// Datafile path as pushed.
-	Path          string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	Path string `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	// Maximum versions in the page (0 means 100; at most 1000).
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; the rest of the request must be the same.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2799,6 +2893,20 @@ func (x *ListFileVersionsRequest) GetWorkspace() string {
 func (x *ListFileVersionsRequest) GetPath() string {
 	if x != nil {
 		return x.Path
+	}
+	return ""
+}
+
+func (x *ListFileVersionsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListFileVersionsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
 	}
 	return ""
 }
@@ -2880,7 +2988,9 @@ func (x *FileVersion) GetDeleted() bool {
 type ListFileVersionsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Versions, newest first.
-	Versions      []*FileVersion `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
+	Versions []*FileVersion `protobuf:"bytes,1,rep,name=versions,proto3" json:"versions,omitempty"`
+	// Token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2920,6 +3030,13 @@ func (x *ListFileVersionsResponse) GetVersions() []*FileVersion {
 		return x.Versions
 	}
 	return nil
+}
+
+func (x *ListFileVersionsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // TruncateDataSourceRequest names the Data Source to empty.
@@ -3091,14 +3208,16 @@ var File_sluice_catalog_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\n" +
-	"\x1fsluice/catalog/v1/catalog.proto\x12\x11sluice.catalog.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esluice/catalog/v1/tokens.proto\x1a\x1dsluice/common/v1/common.proto\"x\n" +
+	"\x1fsluice/catalog/v1/catalog.proto\x12\x11sluice.catalog.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1esluice/catalog/v1/tokens.proto\x1a\x1dsluice/common/v1/common.proto\"x\n" +
 	"\tWorkspace\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bdatabase\x18\x02 \x01(\tR\bdatabase\x12;\n" +
 	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"createTime\",\n" +
+	"createTime\"K\n" +
 	"\x16CreateWorkspaceRequest\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x90\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\tR\trequestId\"\x90\x01\n" +
 	"\x17CreateWorkspaceResponse\x12:\n" +
 	"\tworkspace\x18\x01 \x01(\v2\x1c.sluice.catalog.v1.WorkspaceR\tworkspace\x12\x1f\n" +
 	"\vadmin_token\x18\x02 \x01(\tR\n" +
@@ -3107,26 +3226,34 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x13GetWorkspaceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"R\n" +
 	"\x14GetWorkspaceResponse\x12:\n" +
-	"\tworkspace\x18\x01 \x01(\v2\x1c.sluice.catalog.v1.WorkspaceR\tworkspace\"\x17\n" +
-	"\x15ListWorkspacesRequest\"V\n" +
+	"\tworkspace\x18\x01 \x01(\v2\x1c.sluice.catalog.v1.WorkspaceR\tworkspace\"S\n" +
+	"\x15ListWorkspacesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"~\n" +
 	"\x16ListWorkspacesResponse\x12<\n" +
 	"\n" +
 	"workspaces\x18\x01 \x03(\v2\x1c.sluice.catalog.v1.WorkspaceR\n" +
-	"workspaces\"B\n" +
+	"workspaces\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"a\n" +
 	"\x16DeleteWorkspaceRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
-	"\x05force\x18\x02 \x01(\bR\x05force\"\x19\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\x19\n" +
 	"\x17DeleteWorkspaceResponse\"8\n" +
 	"\bDatafile\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\tR\acontent\"\xae\x02\n" +
+	"\acontent\x18\x02 \x01(\tR\acontent\"\xcd\x02\n" +
 	"\vPushRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x121\n" +
 	"\x05files\x18\x02 \x03(\v2\x1b.sluice.catalog.v1.DatafileR\x05files\x12\x17\n" +
 	"\adry_run\x18\x03 \x01(\bR\x06dryRun\x12\x14\n" +
 	"\x05force\x18\x04 \x01(\bR\x05force\x12\x14\n" +
 	"\x05prune\x18\x05 \x01(\bR\x05prune\x12K\n" +
-	"\tvariables\x18\x06 \x03(\v2-.sluice.catalog.v1.PushRequest.VariablesEntryR\tvariables\x1a<\n" +
+	"\tvariables\x18\x06 \x03(\v2-.sluice.catalog.v1.PushRequest.VariablesEntryR\tvariables\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\a \x01(\tR\trequestId\x1a<\n" +
 	"\x0eVariablesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc8\x02\n" +
@@ -3187,15 +3314,15 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x04tags\x18\t \x03(\tR\x04tags\x12;\n" +
 	"\vupdate_time\x18\n" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"updateTime\"\x8c\x03\n" +
+	"updateTime\"\x8b\x03\n" +
 	"\x04Node\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12\x10\n" +
 	"\x03sql\x18\x03 \x01(\tR\x03sql\x12/\n" +
 	"\x04type\x18\x04 \x01(\x0e2\x1b.sluice.catalog.v1.NodeTypeR\x04type\x12+\n" +
 	"\x11target_datasource\x18\x05 \x01(\tR\x10targetDatasource\x12#\n" +
-	"\rcopy_schedule\x18\x06 \x01(\tR\fcopySchedule\x128\n" +
-	"\tcopy_mode\x18\a \x01(\x0e2\x1b.sluice.catalog.v1.CopyModeR\bcopyMode\x12<\n" +
+	"\rcopy_schedule\x18\x06 \x01(\tR\fcopySchedule\x127\n" +
+	"\tcopy_mode\x18\a \x01(\x0e2\x1a.sluice.common.v1.CopyModeR\bcopyMode\x12<\n" +
 	"\n" +
 	"parameters\x18\b \x03(\v2\x1c.sluice.catalog.v1.ParameterR\n" +
 	"parameters\x12\"\n" +
@@ -3217,29 +3344,41 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x15GetDataSourceResponse\x12=\n" +
 	"\n" +
 	"datasource\x18\x01 \x01(\v2\x1d.sluice.catalog.v1.DataSourceR\n" +
-	"datasource\"6\n" +
+	"datasource\"r\n" +
 	"\x16ListDataSourcesRequest\x12\x1c\n" +
-	"\tworkspace\x18\x01 \x01(\tR\tworkspace\"Z\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x82\x01\n" +
 	"\x17ListDataSourcesResponse\x12?\n" +
-	"\vdatasources\x18\x01 \x03(\v2\x1d.sluice.catalog.v1.DataSourceR\vdatasources\"a\n" +
+	"\vdatasources\x18\x01 \x03(\v2\x1d.sluice.catalog.v1.DataSourceR\vdatasources\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x80\x01\n" +
 	"\x17DeleteDataSourceRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x14\n" +
-	"\x05force\x18\x03 \x01(\bR\x05force\"4\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"4\n" +
 	"\x18DeleteDataSourceResponse\x12\x18\n" +
 	"\aremoved\x18\x01 \x03(\tR\aremoved\"B\n" +
 	"\x0eGetPipeRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\">\n" +
 	"\x0fGetPipeResponse\x12+\n" +
-	"\x04pipe\x18\x01 \x01(\v2\x17.sluice.catalog.v1.PipeR\x04pipe\"0\n" +
+	"\x04pipe\x18\x01 \x01(\v2\x17.sluice.catalog.v1.PipeR\x04pipe\"l\n" +
 	"\x10ListPipesRequest\x12\x1c\n" +
-	"\tworkspace\x18\x01 \x01(\tR\tworkspace\"B\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"j\n" +
 	"\x11ListPipesResponse\x12-\n" +
-	"\x05pipes\x18\x01 \x03(\v2\x17.sluice.catalog.v1.PipeR\x05pipes\"E\n" +
+	"\x05pipes\x18\x01 \x03(\v2\x17.sluice.catalog.v1.PipeR\x05pipes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"d\n" +
 	"\x11DeletePipeRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\x14\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\x14\n" +
 	"\x12DeletePipeResponse\"\xc5\x02\n" +
 	"\x11RenderNodeRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
@@ -3262,10 +3401,12 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12D\n" +
 	"\rresource_type\x18\x02 \x01(\x0e2\x1f.sluice.catalog.v1.ResourceTypeR\fresourceType\x128\n" +
 	"\tnode_type\x18\x03 \x01(\x0e2\x1b.sluice.catalog.v1.NodeTypeR\bnodeType\x12\x0e\n" +
-	"\x02id\x18\x04 \x01(\tR\x02id\"\xcf\x01\n" +
-	"\tGraphEdge\x12\x12\n" +
-	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
-	"\x02to\x18\x02 \x01(\tR\x02to\x125\n" +
+	"\x02id\x18\x04 \x01(\tR\x02id\"\xe7\x01\n" +
+	"\tGraphEdge\x12\x1a\n" +
+	"\bupstream\x18\x01 \x01(\tR\bupstream\x12\x1e\n" +
+	"\n" +
+	"downstream\x18\x02 \x01(\tR\n" +
+	"downstream\x125\n" +
 	"\x04kind\x18\x03 \x01(\x0e2!.sluice.catalog.v1.GraphEdge.KindR\x04kind\"g\n" +
 	"\x04Kind\x12\x14\n" +
 	"\x10KIND_UNSPECIFIED\x10\x00\x12\x0e\n" +
@@ -3280,30 +3421,34 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x10GetGraphResponse\x122\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x1c.sluice.catalog.v1.GraphNodeR\x05nodes\x122\n" +
 	"\x05edges\x18\x02 \x03(\v2\x1c.sluice.catalog.v1.GraphEdgeR\x05edges\x12+\n" +
-	"\x11topological_order\x18\x03 \x03(\tR\x10topologicalOrder\"\x82\x01\n" +
+	"\x11topological_order\x18\x03 \x03(\tR\x10topologicalOrder\"\x8e\x01\n" +
 	"\fQueryRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x10\n" +
 	"\x03sql\x18\x02 \x01(\tR\x03sql\x12\x19\n" +
-	"\bmax_rows\x18\x03 \x01(\x03R\amaxRows\x12'\n" +
-	"\x0ftimeout_seconds\x18\x04 \x01(\x01R\x0etimeoutSeconds\"\xcf\x01\n" +
+	"\bmax_rows\x18\x03 \x01(\x03R\amaxRows\x123\n" +
+	"\atimeout\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\atimeout\"\xcf\x01\n" +
 	"\rQueryResponse\x122\n" +
 	"\acolumns\x18\x01 \x03(\v2\x18.sluice.common.v1.ColumnR\acolumns\x12.\n" +
 	"\x04rows\x18\x02 \x03(\v2\x1a.google.protobuf.ListValueR\x04rows\x12<\n" +
 	"\n" +
 	"statistics\x18\x03 \x01(\v2\x1c.sluice.common.v1.StatisticsR\n" +
 	"statistics\x12\x1c\n" +
-	"\ttruncated\x18\x04 \x01(\bR\ttruncated\"K\n" +
+	"\ttruncated\x18\x04 \x01(\bR\ttruncated\"\x87\x01\n" +
 	"\x17ListFileVersionsRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
-	"\x04path\x18\x02 \x01(\tR\x04path\"\x98\x01\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"\x98\x01\n" +
 	"\vFileVersion\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\x03R\aversion\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\tR\acontent\x12;\n" +
 	"\vcreate_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12\x18\n" +
-	"\adeleted\x18\x04 \x01(\bR\adeleted\"V\n" +
+	"\adeleted\x18\x04 \x01(\bR\adeleted\"~\n" +
 	"\x18ListFileVersionsResponse\x12:\n" +
-	"\bversions\x18\x01 \x03(\v2\x1e.sluice.catalog.v1.FileVersionR\bversions\"g\n" +
+	"\bversions\x18\x01 \x03(\v2\x1e.sluice.catalog.v1.FileVersionR\bversions\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"g\n" +
 	"\x19TruncateDataSourceRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -3323,11 +3468,7 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x12NODE_TYPE_ENDPOINT\x10\x02\x12\x1a\n" +
 	"\x16NODE_TYPE_MATERIALIZED\x10\x03\x12\x12\n" +
 	"\x0eNODE_TYPE_COPY\x10\x04\x12\x12\n" +
-	"\x0eNODE_TYPE_SINK\x10\x05*R\n" +
-	"\bCopyMode\x12\x19\n" +
-	"\x15COPY_MODE_UNSPECIFIED\x10\x00\x12\x14\n" +
-	"\x10COPY_MODE_APPEND\x10\x01\x12\x15\n" +
-	"\x11COPY_MODE_REPLACE\x10\x022\x91\f\n" +
+	"\x0eNODE_TYPE_SINK\x10\x052\x91\f\n" +
 	"\x0eCatalogService\x12h\n" +
 	"\x0fCreateWorkspace\x12).sluice.catalog.v1.CreateWorkspaceRequest\x1a*.sluice.catalog.v1.CreateWorkspaceResponse\x12_\n" +
 	"\fGetWorkspace\x12&.sluice.catalog.v1.GetWorkspaceRequest\x1a'.sluice.catalog.v1.GetWorkspaceResponse\x12e\n" +
@@ -3361,141 +3502,143 @@ func file_sluice_catalog_v1_catalog_proto_rawDescGZIP() []byte {
 	return file_sluice_catalog_v1_catalog_proto_rawDescData
 }
 
-var file_sluice_catalog_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_sluice_catalog_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_sluice_catalog_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_sluice_catalog_v1_catalog_proto_goTypes = []any{
 	(ResourceType)(0),                  // 0: sluice.catalog.v1.ResourceType
 	(NodeType)(0),                      // 1: sluice.catalog.v1.NodeType
-	(CopyMode)(0),                      // 2: sluice.catalog.v1.CopyMode
-	(PlanAction_Kind)(0),               // 3: sluice.catalog.v1.PlanAction.Kind
-	(GraphEdge_Kind)(0),                // 4: sluice.catalog.v1.GraphEdge.Kind
-	(*Workspace)(nil),                  // 5: sluice.catalog.v1.Workspace
-	(*CreateWorkspaceRequest)(nil),     // 6: sluice.catalog.v1.CreateWorkspaceRequest
-	(*CreateWorkspaceResponse)(nil),    // 7: sluice.catalog.v1.CreateWorkspaceResponse
-	(*GetWorkspaceRequest)(nil),        // 8: sluice.catalog.v1.GetWorkspaceRequest
-	(*GetWorkspaceResponse)(nil),       // 9: sluice.catalog.v1.GetWorkspaceResponse
-	(*ListWorkspacesRequest)(nil),      // 10: sluice.catalog.v1.ListWorkspacesRequest
-	(*ListWorkspacesResponse)(nil),     // 11: sluice.catalog.v1.ListWorkspacesResponse
-	(*DeleteWorkspaceRequest)(nil),     // 12: sluice.catalog.v1.DeleteWorkspaceRequest
-	(*DeleteWorkspaceResponse)(nil),    // 13: sluice.catalog.v1.DeleteWorkspaceResponse
-	(*Datafile)(nil),                   // 14: sluice.catalog.v1.Datafile
-	(*PushRequest)(nil),                // 15: sluice.catalog.v1.PushRequest
-	(*PlanAction)(nil),                 // 16: sluice.catalog.v1.PlanAction
-	(*PushResponse)(nil),               // 17: sluice.catalog.v1.PushResponse
-	(*DataSource)(nil),                 // 18: sluice.catalog.v1.DataSource
-	(*Pipe)(nil),                       // 19: sluice.catalog.v1.Pipe
-	(*Node)(nil),                       // 20: sluice.catalog.v1.Node
-	(*Parameter)(nil),                  // 21: sluice.catalog.v1.Parameter
-	(*GetDataSourceRequest)(nil),       // 22: sluice.catalog.v1.GetDataSourceRequest
-	(*GetDataSourceResponse)(nil),      // 23: sluice.catalog.v1.GetDataSourceResponse
-	(*ListDataSourcesRequest)(nil),     // 24: sluice.catalog.v1.ListDataSourcesRequest
-	(*ListDataSourcesResponse)(nil),    // 25: sluice.catalog.v1.ListDataSourcesResponse
-	(*DeleteDataSourceRequest)(nil),    // 26: sluice.catalog.v1.DeleteDataSourceRequest
-	(*DeleteDataSourceResponse)(nil),   // 27: sluice.catalog.v1.DeleteDataSourceResponse
-	(*GetPipeRequest)(nil),             // 28: sluice.catalog.v1.GetPipeRequest
-	(*GetPipeResponse)(nil),            // 29: sluice.catalog.v1.GetPipeResponse
-	(*ListPipesRequest)(nil),           // 30: sluice.catalog.v1.ListPipesRequest
-	(*ListPipesResponse)(nil),          // 31: sluice.catalog.v1.ListPipesResponse
-	(*DeletePipeRequest)(nil),          // 32: sluice.catalog.v1.DeletePipeRequest
-	(*DeletePipeResponse)(nil),         // 33: sluice.catalog.v1.DeletePipeResponse
-	(*RenderNodeRequest)(nil),          // 34: sluice.catalog.v1.RenderNodeRequest
-	(*RenderNodeResponse)(nil),         // 35: sluice.catalog.v1.RenderNodeResponse
-	(*GraphNode)(nil),                  // 36: sluice.catalog.v1.GraphNode
-	(*GraphEdge)(nil),                  // 37: sluice.catalog.v1.GraphEdge
-	(*GetGraphRequest)(nil),            // 38: sluice.catalog.v1.GetGraphRequest
-	(*GetGraphResponse)(nil),           // 39: sluice.catalog.v1.GetGraphResponse
-	(*QueryRequest)(nil),               // 40: sluice.catalog.v1.QueryRequest
-	(*QueryResponse)(nil),              // 41: sluice.catalog.v1.QueryResponse
-	(*ListFileVersionsRequest)(nil),    // 42: sluice.catalog.v1.ListFileVersionsRequest
-	(*FileVersion)(nil),                // 43: sluice.catalog.v1.FileVersion
-	(*ListFileVersionsResponse)(nil),   // 44: sluice.catalog.v1.ListFileVersionsResponse
-	(*TruncateDataSourceRequest)(nil),  // 45: sluice.catalog.v1.TruncateDataSourceRequest
-	(*TruncateDataSourceResponse)(nil), // 46: sluice.catalog.v1.TruncateDataSourceResponse
-	(*TruncatedDataSource)(nil),        // 47: sluice.catalog.v1.TruncatedDataSource
-	nil,                                // 48: sluice.catalog.v1.PushRequest.VariablesEntry
-	nil,                                // 49: sluice.catalog.v1.RenderNodeRequest.ParametersEntry
-	(*timestamppb.Timestamp)(nil),      // 50: google.protobuf.Timestamp
-	(*v1.Diagnostic)(nil),              // 51: sluice.common.v1.Diagnostic
-	(*IssuedToken)(nil),                // 52: sluice.catalog.v1.IssuedToken
-	(*v1.Column)(nil),                  // 53: sluice.common.v1.Column
-	(*structpb.ListValue)(nil),         // 54: google.protobuf.ListValue
-	(*v1.Statistics)(nil),              // 55: sluice.common.v1.Statistics
+	(PlanAction_Kind)(0),               // 2: sluice.catalog.v1.PlanAction.Kind
+	(GraphEdge_Kind)(0),                // 3: sluice.catalog.v1.GraphEdge.Kind
+	(*Workspace)(nil),                  // 4: sluice.catalog.v1.Workspace
+	(*CreateWorkspaceRequest)(nil),     // 5: sluice.catalog.v1.CreateWorkspaceRequest
+	(*CreateWorkspaceResponse)(nil),    // 6: sluice.catalog.v1.CreateWorkspaceResponse
+	(*GetWorkspaceRequest)(nil),        // 7: sluice.catalog.v1.GetWorkspaceRequest
+	(*GetWorkspaceResponse)(nil),       // 8: sluice.catalog.v1.GetWorkspaceResponse
+	(*ListWorkspacesRequest)(nil),      // 9: sluice.catalog.v1.ListWorkspacesRequest
+	(*ListWorkspacesResponse)(nil),     // 10: sluice.catalog.v1.ListWorkspacesResponse
+	(*DeleteWorkspaceRequest)(nil),     // 11: sluice.catalog.v1.DeleteWorkspaceRequest
+	(*DeleteWorkspaceResponse)(nil),    // 12: sluice.catalog.v1.DeleteWorkspaceResponse
+	(*Datafile)(nil),                   // 13: sluice.catalog.v1.Datafile
+	(*PushRequest)(nil),                // 14: sluice.catalog.v1.PushRequest
+	(*PlanAction)(nil),                 // 15: sluice.catalog.v1.PlanAction
+	(*PushResponse)(nil),               // 16: sluice.catalog.v1.PushResponse
+	(*DataSource)(nil),                 // 17: sluice.catalog.v1.DataSource
+	(*Pipe)(nil),                       // 18: sluice.catalog.v1.Pipe
+	(*Node)(nil),                       // 19: sluice.catalog.v1.Node
+	(*Parameter)(nil),                  // 20: sluice.catalog.v1.Parameter
+	(*GetDataSourceRequest)(nil),       // 21: sluice.catalog.v1.GetDataSourceRequest
+	(*GetDataSourceResponse)(nil),      // 22: sluice.catalog.v1.GetDataSourceResponse
+	(*ListDataSourcesRequest)(nil),     // 23: sluice.catalog.v1.ListDataSourcesRequest
+	(*ListDataSourcesResponse)(nil),    // 24: sluice.catalog.v1.ListDataSourcesResponse
+	(*DeleteDataSourceRequest)(nil),    // 25: sluice.catalog.v1.DeleteDataSourceRequest
+	(*DeleteDataSourceResponse)(nil),   // 26: sluice.catalog.v1.DeleteDataSourceResponse
+	(*GetPipeRequest)(nil),             // 27: sluice.catalog.v1.GetPipeRequest
+	(*GetPipeResponse)(nil),            // 28: sluice.catalog.v1.GetPipeResponse
+	(*ListPipesRequest)(nil),           // 29: sluice.catalog.v1.ListPipesRequest
+	(*ListPipesResponse)(nil),          // 30: sluice.catalog.v1.ListPipesResponse
+	(*DeletePipeRequest)(nil),          // 31: sluice.catalog.v1.DeletePipeRequest
+	(*DeletePipeResponse)(nil),         // 32: sluice.catalog.v1.DeletePipeResponse
+	(*RenderNodeRequest)(nil),          // 33: sluice.catalog.v1.RenderNodeRequest
+	(*RenderNodeResponse)(nil),         // 34: sluice.catalog.v1.RenderNodeResponse
+	(*GraphNode)(nil),                  // 35: sluice.catalog.v1.GraphNode
+	(*GraphEdge)(nil),                  // 36: sluice.catalog.v1.GraphEdge
+	(*GetGraphRequest)(nil),            // 37: sluice.catalog.v1.GetGraphRequest
+	(*GetGraphResponse)(nil),           // 38: sluice.catalog.v1.GetGraphResponse
+	(*QueryRequest)(nil),               // 39: sluice.catalog.v1.QueryRequest
+	(*QueryResponse)(nil),              // 40: sluice.catalog.v1.QueryResponse
+	(*ListFileVersionsRequest)(nil),    // 41: sluice.catalog.v1.ListFileVersionsRequest
+	(*FileVersion)(nil),                // 42: sluice.catalog.v1.FileVersion
+	(*ListFileVersionsResponse)(nil),   // 43: sluice.catalog.v1.ListFileVersionsResponse
+	(*TruncateDataSourceRequest)(nil),  // 44: sluice.catalog.v1.TruncateDataSourceRequest
+	(*TruncateDataSourceResponse)(nil), // 45: sluice.catalog.v1.TruncateDataSourceResponse
+	(*TruncatedDataSource)(nil),        // 46: sluice.catalog.v1.TruncatedDataSource
+	nil,                                // 47: sluice.catalog.v1.PushRequest.VariablesEntry
+	nil,                                // 48: sluice.catalog.v1.RenderNodeRequest.ParametersEntry
+	(*timestamppb.Timestamp)(nil),      // 49: google.protobuf.Timestamp
+	(*v1.Diagnostic)(nil),              // 50: sluice.common.v1.Diagnostic
+	(*IssuedToken)(nil),                // 51: sluice.catalog.v1.IssuedToken
+	(*v1.Column)(nil),                  // 52: sluice.common.v1.Column
+	(v1.CopyMode)(0),                   // 53: sluice.common.v1.CopyMode
+	(*durationpb.Duration)(nil),        // 54: google.protobuf.Duration
+	(*structpb.ListValue)(nil),         // 55: google.protobuf.ListValue
+	(*v1.Statistics)(nil),              // 56: sluice.common.v1.Statistics
 }
 var file_sluice_catalog_v1_catalog_proto_depIdxs = []int32{
-	50, // 0: sluice.catalog.v1.Workspace.create_time:type_name -> google.protobuf.Timestamp
-	5,  // 1: sluice.catalog.v1.CreateWorkspaceResponse.workspace:type_name -> sluice.catalog.v1.Workspace
-	5,  // 2: sluice.catalog.v1.GetWorkspaceResponse.workspace:type_name -> sluice.catalog.v1.Workspace
-	5,  // 3: sluice.catalog.v1.ListWorkspacesResponse.workspaces:type_name -> sluice.catalog.v1.Workspace
-	14, // 4: sluice.catalog.v1.PushRequest.files:type_name -> sluice.catalog.v1.Datafile
-	48, // 5: sluice.catalog.v1.PushRequest.variables:type_name -> sluice.catalog.v1.PushRequest.VariablesEntry
-	3,  // 6: sluice.catalog.v1.PlanAction.kind:type_name -> sluice.catalog.v1.PlanAction.Kind
+	49, // 0: sluice.catalog.v1.Workspace.create_time:type_name -> google.protobuf.Timestamp
+	4,  // 1: sluice.catalog.v1.CreateWorkspaceResponse.workspace:type_name -> sluice.catalog.v1.Workspace
+	4,  // 2: sluice.catalog.v1.GetWorkspaceResponse.workspace:type_name -> sluice.catalog.v1.Workspace
+	4,  // 3: sluice.catalog.v1.ListWorkspacesResponse.workspaces:type_name -> sluice.catalog.v1.Workspace
+	13, // 4: sluice.catalog.v1.PushRequest.files:type_name -> sluice.catalog.v1.Datafile
+	47, // 5: sluice.catalog.v1.PushRequest.variables:type_name -> sluice.catalog.v1.PushRequest.VariablesEntry
+	2,  // 6: sluice.catalog.v1.PlanAction.kind:type_name -> sluice.catalog.v1.PlanAction.Kind
 	0,  // 7: sluice.catalog.v1.PlanAction.resource_type:type_name -> sluice.catalog.v1.ResourceType
-	16, // 8: sluice.catalog.v1.PushResponse.actions:type_name -> sluice.catalog.v1.PlanAction
-	51, // 9: sluice.catalog.v1.PushResponse.warnings:type_name -> sluice.common.v1.Diagnostic
-	52, // 10: sluice.catalog.v1.PushResponse.new_tokens:type_name -> sluice.catalog.v1.IssuedToken
-	53, // 11: sluice.catalog.v1.DataSource.columns:type_name -> sluice.common.v1.Column
-	50, // 12: sluice.catalog.v1.DataSource.update_time:type_name -> google.protobuf.Timestamp
-	20, // 13: sluice.catalog.v1.Pipe.nodes:type_name -> sluice.catalog.v1.Node
+	15, // 8: sluice.catalog.v1.PushResponse.actions:type_name -> sluice.catalog.v1.PlanAction
+	50, // 9: sluice.catalog.v1.PushResponse.warnings:type_name -> sluice.common.v1.Diagnostic
+	51, // 10: sluice.catalog.v1.PushResponse.new_tokens:type_name -> sluice.catalog.v1.IssuedToken
+	52, // 11: sluice.catalog.v1.DataSource.columns:type_name -> sluice.common.v1.Column
+	49, // 12: sluice.catalog.v1.DataSource.update_time:type_name -> google.protobuf.Timestamp
+	19, // 13: sluice.catalog.v1.Pipe.nodes:type_name -> sluice.catalog.v1.Node
 	1,  // 14: sluice.catalog.v1.Pipe.type:type_name -> sluice.catalog.v1.NodeType
-	50, // 15: sluice.catalog.v1.Pipe.update_time:type_name -> google.protobuf.Timestamp
+	49, // 15: sluice.catalog.v1.Pipe.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 16: sluice.catalog.v1.Node.type:type_name -> sluice.catalog.v1.NodeType
-	2,  // 17: sluice.catalog.v1.Node.copy_mode:type_name -> sluice.catalog.v1.CopyMode
-	21, // 18: sluice.catalog.v1.Node.parameters:type_name -> sluice.catalog.v1.Parameter
-	18, // 19: sluice.catalog.v1.GetDataSourceResponse.datasource:type_name -> sluice.catalog.v1.DataSource
-	18, // 20: sluice.catalog.v1.ListDataSourcesResponse.datasources:type_name -> sluice.catalog.v1.DataSource
-	19, // 21: sluice.catalog.v1.GetPipeResponse.pipe:type_name -> sluice.catalog.v1.Pipe
-	19, // 22: sluice.catalog.v1.ListPipesResponse.pipes:type_name -> sluice.catalog.v1.Pipe
-	49, // 23: sluice.catalog.v1.RenderNodeRequest.parameters:type_name -> sluice.catalog.v1.RenderNodeRequest.ParametersEntry
-	50, // 24: sluice.catalog.v1.RenderNodeRequest.job_timestamp:type_name -> google.protobuf.Timestamp
-	53, // 25: sluice.catalog.v1.RenderNodeResponse.columns:type_name -> sluice.common.v1.Column
+	53, // 17: sluice.catalog.v1.Node.copy_mode:type_name -> sluice.common.v1.CopyMode
+	20, // 18: sluice.catalog.v1.Node.parameters:type_name -> sluice.catalog.v1.Parameter
+	17, // 19: sluice.catalog.v1.GetDataSourceResponse.datasource:type_name -> sluice.catalog.v1.DataSource
+	17, // 20: sluice.catalog.v1.ListDataSourcesResponse.datasources:type_name -> sluice.catalog.v1.DataSource
+	18, // 21: sluice.catalog.v1.GetPipeResponse.pipe:type_name -> sluice.catalog.v1.Pipe
+	18, // 22: sluice.catalog.v1.ListPipesResponse.pipes:type_name -> sluice.catalog.v1.Pipe
+	48, // 23: sluice.catalog.v1.RenderNodeRequest.parameters:type_name -> sluice.catalog.v1.RenderNodeRequest.ParametersEntry
+	49, // 24: sluice.catalog.v1.RenderNodeRequest.job_timestamp:type_name -> google.protobuf.Timestamp
+	52, // 25: sluice.catalog.v1.RenderNodeResponse.columns:type_name -> sluice.common.v1.Column
 	0,  // 26: sluice.catalog.v1.GraphNode.resource_type:type_name -> sluice.catalog.v1.ResourceType
 	1,  // 27: sluice.catalog.v1.GraphNode.node_type:type_name -> sluice.catalog.v1.NodeType
-	4,  // 28: sluice.catalog.v1.GraphEdge.kind:type_name -> sluice.catalog.v1.GraphEdge.Kind
-	36, // 29: sluice.catalog.v1.GetGraphResponse.nodes:type_name -> sluice.catalog.v1.GraphNode
-	37, // 30: sluice.catalog.v1.GetGraphResponse.edges:type_name -> sluice.catalog.v1.GraphEdge
-	53, // 31: sluice.catalog.v1.QueryResponse.columns:type_name -> sluice.common.v1.Column
-	54, // 32: sluice.catalog.v1.QueryResponse.rows:type_name -> google.protobuf.ListValue
-	55, // 33: sluice.catalog.v1.QueryResponse.statistics:type_name -> sluice.common.v1.Statistics
-	50, // 34: sluice.catalog.v1.FileVersion.create_time:type_name -> google.protobuf.Timestamp
-	43, // 35: sluice.catalog.v1.ListFileVersionsResponse.versions:type_name -> sluice.catalog.v1.FileVersion
-	47, // 36: sluice.catalog.v1.TruncateDataSourceResponse.truncated:type_name -> sluice.catalog.v1.TruncatedDataSource
-	6,  // 37: sluice.catalog.v1.CatalogService.CreateWorkspace:input_type -> sluice.catalog.v1.CreateWorkspaceRequest
-	8,  // 38: sluice.catalog.v1.CatalogService.GetWorkspace:input_type -> sluice.catalog.v1.GetWorkspaceRequest
-	10, // 39: sluice.catalog.v1.CatalogService.ListWorkspaces:input_type -> sluice.catalog.v1.ListWorkspacesRequest
-	12, // 40: sluice.catalog.v1.CatalogService.DeleteWorkspace:input_type -> sluice.catalog.v1.DeleteWorkspaceRequest
-	15, // 41: sluice.catalog.v1.CatalogService.Push:input_type -> sluice.catalog.v1.PushRequest
-	22, // 42: sluice.catalog.v1.CatalogService.GetDataSource:input_type -> sluice.catalog.v1.GetDataSourceRequest
-	24, // 43: sluice.catalog.v1.CatalogService.ListDataSources:input_type -> sluice.catalog.v1.ListDataSourcesRequest
-	26, // 44: sluice.catalog.v1.CatalogService.DeleteDataSource:input_type -> sluice.catalog.v1.DeleteDataSourceRequest
-	28, // 45: sluice.catalog.v1.CatalogService.GetPipe:input_type -> sluice.catalog.v1.GetPipeRequest
-	30, // 46: sluice.catalog.v1.CatalogService.ListPipes:input_type -> sluice.catalog.v1.ListPipesRequest
-	32, // 47: sluice.catalog.v1.CatalogService.DeletePipe:input_type -> sluice.catalog.v1.DeletePipeRequest
-	34, // 48: sluice.catalog.v1.CatalogService.RenderNode:input_type -> sluice.catalog.v1.RenderNodeRequest
-	38, // 49: sluice.catalog.v1.CatalogService.GetGraph:input_type -> sluice.catalog.v1.GetGraphRequest
-	40, // 50: sluice.catalog.v1.CatalogService.Query:input_type -> sluice.catalog.v1.QueryRequest
-	42, // 51: sluice.catalog.v1.CatalogService.ListFileVersions:input_type -> sluice.catalog.v1.ListFileVersionsRequest
-	45, // 52: sluice.catalog.v1.CatalogService.TruncateDataSource:input_type -> sluice.catalog.v1.TruncateDataSourceRequest
-	7,  // 53: sluice.catalog.v1.CatalogService.CreateWorkspace:output_type -> sluice.catalog.v1.CreateWorkspaceResponse
-	9,  // 54: sluice.catalog.v1.CatalogService.GetWorkspace:output_type -> sluice.catalog.v1.GetWorkspaceResponse
-	11, // 55: sluice.catalog.v1.CatalogService.ListWorkspaces:output_type -> sluice.catalog.v1.ListWorkspacesResponse
-	13, // 56: sluice.catalog.v1.CatalogService.DeleteWorkspace:output_type -> sluice.catalog.v1.DeleteWorkspaceResponse
-	17, // 57: sluice.catalog.v1.CatalogService.Push:output_type -> sluice.catalog.v1.PushResponse
-	23, // 58: sluice.catalog.v1.CatalogService.GetDataSource:output_type -> sluice.catalog.v1.GetDataSourceResponse
-	25, // 59: sluice.catalog.v1.CatalogService.ListDataSources:output_type -> sluice.catalog.v1.ListDataSourcesResponse
-	27, // 60: sluice.catalog.v1.CatalogService.DeleteDataSource:output_type -> sluice.catalog.v1.DeleteDataSourceResponse
-	29, // 61: sluice.catalog.v1.CatalogService.GetPipe:output_type -> sluice.catalog.v1.GetPipeResponse
-	31, // 62: sluice.catalog.v1.CatalogService.ListPipes:output_type -> sluice.catalog.v1.ListPipesResponse
-	33, // 63: sluice.catalog.v1.CatalogService.DeletePipe:output_type -> sluice.catalog.v1.DeletePipeResponse
-	35, // 64: sluice.catalog.v1.CatalogService.RenderNode:output_type -> sluice.catalog.v1.RenderNodeResponse
-	39, // 65: sluice.catalog.v1.CatalogService.GetGraph:output_type -> sluice.catalog.v1.GetGraphResponse
-	41, // 66: sluice.catalog.v1.CatalogService.Query:output_type -> sluice.catalog.v1.QueryResponse
-	44, // 67: sluice.catalog.v1.CatalogService.ListFileVersions:output_type -> sluice.catalog.v1.ListFileVersionsResponse
-	46, // 68: sluice.catalog.v1.CatalogService.TruncateDataSource:output_type -> sluice.catalog.v1.TruncateDataSourceResponse
-	53, // [53:69] is the sub-list for method output_type
-	37, // [37:53] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	3,  // 28: sluice.catalog.v1.GraphEdge.kind:type_name -> sluice.catalog.v1.GraphEdge.Kind
+	35, // 29: sluice.catalog.v1.GetGraphResponse.nodes:type_name -> sluice.catalog.v1.GraphNode
+	36, // 30: sluice.catalog.v1.GetGraphResponse.edges:type_name -> sluice.catalog.v1.GraphEdge
+	54, // 31: sluice.catalog.v1.QueryRequest.timeout:type_name -> google.protobuf.Duration
+	52, // 32: sluice.catalog.v1.QueryResponse.columns:type_name -> sluice.common.v1.Column
+	55, // 33: sluice.catalog.v1.QueryResponse.rows:type_name -> google.protobuf.ListValue
+	56, // 34: sluice.catalog.v1.QueryResponse.statistics:type_name -> sluice.common.v1.Statistics
+	49, // 35: sluice.catalog.v1.FileVersion.create_time:type_name -> google.protobuf.Timestamp
+	42, // 36: sluice.catalog.v1.ListFileVersionsResponse.versions:type_name -> sluice.catalog.v1.FileVersion
+	46, // 37: sluice.catalog.v1.TruncateDataSourceResponse.truncated:type_name -> sluice.catalog.v1.TruncatedDataSource
+	5,  // 38: sluice.catalog.v1.CatalogService.CreateWorkspace:input_type -> sluice.catalog.v1.CreateWorkspaceRequest
+	7,  // 39: sluice.catalog.v1.CatalogService.GetWorkspace:input_type -> sluice.catalog.v1.GetWorkspaceRequest
+	9,  // 40: sluice.catalog.v1.CatalogService.ListWorkspaces:input_type -> sluice.catalog.v1.ListWorkspacesRequest
+	11, // 41: sluice.catalog.v1.CatalogService.DeleteWorkspace:input_type -> sluice.catalog.v1.DeleteWorkspaceRequest
+	14, // 42: sluice.catalog.v1.CatalogService.Push:input_type -> sluice.catalog.v1.PushRequest
+	21, // 43: sluice.catalog.v1.CatalogService.GetDataSource:input_type -> sluice.catalog.v1.GetDataSourceRequest
+	23, // 44: sluice.catalog.v1.CatalogService.ListDataSources:input_type -> sluice.catalog.v1.ListDataSourcesRequest
+	25, // 45: sluice.catalog.v1.CatalogService.DeleteDataSource:input_type -> sluice.catalog.v1.DeleteDataSourceRequest
+	27, // 46: sluice.catalog.v1.CatalogService.GetPipe:input_type -> sluice.catalog.v1.GetPipeRequest
+	29, // 47: sluice.catalog.v1.CatalogService.ListPipes:input_type -> sluice.catalog.v1.ListPipesRequest
+	31, // 48: sluice.catalog.v1.CatalogService.DeletePipe:input_type -> sluice.catalog.v1.DeletePipeRequest
+	33, // 49: sluice.catalog.v1.CatalogService.RenderNode:input_type -> sluice.catalog.v1.RenderNodeRequest
+	37, // 50: sluice.catalog.v1.CatalogService.GetGraph:input_type -> sluice.catalog.v1.GetGraphRequest
+	39, // 51: sluice.catalog.v1.CatalogService.Query:input_type -> sluice.catalog.v1.QueryRequest
+	41, // 52: sluice.catalog.v1.CatalogService.ListFileVersions:input_type -> sluice.catalog.v1.ListFileVersionsRequest
+	44, // 53: sluice.catalog.v1.CatalogService.TruncateDataSource:input_type -> sluice.catalog.v1.TruncateDataSourceRequest
+	6,  // 54: sluice.catalog.v1.CatalogService.CreateWorkspace:output_type -> sluice.catalog.v1.CreateWorkspaceResponse
+	8,  // 55: sluice.catalog.v1.CatalogService.GetWorkspace:output_type -> sluice.catalog.v1.GetWorkspaceResponse
+	10, // 56: sluice.catalog.v1.CatalogService.ListWorkspaces:output_type -> sluice.catalog.v1.ListWorkspacesResponse
+	12, // 57: sluice.catalog.v1.CatalogService.DeleteWorkspace:output_type -> sluice.catalog.v1.DeleteWorkspaceResponse
+	16, // 58: sluice.catalog.v1.CatalogService.Push:output_type -> sluice.catalog.v1.PushResponse
+	22, // 59: sluice.catalog.v1.CatalogService.GetDataSource:output_type -> sluice.catalog.v1.GetDataSourceResponse
+	24, // 60: sluice.catalog.v1.CatalogService.ListDataSources:output_type -> sluice.catalog.v1.ListDataSourcesResponse
+	26, // 61: sluice.catalog.v1.CatalogService.DeleteDataSource:output_type -> sluice.catalog.v1.DeleteDataSourceResponse
+	28, // 62: sluice.catalog.v1.CatalogService.GetPipe:output_type -> sluice.catalog.v1.GetPipeResponse
+	30, // 63: sluice.catalog.v1.CatalogService.ListPipes:output_type -> sluice.catalog.v1.ListPipesResponse
+	32, // 64: sluice.catalog.v1.CatalogService.DeletePipe:output_type -> sluice.catalog.v1.DeletePipeResponse
+	34, // 65: sluice.catalog.v1.CatalogService.RenderNode:output_type -> sluice.catalog.v1.RenderNodeResponse
+	38, // 66: sluice.catalog.v1.CatalogService.GetGraph:output_type -> sluice.catalog.v1.GetGraphResponse
+	40, // 67: sluice.catalog.v1.CatalogService.Query:output_type -> sluice.catalog.v1.QueryResponse
+	43, // 68: sluice.catalog.v1.CatalogService.ListFileVersions:output_type -> sluice.catalog.v1.ListFileVersionsResponse
+	45, // 69: sluice.catalog.v1.CatalogService.TruncateDataSource:output_type -> sluice.catalog.v1.TruncateDataSourceResponse
+	54, // [54:70] is the sub-list for method output_type
+	38, // [38:54] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_sluice_catalog_v1_catalog_proto_init() }
@@ -3509,7 +3652,7 @@ func file_sluice_catalog_v1_catalog_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_catalog_v1_catalog_proto_rawDesc), len(file_sluice_catalog_v1_catalog_proto_rawDesc)),
-			NumEnums:      5,
+			NumEnums:      4,
 			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   1,

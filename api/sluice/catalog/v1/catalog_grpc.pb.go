@@ -47,43 +47,65 @@ const (
 type CatalogServiceClient interface {
 	// CreateWorkspace creates a workspace, its ClickHouse database and its admin token (operator
 	// token only). Creating a workspace that exists returns it unchanged, without a token.
+	// Errors: INVALID_ARGUMENT (name), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	CreateWorkspace(ctx context.Context, in *CreateWorkspaceRequest, opts ...grpc.CallOption) (*CreateWorkspaceResponse, error)
-	// GetWorkspace returns one workspace; NOT_FOUND when it does not exist.
+	// GetWorkspace returns one workspace. Errors: INVALID_ARGUMENT, NOT_FOUND (workspace).
 	GetWorkspace(ctx context.Context, in *GetWorkspaceRequest, opts ...grpc.CallOption) (*GetWorkspaceResponse, error)
-	// ListWorkspaces lists every workspace (operator token only).
+	// ListWorkspaces lists every workspace by name, one page at a time (operator token only).
+	// Errors: INVALID_ARGUMENT, INVALID_PAGE_TOKEN.
 	ListWorkspaces(ctx context.Context, in *ListWorkspacesRequest, opts ...grpc.CallOption) (*ListWorkspacesResponse, error)
 	// DeleteWorkspace drops a workspace's database, forgets its resources and revokes its tokens
 	// (operator token only). Refused while it has jobs that are waiting or working unless force
-	// is set.
+	// is set. Errors: INVALID_ARGUMENT, NOT_FOUND (workspace), FAILED_PRECONDITION (jobs
+	// running), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	DeleteWorkspace(ctx context.Context, in *DeleteWorkspaceRequest, opts ...grpc.CallOption) (*DeleteWorkspaceResponse, error)
 	// Push validates and plans a whole set of datafiles before any DDL runs, then (unless
 	// dry_run) applies the plan in dependency order. A push is all or nothing: a failure part-way
-	// rolls back what it created, and an invalid file changes nothing.
+	// rolls back what it created, and an invalid file changes nothing. Errors: INVALID_DATAFILE
+	// (one Diagnostic per problem, each with file, line, column and code), NEEDS_FORCE (with the
+	// Diagnostics of the Data Sources that would be recreated), INVALID_ARGUMENT, NOT_FOUND
+	// (workspace), CLICKHOUSE_ERROR (a statement failed while applying; nothing was left
+	// changed), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	Push(ctx context.Context, in *PushRequest, opts ...grpc.CallOption) (*PushResponse, error)
 	// GetDataSource returns one Data Source with its schema and engine.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace, datasource).
 	GetDataSource(ctx context.Context, in *GetDataSourceRequest, opts ...grpc.CallOption) (*GetDataSourceResponse, error)
-	// ListDataSources lists the Data Sources of a workspace.
+	// ListDataSources lists the Data Sources of a workspace by name, one page at a time.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace), INVALID_PAGE_TOKEN.
 	ListDataSources(ctx context.Context, in *ListDataSourcesRequest, opts ...grpc.CallOption) (*ListDataSourcesResponse, error)
 	// DeleteDataSource drops a Data Source. Refused while pipes read or write it unless force.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace, datasource), FAILED_PRECONDITION (pipes
+	// depend on it), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	DeleteDataSource(ctx context.Context, in *DeleteDataSourceRequest, opts ...grpc.CallOption) (*DeleteDataSourceResponse, error)
-	// GetPipe returns one Pipe with its nodes.
+	// GetPipe returns one Pipe with its nodes. Errors: INVALID_ARGUMENT, NOT_FOUND (workspace,
+	// pipe).
 	GetPipe(ctx context.Context, in *GetPipeRequest, opts ...grpc.CallOption) (*GetPipeResponse, error)
-	// ListPipes lists the Pipes of a workspace.
+	// ListPipes lists the Pipes of a workspace by name, one page at a time.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace), INVALID_PAGE_TOKEN.
 	ListPipes(ctx context.Context, in *ListPipesRequest, opts ...grpc.CallOption) (*ListPipesResponse, error)
 	// DeletePipe removes a Pipe, its materialized view and its copy schedule.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace, pipe), REQUEST_ID_REUSED,
+	// REQUEST_IN_PROGRESS.
 	DeletePipe(ctx context.Context, in *DeletePipeRequest, opts ...grpc.CallOption) (*DeletePipeResponse, error)
 	// RenderNode renders a node's SQL with parameters and a job_timestamp, with every table
 	// reference qualified with the workspace database. Rendering is a pure function of (template,
-	// parameters, job_timestamp). Missing required parameters are all named in one error.
+	// parameters, job_timestamp). Errors: MISSING_PARAMETER (every missing required parameter,
+	// one violation each), UNKNOWN_PARAMETER (a parameter the node does not declare, listing the
+	// declared ones), INVALID_ARGUMENT (a value of the wrong type), INVALID_DATAFILE (the
+	// template fails), NOT_FOUND (workspace, pipe, node).
 	RenderNode(ctx context.Context, in *RenderNodeRequest, opts ...grpc.CallOption) (*RenderNodeResponse, error)
 	// GetGraph returns the data-flow graph of a workspace, or the part upstream and downstream of
-	// one resource, with a topological order.
+	// one resource, with a topological order. Errors: INVALID_ARGUMENT, NOT_FOUND (workspace,
+	// resource).
 	GetGraph(ctx context.Context, in *GetGraphRequest, opts ...grpc.CallOption) (*GetGraphResponse, error)
 	// Query runs one read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) inside a
 	// workspace. Table references are qualified with the workspace database; table functions
-	// outside an allow-list, other databases and other workspaces are refused.
+	// outside an allow-list, other databases and other workspaces are refused. Errors:
+	// INVALID_SQL, INVALID_ARGUMENT, NOT_FOUND (workspace), QUERY_TIMEOUT, MEMORY_LIMIT,
+	// CLICKHOUSE_ERROR.
 	Query(ctx context.Context, in *QueryRequest, opts ...grpc.CallOption) (*QueryResponse, error)
-	// ListFileVersions lists the stored versions of a datafile, newest first.
+	// ListFileVersions lists the stored versions of a datafile, newest first, one page at a time.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace, file), INVALID_PAGE_TOKEN.
 	ListFileVersions(ctx context.Context, in *ListFileVersionsRequest, opts ...grpc.CallOption) (*ListFileVersionsResponse, error)
 	// TruncateDataSource removes every row of a Data Source (and, with cascade, of the Data
 	// Sources its materialized views write, downstream), keeping the tables, and records a
@@ -269,43 +291,65 @@ func (c *catalogServiceClient) TruncateDataSource(ctx context.Context, in *Trunc
 type CatalogServiceServer interface {
 	// CreateWorkspace creates a workspace, its ClickHouse database and its admin token (operator
 	// token only). Creating a workspace that exists returns it unchanged, without a token.
+	// Errors: INVALID_ARGUMENT (name), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	CreateWorkspace(context.Context, *CreateWorkspaceRequest) (*CreateWorkspaceResponse, error)
-	// GetWorkspace returns one workspace; NOT_FOUND when it does not exist.
+	// GetWorkspace returns one workspace. Errors: INVALID_ARGUMENT, NOT_FOUND (workspace).
 	GetWorkspace(context.Context, *GetWorkspaceRequest) (*GetWorkspaceResponse, error)
-	// ListWorkspaces lists every workspace (operator token only).
+	// ListWorkspaces lists every workspace by name, one page at a time (operator token only).
+	// Errors: INVALID_ARGUMENT, INVALID_PAGE_TOKEN.
 	ListWorkspaces(context.Context, *ListWorkspacesRequest) (*ListWorkspacesResponse, error)
 	// DeleteWorkspace drops a workspace's database, forgets its resources and revokes its tokens
 	// (operator token only). Refused while it has jobs that are waiting or working unless force
-	// is set.
+	// is set. Errors: INVALID_ARGUMENT, NOT_FOUND (workspace), FAILED_PRECONDITION (jobs
+	// running), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	DeleteWorkspace(context.Context, *DeleteWorkspaceRequest) (*DeleteWorkspaceResponse, error)
 	// Push validates and plans a whole set of datafiles before any DDL runs, then (unless
 	// dry_run) applies the plan in dependency order. A push is all or nothing: a failure part-way
-	// rolls back what it created, and an invalid file changes nothing.
+	// rolls back what it created, and an invalid file changes nothing. Errors: INVALID_DATAFILE
+	// (one Diagnostic per problem, each with file, line, column and code), NEEDS_FORCE (with the
+	// Diagnostics of the Data Sources that would be recreated), INVALID_ARGUMENT, NOT_FOUND
+	// (workspace), CLICKHOUSE_ERROR (a statement failed while applying; nothing was left
+	// changed), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	Push(context.Context, *PushRequest) (*PushResponse, error)
 	// GetDataSource returns one Data Source with its schema and engine.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace, datasource).
 	GetDataSource(context.Context, *GetDataSourceRequest) (*GetDataSourceResponse, error)
-	// ListDataSources lists the Data Sources of a workspace.
+	// ListDataSources lists the Data Sources of a workspace by name, one page at a time.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace), INVALID_PAGE_TOKEN.
 	ListDataSources(context.Context, *ListDataSourcesRequest) (*ListDataSourcesResponse, error)
 	// DeleteDataSource drops a Data Source. Refused while pipes read or write it unless force.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace, datasource), FAILED_PRECONDITION (pipes
+	// depend on it), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	DeleteDataSource(context.Context, *DeleteDataSourceRequest) (*DeleteDataSourceResponse, error)
-	// GetPipe returns one Pipe with its nodes.
+	// GetPipe returns one Pipe with its nodes. Errors: INVALID_ARGUMENT, NOT_FOUND (workspace,
+	// pipe).
 	GetPipe(context.Context, *GetPipeRequest) (*GetPipeResponse, error)
-	// ListPipes lists the Pipes of a workspace.
+	// ListPipes lists the Pipes of a workspace by name, one page at a time.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace), INVALID_PAGE_TOKEN.
 	ListPipes(context.Context, *ListPipesRequest) (*ListPipesResponse, error)
 	// DeletePipe removes a Pipe, its materialized view and its copy schedule.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace, pipe), REQUEST_ID_REUSED,
+	// REQUEST_IN_PROGRESS.
 	DeletePipe(context.Context, *DeletePipeRequest) (*DeletePipeResponse, error)
 	// RenderNode renders a node's SQL with parameters and a job_timestamp, with every table
 	// reference qualified with the workspace database. Rendering is a pure function of (template,
-	// parameters, job_timestamp). Missing required parameters are all named in one error.
+	// parameters, job_timestamp). Errors: MISSING_PARAMETER (every missing required parameter,
+	// one violation each), UNKNOWN_PARAMETER (a parameter the node does not declare, listing the
+	// declared ones), INVALID_ARGUMENT (a value of the wrong type), INVALID_DATAFILE (the
+	// template fails), NOT_FOUND (workspace, pipe, node).
 	RenderNode(context.Context, *RenderNodeRequest) (*RenderNodeResponse, error)
 	// GetGraph returns the data-flow graph of a workspace, or the part upstream and downstream of
-	// one resource, with a topological order.
+	// one resource, with a topological order. Errors: INVALID_ARGUMENT, NOT_FOUND (workspace,
+	// resource).
 	GetGraph(context.Context, *GetGraphRequest) (*GetGraphResponse, error)
 	// Query runs one read-only statement (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) inside a
 	// workspace. Table references are qualified with the workspace database; table functions
-	// outside an allow-list, other databases and other workspaces are refused.
+	// outside an allow-list, other databases and other workspaces are refused. Errors:
+	// INVALID_SQL, INVALID_ARGUMENT, NOT_FOUND (workspace), QUERY_TIMEOUT, MEMORY_LIMIT,
+	// CLICKHOUSE_ERROR.
 	Query(context.Context, *QueryRequest) (*QueryResponse, error)
-	// ListFileVersions lists the stored versions of a datafile, newest first.
+	// ListFileVersions lists the stored versions of a datafile, newest first, one page at a time.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace, file), INVALID_PAGE_TOKEN.
 	ListFileVersions(context.Context, *ListFileVersionsRequest) (*ListFileVersionsResponse, error)
 	// TruncateDataSource removes every row of a Data Source (and, with cascade, of the Data
 	// Sources its materialized views write, downstream), keeping the tables, and records a

@@ -9,6 +9,7 @@ package commonv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -20,6 +21,143 @@ const (
 	// Verify that runtime/protoimpl is sufficiently up-to-date.
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
+
+// CopyMode is how a copy writes its target: a Copy Pipe's COPY_MODE, and the mode of a copy job.
+type CopyMode int32
+
+const (
+	// Not set: for a job, the pipe's COPY_MODE (APPEND when the pipe sets none).
+	CopyMode_COPY_MODE_UNSPECIFIED CopyMode = 0
+	// The job's rows are added to the target, atomically.
+	CopyMode_COPY_MODE_APPEND CopyMode = 1
+	// The target's whole content is swapped for the job's rows, atomically.
+	CopyMode_COPY_MODE_REPLACE CopyMode = 2
+)
+
+// Enum value maps for CopyMode.
+var (
+	CopyMode_name = map[int32]string{
+		0: "COPY_MODE_UNSPECIFIED",
+		1: "COPY_MODE_APPEND",
+		2: "COPY_MODE_REPLACE",
+	}
+	CopyMode_value = map[string]int32{
+		"COPY_MODE_UNSPECIFIED": 0,
+		"COPY_MODE_APPEND":      1,
+		"COPY_MODE_REPLACE":     2,
+	}
+)
+
+func (x CopyMode) Enum() *CopyMode {
+	p := new(CopyMode)
+	*p = x
+	return p
+}
+
+func (x CopyMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CopyMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_common_v1_common_proto_enumTypes[0].Descriptor()
+}
+
+func (CopyMode) Type() protoreflect.EnumType {
+	return &file_sluice_common_v1_common_proto_enumTypes[0]
+}
+
+func (x CopyMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CopyMode.Descriptor instead.
+func (CopyMode) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_common_v1_common_proto_rawDescGZIP(), []int{0}
+}
+
+// DiagnosticCode is the kind of a datafile problem.
+type DiagnosticCode int32
+
+const (
+	// Not classified.
+	DiagnosticCode_DIAGNOSTIC_CODE_UNSPECIFIED DiagnosticCode = 0
+	// The file does not follow the datafile grammar (unknown keyword, bad indentation, bad value).
+	DiagnosticCode_DIAGNOSTIC_CODE_SYNTAX DiagnosticCode = 1
+	// A node's template does not render (unknown function, bad parameter type, bad block).
+	DiagnosticCode_DIAGNOSTIC_CODE_TEMPLATE DiagnosticCode = 2
+	// A name refers to a Data Source, Pipe or node that is neither in the push nor deployed, or
+	// a name is defined twice.
+	DiagnosticCode_DIAGNOSTIC_CODE_REFERENCE DiagnosticCode = 3
+	// Data flows in a loop.
+	DiagnosticCode_DIAGNOSTIC_CODE_CYCLE DiagnosticCode = 4
+	// ClickHouse refused the table, view or query (Diagnostic.clickhouse_code says why).
+	DiagnosticCode_DIAGNOSTIC_CODE_CLICKHOUSE DiagnosticCode = 5
+	// Sluice refuses what the file asks for (another database, a file or URL, a forbidden
+	// function or setting): see docs/security.md.
+	DiagnosticCode_DIAGNOSTIC_CODE_REFUSED DiagnosticCode = 6
+	// The change needs `force` (it would drop the Data Source's data).
+	DiagnosticCode_DIAGNOSTIC_CODE_NEEDS_FORCE DiagnosticCode = 7
+	// The file asks for something outside Sluice's scope; it is ignored (warnings only).
+	DiagnosticCode_DIAGNOSTIC_CODE_UNSUPPORTED DiagnosticCode = 8
+	// Something else in the file is invalid (a copy's result that does not fit its target, a
+	// schedule that never runs...).
+	DiagnosticCode_DIAGNOSTIC_CODE_INVALID DiagnosticCode = 9
+)
+
+// Enum value maps for DiagnosticCode.
+var (
+	DiagnosticCode_name = map[int32]string{
+		0: "DIAGNOSTIC_CODE_UNSPECIFIED",
+		1: "DIAGNOSTIC_CODE_SYNTAX",
+		2: "DIAGNOSTIC_CODE_TEMPLATE",
+		3: "DIAGNOSTIC_CODE_REFERENCE",
+		4: "DIAGNOSTIC_CODE_CYCLE",
+		5: "DIAGNOSTIC_CODE_CLICKHOUSE",
+		6: "DIAGNOSTIC_CODE_REFUSED",
+		7: "DIAGNOSTIC_CODE_NEEDS_FORCE",
+		8: "DIAGNOSTIC_CODE_UNSUPPORTED",
+		9: "DIAGNOSTIC_CODE_INVALID",
+	}
+	DiagnosticCode_value = map[string]int32{
+		"DIAGNOSTIC_CODE_UNSPECIFIED": 0,
+		"DIAGNOSTIC_CODE_SYNTAX":      1,
+		"DIAGNOSTIC_CODE_TEMPLATE":    2,
+		"DIAGNOSTIC_CODE_REFERENCE":   3,
+		"DIAGNOSTIC_CODE_CYCLE":       4,
+		"DIAGNOSTIC_CODE_CLICKHOUSE":  5,
+		"DIAGNOSTIC_CODE_REFUSED":     6,
+		"DIAGNOSTIC_CODE_NEEDS_FORCE": 7,
+		"DIAGNOSTIC_CODE_UNSUPPORTED": 8,
+		"DIAGNOSTIC_CODE_INVALID":     9,
+	}
+)
+
+func (x DiagnosticCode) Enum() *DiagnosticCode {
+	p := new(DiagnosticCode)
+	*p = x
+	return p
+}
+
+func (x DiagnosticCode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DiagnosticCode) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_common_v1_common_proto_enumTypes[1].Descriptor()
+}
+
+func (DiagnosticCode) Type() protoreflect.EnumType {
+	return &file_sluice_common_v1_common_proto_enumTypes[1]
+}
+
+func (x DiagnosticCode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DiagnosticCode.Descriptor instead.
+func (DiagnosticCode) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_common_v1_common_proto_rawDescGZIP(), []int{1}
+}
 
 // Severity of a diagnostic.
 type Diagnostic_Severity int32
@@ -58,11 +196,11 @@ func (x Diagnostic_Severity) String() string {
 }
 
 func (Diagnostic_Severity) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_common_v1_common_proto_enumTypes[0].Descriptor()
+	return file_sluice_common_v1_common_proto_enumTypes[2].Descriptor()
 }
 
 func (Diagnostic_Severity) Type() protoreflect.EnumType {
-	return &file_sluice_common_v1_common_proto_enumTypes[0]
+	return &file_sluice_common_v1_common_proto_enumTypes[2]
 }
 
 func (x Diagnostic_Severity) Number() protoreflect.EnumNumber {
@@ -86,12 +224,12 @@ type Statistics struct {
 	WrittenRows uint64 `protobuf:"varint,3,opt,name=written_rows,json=writtenRows,proto3" json:"written_rows,omitempty"`
 	// Uncompressed bytes written to the Data Source.
 	WrittenBytes uint64 `protobuf:"varint,4,opt,name=written_bytes,json=writtenBytes,proto3" json:"written_bytes,omitempty"`
-	// Wall time spent inside ClickHouse, in seconds.
-	ElapsedSeconds float64 `protobuf:"fixed64,5,opt,name=elapsed_seconds,json=elapsedSeconds,proto3" json:"elapsed_seconds,omitempty"`
+	// Wall time spent inside ClickHouse.
+	Elapsed *durationpb.Duration `protobuf:"bytes,5,opt,name=elapsed,proto3" json:"elapsed,omitempty"`
 	// Peak memory of the operation's queries, in bytes (0 when the engine does not report it).
 	MemoryUsage uint64 `protobuf:"varint,6,opt,name=memory_usage,json=memoryUsage,proto3" json:"memory_usage,omitempty"`
-	// CPU time in seconds (0 when the engine does not report it).
-	CpuSeconds    float64 `protobuf:"fixed64,7,opt,name=cpu_seconds,json=cpuSeconds,proto3" json:"cpu_seconds,omitempty"`
+	// CPU time (zero when the engine does not report it).
+	CpuTime       *durationpb.Duration `protobuf:"bytes,7,opt,name=cpu_time,json=cpuTime,proto3" json:"cpu_time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -154,11 +292,11 @@ func (x *Statistics) GetWrittenBytes() uint64 {
 	return 0
 }
 
-func (x *Statistics) GetElapsedSeconds() float64 {
+func (x *Statistics) GetElapsed() *durationpb.Duration {
 	if x != nil {
-		return x.ElapsedSeconds
+		return x.Elapsed
 	}
-	return 0
+	return nil
 }
 
 func (x *Statistics) GetMemoryUsage() uint64 {
@@ -168,11 +306,11 @@ func (x *Statistics) GetMemoryUsage() uint64 {
 	return 0
 }
 
-func (x *Statistics) GetCpuSeconds() float64 {
+func (x *Statistics) GetCpuTime() *durationpb.Duration {
 	if x != nil {
-		return x.CpuSeconds
+		return x.CpuTime
 	}
-	return 0
+	return nil
 }
 
 // Column is a column of a Data Source schema or of a query result.
@@ -330,7 +468,9 @@ func (x *SourcePosition) GetColumn() int32 {
 	return 0
 }
 
-// Diagnostic is an error or warning about a datafile or a request, with where it stands.
+// Diagnostic is an error or warning about a datafile or a template, with where it stands. A push
+// refused for its files returns one Diagnostic per problem as error details (see errors.proto);
+// warnings come in PushResponse.warnings.
 type Diagnostic struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Where the problem is; unset when it is not about a file.
@@ -338,9 +478,13 @@ type Diagnostic struct {
 	// What is wrong and what was expected.
 	Message string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
 	// ERROR refuses the request; WARNING does not.
-	Severity      Diagnostic_Severity `protobuf:"varint,3,opt,name=severity,proto3,enum=sluice.common.v1.Diagnostic_Severity" json:"severity,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Severity Diagnostic_Severity `protobuf:"varint,3,opt,name=severity,proto3,enum=sluice.common.v1.Diagnostic_Severity" json:"severity,omitempty"`
+	// What kind of problem it is.
+	Code DiagnosticCode `protobuf:"varint,4,opt,name=code,proto3,enum=sluice.common.v1.DiagnosticCode" json:"code,omitempty"`
+	// ClickHouse's error code when ClickHouse refused the definition (code CLICKHOUSE), else 0.
+	ClickhouseCode int32 `protobuf:"varint,5,opt,name=clickhouse_code,json=clickhouseCode,proto3" json:"clickhouse_code,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Diagnostic) Reset() {
@@ -394,22 +538,35 @@ func (x *Diagnostic) GetSeverity() Diagnostic_Severity {
 	return Diagnostic_SEVERITY_UNSPECIFIED
 }
 
+func (x *Diagnostic) GetCode() DiagnosticCode {
+	if x != nil {
+		return x.Code
+	}
+	return DiagnosticCode_DIAGNOSTIC_CODE_UNSPECIFIED
+}
+
+func (x *Diagnostic) GetClickhouseCode() int32 {
+	if x != nil {
+		return x.ClickhouseCode
+	}
+	return 0
+}
+
 var File_sluice_common_v1_common_proto protoreflect.FileDescriptor
 
 const file_sluice_common_v1_common_proto_rawDesc = "" +
 	"\n" +
-	"\x1dsluice/common/v1/common.proto\x12\x10sluice.common.v1\"\xfd\x01\n" +
+	"\x1dsluice/common/v1/common.proto\x12\x10sluice.common.v1\x1a\x1egoogle/protobuf/duration.proto\"\x9e\x02\n" +
 	"\n" +
 	"Statistics\x12\x1b\n" +
 	"\tread_rows\x18\x01 \x01(\x04R\breadRows\x12\x1d\n" +
 	"\n" +
 	"read_bytes\x18\x02 \x01(\x04R\treadBytes\x12!\n" +
 	"\fwritten_rows\x18\x03 \x01(\x04R\vwrittenRows\x12#\n" +
-	"\rwritten_bytes\x18\x04 \x01(\x04R\fwrittenBytes\x12'\n" +
-	"\x0felapsed_seconds\x18\x05 \x01(\x01R\x0eelapsedSeconds\x12!\n" +
-	"\fmemory_usage\x18\x06 \x01(\x04R\vmemoryUsage\x12\x1f\n" +
-	"\vcpu_seconds\x18\a \x01(\x01R\n" +
-	"cpuSeconds\"\xb5\x01\n" +
+	"\rwritten_bytes\x18\x04 \x01(\x04R\fwrittenBytes\x123\n" +
+	"\aelapsed\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\aelapsed\x12!\n" +
+	"\fmemory_usage\x18\x06 \x01(\x04R\vmemoryUsage\x124\n" +
+	"\bcpu_time\x18\a \x01(\v2\x19.google.protobuf.DurationR\acpuTime\"\xb5\x01\n" +
 	"\x06Column\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12-\n" +
@@ -420,16 +577,33 @@ const file_sluice_common_v1_common_proto_rawDesc = "" +
 	"\x0eSourcePosition\x12\x12\n" +
 	"\x04file\x18\x01 \x01(\tR\x04file\x12\x12\n" +
 	"\x04line\x18\x02 \x01(\x05R\x04line\x12\x16\n" +
-	"\x06column\x18\x03 \x01(\x05R\x06column\"\xf7\x01\n" +
+	"\x06column\x18\x03 \x01(\x05R\x06column\"\xd6\x02\n" +
 	"\n" +
 	"Diagnostic\x12<\n" +
 	"\bposition\x18\x01 \x01(\v2 .sluice.common.v1.SourcePositionR\bposition\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\x12A\n" +
-	"\bseverity\x18\x03 \x01(\x0e2%.sluice.common.v1.Diagnostic.SeverityR\bseverity\"N\n" +
+	"\bseverity\x18\x03 \x01(\x0e2%.sluice.common.v1.Diagnostic.SeverityR\bseverity\x124\n" +
+	"\x04code\x18\x04 \x01(\x0e2 .sluice.common.v1.DiagnosticCodeR\x04code\x12'\n" +
+	"\x0fclickhouse_code\x18\x05 \x01(\x05R\x0eclickhouseCode\"N\n" +
 	"\bSeverity\x12\x18\n" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x12\n" +
 	"\x0eSEVERITY_ERROR\x10\x01\x12\x14\n" +
-	"\x10SEVERITY_WARNING\x10\x02B\xbf\x01\n" +
+	"\x10SEVERITY_WARNING\x10\x02*R\n" +
+	"\bCopyMode\x12\x19\n" +
+	"\x15COPY_MODE_UNSPECIFIED\x10\x00\x12\x14\n" +
+	"\x10COPY_MODE_APPEND\x10\x01\x12\x15\n" +
+	"\x11COPY_MODE_REPLACE\x10\x02*\xc1\x02\n" +
+	"\x0eDiagnosticCode\x12\x1f\n" +
+	"\x1bDIAGNOSTIC_CODE_UNSPECIFIED\x10\x00\x12\x1a\n" +
+	"\x16DIAGNOSTIC_CODE_SYNTAX\x10\x01\x12\x1c\n" +
+	"\x18DIAGNOSTIC_CODE_TEMPLATE\x10\x02\x12\x1d\n" +
+	"\x19DIAGNOSTIC_CODE_REFERENCE\x10\x03\x12\x19\n" +
+	"\x15DIAGNOSTIC_CODE_CYCLE\x10\x04\x12\x1e\n" +
+	"\x1aDIAGNOSTIC_CODE_CLICKHOUSE\x10\x05\x12\x1b\n" +
+	"\x17DIAGNOSTIC_CODE_REFUSED\x10\x06\x12\x1f\n" +
+	"\x1bDIAGNOSTIC_CODE_NEEDS_FORCE\x10\a\x12\x1f\n" +
+	"\x1bDIAGNOSTIC_CODE_UNSUPPORTED\x10\b\x12\x1b\n" +
+	"\x17DIAGNOSTIC_CODE_INVALID\x10\tB\xbf\x01\n" +
 	"\x14com.sluice.common.v1B\vCommonProtoP\x01Z8github.com/sluicehq/sluice/api/sluice/common/v1;commonv1\xa2\x02\x03SCX\xaa\x02\x10Sluice.Common.V1\xca\x02\x10Sluice\\Common\\V1\xe2\x02\x1cSluice\\Common\\V1\\GPBMetadata\xea\x02\x12Sluice::Common::V1b\x06proto3"
 
 var (
@@ -444,23 +618,29 @@ func file_sluice_common_v1_common_proto_rawDescGZIP() []byte {
 	return file_sluice_common_v1_common_proto_rawDescData
 }
 
-var file_sluice_common_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_sluice_common_v1_common_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_sluice_common_v1_common_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_sluice_common_v1_common_proto_goTypes = []any{
-	(Diagnostic_Severity)(0), // 0: sluice.common.v1.Diagnostic.Severity
-	(*Statistics)(nil),       // 1: sluice.common.v1.Statistics
-	(*Column)(nil),           // 2: sluice.common.v1.Column
-	(*SourcePosition)(nil),   // 3: sluice.common.v1.SourcePosition
-	(*Diagnostic)(nil),       // 4: sluice.common.v1.Diagnostic
+	(CopyMode)(0),               // 0: sluice.common.v1.CopyMode
+	(DiagnosticCode)(0),         // 1: sluice.common.v1.DiagnosticCode
+	(Diagnostic_Severity)(0),    // 2: sluice.common.v1.Diagnostic.Severity
+	(*Statistics)(nil),          // 3: sluice.common.v1.Statistics
+	(*Column)(nil),              // 4: sluice.common.v1.Column
+	(*SourcePosition)(nil),      // 5: sluice.common.v1.SourcePosition
+	(*Diagnostic)(nil),          // 6: sluice.common.v1.Diagnostic
+	(*durationpb.Duration)(nil), // 7: google.protobuf.Duration
 }
 var file_sluice_common_v1_common_proto_depIdxs = []int32{
-	3, // 0: sluice.common.v1.Diagnostic.position:type_name -> sluice.common.v1.SourcePosition
-	0, // 1: sluice.common.v1.Diagnostic.severity:type_name -> sluice.common.v1.Diagnostic.Severity
-	2, // [2:2] is the sub-list for method output_type
-	2, // [2:2] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	7, // 0: sluice.common.v1.Statistics.elapsed:type_name -> google.protobuf.Duration
+	7, // 1: sluice.common.v1.Statistics.cpu_time:type_name -> google.protobuf.Duration
+	5, // 2: sluice.common.v1.Diagnostic.position:type_name -> sluice.common.v1.SourcePosition
+	2, // 3: sluice.common.v1.Diagnostic.severity:type_name -> sluice.common.v1.Diagnostic.Severity
+	1, // 4: sluice.common.v1.Diagnostic.code:type_name -> sluice.common.v1.DiagnosticCode
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_sluice_common_v1_common_proto_init() }
@@ -473,7 +653,7 @@ func file_sluice_common_v1_common_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_common_v1_common_proto_rawDesc), len(file_sluice_common_v1_common_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      3,
 			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,

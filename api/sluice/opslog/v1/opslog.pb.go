@@ -23,6 +23,161 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// EventType is an ops-log event's `event_type`. The table spells it as the name in lower case
+// without the prefix, with `-` in populateview-queued, append-hfi and append-kafka.
+type EventType int32
+
+const (
+	// Not set.
+	EventType_EVENT_TYPE_UNSPECIFIED EventType = 0
+	// A Data Source was created.
+	EventType_EVENT_TYPE_CREATE EventType = 1
+	// A Data Source's schema or settings changed.
+	EventType_EVENT_TYPE_ALTER EventType = 2
+	// A Data Source was deleted.
+	EventType_EVENT_TYPE_DELETE EventType = 3
+	// A Data Source was emptied.
+	EventType_EVENT_TYPE_TRUNCATE EventType = 4
+	// A Data Source was renamed.
+	EventType_EVENT_TYPE_RENAME EventType = 5
+	// Rows were appended.
+	EventType_EVENT_TYPE_APPEND EventType = 6
+	// A Data Source's content was replaced.
+	EventType_EVENT_TYPE_REPLACE EventType = 7
+	// Rows were deleted by a condition.
+	EventType_EVENT_TYPE_DELETE_DATA EventType = 8
+	// A copy wrote the Data Source.
+	EventType_EVENT_TYPE_COPY EventType = 9
+	// A populate was queued.
+	EventType_EVENT_TYPE_POPULATEVIEW_QUEUED EventType = 10
+	// A populate wrote the Data Source.
+	EventType_EVENT_TYPE_POPULATEVIEW EventType = 11
+	// Rows were appended through the high-frequency ingestion (Events API).
+	EventType_EVENT_TYPE_APPEND_HFI EventType = 12
+	// Rows were appended from Kafka.
+	EventType_EVENT_TYPE_APPEND_KAFKA EventType = 13
+)
+
+// Enum value maps for EventType.
+var (
+	EventType_name = map[int32]string{
+		0:  "EVENT_TYPE_UNSPECIFIED",
+		1:  "EVENT_TYPE_CREATE",
+		2:  "EVENT_TYPE_ALTER",
+		3:  "EVENT_TYPE_DELETE",
+		4:  "EVENT_TYPE_TRUNCATE",
+		5:  "EVENT_TYPE_RENAME",
+		6:  "EVENT_TYPE_APPEND",
+		7:  "EVENT_TYPE_REPLACE",
+		8:  "EVENT_TYPE_DELETE_DATA",
+		9:  "EVENT_TYPE_COPY",
+		10: "EVENT_TYPE_POPULATEVIEW_QUEUED",
+		11: "EVENT_TYPE_POPULATEVIEW",
+		12: "EVENT_TYPE_APPEND_HFI",
+		13: "EVENT_TYPE_APPEND_KAFKA",
+	}
+	EventType_value = map[string]int32{
+		"EVENT_TYPE_UNSPECIFIED":         0,
+		"EVENT_TYPE_CREATE":              1,
+		"EVENT_TYPE_ALTER":               2,
+		"EVENT_TYPE_DELETE":              3,
+		"EVENT_TYPE_TRUNCATE":            4,
+		"EVENT_TYPE_RENAME":              5,
+		"EVENT_TYPE_APPEND":              6,
+		"EVENT_TYPE_REPLACE":             7,
+		"EVENT_TYPE_DELETE_DATA":         8,
+		"EVENT_TYPE_COPY":                9,
+		"EVENT_TYPE_POPULATEVIEW_QUEUED": 10,
+		"EVENT_TYPE_POPULATEVIEW":        11,
+		"EVENT_TYPE_APPEND_HFI":          12,
+		"EVENT_TYPE_APPEND_KAFKA":        13,
+	}
+)
+
+func (x EventType) Enum() *EventType {
+	p := new(EventType)
+	*p = x
+	return p
+}
+
+func (x EventType) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (EventType) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_opslog_v1_opslog_proto_enumTypes[0].Descriptor()
+}
+
+func (EventType) Type() protoreflect.EnumType {
+	return &file_sluice_opslog_v1_opslog_proto_enumTypes[0]
+}
+
+func (x EventType) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use EventType.Descriptor instead.
+func (EventType) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_opslog_v1_opslog_proto_rawDescGZIP(), []int{0}
+}
+
+// Result is how an operation ended.
+type Result int32
+
+const (
+	// Not set.
+	Result_RESULT_UNSPECIFIED Result = 0
+	// It succeeded.
+	Result_RESULT_OK Result = 1
+	// It failed; OpsEvent.error says why.
+	Result_RESULT_ERROR Result = 2
+	// It was cancelled.
+	Result_RESULT_CANCELLED Result = 3
+)
+
+// Enum value maps for Result.
+var (
+	Result_name = map[int32]string{
+		0: "RESULT_UNSPECIFIED",
+		1: "RESULT_OK",
+		2: "RESULT_ERROR",
+		3: "RESULT_CANCELLED",
+	}
+	Result_value = map[string]int32{
+		"RESULT_UNSPECIFIED": 0,
+		"RESULT_OK":          1,
+		"RESULT_ERROR":       2,
+		"RESULT_CANCELLED":   3,
+	}
+)
+
+func (x Result) Enum() *Result {
+	p := new(Result)
+	*p = x
+	return p
+}
+
+func (x Result) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Result) Descriptor() protoreflect.EnumDescriptor {
+	return file_sluice_opslog_v1_opslog_proto_enumTypes[1].Descriptor()
+}
+
+func (Result) Type() protoreflect.EnumType {
+	return &file_sluice_opslog_v1_opslog_proto_enumTypes[1]
+}
+
+func (x Result) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Result.Descriptor instead.
+func (Result) EnumDescriptor() ([]byte, []int) {
+	return file_sluice_opslog_v1_opslog_proto_rawDescGZIP(), []int{1}
+}
+
 // OpsEvent is one row of `datasources_ops_log`.
 type OpsEvent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -30,19 +185,19 @@ type OpsEvent struct {
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Workspace the event belongs to.
 	Workspace string `protobuf:"bytes,2,opt,name=workspace,proto3" json:"workspace,omitempty"`
-	// When the operation started (for jobs, the job's create time).
+	// When the operation started (for jobs, the job's create time), with the precision it was
+	// recorded with (nanoseconds; the table's `timestamp` column shows whole seconds).
 	Timestamp *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
-	// create, alter, delete, truncate, rename, append, replace, delete_data, copy,
-	// populateview-queued, populateview.
-	EventType string `protobuf:"bytes,4,opt,name=event_type,json=eventType,proto3" json:"event_type,omitempty"`
+	// What happened.
+	EventType EventType `protobuf:"varint,4,opt,name=event_type,json=eventType,proto3,enum=sluice.opslog.v1.EventType" json:"event_type,omitempty"`
 	// Data Source id.
 	DatasourceId string `protobuf:"bytes,5,opt,name=datasource_id,json=datasourceId,proto3" json:"datasource_id,omitempty"`
 	// Data Source name.
 	DatasourceName string `protobuf:"bytes,6,opt,name=datasource_name,json=datasourceName,proto3" json:"datasource_name,omitempty"`
-	// ok, error or cancelled.
-	Result string `protobuf:"bytes,7,opt,name=result,proto3" json:"result,omitempty"`
-	// Seconds from the start of the operation to its end.
-	ElapsedTime float64 `protobuf:"fixed64,8,opt,name=elapsed_time,json=elapsedTime,proto3" json:"elapsed_time,omitempty"`
+	// How it ended.
+	Result Result `protobuf:"varint,7,opt,name=result,proto3,enum=sluice.opslog.v1.Result" json:"result,omitempty"`
+	// From the start of the operation to its end.
+	ElapsedTime *durationpb.Duration `protobuf:"bytes,8,opt,name=elapsed_time,json=elapsedTime,proto3" json:"elapsed_time,omitempty"`
 	// Error text when result is error.
 	Error string `protobuf:"bytes,9,opt,name=error,proto3" json:"error,omitempty"`
 	// Request id (falls back to the job id).
@@ -61,8 +216,8 @@ type OpsEvent struct {
 	OperationId string `protobuf:"bytes,16,opt,name=operation_id,json=operationId,proto3" json:"operation_id,omitempty"`
 	// Rows read.
 	ReadRows uint64 `protobuf:"varint,17,opt,name=read_rows,json=readRows,proto3" json:"read_rows,omitempty"`
-	// CPU time in seconds; unset (NULL in the table) where the engine does not report it.
-	CpuTime *float64 `protobuf:"fixed64,18,opt,name=cpu_time,json=cpuTime,proto3,oneof" json:"cpu_time,omitempty"`
+	// CPU time; unset (NULL in the table) where the engine does not report it.
+	CpuTime *durationpb.Duration `protobuf:"bytes,18,opt,name=cpu_time,json=cpuTime,proto3" json:"cpu_time,omitempty"`
 	// Peak memory in bytes; unset (NULL in the table) where the engine does not report it.
 	MemoryUsage *uint64 `protobuf:"varint,19,opt,name=memory_usage,json=memoryUsage,proto3,oneof" json:"memory_usage,omitempty"`
 	// Bytes read.
@@ -140,11 +295,11 @@ func (x *OpsEvent) GetTimestamp() *timestamppb.Timestamp {
 	return nil
 }
 
-func (x *OpsEvent) GetEventType() string {
+func (x *OpsEvent) GetEventType() EventType {
 	if x != nil {
 		return x.EventType
 	}
-	return ""
+	return EventType_EVENT_TYPE_UNSPECIFIED
 }
 
 func (x *OpsEvent) GetDatasourceId() string {
@@ -161,18 +316,18 @@ func (x *OpsEvent) GetDatasourceName() string {
 	return ""
 }
 
-func (x *OpsEvent) GetResult() string {
+func (x *OpsEvent) GetResult() Result {
 	if x != nil {
 		return x.Result
 	}
-	return ""
+	return Result_RESULT_UNSPECIFIED
 }
 
-func (x *OpsEvent) GetElapsedTime() float64 {
+func (x *OpsEvent) GetElapsedTime() *durationpb.Duration {
 	if x != nil {
 		return x.ElapsedTime
 	}
-	return 0
+	return nil
 }
 
 func (x *OpsEvent) GetError() string {
@@ -238,11 +393,11 @@ func (x *OpsEvent) GetReadRows() uint64 {
 	return 0
 }
 
-func (x *OpsEvent) GetCpuTime() float64 {
-	if x != nil && x.CpuTime != nil {
-		return *x.CpuTime
+func (x *OpsEvent) GetCpuTime() *durationpb.Duration {
+	if x != nil {
+		return x.CpuTime
 	}
-	return 0
+	return nil
 }
 
 func (x *OpsEvent) GetMemoryUsage() uint64 {
@@ -330,9 +485,9 @@ type EventFilter struct {
 	// Only this Data Source (by name).
 	Datasource string `protobuf:"bytes,2,opt,name=datasource,proto3" json:"datasource,omitempty"`
 	// Only these event types (any when empty).
-	EventTypes []string `protobuf:"bytes,3,rep,name=event_types,json=eventTypes,proto3" json:"event_types,omitempty"`
+	EventTypes []EventType `protobuf:"varint,3,rep,packed,name=event_types,json=eventTypes,proto3,enum=sluice.opslog.v1.EventType" json:"event_types,omitempty"`
 	// Only these results (any when empty).
-	Results []string `protobuf:"bytes,4,rep,name=results,proto3" json:"results,omitempty"`
+	Results []Result `protobuf:"varint,4,rep,packed,name=results,proto3,enum=sluice.opslog.v1.Result" json:"results,omitempty"`
 	// Only this job.
 	JobId string `protobuf:"bytes,5,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	// Only this pipe.
@@ -389,14 +544,14 @@ func (x *EventFilter) GetDatasource() string {
 	return ""
 }
 
-func (x *EventFilter) GetEventTypes() []string {
+func (x *EventFilter) GetEventTypes() []EventType {
 	if x != nil {
 		return x.EventTypes
 	}
 	return nil
 }
 
-func (x *EventFilter) GetResults() []string {
+func (x *EventFilter) GetResults() []Result {
 	if x != nil {
 		return x.Results
 	}
@@ -436,8 +591,11 @@ type QueryEventsRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Filter.
 	Filter *EventFilter `protobuf:"bytes,1,opt,name=filter,proto3" json:"filter,omitempty"`
-	// Maximum events (0 means 100).
-	Limit         int32 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	// Maximum events in the page (0 means 100; at most 10000).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; the rest of the request must be the same. Paging
+	// never skips or repeats an event: the token holds the last event's timestamp and id.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -479,18 +637,27 @@ func (x *QueryEventsRequest) GetFilter() *EventFilter {
 	return nil
 }
 
-func (x *QueryEventsRequest) GetLimit() int32 {
+func (x *QueryEventsRequest) GetPageSize() int32 {
 	if x != nil {
-		return x.Limit
+		return x.PageSize
 	}
 	return 0
+}
+
+func (x *QueryEventsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
 }
 
 // QueryEventsResponse lists events newest first.
 type QueryEventsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Events, newest first.
-	Events        []*OpsEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Events, newest first (by timestamp, then id).
+	Events []*OpsEvent `protobuf:"bytes,1,rep,name=events,proto3" json:"events,omitempty"`
+	// Token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -530,6 +697,13 @@ func (x *QueryEventsResponse) GetEvents() []*OpsEvent {
 		return x.Events
 	}
 	return nil
+}
+
+func (x *QueryEventsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
 }
 
 // TailEventsRequest filters followed events.
@@ -637,17 +811,17 @@ var File_sluice_opslog_v1_opslog_proto protoreflect.FileDescriptor
 
 const file_sluice_opslog_v1_opslog_proto_rawDesc = "" +
 	"\n" +
-	"\x1dsluice/opslog/v1/opslog.proto\x12\x10sluice.opslog.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd2\b\n" +
+	"\x1dsluice/opslog/v1/opslog.proto\x12\x10sluice.opslog.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\t\n" +
 	"\bOpsEvent\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tworkspace\x18\x02 \x01(\tR\tworkspace\x128\n" +
-	"\ttimestamp\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12\x1d\n" +
+	"\ttimestamp\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\ttimestamp\x12:\n" +
 	"\n" +
-	"event_type\x18\x04 \x01(\tR\teventType\x12#\n" +
+	"event_type\x18\x04 \x01(\x0e2\x1b.sluice.opslog.v1.EventTypeR\teventType\x12#\n" +
 	"\rdatasource_id\x18\x05 \x01(\tR\fdatasourceId\x12'\n" +
-	"\x0fdatasource_name\x18\x06 \x01(\tR\x0edatasourceName\x12\x16\n" +
-	"\x06result\x18\a \x01(\tR\x06result\x12!\n" +
-	"\felapsed_time\x18\b \x01(\x01R\velapsedTime\x12\x14\n" +
+	"\x0fdatasource_name\x18\x06 \x01(\tR\x0edatasourceName\x120\n" +
+	"\x06result\x18\a \x01(\x0e2\x18.sluice.opslog.v1.ResultR\x06result\x12<\n" +
+	"\felapsed_time\x18\b \x01(\v2\x19.google.protobuf.DurationR\velapsedTime\x12\x14\n" +
 	"\x05error\x18\t \x01(\tR\x05error\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\n" +
@@ -659,9 +833,9 @@ const file_sluice_opslog_v1_opslog_proto_rawDesc = "" +
 	"\n" +
 	"blocks_ids\x18\x0f \x03(\tR\tblocksIds\x12!\n" +
 	"\foperation_id\x18\x10 \x01(\tR\voperationId\x12\x1b\n" +
-	"\tread_rows\x18\x11 \x01(\x04R\breadRows\x12\x1e\n" +
-	"\bcpu_time\x18\x12 \x01(\x01H\x00R\acpuTime\x88\x01\x01\x12&\n" +
-	"\fmemory_usage\x18\x13 \x01(\x04H\x01R\vmemoryUsage\x88\x01\x01\x12\x1d\n" +
+	"\tread_rows\x18\x11 \x01(\x04R\breadRows\x124\n" +
+	"\bcpu_time\x18\x12 \x01(\v2\x19.google.protobuf.DurationR\acpuTime\x12&\n" +
+	"\fmemory_usage\x18\x13 \x01(\x04H\x00R\vmemoryUsage\x88\x01\x01\x12\x1d\n" +
 	"\n" +
 	"read_bytes\x18\x14 \x01(\x04R\treadBytes\x12!\n" +
 	"\fwritten_rows\x18\x15 \x01(\x04R\vwrittenRows\x12#\n" +
@@ -675,31 +849,54 @@ const file_sluice_opslog_v1_opslog_proto_rawDesc = "" +
 	"\rresource_tags\x18\x1d \x03(\tR\fresourceTags\x1a:\n" +
 	"\fOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\v\n" +
-	"\t_cpu_timeB\x0f\n" +
-	"\r_memory_usage\"\x95\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x0f\n" +
+	"\r_memory_usage\"\xcc\x02\n" +
 	"\vEventFilter\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1e\n" +
 	"\n" +
 	"datasource\x18\x02 \x01(\tR\n" +
-	"datasource\x12\x1f\n" +
-	"\vevent_types\x18\x03 \x03(\tR\n" +
-	"eventTypes\x12\x18\n" +
-	"\aresults\x18\x04 \x03(\tR\aresults\x12\x15\n" +
+	"datasource\x12<\n" +
+	"\vevent_types\x18\x03 \x03(\x0e2\x1b.sluice.opslog.v1.EventTypeR\n" +
+	"eventTypes\x122\n" +
+	"\aresults\x18\x04 \x03(\x0e2\x18.sluice.opslog.v1.ResultR\aresults\x12\x15\n" +
 	"\x06job_id\x18\x05 \x01(\tR\x05jobId\x12\x12\n" +
 	"\x04pipe\x18\x06 \x01(\tR\x04pipe\x120\n" +
 	"\x05since\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x120\n" +
-	"\x05until\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"a\n" +
+	"\x05until\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x05until\"\x87\x01\n" +
 	"\x12QueryEventsRequest\x125\n" +
-	"\x06filter\x18\x01 \x01(\v2\x1d.sluice.opslog.v1.EventFilterR\x06filter\x12\x14\n" +
-	"\x05limit\x18\x02 \x01(\x05R\x05limit\"I\n" +
+	"\x06filter\x18\x01 \x01(\v2\x1d.sluice.opslog.v1.EventFilterR\x06filter\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"q\n" +
 	"\x13QueryEventsResponse\x122\n" +
-	"\x06events\x18\x01 \x03(\v2\x1a.sluice.opslog.v1.OpsEventR\x06events\"\x7f\n" +
+	"\x06events\x18\x01 \x03(\v2\x1a.sluice.opslog.v1.OpsEventR\x06events\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x7f\n" +
 	"\x11TailEventsRequest\x125\n" +
 	"\x06filter\x18\x01 \x01(\v2\x1d.sluice.opslog.v1.EventFilterR\x06filter\x123\n" +
 	"\abacklog\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\abacklog\"F\n" +
 	"\x12TailEventsResponse\x120\n" +
-	"\x05event\x18\x01 \x01(\v2\x1a.sluice.opslog.v1.OpsEventR\x05event2\xc6\x01\n" +
+	"\x05event\x18\x01 \x01(\v2\x1a.sluice.opslog.v1.OpsEventR\x05event*\xf4\x02\n" +
+	"\tEventType\x12\x1a\n" +
+	"\x16EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x15\n" +
+	"\x11EVENT_TYPE_CREATE\x10\x01\x12\x14\n" +
+	"\x10EVENT_TYPE_ALTER\x10\x02\x12\x15\n" +
+	"\x11EVENT_TYPE_DELETE\x10\x03\x12\x17\n" +
+	"\x13EVENT_TYPE_TRUNCATE\x10\x04\x12\x15\n" +
+	"\x11EVENT_TYPE_RENAME\x10\x05\x12\x15\n" +
+	"\x11EVENT_TYPE_APPEND\x10\x06\x12\x16\n" +
+	"\x12EVENT_TYPE_REPLACE\x10\a\x12\x1a\n" +
+	"\x16EVENT_TYPE_DELETE_DATA\x10\b\x12\x13\n" +
+	"\x0fEVENT_TYPE_COPY\x10\t\x12\"\n" +
+	"\x1eEVENT_TYPE_POPULATEVIEW_QUEUED\x10\n" +
+	"\x12\x1b\n" +
+	"\x17EVENT_TYPE_POPULATEVIEW\x10\v\x12\x19\n" +
+	"\x15EVENT_TYPE_APPEND_HFI\x10\f\x12\x1b\n" +
+	"\x17EVENT_TYPE_APPEND_KAFKA\x10\r*W\n" +
+	"\x06Result\x12\x16\n" +
+	"\x12RESULT_UNSPECIFIED\x10\x00\x12\r\n" +
+	"\tRESULT_OK\x10\x01\x12\x10\n" +
+	"\fRESULT_ERROR\x10\x02\x12\x14\n" +
+	"\x10RESULT_CANCELLED\x10\x032\xc6\x01\n" +
 	"\rOpsLogService\x12Z\n" +
 	"\vQueryEvents\x12$.sluice.opslog.v1.QueryEventsRequest\x1a%.sluice.opslog.v1.QueryEventsResponse\x12Y\n" +
 	"\n" +
@@ -718,37 +915,46 @@ func file_sluice_opslog_v1_opslog_proto_rawDescGZIP() []byte {
 	return file_sluice_opslog_v1_opslog_proto_rawDescData
 }
 
+var file_sluice_opslog_v1_opslog_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_sluice_opslog_v1_opslog_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_sluice_opslog_v1_opslog_proto_goTypes = []any{
-	(*OpsEvent)(nil),              // 0: sluice.opslog.v1.OpsEvent
-	(*EventFilter)(nil),           // 1: sluice.opslog.v1.EventFilter
-	(*QueryEventsRequest)(nil),    // 2: sluice.opslog.v1.QueryEventsRequest
-	(*QueryEventsResponse)(nil),   // 3: sluice.opslog.v1.QueryEventsResponse
-	(*TailEventsRequest)(nil),     // 4: sluice.opslog.v1.TailEventsRequest
-	(*TailEventsResponse)(nil),    // 5: sluice.opslog.v1.TailEventsResponse
-	nil,                           // 6: sluice.opslog.v1.OpsEvent.OptionsEntry
-	(*timestamppb.Timestamp)(nil), // 7: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 8: google.protobuf.Duration
+	(EventType)(0),                // 0: sluice.opslog.v1.EventType
+	(Result)(0),                   // 1: sluice.opslog.v1.Result
+	(*OpsEvent)(nil),              // 2: sluice.opslog.v1.OpsEvent
+	(*EventFilter)(nil),           // 3: sluice.opslog.v1.EventFilter
+	(*QueryEventsRequest)(nil),    // 4: sluice.opslog.v1.QueryEventsRequest
+	(*QueryEventsResponse)(nil),   // 5: sluice.opslog.v1.QueryEventsResponse
+	(*TailEventsRequest)(nil),     // 6: sluice.opslog.v1.TailEventsRequest
+	(*TailEventsResponse)(nil),    // 7: sluice.opslog.v1.TailEventsResponse
+	nil,                           // 8: sluice.opslog.v1.OpsEvent.OptionsEntry
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 10: google.protobuf.Duration
 }
 var file_sluice_opslog_v1_opslog_proto_depIdxs = []int32{
-	7,  // 0: sluice.opslog.v1.OpsEvent.timestamp:type_name -> google.protobuf.Timestamp
-	6,  // 1: sluice.opslog.v1.OpsEvent.options:type_name -> sluice.opslog.v1.OpsEvent.OptionsEntry
-	7,  // 2: sluice.opslog.v1.EventFilter.since:type_name -> google.protobuf.Timestamp
-	7,  // 3: sluice.opslog.v1.EventFilter.until:type_name -> google.protobuf.Timestamp
-	1,  // 4: sluice.opslog.v1.QueryEventsRequest.filter:type_name -> sluice.opslog.v1.EventFilter
-	0,  // 5: sluice.opslog.v1.QueryEventsResponse.events:type_name -> sluice.opslog.v1.OpsEvent
-	1,  // 6: sluice.opslog.v1.TailEventsRequest.filter:type_name -> sluice.opslog.v1.EventFilter
-	8,  // 7: sluice.opslog.v1.TailEventsRequest.backlog:type_name -> google.protobuf.Duration
-	0,  // 8: sluice.opslog.v1.TailEventsResponse.event:type_name -> sluice.opslog.v1.OpsEvent
-	2,  // 9: sluice.opslog.v1.OpsLogService.QueryEvents:input_type -> sluice.opslog.v1.QueryEventsRequest
-	4,  // 10: sluice.opslog.v1.OpsLogService.TailEvents:input_type -> sluice.opslog.v1.TailEventsRequest
-	3,  // 11: sluice.opslog.v1.OpsLogService.QueryEvents:output_type -> sluice.opslog.v1.QueryEventsResponse
-	5,  // 12: sluice.opslog.v1.OpsLogService.TailEvents:output_type -> sluice.opslog.v1.TailEventsResponse
-	11, // [11:13] is the sub-list for method output_type
-	9,  // [9:11] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	9,  // 0: sluice.opslog.v1.OpsEvent.timestamp:type_name -> google.protobuf.Timestamp
+	0,  // 1: sluice.opslog.v1.OpsEvent.event_type:type_name -> sluice.opslog.v1.EventType
+	1,  // 2: sluice.opslog.v1.OpsEvent.result:type_name -> sluice.opslog.v1.Result
+	10, // 3: sluice.opslog.v1.OpsEvent.elapsed_time:type_name -> google.protobuf.Duration
+	10, // 4: sluice.opslog.v1.OpsEvent.cpu_time:type_name -> google.protobuf.Duration
+	8,  // 5: sluice.opslog.v1.OpsEvent.options:type_name -> sluice.opslog.v1.OpsEvent.OptionsEntry
+	0,  // 6: sluice.opslog.v1.EventFilter.event_types:type_name -> sluice.opslog.v1.EventType
+	1,  // 7: sluice.opslog.v1.EventFilter.results:type_name -> sluice.opslog.v1.Result
+	9,  // 8: sluice.opslog.v1.EventFilter.since:type_name -> google.protobuf.Timestamp
+	9,  // 9: sluice.opslog.v1.EventFilter.until:type_name -> google.protobuf.Timestamp
+	3,  // 10: sluice.opslog.v1.QueryEventsRequest.filter:type_name -> sluice.opslog.v1.EventFilter
+	2,  // 11: sluice.opslog.v1.QueryEventsResponse.events:type_name -> sluice.opslog.v1.OpsEvent
+	3,  // 12: sluice.opslog.v1.TailEventsRequest.filter:type_name -> sluice.opslog.v1.EventFilter
+	10, // 13: sluice.opslog.v1.TailEventsRequest.backlog:type_name -> google.protobuf.Duration
+	2,  // 14: sluice.opslog.v1.TailEventsResponse.event:type_name -> sluice.opslog.v1.OpsEvent
+	4,  // 15: sluice.opslog.v1.OpsLogService.QueryEvents:input_type -> sluice.opslog.v1.QueryEventsRequest
+	6,  // 16: sluice.opslog.v1.OpsLogService.TailEvents:input_type -> sluice.opslog.v1.TailEventsRequest
+	5,  // 17: sluice.opslog.v1.OpsLogService.QueryEvents:output_type -> sluice.opslog.v1.QueryEventsResponse
+	7,  // 18: sluice.opslog.v1.OpsLogService.TailEvents:output_type -> sluice.opslog.v1.TailEventsResponse
+	17, // [17:19] is the sub-list for method output_type
+	15, // [15:17] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_sluice_opslog_v1_opslog_proto_init() }
@@ -762,13 +968,14 @@ func file_sluice_opslog_v1_opslog_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_opslog_v1_opslog_proto_rawDesc), len(file_sluice_opslog_v1_opslog_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      2,
 			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_sluice_opslog_v1_opslog_proto_goTypes,
 		DependencyIndexes: file_sluice_opslog_v1_opslog_proto_depIdxs,
+		EnumInfos:         file_sluice_opslog_v1_opslog_proto_enumTypes,
 		MessageInfos:      file_sluice_opslog_v1_opslog_proto_msgTypes,
 	}.Build()
 	File_sluice_opslog_v1_opslog_proto = out.File

@@ -30,10 +30,12 @@ const (
 // OpsLogService answers queries over `datasources_ops_log`, the record of every operation on
 // every Data Source, and follows new events.
 type OpsLogServiceClient interface {
-	// QueryEvents returns events matching the filter, newest first.
+	// QueryEvents returns events matching the filter, newest first (by timestamp, then id), one
+	// page at a time. Errors: INVALID_ARGUMENT (filter, page_size), INVALID_PAGE_TOKEN.
 	QueryEvents(ctx context.Context, in *QueryEventsRequest, opts ...grpc.CallOption) (*QueryEventsResponse, error)
 	// TailEvents streams events matching the filter as they are written, starting with those
-	// newer than `since` when it is set.
+	// newer than `since` when it is set. Each event is sent once. Errors: INVALID_ARGUMENT
+	// (filter); UNAVAILABLE when the service stops (follow again).
 	TailEvents(ctx context.Context, in *TailEventsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[TailEventsResponse], error)
 }
 
@@ -81,10 +83,12 @@ type OpsLogService_TailEventsClient = grpc.ServerStreamingClient[TailEventsRespo
 // OpsLogService answers queries over `datasources_ops_log`, the record of every operation on
 // every Data Source, and follows new events.
 type OpsLogServiceServer interface {
-	// QueryEvents returns events matching the filter, newest first.
+	// QueryEvents returns events matching the filter, newest first (by timestamp, then id), one
+	// page at a time. Errors: INVALID_ARGUMENT (filter, page_size), INVALID_PAGE_TOKEN.
 	QueryEvents(context.Context, *QueryEventsRequest) (*QueryEventsResponse, error)
 	// TailEvents streams events matching the filter as they are written, starting with those
-	// newer than `since` when it is set.
+	// newer than `since` when it is set. Each event is sent once. Errors: INVALID_ARGUMENT
+	// (filter); UNAVAILABLE when the service stops (follow again).
 	TailEvents(*TailEventsRequest, grpc.ServerStreamingServer[TailEventsResponse]) error
 	mustEmbedUnimplementedOpsLogServiceServer()
 }

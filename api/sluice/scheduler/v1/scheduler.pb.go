@@ -204,59 +204,6 @@ func (ExecutionType) EnumDescriptor() ([]byte, []int) {
 	return file_sluice_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{2}
 }
 
-// CopyMode is how a copy writes its target.
-type CopyMode int32
-
-const (
-	// Not set: the pipe's COPY_MODE.
-	CopyMode_COPY_MODE_UNSPECIFIED CopyMode = 0
-	// The job's rows are added to the target, atomically.
-	CopyMode_COPY_MODE_APPEND CopyMode = 1
-	// The target's whole content is swapped for the job's rows, atomically.
-	CopyMode_COPY_MODE_REPLACE CopyMode = 2
-)
-
-// Enum value maps for CopyMode.
-var (
-	CopyMode_name = map[int32]string{
-		0: "COPY_MODE_UNSPECIFIED",
-		1: "COPY_MODE_APPEND",
-		2: "COPY_MODE_REPLACE",
-	}
-	CopyMode_value = map[string]int32{
-		"COPY_MODE_UNSPECIFIED": 0,
-		"COPY_MODE_APPEND":      1,
-		"COPY_MODE_REPLACE":     2,
-	}
-)
-
-func (x CopyMode) Enum() *CopyMode {
-	p := new(CopyMode)
-	*p = x
-	return p
-}
-
-func (x CopyMode) String() string {
-	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
-}
-
-func (CopyMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_sluice_scheduler_v1_scheduler_proto_enumTypes[3].Descriptor()
-}
-
-func (CopyMode) Type() protoreflect.EnumType {
-	return &file_sluice_scheduler_v1_scheduler_proto_enumTypes[3]
-}
-
-func (x CopyMode) Number() protoreflect.EnumNumber {
-	return protoreflect.EnumNumber(x)
-}
-
-// Deprecated: Use CopyMode.Descriptor instead.
-func (CopyMode) EnumDescriptor() ([]byte, []int) {
-	return file_sluice_scheduler_v1_scheduler_proto_rawDescGZIP(), []int{3}
-}
-
 // JobProgress is what a job has done so far.
 type JobProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -328,8 +275,11 @@ type JobError struct {
 	Message string `protobuf:"bytes,1,opt,name=message,proto3" json:"message,omitempty"`
 	// ClickHouse error code when the error came from ClickHouse, else 0.
 	ClickhouseCode int32 `protobuf:"varint,2,opt,name=clickhouse_code,json=clickhouseCode,proto3" json:"clickhouse_code,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Why, as the reason errors carry: JOB_TIMEOUT, MEMORY_LIMIT, CLICKHOUSE_ERROR, UNSUPPORTED,
+	// CANCELLED or STEP_FAILED.
+	Reason        v1.ErrorReason `protobuf:"varint,3,opt,name=reason,proto3,enum=sluice.common.v1.ErrorReason" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobError) Reset() {
@@ -376,6 +326,13 @@ func (x *JobError) GetClickhouseCode() int32 {
 	return 0
 }
 
+func (x *JobError) GetReason() v1.ErrorReason {
+	if x != nil {
+		return x.Reason
+	}
+	return v1.ErrorReason(0)
+}
+
 // Job is one run of a copy or a populate.
 type Job struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -408,7 +365,7 @@ type Job struct {
 	// Manual or scheduled.
 	ExecutionType ExecutionType `protobuf:"varint,14,opt,name=execution_type,json=executionType,proto3,enum=sluice.scheduler.v1.ExecutionType" json:"execution_type,omitempty"`
 	// Copy mode used.
-	Mode CopyMode `protobuf:"varint,15,opt,name=mode,proto3,enum=sluice.scheduler.v1.CopyMode" json:"mode,omitempty"`
+	Mode v1.CopyMode `protobuf:"varint,15,opt,name=mode,proto3,enum=sluice.common.v1.CopyMode" json:"mode,omitempty"`
 	// Progress.
 	Progress *JobProgress `protobuf:"bytes,16,opt,name=progress,proto3" json:"progress,omitempty"`
 	// Set when status is ERROR (or CANCELLED by the maximum execution time).
@@ -418,7 +375,9 @@ type Job struct {
 	// Maximum execution time; the job is cancelled and ends ERROR after it.
 	MaxExecutionTime *durationpb.Duration `protobuf:"bytes,19,opt,name=max_execution_time,json=maxExecutionTime,proto3" json:"max_execution_time,omitempty"`
 	// Populate options (populates only).
-	Populate      *PopulateOptions `protobuf:"bytes,20,opt,name=populate,proto3" json:"populate,omitempty"`
+	Populate *PopulateOptions `protobuf:"bytes,20,opt,name=populate,proto3" json:"populate,omitempty"`
+	// The request_id of the call that started the job, empty when none was given.
+	RequestId     string `protobuf:"bytes,21,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -551,11 +510,11 @@ func (x *Job) GetExecutionType() ExecutionType {
 	return ExecutionType_EXECUTION_TYPE_UNSPECIFIED
 }
 
-func (x *Job) GetMode() CopyMode {
+func (x *Job) GetMode() v1.CopyMode {
 	if x != nil {
 		return x.Mode
 	}
-	return CopyMode_COPY_MODE_UNSPECIFIED
+	return v1.CopyMode(0)
 }
 
 func (x *Job) GetProgress() *JobProgress {
@@ -591,6 +550,13 @@ func (x *Job) GetPopulate() *PopulateOptions {
 		return x.Populate
 	}
 	return nil
+}
+
+func (x *Job) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // PopulateOptions are the options a populate was started with.
@@ -705,11 +671,15 @@ type RunCopyRequest struct {
 	// job_timestamp; unset means the time the request is received.
 	JobTimestamp *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=job_timestamp,json=jobTimestamp,proto3" json:"job_timestamp,omitempty"`
 	// Overrides the pipe's COPY_MODE when set.
-	Mode CopyMode `protobuf:"varint,5,opt,name=mode,proto3,enum=sluice.scheduler.v1.CopyMode" json:"mode,omitempty"`
+	Mode v1.CopyMode `protobuf:"varint,5,opt,name=mode,proto3,enum=sluice.common.v1.CopyMode" json:"mode,omitempty"`
 	// Maximum execution time; unset means the server's default.
 	MaxExecutionTime *durationpb.Duration `protobuf:"bytes,6,opt,name=max_execution_time,json=maxExecutionTime,proto3" json:"max_execution_time,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Idempotency key (AIP-155): a UUID the client makes once per intended copy and sends again
+	// with every retry of it. A retry within 24 hours returns the first call's job and starts
+	// nothing new; the same id with a different request is REQUEST_ID_REUSED.
+	RequestId     string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunCopyRequest) Reset() {
@@ -770,11 +740,11 @@ func (x *RunCopyRequest) GetJobTimestamp() *timestamppb.Timestamp {
 	return nil
 }
 
-func (x *RunCopyRequest) GetMode() CopyMode {
+func (x *RunCopyRequest) GetMode() v1.CopyMode {
 	if x != nil {
 		return x.Mode
 	}
-	return CopyMode_COPY_MODE_UNSPECIFIED
+	return v1.CopyMode(0)
 }
 
 func (x *RunCopyRequest) GetMaxExecutionTime() *durationpb.Duration {
@@ -782,6 +752,13 @@ func (x *RunCopyRequest) GetMaxExecutionTime() *durationpb.Duration {
 		return x.MaxExecutionTime
 	}
 	return nil
+}
+
+func (x *RunCopyRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // RunCopyResponse carries the new job.
@@ -836,7 +813,9 @@ type PauseCopyScheduleRequest struct {
 	// Workspace name.
 	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	// Copy Pipe name.
-	Pipe          string `protobuf:"bytes,2,opt,name=pipe,proto3" json:"pipe,omitempty"`
+	Pipe string `protobuf:"bytes,2,opt,name=pipe,proto3" json:"pipe,omitempty"`
+	// Idempotency key (AIP-155), see RunCopyRequest.request_id.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -881,6 +860,13 @@ func (x *PauseCopyScheduleRequest) GetWorkspace() string {
 func (x *PauseCopyScheduleRequest) GetPipe() string {
 	if x != nil {
 		return x.Pipe
+	}
+	return ""
+}
+
+func (x *PauseCopyScheduleRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -937,7 +923,9 @@ type ResumeCopyScheduleRequest struct {
 	// Workspace name.
 	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	// Copy Pipe name.
-	Pipe          string `protobuf:"bytes,2,opt,name=pipe,proto3" json:"pipe,omitempty"`
+	Pipe string `protobuf:"bytes,2,opt,name=pipe,proto3" json:"pipe,omitempty"`
+	// Idempotency key (AIP-155), see RunCopyRequest.request_id.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -982,6 +970,13 @@ func (x *ResumeCopyScheduleRequest) GetWorkspace() string {
 func (x *ResumeCopyScheduleRequest) GetPipe() string {
 	if x != nil {
 		return x.Pipe
+	}
+	return ""
+}
+
+func (x *ResumeCopyScheduleRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -1127,7 +1122,11 @@ func (x *CopySchedule) GetNextTick() *timestamppb.Timestamp {
 type ListCopySchedulesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Workspace name.
-	Workspace     string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	// Maximum schedules in the page (0 means 100; at most 1000).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; the rest of the request must be the same.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1169,11 +1168,27 @@ func (x *ListCopySchedulesRequest) GetWorkspace() string {
 	return ""
 }
 
+func (x *ListCopySchedulesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListCopySchedulesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // ListCopySchedulesResponse lists schedules by pipe.
 type ListCopySchedulesResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Schedules in pipe order.
-	Schedules     []*CopySchedule `protobuf:"bytes,1,rep,name=schedules,proto3" json:"schedules,omitempty"`
+	Schedules []*CopySchedule `protobuf:"bytes,1,rep,name=schedules,proto3" json:"schedules,omitempty"`
+	// Token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1215,6 +1230,13 @@ func (x *ListCopySchedulesResponse) GetSchedules() []*CopySchedule {
 	return nil
 }
 
+func (x *ListCopySchedulesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // PopulateRequest starts a populate.
 type PopulateRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1230,8 +1252,10 @@ type PopulateRequest struct {
 	MaxExecutionTime *durationpb.Duration `protobuf:"bytes,5,opt,name=max_execution_time,json=maxExecutionTime,proto3" json:"max_execution_time,omitempty"`
 	// Memory budget per step in bytes; 0 means the server's default.
 	MemoryBudgetBytes uint64 `protobuf:"varint,6,opt,name=memory_budget_bytes,json=memoryBudgetBytes,proto3" json:"memory_budget_bytes,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Idempotency key (AIP-155), see RunCopyRequest.request_id.
+	RequestId     string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PopulateRequest) Reset() {
@@ -1304,6 +1328,13 @@ func (x *PopulateRequest) GetMemoryBudgetBytes() uint64 {
 		return x.MemoryBudgetBytes
 	}
 	return 0
+}
+
+func (x *PopulateRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // PopulateResponse carries the new job.
@@ -1466,8 +1497,11 @@ type ListJobsRequest struct {
 	Pipe string `protobuf:"bytes,4,opt,name=pipe,proto3" json:"pipe,omitempty"`
 	// Only jobs created at or after this time.
 	Since *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=since,proto3" json:"since,omitempty"`
-	// Maximum jobs returned (0 means 100).
-	PageSize      int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// Maximum jobs in the page (0 means 100; at most 1000).
+	PageSize int32 `protobuf:"varint,6,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page; the rest of the request must be the same. Paging
+	// never skips or repeats a job: the token holds the last job's create time and id.
+	PageToken     string `protobuf:"bytes,7,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1544,11 +1578,20 @@ func (x *ListJobsRequest) GetPageSize() int32 {
 	return 0
 }
 
+func (x *ListJobsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // ListJobsResponse lists jobs newest first.
 type ListJobsResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Jobs, newest first.
-	Jobs          []*Job `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// Jobs, newest first (by create time, then id).
+	Jobs []*Job `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
+	// Token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1590,13 +1633,22 @@ func (x *ListJobsResponse) GetJobs() []*Job {
 	return nil
 }
 
+func (x *ListJobsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // CancelJobRequest names a job.
 type CancelJobRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Workspace name.
 	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	// Job id.
-	Id            string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	Id string `protobuf:"bytes,2,opt,name=id,proto3" json:"id,omitempty"`
+	// Idempotency key (AIP-155), see RunCopyRequest.request_id.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1641,6 +1693,13 @@ func (x *CancelJobRequest) GetWorkspace() string {
 func (x *CancelJobRequest) GetId() string {
 	if x != nil {
 		return x.Id
+	}
+	return ""
+}
+
+func (x *CancelJobRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -1936,7 +1995,9 @@ type SetWorkspaceLimitsRequest struct {
 	// Workspace name.
 	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	// New limits; zero fields keep their value.
-	Limits        *WorkspaceLimits `protobuf:"bytes,2,opt,name=limits,proto3" json:"limits,omitempty"`
+	Limits *WorkspaceLimits `protobuf:"bytes,2,opt,name=limits,proto3" json:"limits,omitempty"`
+	// Idempotency key (AIP-155), see RunCopyRequest.request_id.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1983,6 +2044,13 @@ func (x *SetWorkspaceLimitsRequest) GetLimits() *WorkspaceLimits {
 		return x.Limits
 	}
 	return nil
+}
+
+func (x *SetWorkspaceLimitsRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // SetWorkspaceLimitsResponse carries the limits now in force.
@@ -2052,8 +2120,10 @@ type RunNoopJobRequest struct {
 	Parameters map[string]string `protobuf:"bytes,2,rep,name=parameters,proto3" json:"parameters,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Maximum execution time; unset means the server's default.
 	MaxExecutionTime *durationpb.Duration `protobuf:"bytes,3,opt,name=max_execution_time,json=maxExecutionTime,proto3" json:"max_execution_time,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Idempotency key (AIP-155), see RunCopyRequest.request_id.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RunNoopJobRequest) Reset() {
@@ -2107,6 +2177,13 @@ func (x *RunNoopJobRequest) GetMaxExecutionTime() *durationpb.Duration {
 	return nil
 }
 
+func (x *RunNoopJobRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 // RunNoopJobResponse carries the new job.
 type RunNoopJobResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2157,7 +2234,7 @@ var File_sluice_scheduler_v1_scheduler_proto protoreflect.FileDescriptor
 
 const file_sluice_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\n" +
-	"#sluice/scheduler/v1/scheduler.proto\x12\x13sluice.scheduler.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dsluice/common/v1/common.proto\"\x8b\x01\n" +
+	"#sluice/scheduler/v1/scheduler.proto\x12\x13sluice.scheduler.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dsluice/common/v1/common.proto\x1a\x1dsluice/common/v1/errors.proto\"\x8b\x01\n" +
 	"\vJobProgress\x12\x1f\n" +
 	"\vsteps_total\x18\x01 \x01(\x03R\n" +
 	"stepsTotal\x12\x1d\n" +
@@ -2165,10 +2242,11 @@ const file_sluice_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"steps_done\x18\x02 \x01(\x03R\tstepsDone\x12<\n" +
 	"\n" +
 	"statistics\x18\x03 \x01(\v2\x1c.sluice.common.v1.StatisticsR\n" +
-	"statistics\"M\n" +
+	"statistics\"\x84\x01\n" +
 	"\bJobError\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12'\n" +
-	"\x0fclickhouse_code\x18\x02 \x01(\x05R\x0eclickhouseCode\"\xd1\b\n" +
+	"\x0fclickhouse_code\x18\x02 \x01(\x05R\x0eclickhouseCode\x125\n" +
+	"\x06reason\x18\x03 \x01(\x0e2\x1d.sluice.common.v1.ErrorReasonR\x06reason\"\xed\b\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1c\n" +
 	"\tworkspace\x18\x02 \x01(\tR\tworkspace\x120\n" +
@@ -2190,13 +2268,15 @@ const file_sluice_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"parameters\x18\f \x03(\v2(.sluice.scheduler.v1.Job.ParametersEntryR\n" +
 	"parameters\x12?\n" +
 	"\rjob_timestamp\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\fjobTimestamp\x12I\n" +
-	"\x0eexecution_type\x18\x0e \x01(\x0e2\".sluice.scheduler.v1.ExecutionTypeR\rexecutionType\x121\n" +
-	"\x04mode\x18\x0f \x01(\x0e2\x1d.sluice.scheduler.v1.CopyModeR\x04mode\x12<\n" +
+	"\x0eexecution_type\x18\x0e \x01(\x0e2\".sluice.scheduler.v1.ExecutionTypeR\rexecutionType\x12.\n" +
+	"\x04mode\x18\x0f \x01(\x0e2\x1a.sluice.common.v1.CopyModeR\x04mode\x12<\n" +
 	"\bprogress\x18\x10 \x01(\v2 .sluice.scheduler.v1.JobProgressR\bprogress\x123\n" +
 	"\x05error\x18\x11 \x01(\v2\x1d.sluice.scheduler.v1.JobErrorR\x05error\x12%\n" +
 	"\x0ewaiting_reason\x18\x12 \x01(\tR\rwaitingReason\x12G\n" +
 	"\x12max_execution_time\x18\x13 \x01(\v2\x19.google.protobuf.DurationR\x10maxExecutionTime\x12@\n" +
-	"\bpopulate\x18\x14 \x01(\v2$.sluice.scheduler.v1.PopulateOptionsR\bpopulate\x1a=\n" +
+	"\bpopulate\x18\x14 \x01(\v2$.sluice.scheduler.v1.PopulateOptionsR\bpopulate\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x15 \x01(\tR\trequestId\x1a=\n" +
 	"\x0fParametersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xef\x01\n" +
@@ -2206,29 +2286,35 @@ const file_sluice_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\x0eonly_this_view\x18\x03 \x01(\bR\fonlyThisView\x12%\n" +
 	"\x0ecutover_column\x18\x04 \x01(\tR\rcutoverColumn\x12#\n" +
 	"\rcutover_value\x18\x05 \x01(\tR\fcutoverValue\x12)\n" +
-	"\x10cutover_snapshot\x18\x06 \x01(\bR\x0fcutoverSnapshot\"\x93\x03\n" +
+	"\x10cutover_snapshot\x18\x06 \x01(\bR\x0fcutoverSnapshot\"\xaf\x03\n" +
 	"\x0eRunCopyRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
 	"\x04pipe\x18\x02 \x01(\tR\x04pipe\x12S\n" +
 	"\n" +
 	"parameters\x18\x03 \x03(\v23.sluice.scheduler.v1.RunCopyRequest.ParametersEntryR\n" +
 	"parameters\x12?\n" +
-	"\rjob_timestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\fjobTimestamp\x121\n" +
-	"\x04mode\x18\x05 \x01(\x0e2\x1d.sluice.scheduler.v1.CopyModeR\x04mode\x12G\n" +
-	"\x12max_execution_time\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x10maxExecutionTime\x1a=\n" +
+	"\rjob_timestamp\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\fjobTimestamp\x12.\n" +
+	"\x04mode\x18\x05 \x01(\x0e2\x1a.sluice.common.v1.CopyModeR\x04mode\x12G\n" +
+	"\x12max_execution_time\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x10maxExecutionTime\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\a \x01(\tR\trequestId\x1a=\n" +
 	"\x0fParametersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"=\n" +
 	"\x0fRunCopyResponse\x12*\n" +
-	"\x03job\x18\x01 \x01(\v2\x18.sluice.scheduler.v1.JobR\x03job\"L\n" +
+	"\x03job\x18\x01 \x01(\v2\x18.sluice.scheduler.v1.JobR\x03job\"k\n" +
 	"\x18PauseCopyScheduleRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
-	"\x04pipe\x18\x02 \x01(\tR\x04pipe\"Z\n" +
+	"\x04pipe\x18\x02 \x01(\tR\x04pipe\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"Z\n" +
 	"\x19PauseCopyScheduleResponse\x12=\n" +
-	"\bschedule\x18\x01 \x01(\v2!.sluice.scheduler.v1.CopyScheduleR\bschedule\"M\n" +
+	"\bschedule\x18\x01 \x01(\v2!.sluice.scheduler.v1.CopyScheduleR\bschedule\"l\n" +
 	"\x19ResumeCopyScheduleRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
-	"\x04pipe\x18\x02 \x01(\tR\x04pipe\"[\n" +
+	"\x04pipe\x18\x02 \x01(\tR\x04pipe\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"[\n" +
 	"\x1aResumeCopyScheduleResponse\x12=\n" +
 	"\bschedule\x18\x01 \x01(\v2!.sluice.scheduler.v1.CopyScheduleR\bschedule\"\xde\x01\n" +
 	"\fCopySchedule\x12\x1c\n" +
@@ -2237,37 +2323,48 @@ const file_sluice_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\x04cron\x18\x03 \x01(\tR\x04cron\x12\x16\n" +
 	"\x06paused\x18\x04 \x01(\bR\x06paused\x127\n" +
 	"\tlast_tick\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\blastTick\x127\n" +
-	"\tnext_tick\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bnextTick\"8\n" +
+	"\tnext_tick\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\bnextTick\"t\n" +
 	"\x18ListCopySchedulesRequest\x12\x1c\n" +
-	"\tworkspace\x18\x01 \x01(\tR\tworkspace\"\\\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x84\x01\n" +
 	"\x19ListCopySchedulesResponse\x12?\n" +
-	"\tschedules\x18\x01 \x03(\v2!.sluice.scheduler.v1.CopyScheduleR\tschedules\"\x90\x02\n" +
+	"\tschedules\x18\x01 \x03(\v2!.sluice.scheduler.v1.CopyScheduleR\tschedules\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xaf\x02\n" +
 	"\x0fPopulateRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
 	"\x04pipe\x18\x02 \x01(\tR\x04pipe\x12\x12\n" +
 	"\x04node\x18\x03 \x01(\tR\x04node\x12>\n" +
 	"\aoptions\x18\x04 \x01(\v2$.sluice.scheduler.v1.PopulateOptionsR\aoptions\x12G\n" +
 	"\x12max_execution_time\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x10maxExecutionTime\x12.\n" +
-	"\x13memory_budget_bytes\x18\x06 \x01(\x04R\x11memoryBudgetBytes\">\n" +
+	"\x13memory_budget_bytes\x18\x06 \x01(\x04R\x11memoryBudgetBytes\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\a \x01(\tR\trequestId\">\n" +
 	"\x10PopulateResponse\x12*\n" +
 	"\x03job\x18\x01 \x01(\v2\x18.sluice.scheduler.v1.JobR\x03job\"=\n" +
 	"\rGetJobRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\tR\x02id\"<\n" +
 	"\x0eGetJobResponse\x12*\n" +
-	"\x03job\x18\x01 \x01(\v2\x18.sluice.scheduler.v1.JobR\x03job\"\x82\x02\n" +
+	"\x03job\x18\x01 \x01(\v2\x18.sluice.scheduler.v1.JobR\x03job\"\xa1\x02\n" +
 	"\x0fListJobsRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12:\n" +
 	"\bstatuses\x18\x02 \x03(\x0e2\x1e.sluice.scheduler.v1.JobStatusR\bstatuses\x122\n" +
 	"\x05kinds\x18\x03 \x03(\x0e2\x1c.sluice.scheduler.v1.JobKindR\x05kinds\x12\x12\n" +
 	"\x04pipe\x18\x04 \x01(\tR\x04pipe\x120\n" +
 	"\x05since\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x05since\x12\x1b\n" +
-	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\"@\n" +
+	"\tpage_size\x18\x06 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\a \x01(\tR\tpageToken\"h\n" +
 	"\x10ListJobsResponse\x12,\n" +
-	"\x04jobs\x18\x01 \x03(\v2\x18.sluice.scheduler.v1.JobR\x04jobs\"@\n" +
+	"\x04jobs\x18\x01 \x03(\v2\x18.sluice.scheduler.v1.JobR\x04jobs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"_\n" +
 	"\x10CancelJobRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x0e\n" +
-	"\x02id\x18\x02 \x01(\tR\x02id\"?\n" +
+	"\x02id\x18\x02 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"?\n" +
 	"\x11CancelJobResponse\x12*\n" +
 	"\x03job\x18\x01 \x01(\v2\x18.sluice.scheduler.v1.JobR\x03job\"?\n" +
 	"\x0fWatchJobRequest\x12\x1c\n" +
@@ -2280,18 +2377,22 @@ const file_sluice_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\x19GetWorkspaceLimitsRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\"Z\n" +
 	"\x1aGetWorkspaceLimitsResponse\x12<\n" +
-	"\x06limits\x18\x01 \x01(\v2$.sluice.scheduler.v1.WorkspaceLimitsR\x06limits\"w\n" +
+	"\x06limits\x18\x01 \x01(\v2$.sluice.scheduler.v1.WorkspaceLimitsR\x06limits\"\x96\x01\n" +
 	"\x19SetWorkspaceLimitsRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12<\n" +
-	"\x06limits\x18\x02 \x01(\v2$.sluice.scheduler.v1.WorkspaceLimitsR\x06limits\"Z\n" +
+	"\x06limits\x18\x02 \x01(\v2$.sluice.scheduler.v1.WorkspaceLimitsR\x06limits\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"Z\n" +
 	"\x1aSetWorkspaceLimitsResponse\x12<\n" +
-	"\x06limits\x18\x01 \x01(\v2$.sluice.scheduler.v1.WorkspaceLimitsR\x06limits\"\x91\x02\n" +
+	"\x06limits\x18\x01 \x01(\v2$.sluice.scheduler.v1.WorkspaceLimitsR\x06limits\"\xb0\x02\n" +
 	"\x11RunNoopJobRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12V\n" +
 	"\n" +
 	"parameters\x18\x02 \x03(\v26.sluice.scheduler.v1.RunNoopJobRequest.ParametersEntryR\n" +
 	"parameters\x12G\n" +
-	"\x12max_execution_time\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x10maxExecutionTime\x1a=\n" +
+	"\x12max_execution_time\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\x10maxExecutionTime\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\x1a=\n" +
 	"\x0fParametersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"@\n" +
@@ -2313,11 +2414,7 @@ const file_sluice_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\rExecutionType\x12\x1e\n" +
 	"\x1aEXECUTION_TYPE_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15EXECUTION_TYPE_MANUAL\x10\x01\x12\x1c\n" +
-	"\x18EXECUTION_TYPE_SCHEDULED\x10\x02*R\n" +
-	"\bCopyMode\x12\x19\n" +
-	"\x15COPY_MODE_UNSPECIFIED\x10\x00\x12\x14\n" +
-	"\x10COPY_MODE_APPEND\x10\x01\x12\x15\n" +
-	"\x11COPY_MODE_REPLACE\x10\x022\xd0\t\n" +
+	"\x18EXECUTION_TYPE_SCHEDULED\x10\x022\xd0\t\n" +
 	"\x10SchedulerService\x12T\n" +
 	"\aRunCopy\x12#.sluice.scheduler.v1.RunCopyRequest\x1a$.sluice.scheduler.v1.RunCopyResponse\x12r\n" +
 	"\x11PauseCopySchedule\x12-.sluice.scheduler.v1.PauseCopyScheduleRequest\x1a..sluice.scheduler.v1.PauseCopyScheduleResponse\x12u\n" +
@@ -2346,121 +2443,123 @@ func file_sluice_scheduler_v1_scheduler_proto_rawDescGZIP() []byte {
 	return file_sluice_scheduler_v1_scheduler_proto_rawDescData
 }
 
-var file_sluice_scheduler_v1_scheduler_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_sluice_scheduler_v1_scheduler_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
 var file_sluice_scheduler_v1_scheduler_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_sluice_scheduler_v1_scheduler_proto_goTypes = []any{
 	(JobKind)(0),                       // 0: sluice.scheduler.v1.JobKind
 	(JobStatus)(0),                     // 1: sluice.scheduler.v1.JobStatus
 	(ExecutionType)(0),                 // 2: sluice.scheduler.v1.ExecutionType
-	(CopyMode)(0),                      // 3: sluice.scheduler.v1.CopyMode
-	(*JobProgress)(nil),                // 4: sluice.scheduler.v1.JobProgress
-	(*JobError)(nil),                   // 5: sluice.scheduler.v1.JobError
-	(*Job)(nil),                        // 6: sluice.scheduler.v1.Job
-	(*PopulateOptions)(nil),            // 7: sluice.scheduler.v1.PopulateOptions
-	(*RunCopyRequest)(nil),             // 8: sluice.scheduler.v1.RunCopyRequest
-	(*RunCopyResponse)(nil),            // 9: sluice.scheduler.v1.RunCopyResponse
-	(*PauseCopyScheduleRequest)(nil),   // 10: sluice.scheduler.v1.PauseCopyScheduleRequest
-	(*PauseCopyScheduleResponse)(nil),  // 11: sluice.scheduler.v1.PauseCopyScheduleResponse
-	(*ResumeCopyScheduleRequest)(nil),  // 12: sluice.scheduler.v1.ResumeCopyScheduleRequest
-	(*ResumeCopyScheduleResponse)(nil), // 13: sluice.scheduler.v1.ResumeCopyScheduleResponse
-	(*CopySchedule)(nil),               // 14: sluice.scheduler.v1.CopySchedule
-	(*ListCopySchedulesRequest)(nil),   // 15: sluice.scheduler.v1.ListCopySchedulesRequest
-	(*ListCopySchedulesResponse)(nil),  // 16: sluice.scheduler.v1.ListCopySchedulesResponse
-	(*PopulateRequest)(nil),            // 17: sluice.scheduler.v1.PopulateRequest
-	(*PopulateResponse)(nil),           // 18: sluice.scheduler.v1.PopulateResponse
-	(*GetJobRequest)(nil),              // 19: sluice.scheduler.v1.GetJobRequest
-	(*GetJobResponse)(nil),             // 20: sluice.scheduler.v1.GetJobResponse
-	(*ListJobsRequest)(nil),            // 21: sluice.scheduler.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),           // 22: sluice.scheduler.v1.ListJobsResponse
-	(*CancelJobRequest)(nil),           // 23: sluice.scheduler.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),          // 24: sluice.scheduler.v1.CancelJobResponse
-	(*WatchJobRequest)(nil),            // 25: sluice.scheduler.v1.WatchJobRequest
-	(*WatchJobResponse)(nil),           // 26: sluice.scheduler.v1.WatchJobResponse
-	(*WorkspaceLimits)(nil),            // 27: sluice.scheduler.v1.WorkspaceLimits
-	(*GetWorkspaceLimitsRequest)(nil),  // 28: sluice.scheduler.v1.GetWorkspaceLimitsRequest
-	(*GetWorkspaceLimitsResponse)(nil), // 29: sluice.scheduler.v1.GetWorkspaceLimitsResponse
-	(*SetWorkspaceLimitsRequest)(nil),  // 30: sluice.scheduler.v1.SetWorkspaceLimitsRequest
-	(*SetWorkspaceLimitsResponse)(nil), // 31: sluice.scheduler.v1.SetWorkspaceLimitsResponse
-	(*RunNoopJobRequest)(nil),          // 32: sluice.scheduler.v1.RunNoopJobRequest
-	(*RunNoopJobResponse)(nil),         // 33: sluice.scheduler.v1.RunNoopJobResponse
-	nil,                                // 34: sluice.scheduler.v1.Job.ParametersEntry
-	nil,                                // 35: sluice.scheduler.v1.RunCopyRequest.ParametersEntry
-	nil,                                // 36: sluice.scheduler.v1.RunNoopJobRequest.ParametersEntry
-	(*v1.Statistics)(nil),              // 37: sluice.common.v1.Statistics
+	(*JobProgress)(nil),                // 3: sluice.scheduler.v1.JobProgress
+	(*JobError)(nil),                   // 4: sluice.scheduler.v1.JobError
+	(*Job)(nil),                        // 5: sluice.scheduler.v1.Job
+	(*PopulateOptions)(nil),            // 6: sluice.scheduler.v1.PopulateOptions
+	(*RunCopyRequest)(nil),             // 7: sluice.scheduler.v1.RunCopyRequest
+	(*RunCopyResponse)(nil),            // 8: sluice.scheduler.v1.RunCopyResponse
+	(*PauseCopyScheduleRequest)(nil),   // 9: sluice.scheduler.v1.PauseCopyScheduleRequest
+	(*PauseCopyScheduleResponse)(nil),  // 10: sluice.scheduler.v1.PauseCopyScheduleResponse
+	(*ResumeCopyScheduleRequest)(nil),  // 11: sluice.scheduler.v1.ResumeCopyScheduleRequest
+	(*ResumeCopyScheduleResponse)(nil), // 12: sluice.scheduler.v1.ResumeCopyScheduleResponse
+	(*CopySchedule)(nil),               // 13: sluice.scheduler.v1.CopySchedule
+	(*ListCopySchedulesRequest)(nil),   // 14: sluice.scheduler.v1.ListCopySchedulesRequest
+	(*ListCopySchedulesResponse)(nil),  // 15: sluice.scheduler.v1.ListCopySchedulesResponse
+	(*PopulateRequest)(nil),            // 16: sluice.scheduler.v1.PopulateRequest
+	(*PopulateResponse)(nil),           // 17: sluice.scheduler.v1.PopulateResponse
+	(*GetJobRequest)(nil),              // 18: sluice.scheduler.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 19: sluice.scheduler.v1.GetJobResponse
+	(*ListJobsRequest)(nil),            // 20: sluice.scheduler.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 21: sluice.scheduler.v1.ListJobsResponse
+	(*CancelJobRequest)(nil),           // 22: sluice.scheduler.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 23: sluice.scheduler.v1.CancelJobResponse
+	(*WatchJobRequest)(nil),            // 24: sluice.scheduler.v1.WatchJobRequest
+	(*WatchJobResponse)(nil),           // 25: sluice.scheduler.v1.WatchJobResponse
+	(*WorkspaceLimits)(nil),            // 26: sluice.scheduler.v1.WorkspaceLimits
+	(*GetWorkspaceLimitsRequest)(nil),  // 27: sluice.scheduler.v1.GetWorkspaceLimitsRequest
+	(*GetWorkspaceLimitsResponse)(nil), // 28: sluice.scheduler.v1.GetWorkspaceLimitsResponse
+	(*SetWorkspaceLimitsRequest)(nil),  // 29: sluice.scheduler.v1.SetWorkspaceLimitsRequest
+	(*SetWorkspaceLimitsResponse)(nil), // 30: sluice.scheduler.v1.SetWorkspaceLimitsResponse
+	(*RunNoopJobRequest)(nil),          // 31: sluice.scheduler.v1.RunNoopJobRequest
+	(*RunNoopJobResponse)(nil),         // 32: sluice.scheduler.v1.RunNoopJobResponse
+	nil,                                // 33: sluice.scheduler.v1.Job.ParametersEntry
+	nil,                                // 34: sluice.scheduler.v1.RunCopyRequest.ParametersEntry
+	nil,                                // 35: sluice.scheduler.v1.RunNoopJobRequest.ParametersEntry
+	(*v1.Statistics)(nil),              // 36: sluice.common.v1.Statistics
+	(v1.ErrorReason)(0),                // 37: sluice.common.v1.ErrorReason
 	(*timestamppb.Timestamp)(nil),      // 38: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 39: google.protobuf.Duration
+	(v1.CopyMode)(0),                   // 39: sluice.common.v1.CopyMode
+	(*durationpb.Duration)(nil),        // 40: google.protobuf.Duration
 }
 var file_sluice_scheduler_v1_scheduler_proto_depIdxs = []int32{
-	37, // 0: sluice.scheduler.v1.JobProgress.statistics:type_name -> sluice.common.v1.Statistics
-	0,  // 1: sluice.scheduler.v1.Job.kind:type_name -> sluice.scheduler.v1.JobKind
-	1,  // 2: sluice.scheduler.v1.Job.status:type_name -> sluice.scheduler.v1.JobStatus
-	38, // 3: sluice.scheduler.v1.Job.create_time:type_name -> google.protobuf.Timestamp
-	38, // 4: sluice.scheduler.v1.Job.start_time:type_name -> google.protobuf.Timestamp
-	38, // 5: sluice.scheduler.v1.Job.update_time:type_name -> google.protobuf.Timestamp
-	38, // 6: sluice.scheduler.v1.Job.finish_time:type_name -> google.protobuf.Timestamp
-	34, // 7: sluice.scheduler.v1.Job.parameters:type_name -> sluice.scheduler.v1.Job.ParametersEntry
-	38, // 8: sluice.scheduler.v1.Job.job_timestamp:type_name -> google.protobuf.Timestamp
-	2,  // 9: sluice.scheduler.v1.Job.execution_type:type_name -> sluice.scheduler.v1.ExecutionType
-	3,  // 10: sluice.scheduler.v1.Job.mode:type_name -> sluice.scheduler.v1.CopyMode
-	4,  // 11: sluice.scheduler.v1.Job.progress:type_name -> sluice.scheduler.v1.JobProgress
-	5,  // 12: sluice.scheduler.v1.Job.error:type_name -> sluice.scheduler.v1.JobError
-	39, // 13: sluice.scheduler.v1.Job.max_execution_time:type_name -> google.protobuf.Duration
-	7,  // 14: sluice.scheduler.v1.Job.populate:type_name -> sluice.scheduler.v1.PopulateOptions
-	35, // 15: sluice.scheduler.v1.RunCopyRequest.parameters:type_name -> sluice.scheduler.v1.RunCopyRequest.ParametersEntry
-	38, // 16: sluice.scheduler.v1.RunCopyRequest.job_timestamp:type_name -> google.protobuf.Timestamp
-	3,  // 17: sluice.scheduler.v1.RunCopyRequest.mode:type_name -> sluice.scheduler.v1.CopyMode
-	39, // 18: sluice.scheduler.v1.RunCopyRequest.max_execution_time:type_name -> google.protobuf.Duration
-	6,  // 19: sluice.scheduler.v1.RunCopyResponse.job:type_name -> sluice.scheduler.v1.Job
-	14, // 20: sluice.scheduler.v1.PauseCopyScheduleResponse.schedule:type_name -> sluice.scheduler.v1.CopySchedule
-	14, // 21: sluice.scheduler.v1.ResumeCopyScheduleResponse.schedule:type_name -> sluice.scheduler.v1.CopySchedule
-	38, // 22: sluice.scheduler.v1.CopySchedule.last_tick:type_name -> google.protobuf.Timestamp
-	38, // 23: sluice.scheduler.v1.CopySchedule.next_tick:type_name -> google.protobuf.Timestamp
-	14, // 24: sluice.scheduler.v1.ListCopySchedulesResponse.schedules:type_name -> sluice.scheduler.v1.CopySchedule
-	7,  // 25: sluice.scheduler.v1.PopulateRequest.options:type_name -> sluice.scheduler.v1.PopulateOptions
-	39, // 26: sluice.scheduler.v1.PopulateRequest.max_execution_time:type_name -> google.protobuf.Duration
-	6,  // 27: sluice.scheduler.v1.PopulateResponse.job:type_name -> sluice.scheduler.v1.Job
-	6,  // 28: sluice.scheduler.v1.GetJobResponse.job:type_name -> sluice.scheduler.v1.Job
-	1,  // 29: sluice.scheduler.v1.ListJobsRequest.statuses:type_name -> sluice.scheduler.v1.JobStatus
-	0,  // 30: sluice.scheduler.v1.ListJobsRequest.kinds:type_name -> sluice.scheduler.v1.JobKind
-	38, // 31: sluice.scheduler.v1.ListJobsRequest.since:type_name -> google.protobuf.Timestamp
-	6,  // 32: sluice.scheduler.v1.ListJobsResponse.jobs:type_name -> sluice.scheduler.v1.Job
-	6,  // 33: sluice.scheduler.v1.CancelJobResponse.job:type_name -> sluice.scheduler.v1.Job
-	6,  // 34: sluice.scheduler.v1.WatchJobResponse.job:type_name -> sluice.scheduler.v1.Job
-	27, // 35: sluice.scheduler.v1.GetWorkspaceLimitsResponse.limits:type_name -> sluice.scheduler.v1.WorkspaceLimits
-	27, // 36: sluice.scheduler.v1.SetWorkspaceLimitsRequest.limits:type_name -> sluice.scheduler.v1.WorkspaceLimits
-	27, // 37: sluice.scheduler.v1.SetWorkspaceLimitsResponse.limits:type_name -> sluice.scheduler.v1.WorkspaceLimits
-	36, // 38: sluice.scheduler.v1.RunNoopJobRequest.parameters:type_name -> sluice.scheduler.v1.RunNoopJobRequest.ParametersEntry
-	39, // 39: sluice.scheduler.v1.RunNoopJobRequest.max_execution_time:type_name -> google.protobuf.Duration
-	6,  // 40: sluice.scheduler.v1.RunNoopJobResponse.job:type_name -> sluice.scheduler.v1.Job
-	8,  // 41: sluice.scheduler.v1.SchedulerService.RunCopy:input_type -> sluice.scheduler.v1.RunCopyRequest
-	10, // 42: sluice.scheduler.v1.SchedulerService.PauseCopySchedule:input_type -> sluice.scheduler.v1.PauseCopyScheduleRequest
-	12, // 43: sluice.scheduler.v1.SchedulerService.ResumeCopySchedule:input_type -> sluice.scheduler.v1.ResumeCopyScheduleRequest
-	15, // 44: sluice.scheduler.v1.SchedulerService.ListCopySchedules:input_type -> sluice.scheduler.v1.ListCopySchedulesRequest
-	17, // 45: sluice.scheduler.v1.SchedulerService.Populate:input_type -> sluice.scheduler.v1.PopulateRequest
-	19, // 46: sluice.scheduler.v1.SchedulerService.GetJob:input_type -> sluice.scheduler.v1.GetJobRequest
-	21, // 47: sluice.scheduler.v1.SchedulerService.ListJobs:input_type -> sluice.scheduler.v1.ListJobsRequest
-	23, // 48: sluice.scheduler.v1.SchedulerService.CancelJob:input_type -> sluice.scheduler.v1.CancelJobRequest
-	25, // 49: sluice.scheduler.v1.SchedulerService.WatchJob:input_type -> sluice.scheduler.v1.WatchJobRequest
-	28, // 50: sluice.scheduler.v1.SchedulerService.GetWorkspaceLimits:input_type -> sluice.scheduler.v1.GetWorkspaceLimitsRequest
-	30, // 51: sluice.scheduler.v1.SchedulerService.SetWorkspaceLimits:input_type -> sluice.scheduler.v1.SetWorkspaceLimitsRequest
-	32, // 52: sluice.scheduler.v1.SchedulerService.RunNoopJob:input_type -> sluice.scheduler.v1.RunNoopJobRequest
-	9,  // 53: sluice.scheduler.v1.SchedulerService.RunCopy:output_type -> sluice.scheduler.v1.RunCopyResponse
-	11, // 54: sluice.scheduler.v1.SchedulerService.PauseCopySchedule:output_type -> sluice.scheduler.v1.PauseCopyScheduleResponse
-	13, // 55: sluice.scheduler.v1.SchedulerService.ResumeCopySchedule:output_type -> sluice.scheduler.v1.ResumeCopyScheduleResponse
-	16, // 56: sluice.scheduler.v1.SchedulerService.ListCopySchedules:output_type -> sluice.scheduler.v1.ListCopySchedulesResponse
-	18, // 57: sluice.scheduler.v1.SchedulerService.Populate:output_type -> sluice.scheduler.v1.PopulateResponse
-	20, // 58: sluice.scheduler.v1.SchedulerService.GetJob:output_type -> sluice.scheduler.v1.GetJobResponse
-	22, // 59: sluice.scheduler.v1.SchedulerService.ListJobs:output_type -> sluice.scheduler.v1.ListJobsResponse
-	24, // 60: sluice.scheduler.v1.SchedulerService.CancelJob:output_type -> sluice.scheduler.v1.CancelJobResponse
-	26, // 61: sluice.scheduler.v1.SchedulerService.WatchJob:output_type -> sluice.scheduler.v1.WatchJobResponse
-	29, // 62: sluice.scheduler.v1.SchedulerService.GetWorkspaceLimits:output_type -> sluice.scheduler.v1.GetWorkspaceLimitsResponse
-	31, // 63: sluice.scheduler.v1.SchedulerService.SetWorkspaceLimits:output_type -> sluice.scheduler.v1.SetWorkspaceLimitsResponse
-	33, // 64: sluice.scheduler.v1.SchedulerService.RunNoopJob:output_type -> sluice.scheduler.v1.RunNoopJobResponse
-	53, // [53:65] is the sub-list for method output_type
-	41, // [41:53] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	36, // 0: sluice.scheduler.v1.JobProgress.statistics:type_name -> sluice.common.v1.Statistics
+	37, // 1: sluice.scheduler.v1.JobError.reason:type_name -> sluice.common.v1.ErrorReason
+	0,  // 2: sluice.scheduler.v1.Job.kind:type_name -> sluice.scheduler.v1.JobKind
+	1,  // 3: sluice.scheduler.v1.Job.status:type_name -> sluice.scheduler.v1.JobStatus
+	38, // 4: sluice.scheduler.v1.Job.create_time:type_name -> google.protobuf.Timestamp
+	38, // 5: sluice.scheduler.v1.Job.start_time:type_name -> google.protobuf.Timestamp
+	38, // 6: sluice.scheduler.v1.Job.update_time:type_name -> google.protobuf.Timestamp
+	38, // 7: sluice.scheduler.v1.Job.finish_time:type_name -> google.protobuf.Timestamp
+	33, // 8: sluice.scheduler.v1.Job.parameters:type_name -> sluice.scheduler.v1.Job.ParametersEntry
+	38, // 9: sluice.scheduler.v1.Job.job_timestamp:type_name -> google.protobuf.Timestamp
+	2,  // 10: sluice.scheduler.v1.Job.execution_type:type_name -> sluice.scheduler.v1.ExecutionType
+	39, // 11: sluice.scheduler.v1.Job.mode:type_name -> sluice.common.v1.CopyMode
+	3,  // 12: sluice.scheduler.v1.Job.progress:type_name -> sluice.scheduler.v1.JobProgress
+	4,  // 13: sluice.scheduler.v1.Job.error:type_name -> sluice.scheduler.v1.JobError
+	40, // 14: sluice.scheduler.v1.Job.max_execution_time:type_name -> google.protobuf.Duration
+	6,  // 15: sluice.scheduler.v1.Job.populate:type_name -> sluice.scheduler.v1.PopulateOptions
+	34, // 16: sluice.scheduler.v1.RunCopyRequest.parameters:type_name -> sluice.scheduler.v1.RunCopyRequest.ParametersEntry
+	38, // 17: sluice.scheduler.v1.RunCopyRequest.job_timestamp:type_name -> google.protobuf.Timestamp
+	39, // 18: sluice.scheduler.v1.RunCopyRequest.mode:type_name -> sluice.common.v1.CopyMode
+	40, // 19: sluice.scheduler.v1.RunCopyRequest.max_execution_time:type_name -> google.protobuf.Duration
+	5,  // 20: sluice.scheduler.v1.RunCopyResponse.job:type_name -> sluice.scheduler.v1.Job
+	13, // 21: sluice.scheduler.v1.PauseCopyScheduleResponse.schedule:type_name -> sluice.scheduler.v1.CopySchedule
+	13, // 22: sluice.scheduler.v1.ResumeCopyScheduleResponse.schedule:type_name -> sluice.scheduler.v1.CopySchedule
+	38, // 23: sluice.scheduler.v1.CopySchedule.last_tick:type_name -> google.protobuf.Timestamp
+	38, // 24: sluice.scheduler.v1.CopySchedule.next_tick:type_name -> google.protobuf.Timestamp
+	13, // 25: sluice.scheduler.v1.ListCopySchedulesResponse.schedules:type_name -> sluice.scheduler.v1.CopySchedule
+	6,  // 26: sluice.scheduler.v1.PopulateRequest.options:type_name -> sluice.scheduler.v1.PopulateOptions
+	40, // 27: sluice.scheduler.v1.PopulateRequest.max_execution_time:type_name -> google.protobuf.Duration
+	5,  // 28: sluice.scheduler.v1.PopulateResponse.job:type_name -> sluice.scheduler.v1.Job
+	5,  // 29: sluice.scheduler.v1.GetJobResponse.job:type_name -> sluice.scheduler.v1.Job
+	1,  // 30: sluice.scheduler.v1.ListJobsRequest.statuses:type_name -> sluice.scheduler.v1.JobStatus
+	0,  // 31: sluice.scheduler.v1.ListJobsRequest.kinds:type_name -> sluice.scheduler.v1.JobKind
+	38, // 32: sluice.scheduler.v1.ListJobsRequest.since:type_name -> google.protobuf.Timestamp
+	5,  // 33: sluice.scheduler.v1.ListJobsResponse.jobs:type_name -> sluice.scheduler.v1.Job
+	5,  // 34: sluice.scheduler.v1.CancelJobResponse.job:type_name -> sluice.scheduler.v1.Job
+	5,  // 35: sluice.scheduler.v1.WatchJobResponse.job:type_name -> sluice.scheduler.v1.Job
+	26, // 36: sluice.scheduler.v1.GetWorkspaceLimitsResponse.limits:type_name -> sluice.scheduler.v1.WorkspaceLimits
+	26, // 37: sluice.scheduler.v1.SetWorkspaceLimitsRequest.limits:type_name -> sluice.scheduler.v1.WorkspaceLimits
+	26, // 38: sluice.scheduler.v1.SetWorkspaceLimitsResponse.limits:type_name -> sluice.scheduler.v1.WorkspaceLimits
+	35, // 39: sluice.scheduler.v1.RunNoopJobRequest.parameters:type_name -> sluice.scheduler.v1.RunNoopJobRequest.ParametersEntry
+	40, // 40: sluice.scheduler.v1.RunNoopJobRequest.max_execution_time:type_name -> google.protobuf.Duration
+	5,  // 41: sluice.scheduler.v1.RunNoopJobResponse.job:type_name -> sluice.scheduler.v1.Job
+	7,  // 42: sluice.scheduler.v1.SchedulerService.RunCopy:input_type -> sluice.scheduler.v1.RunCopyRequest
+	9,  // 43: sluice.scheduler.v1.SchedulerService.PauseCopySchedule:input_type -> sluice.scheduler.v1.PauseCopyScheduleRequest
+	11, // 44: sluice.scheduler.v1.SchedulerService.ResumeCopySchedule:input_type -> sluice.scheduler.v1.ResumeCopyScheduleRequest
+	14, // 45: sluice.scheduler.v1.SchedulerService.ListCopySchedules:input_type -> sluice.scheduler.v1.ListCopySchedulesRequest
+	16, // 46: sluice.scheduler.v1.SchedulerService.Populate:input_type -> sluice.scheduler.v1.PopulateRequest
+	18, // 47: sluice.scheduler.v1.SchedulerService.GetJob:input_type -> sluice.scheduler.v1.GetJobRequest
+	20, // 48: sluice.scheduler.v1.SchedulerService.ListJobs:input_type -> sluice.scheduler.v1.ListJobsRequest
+	22, // 49: sluice.scheduler.v1.SchedulerService.CancelJob:input_type -> sluice.scheduler.v1.CancelJobRequest
+	24, // 50: sluice.scheduler.v1.SchedulerService.WatchJob:input_type -> sluice.scheduler.v1.WatchJobRequest
+	27, // 51: sluice.scheduler.v1.SchedulerService.GetWorkspaceLimits:input_type -> sluice.scheduler.v1.GetWorkspaceLimitsRequest
+	29, // 52: sluice.scheduler.v1.SchedulerService.SetWorkspaceLimits:input_type -> sluice.scheduler.v1.SetWorkspaceLimitsRequest
+	31, // 53: sluice.scheduler.v1.SchedulerService.RunNoopJob:input_type -> sluice.scheduler.v1.RunNoopJobRequest
+	8,  // 54: sluice.scheduler.v1.SchedulerService.RunCopy:output_type -> sluice.scheduler.v1.RunCopyResponse
+	10, // 55: sluice.scheduler.v1.SchedulerService.PauseCopySchedule:output_type -> sluice.scheduler.v1.PauseCopyScheduleResponse
+	12, // 56: sluice.scheduler.v1.SchedulerService.ResumeCopySchedule:output_type -> sluice.scheduler.v1.ResumeCopyScheduleResponse
+	15, // 57: sluice.scheduler.v1.SchedulerService.ListCopySchedules:output_type -> sluice.scheduler.v1.ListCopySchedulesResponse
+	17, // 58: sluice.scheduler.v1.SchedulerService.Populate:output_type -> sluice.scheduler.v1.PopulateResponse
+	19, // 59: sluice.scheduler.v1.SchedulerService.GetJob:output_type -> sluice.scheduler.v1.GetJobResponse
+	21, // 60: sluice.scheduler.v1.SchedulerService.ListJobs:output_type -> sluice.scheduler.v1.ListJobsResponse
+	23, // 61: sluice.scheduler.v1.SchedulerService.CancelJob:output_type -> sluice.scheduler.v1.CancelJobResponse
+	25, // 62: sluice.scheduler.v1.SchedulerService.WatchJob:output_type -> sluice.scheduler.v1.WatchJobResponse
+	28, // 63: sluice.scheduler.v1.SchedulerService.GetWorkspaceLimits:output_type -> sluice.scheduler.v1.GetWorkspaceLimitsResponse
+	30, // 64: sluice.scheduler.v1.SchedulerService.SetWorkspaceLimits:output_type -> sluice.scheduler.v1.SetWorkspaceLimitsResponse
+	32, // 65: sluice.scheduler.v1.SchedulerService.RunNoopJob:output_type -> sluice.scheduler.v1.RunNoopJobResponse
+	54, // [54:66] is the sub-list for method output_type
+	42, // [42:54] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_sluice_scheduler_v1_scheduler_proto_init() }
@@ -2473,7 +2572,7 @@ func file_sluice_scheduler_v1_scheduler_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_scheduler_v1_scheduler_proto_rawDesc), len(file_sluice_scheduler_v1_scheduler_proto_rawDesc)),
-			NumEnums:      4,
+			NumEnums:      3,
 			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,

@@ -41,33 +41,48 @@ const (
 // enforces per-workspace concurrency limits.
 type SchedulerServiceClient interface {
 	// RunCopy starts an on-demand run of a Copy Pipe. Parameters are validated against the node's
-	// template at once: an error names every missing required parameter.
+	// template at once: an error names every missing required parameter (MISSING_PARAMETER) or
+	// the parameter the node does not declare (UNKNOWN_PARAMETER, listing the declared ones).
+	// With a request_id, a retry returns the first call's job and starts nothing.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace, pipe), FAILED_PRECONDITION (not a Copy
+	// Pipe), UNSUPPORTED (replace mode on a server without EXCHANGE TABLES), REQUEST_ID_REUSED,
+	// REQUEST_IN_PROGRESS.
 	RunCopy(ctx context.Context, in *RunCopyRequest, opts ...grpc.CallOption) (*RunCopyResponse, error)
 	// PauseCopySchedule stops a Copy Pipe's cron schedule; the pause survives restarts.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (pipe, schedule), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	PauseCopySchedule(ctx context.Context, in *PauseCopyScheduleRequest, opts ...grpc.CallOption) (*PauseCopyScheduleResponse, error)
 	// ResumeCopySchedule starts a paused schedule again from the next tick.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (pipe, schedule), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	ResumeCopySchedule(ctx context.Context, in *ResumeCopyScheduleRequest, opts ...grpc.CallOption) (*ResumeCopyScheduleResponse, error)
-	// ListCopySchedules lists the cron schedules of a workspace.
+	// ListCopySchedules lists the cron schedules of a workspace by pipe name, one page at a time.
+	// Errors: INVALID_ARGUMENT, INVALID_PAGE_TOKEN.
 	ListCopySchedules(ctx context.Context, in *ListCopySchedulesRequest, opts ...grpc.CallOption) (*ListCopySchedulesResponse, error)
 	// Populate starts a populate of a materialized pipe's target from its source Data Source,
-	// one step per source partition.
+	// one step per source partition. With a request_id, a retry returns the first call's job.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace, pipe, node), FAILED_PRECONDITION (not a
+	// materialized pipe), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	Populate(ctx context.Context, in *PopulateRequest, opts ...grpc.CallOption) (*PopulateResponse, error)
-	// GetJob returns one job.
+	// GetJob returns one job. Errors: INVALID_ARGUMENT, NOT_FOUND (job).
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*GetJobResponse, error)
-	// ListJobs lists jobs of a workspace, newest first, including finished jobs still retained
-	// (48 hours by default).
+	// ListJobs lists jobs of a workspace, newest first (by create time, then id), including
+	// finished jobs still retained (48 hours by default), one page at a time.
+	// Errors: INVALID_ARGUMENT, INVALID_PAGE_TOKEN.
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
-	// CancelJob cancels a waiting or working job. Other states are FAILED_PRECONDITION.
+	// CancelJob cancels a waiting or working job. Errors: INVALID_ARGUMENT, NOT_FOUND (job),
+	// FAILED_PRECONDITION (the job is not waiting or working), REQUEST_ID_REUSED,
+	// REQUEST_IN_PROGRESS.
 	CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*CancelJobResponse, error)
 	// WatchJob streams the job's state each time it changes, starting with the current state,
-	// and ends after the job reaches a final state.
+	// and ends after the job reaches a final state. Errors: INVALID_ARGUMENT, NOT_FOUND (job).
 	WatchJob(ctx context.Context, in *WatchJobRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchJobResponse], error)
-	// GetWorkspaceLimits returns a workspace's job limits.
+	// GetWorkspaceLimits returns a workspace's job limits. Errors: INVALID_ARGUMENT.
 	GetWorkspaceLimits(ctx context.Context, in *GetWorkspaceLimitsRequest, opts ...grpc.CallOption) (*GetWorkspaceLimitsResponse, error)
-	// SetWorkspaceLimits changes a workspace's job limits.
+	// SetWorkspaceLimits changes a workspace's job limits. Errors: INVALID_ARGUMENT,
+	// REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	SetWorkspaceLimits(ctx context.Context, in *SetWorkspaceLimitsRequest, opts ...grpc.CallOption) (*SetWorkspaceLimitsResponse, error)
 	// RunNoopJob starts a NOOP job: empty steps that exercise the job system (diagnostics,
 	// tests and benchmarks). Its behaviour is set by parameters, see RunNoopJobRequest.
+	// Errors: INVALID_ARGUMENT, UNKNOWN_PARAMETER, REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	RunNoopJob(ctx context.Context, in *RunNoopJobRequest, opts ...grpc.CallOption) (*RunNoopJobResponse, error)
 }
 
@@ -216,33 +231,48 @@ func (c *schedulerServiceClient) RunNoopJob(ctx context.Context, in *RunNoopJobR
 // enforces per-workspace concurrency limits.
 type SchedulerServiceServer interface {
 	// RunCopy starts an on-demand run of a Copy Pipe. Parameters are validated against the node's
-	// template at once: an error names every missing required parameter.
+	// template at once: an error names every missing required parameter (MISSING_PARAMETER) or
+	// the parameter the node does not declare (UNKNOWN_PARAMETER, listing the declared ones).
+	// With a request_id, a retry returns the first call's job and starts nothing.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace, pipe), FAILED_PRECONDITION (not a Copy
+	// Pipe), UNSUPPORTED (replace mode on a server without EXCHANGE TABLES), REQUEST_ID_REUSED,
+	// REQUEST_IN_PROGRESS.
 	RunCopy(context.Context, *RunCopyRequest) (*RunCopyResponse, error)
 	// PauseCopySchedule stops a Copy Pipe's cron schedule; the pause survives restarts.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (pipe, schedule), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	PauseCopySchedule(context.Context, *PauseCopyScheduleRequest) (*PauseCopyScheduleResponse, error)
 	// ResumeCopySchedule starts a paused schedule again from the next tick.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (pipe, schedule), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	ResumeCopySchedule(context.Context, *ResumeCopyScheduleRequest) (*ResumeCopyScheduleResponse, error)
-	// ListCopySchedules lists the cron schedules of a workspace.
+	// ListCopySchedules lists the cron schedules of a workspace by pipe name, one page at a time.
+	// Errors: INVALID_ARGUMENT, INVALID_PAGE_TOKEN.
 	ListCopySchedules(context.Context, *ListCopySchedulesRequest) (*ListCopySchedulesResponse, error)
 	// Populate starts a populate of a materialized pipe's target from its source Data Source,
-	// one step per source partition.
+	// one step per source partition. With a request_id, a retry returns the first call's job.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace, pipe, node), FAILED_PRECONDITION (not a
+	// materialized pipe), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	Populate(context.Context, *PopulateRequest) (*PopulateResponse, error)
-	// GetJob returns one job.
+	// GetJob returns one job. Errors: INVALID_ARGUMENT, NOT_FOUND (job).
 	GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error)
-	// ListJobs lists jobs of a workspace, newest first, including finished jobs still retained
-	// (48 hours by default).
+	// ListJobs lists jobs of a workspace, newest first (by create time, then id), including
+	// finished jobs still retained (48 hours by default), one page at a time.
+	// Errors: INVALID_ARGUMENT, INVALID_PAGE_TOKEN.
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
-	// CancelJob cancels a waiting or working job. Other states are FAILED_PRECONDITION.
+	// CancelJob cancels a waiting or working job. Errors: INVALID_ARGUMENT, NOT_FOUND (job),
+	// FAILED_PRECONDITION (the job is not waiting or working), REQUEST_ID_REUSED,
+	// REQUEST_IN_PROGRESS.
 	CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error)
 	// WatchJob streams the job's state each time it changes, starting with the current state,
-	// and ends after the job reaches a final state.
+	// and ends after the job reaches a final state. Errors: INVALID_ARGUMENT, NOT_FOUND (job).
 	WatchJob(*WatchJobRequest, grpc.ServerStreamingServer[WatchJobResponse]) error
-	// GetWorkspaceLimits returns a workspace's job limits.
+	// GetWorkspaceLimits returns a workspace's job limits. Errors: INVALID_ARGUMENT.
 	GetWorkspaceLimits(context.Context, *GetWorkspaceLimitsRequest) (*GetWorkspaceLimitsResponse, error)
-	// SetWorkspaceLimits changes a workspace's job limits.
+	// SetWorkspaceLimits changes a workspace's job limits. Errors: INVALID_ARGUMENT,
+	// REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	SetWorkspaceLimits(context.Context, *SetWorkspaceLimitsRequest) (*SetWorkspaceLimitsResponse, error)
 	// RunNoopJob starts a NOOP job: empty steps that exercise the job system (diagnostics,
 	// tests and benchmarks). Its behaviour is set by parameters, see RunNoopJobRequest.
+	// Errors: INVALID_ARGUMENT, UNKNOWN_PARAMETER, REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	RunNoopJob(context.Context, *RunNoopJobRequest) (*RunNoopJobResponse, error)
 	mustEmbedUnimplementedSchedulerServiceServer()
 }

@@ -36,6 +36,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"regexp"
 	"time"
 
@@ -328,9 +329,11 @@ func AddStats(a, b *commonv1.Statistics) *commonv1.Statistics {
 	a.ReadBytes += b.GetReadBytes()
 	a.WrittenRows += b.GetWrittenRows()
 	a.WrittenBytes += b.GetWrittenBytes()
-	a.ElapsedSeconds += b.GetElapsedSeconds()
+	a.Elapsed = durationpb.New(a.GetElapsed().AsDuration() + b.GetElapsed().AsDuration())
 	a.MemoryUsage = max(a.GetMemoryUsage(), b.GetMemoryUsage())
-	a.CpuSeconds += b.GetCpuSeconds()
+	if b.GetCpuTime() != nil {
+		a.CpuTime = durationpb.New(a.GetCpuTime().AsDuration() + b.GetCpuTime().AsDuration())
+	}
 	return a
 }
 
