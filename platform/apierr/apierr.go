@@ -50,7 +50,8 @@ type Error struct {
 	cause      error
 }
 
-func (e *Error) Error() string { return e.Message }
+// Error reads as the error of a gRPC call that returned e does.
+func (e *Error) Error() string { return fmt.Sprintf("rpc error: code = %s desc = %s", e.Code, e.Message) }
 
 // Unwrap returns the error this one was made from, if any.
 func (e *Error) Unwrap() error { return e.cause }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
@@ -28,6 +29,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/idempotency"
 )
 
 // Server wraps grpc.Server with health and reflection.
@@ -41,6 +43,7 @@ type Server struct {
 	mu       sync.Mutex
 	services []string
 	done     chan struct{}
+	requests atomic.Pointer[idempotency.Store]
 }
 
 // Options configure the server.
@@ -66,11 +69,14 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("grpc listen %s: %w", o.Addr, err)
 	}
+	s := &Server{log: o.Log, gate: o.Gate, ln: ln, done: make(chan struct{})}
 	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(o.Tracer), otelgrpc.WithPropagators(o.Propagator))),
-		// Recovery first, so a panic in the gate is caught too; the gate before any handler.
-		grpc.ChainUnaryInterceptor(recoverUnary(o.Log), o.Gate.Unary()),
-		grpc.ChainStreamInterceptor(recoverStream(o.Log), o.Gate.Stream()),
+		// Recovery first, so a panic anywhere below is caught; then the error mapping, so the
+		// gate's refusals carry ErrorInfo too; the gate before anything reads the request; the
+		// enum check before a request id is claimed, so a refused request keeps its id free.
+		grpc.ChainUnaryInterceptor(recoverUnary(o.Log), errorsUnary, o.Gate.Unary(), validateUnary, s.requestsUnary),
+		grpc.ChainStreamInterceptor(recoverStream(o.Log), errorsStream, o.Gate.Stream(), validateStream),
 	}
 	if o.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(o.TLS)))
@@ -81,7 +87,8 @@ func New(o Options) (*Server, error) {
 	h.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(g, h)
 	reflection.Register(g)
-	return &Server{GRPC: g, Health: h, log: o.Log, gate: o.Gate, ln: ln, done: make(chan struct{})}, nil
+	s.GRPC, s.Health = g, h
+	return s, nil
 }
 
 // Addr is the address the server listens on.

@@ -85,3 +85,34 @@ func fingerprint(req proto.Message) string {
 	sum := sha256.Sum256(append([]byte(m.Descriptor().FullName()+"\x00"), b...))
 	return base64.RawURLEncoding.EncodeToString(sum[:12])
 }
+
+// Page returns the page of items (in the list's order) that req asks for, and the token of the
+// next page ("" on the last). key is an item's sort key; after reports whether an item comes
+// after a key in the list's order. max bounds page_size.
+func Page[T any](req proto.Message, pageSize int32, pageToken string, max int, items []T, key func(T) []string, after func(T, []string) bool) ([]T, string, error) {
+	size, err := Size(pageSize, max)
+	if err != nil {
+		return nil, "", err
+	}
+	start, err := Start(req, pageToken)
+	if err != nil {
+		return nil, "", err
+	}
+	i := 0
+	if start != nil {
+		for i < len(items) && !after(items[i], start) {
+			i++
+		}
+	}
+	items = items[i:]
+	if len(items) <= size {
+		return items, "", nil
+	}
+	return items[:size], Next(req, key(items[size-1])...), nil
+}
+
+// ByName pages a list in ascending name order.
+func ByName[T any](req proto.Message, pageSize int32, pageToken string, max int, items []T, name func(T) string) ([]T, string, error) {
+	return Page(req, pageSize, pageToken, max, items, func(t T) []string { return []string{name(t)} },
+		func(t T, k []string) bool { return name(t) > k[0] })
+}

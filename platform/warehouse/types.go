@@ -116,3 +116,13 @@ func (t chType) kind() typeKind {
 	}
 	return kindOther
 }
+
+// SplitType returns a ClickHouse type's base name and its top-level arguments, with Nullable
+// and LowCardinality unwrapped: "Decimal(10, 2)" is ("Decimal", ["10", "2"]).
+func SplitType(t string) (string, []string) {
+	ct := parseType(t)
+	return ct.base, ct.args
+}
+
+// TupleElementType is the type of a Tuple argument, which may be named ("a UInt8").
+func TupleElementType(arg string) string { return tupleElemType(arg) }

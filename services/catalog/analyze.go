@@ -9,6 +9,8 @@ import (
 	"github.com/sluicehq/sluice/platform/chsql"
 	"github.com/sluicehq/sluice/services/catalog/datafile"
 	"github.com/sluicehq/sluice/services/catalog/template"
+
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 )
 
 // analyze parses every node's template, finds what each node reads, and checks the rules of
@@ -142,7 +144,7 @@ func (p *project) checkPipe(pd *pipeDef) []diag {
 			if n.Datasource == "" {
 				diags = append(diags, diag{pos: n.Pos, msg: fmt.Sprintf("materialized node %s needs DATASOURCE <target Data Source>", n.Name)})
 			} else if _, ok := p.datasources[n.Datasource]; !ok {
-				diags = append(diags, diag{pos: keyPos(n, "DATASOURCE"), msg: fmt.Sprintf("missing resource: DATASOURCE %s of materialized node %s is neither in this push nor deployed in workspace %s", n.Datasource, n.Name, p.ws.Name)})
+				diags = append(diags, diag{pos: keyPos(n, "DATASOURCE"), code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_REFERENCE, msg: fmt.Sprintf("missing resource: DATASOURCE %s of materialized node %s is neither in this push nor deployed in workspace %s", n.Datasource, n.Name, p.ws.Name)})
 			}
 			if n.Engine.Set {
 				diags = append(diags, diag{pos: n.Engine.Pos, warning: true, msg: "ENGINE options on a materialized node are ignored: define the target in its own .datasource file"})
@@ -151,7 +153,7 @@ func (p *project) checkPipe(pd *pipeDef) []diag {
 			if n.TargetDatasource == "" {
 				diags = append(diags, diag{pos: n.Pos, msg: fmt.Sprintf("copy node %s needs TARGET_DATASOURCE <target Data Source>", n.Name)})
 			} else if _, ok := p.datasources[n.TargetDatasource]; !ok {
-				diags = append(diags, diag{pos: keyPos(n, "TARGET_DATASOURCE"), msg: fmt.Sprintf("missing resource: TARGET_DATASOURCE %s of copy node %s is neither in this push nor deployed in workspace %s", n.TargetDatasource, n.Name, p.ws.Name)})
+				diags = append(diags, diag{pos: keyPos(n, "TARGET_DATASOURCE"), code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_REFERENCE, msg: fmt.Sprintf("missing resource: TARGET_DATASOURCE %s of copy node %s is neither in this push nor deployed in workspace %s", n.TargetDatasource, n.Name, p.ws.Name)})
 			}
 			if s := n.CopySchedule; s != "" && s != datafile.OnDemand && nd.tmpl != nil {
 				var missing []string
@@ -183,13 +185,13 @@ func keyPos(n *datafile.Node, key string) datafile.Pos {
 func templateDiag(n *datafile.Node, err error) diag {
 	var te *template.Error
 	if errors.As(err, &te) {
-		return diag{pos: n.SQLPosition(te.Line, te.Column), msg: fmt.Sprintf("node %s: %s", n.Name, te.Msg)}
+		return diag{pos: n.SQLPosition(te.Line, te.Column), code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_TEMPLATE, msg: fmt.Sprintf("node %s: %s", n.Name, te.Msg)}
 	}
 	var ue *template.UserError
 	if errors.As(err, &ue) {
-		return diag{pos: n.SQLPosition(ue.Line, ue.Column), msg: fmt.Sprintf("node %s: %s", n.Name, ue.Message)}
+		return diag{pos: n.SQLPosition(ue.Line, ue.Column), code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_TEMPLATE, msg: fmt.Sprintf("node %s: %s", n.Name, ue.Message)}
 	}
-	return diag{pos: n.SQLPos, msg: fmt.Sprintf("node %s: %v", n.Name, err)}
+	return diag{pos: n.SQLPos, code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_TEMPLATE, msg: fmt.Sprintf("node %s: %v", n.Name, err)}
 }
 
 // trigger is the Data Source whose inserts fire a materialized pipe: the left-most table of

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	"github.com/sluicehq/sluice/services/catalog/datafile"
@@ -20,6 +21,8 @@ type engineCaps struct {
 	intSettings bool
 	// explainAST: the server has EXPLAIN AST (ClickHouse 20.x+), used to verify users' SQL.
 	explainAST bool
+	// timezone is the server's time zone: DateTime values of types that name none are in it.
+	timezone *time.Location
 	// mergeTreeSettings are the MergeTree settings the engine knows (system.merge_tree_settings):
 	// ENGINE_SETTINGS may only name these. Nil when not probed (then ClickHouse alone checks).
 	mergeTreeSettings map[string]bool

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	"github.com/sluicehq/sluice/platform/chsql"
 	"github.com/sluicehq/sluice/services/catalog/datafile"
 )
@@ -77,7 +78,7 @@ func checkDefinition(ds *datafile.DataSource, caps engineCaps) []diag {
 			msg = fmt.Sprintf("ENGINE_SETTINGS: %s is not a MergeTree setting this ClickHouse knows (see system.merge_tree_settings)", st.Name)
 		}
 		if msg != "" {
-			diags = append(diags, diag{pos: st.Pos, msg: msg})
+			diags = append(diags, diag{pos: st.Pos, code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_REFUSED, msg: msg})
 		}
 	}
 	return diags
@@ -102,7 +103,7 @@ func checkPlanStatements(p *project, pl *plan) []diag {
 				if d, ok := p.datasources[a.GetName()]; ok {
 					pos = d.ds.Pos
 				}
-				diags = append(diags, diag{pos: pos, msg: fmt.Sprintf("Data Source %s: refused, a statement built for it fails Sluice's final check: %v", a.GetName(), err)})
+				diags = append(diags, diag{pos: pos, code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_REFUSED, msg: fmt.Sprintf("Data Source %s: refused, a statement built for it fails Sluice's final check: %v", a.GetName(), err)})
 			}
 		}
 	}

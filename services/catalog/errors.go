@@ -3,12 +3,13 @@ package catalog
 import (
 	"errors"
 	"fmt"
+	"strings"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/sluicehq/sluice/platform/warehouse"
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
+	"github.com/sluicehq/sluice/platform/apierr"
 )
 
 // argError is a bad request field.
@@ -24,12 +25,32 @@ func invalidArg(field, format string, args ...any) error {
 }
 
 // notFoundError is something the request names that does not exist.
-type notFoundError struct{ msg string }
+type notFoundError struct{ kind, name, msg string }
 
 func (e *notFoundError) Error() string { return e.msg }
 
+// notFound names what is missing; the resource type is read from the message's start (a Data
+// Source, a pipe, a workspace...) when the caller does not say.
 func notFound(format string, args ...any) error {
-	return &notFoundError{msg: fmt.Sprintf(format, args...)}
+	msg := fmt.Sprintf(format, args...)
+	kind, name := "resource", ""
+	lower := strings.ToLower(msg)
+	for _, k := range []struct{ prefix, kind string }{
+		{"data source", "datasource"}, {"pipe", "pipe"}, {"workspace", "workspace"}, {"node", "node"},
+		{"no file", "file"}, {"no data source or pipe", "resource"}, {"deployed", "resource"},
+	} {
+		if strings.HasPrefix(lower, k.prefix) {
+			kind = k.kind
+			break
+		}
+	}
+	switch {
+	case strings.HasPrefix(format, "%s %q") && len(args) >= 2:
+		kind, name = strings.ReplaceAll(strings.ToLower(fmt.Sprint(args[0])), " ", ""), fmt.Sprint(args[1])
+	case len(args) > 0:
+		name = fmt.Sprint(args[0])
+	}
+	return &notFoundError{kind: kind, name: name, msg: msg}
 }
 
 // preconditionError refuses a request in the current state.
@@ -37,52 +58,50 @@ type preconditionError struct{ msg string }
 
 func (e *preconditionError) Error() string { return e.msg }
 
-// grpcError maps domain errors to gRPC status codes: bad requests and refused files are
-// InvalidArgument (with field details), missing things NotFound, ClickHouse errors by class.
+// grpcError maps domain errors to API errors (apierr): refused files are INVALID_DATAFILE (or
+// NEEDS_FORCE) with one Diagnostic each, bad fields INVALID_ARGUMENT with the field, missing
+// things NOT_FOUND with the resource, ClickHouse errors by class.
 func grpcError(err error) error {
 	if err == nil {
 		return nil
 	}
+	var ae *apierr.Error
+	if errors.As(err, &ae) {
+		return ae
+	}
 	if _, ok := status.FromError(err); ok && status.Code(err) != codes.Unknown {
 		return err
 	}
-	var ae *argError
+	var arg *argError
 	var nf *notFoundError
 	var pe *preconditionError
 	var de diagErrors
 	switch {
 	case errors.As(err, &de):
-		st := status.New(codes.InvalidArgument, fmt.Sprintf("%d problem(s) in the files:\n%s", len(de), de.Error()))
-		br := &errdetails.BadRequest{}
-		for _, d := range de {
-			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: d.pos.File, Description: d.String()})
+		diags := make([]*commonv1.Diagnostic, len(de))
+		force := len(de) > 0
+		for i, d := range de {
+			diags[i] = d.proto()
+			force = force && d.code == commonv1.DiagnosticCode_DIAGNOSTIC_CODE_NEEDS_FORCE
 		}
-		if withDetails, derr := st.WithDetails(br); derr == nil {
-			st = withDetails
+		e := apierr.Datafile(fmt.Sprintf("%d problem(s) in the files:\n%s", len(de), de.Error()), diags)
+		if force {
+			e.Reason = commonv1.ErrorReason_ERROR_REASON_NEEDS_FORCE
 		}
-		return st.Err()
-	case errors.As(err, &ae):
-		st := status.New(codes.InvalidArgument, ae.Error())
-		if withDetails, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: ae.field, Description: ae.msg}}}); derr == nil {
-			st = withDetails
+		return e
+	case errors.As(err, &arg):
+		e := apierr.InvalidArgument(arg.field, "%s", arg.msg)
+		if arg.field == "sql" {
+			e.Reason = commonv1.ErrorReason_ERROR_REASON_INVALID_SQL
 		}
-		return st.Err()
+		return e
 	case errors.As(err, &nf):
-		return status.Error(codes.NotFound, nf.msg)
+		return apierr.NotFound(nf.kind, nf.name, "%s", nf.msg)
 	case errors.As(err, &pe):
-		return status.Error(codes.FailedPrecondition, pe.msg)
+		return apierr.Precondition(commonv1.ErrorReason_ERROR_REASON_FAILED_PRECONDITION, "%s", pe.msg)
 	}
-	switch warehouse.ClassOf(err) {
-	case warehouse.ClassPermanent:
-		return status.Error(codes.InvalidArgument, err.Error())
-	case warehouse.ClassTimeout:
-		return status.Error(codes.DeadlineExceeded, err.Error())
-	case warehouse.ClassCancelled:
-		return status.Error(codes.Canceled, err.Error())
-	case warehouse.ClassRetryable:
-		return status.Error(codes.Unavailable, err.Error())
-	case warehouse.ClassMemoryLimit:
-		return status.Error(codes.ResourceExhausted, err.Error())
+	if we := apierr.FromWarehouse(err); we != nil {
+		return we
 	}
-	return status.Error(codes.Internal, err.Error())
+	return err
 }

@@ -2,11 +2,14 @@ package catalog
 
 import (
 	"context"
+	"sort"
+	"strconv"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
+	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/services/catalog/datafile"
 )
 
@@ -28,13 +31,20 @@ func (s *Service) GetWorkspace(ctx context.Context, req *catalogv1.GetWorkspaceR
 	return &catalogv1.GetWorkspaceResponse{Workspace: workspaceProto(w)}, nil
 }
 
-func (s *Service) ListWorkspaces(ctx context.Context, _ *catalogv1.ListWorkspacesRequest) (*catalogv1.ListWorkspacesResponse, error) {
+// maxPage bounds the page size of the catalog's lists.
+const maxPage = 1000
+
+func (s *Service) ListWorkspaces(ctx context.Context, req *catalogv1.ListWorkspacesRequest) (*catalogv1.ListWorkspacesResponse, error) {
 	ws, err := s.store.workspaces(ctx)
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	resp := &catalogv1.ListWorkspacesResponse{}
-	for _, w := range ws {
+	page, next, err := paging.ByName(req, req.GetPageSize(), req.GetPageToken(), maxPage, ws, func(w workspaceRecord) string { return w.Name })
+	if err != nil {
+		return nil, err
+	}
+	resp := &catalogv1.ListWorkspacesResponse{NextPageToken: next}
+	for _, w := range page {
 		resp.Workspaces = append(resp.Workspaces, workspaceProto(w))
 	}
 	return resp, nil
@@ -72,8 +82,12 @@ func (s *Service) ListDataSources(ctx context.Context, req *catalogv1.ListDataSo
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	resp := &catalogv1.ListDataSourcesResponse{}
-	for _, name := range sortedNames(p.datasources) {
+	names, next, err := paging.ByName(req, req.GetPageSize(), req.GetPageToken(), maxPage, sortedNames(p.datasources), func(n string) string { return n })
+	if err != nil {
+		return nil, err
+	}
+	resp := &catalogv1.ListDataSourcesResponse{NextPageToken: next}
+	for _, name := range names {
 		resp.Datasources = append(resp.Datasources, dataSourceProto(p.ws, p.datasources[name]))
 	}
 	return resp, nil
@@ -96,8 +110,12 @@ func (s *Service) ListPipes(ctx context.Context, req *catalogv1.ListPipesRequest
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	resp := &catalogv1.ListPipesResponse{}
-	for _, name := range sortedNames(p.pipes) {
+	names, next, err := paging.ByName(req, req.GetPageSize(), req.GetPageToken(), maxPage, sortedNames(p.pipes), func(n string) string { return n })
+	if err != nil {
+		return nil, err
+	}
+	resp := &catalogv1.ListPipesResponse{NextPageToken: next}
+	for _, name := range names {
 		resp.Pipes = append(resp.Pipes, pipeProto(p.ws, p.pipes[name]))
 	}
 	return resp, nil
@@ -137,7 +155,15 @@ func (s *Service) ListFileVersions(ctx context.Context, req *catalogv1.ListFileV
 	if len(vs) == 0 {
 		return nil, grpcError(notFound("no file %q was pushed to workspace %s", req.GetPath(), req.GetWorkspace()))
 	}
-	resp := &catalogv1.ListFileVersionsResponse{}
+	// Newest first: a page starts after the last version of the previous one.
+	sort.Slice(vs, func(i, j int) bool { return vs[i].Version > vs[j].Version })
+	vs, next, err := paging.Page(req, req.GetPageSize(), req.GetPageToken(), maxPage, vs,
+		func(v fileRecord) []string { return []string{strconv.FormatInt(v.Version, 10)} },
+		func(v fileRecord, k []string) bool { n, _ := strconv.ParseInt(k[0], 10, 64); return v.Version < n })
+	if err != nil {
+		return nil, err
+	}
+	resp := &catalogv1.ListFileVersionsResponse{NextPageToken: next}
 	for _, v := range vs {
 		resp.Versions = append(resp.Versions, &catalogv1.FileVersion{Version: v.Version, Content: v.Content, CreateTime: timestamppb.New(v.CreateTime), Deleted: v.Deleted})
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/services/catalog/datafile"
 )
@@ -104,7 +105,7 @@ func makePlan(p *project, old *project, order []string, force bool, viewSQL func
 		case !existed && p.replacedBroken[name] != "" && !force:
 			// Its table exists, but its stored definition is one Sluice now refuses: what the
 			// table holds cannot be compared with the new definition.
-			diags = append(diags, diag{pos: d.ds.Pos, msg: fmt.Sprintf(
+			diags = append(diags, diag{pos: d.ds.Pos, code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_NEEDS_FORCE, msg: fmt.Sprintf(
 				"Data Source %s: its deployed definition is refused by this version of Sluice (%s); push with --force to drop and recreate its table", name, p.replacedBroken[name])})
 		case !existed && p.replacedBroken[name] != "":
 			recreated[name] = true
@@ -119,7 +120,7 @@ func makePlan(p *project, old *project, order []string, force bool, viewSQL func
 			alters, undo, why := alterTable(tbl, prev.ds, d.ds)
 			switch {
 			case why != "" && !force:
-				diags = append(diags, diag{pos: d.ds.Engine.Pos, msg: fmt.Sprintf(
+				diags = append(diags, diag{pos: d.ds.Engine.Pos, code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_NEEDS_FORCE, msg: fmt.Sprintf(
 					"Data Source %s: %s, which needs a new table: its data would be lost. Push with --force to drop and recreate it, "+
 						"or create a new Data Source and backfill it while ingestion goes on (see docs/backfill.md)", name, why)})
 				if d.ds.Engine.Pos.File == "" {

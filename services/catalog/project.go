@@ -56,6 +56,10 @@ type diag struct {
 	pos     datafile.Pos
 	msg     string
 	warning bool
+	// code is the kind of problem; unset is INVALID for errors and UNSUPPORTED for warnings.
+	code commonv1.DiagnosticCode
+	// chCode is ClickHouse's error code when ClickHouse refused the definition.
+	chCode int32
 }
 
 func (d diag) String() string {
@@ -70,7 +74,14 @@ func (d diag) proto() *commonv1.Diagnostic {
 	if d.warning {
 		sev = commonv1.Diagnostic_SEVERITY_WARNING
 	}
-	out := &commonv1.Diagnostic{Message: d.msg, Severity: sev}
+	code := d.code
+	if code == commonv1.DiagnosticCode_DIAGNOSTIC_CODE_UNSPECIFIED {
+		code = commonv1.DiagnosticCode_DIAGNOSTIC_CODE_INVALID
+		if d.warning {
+			code = commonv1.DiagnosticCode_DIAGNOSTIC_CODE_UNSUPPORTED
+		}
+	}
+	out := &commonv1.Diagnostic{Message: d.msg, Severity: sev, Code: code, ClickhouseCode: d.chCode}
 	if d.pos.File != "" {
 		out.Position = &commonv1.SourcePosition{File: d.pos.File, Line: int32(max(d.pos.Line, 1)), Column: int32(max(d.pos.Column, 1))}
 	}
@@ -222,7 +233,7 @@ func assembleProject(ws workspaceRecord, deployed map[resourceKind]map[string]re
 	for name, d := range p.datasources {
 		d.rec.Fingerprint = fingerprint(d.rec)
 		if _, clash := p.pipes[name]; clash {
-			diags = append(diags, diag{pos: d.ds.Pos, msg: fmt.Sprintf("%s is both a Data Source and a Pipe; names are shared", name)})
+			diags = append(diags, diag{pos: d.ds.Pos, code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_REFERENCE, msg: fmt.Sprintf("%s is both a Data Source and a Pipe; names are shared", name)})
 		}
 	}
 	for _, pd := range p.pipes {
@@ -235,9 +246,9 @@ func assembleProject(ws workspaceRecord, deployed map[resourceKind]map[string]re
 func diagOf(err error, file string) diag {
 	var de *datafile.Error
 	if errors.As(err, &de) {
-		return diag{pos: de.Pos(), msg: de.Msg}
+		return diag{pos: de.Pos(), msg: de.Msg, code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_SYNTAX}
 	}
-	return diag{pos: datafile.Pos{File: file, Line: 1, Column: 1}, msg: err.Error()}
+	return diag{pos: datafile.Pos{File: file, Line: 1, Column: 1}, msg: err.Error(), code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_SYNTAX}
 }
 
 // fingerprint identifies a resource's definition: its file and the files it includes.

@@ -16,6 +16,12 @@ import (
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/services/catalog/datafile"
 	"github.com/sluicehq/sluice/services/catalog/template"
+
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+
+	"github.com/sluicehq/sluice/platform/apierr"
 )
 
 // loadProject is what is deployed in a workspace, analysed.
@@ -64,7 +70,7 @@ func (s *Service) push(ctx context.Context, req *catalogv1.PushRequest) (*catalo
 	diags = append(diags, next.analyze()...)
 	order, cycles := next.buildGraph().topoOrder()
 	for _, c := range cycles {
-		diags = append(diags, diag{pos: next.cyclePos(c), msg: cycleMessage(c)})
+		diags = append(diags, diag{pos: next.cyclePos(c), code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_CYCLE, msg: cycleMessage(c)})
 	}
 	chDiags, err := s.checkInClickHouse(ctx, next, order, filesWithErrors(diags))
 	if err != nil {
@@ -334,7 +340,11 @@ func (s *Service) renderNode(ctx context.Context, req *catalogv1.RenderNodeReque
 func renderError(err error) error {
 	var me *template.MissingParametersError
 	if errors.As(err, &me) {
-		return invalidArg("parameters", "%s", me.Error())
+		fields := make([]*errdetails.BadRequest_FieldViolation, len(me.Names))
+		for i, n := range me.Names {
+			fields[i] = &errdetails.BadRequest_FieldViolation{Field: "parameters[" + n + "]", Description: "required parameter not given"}
+		}
+		return apierr.BadRequest(commonv1.ErrorReason_ERROR_REASON_MISSING_PARAMETER, "parameters: "+me.Error(), fields...)
 	}
 	return invalidArg("parameters", "%v", err)
 }

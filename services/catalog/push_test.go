@@ -192,7 +192,7 @@ func TestQueryStaysInsideWorkspace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(resp.GetRows()) != 1 || resp.GetRows()[0].GetValues()[0].GetStringValue() != "secret" || resp.GetRows()[0].GetValues()[1].GetNumberValue() != 1 {
+	if len(resp.GetRows()) != 1 || resp.GetRows()[0].GetValues()[0].GetStringValue() != "secret" || resp.GetRows()[0].GetValues()[1].GetStringValue() != "1" { // Int64: an exact string
 		t.Fatalf("rows %v", resp.GetRows())
 	}
 	refused := []string{

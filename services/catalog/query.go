@@ -172,8 +172,8 @@ func (s *Service) query(ctx context.Context, req *catalogv1.QueryRequest) (*cata
 			break
 		}
 		lv := &structpb.ListValue{}
-		for _, v := range row {
-			lv.Values = append(lv.Values, protoValue(v))
+		for j, v := range row {
+			lv.Values = append(lv.Values, queryValue(v, res.Columns[j].Type, s.caps.timezone))
 		}
 		resp.Rows = append(resp.Rows, lv)
 	}
@@ -187,6 +187,12 @@ func (s *Service) probeQueryCaps(ctx context.Context) error {
 		s.caps.explainAST = true
 	} else {
 		s.log.Warn("this ClickHouse has no EXPLAIN AST: users' SQL is checked by Sluice's own analysis only, not also by the server's parser", "err", chMessage(err))
+	}
+	s.caps.timezone = time.UTC
+	if res, err := s.deps.Warehouse.Query(ctx, "SELECT timezone()"); err == nil && len(res.Rows) == 1 {
+		if loc, lerr := time.LoadLocation(fmt.Sprint(res.Rows[0][0])); lerr == nil {
+			s.caps.timezone = loc
+		}
 	}
 	if s.deps.Warehouse.Engine() != warehouse.EngineNative {
 		return nil
@@ -225,45 +231,6 @@ func statsProto(s warehouse.Stats) *commonv1.Statistics {
 	return &commonv1.Statistics{
 		ReadRows: s.ReadRows, ReadBytes: s.ReadBytes, WrittenRows: s.WrittenRows, WrittenBytes: s.WrittenBytes,
 		Elapsed: durationpb.New(s.Elapsed), MemoryUsage: s.MemoryUsage,
-	}
-}
-
-// protoValue converts a warehouse value; integers beyond 2^53 become strings so no client
-// loses precision.
-func protoValue(v any) *structpb.Value {
-	const exact = 1 << 53
-	switch x := v.(type) {
-	case nil:
-		return structpb.NewNullValue()
-	case bool:
-		return structpb.NewBoolValue(x)
-	case int64:
-		if x > -exact && x < exact {
-			return structpb.NewNumberValue(float64(x))
-		}
-		return structpb.NewStringValue(fmt.Sprint(x))
-	case uint64:
-		if x < exact {
-			return structpb.NewNumberValue(float64(x))
-		}
-		return structpb.NewStringValue(fmt.Sprint(x))
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return structpb.NewStringValue(fmt.Sprint(x))
-		}
-		return structpb.NewNumberValue(x)
-	case string:
-		return structpb.NewStringValue(x)
-	case time.Time:
-		return structpb.NewStringValue(x.UTC().Format("2006-01-02 15:04:05.999999999"))
-	case []any:
-		lv := &structpb.ListValue{}
-		for _, e := range x {
-			lv.Values = append(lv.Values, protoValue(e))
-		}
-		return structpb.NewListValue(lv)
-	default:
-		return structpb.NewStringValue(fmt.Sprint(x))
 	}
 }
 

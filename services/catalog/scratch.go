@@ -11,6 +11,8 @@ import (
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/services/catalog/datafile"
 	"github.com/sluicehq/sluice/services/catalog/template"
+
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 )
 
 // scratchPrefix names the databases a push validates in; leftovers of a crash are dropped when
@@ -65,20 +67,20 @@ func (s *Service) checkInClickHouse(ctx context.Context, p *project, order []str
 		}
 		if err != nil {
 			bad[name] = true
-			diags = append(diags, diag{pos: d.ds.Pos, msg: fmt.Sprintf("Data Source %s: refused by the final check of its CREATE TABLE: %v", name, err)})
+			diags = append(diags, diag{pos: d.ds.Pos, code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_REFUSED, msg: fmt.Sprintf("Data Source %s: refused by the final check of its CREATE TABLE: %v", name, err)})
 			continue
 		}
 		if _, err := wh.Exec(ctx, ddl); err != nil {
 			bad[name] = true
 			msg := userMessage(chMessage(err), db)
-			diags = append(diags, diag{pos: dataSourceErrorPos(d.ds, msg), msg: fmt.Sprintf("Data Source %s: ClickHouse rejects its table: %s", name, msg)})
+			diags = append(diags, diag{pos: dataSourceErrorPos(d.ds, msg), code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_CLICKHOUSE, chCode: chCode(err), msg: fmt.Sprintf("Data Source %s: ClickHouse rejects its table: %s", name, msg)})
 			continue
 		}
 		if _, taken := p.datasources[name+quarantineSuffix]; taken {
 			continue // refused above, with its name
 		}
 		if _, err := wh.Exec(ctx, quarantineDDL(d.ds, warehouse.QualifiedName(db, name+quarantineSuffix))); err != nil {
-			diags = append(diags, diag{pos: d.ds.Pos, msg: fmt.Sprintf("Data Source %s: ClickHouse rejects its quarantine table: %s", name, userMessage(chMessage(err), db))})
+			diags = append(diags, diag{pos: d.ds.Pos, code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_CLICKHOUSE, chCode: chCode(err), msg: fmt.Sprintf("Data Source %s: ClickHouse rejects its quarantine table: %s", name, userMessage(chMessage(err), db))})
 		}
 	}
 	for _, name := range order {
@@ -116,7 +118,7 @@ func (s *Service) checkInClickHouse(ctx context.Context, p *project, order []str
 		if out.node.Type == datafile.NodeMaterialized {
 			stmt := fmt.Sprintf("CREATE MATERIALIZED VIEW %s TO %s AS\n%s", warehouse.QualifiedName(db, mvPrefix+name), warehouse.QualifiedName(db, target), sql)
 			if _, err := wh.Exec(ctx, stmt); err != nil {
-				diags = append(diags, diag{pos: out.node.SQLPos, msg: fmt.Sprintf("materialized node %s: ClickHouse rejects its view: %s", out.node.Name, userMessage(chMessage(err), db))})
+				diags = append(diags, diag{pos: out.node.SQLPos, code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_CLICKHOUSE, chCode: chCode(err), msg: fmt.Sprintf("materialized node %s: ClickHouse rejects its view: %s", out.node.Name, userMessage(chMessage(err), db))})
 			}
 			continue
 		}
@@ -135,7 +137,7 @@ func (s *Service) checkCopy(ctx context.Context, db string, out *nodeDef, target
 	at := out.node.SQLPos
 	res, err := wh.Query(ctx, "DESCRIBE TABLE ("+sql+")")
 	if err != nil {
-		return []diag{{pos: at, msg: fmt.Sprintf("copy node %s: ClickHouse rejects its query: %s", out.node.Name, userMessage(chMessage(err), db))}}
+		return []diag{{pos: at, code: commonv1.DiagnosticCode_DIAGNOSTIC_CODE_CLICKHOUSE, chCode: chCode(err), msg: fmt.Sprintf("copy node %s: ClickHouse rejects its query: %s", out.node.Name, userMessage(chMessage(err), db))}}
 	}
 	result := describedColumns(res)
 	var diags []diag
@@ -416,4 +418,13 @@ func positionalColumns(result []column, ds *datafile.DataSource) ([]column, bool
 		out[i] = column{name: ds.Columns[i].Name, typ: r.typ}
 	}
 	return out, true
+}
+
+// chCode is ClickHouse's code of an error, 0 when it has none.
+func chCode(err error) int32 {
+	var we *warehouse.Error
+	if errors.As(err, &we) {
+		return we.Code
+	}
+	return 0
 }

@@ -210,7 +210,7 @@ func (r *CopyRunner) load(ctx context.Context, sc *StepContext, d *dataflow.Delt
 		}
 		for t, u := range staged {
 			if !dataflow.UsableUUID(u) {
-				return nil, Permanent(fmt.Errorf("replace into %s: this ClickHouse gives tables no UUID (an Ordinary database, or a server older than 20.x): an atomic replace needs EXCHANGE TABLES on an Atomic database; use append, or a newer server", t))
+				return nil, Permanent(fmt.Errorf("replace into %s: this ClickHouse gives tables no UUID (an Ordinary database, or a server older than 20.x): an atomic replace needs EXCHANGE TABLES on an Atomic database; use append, or a newer server: %w", t, jobs.ErrUnsupported))
 			}
 		}
 	}

@@ -410,7 +410,7 @@ func (s *Service) fail(ctx context.Context, msg jetstream.Msg, sm *schedulerv1.S
 		delete(rec.RunningProgress, step)
 		job := rec.GetJob()
 		if job.GetError() == nil {
-			job.Error = &schedulerv1.JobError{Message: fmt.Sprintf("step %s: %v", step, runErr), ClickhouseCode: code}
+			job.Error = jobs.StepError(step, runErr, code)
 		}
 		if len(rec.GetRunning()) == 0 {
 			jobs.Finish(rec, schedulerv1.JobStatus_JOB_STATUS_ERROR, s.now())

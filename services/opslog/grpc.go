@@ -5,14 +5,10 @@ import (
 	"errors"
 	"strconv"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	"github.com/sluicehq/sluice/platform/apierr"
 	"github.com/sluicehq/sluice/platform/paging"
-	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
 // QueryEvents implements OpsLogService.
@@ -57,29 +53,15 @@ func (s *Service) TailEvents(req *opslogv1.TailEventsRequest, stream opslogv1.Op
 	return nil
 }
 
+// toStatus maps the service's errors to API errors; others (ClickHouse, context) are mapped by
+// the gRPC server (apierr.Status).
 func toStatus(err error) error {
 	var inv *errInvalid
 	if errors.As(err, &inv) {
-		st := status.New(codes.InvalidArgument, inv.Error())
-		if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
-			{Field: inv.field, Description: inv.msg},
-		}}); derr == nil {
-			st = d
-		}
-		return st.Err()
+		return apierr.InvalidArgument(inv.field, "%s", inv.msg)
 	}
 	if errors.Is(err, errStopping) {
-		return status.Error(codes.Unavailable, err.Error())
+		return apierr.Unavailable(commonv1.ErrorReason_ERROR_REASON_UNAVAILABLE, "%v", err)
 	}
-	if errors.Is(err, context.Canceled) {
-		return status.Error(codes.Canceled, err.Error())
-	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return status.Error(codes.DeadlineExceeded, err.Error())
-	}
-	switch warehouse.ClassOf(err) {
-	case warehouse.ClassRetryable, warehouse.ClassTimeout, warehouse.ClassMemoryLimit:
-		return status.Error(codes.Unavailable, err.Error())
-	}
-	return status.Error(codes.Internal, err.Error())
+	return err
 }

@@ -3,16 +3,18 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"strconv"
 
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/platform/apierr"
+	"github.com/sluicehq/sluice/platform/paging"
 	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
 
-// grpcError maps domain errors to gRPC status codes.
+// grpcError maps domain errors to API errors (apierr); the gRPC server adds the details.
 func grpcError(err error) error {
 	if err == nil {
 		return nil
@@ -21,24 +23,26 @@ func grpcError(err error) error {
 	var nc *NotCancellableError
 	switch {
 	case errors.As(err, &inv):
-		st := status.New(codes.InvalidArgument, inv.Error())
-		if d, derr := st.WithDetails(&errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
-			{Field: inv.Field, Description: inv.Msg},
-		}}); derr == nil {
-			st = d
+		if len(inv.Valid) > 0 {
+			return apierr.UnknownName(commonv1.ErrorReason_ERROR_REASON_UNKNOWN_PARAMETER, inv.Field, "parameter", inv.Name, inv.Valid)
 		}
-		return st.Err()
+		return apierr.InvalidArgument(inv.Field, "%s", inv.Msg)
 	case errors.Is(err, jobs.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error())
+		return apierr.NotFound("job", "", "%v", err)
 	case errors.As(err, &nc):
-		return status.Error(codes.FailedPrecondition, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
+		return apierr.Precondition(commonv1.ErrorReason_ERROR_REASON_FAILED_PRECONDITION, "%v", err)
 	}
-	return status.Error(codes.Unavailable, err.Error())
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return apierr.Unavailable(commonv1.ErrorReason_ERROR_REASON_UNAVAILABLE, "%v", err)
 }
+
+// maxPage bounds the page size of the scheduler's lists.
+const maxPage = 1000
 
 // RunNoopJob implements SchedulerService.
 func (s *Service) RunNoopJob(ctx context.Context, req *schedulerv1.RunNoopJobRequest) (*schedulerv1.RunNoopJobResponse, error) {
@@ -60,10 +64,7 @@ func (s *Service) GetJob(ctx context.Context, req *schedulerv1.GetJobRequest) (*
 
 // ListJobs implements SchedulerService.
 func (s *Service) ListJobs(ctx context.Context, req *schedulerv1.ListJobsRequest) (*schedulerv1.ListJobsResponse, error) {
-	if req.GetPageSize() < 0 {
-		return nil, grpcError(&InvalidError{Field: "page_size", Msg: "must not be negative"})
-	}
-	f := ListFilter{Statuses: req.GetStatuses(), Kinds: req.GetKinds(), Pipe: req.GetPipe(), Limit: int(req.GetPageSize())}
+	f := ListFilter{Statuses: req.GetStatuses(), Kinds: req.GetKinds(), Pipe: req.GetPipe()}
 	if req.GetSince() != nil {
 		f.Since = req.GetSince().AsTime()
 	}
@@ -71,7 +72,21 @@ func (s *Service) ListJobs(ctx context.Context, req *schedulerv1.ListJobsRequest
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	return &schedulerv1.ListJobsResponse{Jobs: out}, nil
+	// Newest first by (create time, id): a page starts after the last job of the previous one,
+	// so jobs created while paging never shift what is left.
+	key := func(j *schedulerv1.Job) []string {
+		return []string{strconv.FormatInt(j.GetCreateTime().AsTime().UnixNano(), 10), j.GetId()}
+	}
+	after := func(j *schedulerv1.Job, k []string) bool {
+		ns, _ := strconv.ParseInt(k[0], 10, 64)
+		t := j.GetCreateTime().AsTime().UnixNano()
+		return t < ns || (t == ns && j.GetId() < k[1])
+	}
+	page, next, err := paging.Page(req, req.GetPageSize(), req.GetPageToken(), maxPage, out, key, after)
+	if err != nil {
+		return nil, err
+	}
+	return &schedulerv1.ListJobsResponse{Jobs: page, NextPageToken: next}, nil
 }
 
 // CancelJob implements SchedulerService.

@@ -16,6 +16,7 @@ import (
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/platform/idempotency"
 	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
 
@@ -46,10 +47,13 @@ type NewJob struct {
 	CopyToken string
 }
 
-// InvalidError is a bad request; Field names the request field.
+// InvalidError is a bad request; Field names the request field. With Valid set, Name is an
+// unknown name (a parameter) and Valid lists the known ones.
 type InvalidError struct {
 	Field string
 	Msg   string
+	Name  string
+	Valid []string
 }
 
 func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
@@ -110,9 +114,14 @@ func (s *Service) CreateJob(ctx context.Context, nj NewJob) (*schedulerv1.Job, e
 	}
 	limited := nj.Limited || nj.Kind == schedulerv1.JobKind_JOB_KIND_COPY
 	id := nj.ID
-	if id == "" {
+	req, fromRequest := idempotency.FromContext(ctx)
+	fromRequest = fromRequest && id == ""
+	switch {
+	case fromRequest:
+		id = jobs.RequestID(req.FirstSeen, nj.Workspace, req.ID)
+	case id == "":
 		id = jobs.NewID(now)
-	} else if !jobs.ValidName(id) {
+	case !jobs.ValidName(id):
 		return nil, &InvalidError{Field: "id", Msg: fmt.Sprintf("%q is not a job id", id)}
 	}
 	job := &schedulerv1.Job{
@@ -133,11 +142,22 @@ func (s *Service) CreateJob(ctx context.Context, nj NewJob) (*schedulerv1.Job, e
 		MaxExecutionTime: durationpb.New(maxExec),
 		Populate:         nj.Populate,
 	}
+	if fromRequest {
+		job.RequestId = req.ID
+	}
 	if limited {
 		job.WaitingReason = "waiting for admission under the workspace's copy concurrency limit"
 	}
 	rec := &schedulerv1.JobRecord{Job: job, Steps: nj.Steps, Admitted: !limited, Limited: limited}
 	rev, err := s.store.Create(ctx, rec)
+	if fromRequest && errors.Is(err, jetstream.ErrKeyExists) {
+		// A retry of a call whose first attempt created the job before its process died.
+		prev, _, gerr := s.store.Get(ctx, nj.Workspace, id)
+		if gerr != nil {
+			return nil, gerr
+		}
+		return publicJob(prev), nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -186,7 +206,8 @@ func (s *Service) runNoopJob(ctx context.Context, ws string, params map[string]s
 				limited = b
 			}
 		default:
-			return nil, &InvalidError{Field: "parameters", Msg: fmt.Sprintf("unknown NOOP parameter %q (known: steps, sleep, fail, transient_failures, limited, commit, sleep_after_commit)", k)}
+			return nil, &InvalidError{Field: "parameters", Msg: fmt.Sprintf("unknown NOOP parameter %q (known: steps, sleep, fail, transient_failures, limited, commit, sleep_after_commit)", k),
+				Name: k, Valid: []string{"steps", "sleep", "fail", "transient_failures", "limited", "commit", "sleep_after_commit"}}
 		}
 	}
 	steps := make([]*schedulerv1.StepSpec, n)
@@ -238,7 +259,6 @@ type ListFilter struct {
 	Kinds    []schedulerv1.JobKind
 	Pipe     string
 	Since    time.Time
-	Limit    int
 }
 
 func (f ListFilter) match(j *schedulerv1.Job) bool {
@@ -271,9 +291,6 @@ func (s *Service) listJobs(ctx context.Context, ws string, f ListFilter) ([]*sch
 	if err := checkWorkspace(ws); err != nil {
 		return nil, err
 	}
-	if f.Limit <= 0 {
-		f.Limit = 100
-	}
 	w, err := s.store.KV.Watch(ctx, ws+".*", jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
@@ -300,9 +317,6 @@ func (s *Service) listJobs(ctx context.Context, ws string, f ListFilter) ([]*sch
 		}
 		return out[i].GetId() > out[j].GetId()
 	})
-	if len(out) > f.Limit {
-		out = out[:f.Limit]
-	}
 	return out, nil
 }
 

@@ -20,6 +20,7 @@ import (
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/platform/paging"
 	catalogclient "github.com/sluicehq/sluice/services/catalog/client"
 )
 
@@ -661,7 +662,11 @@ func (s *Service) ListCopySchedules(ctx context.Context, req *schedulerv1.ListCo
 	}
 	c.mu.Unlock()
 	sort.Slice(list, func(i, j int) bool { return list[i].pipe < list[j].pipe })
-	out := &schedulerv1.ListCopySchedulesResponse{}
+	list, next, err := paging.ByName(req, req.GetPageSize(), req.GetPageToken(), maxPage, list, func(c copySchedule) string { return c.pipe })
+	if err != nil {
+		return nil, err
+	}
+	out := &schedulerv1.ListCopySchedulesResponse{NextPageToken: next}
 	for i := range list {
 		st, _, err := c.loadState(ctx, scheduleKey(ws, list[i].pipe))
 		if err != nil {

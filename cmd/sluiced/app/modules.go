@@ -7,6 +7,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/grpcserver"
+	"github.com/sluicehq/sluice/platform/idempotency"
 	"github.com/sluicehq/sluice/platform/lifecycle"
 	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/platform/opsevents"
@@ -87,7 +88,13 @@ func (a *App) modules() []lifecycle.Module {
 				}
 				return nil
 			},
-			Start: func(context.Context) error { return a.server.Serve() },
+			Start: func(context.Context) error {
+				if a.nats != nil {
+					// Calls that carry a request_id run once per id (answers kept in NATS KV).
+					a.server.SetRequestStore(idempotency.NewStore(a.nats.JS))
+				}
+				return a.server.Serve()
+			},
 			Stop:  func(ctx context.Context) error { return a.server.Stop(ctx) },
 		},
 		{

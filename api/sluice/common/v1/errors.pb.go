@@ -46,7 +46,7 @@ const (
 	// The resource's state refuses the request, for example cancelling a finished job or
 	// deleting a Data Source that pipes read (FAILED_PRECONDITION).
 	ErrorReason_ERROR_REASON_FAILED_PRECONDITION ErrorReason = 8
-	// The change would lose data and needs force (FAILED_PRECONDITION).
+	// The change would lose data and needs force (INVALID_ARGUMENT, with the Diagnostics).
 	ErrorReason_ERROR_REASON_NEEDS_FORCE ErrorReason = 9
 	// The request_id was used for a different request (INVALID_ARGUMENT).
 	ErrorReason_ERROR_REASON_REQUEST_ID_REUSED ErrorReason = 10

@@ -37,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"hash/fnv"
 	"regexp"
 	"time"
 
@@ -47,6 +48,8 @@ import (
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+
+	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
 // NATS resources of the job system.
@@ -110,6 +113,16 @@ func NewID(now time.Time) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return fmt.Sprintf("%012x%08x", now.UnixMilli(), binary.BigEndian.Uint32(b[:]))
+}
+
+// RequestID is the id of the job a call with a request_id starts: the time the first call
+// claimed the id (so ids still sort by time) and a hash of workspace and request id. A retry,
+// also one that took over from a process that died after creating the job, derives the same id
+// and finds the job instead of creating a second one.
+func RequestID(firstSeen time.Time, workspace, requestID string) string {
+	h := fnv.New32a()
+	_, _ = fmt.Fprintf(h, "%s\x00%s", workspace, requestID)
+	return fmt.Sprintf("%012x%08x", firstSeen.UnixMilli(), h.Sum32())
 }
 
 // Final reports whether a status is a final state.
@@ -340,5 +353,29 @@ func AddStats(a, b *commonv1.Statistics) *commonv1.Statistics {
 // MaxExecutionTimeError is the error of a job cancelled by its maximum execution time; the job
 // ends ERROR with it.
 func MaxExecutionTimeError(d time.Duration) *schedulerv1.JobError {
-	return &schedulerv1.JobError{Message: fmt.Sprintf("maximum execution time of %s exceeded: the job was cancelled", d)}
+	return &schedulerv1.JobError{Message: fmt.Sprintf("maximum execution time of %s exceeded: the job was cancelled", d),
+		Reason: commonv1.ErrorReason_ERROR_REASON_JOB_TIMEOUT}
+}
+
+// ErrUnsupported marks a step error caused by what the ClickHouse server lacks (the job error's
+// reason is UNSUPPORTED).
+var ErrUnsupported = errors.New("not supported by this ClickHouse server")
+
+// StepError is the job error of a failed step: its message, ClickHouse's code and the reason,
+// from the error's class (memory, time, ClickHouse's refusal, an unsupported server).
+func StepError(step string, err error, code int32) *schedulerv1.JobError {
+	reason := commonv1.ErrorReason_ERROR_REASON_STEP_FAILED
+	switch {
+	case errors.Is(err, ErrUnsupported):
+		reason = commonv1.ErrorReason_ERROR_REASON_UNSUPPORTED
+	case warehouse.ClassOf(err) == warehouse.ClassMemoryLimit:
+		reason = commonv1.ErrorReason_ERROR_REASON_MEMORY_LIMIT
+	case warehouse.ClassOf(err) == warehouse.ClassTimeout:
+		reason = commonv1.ErrorReason_ERROR_REASON_JOB_TIMEOUT
+	case warehouse.ClassOf(err) == warehouse.ClassCancelled || errors.Is(err, context.Canceled):
+		reason = commonv1.ErrorReason_ERROR_REASON_CANCELLED
+	case code != 0:
+		reason = commonv1.ErrorReason_ERROR_REASON_CLICKHOUSE_ERROR
+	}
+	return &schedulerv1.JobError{Message: fmt.Sprintf("step %s: %v", step, err), ClickhouseCode: code, Reason: reason}
 }

@@ -1,0 +1,128 @@
+package grpcserver
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
+	"github.com/sluicehq/sluice/platform/apierr"
+	"github.com/sluicehq/sluice/platform/idempotency"
+)
+
+// Every call goes through, in order: panic recovery, the error mapping (apierr.Status: every
+// error leaves with ErrorInfo and the details that apply), the request check (undefined enum
+// values are refused), and request ids (idempotency.Store).
+
+func errorsUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	resp, err := handler(ctx, req)
+	if err != nil {
+		return nil, apierr.Status(err).Err()
+	}
+	return resp, nil
+}
+
+func errorsStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := handler(srv, ss); err != nil {
+		return apierr.Status(err).Err()
+	}
+	return nil
+}
+
+func validateUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if m, ok := req.(proto.Message); ok {
+		if err := CheckEnums(m); err != nil {
+			return nil, err
+		}
+	}
+	return handler(ctx, req)
+}
+
+func validateStream(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	return handler(srv, &checkedStream{ServerStream: ss})
+}
+
+// checkedStream checks each message the handler receives.
+type checkedStream struct{ grpc.ServerStream }
+
+func (s *checkedStream) RecvMsg(m any) error {
+	if err := s.ServerStream.RecvMsg(m); err != nil {
+		return err
+	}
+	if pm, ok := m.(proto.Message); ok {
+		return CheckEnums(pm)
+	}
+	return nil
+}
+
+// CheckEnums refuses a message holding an enum value its enum does not define (proto3 enums
+// are open: such a value would otherwise be accepted and stored). The error names the field
+// and lists the defined values.
+func CheckEnums(m proto.Message) error {
+	return checkEnums(m.ProtoReflect(), "")
+}
+
+func checkEnums(m protoreflect.Message, prefix string) error {
+	var err error
+	m.Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		path := prefix + string(fd.Name())
+		switch {
+		case fd.IsList():
+			l := v.List()
+			for i := 0; i < l.Len() && err == nil; i++ {
+				err = checkValue(fd, l.Get(i), fmt.Sprintf("%s[%d]", path, i))
+			}
+		case fd.IsMap():
+			v.Map().Range(func(k protoreflect.MapKey, mv protoreflect.Value) bool {
+				err = checkValue(fd.MapValue(), mv, fmt.Sprintf("%s[%v]", path, k.Interface()))
+				return err == nil
+			})
+		default:
+			err = checkValue(fd, v, path)
+		}
+		return err == nil
+	})
+	return err
+}
+
+func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path string) error {
+	switch fd.Kind() {
+	case protoreflect.EnumKind:
+		ed := fd.Enum()
+		if ed.Values().ByNumber(v.Enum()) != nil {
+			return nil
+		}
+		var valid []string
+		for i := 0; i < ed.Values().Len(); i++ {
+			valid = append(valid, string(ed.Values().Get(i).Name()))
+		}
+		sort.Strings(valid)
+		return apierr.UnknownName(commonv1.ErrorReason_ERROR_REASON_INVALID_ARGUMENT, path, "value", fmt.Sprint(v.Enum()), valid)
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		return checkEnums(v.Message(), path+".")
+	}
+	return nil
+}
+
+// SetRequestStore makes calls that carry a request_id run once per id (nil turns it off).
+func (s *Server) SetRequestStore(st *idempotency.Store) { s.requests.Store(st) }
+
+func (s *Server) requestsUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	st := s.requests.Load()
+	m, ok := req.(proto.Message)
+	if st == nil || !ok {
+		return handler(ctx, req)
+	}
+	return st.Do(ctx, info.FullMethod, m, func(ctx context.Context) (proto.Message, error) {
+		resp, err := handler(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		pm, _ := resp.(proto.Message)
+		return pm, nil
+	})
+}

@@ -1,0 +1,274 @@
+// Package idempotency makes retries safe (AIP-155): a request that carries a request_id runs
+// once, and every retry with the same id within Window gets the first call's answer and starts
+// nothing new. Answers are kept in the NATS KV bucket sluice_requests, shared by every replica
+// of every service, so a retry that reaches another process is answered the same way.
+//
+// A call claims its id with a create (compare-and-set) before it runs and keeps a heartbeat on
+// the claim while it runs; a retry that arrives meanwhile waits for the answer. A claim whose
+// heartbeat stopped (its process died) is taken over by the next retry, which keeps the first
+// call's FirstSeen: services that start jobs derive the job id from the request (see Request),
+// so a job the dead process had already created is found, not created again. A call that fails
+// releases its claim: nothing was changed (Sluice's calls change nothing when they fail), so a
+// retry runs again.
+package idempotency
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
+	"github.com/sluicehq/sluice/platform/apierr"
+)
+
+const (
+	// Bucket is the KV bucket of request ids and answers.
+	Bucket = "sluice_requests"
+	// Window is how long an answer is kept: a retry later than this runs as a new request.
+	Window = 24 * time.Hour
+	// lease is how long a claim lives without a heartbeat before a retry takes it over.
+	lease = 30 * time.Second
+	// heartbeat is how often a running call renews its claim.
+	heartbeat = lease / 3
+	// maxWait is how long a retry waits for a running first call before it answers
+	// REQUEST_IN_PROGRESS.
+	maxWait = 20 * time.Second
+	// maxAnswer bounds a stored answer (below the NATS payload limit); a larger answer is not
+	// kept, and a retry runs the call again (only Push answers can be that large, and pushing
+	// the same files again changes nothing).
+	maxAnswer = 900 << 10
+)
+
+// FieldName is the request field that carries the id.
+const FieldName = "request_id"
+
+// Request is the request id of the call a context belongs to.
+type Request struct {
+	// ID is the request_id.
+	ID string
+	// FirstSeen is when the first call with this id claimed it; retries keep it.
+	FirstSeen time.Time
+}
+
+type ctxKey struct{}
+
+// FromContext returns the request id of the call, if it carries one.
+func FromContext(ctx context.Context) (Request, bool) {
+	r, ok := ctx.Value(ctxKey{}).(Request)
+	return r, ok
+}
+
+// WithRequest attaches a request id to ctx (tests, and calls made on behalf of a request).
+func WithRequest(ctx context.Context, r Request) context.Context {
+	return context.WithValue(ctx, ctxKey{}, r)
+}
+
+// record is a claim or an answer in the bucket.
+type record struct {
+	Fingerprint string `json:"f"`
+	FirstSeen   int64  `json:"t"`
+	Heartbeat   int64  `json:"h"`
+	Done        bool   `json:"d"`
+	// Answer is the response as a marshalled Any; empty when too large to keep.
+	Answer []byte `json:"a,omitempty"`
+}
+
+// Store runs calls once per request id.
+type Store struct {
+	js  jetstream.JetStream
+	now func() time.Time
+
+	mu sync.Mutex
+	kv jetstream.KeyValue
+}
+
+// NewStore uses js; the bucket is made on first use (so a process starts while NATS is down).
+func NewStore(js jetstream.JetStream) *Store {
+	return &Store{js: js, now: time.Now}
+}
+
+func (s *Store) bucket(ctx context.Context) (jetstream.KeyValue, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.kv != nil {
+		return s.kv, nil
+	}
+	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: Bucket, Description: "request ids and their answers (idempotent retries)",
+		TTL: Window, Storage: jetstream.FileStorage, History: 1,
+	})
+	if err != nil {
+		return nil, apierr.Unavailable(commonv1.ErrorReason_ERROR_REASON_UNAVAILABLE, "request ids: NATS: %v", err)
+	}
+	s.kv = kv
+	return kv, nil
+}
+
+// RequestID returns the request_id a request carries ("" for none or no such field).
+func RequestID(req proto.Message) string {
+	m := req.ProtoReflect()
+	fd := m.Descriptor().Fields().ByName(FieldName)
+	if fd == nil || fd.Kind() != protoreflect.StringKind {
+		return ""
+	}
+	return m.Get(fd).String()
+}
+
+// Do runs call once for req's request id (method names the RPC); without a request id it just
+// runs call. A retry gets the first answer; the same id with another request is
+// REQUEST_ID_REUSED; a retry while the first call runs waits for it, or answers
+// REQUEST_IN_PROGRESS (with RetryInfo) when that takes long.
+func (s *Store) Do(ctx context.Context, method string, req proto.Message, call func(context.Context) (proto.Message, error)) (proto.Message, error) {
+	id := RequestID(req)
+	if id == "" {
+		return call(ctx)
+	}
+	if u, err := uuid.Parse(id); err != nil || u == uuid.Nil || len(id) != 36 {
+		e := apierr.InvalidArgument(FieldName, "%q is not a UUID such as 3f1c2b8e-5d3a-4b6e-9a0f-1c2d3e4f5a6b: make one per intended change and send it again with every retry", id)
+		return nil, e
+	}
+	kv, err := s.bucket(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256([]byte(method + "\x00" + id))
+	key := hex.EncodeToString(sum[:16])
+	fp := fingerprint(req)
+	deadline := s.now().Add(maxWait)
+	for {
+		e, err := kv.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			now := s.now()
+			rev, cerr := kv.Create(ctx, key, encode(record{Fingerprint: fp, FirstSeen: now.UnixNano(), Heartbeat: now.UnixNano()}))
+			if errors.Is(cerr, jetstream.ErrKeyExists) {
+				continue // another call claimed it a moment ago
+			}
+			if cerr != nil {
+				return nil, unavailable(cerr)
+			}
+			return s.run(ctx, kv, key, rev, record{Fingerprint: fp, FirstSeen: now.UnixNano()}, id, call)
+		case err != nil:
+			return nil, unavailable(err)
+		}
+		var rec record
+		if err := json.Unmarshal(e.Value(), &rec); err != nil {
+			return nil, fmt.Errorf("request id record %s: %w", key, err)
+		}
+		if rec.Fingerprint != fp {
+			return nil, apierr.BadRequest(commonv1.ErrorReason_ERROR_REASON_REQUEST_ID_REUSED,
+				fmt.Sprintf("request_id %s was used for a different request within %s: make a new id for each intended change", id, Window),
+				apierr.Violation(FieldName, "used for a different request"))
+		}
+		if rec.Done {
+			if len(rec.Answer) == 0 {
+				return call(WithRequest(ctx, Request{ID: id, FirstSeen: time.Unix(0, rec.FirstSeen)}))
+			}
+			a := &anypb.Any{}
+			if err := proto.Unmarshal(rec.Answer, a); err != nil {
+				return nil, fmt.Errorf("request id answer %s: %w", key, err)
+			}
+			return a.UnmarshalNew()
+		}
+		if s.now().Sub(time.Unix(0, rec.Heartbeat)) > lease {
+			// The claim's process stopped: take it over, keeping the first call's FirstSeen.
+			rec.Heartbeat = s.now().UnixNano()
+			rev, uerr := kv.Update(ctx, key, encode(rec), e.Revision())
+			if uerr != nil {
+				continue // someone else took it, or it finished
+			}
+			return s.run(ctx, kv, key, rev, rec, id, call)
+		}
+		if s.now().After(deadline) {
+			e := &apierr.Error{Code: codes.Aborted, Reason: commonv1.ErrorReason_ERROR_REASON_REQUEST_IN_PROGRESS,
+				Message:    fmt.Sprintf("the first call with request_id %s is still running: retry with the same id to get its answer", id),
+				RetryDelay: 2 * time.Second}
+			return nil, e
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// run calls call as the holder of the claim at rev, renewing it until call returns, then stores
+// the answer (or releases the claim when call failed).
+func (s *Store) run(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64, rec record, id string, call func(context.Context) (proto.Message, error)) (proto.Message, error) {
+	var mu sync.Mutex
+	stop := make(chan struct{})
+	beat := make(chan struct{})
+	go func() {
+		defer close(beat)
+		t := time.NewTicker(heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				mu.Lock()
+				r := rec
+				r.Heartbeat = s.now().UnixNano()
+				if n, err := kv.Update(context.Background(), key, encode(r), rev); err == nil {
+					rev = n
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	resp, err := call(WithRequest(ctx, Request{ID: id, FirstSeen: time.Unix(0, rec.FirstSeen)}))
+	close(stop)
+	<-beat
+	mu.Lock()
+	defer mu.Unlock()
+	if err != nil {
+		_ = kv.Delete(context.Background(), key, jetstream.LastRevision(rev))
+		return nil, err
+	}
+	done := rec
+	done.Done, done.Heartbeat = true, s.now().UnixNano()
+	if a, aerr := anypb.New(resp); aerr == nil {
+		if b, merr := proto.Marshal(a); merr == nil && len(b) <= maxAnswer {
+			done.Answer = b
+		}
+	}
+	// Should this write fail, the claim stays until its lease ends and a retry runs the call
+	// again: services that start jobs find the job by its request-derived id then.
+	_, _ = kv.Update(context.Background(), key, encode(done), rev)
+	return resp, nil
+}
+
+func encode(r record) []byte {
+	b, _ := json.Marshal(r)
+	return b
+}
+
+func unavailable(err error) error {
+	return apierr.Unavailable(commonv1.ErrorReason_ERROR_REASON_UNAVAILABLE, "request ids: NATS: %v", err)
+}
+
+// fingerprint identifies a request apart from its request id.
+func fingerprint(req proto.Message) string {
+	c := proto.Clone(req)
+	m := c.ProtoReflect()
+	if fd := m.Descriptor().Fields().ByName(FieldName); fd != nil {
+		m.Clear(fd)
+	}
+	b, _ := proto.MarshalOptions{Deterministic: true}.Marshal(c)
+	sum := sha256.Sum256(append([]byte(m.Descriptor().FullName()+"\x00"), b...))
+	return hex.EncodeToString(sum[:16])
+}
