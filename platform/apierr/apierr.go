@@ -51,7 +51,9 @@ type Error struct {
 }
 
 // Error reads as the error of a gRPC call that returned e does.
-func (e *Error) Error() string { return fmt.Sprintf("rpc error: code = %s desc = %s", e.Code, e.Message) }
+func (e *Error) Error() string {
+	return fmt.Sprintf("rpc error: code = %s desc = %s", e.Code, e.Message)
+}
 
 // Unwrap returns the error this one was made from, if any.
 func (e *Error) Unwrap() error { return e.cause }

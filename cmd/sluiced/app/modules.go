@@ -95,7 +95,7 @@ func (a *App) modules() []lifecycle.Module {
 				}
 				return a.server.Serve()
 			},
-			Stop:  func(ctx context.Context) error { return a.server.Stop(ctx) },
+			Stop: func(ctx context.Context) error { return a.server.Stop(ctx) },
 		},
 		{
 			Name: "nats",
