@@ -1,0 +1,377 @@
+// Package sluice is the Go client of Sluice's v1 API: a connection with an address and a
+// token, the generated service clients, and the few things every program writes around them:
+// pushing a folder of datafiles, starting a copy or a populate and waiting on its progress,
+// iterating over pages, retrying with the request's idempotency key, and errors with their
+// structured details.
+//
+//	c, err := sluice.Dial("127.0.0.1:7181", sluice.WithToken(token), sluice.WithWorkspace("acme"))
+//	job, err := c.RunCopy(ctx, &schedulerv1.RunCopyRequest{Pipe: "daily_sales"})
+//	job, err = c.Wait(ctx, job, func(j *schedulerv1.Job) { fmt.Println(j.GetProgress()) })
+package sluice
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
+	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+)
+
+// Client is a connection to Sluice (all-in-one, or the address that serves the services).
+type Client struct {
+	conn *grpc.ClientConn
+	// Catalog, Scheduler and OpsLog are the generated clients, for calls this package does not
+	// wrap. Their errors are plain gRPC statuses; AsError reads them.
+	Catalog   catalogv1.CatalogServiceClient
+	Scheduler schedulerv1.SchedulerServiceClient
+	OpsLog    opslogv1.OpsLogServiceClient
+	// Workspace is filled into requests that name none.
+	Workspace string
+	retries   int
+}
+
+type options struct {
+	token     string
+	tls       *tls.Config
+	workspace string
+	retries   int
+	dial      []grpc.DialOption
+}
+
+// Option configures Dial.
+type Option func(*options)
+
+// WithToken sends the token with every call (`authorization: Bearer <token>`).
+func WithToken(token string) Option { return func(o *options) { o.token = token } }
+
+// WithTLS connects with TLS.
+func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
+
+// WithWorkspace sets the workspace of requests that name none (default "default").
+func WithWorkspace(ws string) Option { return func(o *options) { o.workspace = ws } }
+
+// WithRetries sets how often a call that failed with a retryable error (UNAVAILABLE,
+// REQUEST_IN_PROGRESS) is tried again (default 4; 0 disables retries).
+func WithRetries(n int) Option { return func(o *options) { o.retries = n } }
+
+// WithDialOptions adds gRPC dial options.
+func WithDialOptions(opts ...grpc.DialOption) Option {
+	return func(o *options) { o.dial = append(o.dial, opts...) }
+}
+
+// Dial connects to addr (host:port). No call is made yet.
+func Dial(addr string, opts ...Option) (*Client, error) {
+	o := options{workspace: "default", retries: 4}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	creds := insecure.NewCredentials()
+	if o.tls != nil {
+		creds = credentials.NewTLS(o.tls)
+	}
+	dial := append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, o.dial...)
+	if o.token != "" {
+		dial = append(dial, grpc.WithPerRPCCredentials(bearer{token: o.token, secure: o.tls != nil}))
+	}
+	cc, err := grpc.NewClient(addr, dial...)
+	if err != nil {
+		return nil, fmt.Errorf("sluice: dial %s: %w", addr, err)
+	}
+	return &Client{
+		conn: cc, Catalog: catalogv1.NewCatalogServiceClient(cc), Scheduler: schedulerv1.NewSchedulerServiceClient(cc),
+		OpsLog: opslogv1.NewOpsLogServiceClient(cc), Workspace: o.workspace, retries: o.retries,
+	}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Conn is the underlying connection.
+func (c *Client) Conn() *grpc.ClientConn { return c.conn }
+
+type bearer struct {
+	token  string
+	secure bool
+}
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+
+// RequireTransportSecurity is false so that a token can be sent over plaintext loopback; use
+// WithTLS across networks.
+func (b bearer) RequireTransportSecurity() bool { return false }
+
+// NewRequestID is a new idempotency key (a random UUID, as AIP-155 asks).
+func NewRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// retry runs call until it succeeds, fails with an error a retry cannot help, or the retries
+// are spent; the request (and so its request_id) is the same each time. Errors are *Error.
+func (c *Client) retry(ctx context.Context, call func(context.Context) error) error {
+	for attempt := 0; ; attempt++ {
+		err := call(ctx)
+		if err == nil {
+			return nil
+		}
+		e := AsError(err)
+		if e == nil || !e.Retryable() || attempt >= c.retries {
+			if e != nil {
+				return e
+			}
+			return err
+		}
+		delay := e.RetryDelay
+		if delay <= 0 {
+			delay = time.Duration(200<<attempt) * time.Millisecond
+		}
+		select {
+		case <-ctx.Done():
+			return e
+		case <-time.After(delay):
+		}
+	}
+}
+
+// CreateWorkspace creates a workspace (or returns it when it exists).
+func (c *Client) CreateWorkspace(ctx context.Context, name string) (*catalogv1.Workspace, error) {
+	req := &catalogv1.CreateWorkspaceRequest{Name: name, RequestId: NewRequestID()}
+	var resp *catalogv1.CreateWorkspaceResponse
+	err := c.retry(ctx, func(ctx context.Context) (err error) {
+		resp, err = c.Catalog.CreateWorkspace(ctx, req)
+		return err
+	})
+	return resp.GetWorkspace(), err
+}
+
+// PushOptions are the flags of a push.
+type PushOptions struct {
+	DryRun, Force, Prune bool
+	// Variables fill `$VAR` / `${VAR}` in the files.
+	Variables map[string]string
+}
+
+// PushDir pushes every .datasource, .pipe and .incl file under dir (paths relative to it), as
+// one all-or-nothing push. A refused push is an *Error with one Diagnostic per problem.
+func (c *Client) PushDir(ctx context.Context, dir string, o PushOptions) (*catalogv1.PushResponse, error) {
+	files, err := ReadDatafiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	req := &catalogv1.PushRequest{
+		Workspace: c.Workspace, Files: files, DryRun: o.DryRun, Force: o.Force, Prune: o.Prune,
+		Variables: o.Variables, RequestId: NewRequestID(),
+	}
+	var resp *catalogv1.PushResponse
+	err = c.retry(ctx, func(ctx context.Context) (err error) {
+		resp, err = c.Catalog.Push(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// ReadDatafiles reads the datafiles under dir, in path order.
+func ReadDatafiles(dir string) ([]*catalogv1.Datafile, error) {
+	var out []*catalogv1.Datafile
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		switch filepath.Ext(p) {
+		case ".datasource", ".pipe", ".incl":
+		default:
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		out = append(out, &catalogv1.Datafile{Path: filepath.ToSlash(rel), Content: string(b)})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sluice: read datafiles under %s: %w", dir, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("sluice: no .datasource, .pipe or .incl file under %s", dir)
+	}
+	slices.SortFunc(out, func(a, b *catalogv1.Datafile) int { return strings.Compare(a.GetPath(), b.GetPath()) })
+	return out, nil
+}
+
+// RunCopy starts a copy. The workspace and a request_id are filled in when unset; retries
+// reuse the request_id, so the copy starts once however often the call is tried.
+func (c *Client) RunCopy(ctx context.Context, req *schedulerv1.RunCopyRequest) (*schedulerv1.Job, error) {
+	if req.GetWorkspace() == "" {
+		req.Workspace = c.Workspace
+	}
+	if req.GetRequestId() == "" {
+		req.RequestId = NewRequestID()
+	}
+	var resp *schedulerv1.RunCopyResponse
+	err := c.retry(ctx, func(ctx context.Context) (err error) {
+		resp, err = c.Scheduler.RunCopy(ctx, req)
+		return err
+	})
+	return resp.GetJob(), err
+}
+
+// Populate starts a populate, like RunCopy.
+func (c *Client) Populate(ctx context.Context, req *schedulerv1.PopulateRequest) (*schedulerv1.Job, error) {
+	if req.GetWorkspace() == "" {
+		req.Workspace = c.Workspace
+	}
+	if req.GetRequestId() == "" {
+		req.RequestId = NewRequestID()
+	}
+	var resp *schedulerv1.PopulateResponse
+	err := c.retry(ctx, func(ctx context.Context) (err error) {
+		resp, err = c.Scheduler.Populate(ctx, req)
+		return err
+	})
+	return resp.GetJob(), err
+}
+
+// JobError is the error of a job that ended ERROR or CANCELLED.
+type JobError struct {
+	Job *schedulerv1.Job
+}
+
+func (e *JobError) Error() string {
+	return fmt.Sprintf("job %s ended %s: %s (reason %s)", e.Job.GetId(), strings.TrimPrefix(e.Job.GetStatus().String(), "JOB_STATUS_"),
+		e.Job.GetError().GetMessage(), e.Job.GetError().GetReason())
+}
+
+// Wait follows a job until it ends, calling progress (when not nil) with each state, and
+// returns the final job; a job that ends ERROR or CANCELLED is also a *JobError. A dropped
+// stream is followed again.
+func (c *Client) Wait(ctx context.Context, job *schedulerv1.Job, progress func(*schedulerv1.Job)) (*schedulerv1.Job, error) {
+	last := job
+	for attempt := 0; ; attempt++ {
+		stream, err := c.Scheduler.WatchJob(ctx, &schedulerv1.WatchJobRequest{Workspace: job.GetWorkspace(), Id: job.GetId()})
+		if err == nil {
+			for {
+				resp, rerr := stream.Recv()
+				if rerr != nil {
+					err = rerr
+					break
+				}
+				last = resp.GetJob()
+				if progress != nil {
+					progress(last)
+				}
+			}
+		}
+		switch last.GetStatus() {
+		case schedulerv1.JobStatus_JOB_STATUS_DONE:
+			return last, nil
+		case schedulerv1.JobStatus_JOB_STATUS_ERROR, schedulerv1.JobStatus_JOB_STATUS_CANCELLED:
+			return last, &JobError{Job: last}
+		}
+		e := AsError(err)
+		if ctx.Err() != nil || e == nil || (!e.Retryable() && e.Code != codes.Unknown) || attempt >= c.retries {
+			if e != nil {
+				return last, e
+			}
+			return last, err
+		}
+		time.Sleep(time.Duration(200<<attempt) * time.Millisecond)
+	}
+}
+
+// Jobs iterates over the jobs req selects, newest first, page by page (req.PageSize per
+// page; the workspace is filled in when unset).
+func (c *Client) Jobs(ctx context.Context, req *schedulerv1.ListJobsRequest) func(yield func(*schedulerv1.Job, error) bool) {
+	return func(yield func(*schedulerv1.Job, error) bool) {
+		if req.GetWorkspace() == "" {
+			req.Workspace = c.Workspace
+		}
+		req.PageToken = ""
+		for {
+			var resp *schedulerv1.ListJobsResponse
+			err := c.retry(ctx, func(ctx context.Context) (err error) {
+				resp, err = c.Scheduler.ListJobs(ctx, req)
+				return err
+			})
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, j := range resp.GetJobs() {
+				if !yield(j, nil) {
+					return
+				}
+			}
+			if resp.GetNextPageToken() == "" {
+				return
+			}
+			req.PageToken = resp.GetNextPageToken()
+		}
+	}
+}
+
+// Events iterates over the ops-log events req selects, newest first, page by page.
+func (c *Client) Events(ctx context.Context, req *opslogv1.QueryEventsRequest) func(yield func(*opslogv1.OpsEvent, error) bool) {
+	return func(yield func(*opslogv1.OpsEvent, error) bool) {
+		if req.GetFilter() == nil {
+			req.Filter = &opslogv1.EventFilter{}
+		}
+		if req.GetFilter().GetWorkspace() == "" {
+			req.Filter.Workspace = c.Workspace
+		}
+		req.PageToken = ""
+		for {
+			var resp *opslogv1.QueryEventsResponse
+			err := c.retry(ctx, func(ctx context.Context) (err error) {
+				resp, err = c.OpsLog.QueryEvents(ctx, req)
+				return err
+			})
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, ev := range resp.GetEvents() {
+				if !yield(ev, nil) {
+					return
+				}
+			}
+			if resp.GetNextPageToken() == "" {
+				return
+			}
+			req.PageToken = resp.GetNextPageToken()
+		}
+	}
+}
+
+// Query runs a read-only statement in the workspace.
+func (c *Client) Query(ctx context.Context, sql string) (*catalogv1.QueryResponse, error) {
+	var resp *catalogv1.QueryResponse
+	err := c.retry(ctx, func(ctx context.Context) (err error) {
+		resp, err = c.Catalog.Query(ctx, &catalogv1.QueryRequest{Workspace: c.Workspace, Sql: sql})
+		return err
+	})
+	return resp, err
+}
