@@ -1,0 +1,233 @@
+// Sluice client for Node.js: the v1 API through Connect's gRPC transport, with an address and a
+// token, pushing a folder, starting a copy or a populate and waiting on its progress, async
+// iteration over pages, retries with the request's idempotency key, and errors as SluiceError
+// with their structured details.
+import { randomUUID } from "node:crypto";
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join, relative, sep } from "node:path";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { BadRequestSchema, ErrorInfoSchema, ResourceInfoSchema, RetryInfoSchema, type BadRequest_FieldViolation, type ResourceInfo } from "./gen/google/rpc/error_details_pb.js";
+import { CatalogService, DatafileSchema, type PushResponse, type QueryResponse, type Workspace } from "./gen/sluice/catalog/v1/catalog_pb.js";
+import { DiagnosticSchema, type Diagnostic } from "./gen/sluice/common/v1/common_pb.js";
+import { EventFilterSchema, OpsLogService, QueryEventsRequestSchema, type OpsEvent } from "./gen/sluice/opslog/v1/opslog_pb.js";
+import {
+  JobStatus,
+  SchedulerService,
+  type Job,
+  type ListJobsRequestSchema,
+  type PopulateRequestSchema,
+  type RunCopyRequestSchema,
+} from "./gen/sluice/scheduler/v1/scheduler_pb.js";
+
+export * as catalog from "./gen/sluice/catalog/v1/catalog_pb.js";
+export * as common from "./gen/sluice/common/v1/common_pb.js";
+export * as opslog from "./gen/sluice/opslog/v1/opslog_pb.js";
+export * as scheduler from "./gen/sluice/scheduler/v1/scheduler_pb.js";
+
+/** Options of a SluiceClient. */
+export interface ClientOptions {
+  /** Sent with every call as `authorization: Bearer <token>`. */
+  token?: string;
+  /** Workspace of requests that name none (default "default"). */
+  workspace?: string;
+  /** Tries after a retryable failure (UNAVAILABLE, REQUEST_IN_PROGRESS); default 4. */
+  retries?: number;
+}
+
+/** An error a Sluice call returned, with its details (proto/sluice/common/v1/errors.proto). */
+export class SluiceError extends Error {
+  /** gRPC code. */
+  readonly code: Code;
+  /** Stable reason, for example "NOT_FOUND" or "INVALID_DATAFILE". */
+  readonly reason: string;
+  /** ErrorInfo metadata, for example job_id or clickhouse_code. */
+  readonly metadata: Record<string, string>;
+  /** The request fields at fault. */
+  readonly fieldViolations: BadRequest_FieldViolation[];
+  /** Datafile problems, each with file, line, column and code. */
+  readonly diagnostics: Diagnostic[];
+  /** What was not found, or exists. */
+  readonly resource?: ResourceInfo;
+  /** Milliseconds to wait before retrying; undefined when a retry will not help. */
+  readonly retryDelayMs?: number;
+
+  constructor(err: ConnectError) {
+    super(err.rawMessage);
+    this.name = "SluiceError";
+    this.code = err.code;
+    const info = err.findDetails(ErrorInfoSchema)[0];
+    this.reason = info?.reason ?? Code[err.code];
+    this.metadata = info?.metadata ?? {};
+    this.fieldViolations = err.findDetails(BadRequestSchema).flatMap((b) => b.fieldViolations);
+    this.diagnostics = err.findDetails(DiagnosticSchema);
+    this.resource = err.findDetails(ResourceInfoSchema)[0];
+    const retry = err.findDetails(RetryInfoSchema)[0];
+    if (retry?.retryDelay) {
+      this.retryDelayMs = Number(retry.retryDelay.seconds) * 1000 + retry.retryDelay.nanos / 1e6;
+    } else if (err.code === Code.Unavailable) {
+      this.retryDelayMs = 200;
+    }
+  }
+
+  /** Whether the same request may succeed later. */
+  get retryable(): boolean {
+    return this.retryDelayMs !== undefined;
+  }
+}
+
+/** A job that ended ERROR or CANCELLED. */
+export class JobFailedError extends Error {
+  constructor(readonly job: Job) {
+    super(`job ${job.id} ended ${JobStatus[job.status]}: ${job.error?.message ?? ""}`);
+    this.name = "JobFailedError";
+  }
+}
+
+function toSluiceError(err: unknown): unknown {
+  return err instanceof ConnectError ? new SluiceError(err) : err;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Reads the .datasource, .pipe and .incl files under dir, paths relative to it. */
+export function readDatafiles(dir: string) {
+  const out: { path: string; content: string }[] = [];
+  const walk = (d: string) => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (/\.(datasource|pipe|incl)$/.test(name)) out.push({ path: relative(dir, p).split(sep).join("/"), content: readFileSync(p, "utf8") });
+    }
+  };
+  walk(dir);
+  if (out.length === 0) throw new Error(`no .datasource, .pipe or .incl file under ${dir}`);
+  return out.map((f) => create(DatafileSchema, f));
+}
+
+/** A connection to Sluice. */
+export class SluiceClient {
+  readonly catalog: Client<typeof CatalogService>;
+  readonly scheduler: Client<typeof SchedulerService>;
+  readonly opsLog: Client<typeof OpsLogService>;
+  workspace: string;
+  private readonly retries: number;
+
+  /** address is host:port, or a URL (http:// for plaintext, https:// for TLS). */
+  constructor(address: string, options: ClientOptions = {}) {
+    const baseUrl = /^https?:\/\//.test(address) ? address : `http://${address}`;
+    const interceptors: Interceptor[] = [];
+    if (options.token) {
+      const token = options.token;
+      interceptors.push((next) => async (req) => {
+        req.header.set("authorization", `Bearer ${token}`);
+        return next(req);
+      });
+    }
+    const transport = createGrpcTransport({ baseUrl, interceptors });
+    this.catalog = createClient(CatalogService, transport);
+    this.scheduler = createClient(SchedulerService, transport);
+    this.opsLog = createClient(OpsLogService, transport);
+    this.workspace = options.workspace ?? "default";
+    this.retries = options.retries ?? 4;
+  }
+
+  /** Runs call until it succeeds or fails for good; errors are SluiceError. */
+  private async retry<T>(call: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await call();
+      } catch (err) {
+        const e = toSluiceError(err);
+        if (!(e instanceof SluiceError) || !e.retryable || attempt >= this.retries) throw e;
+        await sleep(Math.max(e.retryDelayMs ?? 0, 200 * 2 ** attempt));
+      }
+    }
+  }
+
+  /** A new idempotency key (AIP-155). */
+  static newRequestId(): string {
+    return randomUUID();
+  }
+
+  async createWorkspace(name: string): Promise<Workspace | undefined> {
+    const requestId = randomUUID();
+    return (await this.retry(() => this.catalog.createWorkspace({ name, requestId }))).workspace;
+  }
+
+  /** Pushes every datafile under dir as one all-or-nothing push. */
+  async pushDir(dir: string, options: { dryRun?: boolean; force?: boolean; prune?: boolean; variables?: Record<string, string> } = {}): Promise<PushResponse> {
+    const files = readDatafiles(dir);
+    const requestId = randomUUID();
+    return this.retry(() => this.catalog.push({ workspace: this.workspace, files, requestId, ...options }));
+  }
+
+  /** Starts a copy; retries reuse the request id, so it starts once. */
+  async runCopy(req: MessageInitShape<typeof RunCopyRequestSchema>): Promise<Job> {
+    const r = { ...req, workspace: req.workspace || this.workspace, requestId: req.requestId || randomUUID() };
+    const job = (await this.retry(() => this.scheduler.runCopy(r))).job;
+    if (!job) throw new Error("RunCopy returned no job");
+    return job;
+  }
+
+  /** Starts a populate; retries reuse the request id. */
+  async populate(req: MessageInitShape<typeof PopulateRequestSchema>): Promise<Job> {
+    const r = { ...req, workspace: req.workspace || this.workspace, requestId: req.requestId || randomUUID() };
+    const job = (await this.retry(() => this.scheduler.populate(r))).job;
+    if (!job) throw new Error("Populate returned no job");
+    return job;
+  }
+
+  /** Follows a job until it ends; onProgress sees each state. Rejects with JobFailedError. */
+  async wait(job: Job, onProgress?: (job: Job) => void): Promise<Job> {
+    let last = job;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        for await (const resp of this.scheduler.watchJob({ workspace: job.workspace, id: job.id })) {
+          if (resp.job) {
+            last = resp.job;
+            onProgress?.(last);
+          }
+        }
+      } catch (err) {
+        const e = toSluiceError(err);
+        if (!(e instanceof SluiceError) || !e.retryable || attempt >= this.retries) throw e;
+        await sleep(200 * 2 ** attempt);
+        continue;
+      }
+      if (last.status === JobStatus.DONE) return last;
+      if (last.status === JobStatus.ERROR || last.status === JobStatus.CANCELLED) throw new JobFailedError(last);
+    }
+  }
+
+  /** The jobs req selects, newest first, fetched a page at a time. */
+  async *jobs(req: MessageInitShape<typeof ListJobsRequestSchema> = {}): AsyncGenerator<Job> {
+    let pageToken = "";
+    do {
+      const r = { ...req, workspace: req.workspace || this.workspace, pageToken };
+      const page = await this.retry(() => this.scheduler.listJobs(r));
+      yield* page.jobs;
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+  }
+
+  /** The ops-log events req selects, newest first, fetched a page at a time. */
+  async *events(req: MessageInitShape<typeof QueryEventsRequestSchema> = {}): AsyncGenerator<OpsEvent> {
+    let pageToken = "";
+    do {
+      const r = create(QueryEventsRequestSchema, req);
+      r.filter ??= create(EventFilterSchema);
+      r.filter.workspace ||= this.workspace;
+      r.pageToken = pageToken;
+      const page = await this.retry(() => this.opsLog.queryEvents(r));
+      yield* page.events;
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+  }
+
+  /** A read-only query in the workspace (values encoded as QueryResponse documents). */
+  async query(sql: string): Promise<QueryResponse> {
+    return this.retry(() => this.catalog.query({ workspace: this.workspace, sql }));
+  }
+}
