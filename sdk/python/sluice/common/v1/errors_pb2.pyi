@@ -1,0 +1,33 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from typing import ClassVar as _ClassVar
+
+DESCRIPTOR: _descriptor.FileDescriptor
+ERROR_REASON_ALREADY_EXISTS: ErrorReason
+ERROR_REASON_CANCELLED: ErrorReason
+ERROR_REASON_CLICKHOUSE_ERROR: ErrorReason
+ERROR_REASON_CLICKHOUSE_UNAVAILABLE: ErrorReason
+ERROR_REASON_FAILED_PRECONDITION: ErrorReason
+ERROR_REASON_INTERNAL: ErrorReason
+ERROR_REASON_INVALID_ARGUMENT: ErrorReason
+ERROR_REASON_INVALID_DATAFILE: ErrorReason
+ERROR_REASON_INVALID_PAGE_TOKEN: ErrorReason
+ERROR_REASON_INVALID_SQL: ErrorReason
+ERROR_REASON_JOB_TIMEOUT: ErrorReason
+ERROR_REASON_MEMORY_LIMIT: ErrorReason
+ERROR_REASON_MISSING_PARAMETER: ErrorReason
+ERROR_REASON_NEEDS_FORCE: ErrorReason
+ERROR_REASON_NOT_FOUND: ErrorReason
+ERROR_REASON_PERMISSION_DENIED: ErrorReason
+ERROR_REASON_QUERY_TIMEOUT: ErrorReason
+ERROR_REASON_REQUEST_ID_REUSED: ErrorReason
+ERROR_REASON_REQUEST_IN_PROGRESS: ErrorReason
+ERROR_REASON_STEP_FAILED: ErrorReason
+ERROR_REASON_UNAUTHENTICATED: ErrorReason
+ERROR_REASON_UNAVAILABLE: ErrorReason
+ERROR_REASON_UNKNOWN_PARAMETER: ErrorReason
+ERROR_REASON_UNSPECIFIED: ErrorReason
+ERROR_REASON_UNSUPPORTED: ErrorReason
+
+class ErrorReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = []
