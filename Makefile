@@ -12,9 +12,16 @@ TOOLS_BIN := $(CURDIR)/.cache/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 export SLUICE_CHDB_LIB ?= $(CHDB_LIB)
 
-MODULES := api platform services/catalog services/scheduler services/executor services/opslog services/ingest cmd/sluiced cmd/sluice
+MODULES := api platform services/catalog services/scheduler services/executor services/opslog services/ingest cmd/sluiced cmd/sluice sdk/go
 PKGS := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 GO_TEST_FLAGS ?= -count=1 -timeout 30m
+# SDKs: the TypeScript package's pinned tools (protoc-gen-es, tsc) come from its package-lock;
+# Python runs on Debian's python3-grpcio and python3-protobuf (not a pyenv python).
+SDK_TS := sdk/typescript
+SDK_TS_DEPS := $(SDK_TS)/node_modules/.package-lock.json
+PYTHON := /usr/bin/python3
+# The API is checked for breaking changes against this (buf input); CI uses the previous commit.
+BUF_BREAKING_AGAINST ?= .git\#ref=HEAD~1
 
 .PHONY: help
 help: ## list targets
@@ -37,6 +44,18 @@ build: ## build bin/sluiced and bin/sluice
 .PHONY: test
 test: deps chdb ## run every test (installs clickhouse-server and nats-server when root)
 	go test $(GO_TEST_FLAGS) $(PKGS)
+	$(MAKE) test-sdk-ts test-sdk-python
+
+.PHONY: test-sdk
+test-sdk: deps chdb ## the three SDK suites, each against a real sluiced
+	go test $(GO_TEST_FLAGS) ./sdk/go/...
+	$(MAKE) test-sdk-ts test-sdk-python
+
+.PHONY: test-sdk-ts test-sdk-python
+test-sdk-ts: build $(SDK_TS_DEPS)
+	cd $(SDK_TS) && SLUICED=$(CURDIR)/bin/sluiced npm test
+test-sdk-python: build
+	cd sdk/python && SLUICED=$(CURDIR)/bin/sluiced $(PYTHON) -m pytest -q -p no:cacheprovider tests
 
 .PHONY: test-short
 test-short: chdb ## unit tests only
@@ -50,19 +69,35 @@ bench: deps chdb ## run the benchmarks; figures in bench/results/latest.json
 fuzz: ## run every fuzz target for FUZZTIME each (default 2m)
 	./scripts/fuzz.sh $${FUZZTIME:-2m}
 
+GENERATED := api $(SDK_TS)/src/gen sdk/python/sluice
+
 .PHONY: generate
-generate: tools ## regenerate Go code from proto/
+generate: tools $(SDK_TS_DEPS) ## regenerate api/ (Go) and the SDKs' generated code from proto/
 	buf generate
 	cd api && go mod tidy
+	buf generate --template $(SDK_TS)/buf.gen.yaml
+	rm -rf $(addprefix sdk/python/sluice/,catalog common executor opslog scheduler)
+	buf generate --template sdk/python/buf.gen.yaml
+	buf build third_party/googleapis --path third_party/googleapis/google/rpc/status.proto \
+		--path third_party/googleapis/google/rpc/error_details.proto --exclude-source-info \
+		--as-file-descriptor-set -o sdk/python/sluice/_rpc_descriptors.binpb
+
+$(SDK_TS_DEPS): $(SDK_TS)/package-lock.json
+	cd $(SDK_TS) && npm ci --no-audit --no-fund
 
 .PHONY: generate-check
 generate-check: generate ## fail when generated code is not committed
-	@git diff --exit-code -- api || { echo "generated code is out of date: run 'make generate' and commit"; exit 1; }
-	@test -z "$$(git status --porcelain -- api)" || { git status --porcelain -- api; echo "untracked generated files: run 'make generate' and commit"; exit 1; }
+	@git diff --exit-code -- $(GENERATED) || { echo "generated code is out of date: run 'make generate' and commit"; exit 1; }
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || { git status --porcelain -- $(GENERATED); echo "untracked generated files: run 'make generate' and commit"; exit 1; }
+
+.PHONY: breaking
+breaking: tools ## buf breaking: the API against the previous commit (BUF_BREAKING_AGAINST)
+	buf breaking --against '$(BUF_BREAKING_AGAINST)'
 
 .PHONY: lint
-lint: tools ## buf lint, go vet, golangci-lint
+lint: tools ## buf lint, buf breaking, go vet, golangci-lint
 	buf lint
+	$(MAKE) breaking
 	go vet $(PKGS)
 	for m in $(MODULES); do (cd $$m && golangci-lint run ./...) || exit 1; done
 
