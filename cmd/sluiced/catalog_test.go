@@ -239,7 +239,7 @@ func TestCatalogVerbsThroughCLI(t *testing.T) {
 	var res struct {
 		Rows []map[string]any `json:"rows"`
 	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Rows) != 1 || res.Rows[0]["t"] != float64(7) {
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Rows) != 1 || res.Rows[0]["t"] != "7" {
 		t.Fatalf("sql: %v\n%s", err, out)
 	}
 	_, stderr, code := cli(t, bin, shop, "sql", "DROP TABLE events", "--workspace", "shop")
