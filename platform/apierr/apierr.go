@@ -156,10 +156,20 @@ func Datafile(msg string, diags []*commonv1.Diagnostic) *Error {
 }
 
 // NotFound is a missing resource (NOT_FOUND with ResourceInfo). resourceType is one of
-// workspace, datasource, pipe, node, job, file, schedule.
+// workspace, datasource, pipe, node, job, file, schedule, token.
 func NotFound(resourceType, name, format string, args ...any) *Error {
 	return &Error{
 		Code: codes.NotFound, Reason: commonv1.ErrorReason_ERROR_REASON_NOT_FOUND, Message: fmt.Sprintf(format, args...),
+		Resource: &errdetails.ResourceInfo{ResourceType: resourceType, ResourceName: name},
+		Metadata: map[string]string{resourceType: name},
+	}
+}
+
+// AlreadyExists is a resource the request creates that exists (ALREADY_EXISTS with
+// ResourceInfo).
+func AlreadyExists(resourceType, name, format string, args ...any) *Error {
+	return &Error{
+		Code: codes.AlreadyExists, Reason: commonv1.ErrorReason_ERROR_REASON_ALREADY_EXISTS, Message: fmt.Sprintf(format, args...),
 		Resource: &errdetails.ResourceInfo{ResourceType: resourceType, ResourceName: name},
 		Metadata: map[string]string{resourceType: name},
 	}

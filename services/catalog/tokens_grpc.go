@@ -11,7 +11,10 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
+	"github.com/sluicehq/sluice/platform/apierr"
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/paging"
 )
 
 // tokenService implements TokenService on the catalog's token store. The interceptor has
@@ -34,8 +37,12 @@ func (t *tokenService) ListTokens(ctx context.Context, req *catalogv1.ListTokens
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	resp := &catalogv1.ListTokensResponse{}
-	for _, r := range recs {
+	page, next, err := paging.ByName(req, req.GetPageSize(), req.GetPageToken(), maxPage, recs, func(r auth.Record) string { return r.Name })
+	if err != nil {
+		return nil, err
+	}
+	resp := &catalogv1.ListTokensResponse{NextPageToken: next}
+	for _, r := range page {
 		resp.Tokens = append(resp.Tokens, tokenProto(r))
 	}
 	return resp, nil
@@ -83,7 +90,7 @@ func (t *tokenService) CreateToken(ctx context.Context, req *catalogv1.CreateTok
 		return nil, grpcError(err)
 	}
 	if !created {
-		return nil, status.Errorf(codes.AlreadyExists, "token %q exists%s: rotate it (sluice token rotate) or delete it first", name, inWorkspace(ws))
+		return nil, apierr.AlreadyExists("token", name, "token %q exists%s: rotate it (sluice token rotate) or delete it first", name, inWorkspace(ws))
 	}
 	t.s.log.Info("token created", "workspace", ws, "token", name, "scopes", auth.FormatScopes(scopes))
 	return &catalogv1.CreateTokenResponse{Issued: &catalogv1.IssuedToken{Token: tokenProto(rec), Secret: secret}}, nil
@@ -96,14 +103,14 @@ func (t *tokenService) DeleteToken(ctx context.Context, req *catalogv1.DeleteTok
 	}
 	rec, _, err := t.s.tokens.get(ctx, ws, name)
 	if errors.Is(err, errNotFound) {
-		return nil, status.Errorf(codes.NotFound, "no token %q%s", name, inWorkspace(ws))
+		return nil, apierr.NotFound("token", name, "no token %q%s", name, inWorkspace(ws))
 	}
 	if err != nil {
 		return nil, grpcError(err)
 	}
 	switch rec.Kind {
 	case auth.KindAdmin, auth.KindOperator:
-		return nil, status.Errorf(codes.FailedPrecondition, "the %s token cannot be deleted: rotate it (sluice token rotate %s) to revoke its secret", rec.Name, rec.Name)
+		return nil, apierr.Precondition(commonv1.ErrorReason_ERROR_REASON_FAILED_PRECONDITION, "the %s token cannot be deleted: rotate it (sluice token rotate %s) to revoke its secret", rec.Name, rec.Name)
 	}
 	if err := auth.Require(ctx, ws, rec.Scopes()...); err != nil {
 		return nil, err
@@ -140,7 +147,7 @@ func (t *tokenService) RotateToken(ctx context.Context, req *catalogv1.RotateTok
 		return &catalogv1.RotateTokenResponse{Issued: &catalogv1.IssuedToken{Token: tokenProto(rec), Secret: secret}}, nil
 	}
 	if errors.Is(err, errNotFound) {
-		return nil, status.Errorf(codes.NotFound, "no token %q%s", name, inWorkspace(ws))
+		return nil, apierr.NotFound("token", name, "no token %q%s", name, inWorkspace(ws))
 	}
 	if err != nil {
 		return nil, grpcError(err)

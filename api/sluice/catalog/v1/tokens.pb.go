@@ -276,7 +276,11 @@ func (x *IssuedToken) GetSecret() string {
 type ListTokensRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Workspace name; empty means the caller's (or, for the operator, the instance level).
-	Workspace     string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	// Most tokens to return (0 means 100; at most 1000).
+	PageSize int32 `protobuf:"varint,2,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// next_page_token of the previous page, with the rest of the request unchanged.
+	PageToken     string `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -318,11 +322,27 @@ func (x *ListTokensRequest) GetWorkspace() string {
 	return ""
 }
 
+func (x *ListTokensRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListTokensRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
 // ListTokensResponse lists tokens by name.
 type ListTokensResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tokens in name order.
-	Tokens        []*Token `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	Tokens []*Token `protobuf:"bytes,1,rep,name=tokens,proto3" json:"tokens,omitempty"`
+	// Token of the next page; empty on the last page.
+	NextPageToken string `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -364,6 +384,13 @@ func (x *ListTokensResponse) GetTokens() []*Token {
 	return nil
 }
 
+func (x *ListTokensResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 // CreateTokenRequest describes the token to create.
 type CreateTokenRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -374,7 +401,9 @@ type CreateTokenRequest struct {
 	// Scopes to grant (at least one).
 	Scopes []string `protobuf:"bytes,3,rep,name=scopes,proto3" json:"scopes,omitempty"`
 	// Free text.
-	Description   string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// Idempotency key (AIP-155), see CreateWorkspaceRequest.request_id.
+	RequestId     string `protobuf:"bytes,5,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -437,6 +466,13 @@ func (x *CreateTokenRequest) GetDescription() string {
 	return ""
 }
 
+func (x *CreateTokenRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 // CreateTokenResponse carries the new token and its secret.
 type CreateTokenResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -489,7 +525,9 @@ type DeleteTokenRequest struct {
 	// Workspace name; empty means the caller's (or, for the operator, the instance level).
 	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	// Token name.
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Idempotency key (AIP-155), see CreateWorkspaceRequest.request_id.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -538,6 +576,13 @@ func (x *DeleteTokenRequest) GetName() string {
 	return ""
 }
 
+func (x *DeleteTokenRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 // DeleteTokenResponse is empty.
 type DeleteTokenResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -581,7 +626,9 @@ type RotateTokenRequest struct {
 	// Workspace name; empty means the caller's (or, for the operator, the instance level).
 	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
 	// Token name.
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// Idempotency key (AIP-155), see CreateWorkspaceRequest.request_id.
+	RequestId     string `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -626,6 +673,13 @@ func (x *RotateTokenRequest) GetWorkspace() string {
 func (x *RotateTokenRequest) GetName() string {
 	if x != nil {
 		return x.Name
+	}
+	return ""
+}
+
+func (x *RotateTokenRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -780,25 +834,35 @@ const file_sluice_catalog_v1_tokens_proto_rawDesc = "" +
 	" \x03(\tR\x0edatafileScopes\"U\n" +
 	"\vIssuedToken\x12.\n" +
 	"\x05token\x18\x01 \x01(\v2\x18.sluice.catalog.v1.TokenR\x05token\x12\x16\n" +
-	"\x06secret\x18\x02 \x01(\tR\x06secret\"1\n" +
+	"\x06secret\x18\x02 \x01(\tR\x06secret\"m\n" +
 	"\x11ListTokensRequest\x12\x1c\n" +
-	"\tworkspace\x18\x01 \x01(\tR\tworkspace\"F\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1b\n" +
+	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"n\n" +
 	"\x12ListTokensResponse\x120\n" +
-	"\x06tokens\x18\x01 \x03(\v2\x18.sluice.catalog.v1.TokenR\x06tokens\"\x80\x01\n" +
+	"\x06tokens\x18\x01 \x03(\v2\x18.sluice.catalog.v1.TokenR\x06tokens\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x9f\x01\n" +
 	"\x12CreateTokenRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x16\n" +
 	"\x06scopes\x18\x03 \x03(\tR\x06scopes\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription\"M\n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x05 \x01(\tR\trequestId\"M\n" +
 	"\x13CreateTokenResponse\x126\n" +
-	"\x06issued\x18\x01 \x01(\v2\x1e.sluice.catalog.v1.IssuedTokenR\x06issued\"F\n" +
+	"\x06issued\x18\x01 \x01(\v2\x1e.sluice.catalog.v1.IssuedTokenR\x06issued\"e\n" +
 	"\x12DeleteTokenRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"\x15\n" +
-	"\x13DeleteTokenResponse\"F\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"\x15\n" +
+	"\x13DeleteTokenResponse\"e\n" +
 	"\x12RotateTokenRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"M\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\"M\n" +
 	"\x13RotateTokenResponse\x126\n" +
 	"\x06issued\x18\x01 \x01(\v2\x1e.sluice.catalog.v1.IssuedTokenR\x06issued\"\x18\n" +
 	"\x16GetCurrentTokenRequest\"I\n" +

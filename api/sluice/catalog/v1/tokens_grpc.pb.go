@@ -39,20 +39,29 @@ const (
 type TokenServiceClient interface {
 	// ListTokens lists a workspace's tokens. With the operator token and no workspace it lists
 	// the instance-level tokens (the operator token and tokens with instance scopes such as
-	// METRICS:READ). Secrets are never returned.
+	// METRICS:READ), by name, one page at a time. Secrets are never returned.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace), INVALID_PAGE_TOKEN.
 	ListTokens(ctx context.Context, in *ListTokensRequest, opts ...grpc.CallOption) (*ListTokensResponse, error)
 	// CreateToken creates a token with scopes and returns its secret, once. A caller may grant
-	// only scopes it holds itself (ADMIN holds every scope of its workspace). ALREADY_EXISTS when
-	// the name is taken.
+	// only scopes it holds itself (ADMIN holds every scope of its workspace). A retry with the
+	// same request_id returns the same secret. Errors: INVALID_ARGUMENT (name, scopes),
+	// NOT_FOUND (workspace), ALREADY_EXISTS (token; the name is taken), PERMISSION_DENIED (a
+	// scope the caller does not hold), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	CreateToken(ctx context.Context, in *CreateTokenRequest, opts ...grpc.CallOption) (*CreateTokenResponse, error)
 	// DeleteToken revokes a token: it stops working everywhere within seconds. The workspace
-	// admin token cannot be deleted (rotate it instead).
+	// admin token cannot be deleted (rotate it instead). Errors: INVALID_ARGUMENT (name),
+	// NOT_FOUND (workspace, token), FAILED_PRECONDITION (the admin token), PERMISSION_DENIED (a
+	// token with scopes the caller does not hold), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	DeleteToken(ctx context.Context, in *DeleteTokenRequest, opts ...grpc.CallOption) (*DeleteTokenResponse, error)
 	// RotateToken gives a token a new secret, returned once; the old secret stops working
 	// everywhere within seconds. Rotating a workspace's `admin` token creates it when the
-	// workspace has none (workspaces created before tokens existed).
+	// workspace has none (workspaces created before tokens existed). A retry with the same
+	// request_id returns the same new secret and rotates nothing. Errors: INVALID_ARGUMENT
+	// (name), NOT_FOUND (workspace, token), PERMISSION_DENIED (a token with scopes the caller
+	// does not hold), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	RotateToken(ctx context.Context, in *RotateTokenRequest, opts ...grpc.CallOption) (*RotateTokenResponse, error)
 	// GetCurrentToken describes the token the call carries: its name, workspace and scopes.
+	// Errors: none beyond those of authentication.
 	GetCurrentToken(ctx context.Context, in *GetCurrentTokenRequest, opts ...grpc.CallOption) (*GetCurrentTokenResponse, error)
 }
 
@@ -127,20 +136,29 @@ func (c *tokenServiceClient) GetCurrentToken(ctx context.Context, in *GetCurrent
 type TokenServiceServer interface {
 	// ListTokens lists a workspace's tokens. With the operator token and no workspace it lists
 	// the instance-level tokens (the operator token and tokens with instance scopes such as
-	// METRICS:READ). Secrets are never returned.
+	// METRICS:READ), by name, one page at a time. Secrets are never returned.
+	// Errors: INVALID_ARGUMENT, NOT_FOUND (workspace), INVALID_PAGE_TOKEN.
 	ListTokens(context.Context, *ListTokensRequest) (*ListTokensResponse, error)
 	// CreateToken creates a token with scopes and returns its secret, once. A caller may grant
-	// only scopes it holds itself (ADMIN holds every scope of its workspace). ALREADY_EXISTS when
-	// the name is taken.
+	// only scopes it holds itself (ADMIN holds every scope of its workspace). A retry with the
+	// same request_id returns the same secret. Errors: INVALID_ARGUMENT (name, scopes),
+	// NOT_FOUND (workspace), ALREADY_EXISTS (token; the name is taken), PERMISSION_DENIED (a
+	// scope the caller does not hold), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	CreateToken(context.Context, *CreateTokenRequest) (*CreateTokenResponse, error)
 	// DeleteToken revokes a token: it stops working everywhere within seconds. The workspace
-	// admin token cannot be deleted (rotate it instead).
+	// admin token cannot be deleted (rotate it instead). Errors: INVALID_ARGUMENT (name),
+	// NOT_FOUND (workspace, token), FAILED_PRECONDITION (the admin token), PERMISSION_DENIED (a
+	// token with scopes the caller does not hold), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	DeleteToken(context.Context, *DeleteTokenRequest) (*DeleteTokenResponse, error)
 	// RotateToken gives a token a new secret, returned once; the old secret stops working
 	// everywhere within seconds. Rotating a workspace's `admin` token creates it when the
-	// workspace has none (workspaces created before tokens existed).
+	// workspace has none (workspaces created before tokens existed). A retry with the same
+	// request_id returns the same new secret and rotates nothing. Errors: INVALID_ARGUMENT
+	// (name), NOT_FOUND (workspace, token), PERMISSION_DENIED (a token with scopes the caller
+	// does not hold), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	RotateToken(context.Context, *RotateTokenRequest) (*RotateTokenResponse, error)
 	// GetCurrentToken describes the token the call carries: its name, workspace and scopes.
+	// Errors: none beyond those of authentication.
 	GetCurrentToken(context.Context, *GetCurrentTokenRequest) (*GetCurrentTokenResponse, error)
 	mustEmbedUnimplementedTokenServiceServer()
 }

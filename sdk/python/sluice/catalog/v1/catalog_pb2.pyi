@@ -1,6 +1,7 @@
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from sluice.catalog.v1 import tokens_pb2 as _tokens_pb2
 from sluice.common.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -28,10 +29,14 @@ class CreateWorkspaceRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class CreateWorkspaceResponse(_message.Message):
-    __slots__ = ["workspace"]
+    __slots__ = ["admin_token", "created", "workspace"]
+    ADMIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    admin_token: str
+    created: bool
     workspace: Workspace
-    def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ...) -> None: ...
+    def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ..., admin_token: _Optional[str] = ..., created: bool = ...) -> None: ...
 
 class DataSource(_message.Message):
     __slots__ = ["columns", "create_statement", "description", "engine", "file_version", "id", "name", "partition_key", "path", "primary_key", "settings", "sorting_key", "tags", "ttl", "update_time", "workspace"]
@@ -293,9 +298,10 @@ class ListWorkspacesResponse(_message.Message):
     def __init__(self, workspaces: _Optional[_Iterable[_Union[Workspace, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ["copy_mode", "copy_schedule", "dependencies", "description", "name", "parameters", "sql", "target_datasource", "type"]
+    __slots__ = ["copy_mode", "copy_schedule", "copy_token", "dependencies", "description", "name", "parameters", "sql", "target_datasource", "type"]
     COPY_MODE_FIELD_NUMBER: _ClassVar[int]
     COPY_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    COPY_TOKEN_FIELD_NUMBER: _ClassVar[int]
     DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
     DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -305,6 +311,7 @@ class Node(_message.Message):
     TYPE_FIELD_NUMBER: _ClassVar[int]
     copy_mode: _common_pb2.CopyMode
     copy_schedule: str
+    copy_token: str
     dependencies: _containers.RepeatedScalarFieldContainer[str]
     description: str
     name: str
@@ -312,7 +319,7 @@ class Node(_message.Message):
     sql: str
     target_datasource: str
     type: NodeType
-    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., sql: _Optional[str] = ..., type: _Optional[_Union[NodeType, str]] = ..., target_datasource: _Optional[str] = ..., copy_schedule: _Optional[str] = ..., copy_mode: _Optional[_Union[_common_pb2.CopyMode, str]] = ..., parameters: _Optional[_Iterable[_Union[Parameter, _Mapping]]] = ..., dependencies: _Optional[_Iterable[str]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., sql: _Optional[str] = ..., type: _Optional[_Union[NodeType, str]] = ..., target_datasource: _Optional[str] = ..., copy_schedule: _Optional[str] = ..., copy_mode: _Optional[_Union[_common_pb2.CopyMode, str]] = ..., parameters: _Optional[_Iterable[_Union[Parameter, _Mapping]]] = ..., dependencies: _Optional[_Iterable[str]] = ..., copy_token: _Optional[str] = ...) -> None: ...
 
 class Parameter(_message.Message):
     __slots__ = ["default_value", "description", "has_default", "name", "required", "type"]
@@ -402,14 +409,16 @@ class PushRequest(_message.Message):
     def __init__(self, workspace: _Optional[str] = ..., files: _Optional[_Iterable[_Union[Datafile, _Mapping]]] = ..., dry_run: bool = ..., force: bool = ..., prune: bool = ..., variables: _Optional[_Mapping[str, str]] = ..., request_id: _Optional[str] = ...) -> None: ...
 
 class PushResponse(_message.Message):
-    __slots__ = ["actions", "applied", "warnings"]
+    __slots__ = ["actions", "applied", "new_tokens", "warnings"]
     ACTIONS_FIELD_NUMBER: _ClassVar[int]
     APPLIED_FIELD_NUMBER: _ClassVar[int]
+    NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
     actions: _containers.RepeatedCompositeFieldContainer[PlanAction]
     applied: bool
+    new_tokens: _containers.RepeatedCompositeFieldContainer[_tokens_pb2.IssuedToken]
     warnings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Diagnostic]
-    def __init__(self, actions: _Optional[_Iterable[_Union[PlanAction, _Mapping]]] = ..., applied: bool = ..., warnings: _Optional[_Iterable[_Union[_common_pb2.Diagnostic, _Mapping]]] = ...) -> None: ...
+    def __init__(self, actions: _Optional[_Iterable[_Union[PlanAction, _Mapping]]] = ..., applied: bool = ..., warnings: _Optional[_Iterable[_Union[_common_pb2.Diagnostic, _Mapping]]] = ..., new_tokens: _Optional[_Iterable[_Union[_tokens_pb2.IssuedToken, _Mapping]]] = ...) -> None: ...
 
 class QueryRequest(_message.Message):
     __slots__ = ["max_rows", "sql", "timeout", "workspace"]

@@ -101,9 +101,9 @@ class CatalogServiceServicer(object):
     """
 
     def CreateWorkspace(self, request, context):
-        """CreateWorkspace creates a workspace and its ClickHouse database. Creating a workspace that
-        exists returns it unchanged. Errors: INVALID_ARGUMENT (name), REQUEST_ID_REUSED,
-        REQUEST_IN_PROGRESS.
+        """CreateWorkspace creates a workspace, its ClickHouse database and its admin token (operator
+        token only). Creating a workspace that exists returns it unchanged, without a token.
+        Errors: INVALID_ARGUMENT (name), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -117,7 +117,7 @@ class CatalogServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def ListWorkspaces(self, request, context):
-        """ListWorkspaces lists every workspace by name, one page at a time.
+        """ListWorkspaces lists every workspace by name, one page at a time (operator token only).
         Errors: INVALID_ARGUMENT, INVALID_PAGE_TOKEN.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -125,9 +125,10 @@ class CatalogServiceServicer(object):
         raise NotImplementedError('Method not implemented!')
 
     def DeleteWorkspace(self, request, context):
-        """DeleteWorkspace drops a workspace's database and forgets its resources. Refused while it has
-        jobs that are waiting or working unless force is set. Errors: INVALID_ARGUMENT, NOT_FOUND
-        (workspace), FAILED_PRECONDITION (jobs running), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
+        """DeleteWorkspace drops a workspace's database, forgets its resources and revokes its tokens
+        (operator token only). Refused while it has jobs that are waiting or working unless force
+        is set. Errors: INVALID_ARGUMENT, NOT_FOUND (workspace), FAILED_PRECONDITION (jobs
+        running), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
