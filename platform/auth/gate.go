@@ -58,6 +58,17 @@ func (g *Gate) CheckServices(services map[string]grpc.ServiceInfo) error {
 	return nil
 }
 
+// PresentedToken is the token a gRPC call's metadata carries ("" for none or a malformed
+// header: the gate has refused such calls before a handler runs).
+func PresentedToken(ctx context.Context) string {
+	md, _ := metadata.FromIncomingContext(ctx)
+	tok, err := bearer(md)
+	if err != nil {
+		return ""
+	}
+	return tok
+}
+
 // bearer returns the token of the call's metadata.
 func bearer(md metadata.MD) (string, error) {
 	vals := md.Get("authorization")

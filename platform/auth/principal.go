@@ -65,6 +65,20 @@ func (p *Principal) Allows(ws string, want Scope) bool {
 	return false
 }
 
+// Key identifies the principal for things it owns, such as its request ids: the same for every
+// call of one token (also after the token is rotated), different for any two tokens.
+func (p *Principal) Key() string {
+	id := p.TokenID
+	if id == "" {
+		id = p.Name
+	}
+	k := string(p.Kind) + "/" + p.Workspace + "/" + id
+	if p.OnBehalfOf != nil {
+		k += " for " + p.OnBehalfOf.Key()
+	}
+	return k
+}
+
 // Describe names the principal in errors and logs, without its secret.
 func (p *Principal) Describe() string {
 	if p.OnBehalfOf != nil {

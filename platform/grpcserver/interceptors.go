@@ -11,12 +11,14 @@ import (
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	"github.com/sluicehq/sluice/platform/apierr"
+	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/idempotency"
 )
 
 // Every call goes through, in order: panic recovery, the error mapping (apierr.Status: every
-// error leaves with ErrorInfo and the details that apply), the request check (undefined enum
-// values are refused), and request ids (idempotency.Store).
+// error leaves with ErrorInfo and the details that apply), the auth gate (platform/auth), the
+// request check (undefined enum values are refused), and request ids (idempotency.Store, which
+// keeps each caller's ids apart).
 
 func errorsUnary(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 	resp, err := handler(ctx, req)
@@ -117,7 +119,11 @@ func (s *Server) requestsUnary(ctx context.Context, req any, info *grpc.UnarySer
 	if st == nil || !ok {
 		return handler(ctx, req)
 	}
-	return st.Do(ctx, info.FullMethod, m, func(ctx context.Context) (proto.Message, error) {
+	var caller idempotency.Caller
+	if p, ok := auth.FromContext(ctx); ok {
+		caller = idempotency.Caller{ID: p.Key(), Secret: []byte(auth.PresentedToken(ctx))}
+	}
+	return st.Do(ctx, caller, info.FullMethod, m, func(ctx context.Context) (proto.Message, error) {
 		resp, err := handler(ctx, req)
 		if err != nil {
 			return nil, err

@@ -3,6 +3,12 @@
 // nothing new. Answers are kept in the NATS KV bucket sluice_requests, shared by every replica
 // of every service, so a retry that reaches another process is answered the same way.
 //
+// Request ids belong to their caller (the token that sent them): another token sending the same
+// id makes a request of its own, and never gets this one's answer. Answers can hold secrets
+// (the tokens a push or CreateToken makes), so the bucket holds them encrypted (AES-256-GCM)
+// with a key derived from the caller's token and the request id, neither of which is stored:
+// reading the bucket tells nothing but that some request was made.
+//
 // A call claims its id with a create (compare-and-set) before it runs and keeps a heartbeat on
 // the claim while it runs; a retry that arrives meanwhile waits for the answer. A claim whose
 // heartbeat stopped (its process died) is taken over by the next retry, which keeps the first
@@ -14,6 +20,10 @@ package idempotency
 
 import (
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -38,10 +48,9 @@ const (
 	Bucket = "sluice_requests"
 	// Window is how long an answer is kept: a retry later than this runs as a new request.
 	Window = 24 * time.Hour
-	// lease is how long a claim lives without a heartbeat before a retry takes it over.
+	// lease is how long a claim lives without a heartbeat before a retry takes it over; a
+	// running call renews its claim every third of it.
 	lease = 30 * time.Second
-	// heartbeat is how often a running call renews its claim.
-	heartbeat = lease / 3
 	// maxWait is how long a retry waits for a running first call before it answers
 	// REQUEST_IN_PROGRESS.
 	maxWait = 20 * time.Second
@@ -53,6 +62,14 @@ const (
 
 // FieldName is the request field that carries the id.
 const FieldName = "request_id"
+
+// Caller is who sends a request id: ID names the caller (a token, stably across rotations) and
+// Secret is the credential the call presented, from which the key of its stored answer is
+// derived.
+type Caller struct {
+	ID     string
+	Secret []byte
+}
 
 // Request is the request id of the call a context belongs to.
 type Request struct {
@@ -81,7 +98,8 @@ type record struct {
 	FirstSeen   int64  `json:"t"`
 	Heartbeat   int64  `json:"h"`
 	Done        bool   `json:"d"`
-	// Answer is the response as a marshalled Any; empty when too large to keep.
+	// Answer is the response as a marshalled Any, sealed with the caller's key (nonce first);
+	// empty when too large to keep.
 	Answer []byte `json:"a,omitempty"`
 }
 
@@ -89,6 +107,8 @@ type record struct {
 type Store struct {
 	js  jetstream.JetStream
 	now func() time.Time
+	// lease and maxWait are the package's constants; tests shorten them.
+	lease, maxWait time.Duration
 
 	mu sync.Mutex
 	kv jetstream.KeyValue
@@ -96,7 +116,7 @@ type Store struct {
 
 // NewStore uses js; the bucket is made on first use (so a process starts while NATS is down).
 func NewStore(js jetstream.JetStream) *Store {
-	return &Store{js: js, now: time.Now}
+	return &Store{js: js, now: time.Now, lease: lease, maxWait: maxWait}
 }
 
 func (s *Store) bucket(ctx context.Context) (jetstream.KeyValue, error) {
@@ -126,11 +146,14 @@ func RequestID(req proto.Message) string {
 	return m.Get(fd).String()
 }
 
-// Do runs call once for req's request id (method names the RPC); without a request id it just
-// runs call. A retry gets the first answer; the same id with another request is
-// REQUEST_ID_REUSED; a retry while the first call runs waits for it, or answers
-// REQUEST_IN_PROGRESS (with RetryInfo) when that takes long.
-func (s *Store) Do(ctx context.Context, method string, req proto.Message, call func(context.Context) (proto.Message, error)) (proto.Message, error) {
+// Do runs call once for req's request id sent by caller (method names the RPC); without a
+// request id it just runs call. A retry gets the first answer; the same id with another request
+// is REQUEST_ID_REUSED; a retry while the first call runs waits for it, or answers
+// REQUEST_IN_PROGRESS (with RetryInfo) when that takes long. An answer that was too large to
+// keep, or that cannot be opened (the caller's token was rotated since), is made again by
+// running call: every call that takes a request id changes nothing when it runs again, or
+// finds what its first run started.
+func (s *Store) Do(ctx context.Context, caller Caller, method string, req proto.Message, call func(context.Context) (proto.Message, error)) (proto.Message, error) {
 	id := RequestID(req)
 	if id == "" {
 		return call(ctx)
@@ -139,14 +162,20 @@ func (s *Store) Do(ctx context.Context, method string, req proto.Message, call f
 		e := apierr.InvalidArgument(FieldName, "%q is not a UUID such as 3f1c2b8e-5d3a-4b6e-9a0f-1c2d3e4f5a6b: make one per intended change and send it again with every retry", id)
 		return nil, e
 	}
+	if caller.ID == "" || len(caller.Secret) == 0 {
+		// Calls reach handlers only through the auth gate, so this is a wiring mistake: fail
+		// closed rather than share answers between callers.
+		return nil, &apierr.Error{Code: codes.Unauthenticated, Reason: commonv1.ErrorReason_ERROR_REASON_UNAUTHENTICATED,
+			Message: "a request_id needs the call's token, and none reached this server"}
+	}
 	kv, err := s.bucket(ctx)
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256([]byte(method + "\x00" + id))
-	key := hex.EncodeToString(sum[:16])
+	key := recordKey(caller, method, id)
+	seal := sealer(caller.Secret, method, id, key)
 	fp := fingerprint(req)
-	deadline := s.now().Add(maxWait)
+	deadline := s.now().Add(s.maxWait)
 	for {
 		e, err := kv.Get(ctx, key)
 		switch {
@@ -159,7 +188,7 @@ func (s *Store) Do(ctx context.Context, method string, req proto.Message, call f
 			if cerr != nil {
 				return nil, unavailable(cerr)
 			}
-			return s.run(ctx, kv, key, rev, record{Fingerprint: fp, FirstSeen: now.UnixNano()}, id, call)
+			return s.run(ctx, kv, key, rev, record{Fingerprint: fp, FirstSeen: now.UnixNano()}, id, seal, call)
 		case err != nil:
 			return nil, unavailable(err)
 		}
@@ -173,23 +202,24 @@ func (s *Store) Do(ctx context.Context, method string, req proto.Message, call f
 				apierr.Violation(FieldName, "used for a different request"))
 		}
 		if rec.Done {
-			if len(rec.Answer) == 0 {
+			plain, err := seal.open(rec.Answer)
+			if len(rec.Answer) == 0 || err != nil {
 				return call(WithRequest(ctx, Request{ID: id, FirstSeen: time.Unix(0, rec.FirstSeen)}))
 			}
 			a := &anypb.Any{}
-			if err := proto.Unmarshal(rec.Answer, a); err != nil {
+			if err := proto.Unmarshal(plain, a); err != nil {
 				return nil, fmt.Errorf("request id answer %s: %w", key, err)
 			}
 			return a.UnmarshalNew()
 		}
-		if s.now().Sub(time.Unix(0, rec.Heartbeat)) > lease {
+		if s.now().Sub(time.Unix(0, rec.Heartbeat)) > s.lease {
 			// The claim's process stopped: take it over, keeping the first call's FirstSeen.
 			rec.Heartbeat = s.now().UnixNano()
 			rev, uerr := kv.Update(ctx, key, encode(rec), e.Revision())
 			if uerr != nil {
 				continue // someone else took it, or it finished
 			}
-			return s.run(ctx, kv, key, rev, rec, id, call)
+			return s.run(ctx, kv, key, rev, rec, id, seal, call)
 		}
 		if s.now().After(deadline) {
 			e := &apierr.Error{Code: codes.Aborted, Reason: commonv1.ErrorReason_ERROR_REASON_REQUEST_IN_PROGRESS,
@@ -207,13 +237,13 @@ func (s *Store) Do(ctx context.Context, method string, req proto.Message, call f
 
 // run calls call as the holder of the claim at rev, renewing it until call returns, then stores
 // the answer (or releases the claim when call failed).
-func (s *Store) run(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64, rec record, id string, call func(context.Context) (proto.Message, error)) (proto.Message, error) {
+func (s *Store) run(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64, rec record, id string, seal answerSeal, call func(context.Context) (proto.Message, error)) (proto.Message, error) {
 	var mu sync.Mutex
 	stop := make(chan struct{})
 	beat := make(chan struct{})
 	go func() {
 		defer close(beat)
-		t := time.NewTicker(heartbeat)
+		t := time.NewTicker(s.lease / 3)
 		defer t.Stop()
 		for {
 			select {
@@ -243,13 +273,58 @@ func (s *Store) run(ctx context.Context, kv jetstream.KeyValue, key string, rev 
 	done.Done, done.Heartbeat = true, s.now().UnixNano()
 	if a, aerr := anypb.New(resp); aerr == nil {
 		if b, merr := proto.Marshal(a); merr == nil && len(b) <= maxAnswer {
-			done.Answer = b
+			done.Answer = seal.seal(b)
 		}
 	}
 	// Should this write fail, the claim stays until its lease ends and a retry runs the call
 	// again: services that start jobs find the job by its request-derived id then.
 	_, _ = kv.Update(context.Background(), key, encode(done), rev)
 	return resp, nil
+}
+
+// recordKey is the bucket key of a caller's request id on a method.
+func recordKey(caller Caller, method, id string) string {
+	sum := sha256.Sum256([]byte(method + "\x00" + caller.ID + "\x00" + id))
+	return hex.EncodeToString(sum[:16])
+}
+
+// answerSeal encrypts and decrypts one request's stored answer.
+type answerSeal struct {
+	aead cipher.AEAD
+	// ad binds a sealed answer to its record's key.
+	ad []byte
+}
+
+// sealer derives the answer key from the caller's credential, the method and the request id
+// (HMAC-SHA256 keyed by the credential): the bucket stores none of them.
+func sealer(secret []byte, method, id, key string) answerSeal {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte("sluice request answer\x00" + method + "\x00" + id))
+	block, err := aes.NewCipher(mac.Sum(nil))
+	if err != nil {
+		panic(err) // a 32-byte key always makes a cipher
+	}
+	aead, err := cipher.NewGCM(block)
+	if err != nil {
+		panic(err)
+	}
+	return answerSeal{aead: aead, ad: []byte(key)}
+}
+
+func (a answerSeal) seal(plain []byte) []byte {
+	nonce := make([]byte, a.aead.NonceSize(), a.aead.NonceSize()+len(plain)+a.aead.Overhead())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil // not kept: a retry runs the call again
+	}
+	return a.aead.Seal(nonce, nonce, plain, a.ad)
+}
+
+func (a answerSeal) open(sealed []byte) ([]byte, error) {
+	n := a.aead.NonceSize()
+	if len(sealed) < n {
+		return nil, errors.New("sealed answer too short")
+	}
+	return a.aead.Open(nil, sealed[:n], sealed[n:], a.ad)
 }
 
 func encode(r record) []byte {
