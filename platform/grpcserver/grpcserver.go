@@ -1,7 +1,7 @@
 // Package grpcserver is the one gRPC server of a Sluice process: every service the process runs
 // registers on it, with the standard health service (per service and overall) and server
-// reflection. Every call goes through the auth gate (platform/auth); the listener speaks TLS
-// when configured.
+// reflection (with the API's comments). Every call goes through the auth gate (platform/auth);
+// the listener speaks TLS when configured.
 package grpcserver
 
 import (
@@ -25,7 +25,6 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	"github.com/sluicehq/sluice/platform/auth"
@@ -86,7 +85,10 @@ func New(o Options) (*Server, error) {
 	// Not serving until every module of the process has started.
 	h.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(g, h)
-	reflection.Register(g)
+	if err := registerReflection(g); err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
 	s.GRPC, s.Health = g, h
 	return s, nil
 }
