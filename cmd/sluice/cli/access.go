@@ -135,12 +135,14 @@ func absPath(p string) string {
 
 func workspaceCommand() *command {
 	var use, force bool
+	var requestID string
 	return &command{name: "workspace", short: "create, list and remove workspaces (operator token)", subs: []*command{
 		{
 			name:  "create",
 			short: "create a workspace: NAME [--use]; prints its admin token (shown once)",
 			flags: func(fs *flag.FlagSet) {
 				fs.BoolVar(&use, "use", false, "save the new admin token for --addr (as `sluice auth` does)")
+				requestIDFlag(fs, &requestID)
 			},
 			run: func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 1 {
@@ -151,11 +153,13 @@ func workspaceCommand() *command {
 					return err
 				}
 				defer closeFn()
-				cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-				defer cancel()
-				resp, err := client.CreateWorkspace(cctx, &catalogv1.CreateWorkspaceRequest{Name: args[0]})
+				var resp *catalogv1.CreateWorkspaceResponse
+				err = env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) (err error) {
+					resp, err = client.CreateWorkspace(ctx, &catalogv1.CreateWorkspaceRequest{Name: args[0], RequestId: id})
+					return err
+				})
 				if err != nil {
-					return callError(err)
+					return err
 				}
 				if use && resp.GetAdminToken() != "" {
 					creds, err := loadCredentials()
@@ -193,9 +197,12 @@ func workspaceCommand() *command {
 					return err
 				}
 				defer closeFn()
-				cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-				defer cancel()
-				resp, err := client.ListWorkspaces(cctx, &catalogv1.ListWorkspacesRequest{})
+				resp := &catalogv1.ListWorkspacesResponse{}
+				_, err = env.pages(ctx, "", func(ctx context.Context, token string) (string, error) {
+					page, err := client.ListWorkspaces(ctx, &catalogv1.ListWorkspacesRequest{PageSize: 1000, PageToken: token})
+					resp.Workspaces = append(resp.Workspaces, page.GetWorkspaces()...)
+					return page.GetNextPageToken(), err
+				})
 				if err != nil {
 					return callError(err)
 				}
@@ -215,6 +222,7 @@ func workspaceCommand() *command {
 			short: "remove a workspace, its tables and its tokens: NAME [--force]",
 			flags: func(fs *flag.FlagSet) {
 				fs.BoolVar(&force, "force", false, "remove it even while jobs are waiting or working")
+				requestIDFlag(fs, &requestID)
 			},
 			run: func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 1 {
@@ -225,10 +233,11 @@ func workspaceCommand() *command {
 					return err
 				}
 				defer closeFn()
-				cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-				defer cancel()
-				if _, err := client.DeleteWorkspace(cctx, &catalogv1.DeleteWorkspaceRequest{Name: args[0], Force: force}); err != nil {
-					return callError(err)
+				if err := env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) error {
+					_, err := client.DeleteWorkspace(ctx, &catalogv1.DeleteWorkspaceRequest{Name: args[0], Force: force, RequestId: id})
+					return err
+				}); err != nil {
+					return err
 				}
 				fmt.Fprintf(env.Stdout, "workspace %s removed\n", args[0])
 				return nil
@@ -239,7 +248,7 @@ func workspaceCommand() *command {
 
 func tokenCommand() *command {
 	var scopes listFlag
-	var description string
+	var description, requestID string
 	return &command{name: "token", short: "list, create, remove and rotate tokens", subs: []*command{
 		{
 			name:  "ls",
@@ -250,9 +259,12 @@ func tokenCommand() *command {
 					return err
 				}
 				defer closeFn()
-				cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-				defer cancel()
-				resp, err := client.ListTokens(cctx, &catalogv1.ListTokensRequest{Workspace: env.Globals.Workspace})
+				resp := &catalogv1.ListTokensResponse{}
+				_, err = env.pages(ctx, "", func(ctx context.Context, token string) (string, error) {
+					page, err := client.ListTokens(ctx, &catalogv1.ListTokensRequest{Workspace: env.Globals.Workspace, PageSize: 1000, PageToken: token})
+					resp.Tokens = append(resp.Tokens, page.GetTokens()...)
+					return page.GetNextPageToken(), err
+				})
 				if err != nil {
 					return callError(err)
 				}
@@ -277,6 +289,7 @@ func tokenCommand() *command {
 			flags: func(fs *flag.FlagSet) {
 				fs.Var(&scopes, "scope", "scope to grant (repeatable): ADMIN, TOKENS, WORKSPACE:READ_ALL, DATASOURCES:CREATE, DATASOURCES:READ:<ds>, DATASOURCES:APPEND:<ds>, DATASOURCES:DROP:<ds>, PIPES:CREATE, PIPES:READ:<pipe>, PIPES:DROP:<pipe>, PIPES:RUN:<pipe>, JOBS:READ, JOBS:CANCEL, OPSLOG:READ; instance: METRICS:READ")
 				fs.StringVar(&description, "description", "", "what the token is for")
+				requestIDFlag(fs, &requestID)
 			},
 			run: func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 1 || len(scopes) == 0 {
@@ -287,11 +300,13 @@ func tokenCommand() *command {
 					return err
 				}
 				defer closeFn()
-				cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-				defer cancel()
-				resp, err := client.CreateToken(cctx, &catalogv1.CreateTokenRequest{Workspace: env.Globals.Workspace, Name: args[0], Scopes: scopes, Description: description})
+				var resp *catalogv1.CreateTokenResponse
+				err = env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) (err error) {
+					resp, err = client.CreateToken(ctx, &catalogv1.CreateTokenRequest{Workspace: env.Globals.Workspace, Name: args[0], Scopes: scopes, Description: description, RequestId: id})
+					return err
+				})
 				if err != nil {
-					return callError(err)
+					return err
 				}
 				return env.printIssued(resp, resp.GetIssued(), "created")
 			},
@@ -299,6 +314,7 @@ func tokenCommand() *command {
 		{
 			name:  "rm",
 			short: "revoke a token: NAME (it stops working everywhere within seconds)",
+			flags: func(fs *flag.FlagSet) { requestIDFlag(fs, &requestID) },
 			run: func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 1 {
 					return usageError("token rm NAME")
@@ -308,10 +324,11 @@ func tokenCommand() *command {
 					return err
 				}
 				defer closeFn()
-				cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-				defer cancel()
-				if _, err := client.DeleteToken(cctx, &catalogv1.DeleteTokenRequest{Workspace: env.Globals.Workspace, Name: args[0]}); err != nil {
-					return callError(err)
+				if err := env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) error {
+					_, err := client.DeleteToken(ctx, &catalogv1.DeleteTokenRequest{Workspace: env.Globals.Workspace, Name: args[0], RequestId: id})
+					return err
+				}); err != nil {
+					return err
 				}
 				fmt.Fprintf(env.Stdout, "token %s revoked\n", args[0])
 				return nil
@@ -320,6 +337,7 @@ func tokenCommand() *command {
 		{
 			name:  "rotate",
 			short: "give a token a new secret: NAME; prints it (shown once); the old one stops working",
+			flags: func(fs *flag.FlagSet) { requestIDFlag(fs, &requestID) },
 			run: func(ctx context.Context, env *Env, args []string) error {
 				if len(args) != 1 {
 					return usageError("token rotate NAME")
@@ -329,11 +347,13 @@ func tokenCommand() *command {
 					return err
 				}
 				defer closeFn()
-				cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-				defer cancel()
-				resp, err := client.RotateToken(cctx, &catalogv1.RotateTokenRequest{Workspace: env.Globals.Workspace, Name: args[0]})
+				var resp *catalogv1.RotateTokenResponse
+				err = env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) (err error) {
+					resp, err = client.RotateToken(ctx, &catalogv1.RotateTokenRequest{Workspace: env.Globals.Workspace, Name: args[0], RequestId: id})
+					return err
+				})
 				if err != nil {
-					return callError(err)
+					return err
 				}
 				return env.printIssued(resp, resp.GetIssued(), "rotated")
 			},

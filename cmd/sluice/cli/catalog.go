@@ -42,6 +42,7 @@ func (e *Env) printProto(m proto.Message) error {
 
 func pushCommand() *command {
 	var dryRun, force, prune bool
+	var requestID string
 	return &command{
 		name:  "push",
 		short: "validate, plan and deploy datafiles (files, or folders searched recursively)",
@@ -53,6 +54,7 @@ func pushCommand() *command {
 			// validates and plans every pushed file together anyway, so it changes nothing.
 			fs.Bool("push-deps", false, "accepted for the hosted CLI's scripts: every pushed file is planned together anyway")
 			fs.Bool("only-changes", false, "accepted for the hosted CLI's scripts: unchanged files change nothing anyway")
+			requestIDFlag(fs, &requestID)
 		},
 		run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) == 0 {
@@ -67,12 +69,19 @@ func pushCommand() *command {
 				return err
 			}
 			defer closeFn()
-			resp, err := client.Push(ctx, &catalogv1.PushRequest{
+			req := &catalogv1.PushRequest{
 				Workspace: env.Globals.Workspace, Files: files, DryRun: dryRun, Force: force, Prune: prune,
 				Variables: referencedVariables(files),
+			}
+			var resp *catalogv1.PushResponse
+			// No per-attempt timeout: a push runs DDL and may take long.
+			err = env.once(ctx, &requestID, 0, func(ctx context.Context, id string) (err error) {
+				req.RequestId = id
+				resp, err = client.Push(ctx, req)
+				return err
 			})
 			if err != nil {
-				return callError(err)
+				return err
 			}
 			if env.Globals.Output == "json" {
 				return env.printProto(resp)
@@ -226,7 +235,12 @@ func datasourceCommand() *command {
 					return err
 				}
 				defer closeFn()
-				resp, err := client.ListDataSources(ctx, &catalogv1.ListDataSourcesRequest{Workspace: env.Globals.Workspace})
+				resp := &catalogv1.ListDataSourcesResponse{}
+				_, err = env.pages(ctx, "", func(ctx context.Context, token string) (string, error) {
+					page, err := client.ListDataSources(ctx, &catalogv1.ListDataSourcesRequest{Workspace: env.Globals.Workspace, PageToken: token})
+					resp.Datasources = append(resp.Datasources, page.GetDatasources()...)
+					return page.GetNextPageToken(), err
+				})
 				if err != nil {
 					return callError(err)
 				}
@@ -283,7 +297,12 @@ func pipeCommand() *command {
 					return err
 				}
 				defer closeFn()
-				resp, err := client.ListPipes(ctx, &catalogv1.ListPipesRequest{Workspace: env.Globals.Workspace})
+				resp := &catalogv1.ListPipesResponse{}
+				_, err = env.pages(ctx, "", func(ctx context.Context, token string) (string, error) {
+					page, err := client.ListPipes(ctx, &catalogv1.ListPipesRequest{Workspace: env.Globals.Workspace, PageToken: token})
+					resp.Pipes = append(resp.Pipes, page.GetPipes()...)
+					return page.GetNextPageToken(), err
+				})
 				if err != nil {
 					return callError(err)
 				}

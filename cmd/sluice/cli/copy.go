@@ -61,6 +61,7 @@ func pipeCopyRunCommand() *command {
 	var jobTS, mode, node string
 	var maxExec time.Duration
 	var wait bool
+	var requestID string
 	return &command{
 		name:  "run",
 		short: "run a Copy Pipe now: NAME [--node N] [--param k=v ...] [--job-timestamp T] [--mode append|replace] [--wait]",
@@ -71,6 +72,7 @@ func pipeCopyRunCommand() *command {
 			fs.StringVar(&mode, "mode", "", "append or replace (default: the pipe's COPY_MODE)")
 			fs.DurationVar(&maxExec, "max-execution-time", 0, "maximum execution time (default: the server's)")
 			fs.BoolVar(&wait, "wait", false, "wait for the job to end, showing its progress")
+			requestIDFlag(fs, &requestID)
 		},
 		run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) != 1 {
@@ -106,11 +108,14 @@ func pipeCopyRunCommand() *command {
 				return err
 			}
 			defer closeFn()
-			cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-			defer cancel()
-			resp, err := client.RunCopy(cctx, req)
+			var resp *schedulerv1.RunCopyResponse
+			err = env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) (err error) {
+				req.RequestId = id
+				resp, err = client.RunCopy(ctx, req)
+				return err
+			})
 			if err != nil {
-				return callError(err)
+				return err
 			}
 			return startedJob(ctx, env, client, resp.GetJob(), wait)
 		},
@@ -122,8 +127,10 @@ func pipeCopyPauseCommand(pause bool) *command {
 	if !pause {
 		name, short = "resume", "resume a paused schedule from its next tick"
 	}
+	var requestID string
 	return &command{
 		name: name, short: short,
+		flags: func(fs *flag.FlagSet) { requestIDFlag(fs, &requestID) },
 		run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) != 1 {
 				return usageError("pipe copy %s NAME", name)
@@ -133,21 +140,19 @@ func pipeCopyPauseCommand(pause bool) *command {
 				return err
 			}
 			defer closeFn()
-			cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-			defer cancel()
 			var sch *schedulerv1.CopySchedule
-			if pause {
-				resp, err := client.PauseCopySchedule(cctx, &schedulerv1.PauseCopyScheduleRequest{Workspace: env.Globals.Workspace, Pipe: args[0]})
-				if err != nil {
-					return callError(err)
+			err = env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) error {
+				if pause {
+					resp, err := client.PauseCopySchedule(ctx, &schedulerv1.PauseCopyScheduleRequest{Workspace: env.Globals.Workspace, Pipe: args[0], RequestId: id})
+					sch = resp.GetSchedule()
+					return err
 				}
+				resp, err := client.ResumeCopySchedule(ctx, &schedulerv1.ResumeCopyScheduleRequest{Workspace: env.Globals.Workspace, Pipe: args[0], RequestId: id})
 				sch = resp.GetSchedule()
-			} else {
-				resp, err := client.ResumeCopySchedule(cctx, &schedulerv1.ResumeCopyScheduleRequest{Workspace: env.Globals.Workspace, Pipe: args[0]})
-				if err != nil {
-					return callError(err)
-				}
-				sch = resp.GetSchedule()
+				return err
+			})
+			if err != nil {
+				return err
 			}
 			if env.Globals.Output == "json" {
 				return env.printProto(sch)
@@ -180,9 +185,12 @@ func pipeCopyLsCommand() *command {
 				return err
 			}
 			defer closeFn()
-			cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-			defer cancel()
-			resp, err := client.ListCopySchedules(cctx, &schedulerv1.ListCopySchedulesRequest{Workspace: env.Globals.Workspace})
+			resp := &schedulerv1.ListCopySchedulesResponse{}
+			_, err = env.pages(ctx, "", func(ctx context.Context, token string) (string, error) {
+				page, err := client.ListCopySchedules(ctx, &schedulerv1.ListCopySchedulesRequest{Workspace: env.Globals.Workspace, PageSize: 1000, PageToken: token})
+				resp.Schedules = append(resp.Schedules, page.GetSchedules()...)
+				return page.GetNextPageToken(), err
+			})
 			if err != nil {
 				return callError(err)
 			}

@@ -88,6 +88,7 @@ func jobLsCommand() *command {
 	var statuses, kinds listFlag
 	var pipe string
 	var limit int
+	var pageToken string
 	return &command{
 		name:  "ls",
 		short: "list the workspace's jobs, newest first (finished ones are kept 48 hours)",
@@ -95,7 +96,8 @@ func jobLsCommand() *command {
 			fs.Var(&statuses, "status", "only jobs in this status (repeatable): waiting, working, done, error, cancelling, cancelled")
 			fs.Var(&kinds, "kind", "only jobs of this kind (repeatable): copy, populateview, noop")
 			fs.StringVar(&pipe, "pipe", "", "only jobs of this pipe")
-			fs.IntVar(&limit, "limit", 100, "at most this many jobs")
+			fs.IntVar(&limit, "limit", 100, "at most this many jobs (0: all); when more remain, says how to read them")
+			fs.StringVar(&pageToken, "page-token", "", "go on from where a listing cut by --limit ended (the same filters)")
 		},
 		run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
@@ -114,10 +116,24 @@ func jobLsCommand() *command {
 				return err
 			}
 			defer closeFn()
-			cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-			defer cancel()
-			resp, err := client.ListJobs(cctx, &schedulerv1.ListJobsRequest{
-				Workspace: env.Globals.Workspace, Statuses: st, Kinds: kd, Pipe: pipe, PageSize: int32(limit),
+			if limit < 0 {
+				return usageError("--limit: %d is negative", limit)
+			}
+			// Pages of at most 1000 until --limit jobs are read; the token goes on after them.
+			resp := &schedulerv1.ListJobsResponse{}
+			resp.NextPageToken, err = env.pages(ctx, pageToken, func(ctx context.Context, token string) (string, error) {
+				size := 1000
+				if limit > 0 {
+					size = min(limit-len(resp.GetJobs()), size)
+				}
+				page, err := client.ListJobs(ctx, &schedulerv1.ListJobsRequest{
+					Workspace: env.Globals.Workspace, Statuses: st, Kinds: kd, Pipe: pipe, PageSize: int32(size), PageToken: token,
+				})
+				resp.Jobs = append(resp.Jobs, page.GetJobs()...)
+				if err == nil && limit > 0 && len(resp.GetJobs()) >= limit {
+					return page.GetNextPageToken(), errNoMore
+				}
+				return page.GetNextPageToken(), err
 			})
 			if err != nil {
 				return callError(err)
@@ -125,6 +141,7 @@ func jobLsCommand() *command {
 			if env.Globals.Output == "json" {
 				return env.printProto(resp)
 			}
+			defer env.moreHint("jobs", resp.GetNextPageToken())
 			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "ID\tKIND\tSTATUS\tPIPE\tCREATED\tPROGRESS\tINFO")
 			for _, j := range resp.GetJobs() {
@@ -229,9 +246,11 @@ func printJob(w io.Writer, j *schedulerv1.Job) {
 }
 
 func jobCancelCommand() *command {
+	var requestID string
 	return &command{
 		name:  "cancel",
 		short: "cancel a waiting or working job",
+		flags: func(fs *flag.FlagSet) { requestIDFlag(fs, &requestID) },
 		run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) != 1 {
 				return usageError("job cancel: give one job id")
@@ -241,11 +260,13 @@ func jobCancelCommand() *command {
 				return err
 			}
 			defer closeFn()
-			cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-			defer cancel()
-			resp, err := client.CancelJob(cctx, &schedulerv1.CancelJobRequest{Workspace: env.Globals.Workspace, Id: args[0]})
+			var resp *schedulerv1.CancelJobResponse
+			err = env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) (err error) {
+				resp, err = client.CancelJob(ctx, &schedulerv1.CancelJobRequest{Workspace: env.Globals.Workspace, Id: args[0], RequestId: id})
+				return err
+			})
 			if err != nil {
-				return callError(err)
+				return err
 			}
 			if env.Globals.Output == "json" {
 				return env.printProto(resp.GetJob())
@@ -263,6 +284,7 @@ func jobNoopCommand() *command {
 	var sleep, maxExec time.Duration
 	var fail string
 	var limited, wait bool
+	var requestID string
 	return &command{
 		name:  "noop",
 		short: "diagnostic: run an empty job through scheduler, queue and executors",
@@ -273,6 +295,7 @@ func jobNoopCommand() *command {
 			fs.BoolVar(&limited, "limited", false, "count against the workspace's copy concurrency limit")
 			fs.DurationVar(&maxExec, "max-execution-time", 0, "maximum execution time (default: the server's)")
 			fs.BoolVar(&wait, "wait", false, "wait for the job to end, showing its progress")
+			requestIDFlag(fs, &requestID)
 		},
 		run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
@@ -297,11 +320,14 @@ func jobNoopCommand() *command {
 			if maxExec > 0 {
 				req.MaxExecutionTime = durationpb.New(maxExec)
 			}
-			cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-			defer cancel()
-			resp, err := client.RunNoopJob(cctx, req)
+			var resp *schedulerv1.RunNoopJobResponse
+			err = env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) (err error) {
+				req.RequestId = id
+				resp, err = client.RunNoopJob(ctx, req)
+				return err
+			})
 			if err != nil {
-				return callError(err)
+				return err
 			}
 			return startedJob(ctx, env, client, resp.GetJob(), wait)
 		},

@@ -158,9 +158,10 @@ func opsLogCommand() *command {
 	var (
 		datasource, job, pipe string
 		eventTypes, results   opsLogList
-		since                 time.Duration
+		since                 sinceFlag
 		limit                 int
 		follow                bool
+		pageToken             string
 	)
 	return &command{
 		name:  "ops-log",
@@ -171,17 +172,16 @@ func opsLogCommand() *command {
 			fs.Var(&results, "result", "only this result (repeatable): ok, error, cancelled")
 			fs.StringVar(&job, "job", "", "only this job id")
 			fs.StringVar(&pipe, "pipe", "", "only this pipe (name or id)")
-			fs.DurationVar(&since, "since", 0, "only events of the last DURATION (e.g. 1h); with --follow, the backlog to show first")
-			fs.IntVar(&limit, "limit", 100, "most events to show (not with --follow)")
+			fs.Var(&since, "since", "only events of the last DURATION (e.g. 1h), or since a time (RFC 3339); with --follow, the backlog to show first")
+			fs.IntVar(&limit, "limit", 100, "most events to show (not with --follow); when more remain, says how to read them")
+			fs.StringVar(&pageToken, "page-token", "", "go on from where a listing cut by --limit ended (with the same filters)")
 			fs.BoolVar(&follow, "follow", false, "keep printing new events as they are written")
 		},
 		run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) > 0 {
 				return usageError("ops-log: unexpected argument %q", args[0])
 			}
-			if since < 0 {
-				return usageError("--since: %s is negative", since)
-			}
+
 			if limit < 1 {
 				return usageError("--limit: %d must be at least 1", limit)
 			}
@@ -204,33 +204,41 @@ func opsLogCommand() *command {
 			defer func() { _ = cc.Close() }()
 			client := opslogv1.NewOpsLogServiceClient(cc)
 			if follow {
-				return followOpsLog(ctx, env, client, filter, since)
+				return followOpsLog(ctx, env, client, filter, since.backlog(time.Now()))
 			}
-			if since > 0 {
-				filter.Since = timestamppb.New(time.Now().Add(-since))
+			if from, ok := since.from(time.Now()); ok {
+				filter.Since = timestamppb.New(from)
 			}
-			cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-			defer cancel()
-			// Pages of at most 1000 until --limit events are read.
+			// Pages of at most 1000 until --limit events are read; the token goes on after them.
 			resp := &opslogv1.QueryEventsResponse{}
-			token := ""
-			for len(resp.GetEvents()) < limit {
-				page, err := client.QueryEvents(cctx, &opslogv1.QueryEventsRequest{Filter: filter, PageSize: int32(min(limit-len(resp.GetEvents()), 1000)), PageToken: token})
-				if err != nil {
-					return fmt.Errorf("ops-log: %s", status.Convert(err).Message())
-				}
+			resp.NextPageToken, err = env.pages(ctx, pageToken, func(ctx context.Context, token string) (string, error) {
+				page, err := client.QueryEvents(ctx, &opslogv1.QueryEventsRequest{Filter: filter, PageSize: int32(min(limit-len(resp.GetEvents()), 1000)), PageToken: token})
 				resp.Events = append(resp.Events, page.GetEvents()...)
-				if token = page.GetNextPageToken(); token == "" {
-					break
+				if err == nil && len(resp.GetEvents()) >= limit {
+					return page.GetNextPageToken(), errNoMore
 				}
+				return page.GetNextPageToken(), err
+			})
+			if err != nil {
+				return fmt.Errorf("ops-log: %s", status.Convert(err).Message())
 			}
 			if env.Globals.Output == "json" {
 				out := make([]opsLogEvent, 0, len(resp.GetEvents()))
 				for _, ev := range resp.GetEvents() {
 					out = append(out, toOpsLogEvent(ev))
 				}
-				return env.printJSON(map[string]any{"events": out})
+				v := map[string]any{"events": out}
+				if resp.GetNextPageToken() != "" {
+					v["next_page_token"] = resp.GetNextPageToken()
+				}
+				return env.printJSON(v)
 			}
+			more := resp.GetNextPageToken()
+			if more != "" && filter.GetSince() != nil {
+				// The token continues this listing only: the next one must ask from the same time.
+				more += " --since " + filter.GetSince().AsTime().Format(time.RFC3339Nano)
+			}
+			defer env.moreHint("events", more)
 			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TIMESTAMP\tEVENT\tDATASOURCE\tRESULT\tROWS\tREAD_BYTES\tWRITTEN_BYTES\tELAPSED\tJOB\tERROR")
 			for _, ev := range resp.GetEvents() {
@@ -278,4 +286,55 @@ func opsLogConn(ctx context.Context, env *Env) (*grpc.ClientConn, error) {
 
 func printJSONLine(w io.Writer, v any) error {
 	return json.NewEncoder(w).Encode(v)
+}
+
+// sinceFlag is --since: a duration back from now, or a time.
+type sinceFlag struct {
+	d time.Duration
+	t time.Time
+}
+
+func (f *sinceFlag) String() string {
+	if !f.t.IsZero() {
+		return f.t.Format(time.RFC3339Nano)
+	}
+	if f.d == 0 {
+		return ""
+	}
+	return f.d.String()
+}
+
+func (f *sinceFlag) Set(v string) error {
+	if d, err := time.ParseDuration(v); err == nil {
+		if d < 0 {
+			return fmt.Errorf("%s is negative", v)
+		}
+		f.d, f.t = d, time.Time{}
+		return nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return fmt.Errorf("%q is neither a duration (1h30m) nor a time (2024-06-01T13:00:00Z)", v)
+	}
+	f.d, f.t = 0, t
+	return nil
+}
+
+// from is the time events are shown from; false when --since was not given.
+func (f *sinceFlag) from(now time.Time) (time.Time, bool) {
+	switch {
+	case !f.t.IsZero():
+		return f.t, true
+	case f.d > 0:
+		return now.Add(-f.d), true
+	}
+	return time.Time{}, false
+}
+
+// backlog is how far back --follow starts.
+func (f *sinceFlag) backlog(now time.Time) time.Duration {
+	if from, ok := f.from(now); ok && from.Before(now) {
+		return now.Sub(from)
+	}
+	return 0
 }

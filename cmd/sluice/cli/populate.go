@@ -13,7 +13,7 @@ import (
 // pipePopulateCommand is `sluice pipe populate NAME`: backfill a materialized pipe's target
 // from its source Data Source, one job step per source partition (docs/populate.md).
 func pipePopulateCommand() *command {
-	var node, condition, cutoverColumn, cutoverValue string
+	var node, condition, cutoverColumn, cutoverValue, requestID string
 	var truncate, onlyThisView, wait, snapshot bool
 	var maxExec, cutoverIn time.Duration
 	var budget uint64
@@ -32,6 +32,7 @@ func pipePopulateCommand() *command {
 			fs.DurationVar(&maxExec, "max-execution-time", 0, "maximum execution time (default: the server's)")
 			fs.Uint64Var(&budget, "memory-budget", 0, "memory budget per step in bytes (default: the server's)")
 			fs.BoolVar(&wait, "wait", false, "wait for the job to end, showing its progress")
+			requestIDFlag(fs, &requestID)
 		},
 		run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) != 1 {
@@ -61,11 +62,14 @@ func pipePopulateCommand() *command {
 			if maxExec > 0 {
 				req.MaxExecutionTime = durationpb.New(maxExec)
 			}
-			cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-			defer cancel()
-			resp, err := client.Populate(cctx, req)
+			var resp *schedulerv1.PopulateResponse
+			err = env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) (err error) {
+				req.RequestId = id
+				resp, err = client.Populate(ctx, req)
+				return err
+			})
 			if err != nil {
-				return callError(err)
+				return err
 			}
 			return startedJob(ctx, env, client, resp.GetJob(), wait)
 		},
