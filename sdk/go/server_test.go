@@ -12,9 +12,10 @@ import (
 )
 
 // startServer runs a real sluiced all-in-one (embedded NATS and ClickHouse) in a temporary
-// directory and returns its gRPC address. SLUICED names the binary; without it the test builds
+// directory and returns its gRPC address and its operator token (which the catalog writes to
+// <data dir>/token on first start). SLUICED names the binary; without it the test builds
 // ../../cmd/sluiced. SLUICE_CHDB_LIB names libchdb.so (make chdb).
-func startServer(t *testing.T) string {
+func startServer(t *testing.T) (addr, operatorToken string) {
 	t.Helper()
 	bin := os.Getenv("SLUICED")
 	if bin == "" {
@@ -29,7 +30,8 @@ func startServer(t *testing.T) string {
 	if lib == "" {
 		t.Fatal("SLUICE_CHDB_LIB is not set: run `make chdb` and point it at libchdb.so (the Makefile sets it)")
 	}
-	cmd := exec.Command(bin, "-target=all", "-data-dir", t.TempDir(), "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0",
+	dataDir := t.TempDir()
+	cmd := exec.Command(bin, "-target=all", "-data-dir", dataDir, "-grpc-addr", "127.0.0.1:0", "-http-addr", "127.0.0.1:0",
 		"-log-format", "json", "-clickhouse-embedded-lib", lib)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -49,7 +51,7 @@ func startServer(t *testing.T) string {
 			_ = cmd.Process.Kill()
 		}
 	})
-	addr := make(chan string, 1)
+	ready := make(chan string, 1)
 	var logTail []string
 	go func() {
 		sc := bufio.NewScanner(stderr)
@@ -64,15 +66,18 @@ func startServer(t *testing.T) string {
 				GRPCAddr string `json:"grpc_addr"`
 			}
 			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "sluiced ready" {
-				addr <- rec.GRPCAddr
+				ready <- rec.GRPCAddr
 			}
 		}
 	}()
 	select {
-	case a := <-addr:
-		return a
+	case addr = <-ready:
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("sluiced not ready within 2 minutes:\n%s", strings.Join(logTail, "\n"))
 	}
-	return ""
+	b, err := os.ReadFile(filepath.Join(dataDir, "token"))
+	if err != nil || strings.TrimSpace(string(b)) == "" {
+		t.Fatalf("the operator token in %s: %v", dataDir, err)
+	}
+	return addr, strings.TrimSpace(string(b))
 }

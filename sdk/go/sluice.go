@@ -4,7 +4,7 @@
 // iterating over pages, retrying with the request's idempotency key, and errors with their
 // structured details.
 //
-//	c, err := sluice.Dial("127.0.0.1:7181", sluice.WithToken(token), sluice.WithWorkspace("acme"))
+//	c, err := sluice.Dial("127.0.0.1:7181", sluice.WithToken(token))
 //	job, err := c.RunCopy(ctx, &schedulerv1.RunCopyRequest{Pipe: "daily_sales"})
 //	job, err = c.Wait(ctx, job, func(j *schedulerv1.Job) { fmt.Println(j.GetProgress()) })
 package sluice
@@ -34,12 +34,13 @@ import (
 // Client is a connection to Sluice (all-in-one, or the address that serves the services).
 type Client struct {
 	conn *grpc.ClientConn
-	// Catalog, Scheduler and OpsLog are the generated clients, for calls this package does not
-	// wrap. Their errors are plain gRPC statuses; AsError reads them.
+	// Catalog, Tokens, Scheduler and OpsLog are the generated clients, for calls this package
+	// does not wrap. Their errors are plain gRPC statuses; AsError reads them.
 	Catalog   catalogv1.CatalogServiceClient
+	Tokens    catalogv1.TokenServiceClient
 	Scheduler schedulerv1.SchedulerServiceClient
 	OpsLog    opslogv1.OpsLogServiceClient
-	// Workspace is filled into requests that name none.
+	// Workspace is filled into requests that name none; empty means the token's workspace.
 	Workspace string
 	retries   int
 }
@@ -61,7 +62,8 @@ func WithToken(token string) Option { return func(o *options) { o.token = token 
 // WithTLS connects with TLS.
 func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
 
-// WithWorkspace sets the workspace of requests that name none (default "default").
+// WithWorkspace sets the workspace of requests that name none (default: the token's; the
+// operator token, which belongs to no workspace, must name one).
 func WithWorkspace(ws string) Option { return func(o *options) { o.workspace = ws } }
 
 // WithRetries sets how often a call that failed with a retryable error (UNAVAILABLE,
@@ -75,7 +77,7 @@ func WithDialOptions(opts ...grpc.DialOption) Option {
 
 // Dial connects to addr (host:port). No call is made yet.
 func Dial(addr string, opts ...Option) (*Client, error) {
-	o := options{workspace: "default", retries: 4}
+	o := options{retries: 4}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -92,8 +94,9 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("sluice: dial %s: %w", addr, err)
 	}
 	return &Client{
-		conn: cc, Catalog: catalogv1.NewCatalogServiceClient(cc), Scheduler: schedulerv1.NewSchedulerServiceClient(cc),
-		OpsLog: opslogv1.NewOpsLogServiceClient(cc), Workspace: o.workspace, retries: o.retries,
+		conn: cc, Catalog: catalogv1.NewCatalogServiceClient(cc), Tokens: catalogv1.NewTokenServiceClient(cc),
+		Scheduler: schedulerv1.NewSchedulerServiceClient(cc),
+		OpsLog:    opslogv1.NewOpsLogServiceClient(cc), Workspace: o.workspace, retries: o.retries,
 	}, nil
 }
 
@@ -152,15 +155,88 @@ func (c *Client) retry(ctx context.Context, call func(context.Context) error) er
 	}
 }
 
-// CreateWorkspace creates a workspace (or returns it when it exists).
-func (c *Client) CreateWorkspace(ctx context.Context, name string) (*catalogv1.Workspace, error) {
+// CreateWorkspace creates a workspace with the operator token, or returns it when it exists.
+// The response holds the new workspace's admin token (shown once; empty when it existed);
+// retries answer the same token.
+func (c *Client) CreateWorkspace(ctx context.Context, name string) (*catalogv1.CreateWorkspaceResponse, error) {
 	req := &catalogv1.CreateWorkspaceRequest{Name: name, RequestId: NewRequestID()}
 	var resp *catalogv1.CreateWorkspaceResponse
 	err := c.retry(ctx, func(ctx context.Context) (err error) {
 		resp, err = c.Catalog.CreateWorkspace(ctx, req)
 		return err
 	})
-	return resp.GetWorkspace(), err
+	return resp, err
+}
+
+// CreateToken creates a token of the workspace with scopes (for example "JOBS:READ",
+// "PIPES:RUN:daily_copy") and returns it with its secret, shown once. Retries answer the same
+// secret: the token is made once.
+func (c *Client) CreateToken(ctx context.Context, name string, scopes []string, description string) (*catalogv1.IssuedToken, error) {
+	req := &catalogv1.CreateTokenRequest{Workspace: c.Workspace, Name: name, Scopes: scopes, Description: description, RequestId: NewRequestID()}
+	var resp *catalogv1.CreateTokenResponse
+	err := c.retry(ctx, func(ctx context.Context) (err error) {
+		resp, err = c.Tokens.CreateToken(ctx, req)
+		return err
+	})
+	return resp.GetIssued(), err
+}
+
+// RotateToken gives a token a new secret (returned once); the old one stops working. Retries
+// answer the same secret: the token is rotated once.
+func (c *Client) RotateToken(ctx context.Context, name string) (*catalogv1.IssuedToken, error) {
+	req := &catalogv1.RotateTokenRequest{Workspace: c.Workspace, Name: name, RequestId: NewRequestID()}
+	var resp *catalogv1.RotateTokenResponse
+	err := c.retry(ctx, func(ctx context.Context) (err error) {
+		resp, err = c.Tokens.RotateToken(ctx, req)
+		return err
+	})
+	return resp.GetIssued(), err
+}
+
+// RevokeToken deletes a token: it stops working everywhere within seconds.
+func (c *Client) RevokeToken(ctx context.Context, name string) error {
+	req := &catalogv1.DeleteTokenRequest{Workspace: c.Workspace, Name: name, RequestId: NewRequestID()}
+	return c.retry(ctx, func(ctx context.Context) error {
+		_, err := c.Tokens.DeleteToken(ctx, req)
+		return err
+	})
+}
+
+// CurrentToken describes the token this client sends: its name, workspace and scopes.
+func (c *Client) CurrentToken(ctx context.Context) (*catalogv1.Token, error) {
+	var resp *catalogv1.GetCurrentTokenResponse
+	err := c.retry(ctx, func(ctx context.Context) (err error) {
+		resp, err = c.Tokens.GetCurrentToken(ctx, &catalogv1.GetCurrentTokenRequest{})
+		return err
+	})
+	return resp.GetToken(), err
+}
+
+// ListTokens iterates over the workspace's tokens by name, page by page (secrets are never listed).
+func (c *Client) ListTokens(ctx context.Context) func(yield func(*catalogv1.Token, error) bool) {
+	return func(yield func(*catalogv1.Token, error) bool) {
+		req := &catalogv1.ListTokensRequest{Workspace: c.Workspace}
+		for {
+			var resp *catalogv1.ListTokensResponse
+			err := c.retry(ctx, func(ctx context.Context) (err error) {
+				resp, err = c.Tokens.ListTokens(ctx, req)
+				return err
+			})
+			if err != nil {
+				yield(nil, err)
+				return
+			}
+			for _, t := range resp.GetTokens() {
+				if !yield(t, nil) {
+					return
+				}
+			}
+			if resp.GetNextPageToken() == "" {
+				return
+			}
+			req.PageToken = resp.GetNextPageToken()
+		}
+	}
 }
 
 // PushOptions are the flags of a push.
@@ -298,7 +374,11 @@ func (c *Client) Wait(ctx context.Context, job *schedulerv1.Job, progress func(*
 			}
 			return last, err
 		}
-		time.Sleep(time.Duration(200<<attempt) * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-time.After(time.Duration(200<<attempt) * time.Millisecond):
+		}
 	}
 }
 

@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -14,20 +19,84 @@ import (
 	sluice "github.com/sluicehq/sluice/sdk/go"
 )
 
-// TestWholeFlow runs what a program does with the SDK against a real sluiced: push a folder,
-// copy with progress (retried with the same request id: one job, one write), populate, page
-// through the ops log, and read the diagnostics of a refused push.
-func TestWholeFlow(t *testing.T) {
-	addr := startServer(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	c, err := sluice.Dial(addr, sluice.WithWorkspace("sdk_go"))
+// workspace creates a workspace with the operator token and returns a client that carries its
+// admin token (and names no workspace: the token's is used).
+func workspace(t *testing.T, ctx context.Context, addr, operatorToken, name string) *sluice.Client {
+	t.Helper()
+	op, err := sluice.Dial(addr, sluice.WithToken(operatorToken))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = c.Close() }()
-	if _, err := c.CreateWorkspace(ctx, "sdk_go"); err != nil {
+	defer func() { _ = op.Close() }()
+	ws, err := op.CreateWorkspace(ctx, name)
+	if err != nil || ws.GetAdminToken() == "" || !ws.GetCreated() {
+		t.Fatalf("create workspace %s: %v (%v)", name, ws, err)
+	}
+	c, err := sluice.Dial(addr, sluice.WithToken(ws.GetAdminToken()))
+	if err != nil {
 		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// TestAgainstServer runs what programs do with the SDK against one real sluiced.
+func TestAgainstServer(t *testing.T) {
+	addr, operator := startServer(t)
+	t.Run("WholeFlow", func(t *testing.T) { wholeFlow(t, addr, operator) })
+	t.Run("Tokens", func(t *testing.T) { tokens(t, addr, operator) })
+	t.Run("Quickstart", func(t *testing.T) { quickstart(t, addr, operator) })
+}
+
+// quickstart runs the README's program (examples/quickstart) as a user would, with the admin
+// token of a new workspace in SLUICE_TOKEN.
+func quickstart(t *testing.T, addr, operator string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	op, err := sluice.Dial(addr, sluice.WithToken(operator))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = op.Close() }()
+	ws, err := op.CreateWorkspace(ctx, "sdk_go_quickstart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, "go", "run", "./examples/quickstart", "../testdata/project", "seed")
+	cmd.Env = append(os.Environ(), "SLUICE_ADDR="+addr, "SLUICE_TOKEN="+ws.GetAdminToken())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("quickstart: %v\n%s", err, out)
+	}
+	// The job's states, the rows, then the latest events (as many as the ops log holds yet:
+	// events are written moments after the operations).
+	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+	copied := slices.Index(lines, "copied 100 rows")
+	if copied < 1 || !strings.HasSuffix(lines[copied-1], ": JOB_STATUS_DONE, 1/1 steps") {
+		t.Fatalf("quickstart printed:\n%s", out)
+	}
+	event := regexp.MustCompile(`^\d\d:\d\d:\d\d\.\d{3} EVENT_TYPE_[A-Z_]+ \w* RESULT_[A-Z]+$`)
+	for _, l := range lines[copied+1:] {
+		if !event.MatchString(l) {
+			t.Fatalf("quickstart printed %q as an event:\n%s", l, out)
+		}
+	}
+}
+
+// wholeFlow: push a folder, copy with progress (retried with the same request id: one job, one
+// write), populate, page through the ops log, and read the diagnostics of a refused push.
+func wholeFlow(t *testing.T, addr, operator string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	c := workspace(t, ctx, addr, operator, "sdk_go")
+	// Without a token nothing is served.
+	anon, err := sluice.Dial(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = anon.Close() }()
+	if _, err := anon.Query(ctx, "SELECT 1"); sluice.AsError(err).Reason != "UNAUTHENTICATED" {
+		t.Fatalf("a call without a token: %v", err)
 	}
 
 	push, err := c.PushDir(ctx, "../testdata/project", sluice.PushOptions{})
@@ -142,6 +211,114 @@ func TestWholeFlow(t *testing.T) {
 	_, err = c.RunCopy(ctx, &schedulerv1.RunCopyRequest{Pipe: "seed", Mode: commonv1.CopyMode(99)})
 	if e := sluice.AsError(err); e == nil || e.Reason != "INVALID_ARGUMENT" || len(e.Fields) != 1 || e.Fields[0].GetField() != "mode" {
 		t.Fatalf("mode 99: %v", err)
+	}
+}
+
+// tokens: create a token (the call retried with its request id: one token, one secret), use
+// it, rotate it (retried: rotated once; the old secret stops working), list, and revoke it.
+func tokens(t *testing.T, addr, operator string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	admin := workspace(t, ctx, addr, operator, "sdk_go_tokens")
+	if _, err := admin.PushDir(ctx, "../testdata/project", sluice.PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	issued, err := admin.CreateToken(ctx, "dashboard", []string{"JOBS:READ", "DATASOURCES:READ:events"}, "reads events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same request sent again, as the SDK's retries send it: the same secret, one token.
+	again, err := admin.Tokens.CreateToken(ctx, &catalogv1.CreateTokenRequest{Name: "dashboard", Scopes: []string{"JOBS:READ", "DATASOURCES:READ:events"}, Description: "reads events", RequestId: "6f1d2c3b-4a59-4e7f-8a1b-2c3d4e5f6a7b"})
+	if sluice.AsError(err).Reason != "ALREADY_EXISTS" || sluice.AsError(err).Resource.GetResourceName() != "dashboard" {
+		t.Fatalf("a second CreateToken with another request id: %v %v", again, err)
+	}
+	retried := &catalogv1.CreateTokenRequest{Name: "kiosk", Scopes: []string{"JOBS:READ"}, RequestId: sluice.NewRequestID()}
+	k1, err := admin.Tokens.CreateToken(ctx, retried)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := admin.Tokens.CreateToken(ctx, retried)
+	if err != nil || k2.GetIssued().GetSecret() != k1.GetIssued().GetSecret() {
+		t.Fatalf("CreateToken retried with its request id: %v (%v), want the first secret", k2, err)
+	}
+
+	dash, err := sluice.Dial(addr, sluice.WithToken(issued.GetSecret()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = dash.Close() }()
+	me, err := dash.CurrentToken(ctx)
+	if err != nil || me.GetName() != "dashboard" || me.GetWorkspace() != "sdk_go_tokens" || len(me.GetScopes()) != 2 {
+		t.Fatalf("current token: %v (%v)", me, err)
+	}
+	if got := scalar(t, dash, ctx, "SELECT count() FROM events"); got != "0" {
+		t.Fatalf("the token reads events: %s", got)
+	}
+	if _, err := dash.Query(ctx, "SELECT count() FROM by_kind"); sluice.AsError(err).Reason != "PERMISSION_DENIED" {
+		t.Fatalf("the token read a Data Source it was not given: %v", err)
+	}
+
+	rotated, err := admin.RotateToken(ctx, "dashboard")
+	if err != nil || rotated.GetSecret() == issued.GetSecret() {
+		t.Fatalf("rotate: %v (%v)", rotated, err)
+	}
+	rr := &catalogv1.RotateTokenRequest{Name: "kiosk", RequestId: sluice.NewRequestID()}
+	r1, err := admin.Tokens.RotateToken(ctx, rr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := admin.Tokens.RotateToken(ctx, rr)
+	if err != nil || r2.GetIssued().GetSecret() != r1.GetIssued().GetSecret() {
+		t.Fatalf("RotateToken retried with its request id: %v (%v), want the first new secret", r2, err)
+	}
+	waitRefused(t, ctx, addr, issued.GetSecret())
+	fresh, err := sluice.Dial(addr, sluice.WithToken(rotated.GetSecret()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = fresh.Close() }()
+	if _, err := fresh.CurrentToken(ctx); err != nil {
+		t.Fatalf("the rotated secret: %v", err)
+	}
+
+	var names []string
+	for tok, err := range admin.ListTokens(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, tok.GetName())
+	}
+	if fmt.Sprint(names) != "[admin dashboard kiosk]" {
+		t.Fatalf("tokens %v", names)
+	}
+	if err := admin.RevokeToken(ctx, "dashboard"); err != nil {
+		t.Fatal(err)
+	}
+	waitRefused(t, ctx, addr, rotated.GetSecret())
+	if err := admin.RevokeToken(ctx, "dashboard"); sluice.AsError(err).Reason != "NOT_FOUND" {
+		t.Fatalf("revoking it again: %v", err)
+	}
+}
+
+// waitRefused waits until secret is refused (a rotated or revoked secret stops working within
+// moments in every process).
+func waitRefused(t *testing.T, ctx context.Context, addr, secret string) {
+	t.Helper()
+	c, err := sluice.Dial(addr, sluice.WithToken(secret), sluice.WithRetries(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := c.CurrentToken(ctx)
+		if e := sluice.AsError(err); e != nil && e.Reason == "UNAUTHENTICATED" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("secret still accepted 30s after rotation or revocation: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

@@ -6,7 +6,7 @@ import uuid
 
 import grpc
 
-from sluice.catalog.v1 import catalog_pb2, catalog_pb2_grpc
+from sluice.catalog.v1 import catalog_pb2, catalog_pb2_grpc, tokens_pb2, tokens_pb2_grpc
 from sluice.opslog.v1 import opslog_pb2, opslog_pb2_grpc
 from sluice.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 from sluice.errors import SluiceError
@@ -45,15 +45,17 @@ class Client:
     """A connection to Sluice at address (host:port).
 
     token is sent with every call (authorization: Bearer <token>); workspace fills requests that
-    name none; credentials (grpc.ssl_channel_credentials()) connects with TLS; retries is how
-    often a retryable failure (UNAVAILABLE, REQUEST_IN_PROGRESS) is tried again. The generated
-    stubs are .catalog, .scheduler and .ops_log.
+    name none (default: the token's; the operator token must name one); credentials
+    (grpc.ssl_channel_credentials()) connects with TLS; retries is how often a retryable failure
+    (UNAVAILABLE, REQUEST_IN_PROGRESS) is tried again. The generated stubs are .catalog,
+    .tokens, .scheduler and .ops_log; call them with metadata=client.metadata (the token).
     """
 
-    def __init__(self, address, token=None, workspace="default", credentials=None, retries=4):
+    def __init__(self, address, token=None, workspace="", credentials=None, retries=4):
         self._channel = grpc.secure_channel(address, credentials) if credentials else grpc.insecure_channel(address)
-        self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
+        self.metadata = (("authorization", f"Bearer {token}"),) if token else ()
         self.catalog = catalog_pb2_grpc.CatalogServiceStub(self._channel)
+        self.tokens = tokens_pb2_grpc.TokenServiceStub(self._channel)
         self.scheduler = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
         self.ops_log = opslog_pb2_grpc.OpsLogServiceStub(self._channel)
         self.workspace = workspace
@@ -72,7 +74,7 @@ class Client:
         """Calls method until it succeeds or fails for good; errors are SluiceError."""
         for attempt in range(self.retries + 1):
             try:
-                return method(request, metadata=self._metadata, timeout=timeout)
+                return method(request, metadata=self.metadata, timeout=timeout)
             except grpc.RpcError as err:
                 e = SluiceError.from_rpc_error(err)
                 if not e.retryable or attempt >= self.retries:
@@ -81,8 +83,42 @@ class Client:
         raise AssertionError("unreachable")
 
     def create_workspace(self, name):
+        """Creates a workspace (operator token), or returns it when it exists. The response's
+        admin_token is the new workspace's admin token, shown once; retries answer the same."""
         req = catalog_pb2.CreateWorkspaceRequest(name=name, request_id=new_request_id())
-        return self._call(self.catalog.CreateWorkspace, req).workspace
+        return self._call(self.catalog.CreateWorkspace, req)
+
+    def create_token(self, name, scopes, description=""):
+        """Creates a token with scopes and returns it with its secret (shown once); retries
+        answer the same secret."""
+        req = tokens_pb2.CreateTokenRequest(workspace=self.workspace, name=name, scopes=scopes, description=description,
+                                            request_id=new_request_id())
+        return self._call(self.tokens.CreateToken, req).issued
+
+    def rotate_token(self, name):
+        """Gives a token a new secret (returned once); the old one stops working. Retries rotate
+        once."""
+        req = tokens_pb2.RotateTokenRequest(workspace=self.workspace, name=name, request_id=new_request_id())
+        return self._call(self.tokens.RotateToken, req).issued
+
+    def revoke_token(self, name):
+        """Deletes a token: it stops working everywhere within seconds."""
+        req = tokens_pb2.DeleteTokenRequest(workspace=self.workspace, name=name, request_id=new_request_id())
+        self._call(self.tokens.DeleteToken, req)
+
+    def current_token(self):
+        """The token this client sends: its name, workspace and scopes."""
+        return self._call(self.tokens.GetCurrentToken, tokens_pb2.GetCurrentTokenRequest()).token
+
+    def list_tokens(self):
+        """The workspace's tokens by name, a page at a time (secrets are never listed)."""
+        req = tokens_pb2.ListTokensRequest(workspace=self.workspace)
+        while True:
+            page = self._call(self.tokens.ListTokens, req)
+            yield from page.tokens
+            if not page.next_page_token:
+                return
+            req.page_token = page.next_page_token
 
     def push_dir(self, path, dry_run=False, force=False, prune=False, variables=None):
         """Pushes every datafile under path as one all-or-nothing push. A refused push raises
@@ -115,7 +151,7 @@ class Client:
         for attempt in range(self.retries + 1):
             try:
                 for resp in self.scheduler.WatchJob(scheduler_pb2.WatchJobRequest(workspace=job.workspace, id=job.id),
-                                                    metadata=self._metadata, timeout=max(deadline - time.monotonic(), 1)):
+                                                    metadata=self.metadata, timeout=max(deadline - time.monotonic(), 1)):
                     last = resp.job
                     if on_progress:
                         on_progress(last)

@@ -15,8 +15,17 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 
+class Server:
+    """A running sluiced: its gRPC address and its operator token (which the catalog writes to
+    <data dir>/token on first start)."""
+
+    def __init__(self, address, operator_token):
+        self.address = address
+        self.operator_token = operator_token
+
+
 @pytest.fixture(scope="session")
-def server_address():
+def server():
     binary, lib = os.environ.get("SLUICED"), os.environ.get("SLUICE_CHDB_LIB")
     if not binary or not lib:
         pytest.fail("set SLUICED (the sluiced binary) and SLUICE_CHDB_LIB (libchdb.so); `make test-sdk` does")
@@ -43,7 +52,9 @@ def server_address():
     except queue.Empty:
         proc.kill()
         pytest.fail("sluiced not ready within 2 minutes:\n" + "".join(lines))
-    yield address
+    with open(os.path.join(data, "token"), encoding="utf-8") as f:
+        operator_token = f.read().strip()
+    yield Server(address, operator_token)
     proc.send_signal(signal.SIGINT)
     try:
         proc.wait(timeout=30)

@@ -1,12 +1,16 @@
 """The whole flow through the SDK against a real sluiced."""
 
 import os
+import re
+import subprocess
+import sys
 import time
 
 import pytest
 
 from sluice import Client, SluiceError
 from sluice.client import new_request_id
+from sluice.catalog.v1 import tokens_pb2
 from sluice.common.v1 import common_pb2
 from sluice.opslog.v1 import opslog_pb2
 from sluice.scheduler.v1 import scheduler_pb2
@@ -27,9 +31,34 @@ def first_row(client, sql):
     return "|".join(out)
 
 
-def test_whole_flow(server_address):
-    with Client(server_address, workspace="sdk_py") as c:
-        c.create_workspace("sdk_py")
+def workspace(server, name):
+    """Creates a workspace with the operator token; a client carrying its admin token."""
+    with Client(server.address, token=server.operator_token) as operator:
+        ws = operator.create_workspace(name)
+    assert ws.created and ws.admin_token.startswith("sluice_")
+    return Client(server.address, token=ws.admin_token)
+
+
+def wait_refused(server, secret):
+    """Waits until secret is refused (rotated or revoked secrets stop working within moments)."""
+    with Client(server.address, token=secret, retries=0) as c:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                c.current_token()
+            except SluiceError as e:
+                if e.reason == "UNAUTHENTICATED":
+                    return
+                raise
+            assert time.monotonic() < deadline, "secret still accepted 30s after rotation or revocation"
+            time.sleep(0.05)
+
+
+def test_whole_flow(server):
+    with Client(server.address) as anonymous, pytest.raises(SluiceError) as no_token:
+        anonymous.query("SELECT 1")
+    assert no_token.value.reason == "UNAUTHENTICATED"
+    with workspace(server, "sdk_py") as c:
         push = c.push_dir(PROJECT)
         assert push.applied and len(push.actions) == 4
 
@@ -74,3 +103,57 @@ def test_whole_flow(server_address):
         assert bad_mode.value.reason == "INVALID_ARGUMENT"
         assert bad_mode.value.field_violations[0][0] == "mode"
         assert "COPY_MODE_APPEND" in bad_mode.value.field_violations[0][1]
+
+
+def test_tokens(server):
+    with workspace(server, "sdk_py_tokens") as admin:
+        admin.push_dir(PROJECT)
+        issued = admin.create_token("dashboard", ["JOBS:READ", "DATASOURCES:READ:events"], "reads events")
+        retried = tokens_pb2.CreateTokenRequest(name="kiosk", scopes=["JOBS:READ"], request_id=new_request_id())
+        k1 = admin.tokens.CreateToken(retried, metadata=admin.metadata)
+        k2 = admin.tokens.CreateToken(retried, metadata=admin.metadata)
+        assert k2.issued.secret == k1.issued.secret  # a retried CreateToken answers the same secret
+        with pytest.raises(SluiceError) as taken:
+            admin.create_token("dashboard", ["JOBS:READ"])
+        assert taken.value.reason == "ALREADY_EXISTS" and taken.value.resource == ("token", "dashboard")
+
+        with Client(server.address, token=issued.secret) as dash:
+            me = dash.current_token()
+            assert (me.name, me.workspace, sorted(me.scopes)) == ("dashboard", "sdk_py_tokens", ["DATASOURCES:READ:events", "JOBS:READ"])
+            assert first_row(dash, "SELECT count() FROM events") == "0"
+            with pytest.raises(SluiceError) as denied:
+                dash.query("SELECT count() FROM by_kind")
+            assert denied.value.reason == "PERMISSION_DENIED"
+
+        rotated = admin.rotate_token("dashboard")
+        assert rotated.secret != issued.secret
+        rr = tokens_pb2.RotateTokenRequest(name="kiosk", request_id=new_request_id())
+        r1 = admin.tokens.RotateToken(rr, metadata=admin.metadata)
+        r2 = admin.tokens.RotateToken(rr, metadata=admin.metadata)
+        assert r2.issued.secret == r1.issued.secret  # a retried RotateToken rotates once
+        wait_refused(server, issued.secret)
+        with Client(server.address, token=rotated.secret) as fresh:
+            assert fresh.current_token().name == "dashboard"
+
+        assert [t.name for t in admin.list_tokens()] == ["admin", "dashboard", "kiosk"]
+        admin.revoke_token("dashboard")
+        wait_refused(server, rotated.secret)
+        with pytest.raises(SluiceError) as gone:
+            admin.revoke_token("dashboard")
+        assert gone.value.reason == "NOT_FOUND"
+
+
+def test_quickstart(server):
+    """The README's program, run as a user would run it."""
+    with Client(server.address, token=server.operator_token) as operator:
+        ws = operator.create_workspace("sdk_py_quickstart")
+    sdk = os.path.join(HERE, "..")
+    out = subprocess.run([sys.executable, os.path.join(sdk, "examples", "quickstart.py"), PROJECT, "seed"], check=True,
+                         capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": sdk, "SLUICE_ADDR": server.address, "SLUICE_TOKEN": ws.admin_token}).stdout
+    # The job's states, the rows, then the latest events (as many as the ops log holds yet).
+    lines = out.strip().split("\n")
+    copied = lines.index("copied 100 rows")
+    assert copied >= 1 and lines[copied - 1].endswith(": JOB_STATUS_DONE, 1/1 steps"), out
+    for line in lines[copied + 1:]:
+        assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? EVENT_TYPE_[A-Z_]+ \w* RESULT_[A-Z]+$", line), out

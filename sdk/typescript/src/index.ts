@@ -9,7 +9,8 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { BadRequestSchema, ErrorInfoSchema, ResourceInfoSchema, RetryInfoSchema, type BadRequest_FieldViolation, type ResourceInfo } from "./gen/google/rpc/error_details_pb.js";
-import { CatalogService, DatafileSchema, type PushResponse, type QueryResponse, type Workspace } from "./gen/sluice/catalog/v1/catalog_pb.js";
+import { CatalogService, DatafileSchema, type CreateWorkspaceResponse, type PushResponse, type QueryResponse } from "./gen/sluice/catalog/v1/catalog_pb.js";
+import { TokenService, type IssuedToken, type Token } from "./gen/sluice/catalog/v1/tokens_pb.js";
 import { DiagnosticSchema, type Diagnostic } from "./gen/sluice/common/v1/common_pb.js";
 import { EventFilterSchema, OpsLogService, QueryEventsRequestSchema, type OpsEvent } from "./gen/sluice/opslog/v1/opslog_pb.js";
 import {
@@ -22,6 +23,7 @@ import {
 } from "./gen/sluice/scheduler/v1/scheduler_pb.js";
 
 export * as catalog from "./gen/sluice/catalog/v1/catalog_pb.js";
+export * as tokens from "./gen/sluice/catalog/v1/tokens_pb.js";
 export * as common from "./gen/sluice/common/v1/common_pb.js";
 export * as opslog from "./gen/sluice/opslog/v1/opslog_pb.js";
 export * as scheduler from "./gen/sluice/scheduler/v1/scheduler_pb.js";
@@ -30,7 +32,7 @@ export * as scheduler from "./gen/sluice/scheduler/v1/scheduler_pb.js";
 export interface ClientOptions {
   /** Sent with every call as `authorization: Bearer <token>`. */
   token?: string;
-  /** Workspace of requests that name none (default "default"). */
+  /** Workspace of requests that name none (default: the token's; the operator token must name one). */
   workspace?: string;
   /** Tries after a retryable failure (UNAVAILABLE, REQUEST_IN_PROGRESS); default 4. */
   retries?: number;
@@ -109,6 +111,7 @@ export function readDatafiles(dir: string) {
 /** A connection to Sluice. */
 export class SluiceClient {
   readonly catalog: Client<typeof CatalogService>;
+  readonly tokens: Client<typeof TokenService>;
   readonly scheduler: Client<typeof SchedulerService>;
   readonly opsLog: Client<typeof OpsLogService>;
   workspace: string;
@@ -127,9 +130,10 @@ export class SluiceClient {
     }
     const transport = createGrpcTransport({ baseUrl, interceptors });
     this.catalog = createClient(CatalogService, transport);
+    this.tokens = createClient(TokenService, transport);
     this.scheduler = createClient(SchedulerService, transport);
     this.opsLog = createClient(OpsLogService, transport);
-    this.workspace = options.workspace ?? "default";
+    this.workspace = options.workspace ?? "";
     this.retries = options.retries ?? 4;
   }
 
@@ -151,9 +155,50 @@ export class SluiceClient {
     return randomUUID();
   }
 
-  async createWorkspace(name: string): Promise<Workspace | undefined> {
+  /**
+   * Creates a workspace (operator token), or returns it when it exists. The response holds the
+   * new workspace's admin token, shown once; retries answer the same one.
+   */
+  async createWorkspace(name: string): Promise<CreateWorkspaceResponse> {
     const requestId = randomUUID();
-    return (await this.retry(() => this.catalog.createWorkspace({ name, requestId }))).workspace;
+    return this.retry(() => this.catalog.createWorkspace({ name, requestId }));
+  }
+
+  /** Creates a token with scopes; its secret is shown once. Retries answer the same secret. */
+  async createToken(name: string, scopes: string[], description = ""): Promise<IssuedToken> {
+    const req = { workspace: this.workspace, name, scopes, description, requestId: randomUUID() };
+    const issued = (await this.retry(() => this.tokens.createToken(req))).issued;
+    if (!issued) throw new Error("CreateToken returned no token");
+    return issued;
+  }
+
+  /** Gives a token a new secret (shown once); the old one stops working. Retries rotate once. */
+  async rotateToken(name: string): Promise<IssuedToken> {
+    const req = { workspace: this.workspace, name, requestId: randomUUID() };
+    const issued = (await this.retry(() => this.tokens.rotateToken(req))).issued;
+    if (!issued) throw new Error("RotateToken returned no token");
+    return issued;
+  }
+
+  /** Revokes a token: it stops working everywhere within seconds. */
+  async revokeToken(name: string): Promise<void> {
+    const req = { workspace: this.workspace, name, requestId: randomUUID() };
+    await this.retry(() => this.tokens.deleteToken(req));
+  }
+
+  /** The token this client sends: its name, workspace and scopes. */
+  async currentToken(): Promise<Token | undefined> {
+    return (await this.retry(() => this.tokens.getCurrentToken({}))).token;
+  }
+
+  /** The workspace's tokens by name, fetched a page at a time (secrets are never listed). */
+  async *listTokens(): AsyncGenerator<Token> {
+    let pageToken = "";
+    do {
+      const page = await this.retry(() => this.tokens.listTokens({ workspace: this.workspace, pageToken }));
+      yield* page.tokens;
+      pageToken = page.nextPageToken;
+    } while (pageToken);
   }
 
   /** Pushes every datafile under dir as one all-or-nothing push. */

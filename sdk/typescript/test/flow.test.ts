@@ -9,10 +9,34 @@ import { startServer, type Server } from "./server.js";
 
 let server: Server;
 let client: SluiceClient;
+
+/** Creates a workspace with the operator token; a client carrying its admin token. */
+async function workspace(name: string): Promise<SluiceClient> {
+  const operator = new SluiceClient(server.address, { token: server.operatorToken });
+  const ws = await operator.createWorkspace(name);
+  assert.equal(ws.created, true);
+  assert.ok(ws.adminToken.startsWith("sluice_"));
+  return new SluiceClient(server.address, { token: ws.adminToken });
+}
+
+/** Waits until secret is refused (rotated or revoked secrets stop working within moments). */
+async function waitRefused(secret: string) {
+  const c = new SluiceClient(server.address, { token: secret, retries: 0 });
+  for (let i = 0; ; i++) {
+    try {
+      await c.currentToken();
+    } catch (err) {
+      if (err instanceof SluiceError && err.reason === "UNAUTHENTICATED") return;
+      throw err;
+    }
+    assert.ok(i < 600, "secret still accepted 30s after rotation or revocation");
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 before(async () => {
   server = await startServer();
-  client = new SluiceClient(server.address, { workspace: "sdk_ts" });
-  await client.createWorkspace("sdk_ts");
+  client = await workspace("sdk_ts");
 });
 after(async () => server?.stop());
 
@@ -22,6 +46,12 @@ const firstRow = async (sql: string) => {
 };
 
 test("whole flow: push, copy retried once, populate, ops log pages, refused push", async () => {
+  await assert.rejects(new SluiceClient(server.address).query("SELECT 1"), (err: unknown) => {
+    assert.ok(err instanceof SluiceError);
+    assert.equal(err.reason, "UNAUTHENTICATED", "no token, no answer");
+    return true;
+  });
+
   const push = await client.pushDir("../testdata/project");
   assert.equal(push.applied, true);
   assert.equal(push.actions.length, 4);
@@ -80,4 +110,63 @@ test("whole flow: push, copy retried once, populate, ops log pages, refused push
     assert.match(err.fieldViolations[0]?.description ?? "", /COPY_MODE_APPEND/);
     return true;
   });
+});
+
+test("tokens: create and rotate once however often retried, use, list, revoke", async () => {
+  const admin = await workspace("sdk_ts_tokens");
+  await admin.pushDir("../testdata/project");
+  const issued = await admin.createToken("dashboard", ["JOBS:READ", "DATASOURCES:READ:events"], "reads events");
+  const retried = { name: "kiosk", scopes: ["JOBS:READ"], requestId: SluiceClient.newRequestId() };
+  const k1 = await admin.tokens.createToken(retried);
+  const k2 = await admin.tokens.createToken(retried);
+  assert.equal(k2.issued?.secret, k1.issued?.secret, "a retried CreateToken answers the same secret");
+  await assert.rejects(admin.createToken("dashboard", ["JOBS:READ"]), (err: unknown) => {
+    assert.ok(err instanceof SluiceError);
+    assert.equal(err.reason, "ALREADY_EXISTS");
+    assert.equal(err.resource?.resourceName, "dashboard");
+    return true;
+  });
+
+  const dash = new SluiceClient(server.address, { token: issued.secret });
+  const me = await dash.currentToken();
+  assert.equal(me?.name, "dashboard");
+  assert.equal(me?.workspace, "sdk_ts_tokens");
+  assert.deepEqual([...(me?.scopes ?? [])].sort(), ["DATASOURCES:READ:events", "JOBS:READ"]);
+  assert.equal((await dash.query("SELECT count() FROM events")).rows[0]?.values[0]?.kind.value, "0");
+  await assert.rejects(dash.query("SELECT count() FROM by_kind"), (err: unknown) => {
+    assert.ok(err instanceof SluiceError);
+    assert.equal(err.reason, "PERMISSION_DENIED");
+    return true;
+  });
+
+  const rotated = await admin.rotateToken("dashboard");
+  assert.notEqual(rotated.secret, issued.secret);
+  const rr = { name: "kiosk", requestId: SluiceClient.newRequestId() };
+  const r1 = await admin.tokens.rotateToken(rr);
+  const r2 = await admin.tokens.rotateToken(rr);
+  assert.equal(r2.issued?.secret, r1.issued?.secret, "a retried RotateToken rotates once");
+  await waitRefused(issued.secret);
+  assert.equal((await new SluiceClient(server.address, { token: rotated.secret }).currentToken())?.name, "dashboard");
+
+  const names: string[] = [];
+  for await (const t of admin.listTokens()) names.push(t.name);
+  assert.deepEqual(names, ["admin", "dashboard", "kiosk"]);
+  await admin.revokeToken("dashboard");
+  await waitRefused(rotated.secret);
+  await assert.rejects(admin.revokeToken("dashboard"), (err: unknown) => err instanceof SluiceError && err.reason === "NOT_FOUND");
+});
+
+test("the README's quickstart runs as a user would run it", async () => {
+  const operator = new SluiceClient(server.address, { token: server.operatorToken });
+  const ws = await operator.createWorkspace("sdk_ts_quickstart");
+  const { execFileSync } = await import("node:child_process");
+  const out = execFileSync(process.execPath, ["dist/examples/quickstart.js", "../testdata/project", "seed"], {
+    env: { ...process.env, SLUICE_ADDR: server.address, SLUICE_TOKEN: ws.adminToken },
+    encoding: "utf8",
+  });
+  // The job's states, the rows, then the latest events (as many as the ops log holds yet).
+  const lines = out.trim().split("\n");
+  const copied = lines.indexOf("copied 100 rows");
+  assert.ok(copied >= 1 && lines[copied - 1].endsWith(": DONE, 1/1 steps"), out);
+  for (const l of lines.slice(copied + 1)) assert.match(l, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z_]+ \w* [A-Z]+$/, out);
 });

@@ -1,12 +1,14 @@
 // Starts a real sluiced for the suite: SLUICED names the binary, SLUICE_CHDB_LIB libchdb.so.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 
 export interface Server {
   address: string;
+  /** The operator token, which the catalog writes to <data dir>/token on first start. */
+  operatorToken: string;
   stop(): Promise<void>;
 }
 
@@ -33,8 +35,10 @@ export async function startServer(): Promise<Server> {
     });
     child.on("exit", (code) => reject(new Error(`sluiced exited ${code}:\n` + lines.join("\n"))));
   });
+  const operatorToken = readFileSync(join(dir, "token"), "utf8").trim();
   return {
     address,
+    operatorToken,
     stop: () =>
       new Promise<void>((resolve) => {
         child.once("exit", () => {
