@@ -20,8 +20,10 @@ GO_TEST_FLAGS ?= -count=1 -timeout 30m
 SDK_TS := sdk/typescript
 SDK_TS_DEPS := $(SDK_TS)/node_modules/.package-lock.json
 PYTHON := /usr/bin/python3
-# The API is checked for breaking changes against this (buf input); CI uses the previous commit.
-BUF_BREAKING_AGAINST ?= .git\#ref=HEAD~1
+# The API is checked for breaking changes against this commit (CI: the previous one), once that
+# commit has the v1 API as published: the commit that brought errors.proto (idempotency, pages,
+# error reasons) changed an API nobody used yet, and the one before it has nothing to guard.
+BUF_BREAKING_REF ?= HEAD~1
 
 .PHONY: help
 help: ## list targets
@@ -42,13 +44,13 @@ build: ## build bin/sluiced and bin/sluice
 	go build -o bin/sluice ./cmd/sluice
 
 .PHONY: test
-test: deps chdb ## run every test (installs clickhouse-server and nats-server when root)
-	go test $(GO_TEST_FLAGS) $(PKGS)
+test: deps chdb build ## run every test, the SDK suites included (installs what they start when root)
+	SLUICED=$(CURDIR)/bin/sluiced go test $(GO_TEST_FLAGS) $(PKGS)
 	$(MAKE) test-sdk-ts test-sdk-python
 
 .PHONY: test-sdk
-test-sdk: deps chdb ## the three SDK suites, each against a real sluiced
-	go test $(GO_TEST_FLAGS) ./sdk/go/...
+test-sdk: deps chdb build ## the three SDK suites, each against a real sluiced
+	SLUICED=$(CURDIR)/bin/sluiced go test $(GO_TEST_FLAGS) ./sdk/go/...
 	$(MAKE) test-sdk-ts test-sdk-python
 
 .PHONY: test-sdk-ts test-sdk-python
@@ -93,8 +95,12 @@ generate-check: generate ## fail when generated code is not committed
 	@test -z "$$(git status --porcelain -- $(GENERATED))" || { git status --porcelain -- $(GENERATED); echo "untracked generated files: run 'make generate' and commit"; exit 1; }
 
 .PHONY: breaking
-breaking: tools ## buf breaking: the API against the previous commit (BUF_BREAKING_AGAINST)
-	buf breaking --against '$(BUF_BREAKING_AGAINST)'
+breaking: tools ## buf breaking: the API against the previous commit (BUF_BREAKING_REF)
+	@git rev-parse -q --verify '$(BUF_BREAKING_REF)^{commit}' >/dev/null || { echo "buf breaking: no commit $(BUF_BREAKING_REF) to compare with (a shallow clone? fetch more history)"; exit 1; }
+	@if git cat-file -e '$(BUF_BREAKING_REF):proto/sluice/common/v1/errors.proto' 2>/dev/null; then \
+		echo "buf breaking proto --against $(BUF_BREAKING_REF)"; \
+		buf breaking proto --against '.git#ref=$(BUF_BREAKING_REF),subdir=proto'; \
+	else echo "buf breaking: $(BUF_BREAKING_REF) predates the v1 API (no errors.proto): nothing published to break"; fi
 
 .PHONY: lint
 lint: tools ## buf lint, buf breaking, go vet, golangci-lint
