@@ -25,12 +25,13 @@ import (
 func TestPagesSeeEachItemOnce(t *testing.T) {
 	sys := sluicetest.Start(t)
 	ctx := context.Background()
-	if _, err := sys.Catalog.CreateWorkspace(ctx, &catalogv1.CreateWorkspaceRequest{Name: "pages"}); err != nil {
+	ws := uniqueWS("pages")
+	if _, err := sys.Catalog.CreateWorkspace(ctx, &catalogv1.CreateWorkspaceRequest{Name: ws}); err != nil {
 		t.Fatal(err)
 	}
 	jobIDs := map[string]bool{}
 	for i := range 1000 {
-		resp, err := sys.Scheduler.RunNoopJob(ctx, &schedulerv1.RunNoopJobRequest{Workspace: "pages"})
+		resp, err := sys.Scheduler.RunNoopJob(ctx, &schedulerv1.RunNoopJobRequest{Workspace: ws})
 		if err != nil {
 			t.Fatalf("job %d: %v", i, err)
 		}
@@ -47,7 +48,7 @@ func TestPagesSeeEachItemOnce(t *testing.T) {
 	eventIDs := map[string]bool{}
 	for i := range 10000 {
 		ev := &opslogv1.OpsEvent{
-			Id: fmt.Sprintf("ev-%05d", i), Workspace: "pages", EventType: opslogv1.EventType_EVENT_TYPE_COPY,
+			Id: fmt.Sprintf("ev-%05d", i), Workspace: ws, EventType: opslogv1.EventType_EVENT_TYPE_COPY,
 			DatasourceName: "d", Result: opslogv1.Result_RESULT_OK,
 			Timestamp: timestamppb.New(base.Add(time.Duration(i%13) * time.Microsecond)),
 		}
@@ -57,7 +58,7 @@ func TestPagesSeeEachItemOnce(t *testing.T) {
 		eventIDs[ev.GetId()] = true
 	}
 	sluicetest.Eventually(t, 2*time.Minute, "10000 events written", func() bool {
-		resp, err := sys.OpsLog.QueryEvents(ctx, &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: "pages"}, PageSize: 10000})
+		resp, err := sys.OpsLog.QueryEvents(ctx, &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: ws}, PageSize: 10000})
 		return err == nil && len(resp.GetEvents()) == 10000
 	})
 
@@ -66,7 +67,7 @@ func TestPagesSeeEachItemOnce(t *testing.T) {
 	var prev *schedulerv1.Job
 	token := ""
 	for pages := 0; ; pages++ {
-		resp, err := sys.Scheduler.ListJobs(ctx, &schedulerv1.ListJobsRequest{Workspace: "pages", PageSize: 7, PageToken: token})
+		resp, err := sys.Scheduler.ListJobs(ctx, &schedulerv1.ListJobsRequest{Workspace: ws, PageSize: 7, PageToken: token})
 		if err != nil {
 			t.Fatalf("jobs page %d: %v", pages, err)
 		}
@@ -80,7 +81,7 @@ func TestPagesSeeEachItemOnce(t *testing.T) {
 		if token = resp.GetNextPageToken(); token == "" {
 			break
 		}
-		if _, err := sys.Scheduler.RunNoopJob(ctx, &schedulerv1.RunNoopJobRequest{Workspace: "pages"}); err != nil {
+		if _, err := sys.Scheduler.RunNoopJob(ctx, &schedulerv1.RunNoopJobRequest{Workspace: ws}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -98,7 +99,7 @@ func TestPagesSeeEachItemOnce(t *testing.T) {
 	token = ""
 	var prevNS int64
 	for pages := 0; ; pages++ {
-		resp, err := sys.OpsLog.QueryEvents(ctx, &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: "pages"}, PageSize: 7, PageToken: token})
+		resp, err := sys.OpsLog.QueryEvents(ctx, &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: ws}, PageSize: 7, PageToken: token})
 		if err != nil {
 			t.Fatalf("events page %d: %v", pages, err)
 		}
@@ -114,7 +115,7 @@ func TestPagesSeeEachItemOnce(t *testing.T) {
 			break
 		}
 		if pages%100 == 0 {
-			late := &opslogv1.OpsEvent{Id: fmt.Sprintf("late-%d", pages), Workspace: "pages", EventType: opslogv1.EventType_EVENT_TYPE_COPY,
+			late := &opslogv1.OpsEvent{Id: fmt.Sprintf("late-%d", pages), Workspace: ws, EventType: opslogv1.EventType_EVENT_TYPE_COPY,
 				DatasourceName: "d", Result: opslogv1.Result_RESULT_OK, Timestamp: timestamppb.Now()}
 			if err := pub.Publish(ctx, late); err != nil {
 				t.Fatal(err)
@@ -132,11 +133,11 @@ func TestPagesSeeEachItemOnce(t *testing.T) {
 		}
 	}
 	// A token used with another filter is refused, not silently applied.
-	resp, err := sys.OpsLog.QueryEvents(ctx, &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: "pages"}, PageSize: 7})
+	resp, err := sys.OpsLog.QueryEvents(ctx, &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: ws}, PageSize: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = sys.OpsLog.QueryEvents(ctx, &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: "pages", Datasource: "x"}, PageSize: 7, PageToken: resp.GetNextPageToken()})
+	_, err = sys.OpsLog.QueryEvents(ctx, &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: ws, Datasource: "x"}, PageSize: 7, PageToken: resp.GetNextPageToken()})
 	if err == nil {
 		t.Fatal("a page token with another filter was accepted")
 	}

@@ -312,7 +312,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 
 	_, addr = start("sluiced-2")
 	// The admin token survives the restart (the token store is in NATS).
-	if out, stderr, code := cli(t, cliBin, sluicetest.NewClients(t, addr, admin.Token), "sql", "SELECT count() AS n FROM kept", "--output", "json"); code != 0 || !strings.Contains(out, `"n": 0`) {
+	if out, stderr, code := cli(t, cliBin, sluicetest.NewClients(t, addr, admin.Token), "sql", "SELECT count() AS n FROM kept", "--output", "json"); code != 0 || !strings.Contains(out, `"n": "0"`) { // UInt64: an exact string
 		t.Fatalf("the Data Source's table after restart: exit %d %s %s", code, out, stderr)
 	}
 	nc, err = nats.Connect(sluicetest.EmbeddedNATSURL(t, dataDir))
