@@ -3,6 +3,7 @@ package main_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -195,7 +196,7 @@ func TestRetriedCallsRunOnce(t *testing.T) {
 	}
 	for _, k := range keys {
 		e, err := kv.Get(ctx, k)
-		if err != nil && err != jetstream.ErrKeyNotFound {
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			t.Fatal(err)
 		}
 		for _, s := range secrets {

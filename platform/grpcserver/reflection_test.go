@@ -87,6 +87,30 @@ func ask(t *testing.T, cc *grpc.ClientConn, req *reflectionv1.ServerReflectionRe
 	return resp
 }
 
+// askAlpha asks the deprecated v1alpha reflection service, which grpcurl falls back to and older
+// clients still use, for one file by name.
+func askAlpha(t *testing.T, cc *grpc.ClientConn, file string) *descriptorpb.FileDescriptorProto {
+	t.Helper()
+	st, err := reflectionv1alpha.NewServerReflectionClient(cc).ServerReflectionInfo(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	//nolint:staticcheck // v1alpha is deprecated, and still served for the clients that use it
+	if err := st.Send(&reflectionv1alpha.ServerReflectionRequest{MessageRequest: &reflectionv1alpha.ServerReflectionRequest_FileByFilename{FileByFilename: file}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := st.Recv()
+	files := resp.GetFileDescriptorResponse().GetFileDescriptorProto() //nolint:staticcheck // as above
+	if err != nil || len(files) == 0 {
+		t.Fatalf("v1alpha %s: %v %v", file, resp, err)
+	}
+	fd := &descriptorpb.FileDescriptorProto{}
+	if err := proto.Unmarshal(files[0], fd); err != nil {
+		t.Fatal(err)
+	}
+	return fd
+}
+
 func filesOf(t *testing.T, resp *reflectionv1.ServerReflectionResponse) map[string]*descriptorpb.FileDescriptorProto {
 	t.Helper()
 	if e := resp.GetErrorResponse(); e != nil {
@@ -148,22 +172,7 @@ func TestReflectionCarriesTheAPIComments(t *testing.T) {
 	}
 
 	// The v1alpha service (grpcurl's fallback) answers the same.
-	st, err := reflectionv1alpha.NewServerReflectionClient(cc).ServerReflectionInfo(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.Send(&reflectionv1alpha.ServerReflectionRequest{MessageRequest: &reflectionv1alpha.ServerReflectionRequest_FileByFilename{
-		FileByFilename: "sluice/common/v1/errors.proto"}}); err != nil {
-		t.Fatal(err)
-	}
-	alpha, err := st.Recv()
-	if err != nil || len(alpha.GetFileDescriptorResponse().GetFileDescriptorProto()) == 0 {
-		t.Fatalf("v1alpha errors.proto: %v %v", alpha, err)
-	}
-	fd := &descriptorpb.FileDescriptorProto{}
-	if err := proto.Unmarshal(alpha.GetFileDescriptorResponse().GetFileDescriptorProto()[0], fd); err != nil {
-		t.Fatal(err)
-	}
+	fd := askAlpha(t, cc, "sluice/common/v1/errors.proto")
 	if got := comment(fd, 5, 0); !strings.Contains(got, "ErrorReason is the stable reason") {
 		t.Errorf("v1alpha ErrorReason comment %q", got)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -46,7 +47,7 @@ type runs struct{ n atomic.Int32 }
 func (r *runs) call(ctx context.Context) (proto.Message, error) {
 	n := r.n.Add(1)
 	req, _ := FromContext(ctx)
-	return &schedulerv1.RunCopyResponse{Job: &schedulerv1.Job{Id: "job" + string(rune('0'+n)), RequestId: req.ID}}, nil
+	return &schedulerv1.RunCopyResponse{Job: &schedulerv1.Job{Id: fmt.Sprintf("job%d", n), RequestId: req.ID}}, nil
 }
 
 func copyReq(id string) *schedulerv1.RunCopyRequest {
