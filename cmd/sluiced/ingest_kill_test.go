@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
 	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
@@ -177,7 +179,7 @@ func TestEventsAPIKilledRepeatedly(t *testing.T) {
 func checkAcknowledged(t *testing.T, catalog catalogv1.CatalogServiceClient, ws string, load *loadGenerator) map[uint64]uint64 {
 	t.Helper()
 	counts := func(sql string) map[uint64]uint64 {
-		resp, err := catalog.Query(context.Background(), &catalogv1.QueryRequest{Workspace: ws, Sql: sql, MaxRows: 1_000_000, TimeoutSeconds: 60})
+		resp, err := catalog.Query(context.Background(), &catalogv1.QueryRequest{Workspace: ws, Sql: sql, MaxRows: 1_000_000, Timeout: durationpb.New(time.Minute)})
 		if err != nil {
 			t.Fatalf("%s: %v", sql, err)
 		}

@@ -220,13 +220,13 @@ func TestEventsAPI(t *testing.T) {
 	// The ops log has append-hfi events that add up to what was written.
 	sluicetest.Eventually(t, 30*time.Second, "append-hfi events for every row", func() bool {
 		resp, err := sys.OpsLog.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{
-			Filter: &opslogv1.EventFilter{Workspace: "events_api", Datasource: "events", EventTypes: []string{"append-hfi"}}, Limit: 100})
+			Filter: &opslogv1.EventFilter{Workspace: "events_api", Datasource: "events", EventTypes: []opslogv1.EventType{opslogv1.EventType_EVENT_TYPE_APPEND_HFI}}, PageSize: 100})
 		if err != nil {
 			return false
 		}
 		var rows, q uint64
 		for _, ev := range resp.GetEvents() {
-			if ev.GetResult() != "ok" {
+			if ev.GetResult() != opslogv1.Result_RESULT_OK {
 				t.Fatalf("append-hfi event with result %s: %s", ev.GetResult(), ev.GetError())
 			}
 			rows += ev.GetRows()
@@ -337,7 +337,7 @@ func TestDatasourceAppendAndReplaceCLI(t *testing.T) {
 	// Ops log: one append event per file (the refused one has none) and the replace.
 	sluicetest.Eventually(t, 30*time.Second, "append and replace events", func() bool {
 		resp, err := sys.OpsLog.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{
-			Filter: &opslogv1.EventFilter{Workspace: "files", Datasource: "readings", EventTypes: []string{"append", "replace"}}, Limit: 100})
+			Filter: &opslogv1.EventFilter{Workspace: "files", Datasource: "readings", EventTypes: []opslogv1.EventType{opslogv1.EventType_EVENT_TYPE_APPEND, opslogv1.EventType_EVENT_TYPE_REPLACE}}, PageSize: 100})
 		if err != nil {
 			return false
 		}
@@ -345,14 +345,14 @@ func TestDatasourceAppendAndReplaceCLI(t *testing.T) {
 		var rows, q uint64
 		for _, ev := range resp.GetEvents() {
 			switch ev.GetEventType() {
-			case "append":
+			case opslogv1.EventType_EVENT_TYPE_APPEND:
 				appends++
 				if !strings.HasSuffix(ev.GetOptions()["file_name"], ".csv") && !strings.HasSuffix(ev.GetOptions()["file_name"], ".gz") {
 					t.Fatalf("append event without the file's name: %v", ev.GetOptions())
 				}
 				rows += ev.GetRows()
 				q += ev.GetRowsQuarantine()
-			case "replace":
+			case opslogv1.EventType_EVENT_TYPE_REPLACE:
 				replaces++
 			}
 		}
@@ -511,12 +511,12 @@ func TestEventsAPIDataSourceDroppedWhileQueued(t *testing.T) {
 	}
 	sluicetest.Eventually(t, 30*time.Second, "an append-hfi error event for readings", func() bool {
 		resp, err := sys.OpsLog.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{
-			Filter: &opslogv1.EventFilter{Workspace: "dropped", Datasource: "readings", EventTypes: []string{"append-hfi"}}, Limit: 10})
+			Filter: &opslogv1.EventFilter{Workspace: "dropped", Datasource: "readings", EventTypes: []opslogv1.EventType{opslogv1.EventType_EVENT_TYPE_APPEND_HFI}}, PageSize: 10})
 		if err != nil || len(resp.GetEvents()) == 0 {
 			return false
 		}
 		ev := resp.GetEvents()[0]
-		if ev.GetResult() != "error" || !strings.Contains(ev.GetError(), "readings") {
+		if ev.GetResult() != opslogv1.Result_RESULT_ERROR || !strings.Contains(ev.GetError(), "readings") {
 			t.Fatalf("event %v", ev)
 		}
 		return true

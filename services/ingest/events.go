@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
-	"github.com/sluicehq/sluice/platform/opsevents"
 )
 
 // eventAgg sums the messages one ops event reports.
@@ -64,20 +64,20 @@ func (s *Service) publishEvents(ctx context.Context, msgs []*inMsg, complete map
 	for _, key := range order {
 		a := aggs[key]
 		ev := &opslogv1.OpsEvent{
-			Id: a.id, Workspace: a.ws, Timestamp: timestamppb.New(a.at), EventType: opsevents.EventAppend,
-			DatasourceId: a.dsID, DatasourceName: a.ds, Result: opsevents.ResultOK,
-			ElapsedTime: time.Since(a.at).Seconds(), RequestId: a.importID, ImportId: a.importID, OperationId: a.importID,
+			Id: a.id, Workspace: a.ws, Timestamp: timestamppb.New(a.at), EventType: opslogv1.EventType_EVENT_TYPE_APPEND,
+			DatasourceId: a.dsID, DatasourceName: a.ds, Result: opslogv1.Result_RESULT_OK,
+			ElapsedTime: durationpb.New(time.Since(a.at)), RequestId: a.importID, ImportId: a.importID, OperationId: a.importID,
 			Rows: a.rows, RowsQuarantine: a.quarantined, ReadBytes: a.inputBytes,
 			WrittenRows: a.rows, WrittenBytes: a.bytes, WrittenRowsQuarantine: a.quarantined, WrittenBytesQuarantine: a.quarantineBytes,
 		}
 		if a.kind == kindHFI {
-			ev.EventType = opsevents.EventAppendHFI
+			ev.EventType = opslogv1.EventType_EVENT_TYPE_APPEND_HFI
 		}
 		if a.file != "" {
 			ev.Options = map[string]string{"file_name": a.file}
 		}
 		if msg, ok := tableErr[a.ws+"\x00"+a.ds]; ok {
-			ev.Result, ev.Error = opsevents.ResultError, msg
+			ev.Result, ev.Error = opslogv1.Result_RESULT_ERROR, msg
 		}
 		if err := s.deps.Events.Publish(ctx, ev); err != nil {
 			s.log.Warn("ops event for ingested rows", "datasource", a.ds, "err", err)

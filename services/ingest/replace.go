@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
-	"github.com/sluicehq/sluice/platform/opsevents"
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
@@ -56,14 +56,14 @@ func (s *Service) replaceEvent(ctx context.Context, sc *schema, res appendResult
 		return
 	}
 	ev := &opslogv1.OpsEvent{
-		Id: "ingest-replace-" + res.importID, Workspace: sc.workspace, Timestamp: timestamppb.New(start), EventType: opsevents.EventReplace,
-		DatasourceId: sc.id, DatasourceName: sc.datasource, Result: opsevents.ResultOK, ElapsedTime: time.Since(start).Seconds(),
+		Id: "ingest-replace-" + res.importID, Workspace: sc.workspace, Timestamp: timestamppb.New(start), EventType: opslogv1.EventType_EVENT_TYPE_REPLACE,
+		DatasourceId: sc.id, DatasourceName: sc.datasource, Result: opslogv1.Result_RESULT_OK, ElapsedTime: durationpb.New(time.Since(start)),
 		RequestId: res.importID, ImportId: res.importID, OperationId: res.importID, Rows: res.rows, RowsQuarantine: res.quarantined,
 		ReadBytes: res.bytes, WrittenRows: res.rows, WrittenRowsQuarantine: res.quarantined,
 		Options: map[string]string{"mode": "replace"},
 	}
 	if err != nil {
-		ev.Result, ev.Error = opsevents.ResultError, err.Error()
+		ev.Result, ev.Error = opslogv1.Result_RESULT_ERROR, err.Error()
 		ev.WrittenRows, ev.WrittenRowsQuarantine = 0, 0
 	}
 	if perr := s.deps.Events.Publish(context.WithoutCancel(ctx), ev); perr != nil {
