@@ -80,7 +80,7 @@ generate: tools $(SDK_TS_DEPS) ## regenerate api/ (Go) and the SDKs' generated c
 		-o api/descriptors/descriptors.binpb
 	cd api && go mod tidy
 	buf generate --template $(SDK_TS)/buf.gen.yaml
-	rm -rf $(addprefix sdk/python/sluice/,catalog common executor opslog scheduler)
+	rm -rf $(addprefix sdk/python/sluice/,catalog common executor ingest opslog scheduler)
 	buf generate --template sdk/python/buf.gen.yaml
 	buf build third_party/googleapis --path third_party/googleapis/google/rpc/status.proto \
 		--path third_party/googleapis/google/rpc/error_details.proto --exclude-source-info \

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	ingestv1 "github.com/sluicehq/sluice/api/sluice/ingest/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
 	"github.com/sluicehq/sluice/platform/apierr"
@@ -204,5 +205,73 @@ func TestRetriedCallsRunOnce(t *testing.T) {
 				t.Fatalf("request %s keeps a token secret in the clear", k)
 			}
 		}
+	}
+}
+
+// TestRetriedAppendsWriteOnce sends appends again with their request ids, as a client that lost
+// the answers does: the rows are written once. A streamed append is the same request when its
+// start is (its chunks are not read again: a retry that sends other bytes still gets the first
+// answer); the same id with other rows in a unary append is refused.
+func TestRetriedAppendsWriteOnce(t *testing.T) {
+	sys := sluicetest.Start(t)
+	ctx := context.Background()
+	ws := uniqueWS("retryingest")
+	admin := sys.CreateWorkspace(t, ws)
+	push := &catalogv1.PushRequest{Files: []*catalogv1.Datafile{{Path: "events.datasource", Content: retryProject["datasources/copied.datasource"]}}}
+	if _, err := admin.Catalog.Push(ctx, push); err != nil {
+		t.Fatal(err)
+	}
+	count := func() string {
+		resp, err := admin.Catalog.Query(ctx, &catalogv1.QueryRequest{Sql: "SELECT count(), sum(id) FROM events"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(resp.GetRows()[0].GetValues()[0].AsInterface(), " ", resp.GetRows()[0].GetValues()[1].AsInterface())
+	}
+
+	rows := []byte(`{"id": 1, "kind": "a"}` + "\n" + `{"id": 2, "kind": "b"}` + "\n")
+	req := &ingestv1.AppendRequest{Datasource: "events", Format: ingestv1.Format_FORMAT_NDJSON, Data: rows, Wait: true, RequestId: uuid.NewString()}
+	a1, err := admin.Ingest.Append(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, err := admin.Ingest.Append(ctx, req)
+	if err != nil || a2.GetResult().GetImportId() != a1.GetResult().GetImportId() || a2.GetResult().GetSuccessfulRows() != 2 {
+		t.Fatalf("retried Append: %v (%v), first %v", a2, err, a1)
+	}
+	if got := count(); got != "2 3" {
+		t.Fatalf("after an append sent twice: %s, want 2 3", got)
+	}
+	other := &ingestv1.AppendRequest{Datasource: "events", Format: ingestv1.Format_FORMAT_NDJSON, Data: []byte(`{"id": 9, "kind": "z"}` + "\n"), Wait: true, RequestId: req.GetRequestId()}
+	if _, err := admin.Ingest.Append(ctx, other); apierr.Info(err).GetReason() != "REQUEST_ID_REUSED" {
+		t.Fatalf("the same id with other rows: %v", err)
+	}
+
+	send := func(start *ingestv1.AppendStart, chunks ...string) (*ingestv1.AppendStreamResponse, error) {
+		st, err := admin.Ingest.AppendStream(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if err := st.Send(&ingestv1.AppendStreamRequest{Message: &ingestv1.AppendStreamRequest_Start{Start: start}}); err != nil {
+			return st.CloseAndRecv()
+		}
+		for _, c := range chunks {
+			if err := st.Send(&ingestv1.AppendStreamRequest{Message: &ingestv1.AppendStreamRequest_Chunk{Chunk: []byte(c)}}); err != nil {
+				return st.CloseAndRecv()
+			}
+		}
+		return st.CloseAndRecv()
+	}
+	start := &ingestv1.AppendStart{Datasource: "events", Format: ingestv1.Format_FORMAT_CSV, Wait: true, FileName: "more.csv", RequestId: uuid.NewString()}
+	s1, err := send(start, "10,c\n", "20,d\n30,e\n")
+	if err != nil || s1.GetResult().GetSuccessfulRows() != 3 {
+		t.Fatalf("streamed append: %v (%v)", s1, err)
+	}
+	s2, err := send(start, "999,x\n")
+	if err != nil || s2.GetResult().GetImportId() != s1.GetResult().GetImportId() || s2.GetResult().GetSuccessfulRows() != 3 {
+		t.Fatalf("streamed append retried: %v (%v), first %v", s2, err, s1)
+	}
+	if got := count(); got != "5 63" {
+		t.Fatalf("after a streamed append sent twice: %s, want 5 63", got)
 	}
 }

@@ -75,7 +75,7 @@ func New(o Options) (*Server, error) {
 		// gate's refusals carry ErrorInfo too; the gate before anything reads the request; the
 		// enum check before a request id is claimed, so a refused request keeps its id free.
 		grpc.ChainUnaryInterceptor(recoverUnary(o.Log), errorsUnary, o.Gate.Unary(), validateUnary, s.requestsUnary),
-		grpc.ChainStreamInterceptor(recoverStream(o.Log), errorsStream, o.Gate.Stream(), validateStream),
+		grpc.ChainStreamInterceptor(recoverStream(o.Log), errorsStream, o.Gate.Stream(), validateStream, s.requestsStream),
 	}
 	if o.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(o.TLS)))

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	"github.com/sluicehq/sluice/platform/apierr"
@@ -107,6 +109,125 @@ func checkValue(fd protoreflect.FieldDescriptor, v protoreflect.Value, path stri
 	case protoreflect.MessageKind, protoreflect.GroupKind:
 		return checkEnums(v.Message(), path+".")
 	}
+	return nil
+}
+
+// streamRequestID is the request id of a client stream's first message: its request_id, or
+// that of the message it holds (the `start` of an append stream).
+func streamRequestID(first proto.Message) string {
+	if id := idempotency.RequestID(first); id != "" {
+		return id
+	}
+	id := ""
+	first.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		if fd.Kind() == protoreflect.MessageKind && !fd.IsList() && !fd.IsMap() {
+			id = idempotency.RequestID(v.Message().Interface())
+		}
+		return id == ""
+	})
+	return id
+}
+
+// requestsStream applies request ids to client streams (a file sent in chunks): the id and the
+// request it stands for are the first message's, since the chunks that follow may be far too
+// many to compare; a retry with the same id gets the first call's answer and its chunks are
+// not read.
+func (s *Server) requestsStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	st := s.requests.Load()
+	if st == nil || !info.IsClientStream || info.IsServerStream {
+		return handler(srv, ss)
+	}
+	msgType, err := requestType(info.FullMethod)
+	if err != nil {
+		return handler(srv, ss)
+	}
+	first := msgType.New().Interface()
+	if err := ss.RecvMsg(first); err != nil {
+		return err
+	}
+	replay := &replayStream{ServerStream: ss, first: first}
+	id := streamRequestID(first)
+	if id == "" {
+		return handler(srv, replay)
+	}
+	var caller idempotency.Caller
+	if p, ok := auth.FromContext(ss.Context()); ok {
+		caller = idempotency.Caller{ID: p.Key(), Secret: []byte(auth.PresentedToken(ss.Context()))}
+	}
+	resp, err := st.DoID(ss.Context(), caller, info.FullMethod, id, first, func(ctx context.Context) (proto.Message, error) {
+		replay.ctx = ctx
+		if err := handler(srv, replay); err != nil {
+			return nil, err
+		}
+		if replay.sent == nil {
+			return nil, fmt.Errorf("%s answered nothing", info.FullMethod)
+		}
+		return replay.sent, nil
+	})
+	if err != nil {
+		return err
+	}
+	return ss.SendMsg(resp)
+}
+
+// requestType is the request message of a method ("/package.Service/Method").
+func requestType(fullMethod string) (protoreflect.MessageType, error) {
+	svc, method, ok := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
+	if !ok {
+		return nil, fmt.Errorf("method %q", fullMethod)
+	}
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(svc))
+	if err != nil {
+		return nil, err
+	}
+	sd, ok := d.(protoreflect.ServiceDescriptor)
+	if !ok {
+		return nil, fmt.Errorf("%s is not a service", svc)
+	}
+	md := sd.Methods().ByName(protoreflect.Name(method))
+	if md == nil {
+		return nil, fmt.Errorf("%s has no method %s", svc, method)
+	}
+	return protoregistry.GlobalTypes.FindMessageByName(md.Input().FullName())
+}
+
+// replayStream hands the handler the first message again, then the rest of the stream, and
+// keeps what the handler answers, to be sent once the answer is stored. (The stream it wraps
+// checks each message's enums and token: the interceptors before this one wrapped it.)
+type replayStream struct {
+	grpc.ServerStream
+	ctx   context.Context
+	first proto.Message
+	read  bool
+	sent  proto.Message
+}
+
+func (r *replayStream) Context() context.Context {
+	if r.ctx != nil {
+		return r.ctx
+	}
+	return r.ServerStream.Context()
+}
+
+func (r *replayStream) RecvMsg(m any) error {
+	if !r.read {
+		r.read = true
+		pm, ok := m.(proto.Message)
+		if !ok {
+			return fmt.Errorf("stream message %T is not a proto message", m)
+		}
+		proto.Merge(pm, r.first)
+		return nil
+	}
+	return r.ServerStream.RecvMsg(m)
+}
+
+func (r *replayStream) SendMsg(m any) error {
+	pm, ok := m.(proto.Message)
+	if !ok {
+		return fmt.Errorf("stream answer %T is not a proto message", m)
+	}
+	r.sent = pm
 	return nil
 }
 

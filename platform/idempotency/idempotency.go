@@ -15,7 +15,8 @@
 // call's FirstSeen: services that start jobs derive the job id from the request (see Request),
 // so a job the dead process had already created is found, not created again. A call that fails
 // releases its claim: nothing was changed (Sluice's calls change nothing when they fail), so a
-// retry runs again.
+// retry runs again; a call that changed something before it failed (Applied: an append whose
+// rows were stored, then waiting for them timed out) keeps its error as its answer instead.
 package idempotency
 
 import (
@@ -34,7 +35,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go/jetstream"
+	spb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -77,6 +80,8 @@ type Request struct {
 	ID string
 	// FirstSeen is when the first call with this id claimed it; retries keep it.
 	FirstSeen time.Time
+	// Caller is the Caller.ID of the call: request ids are their caller's.
+	Caller string
 }
 
 type ctxKey struct{}
@@ -146,6 +151,22 @@ func RequestID(req proto.Message) string {
 	return m.Get(fd).String()
 }
 
+// Applied marks the error of a call that changed something before it failed: a retry with the
+// same request id gets this error again instead of running the call a second time.
+func Applied(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &appliedError{err: err}
+}
+
+type appliedError struct{ err error }
+
+func (e *appliedError) Error() string              { return e.err.Error() }
+func (e *appliedError) Unwrap() error              { return e.err }
+func (e *appliedError) GRPCStatus() *status.Status { return apierr.Status(e.err) }
+func isApplied(err error) bool                     { var a *appliedError; return errors.As(err, &a) }
+
 // Do runs call once for req's request id sent by caller (method names the RPC); without a
 // request id it just runs call. A retry gets the first answer; the same id with another request
 // is REQUEST_ID_REUSED; a retry while the first call runs waits for it, or answers
@@ -154,7 +175,12 @@ func RequestID(req proto.Message) string {
 // running call: every call that takes a request id changes nothing when it runs again, or
 // finds what its first run started.
 func (s *Store) Do(ctx context.Context, caller Caller, method string, req proto.Message, call func(context.Context) (proto.Message, error)) (proto.Message, error) {
-	id := RequestID(req)
+	return s.DoID(ctx, caller, method, RequestID(req), req, call)
+}
+
+// DoID is Do for a request id that req does not hold at its top level (the first message of a
+// client stream): req is what a retry must repeat for the id to be the same request.
+func (s *Store) DoID(ctx context.Context, caller Caller, method, id string, req proto.Message, call func(context.Context) (proto.Message, error)) (proto.Message, error) {
 	if id == "" {
 		return call(ctx)
 	}
@@ -188,7 +214,7 @@ func (s *Store) Do(ctx context.Context, caller Caller, method string, req proto.
 			if cerr != nil {
 				return nil, unavailable(cerr)
 			}
-			return s.run(ctx, kv, key, rev, record{Fingerprint: fp, FirstSeen: now.UnixNano()}, id, seal, call)
+			return s.run(ctx, kv, key, rev, record{Fingerprint: fp, FirstSeen: now.UnixNano()}, Request{ID: id, Caller: caller.ID}, seal, call)
 		case err != nil:
 			return nil, unavailable(err)
 		}
@@ -204,13 +230,9 @@ func (s *Store) Do(ctx context.Context, caller Caller, method string, req proto.
 		if rec.Done {
 			plain, err := seal.open(rec.Answer)
 			if len(rec.Answer) == 0 || err != nil {
-				return call(WithRequest(ctx, Request{ID: id, FirstSeen: time.Unix(0, rec.FirstSeen)}))
+				return call(WithRequest(ctx, Request{ID: id, FirstSeen: time.Unix(0, rec.FirstSeen), Caller: caller.ID}))
 			}
-			a := &anypb.Any{}
-			if err := proto.Unmarshal(plain, a); err != nil {
-				return nil, fmt.Errorf("request id answer %s: %w", key, err)
-			}
-			return a.UnmarshalNew()
+			return answer(plain, key)
 		}
 		if s.now().Sub(time.Unix(0, rec.Heartbeat)) > s.lease {
 			// The claim's process stopped: take it over, keeping the first call's FirstSeen.
@@ -219,7 +241,7 @@ func (s *Store) Do(ctx context.Context, caller Caller, method string, req proto.
 			if uerr != nil {
 				continue // someone else took it, or it finished
 			}
-			return s.run(ctx, kv, key, rev, rec, id, seal, call)
+			return s.run(ctx, kv, key, rev, rec, Request{ID: id, Caller: caller.ID}, seal, call)
 		}
 		if s.now().After(deadline) {
 			e := &apierr.Error{Code: codes.Aborted, Reason: commonv1.ErrorReason_ERROR_REASON_REQUEST_IN_PROGRESS,
@@ -237,7 +259,7 @@ func (s *Store) Do(ctx context.Context, caller Caller, method string, req proto.
 
 // run calls call as the holder of the claim at rev, renewing it until call returns, then stores
 // the answer (or releases the claim when call failed).
-func (s *Store) run(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64, rec record, id string, seal answerSeal, call func(context.Context) (proto.Message, error)) (proto.Message, error) {
+func (s *Store) run(ctx context.Context, kv jetstream.KeyValue, key string, rev uint64, rec record, req Request, seal answerSeal, call func(context.Context) (proto.Message, error)) (proto.Message, error) {
 	var mu sync.Mutex
 	stop := make(chan struct{})
 	beat := make(chan struct{})
@@ -260,17 +282,22 @@ func (s *Store) run(ctx context.Context, kv jetstream.KeyValue, key string, rev 
 			}
 		}
 	}()
-	resp, err := call(WithRequest(ctx, Request{ID: id, FirstSeen: time.Unix(0, rec.FirstSeen)}))
+	req.FirstSeen = time.Unix(0, rec.FirstSeen)
+	resp, err := call(WithRequest(ctx, req))
 	close(stop)
 	<-beat
 	mu.Lock()
 	defer mu.Unlock()
-	if err != nil {
+	if err != nil && !isApplied(err) {
 		_ = kv.Delete(context.Background(), key, jetstream.LastRevision(rev))
 		return nil, err
 	}
 	done := rec
 	done.Done, done.Heartbeat = true, s.now().UnixNano()
+	if err != nil {
+		// The error is the answer: a retry gets it again.
+		resp = apierr.Status(err).Proto()
+	}
 	if a, aerr := anypb.New(resp); aerr == nil {
 		if b, merr := proto.Marshal(a); merr == nil && len(b) <= maxAnswer {
 			done.Answer = seal.seal(b)
@@ -279,7 +306,26 @@ func (s *Store) run(ctx context.Context, kv jetstream.KeyValue, key string, rev 
 	// Should this write fail, the claim stays until its lease ends and a retry runs the call
 	// again: services that start jobs find the job by its request-derived id then.
 	_, _ = kv.Update(context.Background(), key, encode(done), rev)
+	if err != nil {
+		return nil, err
+	}
 	return resp, nil
+}
+
+// answer reads a stored answer: a response, or the status of an Applied error.
+func answer(plain []byte, key string) (proto.Message, error) {
+	a := &anypb.Any{}
+	if err := proto.Unmarshal(plain, a); err != nil {
+		return nil, fmt.Errorf("request id answer %s: %w", key, err)
+	}
+	m, err := a.UnmarshalNew()
+	if err != nil {
+		return nil, fmt.Errorf("request id answer %s: %w", key, err)
+	}
+	if st, ok := m.(*spb.Status); ok {
+		return nil, status.ErrorProto(st)
+	}
+	return m, nil
 }
 
 // recordKey is the bucket key of a caller's request id on a method.

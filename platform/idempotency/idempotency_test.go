@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/platform/apierr"
 	"github.com/sluicehq/sluice/platform/natsx"
@@ -312,5 +314,28 @@ func TestRequestIDMustBeAUUIDAndHaveACaller(t *testing.T) {
 	}
 	if r.n.Load() != 2 {
 		t.Fatalf("%d runs without a request id, want 2", r.n.Load())
+	}
+}
+
+// A call that changed something before it failed keeps its error as its answer: the retry gets
+// the same error and does not run the call again (it would, say, store an append's rows twice).
+func TestAppliedErrorIsTheAnswer(t *testing.T) {
+	s, _ := newStore(t)
+	ctx := context.Background()
+	id := "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d"
+	var runs atomic.Int32
+	call := func(context.Context) (proto.Message, error) {
+		runs.Add(1)
+		return nil, Applied(&apierr.Error{Code: codes.DeadlineExceeded, Reason: commonv1.ErrorReason_ERROR_REASON_QUERY_TIMEOUT,
+			Message: "the rows are stored but were not visible in time"})
+	}
+	for i := 0; i < 3; i++ {
+		_, err := s.Do(ctx, alice, method, copyReq(id), call)
+		if status.Code(err) != codes.DeadlineExceeded || apierr.Info(err).GetReason() != "QUERY_TIMEOUT" || !strings.Contains(status.Convert(err).Message(), "not visible in time") {
+			t.Fatalf("call %d: %v", i+1, err)
+		}
+	}
+	if n := runs.Load(); n != 1 {
+		t.Fatalf("the call ran %d times, want once", n)
 	}
 }

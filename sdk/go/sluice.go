@@ -13,7 +13,9 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -27,6 +29,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	ingestv1 "github.com/sluicehq/sluice/api/sluice/ingest/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 )
@@ -40,6 +43,7 @@ type Client struct {
 	Tokens    catalogv1.TokenServiceClient
 	Scheduler schedulerv1.SchedulerServiceClient
 	OpsLog    opslogv1.OpsLogServiceClient
+	Ingest    ingestv1.IngestServiceClient
 	// Workspace is filled into requests that name none; empty means the token's workspace.
 	Workspace string
 	retries   int
@@ -95,8 +99,8 @@ func Dial(addr string, opts ...Option) (*Client, error) {
 	}
 	return &Client{
 		conn: cc, Catalog: catalogv1.NewCatalogServiceClient(cc), Tokens: catalogv1.NewTokenServiceClient(cc),
-		Scheduler: schedulerv1.NewSchedulerServiceClient(cc),
-		OpsLog:    opslogv1.NewOpsLogServiceClient(cc), Workspace: o.workspace, retries: o.retries,
+		Scheduler: schedulerv1.NewSchedulerServiceClient(cc), Ingest: ingestv1.NewIngestServiceClient(cc),
+		OpsLog: opslogv1.NewOpsLogServiceClient(cc), Workspace: o.workspace, retries: o.retries,
 	}, nil
 }
 
@@ -442,6 +446,84 @@ func (c *Client) Events(ctx context.Context, req *opslogv1.QueryEventsRequest) f
 				return
 			}
 			req.PageToken = resp.GetNextPageToken()
+		}
+	}
+}
+
+// AppendOptions say how appended rows are read and when the call returns.
+type AppendOptions struct {
+	// Format of the data (default: from the file name, else NDJSON).
+	Format ingestv1.Format
+	// CSVHeader says whether a CSV starts with a header line (default: auto).
+	CSVHeader ingestv1.CSVHeader
+	// NoWait returns once the rows are stored, before they are visible in the Data Source.
+	NoWait bool
+}
+
+// Append adds rows (NDJSON, CSV or Parquet, at most the server's request size; larger data goes
+// through AppendFile) to a Data Source. Rows that do not convert go to
+// `<datasource>_quarantine`; a malformed request is refused whole, naming its line. Retries
+// reuse the request id: the rows are written once.
+func (c *Client) Append(ctx context.Context, datasource string, data []byte, o AppendOptions) (*ingestv1.AppendResult, error) {
+	req := &ingestv1.AppendRequest{Workspace: c.Workspace, Datasource: datasource, Format: o.Format, CsvHeader: o.CSVHeader,
+		Data: data, Wait: !o.NoWait, RequestId: NewRequestID()}
+	var resp *ingestv1.AppendResponse
+	err := c.retry(ctx, func(ctx context.Context) (err error) {
+		resp, err = c.Ingest.Append(ctx, req)
+		return err
+	})
+	return resp.GetResult(), err
+}
+
+// AppendFile streams a file's rows into a Data Source (replace: the file's rows replace its
+// whole content, atomically). The file is checked whole before any row is kept. Retries send
+// the file again with the same request id: its rows are written once.
+func (c *Client) AppendFile(ctx context.Context, datasource, path string, replace bool, o AppendOptions) (*ingestv1.AppendResult, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("sluice: %w", err)
+	}
+	defer func() { _ = f.Close() }()
+	mode := ingestv1.Mode_MODE_APPEND
+	if replace {
+		mode = ingestv1.Mode_MODE_REPLACE
+	}
+	start := &ingestv1.AppendStart{Workspace: c.Workspace, Datasource: datasource, Format: o.Format, Mode: mode, CsvHeader: o.CSVHeader,
+		Wait: !o.NoWait, FileName: filepath.Base(path), RequestId: NewRequestID()}
+	var resp *ingestv1.AppendStreamResponse
+	err = c.retry(ctx, func(ctx context.Context) error {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return err
+		}
+		resp, err = sendFile(ctx, c.Ingest, start, f)
+		return err
+	})
+	return resp.GetResult(), err
+}
+
+// sendFile sends start, then the file in chunks of 1 MiB, and returns the answer.
+func sendFile(ctx context.Context, client ingestv1.IngestServiceClient, start *ingestv1.AppendStart, f io.Reader) (*ingestv1.AppendStreamResponse, error) {
+	stream, err := client.AppendStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.Send(&ingestv1.AppendStreamRequest{Message: &ingestv1.AppendStreamRequest_Start{Start: start}}); err != nil {
+		return stream.CloseAndRecv() // the server's answer says why
+	}
+	buf := make([]byte, 1<<20)
+	for {
+		n, rerr := f.Read(buf)
+		if n > 0 {
+			if err := stream.Send(&ingestv1.AppendStreamRequest{Message: &ingestv1.AppendStreamRequest_Chunk{Chunk: buf[:n]}}); err != nil {
+				// The server answered early: a refusal, or a retry's stored answer.
+				return stream.CloseAndRecv()
+			}
+		}
+		if errors.Is(rerr, io.EOF) {
+			return stream.CloseAndRecv()
+		}
+		if rerr != nil {
+			return nil, fmt.Errorf("sluice: read %s: %w", start.GetFileName(), rerr)
 		}
 	}
 }

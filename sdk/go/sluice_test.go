@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
+	ingestv1 "github.com/sluicehq/sluice/api/sluice/ingest/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	sluice "github.com/sluicehq/sluice/sdk/go"
@@ -46,6 +48,67 @@ func TestAgainstServer(t *testing.T) {
 	t.Run("WholeFlow", func(t *testing.T) { wholeFlow(t, addr, operator) })
 	t.Run("Tokens", func(t *testing.T) { tokens(t, addr, operator) })
 	t.Run("Quickstart", func(t *testing.T) { quickstart(t, addr, operator) })
+	t.Run("Ingest", func(t *testing.T) { ingest(t, addr, operator) })
+}
+
+// ingest appends rows (the call sent twice with one request id: written once), streams a file,
+// replaces the content with another, and reads a malformed request's refusal.
+func ingest(t *testing.T, addr, operator string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := workspace(t, ctx, addr, operator, "sdk_go_ingest")
+	if _, err := c.PushDir(ctx, "../testdata/project", sluice.PushOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rows := []byte("{\"id\": 1, \"kind\": \"a\", \"ts\": \"2024-01-01 00:00:00\"}\n{\"id\": 2, \"kind\": \"b\", \"ts\": \"2024-01-01 00:00:01\"}\n")
+	res, err := c.Append(ctx, "events", rows, sluice.AppendOptions{})
+	if err != nil || res.GetSuccessfulRows() != 2 || res.GetImportId() == "" {
+		t.Fatalf("append: %v (%v)", res, err)
+	}
+	// The same request sent twice, as the SDK's retries send it: the rows once.
+	req := &ingestv1.AppendRequest{Datasource: "events", Data: []byte("{\"id\": 3, \"kind\": \"a\", \"ts\": \"2024-01-01 00:00:02\"}\n"), Wait: true, RequestId: sluice.NewRequestID()}
+	for i := 0; i < 2; i++ {
+		if _, err := c.Ingest.Append(ctx, req); err != nil {
+			t.Fatalf("append #%d: %v", i+1, err)
+		}
+	}
+	if got := scalar(t, c, ctx, "SELECT count(), sum(id) FROM events"); got != "3|6" {
+		t.Fatalf("events after two appends, one sent twice: %s, want 3|6", got)
+	}
+	if got := scalar(t, c, ctx, "SELECT sum(n) FROM by_kind"); got != "3" {
+		t.Fatalf("by_kind after the appends: %s, want 3 (the view sees each row once)", got)
+	}
+
+	file := filepath.Join(t.TempDir(), "more.csv")
+	if err := os.WriteFile(file, []byte("id,kind,ts\n10,b,2024-01-02 00:00:00\n11,b,2024-01-02 00:00:01\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, err = c.AppendFile(ctx, "events", file, false, sluice.AppendOptions{})
+	if err != nil || res.GetSuccessfulRows() != 2 {
+		t.Fatalf("append file: %v (%v)", res, err)
+	}
+	if got := scalar(t, c, ctx, "SELECT count(), sum(id) FROM events"); got != "5|27" {
+		t.Fatalf("events after the file: %s, want 5|27", got)
+	}
+	res, err = c.AppendFile(ctx, "events", file, true, sluice.AppendOptions{})
+	if err != nil || res.GetSuccessfulRows() != 2 {
+		t.Fatalf("replace with the file: %v (%v)", res, err)
+	}
+	if got := scalar(t, c, ctx, "SELECT count(), sum(id) FROM events"); got != "2|21" {
+		t.Fatalf("events after the replace: %s, want 2|21", got)
+	}
+
+	_, err = c.Append(ctx, "events", []byte("{\"id\": 20, \"kind\": \"a\"}\n{\"id\": \n"), sluice.AppendOptions{})
+	e := sluice.AsError(err)
+	if e == nil || e.Reason != "INVALID_ARGUMENT" || len(e.Fields) != 1 || e.Fields[0].GetField() != "data" || !strings.Contains(e.Fields[0].GetDescription(), "line 2") {
+		t.Fatalf("malformed rows: %v", err)
+	}
+	if _, err := c.Append(ctx, "nosuch", rows, sluice.AppendOptions{}); sluice.AsError(err).Resource.GetResourceName() != "nosuch" {
+		t.Fatalf("append to a missing Data Source: %v", err)
+	}
+	if got := scalar(t, c, ctx, "SELECT count() FROM events"); got != "2" {
+		t.Fatalf("events after refused appends: %s, want 2", got)
+	}
 }
 
 // quickstart runs the README's program (examples/quickstart) as a user would, with the admin

@@ -34,6 +34,9 @@ type appendRequest struct {
 	maxInput int64
 	// fileName is the appended file's name, for the ops log.
 	fileName string
+	// importID, when set, is the request's import id (made from its request id: the parts a
+	// retry stores again carry the same message ids, which JetStream drops as duplicates).
+	importID string
 }
 
 // appendResult is what the caller is told.
@@ -77,7 +80,10 @@ func (c *countingReader) Read(p []byte) (int, error) {
 // to ClickHouse at once). Nothing is stored when conversion fails: the request is refused
 // whole.
 func (s *Service) accept(ctx context.Context, req appendRequest) (appendResult, error) {
-	res := appendResult{importID: randomID() + randomID()}
+	res := appendResult{importID: req.importID}
+	if res.importID == "" {
+		res.importID = randomID() + randomID()
+	}
 	sc, err := s.schemas.get(ctx, req.workspace, req.datasource)
 	if err != nil {
 		return res, err

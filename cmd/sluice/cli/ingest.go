@@ -18,7 +18,7 @@ const chunkSize = 1 << 20
 
 // datasourceAppendCommand is `sluice datasource append|replace NAME FILE`.
 func datasourceAppendCommand(replace bool) *command {
-	var format, header string
+	var format, header, requestID string
 	var wait bool
 	name, verb := "append", "appends the rows of a file to a Data Source"
 	if replace {
@@ -33,6 +33,7 @@ func datasourceAppendCommand(replace bool) *command {
 			if !replace {
 				fs.BoolVar(&wait, "wait", true, "return once the rows are visible in the Data Source (--wait=false: once they are stored)")
 			}
+			requestIDFlag(fs, &requestID)
 		},
 		run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) != 2 {
@@ -64,36 +65,21 @@ func datasourceAppendCommand(replace bool) *command {
 			if replace {
 				mode = ingestv1.Mode_MODE_REPLACE
 			}
-			stream, err := ingestv1.NewIngestServiceClient(cc).AppendStream(ctx)
+			client := ingestv1.NewIngestServiceClient(cc)
+			var resp *ingestv1.AppendStreamResponse
+			// Each attempt sends the whole file again with the same request id: the rows are
+			// written once. (A file that cannot be read is not a reason to retry.)
+			err = env.once(ctx, &requestID, 0, func(ctx context.Context, id string) error {
+				if _, err := file.Seek(0, io.SeekStart); err != nil {
+					return fmt.Errorf("%s: %w", args[1], err)
+				}
+				start := &ingestv1.AppendStart{Workspace: env.Globals.Workspace, Datasource: args[0], Format: f, Mode: mode, CsvHeader: h, Wait: wait,
+					FileName: filepath.Base(args[1]), RequestId: id}
+				resp, err = sendFile(ctx, env, client, start, file, st.Size())
+				return err
+			})
 			if err != nil {
-				return callError(err)
-			}
-			start := &ingestv1.AppendStart{Workspace: env.Globals.Workspace, Datasource: args[0], Format: f, Mode: mode, CsvHeader: h, Wait: wait, FileName: filepath.Base(args[1])}
-			if err := stream.Send(&ingestv1.AppendStreamRequest{Message: &ingestv1.AppendStreamRequest_Start{Start: start}}); err != nil {
-				return callError(closeAndRecvError(stream, err))
-			}
-			buf := make([]byte, chunkSize)
-			var sent int64
-			for {
-				n, rerr := file.Read(buf)
-				if n > 0 {
-					if err := stream.Send(&ingestv1.AppendStreamRequest{Message: &ingestv1.AppendStreamRequest_Chunk{Chunk: buf[:n]}}); err != nil {
-						return callError(closeAndRecvError(stream, err))
-					}
-					sent += int64(n)
-					uploadProgress(env, sent, st.Size(), false)
-				}
-				if errors.Is(rerr, io.EOF) {
-					break
-				}
-				if rerr != nil {
-					return &ExitError{Code: 1, Err: rerr}
-				}
-			}
-			uploadProgress(env, sent, st.Size(), true)
-			resp, err := stream.CloseAndRecv()
-			if err != nil {
-				return callError(err)
+				return err
 			}
 			if env.Globals.Output == "json" {
 				return env.printProto(resp)
@@ -107,6 +93,39 @@ func datasourceAppendCommand(replace bool) *command {
 			return nil
 		},
 	}
+}
+
+// sendFile streams start and then file's bytes in chunks, and returns the answer.
+func sendFile(ctx context.Context, env *Env, client ingestv1.IngestServiceClient, start *ingestv1.AppendStart, file io.Reader, size int64) (*ingestv1.AppendStreamResponse, error) {
+	stream, err := client.AppendStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.Send(&ingestv1.AppendStreamRequest{Message: &ingestv1.AppendStreamRequest_Start{Start: start}}); err != nil {
+		return nil, closeAndRecvError(stream, err)
+	}
+	buf := make([]byte, chunkSize)
+	var sent int64
+	for {
+		n, rerr := file.Read(buf)
+		if n > 0 {
+			if err := stream.Send(&ingestv1.AppendStreamRequest{Message: &ingestv1.AppendStreamRequest_Chunk{Chunk: buf[:n]}}); err != nil {
+				// The server answered before reading everything (a refusal, or the answer of
+				// an earlier attempt with this request id): its answer says which.
+				return stream.CloseAndRecv()
+			}
+			sent += int64(n)
+			uploadProgress(env, sent, size, false)
+		}
+		if errors.Is(rerr, io.EOF) {
+			break
+		}
+		if rerr != nil {
+			return nil, fmt.Errorf("read %s: %w", start.GetFileName(), rerr)
+		}
+	}
+	uploadProgress(env, sent, size, true)
+	return stream.CloseAndRecv()
 }
 
 // closeAndRecvError gets the server's error after a failed Send: the stream's status says why.

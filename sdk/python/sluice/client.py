@@ -7,6 +7,7 @@ import uuid
 import grpc
 
 from sluice.catalog.v1 import catalog_pb2, catalog_pb2_grpc, tokens_pb2, tokens_pb2_grpc
+from sluice.ingest.v1 import ingest_pb2, ingest_pb2_grpc
 from sluice.opslog.v1 import opslog_pb2, opslog_pb2_grpc
 from sluice.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 from sluice.errors import SluiceError
@@ -48,7 +49,7 @@ class Client:
     name none (default: the token's; the operator token must name one); credentials
     (grpc.ssl_channel_credentials()) connects with TLS; retries is how often a retryable failure
     (UNAVAILABLE, REQUEST_IN_PROGRESS) is tried again. The generated stubs are .catalog,
-    .tokens, .scheduler and .ops_log; call them with metadata=client.metadata (the token).
+    .tokens, .scheduler, .ops_log and .ingest; call them with metadata=client.metadata (the token).
     """
 
     def __init__(self, address, token=None, workspace="", credentials=None, retries=4):
@@ -58,6 +59,7 @@ class Client:
         self.tokens = tokens_pb2_grpc.TokenServiceStub(self._channel)
         self.scheduler = scheduler_pb2_grpc.SchedulerServiceStub(self._channel)
         self.ops_log = opslog_pb2_grpc.OpsLogServiceStub(self._channel)
+        self.ingest = ingest_pb2_grpc.IngestServiceStub(self._channel)
         self.workspace = workspace
         self.retries = retries
 
@@ -187,6 +189,38 @@ class Client:
             if not page.next_page_token:
                 return
             req.page_token = page.next_page_token
+
+    def append(self, datasource, data, format=ingest_pb2.FORMAT_UNSPECIFIED, csv_header=ingest_pb2.CSV_HEADER_UNSPECIFIED, wait=True):
+        """Adds rows (bytes or str: NDJSON, CSV or Parquet; larger data goes through append_file) to
+        a Data Source. Rows that do not convert go to <datasource>_quarantine; a malformed request
+        is refused whole, naming its line. Retries reuse the request id: the rows are written once."""
+        if isinstance(data, str):
+            data = data.encode()
+        req = ingest_pb2.AppendRequest(workspace=self.workspace, datasource=datasource, data=data, format=format,
+                                       csv_header=csv_header, wait=wait, request_id=new_request_id())
+        return self._call(self.ingest.Append, req).result
+
+    def append_file(self, datasource, path, replace=False, format=ingest_pb2.FORMAT_UNSPECIFIED,
+                    csv_header=ingest_pb2.CSV_HEADER_UNSPECIFIED, wait=True):
+        """Streams a file's rows into a Data Source (replace: they replace its whole content,
+        atomically). The file is checked whole before any row is kept; retries send it again with
+        the same request id, and its rows are written once."""
+        start = ingest_pb2.AppendStart(
+            workspace=self.workspace, datasource=datasource, format=format, csv_header=csv_header, wait=wait,
+            mode=ingest_pb2.MODE_REPLACE if replace else ingest_pb2.MODE_APPEND, file_name=os.path.basename(path),
+            request_id=new_request_id())
+
+        def messages():
+            yield ingest_pb2.AppendStreamRequest(start=start)
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    yield ingest_pb2.AppendStreamRequest(chunk=chunk)
+
+        # Each attempt streams the file anew (messages() starts over), with the same request id.
+        def send(_request, **kw):
+            return self.ingest.AppendStream(messages(), **kw)
+
+        return self._call(send, None, timeout=3600).result
 
     def query(self, sql):
         """A read-only query in the workspace; values are encoded as QueryResponse documents."""

@@ -12,6 +12,7 @@ from sluice import Client, SluiceError
 from sluice.client import new_request_id
 from sluice.catalog.v1 import tokens_pb2
 from sluice.common.v1 import common_pb2
+from sluice.ingest.v1 import ingest_pb2
 from sluice.opslog.v1 import opslog_pb2
 from sluice.scheduler.v1 import scheduler_pb2
 
@@ -157,3 +158,34 @@ def test_quickstart(server):
     assert copied >= 1 and lines[copied - 1].endswith(": JOB_STATUS_DONE, 1/1 steps"), out
     for line in lines[copied + 1:]:
         assert re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)? EVENT_TYPE_[A-Z_]+ \w* RESULT_[A-Z]+$", line), out
+
+
+def test_ingest(server, tmp_path):
+    with workspace(server, "sdk_py_ingest") as c:
+        c.push_dir(PROJECT)
+        rows = '{"id": 1, "kind": "a", "ts": "2024-01-01 00:00:00"}\n{"id": 2, "kind": "b", "ts": "2024-01-01 00:00:01"}\n'
+        res = c.append("events", rows)
+        assert res.successful_rows == 2 and res.import_id
+        # The same request sent twice, as the SDK's retries send it: the rows once.
+        req = ingest_pb2.AppendRequest(datasource="events", data=b'{"id": 3, "kind": "a", "ts": "2024-01-01 00:00:02"}\n', wait=True,
+                                       request_id=new_request_id())
+        a1 = c.ingest.Append(req, metadata=c.metadata)
+        a2 = c.ingest.Append(req, metadata=c.metadata)
+        assert a2.result.import_id == a1.result.import_id
+        assert first_row(c, "SELECT count(), sum(id) FROM events") == "3|6"
+
+        more = tmp_path / "more.csv"
+        more.write_text("id,kind,ts\n10,b,2024-01-02 00:00:00\n11,b,2024-01-02 00:00:01\n")
+        assert c.append_file("events", str(more)).successful_rows == 2
+        assert first_row(c, "SELECT count(), sum(id) FROM events") == "5|27"
+        assert c.append_file("events", str(more), replace=True).successful_rows == 2
+        assert first_row(c, "SELECT count(), sum(id) FROM events") == "2|21"  # replaced by the file's rows
+
+        with pytest.raises(SluiceError) as malformed:
+            c.append("events", '{"id": 20, "kind": "a"}\n{"id": \n')
+        assert malformed.value.reason == "INVALID_ARGUMENT"
+        assert malformed.value.field_violations[0][0] == "data" and "line 2" in malformed.value.field_violations[0][1]
+        with pytest.raises(SluiceError) as missing:
+            c.append("nosuch", rows)
+        assert missing.value.reason == "NOT_FOUND" and missing.value.resource == ("datasource", "nosuch")
+        assert first_row(c, "SELECT count() FROM events") == "2"  # refused appends wrote nothing

@@ -3,14 +3,15 @@
 // iteration over pages, retries with the request's idempotency key, and errors as SluiceError
 // with their structured details.
 import { randomUUID } from "node:crypto";
-import { readdirSync, readFileSync, statSync } from "node:fs";
-import { join, relative, sep } from "node:path";
+import { createReadStream, readdirSync, readFileSync, statSync } from "node:fs";
+import { basename, join, relative, sep } from "node:path";
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { BadRequestSchema, ErrorInfoSchema, ResourceInfoSchema, RetryInfoSchema, type BadRequest_FieldViolation, type ResourceInfo } from "./gen/google/rpc/error_details_pb.js";
 import { CatalogService, DatafileSchema, type CreateWorkspaceResponse, type PushResponse, type QueryResponse } from "./gen/sluice/catalog/v1/catalog_pb.js";
 import { TokenService, type IssuedToken, type Token } from "./gen/sluice/catalog/v1/tokens_pb.js";
+import { CSVHeader, Format, IngestService, Mode, type AppendResult, type AppendStreamRequestSchema } from "./gen/sluice/ingest/v1/ingest_pb.js";
 import { DiagnosticSchema, type Diagnostic } from "./gen/sluice/common/v1/common_pb.js";
 import { EventFilterSchema, OpsLogService, QueryEventsRequestSchema, type OpsEvent } from "./gen/sluice/opslog/v1/opslog_pb.js";
 import {
@@ -26,6 +27,7 @@ export * as catalog from "./gen/sluice/catalog/v1/catalog_pb.js";
 export * as tokens from "./gen/sluice/catalog/v1/tokens_pb.js";
 export * as common from "./gen/sluice/common/v1/common_pb.js";
 export * as opslog from "./gen/sluice/opslog/v1/opslog_pb.js";
+export * as ingest from "./gen/sluice/ingest/v1/ingest_pb.js";
 export * as scheduler from "./gen/sluice/scheduler/v1/scheduler_pb.js";
 
 /** Options of a SluiceClient. */
@@ -36,6 +38,16 @@ export interface ClientOptions {
   workspace?: string;
   /** Tries after a retryable failure (UNAVAILABLE, REQUEST_IN_PROGRESS); default 4. */
   retries?: number;
+}
+
+/** How appended rows are read, and when the call returns. */
+export interface AppendOptions {
+  /** Format of the data (default: from the file name, else NDJSON). */
+  format?: Format;
+  /** Whether a CSV starts with a header line (default: auto). */
+  csvHeader?: CSVHeader;
+  /** Return once the rows are stored, before they are visible in the Data Source. */
+  noWait?: boolean;
 }
 
 /** An error a Sluice call returned, with its details (proto/sluice/common/v1/errors.proto). */
@@ -114,6 +126,7 @@ export class SluiceClient {
   readonly tokens: Client<typeof TokenService>;
   readonly scheduler: Client<typeof SchedulerService>;
   readonly opsLog: Client<typeof OpsLogService>;
+  readonly ingest: Client<typeof IngestService>;
   workspace: string;
   private readonly retries: number;
 
@@ -133,6 +146,7 @@ export class SluiceClient {
     this.tokens = createClient(TokenService, transport);
     this.scheduler = createClient(SchedulerService, transport);
     this.opsLog = createClient(OpsLogService, transport);
+    this.ingest = createClient(IngestService, transport);
     this.workspace = options.workspace ?? "";
     this.retries = options.retries ?? 4;
   }
@@ -269,6 +283,44 @@ export class SluiceClient {
       yield* page.events;
       pageToken = page.nextPageToken;
     } while (pageToken);
+  }
+
+  /**
+   * Adds rows (NDJSON, CSV or Parquet; larger data goes through appendFile) to a Data Source.
+   * Rows that do not convert go to `<datasource>_quarantine`; a malformed request is refused
+   * whole, naming its line. Retries reuse the request id: the rows are written once.
+   */
+  async append(datasource: string, data: Uint8Array | string, options: AppendOptions = {}): Promise<AppendResult> {
+    const req = {
+      workspace: this.workspace, datasource, data: typeof data === "string" ? new TextEncoder().encode(data) : data,
+      format: options.format ?? Format.UNSPECIFIED, csvHeader: options.csvHeader ?? CSVHeader.CSV_HEADER_UNSPECIFIED,
+      wait: !options.noWait, requestId: randomUUID(),
+    };
+    const result = (await this.retry(() => this.ingest.append(req))).result;
+    if (!result) throw new Error("Append returned no result");
+    return result;
+  }
+
+  /**
+   * Streams a file's rows into a Data Source (replace: they replace its whole content,
+   * atomically). The file is checked whole before any row is kept; retries send it again with
+   * the same request id, and its rows are written once.
+   */
+  async appendFile(datasource: string, path: string, options: AppendOptions & { replace?: boolean } = {}): Promise<AppendResult> {
+    const start = {
+      workspace: this.workspace, datasource, format: options.format ?? Format.UNSPECIFIED,
+      mode: options.replace ? Mode.REPLACE : Mode.APPEND, csvHeader: options.csvHeader ?? CSVHeader.CSV_HEADER_UNSPECIFIED,
+      wait: !options.noWait, fileName: basename(path), requestId: randomUUID(),
+    };
+    async function* messages(): AsyncIterable<MessageInitShape<typeof AppendStreamRequestSchema>> {
+      yield { message: { case: "start", value: start } };
+      for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) {
+        yield { message: { case: "chunk", value: chunk as Uint8Array } };
+      }
+    }
+    const result = (await this.retry(() => this.ingest.appendStream(messages()))).result;
+    if (!result) throw new Error("AppendStream returned no result");
+    return result;
   }
 
   /** A read-only query in the workspace (values encoded as QueryResponse documents). */

@@ -170,3 +170,38 @@ test("the README's quickstart runs as a user would run it", async () => {
   assert.ok(copied >= 1 && lines[copied - 1].endsWith(": DONE, 1/1 steps"), out);
   for (const l of lines.slice(copied + 1)) assert.match(l, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z_]+ \w* [A-Z]+$/, out);
 });
+
+test("ingest: rows appended once however often retried, a file streamed and replaced, a malformed request refused", async () => {
+  const c = await workspace("sdk_ts_ingest");
+  await c.pushDir("../testdata/project");
+  const rows = '{"id": 1, "kind": "a", "ts": "2024-01-01 00:00:00"}\n{"id": 2, "kind": "b", "ts": "2024-01-01 00:00:01"}\n';
+  const res = await c.append("events", rows);
+  assert.equal(res.successfulRows, 2n);
+  assert.ok(res.importId);
+  const req = { datasource: "events", data: new TextEncoder().encode('{"id": 3, "kind": "a", "ts": "2024-01-01 00:00:02"}\n'), wait: true, requestId: SluiceClient.newRequestId() };
+  const a1 = await c.ingest.append(req);
+  const a2 = await c.ingest.append(req);
+  assert.equal(a2.result?.importId, a1.result?.importId, "a retried Append answers the first");
+  const count = async (sql: string) => (await c.query(sql)).rows[0]?.values.map((v) => String(v.kind.value)).join("|");
+  assert.equal(await count("SELECT count(), sum(id) FROM events"), "3|6", "the retried rows once");
+
+  const { mkdtempSync, writeFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const file = join(mkdtempSync(join(tmpdir(), "sluice-ts-")), "more.csv");
+  writeFileSync(file, "id,kind,ts\n10,b,2024-01-02 00:00:00\n11,b,2024-01-02 00:00:01\n");
+  assert.equal((await c.appendFile("events", file)).successfulRows, 2n);
+  assert.equal(await count("SELECT count(), sum(id) FROM events"), "5|27");
+  assert.equal((await c.appendFile("events", file, { replace: true })).successfulRows, 2n);
+  assert.equal(await count("SELECT count(), sum(id) FROM events"), "2|21", "replaced by the file's rows");
+
+  await assert.rejects(c.append("events", '{"id": 20, "kind": "a"}\n{"id": \n'), (err: unknown) => {
+    assert.ok(err instanceof SluiceError);
+    assert.equal(err.reason, "INVALID_ARGUMENT");
+    assert.equal(err.fieldViolations[0]?.field, "data");
+    assert.match(err.fieldViolations[0]?.description ?? "", /line 2/);
+    return true;
+  });
+  await assert.rejects(c.append("nosuch", rows), (err: unknown) => err instanceof SluiceError && err.reason === "NOT_FOUND" && err.resource?.resourceName === "nosuch");
+  assert.equal(await count("SELECT count() FROM events"), "2", "refused appends wrote nothing");
+});

@@ -79,6 +79,12 @@ const (
 	ErrorReason_ERROR_REASON_PERMISSION_DENIED ErrorReason = 23
 	// A bug or an unexpected state in Sluice (INTERNAL).
 	ErrorReason_ERROR_REASON_INTERNAL ErrorReason = 24
+	// A rate limit of the workspace is reached (RESOURCE_EXHAUSTED, with RetryInfo: when to
+	// retry).
+	ErrorReason_ERROR_REASON_RATE_LIMITED ErrorReason = 25
+	// The request is larger than the server takes (RESOURCE_EXHAUSTED; send it in parts, or
+	// stream it).
+	ErrorReason_ERROR_REASON_REQUEST_TOO_LARGE ErrorReason = 26
 )
 
 // Enum value maps for ErrorReason.
@@ -109,6 +115,8 @@ var (
 		22: "ERROR_REASON_UNAUTHENTICATED",
 		23: "ERROR_REASON_PERMISSION_DENIED",
 		24: "ERROR_REASON_INTERNAL",
+		25: "ERROR_REASON_RATE_LIMITED",
+		26: "ERROR_REASON_REQUEST_TOO_LARGE",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":            0,
@@ -136,6 +144,8 @@ var (
 		"ERROR_REASON_UNAUTHENTICATED":        22,
 		"ERROR_REASON_PERMISSION_DENIED":      23,
 		"ERROR_REASON_INTERNAL":               24,
+		"ERROR_REASON_RATE_LIMITED":           25,
+		"ERROR_REASON_REQUEST_TOO_LARGE":      26,
 	}
 )
 
@@ -170,7 +180,7 @@ var File_sluice_common_v1_errors_proto protoreflect.FileDescriptor
 
 const file_sluice_common_v1_errors_proto_rawDesc = "" +
 	"\n" +
-	"\x1dsluice/common/v1/errors.proto\x12\x10sluice.common.v1*\xc7\x06\n" +
+	"\x1dsluice/common/v1/errors.proto\x12\x10sluice.common.v1*\x8a\a\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dERROR_REASON_INVALID_ARGUMENT\x10\x01\x12!\n" +
@@ -197,7 +207,9 @@ const file_sluice_common_v1_errors_proto_rawDesc = "" +
 	"\x18ERROR_REASON_STEP_FAILED\x10\x15\x12 \n" +
 	"\x1cERROR_REASON_UNAUTHENTICATED\x10\x16\x12\"\n" +
 	"\x1eERROR_REASON_PERMISSION_DENIED\x10\x17\x12\x19\n" +
-	"\x15ERROR_REASON_INTERNAL\x10\x18B\xbf\x01\n" +
+	"\x15ERROR_REASON_INTERNAL\x10\x18\x12\x1d\n" +
+	"\x19ERROR_REASON_RATE_LIMITED\x10\x19\x12\"\n" +
+	"\x1eERROR_REASON_REQUEST_TOO_LARGE\x10\x1aB\xbf\x01\n" +
 	"\x14com.sluice.common.v1B\vErrorsProtoP\x01Z8github.com/sluicehq/sluice/api/sluice/common/v1;commonv1\xa2\x02\x03SCX\xaa\x02\x10Sluice.Common.V1\xca\x02\x10Sluice\\Common\\V1\xe2\x02\x1cSluice\\Common\\V1\\GPBMetadata\xea\x02\x12Sluice::Common::V1b\x06proto3"
 
 var (

@@ -202,7 +202,10 @@ type AppendRequest struct {
 	// Answer only once the rows are visible in ClickHouse (the Events API's wait=true).
 	Wait bool `protobuf:"varint,5,opt,name=wait,proto3" json:"wait,omitempty"`
 	// For CSV: whether the first line is a header.
-	CsvHeader     CSVHeader `protobuf:"varint,6,opt,name=csv_header,json=csvHeader,proto3,enum=sluice.ingest.v1.CSVHeader" json:"csv_header,omitempty"`
+	CsvHeader CSVHeader `protobuf:"varint,6,opt,name=csv_header,json=csvHeader,proto3,enum=sluice.ingest.v1.CSVHeader" json:"csv_header,omitempty"`
+	// Idempotency key (AIP-155), see sluice.catalog.v1.CreateWorkspaceRequest.request_id: a retry
+	// with it writes the rows once.
+	RequestId     string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -279,6 +282,13 @@ func (x *AppendRequest) GetCsvHeader() CSVHeader {
 	return CSVHeader_CSV_HEADER_UNSPECIFIED
 }
 
+func (x *AppendRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
 // AppendStart opens a streamed append.
 type AppendStart struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -295,7 +305,9 @@ type AppendStart struct {
 	// Answer only once the rows are visible (always the case for REPLACE).
 	Wait bool `protobuf:"varint,6,opt,name=wait,proto3" json:"wait,omitempty"`
 	// File name, for messages and the ops log.
-	FileName      string `protobuf:"bytes,7,opt,name=file_name,json=fileName,proto3" json:"file_name,omitempty"`
+	FileName string `protobuf:"bytes,7,opt,name=file_name,json=fileName,proto3" json:"file_name,omitempty"`
+	// Idempotency key (AIP-155) of the whole stream, see AppendRequest.request_id.
+	RequestId     string `protobuf:"bytes,8,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -375,6 +387,13 @@ func (x *AppendStart) GetWait() bool {
 func (x *AppendStart) GetFileName() string {
 	if x != nil {
 		return x.FileName
+	}
+	return ""
+}
+
+func (x *AppendStart) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
 	}
 	return ""
 }
@@ -635,7 +654,7 @@ var File_sluice_ingest_v1_ingest_proto protoreflect.FileDescriptor
 
 const file_sluice_ingest_v1_ingest_proto_rawDesc = "" +
 	"\n" +
-	"\x1dsluice/ingest/v1/ingest.proto\x12\x10sluice.ingest.v1\"\xe3\x01\n" +
+	"\x1dsluice/ingest/v1/ingest.proto\x12\x10sluice.ingest.v1\"\x82\x02\n" +
 	"\rAppendRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1e\n" +
 	"\n" +
@@ -645,7 +664,9 @@ const file_sluice_ingest_v1_ingest_proto_rawDesc = "" +
 	"\x04data\x18\x04 \x01(\fR\x04data\x12\x12\n" +
 	"\x04wait\x18\x05 \x01(\bR\x04wait\x12:\n" +
 	"\n" +
-	"csv_header\x18\x06 \x01(\x0e2\x1b.sluice.ingest.v1.CSVHeaderR\tcsvHeader\"\x96\x02\n" +
+	"csv_header\x18\x06 \x01(\x0e2\x1b.sluice.ingest.v1.CSVHeaderR\tcsvHeader\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\a \x01(\tR\trequestId\"\xb5\x02\n" +
 	"\vAppendStart\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x1e\n" +
 	"\n" +
@@ -656,7 +677,9 @@ const file_sluice_ingest_v1_ingest_proto_rawDesc = "" +
 	"\n" +
 	"csv_header\x18\x05 \x01(\x0e2\x1b.sluice.ingest.v1.CSVHeaderR\tcsvHeader\x12\x12\n" +
 	"\x04wait\x18\x06 \x01(\bR\x04wait\x12\x1b\n" +
-	"\tfile_name\x18\a \x01(\tR\bfileName\"o\n" +
+	"\tfile_name\x18\a \x01(\tR\bfileName\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\b \x01(\tR\trequestId\"o\n" +
 	"\x13AppendStreamRequest\x125\n" +
 	"\x05start\x18\x01 \x01(\v2\x1d.sluice.ingest.v1.AppendStartH\x00R\x05start\x12\x16\n" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\t\n" +

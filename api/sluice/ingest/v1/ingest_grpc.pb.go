@@ -34,11 +34,20 @@ const (
 type IngestServiceClient interface {
 	// Append adds the rows of one request (NDJSON, CSV or Parquet) to a Data Source. A request
 	// with a format error (invalid JSON, a CSV line with the wrong number of fields) is refused
-	// whole with INVALID_ARGUMENT naming the line; nothing of it is written.
+	// whole with INVALID_ARGUMENT naming the line; nothing of it is written. Errors:
+	// INVALID_ARGUMENT (workspace, datasource; data, naming the line), NOT_FOUND (datasource),
+	// RATE_LIMITED (with RetryInfo), REQUEST_TOO_LARGE, UNAVAILABLE (the rows could not be
+	// stored), QUERY_TIMEOUT (with wait: the rows are stored and will be written, but were not
+	// visible in time; a retry with the same request_id gets this answer again and writes
+	// nothing more), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	Append(ctx context.Context, in *AppendRequest, opts ...grpc.CallOption) (*AppendResponse, error)
 	// AppendStream adds a file sent in chunks: the first message carries `start`, the others
 	// `chunk`. The file is converted and checked whole before any row is kept, so a refused file
-	// writes nothing. With mode REPLACE the Data Source's content is replaced atomically.
+	// writes nothing. With mode REPLACE the Data Source's content is replaced atomically. The
+	// request id is `start.request_id`, and a retry is the same request when its `start` is the
+	// same (the chunks are not compared): it gets the first answer, and its chunks are not read.
+	// Errors: those of Append, and PERMISSION_DENIED (DATASOURCES:APPEND, and for REPLACE
+	// DATASOURCES:DROP, on the Data Source).
 	AppendStream(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[AppendStreamRequest, AppendStreamResponse], error)
 }
 
@@ -84,11 +93,20 @@ type IngestService_AppendStreamClient = grpc.ClientStreamingClient[AppendStreamR
 type IngestServiceServer interface {
 	// Append adds the rows of one request (NDJSON, CSV or Parquet) to a Data Source. A request
 	// with a format error (invalid JSON, a CSV line with the wrong number of fields) is refused
-	// whole with INVALID_ARGUMENT naming the line; nothing of it is written.
+	// whole with INVALID_ARGUMENT naming the line; nothing of it is written. Errors:
+	// INVALID_ARGUMENT (workspace, datasource; data, naming the line), NOT_FOUND (datasource),
+	// RATE_LIMITED (with RetryInfo), REQUEST_TOO_LARGE, UNAVAILABLE (the rows could not be
+	// stored), QUERY_TIMEOUT (with wait: the rows are stored and will be written, but were not
+	// visible in time; a retry with the same request_id gets this answer again and writes
+	// nothing more), REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	Append(context.Context, *AppendRequest) (*AppendResponse, error)
 	// AppendStream adds a file sent in chunks: the first message carries `start`, the others
 	// `chunk`. The file is converted and checked whole before any row is kept, so a refused file
-	// writes nothing. With mode REPLACE the Data Source's content is replaced atomically.
+	// writes nothing. With mode REPLACE the Data Source's content is replaced atomically. The
+	// request id is `start.request_id`, and a retry is the same request when its `start` is the
+	// same (the chunks are not compared): it gets the first answer, and its chunks are not read.
+	// Errors: those of Append, and PERMISSION_DENIED (DATASOURCES:APPEND, and for REPLACE
+	// DATASOURCES:DROP, on the Data Source).
 	AppendStream(grpc.ClientStreamingServer[AppendStreamRequest, AppendStreamResponse]) error
 	mustEmbedUnimplementedIngestServiceServer()
 }
