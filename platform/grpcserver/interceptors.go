@@ -150,6 +150,7 @@ func (s *Server) requestsStream(srv any, ss grpc.ServerStream, info *grpc.Stream
 	if id == "" {
 		return handler(srv, replay)
 	}
+	replay.keep = true
 	var caller idempotency.Caller
 	if p, ok := auth.FromContext(ss.Context()); ok {
 		caller = idempotency.Caller{ID: p.Key(), Secret: []byte(auth.PresentedToken(ss.Context()))}
@@ -199,7 +200,9 @@ type replayStream struct {
 	ctx   context.Context
 	first proto.Message
 	read  bool
-	sent  proto.Message
+	// keep holds the handler's answer in sent instead of sending it.
+	keep bool
+	sent proto.Message
 }
 
 func (r *replayStream) Context() context.Context {
@@ -223,6 +226,9 @@ func (r *replayStream) RecvMsg(m any) error {
 }
 
 func (r *replayStream) SendMsg(m any) error {
+	if !r.keep {
+		return r.ServerStream.SendMsg(m)
+	}
 	pm, ok := m.(proto.Message)
 	if !ok {
 		return fmt.Errorf("stream answer %T is not a proto message", m)
