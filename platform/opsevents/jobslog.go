@@ -9,6 +9,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
@@ -122,7 +123,7 @@ func JobsLogRow(j *schedulerv1.Job) []any {
 	if et := j.GetExecutionType(); et != schedulerv1.ExecutionType_EXECUTION_TYPE_UNSPECIFIED {
 		meta["execution_type"] = strings.ToLower(strings.TrimPrefix(et.String(), "EXECUTION_TYPE_"))
 	}
-	if m := j.GetMode(); m != schedulerv1.CopyMode_COPY_MODE_UNSPECIFIED {
+	if m := j.GetMode(); m != commonv1.CopyMode_COPY_MODE_UNSPECIFIED {
 		meta["mode"] = strings.ToLower(strings.TrimPrefix(m.String(), "COPY_MODE_"))
 	}
 	if p := j.GetProgress(); p != nil {

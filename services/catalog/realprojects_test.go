@@ -110,7 +110,7 @@ func TestViewReadingAPipeIsTriggered(t *testing.T) {
 	var triggers []string
 	for _, e := range g.GetEdges() {
 		if e.GetKind() == catalogv1.GraphEdge_KIND_TRIGGERS {
-			triggers = append(triggers, e.GetFrom()+"->"+e.GetTo())
+			triggers = append(triggers, e.GetUpstream()+"->"+e.GetDownstream())
 		}
 	}
 	if strings.Join(triggers, " ") != "events->by_action_mv" {

@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	"github.com/sluicehq/sluice/platform/auth"
-	"github.com/sluicehq/sluice/platform/opsevents"
 )
 
 // truncate empties a Data Source (or a Data Source's quarantine table), and with cascade every Data Source its materialized views
@@ -79,16 +79,16 @@ func (s *Service) truncate(ctx context.Context, req *catalogv1.TruncateDataSourc
 			rows, _ = res.Rows[0][0].(uint64)
 		}
 		ev := &opslogv1.OpsEvent{
-			Workspace: ws.Name, Timestamp: timestamppb.New(start), EventType: opsevents.EventTruncate,
-			DatasourceName: name, DatasourceId: name, Result: opsevents.ResultOK, Rows: rows,
+			Workspace: ws.Name, Timestamp: timestamppb.New(start), EventType: opslogv1.EventType_EVENT_TYPE_TRUNCATE,
+			DatasourceName: name, DatasourceId: name, Result: opslogv1.Result_RESULT_OK, Rows: rows,
 		}
 		if d, ok := p.datasources[name]; ok {
 			ev.DatasourceId = d.rec.ID
 		}
 		_, err := s.deps.Warehouse.Exec(ctx, "TRUNCATE TABLE "+table)
-		ev.ElapsedTime = s.deps.Now().Sub(start).Seconds()
+		ev.ElapsedTime = durationpb.New(s.deps.Now().Sub(start))
 		if err != nil {
-			ev.Result, ev.Error = opsevents.ResultError, chMessage(err)
+			ev.Result, ev.Error = opslogv1.Result_RESULT_ERROR, chMessage(err)
 			s.publish(ctx, []*opslogv1.OpsEvent{ev})
 			return nil, fmt.Errorf("truncate %s: %w", name, err)
 		}

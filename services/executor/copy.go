@@ -330,7 +330,10 @@ func (r *CopyRunner) events(ctx context.Context, sc *StepContext, p jobs.CopySte
 			st.WrittenRows, st.WrittenBytes = cc.Tables[t].Rows, cc.Tables[t].Bytes
 			if t == p.Target {
 				st.ReadRows, st.ReadBytes = cc.ReadRows, cc.ReadBytes
-				st.MemoryUsage, st.CpuSeconds = cc.MemoryUsage, cc.CPUSeconds
+				st.MemoryUsage = cc.MemoryUsage
+				if cc.CPUSeconds > 0 {
+					st.CpuTime = durationpb.New(time.Duration(cc.CPUSeconds * float64(time.Second)))
+				}
 			}
 		}
 		ev := opsevents.JobEvent(opsevents.JobResult{

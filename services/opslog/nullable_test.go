@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/sluicehq/sluice/platform/opsevents"
 	"github.com/sluicehq/sluice/platform/warehouse"
@@ -35,7 +37,7 @@ func TestUnreportedFiguresAreNull(t *testing.T) {
 			nc := startNATS(t)
 			s := startService(t, testConfig(), nc, wh, db, hooks{})
 			silent, measured := testEvent("acme", "a", 1), testEvent("acme", "b", 2)
-			measured.CpuTime, measured.MemoryUsage = proto.Float64(0.25), proto.Uint64(4096)
+			measured.CpuTime, measured.MemoryUsage = durationpb.New(250*time.Millisecond), proto.Uint64(4096)
 			publish(t, opsevents.NewPublisher(nc, nil), silent, measured)
 			waitWritten(t, s, wh, 3)
 			res, err := wh.Query(ctx, "SELECT datasource_name, ifNull(toString(cpu_time), 'NULL'), ifNull(toString(memory_usage), 'NULL') FROM "+warehouse.QualifiedName(db, TableName)+" ORDER BY datasource_name")

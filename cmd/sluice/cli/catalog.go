@@ -556,10 +556,12 @@ func printQueryJSON(env *Env, resp *catalogv1.QueryResponse) error {
 
 func datasourceTruncateCommand() *command {
 	var cascade bool
+	var requestID string
 	return &command{
 		name: "truncate", short: "remove every row of a Data Source: NAME [--cascade] [--yes]",
 		flags: func(fs *flag.FlagSet) {
 			fs.BoolVar(&cascade, "cascade", false, "also empty the Data Sources its materialized views write, downstream")
+			requestIDFlag(fs, &requestID)
 		},
 		run: func(ctx context.Context, env *Env, args []string) error {
 			if len(args) != 1 {
@@ -570,9 +572,14 @@ func datasourceTruncateCommand() *command {
 				return err
 			}
 			defer closeFn()
-			resp, err := client.TruncateDataSource(ctx, &catalogv1.TruncateDataSourceRequest{Workspace: env.Globals.Workspace, Name: args[0], Cascade: cascade})
+			// A retried truncate must not empty the rows written since the first one ran.
+			var resp *catalogv1.TruncateDataSourceResponse
+			err = env.once(ctx, &requestID, 0, func(ctx context.Context, id string) (err error) {
+				resp, err = client.TruncateDataSource(ctx, &catalogv1.TruncateDataSourceRequest{Workspace: env.Globals.Workspace, Name: args[0], Cascade: cascade, RequestId: id})
+				return err
+			})
 			if err != nil {
-				return callError(err)
+				return err
 			}
 			if env.Globals.Output == "json" {
 				return env.printProto(resp)

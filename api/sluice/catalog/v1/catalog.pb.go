@@ -3047,7 +3047,9 @@ type TruncateDataSourceRequest struct {
 	// Data Source name.
 	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
 	// Also empty every Data Source downstream through materialized views.
-	Cascade       bool `protobuf:"varint,3,opt,name=cascade,proto3" json:"cascade,omitempty"`
+	Cascade bool `protobuf:"varint,3,opt,name=cascade,proto3" json:"cascade,omitempty"`
+	// Idempotency key (AIP-155), see CreateWorkspaceRequest.request_id.
+	RequestId     string `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3101,6 +3103,13 @@ func (x *TruncateDataSourceRequest) GetCascade() bool {
 		return x.Cascade
 	}
 	return false
+}
+
+func (x *TruncateDataSourceRequest) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
 }
 
 // TruncateDataSourceResponse lists what was emptied.
@@ -3448,11 +3457,13 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\adeleted\x18\x04 \x01(\bR\adeleted\"~\n" +
 	"\x18ListFileVersionsResponse\x12:\n" +
 	"\bversions\x18\x01 \x03(\v2\x1e.sluice.catalog.v1.FileVersionR\bversions\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"g\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\x86\x01\n" +
 	"\x19TruncateDataSourceRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
-	"\acascade\x18\x03 \x01(\bR\acascade\"b\n" +
+	"\acascade\x18\x03 \x01(\bR\acascade\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\tR\trequestId\"b\n" +
 	"\x1aTruncateDataSourceResponse\x12D\n" +
 	"\ttruncated\x18\x01 \x03(\v2&.sluice.catalog.v1.TruncatedDataSourceR\ttruncated\"=\n" +
 	"\x13TruncatedDataSource\x12\x12\n" +

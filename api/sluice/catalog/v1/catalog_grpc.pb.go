@@ -109,7 +109,10 @@ type CatalogServiceClient interface {
 	ListFileVersions(ctx context.Context, in *ListFileVersionsRequest, opts ...grpc.CallOption) (*ListFileVersionsResponse, error)
 	// TruncateDataSource removes every row of a Data Source (and, with cascade, of the Data
 	// Sources its materialized views write, downstream), keeping the tables, and records a
-	// `truncate` ops event per Data Source with the rows it held.
+	// `truncate` ops event per Data Source with the rows it held. A retry with the same
+	// request_id answers the first call's counts and empties nothing written since. Errors:
+	// INVALID_ARGUMENT, NOT_FOUND (workspace, datasource), PERMISSION_DENIED (DATASOURCES:DROP
+	// on each Data Source it empties), CLICKHOUSE_ERROR, REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	TruncateDataSource(ctx context.Context, in *TruncateDataSourceRequest, opts ...grpc.CallOption) (*TruncateDataSourceResponse, error)
 }
 
@@ -353,7 +356,10 @@ type CatalogServiceServer interface {
 	ListFileVersions(context.Context, *ListFileVersionsRequest) (*ListFileVersionsResponse, error)
 	// TruncateDataSource removes every row of a Data Source (and, with cascade, of the Data
 	// Sources its materialized views write, downstream), keeping the tables, and records a
-	// `truncate` ops event per Data Source with the rows it held.
+	// `truncate` ops event per Data Source with the rows it held. A retry with the same
+	// request_id answers the first call's counts and empties nothing written since. Errors:
+	// INVALID_ARGUMENT, NOT_FOUND (workspace, datasource), PERMISSION_DENIED (DATASOURCES:DROP
+	// on each Data Source it empties), CLICKHOUSE_ERROR, REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	TruncateDataSource(context.Context, *TruncateDataSourceRequest) (*TruncateDataSourceResponse, error)
 	mustEmbedUnimplementedCatalogServiceServer()
 }

@@ -216,14 +216,16 @@ class GraphEdge(_message.Message):
     def __init__(self, upstream: _Optional[str] = ..., downstream: _Optional[str] = ..., kind: _Optional[_Union[GraphEdge.Kind, str]] = ...) -> None: ...
 
 class GraphNode(_message.Message):
-    __slots__ = ["name", "node_type", "resource_type"]
+    __slots__ = ["id", "name", "node_type", "resource_type"]
+    ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     NODE_TYPE_FIELD_NUMBER: _ClassVar[int]
     RESOURCE_TYPE_FIELD_NUMBER: _ClassVar[int]
+    id: str
     name: str
     node_type: NodeType
     resource_type: ResourceType
-    def __init__(self, name: _Optional[str] = ..., resource_type: _Optional[_Union[ResourceType, str]] = ..., node_type: _Optional[_Union[NodeType, str]] = ...) -> None: ...
+    def __init__(self, name: _Optional[str] = ..., resource_type: _Optional[_Union[ResourceType, str]] = ..., node_type: _Optional[_Union[NodeType, str]] = ..., id: _Optional[str] = ...) -> None: ...
 
 class ListDataSourcesRequest(_message.Message):
     __slots__ = ["page_size", "page_token", "workspace"]
@@ -478,6 +480,32 @@ class RenderNodeResponse(_message.Message):
     reads: _containers.RepeatedScalarFieldContainer[str]
     sql: str
     def __init__(self, sql: _Optional[str] = ..., file_version: _Optional[int] = ..., reads: _Optional[_Iterable[str]] = ..., columns: _Optional[_Iterable[_Union[_common_pb2.Column, _Mapping]]] = ...) -> None: ...
+
+class TruncateDataSourceRequest(_message.Message):
+    __slots__ = ["cascade", "name", "request_id", "workspace"]
+    CASCADE_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    cascade: bool
+    name: str
+    request_id: str
+    workspace: str
+    def __init__(self, workspace: _Optional[str] = ..., name: _Optional[str] = ..., cascade: bool = ..., request_id: _Optional[str] = ...) -> None: ...
+
+class TruncateDataSourceResponse(_message.Message):
+    __slots__ = ["truncated"]
+    TRUNCATED_FIELD_NUMBER: _ClassVar[int]
+    truncated: _containers.RepeatedCompositeFieldContainer[TruncatedDataSource]
+    def __init__(self, truncated: _Optional[_Iterable[_Union[TruncatedDataSource, _Mapping]]] = ...) -> None: ...
+
+class TruncatedDataSource(_message.Message):
+    __slots__ = ["name", "rows"]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    rows: int
+    def __init__(self, name: _Optional[str] = ..., rows: _Optional[int] = ...) -> None: ...
 
 class Workspace(_message.Message):
     __slots__ = ["create_time", "database", "name"]

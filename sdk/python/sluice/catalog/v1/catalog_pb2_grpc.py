@@ -92,6 +92,11 @@ class CatalogServiceStub(object):
                 request_serializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.ListFileVersionsRequest.SerializeToString,
                 response_deserializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.ListFileVersionsResponse.FromString,
                 )
+        self.TruncateDataSource = channel.unary_unary(
+                '/sluice.catalog.v1.CatalogService/TruncateDataSource',
+                request_serializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.TruncateDataSourceRequest.SerializeToString,
+                response_deserializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.TruncateDataSourceResponse.FromString,
+                )
 
 
 class CatalogServiceServicer(object):
@@ -237,6 +242,18 @@ class CatalogServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TruncateDataSource(self, request, context):
+        """TruncateDataSource removes every row of a Data Source (and, with cascade, of the Data
+        Sources its materialized views write, downstream), keeping the tables, and records a
+        `truncate` ops event per Data Source with the rows it held. A retry with the same
+        request_id answers the first call's counts and empties nothing written since. Errors:
+        INVALID_ARGUMENT, NOT_FOUND (workspace, datasource), PERMISSION_DENIED (DATASOURCES:DROP
+        on each Data Source it empties), CLICKHOUSE_ERROR, REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -314,6 +331,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.ListFileVersions,
                     request_deserializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.ListFileVersionsRequest.FromString,
                     response_serializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.ListFileVersionsResponse.SerializeToString,
+            ),
+            'TruncateDataSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.TruncateDataSource,
+                    request_deserializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.TruncateDataSourceRequest.FromString,
+                    response_serializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.TruncateDataSourceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -580,5 +602,22 @@ class CatalogService(object):
         return grpc.experimental.unary_unary(request, target, '/sluice.catalog.v1.CatalogService/ListFileVersions',
             sluice_dot_catalog_dot_v1_dot_catalog__pb2.ListFileVersionsRequest.SerializeToString,
             sluice_dot_catalog_dot_v1_dot_catalog__pb2.ListFileVersionsResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def TruncateDataSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/sluice.catalog.v1.CatalogService/TruncateDataSource',
+            sluice_dot_catalog_dot_v1_dot_catalog__pb2.TruncateDataSourceRequest.SerializeToString,
+            sluice_dot_catalog_dot_v1_dot_catalog__pb2.TruncateDataSourceResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
