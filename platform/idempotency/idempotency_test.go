@@ -28,7 +28,7 @@ import (
 
 const method = "/sluice.scheduler.v1.SchedulerService/RunCopy"
 
-func newStore(t *testing.T) (*Store, jetstream.JetStream) {
+func newStore(t testing.TB) (*Store, jetstream.JetStream) {
 	t.Helper()
 	nc, err := natsx.Connect(context.Background(), natsx.Config{StoreDir: t.TempDir()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
