@@ -96,6 +96,8 @@ generate-check: generate ## fail when generated code is not committed
 
 .PHONY: breaking
 breaking: tools ## buf breaking: the API against the previous commit (BUF_BREAKING_REF)
+	@git rev-parse -q --verify '$(BUF_BREAKING_REF)^{commit}' >/dev/null || \
+		{ [ "$$(git rev-parse --is-shallow-repository)" = true ] && echo "buf breaking: shallow clone, fetching one more commit" && git fetch -q --deepen=1; } || true
 	@git rev-parse -q --verify '$(BUF_BREAKING_REF)^{commit}' >/dev/null || { echo "buf breaking: no commit $(BUF_BREAKING_REF) to compare with (a shallow clone? fetch more history)"; exit 1; }
 	@if git cat-file -e '$(BUF_BREAKING_REF):proto/sluice/common/v1/errors.proto' 2>/dev/null; then \
 		echo "buf breaking proto --against $(BUF_BREAKING_REF)"; \
