@@ -85,6 +85,12 @@ type Process struct {
 // and its log is printed if the test failed.
 func StartProcess(t testing.TB, name, bin string, args ...string) *Process {
 	t.Helper()
+	return StartProcessEnv(t, name, nil, bin, args...)
+}
+
+// StartProcessEnv is StartProcess with "KEY=value" entries added to the test's environment.
+func StartProcessEnv(t testing.TB, name string, env []string, bin string, args ...string) *Process {
+	t.Helper()
 	logPath := filepath.Join(t.TempDir(), name+".log")
 	f, err := os.Create(logPath)
 	if err != nil {
@@ -92,6 +98,9 @@ func StartProcess(t testing.TB, name, bin string, args ...string) *Process {
 	}
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", name, err)
@@ -197,10 +206,24 @@ type NATSOptions struct {
 	PKI *PKI
 }
 
-// NATS is a running nats-server process.
+// NATS is a running nats-server process, which the test may kill and start again on the same
+// port and JetStream store: for NATS restarts.
 type NATS struct {
 	URL  string
 	Proc *Process
+
+	bin   string
+	args  []string
+	port  string
+	copts []nats.Option
+	mu    sync.Mutex
+	count int
+}
+
+// StartNATS starts a nats-server with JetStream (unless noJetStream) on a free port.
+func StartNATS(t testing.TB, noJetStream bool) *NATS {
+	t.Helper()
+	return StartNATSServer(t, NATSOptions{NoJetStream: noJetStream})
 }
 
 // StartNATSServer starts the nats-server program with o on a free loopback port.
@@ -229,19 +252,48 @@ func StartNATSServer(t testing.TB, o NATSOptions) *NATS {
 		url = "tls://" + addr
 		copts = append(copts, nats.RootCAs(o.PKI.CA))
 	}
-	p := StartProcess(t, "nats-server-"+port, bin, args...)
+	n := &NATS{URL: url, bin: bin, args: args, port: port, copts: copts}
+	n.Start(t)
+	return n
+}
+
+// Kill kills the server (SIGKILL) and waits until it is gone.
+func (n *NATS) Kill() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.Proc != nil {
+		n.Proc.Kill()
+		n.Proc = nil
+	}
+}
+
+// Start starts the server (again, after Kill: same port and store) and waits until it accepts
+// connections.
+func (n *NATS) Start(t testing.TB) {
+	t.Helper()
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.Proc != nil {
+		return
+	}
+	n.count++
+	name := "nats-server-" + n.port
+	if n.count > 1 {
+		name += fmt.Sprintf("-%d", n.count)
+	}
+	p := StartProcess(t, name, n.bin, n.args...)
+	n.Proc = p
 	Eventually(t, 20*time.Second, "nats-server ready", func() bool {
 		if p.Exited() {
 			t.Fatalf("nats-server exited:\n%s", p.Output())
 		}
-		nc, err := nats.Connect(url, copts...)
+		nc, err := nats.Connect(n.URL, n.copts...)
 		if err != nil {
 			return false
 		}
 		nc.Close()
 		return true
 	})
-	return &NATS{URL: url, Proc: p}
 }
 
 // Split is Sluice in split mode: one OS process per service.
@@ -369,10 +421,10 @@ func (s *Split) AddExecutor(t testing.TB) *Process {
 
 func (s *Split) start(t testing.TB, svc, name, addr string) *Process {
 	t.Helper()
-	return s.startWithEvents(t, svc, name, addr, s.EventsAddr)
+	return s.startWithEvents(t, svc, name, addr, s.EventsAddr, nil)
 }
 
-func (s *Split) startWithEvents(t testing.TB, svc, name, addr, eventsAddr string) *Process {
+func (s *Split) startWithEvents(t testing.TB, svc, name, addr, eventsAddr string, env []string) *Process {
 	t.Helper()
 	dataDir := t.TempDir()
 	if svc == "catalog" && s.catalogDir != "" {
@@ -393,7 +445,7 @@ func (s *Split) startWithEvents(t testing.TB, svc, name, addr, eventsAddr string
 		args = append(args, "-events-addr", eventsAddr)
 	}
 	args = append(args, EmbeddedLibArgs()...)
-	return StartProcess(t, name, s.sluiced, append(args, s.extra...)...)
+	return StartProcessEnv(t, name, env, s.sluiced, append(args, s.extra...)...)
 }
 
 // IngestReplica is one more ingest process beside the split's own.
@@ -408,7 +460,7 @@ type IngestReplica struct {
 func (s *Split) AddIngest(t testing.TB, n int) *IngestReplica {
 	t.Helper()
 	r := &IngestReplica{Addr: FreeAddr(t), EventsAddr: FreeAddr(t)}
-	r.Proc = s.startWithEvents(t, "ingest", fmt.Sprintf("sluiced-ingest-replica-%d", n), r.Addr, r.EventsAddr)
+	r.Proc = s.startWithEvents(t, "ingest", fmt.Sprintf("sluiced-ingest-replica-%d", n), r.Addr, r.EventsAddr, nil)
 	waitServing(t, r.Addr, "", 60*time.Second, r.Proc, s.TLS)
 	return r
 }
@@ -417,7 +469,7 @@ func (s *Split) AddIngest(t testing.TB, n int) *IngestReplica {
 func (s *Split) RestartIngest(t testing.TB, r *IngestReplica, n int) {
 	t.Helper()
 	r.Proc.Kill()
-	r.Proc = s.startWithEvents(t, "ingest", fmt.Sprintf("sluiced-ingest-replica-%d", n), r.Addr, r.EventsAddr)
+	r.Proc = s.startWithEvents(t, "ingest", fmt.Sprintf("sluiced-ingest-replica-%d", n), r.Addr, r.EventsAddr, nil)
 	waitServing(t, r.Addr, "", 60*time.Second, r.Proc, s.TLS)
 }
 

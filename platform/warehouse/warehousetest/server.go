@@ -62,17 +62,7 @@ func ServerBinary() string {
 // LowCardinality (experimental on 18.16); its time zone is UTC.
 func Server(t testing.TB) warehouse.NativeConfig {
 	t.Helper()
-	bin := ServerBinary()
-	if _, err := os.Stat(bin); err != nil {
-		skipOrFail(t, []string{"SLUICE_SKIP_CLICKHOUSE_SERVER"},
-			"clickhouse-server not found (%s): install it with `apt-get install -y clickhouse-server clickhouse-client` or set SLUICE_CLICKHOUSE_SERVER", bin)
-	}
-	for _, src := range []string{"/etc/clickhouse-server/config.xml", "/etc/clickhouse-server/users.xml"} {
-		if _, err := os.Stat(src); err != nil {
-			skipOrFail(t, []string{"SLUICE_SKIP_CLICKHOUSE_SERVER"},
-				"%s not found: install clickhouse-server with `apt-get install -y clickhouse-server clickhouse-client`", src)
-		}
-	}
+	bin := serverInstalled(t)
 	serverMu.Lock()
 	defer serverMu.Unlock()
 	if serverGone {
@@ -95,6 +85,24 @@ func Server(t testing.TB) warehouse.NativeConfig {
 		}
 	})
 	return serverCur.cfg
+}
+
+// serverInstalled returns the server binary, or fails (or skips) the test naming what to
+// install.
+func serverInstalled(t testing.TB) string {
+	t.Helper()
+	bin := ServerBinary()
+	if _, err := os.Stat(bin); err != nil {
+		skipOrFail(t, []string{"SLUICE_SKIP_CLICKHOUSE_SERVER"},
+			"clickhouse-server not found (%s): install it with `apt-get install -y clickhouse-server clickhouse-client` or set SLUICE_CLICKHOUSE_SERVER", bin)
+	}
+	for _, src := range []string{"/etc/clickhouse-server/config.xml", "/etc/clickhouse-server/users.xml"} {
+		if _, err := os.Stat(src); err != nil {
+			skipOrFail(t, []string{"SLUICE_SKIP_CLICKHOUSE_SERVER"},
+				"%s not found: install clickhouse-server with `apt-get install -y clickhouse-server clickhouse-client`", src)
+		}
+	}
+	return bin
 }
 
 // Native opens a connection to the shared server, closed when the test ends.
