@@ -8,11 +8,14 @@ import (
 	"fmt"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
@@ -40,9 +43,12 @@ import (
 // done); one that does not finds nothing visible and starts over with its own staging tables
 // (named after the job and the attempt, so two live attempts never share one). Before the
 // record, a failure or a cancel drops the staging and leaves every Data Source as it was;
-// after it, the commit is finished even when the job is cancelled meanwhile (moves and swaps
-// are metadata operations). Every staging table of the job is dropped when the step ends; an
-// executor starting up drops those of finished jobs (SweepCopyStaging).
+// after it, the commit is finished whatever happens: a cancel, the maximum execution time, or
+// ClickHouse or NATS away for any time (finishCommit; on servers without MOVE PARTITION, each
+// attach is recorded before it runs, see attachCommit). Every staging table of the job is
+// dropped when the step ends; an executor starting up drops those of finished jobs whose
+// commits are finished (SweepCopyStaging). The copy events are recorded when it commits, or
+// by JobFinished when its job ends otherwise.
 type CopyRunner struct {
 	Conn warehouse.Conn
 	// Users runs the copy's query as the workspace's ClickHouse user (nil: on Conn).
@@ -57,7 +63,12 @@ type CopyRunner struct {
 	// readable there (within EventsWait), so that a client seeing the job done finds them.
 	OpsDatabase string
 	EventsWait  time.Duration
+
+	// noMove is set once the server refused MOVE PARTITION ... TO TABLE (before 19.17).
+	noMove atomic.Bool
 }
+
+var _ JobFinisher = (*CopyRunner)(nil)
 
 // Phases of a copy's commit record.
 const (
@@ -70,6 +81,9 @@ type copyCommit struct {
 	Phase string `json:"phase"`
 	// Key names the staging tables that hold the rows (dataflow.NewForJob).
 	Key string `json:"key"`
+	// Flow is the flow the step staged: finishing the commit needs exactly it, whatever the
+	// catalog says by then (absent from records of earlier versions).
+	Flow *dataflow.Flow `json:"flow,omitempty"`
 	// Staged are the UUIDs of the staging tables (replace).
 	Staged map[string]string `json:"staged,omitempty"`
 	// Tables are the rows and bytes staged per Data Source.
@@ -80,8 +94,8 @@ type copyCommit struct {
 	// MemoryUsage and CPUSeconds are the engine's figures for the query, when it reports them.
 	MemoryUsage uint64  `json:"memory_usage,omitempty"`
 	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
-	// Attached lists "table/partition" attached on servers without MOVE PARTITION.
-	Attached []string `json:"attached,omitempty"`
+	// The attach fallback's state, on servers without MOVE PARTITION ... TO TABLE.
+	attachState
 }
 
 type tableStats struct {
@@ -89,103 +103,137 @@ type tableStats struct {
 	Bytes uint64 `json:"bytes"`
 }
 
-// commitBudget bounds finishing a commit after the job's own context ended (cancel, maximum
-// execution time): moves and swaps are quick, and leaving them half done is worse.
-const commitBudget = 2 * time.Minute
-
 // RunStep implements StepRunner.
-func (r *CopyRunner) RunStep(ctx context.Context, sc *StepContext) (res StepResult, err error) {
+func (r *CopyRunner) RunStep(ctx context.Context, sc *StepContext) (StepResult, error) {
 	start := r.now()
 	p, err := jobs.DecodeCopyStep(sc.Payload)
 	if err != nil {
 		return StepResult{}, Permanent(err)
 	}
 	job := sc.Job
-	flow, err := dataflow.Resolve(ctx, r.Catalog, job.GetWorkspace(), p.Target, false)
-	if err != nil {
-		return StepResult{}, catalogError(fmt.Errorf("copy into %s: %w", p.Target, err))
-	}
-	var cc *copyCommit
-	defer func() {
-		if err != nil {
-			r.failed(ctx, sc, p, err, cc != nil)
-		}
-	}()
-	c, rev, err := sc.LoadCommit(ctx)
+	// The record decides whether a commit is to be finished: read it whatever happens to the
+	// job meanwhile (a cancel must not turn a recorded commit into a stopped step).
+	lctx, lstop := drainOnly(ctx)
+	c, rev, err := sc.LoadCommit(lctx)
+	lstop()
 	if err != nil {
 		return StepResult{}, err
 	}
+	var cc *copyCommit
+	var flow dataflow.Flow
 	if c != nil {
-		cc = &copyCommit{}
-		if err := json.Unmarshal(c.GetData(), cc); err != nil {
-			return StepResult{}, Permanent(fmt.Errorf("copy commit record: %w", err))
+		if cc, err = decodeCopyCommit(c.GetData()); err != nil {
+			return StepResult{}, err
 		}
 		sc.Log.Info("copy step resumes its commit", "phase", cc.Phase, "by_attempt", c.GetAttempt())
 	} else {
-		cc, err = r.stage(ctx, sc, flow, p, rev)
-		if err != nil {
+		if flow, err = dataflow.Resolve(ctx, r.Catalog, job.GetWorkspace(), p.Target, false); err != nil {
+			return StepResult{}, catalogError(fmt.Errorf("copy into %s: %w", p.Target, err))
+		}
+		if cc, rev, err = r.stage(ctx, sc, flow, p, rev); err != nil {
 			return StepResult{}, err
 		}
 	}
-	// Past the commit record: finish whatever happens to the job's context.
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitBudget)
-	defer cancel()
-	if err := r.finish(fctx, sc, flow, job.GetId(), cc); err != nil {
-		return StepResult{}, Transient(err)
+	if cc.Flow != nil {
+		flow = *cc.Flow
+	} else if c != nil {
+		// A record of an earlier version, without its flow: the catalog's (unchanged, or the
+		// commit would not have been recorded by this version).
+		if flow, err = dataflow.Resolve(ctx, r.Catalog, job.GetWorkspace(), p.Target, false); err != nil {
+			return StepResult{}, catalogError(fmt.Errorf("copy into %s: %w", p.Target, err))
+		}
 	}
-	if err := r.dropStaging(fctx, sc, flow, cc); err != nil {
+	sc.fault("commit.recorded")
+	// Past the commit record: the commit is finished whatever happens to the job's context.
+	me, mem, reread := newAttempt(sc), newAttachMemory(), false
+	err = finishCommit(ctx, sc, func(cctx context.Context) error {
+		if reread {
+			c, r2, err := sc.LoadCommit(cctx)
+			if err != nil {
+				return err
+			}
+			if c == nil {
+				return Permanent(fmt.Errorf("copy commit record %s disappeared", sc.IdempotencyKey))
+			}
+			if cc, err = decodeCopyCommit(c.GetData()); err != nil {
+				return err
+			}
+			rev = r2
+		}
+		reread = true
+		return r.finish(cctx, sc, flow, job.GetId(), cc, rev, me, mem)
+	})
+	if err != nil {
+		return StepResult{}, err
+	}
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if err := r.dropStaging(dctx, sc, flow, cc); err != nil {
 		sc.Log.Warn("dropping the copy's staging tables failed; the next executor start drops them", "err", err)
 	}
 	st := &commonv1.Statistics{ReadRows: cc.ReadRows, ReadBytes: cc.ReadBytes, Elapsed: durationpb.New(time.Since(start))}
 	if t, ok := cc.Tables[p.Target]; ok {
 		st.WrittenRows, st.WrittenBytes = t.Rows, t.Bytes
 	}
-	r.events(fctx, sc, p, flow, cc, opsevents.ResultOK, "")
+	ectx, ecancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer ecancel()
+	r.events(ectx, sc.Job, sc.Log, p, flow, cc, opsevents.ResultOK, "", r.now())
 	return StepResult{Statistics: st}, nil
 }
 
-// stage builds the staging tables and writes the commit record.
-func (r *CopyRunner) stage(ctx context.Context, sc *StepContext, flow dataflow.Flow, p jobs.CopyStep, rev uint64) (*copyCommit, error) {
-	key := fmt.Sprintf("%s#%d", sc.IdempotencyKey, sc.Attempt)
-	d, err := dataflow.NewForJob(r.Conn, flow, sc.Job.GetId(), key)
-	if err != nil {
-		return nil, Permanent(err)
-	}
-	users, err := r.Users.For(ctx, sc.Job.GetWorkspace(), flow.Database, r.Conn)
-	if err != nil {
-		return nil, err
-	}
-	d.RunUsersSQLOn(users)
-	cc, err := r.load(ctx, sc, d, flow, p, key)
-	if err == nil {
-		data, _ := json.Marshal(cc)
-		_, err = sc.StoreCommit(ctx, data, rev)
-		if err != nil && !errors.Is(err, ErrCommitConflict) {
-			// The record may have been written all the same (a lost reply): keep the staging
-			// tables for the attempt that finds it; the end of the job drops them otherwise.
-			return nil, err
-		}
-		if errors.Is(err, ErrCommitConflict) {
-			// Another attempt committed first: finish its commit instead of this one.
-			r.dropQuietly(ctx, sc, d)
-			c, _, lerr := sc.LoadCommit(ctx)
-			if lerr != nil {
-				return nil, lerr
-			}
-			cc = &copyCommit{}
-			if err := json.Unmarshal(c.GetData(), cc); err != nil {
-				return nil, Permanent(fmt.Errorf("copy commit record: %w", err))
-			}
-			return cc, nil
-		}
-	}
-	if err != nil {
-		r.dropQuietly(ctx, sc, d)
-		return nil, err
+func decodeCopyCommit(b []byte) (*copyCommit, error) {
+	cc := &copyCommit{}
+	if err := json.Unmarshal(b, cc); err != nil {
+		return nil, Permanent(fmt.Errorf("copy commit record: %w", err))
 	}
 	return cc, nil
 }
 
+// stage builds the staging tables and writes the commit record; it returns the record and its
+// revision.
+func (r *CopyRunner) stage(ctx context.Context, sc *StepContext, flow dataflow.Flow, p jobs.CopyStep, rev uint64) (*copyCommit, uint64, error) {
+	key := fmt.Sprintf("%s#%d", sc.IdempotencyKey, sc.Attempt)
+	d, err := dataflow.NewForJob(r.Conn, flow, sc.Job.GetId(), key)
+	if err != nil {
+		return nil, 0, Permanent(err)
+	}
+	users, err := r.Users.For(ctx, sc.Job.GetWorkspace(), flow.Database, r.Conn)
+	if err != nil {
+		return nil, 0, err
+	}
+	d.RunUsersSQLOn(users)
+	cc, err := r.load(ctx, sc, d, flow, p, key)
+	if err != nil {
+		r.dropQuietly(ctx, sc, d)
+		return nil, 0, err
+	}
+	cc.Flow = &flow
+	data, _ := json.Marshal(cc)
+	// Once asked, the write is seen through: a cancel must not leave it unknown.
+	sctx, sstop := drainOnly(ctx)
+	nrev, err := sc.StoreCommit(sctx, data, rev)
+	sstop()
+	switch {
+	case errors.Is(err, ErrCommitConflict):
+		// Another attempt committed first: finish its commit instead of this one.
+		r.dropQuietly(ctx, sc, d)
+		c, crev, lerr := sc.LoadCommit(ctx)
+		if lerr != nil {
+			return nil, 0, lerr
+		}
+		if c == nil {
+			return nil, 0, Transient(errors.New("copy commit record changed, then disappeared"))
+		}
+		other, err := decodeCopyCommit(c.GetData())
+		return other, crev, err
+	case err != nil:
+		// A drain interrupted the write, which NATS may have applied all the same: the
+		// staging tables stay for the redelivery, which finishes the commit if the record says
+		// so (the end of the job drops them otherwise).
+		return nil, 0, err
+	}
+	return cc, nrev, nil
+}
 func (r *CopyRunner) load(ctx context.Context, sc *StepContext, d *dataflow.Delta, flow dataflow.Flow, p jobs.CopyStep, key string) (*copyCommit, error) {
 	if err := d.Prepare(ctx); err != nil {
 		return nil, fmt.Errorf("copy into %s: %w", p.Target, err)
@@ -245,26 +293,29 @@ func (r *CopyRunner) load(ctx context.Context, sc *StepContext, d *dataflow.Delt
 	return cc, nil
 }
 
-// finish completes a recorded commit: moves what is still staged, or swaps what is not swapped.
-func (r *CopyRunner) finish(ctx context.Context, sc *StepContext, flow dataflow.Flow, jobID string, cc *copyCommit) error {
+// finish completes a recorded commit: moves what is still staged, or swaps what is not
+// swapped. It may be called any number of times; see commit.go.
+func (r *CopyRunner) finish(ctx context.Context, sc *StepContext, flow dataflow.Flow, jobID string, cc *copyCommit, rev uint64, me string, mem *attachMemory) error {
 	d, err := dataflow.NewForJob(r.Conn, flow, jobID, cc.Key)
 	if err != nil {
-		return err
+		return Permanent(err)
 	}
 	switch cc.Phase {
 	case copySwapping:
 		return d.SwapOnce(ctx, cc.Staged)
 	case copyCommitting:
-		if len(cc.Attached) == 0 {
+		if !r.noMove.Load() && cc.Attach == nil && len(cc.Attached) == 0 {
 			_, err = d.Commit(ctx)
 			if !dataflow.MoveUnsupported(err) {
 				return err
 			}
 			sc.Log.Info("this server has no MOVE PARTITION TO TABLE: attaching partitions and dropping them from staging")
+			r.noMove.Store(true)
 		}
-		return commitByAttach(ctx, sc, d, &cc.Attached, cc)
+		a := &attachCommit{sc: sc, d: d, conn: r.Conn, record: cc, state: &cc.attachState, rev: rev, me: me, mem: mem}
+		return a.run(ctx)
 	}
-	return fmt.Errorf("copy commit record: unknown phase %q", cc.Phase)
+	return Permanent(fmt.Errorf("copy commit record: unknown phase %q", cc.Phase))
 }
 
 // dropStaging drops the staging tables of the job: on a first attempt that committed its own
@@ -288,36 +339,53 @@ func (r *CopyRunner) dropQuietly(ctx context.Context, sc *StepContext, d *datafl
 	}
 }
 
-// failed records the copy's failure in the ops log when it is final: a permanent error, a
-// cancel or the maximum execution time (a transient error is retried: its event comes later).
-func (r *CopyRunner) failed(ctx context.Context, sc *StepContext, p jobs.CopyStep, err error, committed bool) {
-	if committed {
-		return // the commit is retried until it is finished
-	}
+// JobFinished records the events of a copy that ended without committing (error, cancel,
+// maximum execution time): one per Data Source of its flow, result error or cancelled, with the
+// job's error. A copy that committed recorded its events when it did. Event ids derive from
+// the job and the Data Source, so reporting again writes nothing new.
+func (r *CopyRunner) JobFinished(ctx context.Context, rec *schedulerv1.JobRecord, commits jetstream.KeyValue) {
+	job := rec.GetJob()
 	result := opsevents.ResultError
-	msg := err.Error()
-	if ctx.Err() != nil {
-		switch cause := context.Cause(ctx); {
-		case errors.Is(cause, errMaxExecution):
-			msg = jobs.MaxExecutionTimeError(sc.Job.GetMaxExecutionTime().AsDuration()).GetMessage()
-		case errors.Is(cause, errJobCancelled):
-			result, msg = opsevents.ResultCancelled, "the job was cancelled"
-		default:
-			return // handed back (drain): another executor runs it
-		}
-	} else if retry, _ := classify(err); retry {
+	switch job.GetStatus() {
+	case schedulerv1.JobStatus_JOB_STATUS_ERROR:
+	case schedulerv1.JobStatus_JOB_STATUS_CANCELLED:
+		result = opsevents.ResultCancelled
+	default:
 		return
 	}
-	ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	r.events(ectx, sc, p, dataflow.Flow{Target: p.Target}, nil, result, msg)
+	log := r.logger().With("job", job.GetId(), "workspace", job.GetWorkspace())
+	for _, st := range rec.GetSteps() {
+		p, err := jobs.DecodeCopyStep(st.GetPayload())
+		if err != nil {
+			continue
+		}
+		flow := dataflow.Flow{Target: p.Target}
+		if e, err := commits.Get(ctx, jobs.CommitKey(job.GetWorkspace(), job.GetId(), st.GetId())); err == nil {
+			c := &schedulerv1.StepCommit{}
+			if proto.Unmarshal(e.Value(), c) == nil {
+				if cc, err := decodeCopyCommit(c.GetData()); err == nil && cc.Flow != nil {
+					flow = *cc.Flow
+				}
+			}
+		}
+		msg := job.GetError().GetMessage()
+		if msg == "" && result == opsevents.ResultCancelled {
+			msg = "the job was cancelled"
+		}
+		r.events(ctx, job, log, p, flow, nil, result, msg, job.GetFinishTime().AsTime())
+	}
+}
+
+func (r *CopyRunner) logger() *slog.Logger {
+	if r.Log != nil {
+		return r.Log
+	}
+	return slog.New(slog.DiscardHandler)
 }
 
 // events records one copy event per Data Source written: the target, then each Data Source
 // the cascade wrote.
-func (r *CopyRunner) events(ctx context.Context, sc *StepContext, p jobs.CopyStep, flow dataflow.Flow, cc *copyCommit, result, msg string) {
-	job := sc.Job
-	now := r.now()
+func (r *CopyRunner) events(ctx context.Context, job *schedulerv1.Job, log *slog.Logger, p jobs.CopyStep, flow dataflow.Flow, cc *copyCommit, result, msg string, now time.Time) {
 	exec := opsevents.ExecutionManual
 	if job.GetExecutionType() == schedulerv1.ExecutionType_EXECUTION_TYPE_SCHEDULED {
 		exec = opsevents.ExecutionScheduled
@@ -343,18 +411,18 @@ func (r *CopyRunner) events(ctx context.Context, sc *StepContext, p jobs.CopySte
 			Result: result, Error: msg, Stats: st, Mode: p.Mode, ExecutionType: exec,
 		})
 		if r.Events == nil {
-			sc.Log.Info("copy event", "datasource", t, "result", result, "rows", st.GetWrittenRows(), "error", msg)
+			log.Info("copy event", "datasource", t, "result", result, "rows", st.GetWrittenRows(), "error", msg)
 			continue
 		}
 		if err := r.Events.Publish(ctx, ev); err != nil {
-			sc.Log.Warn("copy event not recorded", "datasource", t, "err", err)
+			log.Warn("copy event not recorded", "datasource", t, "err", err)
 			continue
 		}
 		published = append(published, ev.GetId())
 	}
 	if r.OpsDatabase != "" && len(published) > 0 {
 		if !opsevents.WaitWritten(ctx, r.Conn, r.OpsDatabase, job.GetWorkspace(), published, cmp.Or(r.EventsWait, 10*time.Second)) {
-			sc.Log.Warn("the copy's events are not in the ops log yet; the job is reported finished without waiting longer", "events", len(published))
+			log.Warn("the copy's events are not in the ops log yet; the job is reported finished without waiting longer", "events", len(published))
 		}
 	}
 }
@@ -384,8 +452,10 @@ func catalogError(err error) error {
 }
 
 // SweepCopyStaging drops the staging tables of copy jobs that are finished (or no longer
-// retained): what executors that died mid-copy left behind and no later attempt cleaned. It
-// runs when an executor starts; staging tables of unfinished jobs are left to their steps.
+// retained) and whose commits are finished: what executors that died mid-copy left behind and
+// no later attempt cleaned. It runs when an executor starts. Staging tables of unfinished jobs
+// are left to their steps, and those of a step that recorded its commit without finishing it
+// (a refused attach) are kept as long as its commit record (jobs.CommitRetention).
 func SweepCopyStaging(ctx context.Context, conn warehouse.Conn, nc *natsx.Conn, log *slog.Logger) error {
 	tables, err := dataflow.ListStaging(ctx, conn, "")
 	if err != nil {
@@ -398,22 +468,26 @@ func SweepCopyStaging(ctx context.Context, conn warehouse.Conn, nc *natsx.Conn, 
 	if err != nil {
 		return err
 	}
-	finished := map[string]bool{}
+	commits, err := nc.EnsureKV(ctx, jobs.CommitsBucketConfig())
+	if err != nil {
+		return err
+	}
+	droppable := map[string]bool{}
 	var errs []error
 	for _, t := range tables {
 		if t.Job == "" {
 			continue
 		}
-		fin, known := finished[t.Job]
+		drop, known := droppable[t.Job]
 		if !known {
-			fin, err = jobFinished(ctx, kv, t.Job)
+			drop, err = stagingDroppable(ctx, kv, commits, t.Job)
 			if err != nil {
 				errs = append(errs, err)
 				continue
 			}
-			finished[t.Job] = fin
+			droppable[t.Job] = drop
 		}
-		if !fin {
+		if !drop {
 			continue
 		}
 		if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+warehouse.QualifiedName(t.Database, t.Name)); err != nil {
@@ -425,23 +499,45 @@ func SweepCopyStaging(ctx context.Context, conn warehouse.Conn, nc *natsx.Conn, 
 	return errors.Join(errs...)
 }
 
-// jobFinished reports whether a job (in any workspace) is finished or no longer recorded.
-func jobFinished(ctx context.Context, kv jetstream.KeyValue, id string) (bool, error) {
-	w, err := kv.Watch(ctx, "*."+id, jetstream.IgnoreDeletes())
-	if err != nil {
+// stagingDroppable reports whether a job's staging tables may go: the job is finished (or no
+// longer recorded) and no step of it has a commit record without being done.
+func stagingDroppable(ctx context.Context, jobsKV, commits jetstream.KeyValue, id string) (bool, error) {
+	var rec *schedulerv1.JobRecord
+	if err := watchKeys(ctx, jobsKV, "*."+id, func(e jetstream.KeyValueEntry) error {
+		r, err := jobs.Decode(e.Value())
+		rec = r
+		return err
+	}); err != nil {
 		return false, err
 	}
+	if rec != nil && !jobs.Final(rec.GetJob().GetStatus()) {
+		return false, nil
+	}
+	open := false
+	err := watchKeys(ctx, commits, "*."+id+".*", func(e jetstream.KeyValueEntry) error {
+		parts := strings.Split(e.Key(), ".")
+		if rec == nil || !jobs.StepDone(rec, parts[len(parts)-1]) {
+			open = true
+		}
+		return nil
+	})
+	return !open, err
+}
+
+// watchKeys calls f with the current entry of every key matching filter.
+func watchKeys(ctx context.Context, kv jetstream.KeyValue, filter string, f func(jetstream.KeyValueEntry) error) error {
+	w, err := kv.Watch(ctx, filter, jetstream.IgnoreDeletes())
+	if err != nil {
+		return err
+	}
 	defer func() { _ = w.Stop() }()
-	finished := true
 	for e := range w.Updates() {
 		if e == nil {
-			break
+			return nil
 		}
-		rec, err := jobs.Decode(e.Value())
-		if err != nil {
-			return false, err
+		if err := f(e); err != nil {
+			return err
 		}
-		finished = jobs.Final(rec.GetJob().GetStatus())
 	}
-	return finished, nil
+	return nil
 }

@@ -97,6 +97,7 @@ type Service struct {
 	runners  map[schedulerv1.JobKind]StepRunner
 	metrics  *metrics
 	draining atomic.Bool
+	faults   *faultSet
 	done     atomic.Int64
 	failed   atomic.Int64
 
@@ -136,11 +137,15 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if runners[schedulerv1.JobKind_JOB_KIND_NOOP] == nil {
 		runners[schedulerv1.JobKind_JOB_KIND_NOOP] = NoopRunner
 	}
+	faults, err := parseFaults(os.Getenv(FaultsEnv))
+	if err != nil {
+		return nil, err
+	}
 	host, _ := os.Hostname()
 	return &Service{
 		cfg: cfg, deps: deps, log: deps.Log, now: deps.Now, runners: runners, metrics: newMetrics(deps.Metrics),
 		instance: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), jobs.NewID(time.Now())[12:]),
-		running:  map[string]*runningStep{},
+		running:  map[string]*runningStep{}, faults: faults,
 	}, nil
 }
 

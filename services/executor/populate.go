@@ -205,9 +205,8 @@ type populateCommit struct {
 	Split int `json:"split,omitempty"`
 	// Level is the resource level the staging succeeded with.
 	Level int `json:"level,omitempty"`
-	// Attached lists "table/partition" already attached, on servers without MOVE PARTITION
-	// ... TO TABLE (see commitByAttach).
-	Attached []string `json:"attached,omitempty"`
+	// The attach fallback's state, on servers without MOVE PARTITION ... TO TABLE.
+	attachState
 }
 
 type tableFigures struct {
@@ -224,10 +223,6 @@ const maxSplit = 64
 // truncateStep is the pseudo step id of a job's start marker in the commits bucket.
 const truncateStep = "truncate"
 
-// commitTimeout bounds the moves of a step that recorded it is committing; they run even when
-// the step's context is cancelled, so that a cancel never leaves a partition half moved.
-const commitTimeout = 5 * time.Minute
-
 // RunStep implements StepRunner.
 func (r *PopulateRunner) RunStep(ctx context.Context, s *StepContext) (StepResult, error) {
 	p, err := jobs.DecodePopulateStep(s.Payload)
@@ -237,7 +232,11 @@ func (r *PopulateRunner) RunStep(ctx context.Context, s *StepContext) (StepResul
 	job := s.Job
 	opts := job.GetPopulate()
 	begin := time.Now()
-	prev, rev, err := s.LoadCommit(ctx)
+	// The record decides whether a commit is to be finished: read it whatever happens to the
+	// job meanwhile (a cancel must not turn a recorded commit into a stopped step).
+	lctx, lstop := drainOnly(ctx)
+	prev, rev, err := s.LoadCommit(lctx)
+	lstop()
 	if err != nil {
 		return StepResult{}, err
 	}
@@ -248,7 +247,7 @@ func (r *PopulateRunner) RunStep(ctx context.Context, s *StepContext) (StepResul
 		}
 		if pc.State == stateCommitting {
 			s.Log.Info("populate step was committing; finishing its moves", "partition", p.Partition)
-			return r.finish(ctx, s, pc)
+			return r.commit(ctx, s, pc, rev, nil)
 		}
 	}
 	flow, err := r.flow(ctx, job)
@@ -291,63 +290,79 @@ func (r *PopulateRunner) RunStep(ctx context.Context, s *StepContext) (StepResul
 	}
 	staged := time.Since(begin)
 	data, _ := json.Marshal(pc)
-	if _, err := s.StoreCommit(ctx, data, rev); err != nil {
+	// Once asked, the write is seen through: a cancel must not leave it unknown.
+	sctx, sstop := drainOnly(ctx)
+	nrev, err := s.StoreCommit(sctx, data, rev)
+	sstop()
+	if err != nil {
 		if errors.Is(err, ErrCommitConflict) {
 			// Another attempt recorded first: it owns the staging tables now; run again to
 			// follow its record.
 			return StepResult{}, Transient(err)
 		}
-		_ = st.delta.Drop(context.WithoutCancel(ctx))
+		// A drain interrupted the write, which NATS may have applied all the same: the
+		// staging tables stay; the redelivery finishes the commit if the record says so, and
+		// restages from empty tables otherwise.
 		return StepResult{}, err
 	}
 	recorded := time.Since(begin)
-	res, err := r.finishListed(ctx, s, pc, st)
+	s.fault("commit.recorded")
+	res, err := r.commit(ctx, s, pc, nrev, st)
 	s.Log.Debug("populate step", "partition", p.Partition, "prepared", prepared, "staged", staged, "recorded", recorded, "committed", time.Since(begin), "level", pc.Level, "split", pc.Split)
 	return res, err
 }
 
-// finish moves what a committing step staged and drops its staging tables. It runs on a context
-// that a cancel does not stop: once recorded, a commit is completed.
-func (r *PopulateRunner) finish(ctx context.Context, s *StepContext, pc populateCommit) (StepResult, error) {
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
-	defer cancel()
-	d, err := dataflow.New(r.d.Warehouse, pc.Flow, s.IdempotencyKey)
-	if err != nil {
-		return StepResult{}, Permanent(err)
-	}
-	if len(pc.Attached) == 0 && !r.noMove.Load() {
-		if _, err = d.Commit(cctx); dataflow.MoveUnsupported(err) {
+// commit finishes a recorded commit (see commit.go): it moves what the step staged into the
+// Data Sources, upstream first, or attaches it on servers without MOVE PARTITION, retrying until
+// it is done, and drops the staging tables. rev is the commit record's revision; st, for the
+// attempt that staged, lists the moves without reading them again.
+func (r *PopulateRunner) commit(ctx context.Context, s *StepContext, pc populateCommit, rev uint64, st *stage) (StepResult, error) {
+	me, mem, first := newAttempt(s), newAttachMemory(), true
+	var d *dataflow.Delta
+	err := finishCommit(ctx, s, func(cctx context.Context) error {
+		if !first {
+			c, r2, err := s.LoadCommit(cctx)
+			if err != nil {
+				return err
+			}
+			if c == nil {
+				return Permanent(fmt.Errorf("commit record of %s disappeared", s.IdempotencyKey))
+			}
+			pc = populateCommit{}
+			if err := json.Unmarshal(c.GetData(), &pc); err != nil {
+				return Permanent(fmt.Errorf("commit record of %s: %w", s.IdempotencyKey, err))
+			}
+			rev = r2
+		}
+		var err error
+		if d, err = dataflow.New(r.d.Warehouse, pc.Flow, s.IdempotencyKey); err != nil {
+			return Permanent(err)
+		}
+		if first && st != nil && !r.noMove.Load() {
+			first = false
+			err := st.delta.MoveListed(cctx, st.moves)
+			if err == nil || !dataflow.MoveUnsupported(err) {
+				return err // on an error the next try lists what is left
+			}
+		}
+		first = false
+		if !r.noMove.Load() && pc.Attach == nil && len(pc.Attached) == 0 {
+			_, err = d.Commit(cctx)
+			if !dataflow.MoveUnsupported(err) {
+				return err
+			}
 			s.Log.Info("this server has no MOVE PARTITION TO TABLE: attaching partitions and dropping them from staging")
 			r.noMove.Store(true)
 		}
-	}
-	if len(pc.Attached) > 0 || r.noMove.Load() {
-		err = commitByAttach(cctx, s, d, &pc.Attached, &pc)
-	}
+		a := &attachCommit{sc: s, d: d, conn: r.d.Warehouse, record: &pc, state: &pc.attachState, rev: rev, me: me, mem: mem}
+		return a.run(cctx)
+	})
 	if err != nil {
-		return StepResult{}, Transient(fmt.Errorf("populate commit: %w", err))
+		return StepResult{}, err
 	}
-	if err := d.Drop(cctx); err != nil {
-		s.Log.Warn("dropping staging tables after the commit failed; they are dropped at the next attempt", "err", err)
-	}
-	return StepResult{Statistics: pc.statistics()}, nil
-}
-
-// finishListed is finish for the attempt that staged: it moves what it listed when staging,
-// without listing again; any error falls back to finish, which lists what is left.
-func (r *PopulateRunner) finishListed(ctx context.Context, s *StepContext, pc populateCommit, st *stage) (StepResult, error) {
-	if r.noMove.Load() {
-		return r.finish(ctx, s, pc)
-	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), commitTimeout)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	if err := st.delta.MoveListed(cctx, st.moves); err != nil {
-		if !dataflow.MoveUnsupported(err) {
-			s.Log.Warn("moving staged partitions failed; listing what is left", "err", err)
-		}
-		return r.finish(ctx, s, pc)
-	}
-	if err := st.delta.Drop(cctx); err != nil {
+	if err := d.Drop(dctx); err != nil {
 		s.Log.Warn("dropping staging tables after the commit failed; they are dropped at the next attempt", "err", err)
 	}
 	return StepResult{Statistics: pc.statistics()}, nil

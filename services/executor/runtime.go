@@ -123,10 +123,10 @@ func (s *Service) handle(msg jetstream.Msg) {
 	// here. A cancelling job is finished instead if nothing else of it runs, unless this step
 	// recorded its commit in an earlier attempt: a commit, once recorded, is always completed
 	// (a populate step killed while moving partitions would otherwise leave some unmoved).
-	var finishedHere bool
+	var finishedHere, final bool
 	var checked, committed bool // whether the step has a commit record, read once if needed
 	rec, rev, err := s.store.UpdateFrom(ctx, ws, id, sm.GetRecord(), sm.GetRecordRevision(), func(rec *schedulerv1.JobRecord) error {
-		finishedHere = false
+		finishedHere, final = false, false
 		job := rec.GetJob()
 		cancelling := job.GetStatus() == schedulerv1.JobStatus_JOB_STATUS_CANCELLING
 		if cancelling && !checked {
@@ -137,7 +137,10 @@ func (s *Service) handle(msg jetstream.Msg) {
 			checked = true
 		}
 		switch {
-		case jobs.Final(job.GetStatus()), jobs.StepDone(rec, step):
+		case jobs.Final(job.GetStatus()):
+			final = true
+			return errSkip
+		case jobs.StepDone(rec, step):
 			return errSkip
 		case cancelling && committed:
 			log.Info("finishing a step that recorded its commit, although its job is cancelling")
@@ -163,6 +166,12 @@ func (s *Service) handle(msg jetstream.Msg) {
 	})
 	switch {
 	case errors.Is(err, errSkip), errors.Is(err, jobs.ErrNotFound):
+		if final && tries > 1 && rec != nil {
+			// The executor that finished the job may have died before reporting its end (the
+			// step is acknowledged only after the report): report again; reports are
+			// idempotent by event id.
+			s.jobFinished(rec)
+		}
 		s.metrics.steps.WithLabelValues("skipped").Inc()
 		_ = msg.Ack()
 		return
@@ -201,17 +210,21 @@ func (s *Service) handle(msg jetstream.Msg) {
 	sc := &StepContext{
 		Job: job, StepID: step, Payload: sm.GetPayload(), Attempt: tries,
 		Failures: rec.GetStepFailures()[step], IdempotencyKey: key, Log: log,
-		commits: s.commits, beat: func() { _ = msg.InProgress() },
+		commits: s.commits, beat: func() { _ = msg.InProgress() }, faults: s.faults,
 	}
+	// The heartbeat lives as long as the runner, not as long as the step's context: a step
+	// that finishes its commit after a cancel must keep its message from being redelivered.
+	hbCtx, hbStop := context.WithCancel(ctx)
 	hbDone := make(chan struct{})
-	go s.heartbeat(sctx, msg, sc, cancel, hbDone)
+	go s.heartbeat(hbCtx, sctx, msg, sc, cancel, hbDone)
 	runStart := time.Now()
 	res, runErr := runner.RunStep(sctx, sc)
 	s.metrics.stepSeconds.Observe(time.Since(runStart).Seconds())
+	cause := context.Cause(sctx)
 	cancel(nil)
+	hbStop()
 	<-hbDone
 
-	cause := context.Cause(sctx)
 	result := "committed"
 	switch {
 	case runErr == nil:
@@ -237,9 +250,10 @@ func (s *Service) handle(msg jetstream.Msg) {
 	s.metrics.steps.WithLabelValues(result).Inc()
 }
 
-// heartbeat keeps the message from being redelivered while the step runs, watches the job
-// record for a cancel (in case the notice was lost) and writes the step's progress.
-func (s *Service) heartbeat(ctx context.Context, msg jetstream.Msg, sc *StepContext, cancel context.CancelCauseFunc, done chan<- struct{}) {
+// heartbeat keeps the message from being redelivered while the runner runs, watches the job
+// record for a cancel (in case the notice was lost: the step's context, stepCtx, is then
+// cancelled) and writes the step's progress and waiting reason.
+func (s *Service) heartbeat(ctx, stepCtx context.Context, msg jetstream.Msg, sc *StepContext, cancel context.CancelCauseFunc, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTicker(s.cfg.AckWait / 4)
 	defer t.Stop()
@@ -251,27 +265,45 @@ func (s *Service) heartbeat(ctx context.Context, msg jetstream.Msg, sc *StepCont
 		case <-t.C:
 		}
 		_ = msg.InProgress()
-		p := sc.takeProgress()
-		rec, _, err := s.store.Update(ctx, ws, id, func(rec *schedulerv1.JobRecord) error {
-			if p == nil || rec.GetJob().GetStatus() != schedulerv1.JobStatus_JOB_STATUS_WORKING {
+		p, w := sc.takeProgress(), sc.takeWaiting()
+		uctx, ucancel := context.WithTimeout(ctx, kvCallTimeout)
+		rec, _, err := s.store.Update(uctx, ws, id, func(rec *schedulerv1.JobRecord) error {
+			job := rec.GetJob()
+			if jobs.Final(job.GetStatus()) || (p == nil && w == nil) {
 				return jobs.ErrNoChange
 			}
-			if rec.RunningProgress == nil {
-				rec.RunningProgress = map[string]*commonv1.Statistics{}
+			if w != nil {
+				if job.GetWaitingReason() == *w {
+					w = nil
+				} else {
+					job.WaitingReason = *w
+				}
 			}
-			rec.RunningProgress[sc.StepID] = p
+			if p != nil && job.GetStatus() == schedulerv1.JobStatus_JOB_STATUS_WORKING {
+				if rec.RunningProgress == nil {
+					rec.RunningProgress = map[string]*commonv1.Statistics{}
+				}
+				rec.RunningProgress[sc.StepID] = p
+			} else if w == nil {
+				return jobs.ErrNoChange
+			}
 			return nil
 		})
-		if errors.Is(err, jobs.ErrNotFound) {
+		ucancel()
+		switch {
+		case errors.Is(err, jobs.ErrNotFound):
 			cancel(errJobCancelled)
-			return
-		}
-		if err == nil && rec.GetJob().GetStatus() != schedulerv1.JobStatus_JOB_STATUS_WORKING {
-			cancel(errJobCancelled)
-			return
-		}
-		if err != nil && p != nil {
-			sc.Progress(p)
+		case err == nil && rec.GetJob().GetStatus() != schedulerv1.JobStatus_JOB_STATUS_WORKING:
+			if stepCtx.Err() == nil {
+				cancel(errJobCancelled)
+			}
+		case err != nil:
+			if p != nil {
+				sc.Progress(p)
+			}
+			if w != nil {
+				sc.Waiting(*w)
+			}
 		}
 	}
 }
@@ -299,14 +331,16 @@ func (s *Service) settle(ctx context.Context, msg jetstream.Msg, sm *schedulerv1
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
-	if err := msg.Ack(); err != nil {
-		log.Warn("acknowledging a step failed; its redelivery will be skipped", "err", err)
+	// The end of the job is reported before the step is acknowledged: an executor that dies in
+	// between leaves the step to be redelivered, and its redelivery reports again.
+	if rec != nil && finishedNow {
+		s.jobFinished(rec)
 	}
 	if rec != nil && after != nil {
 		after(rec)
 	}
-	if rec != nil && finishedNow {
-		s.jobFinished(rec)
+	if err := msg.Ack(); err != nil {
+		log.Warn("acknowledging a step failed; its redelivery will be skipped", "err", err)
 	}
 }
 
@@ -331,14 +365,17 @@ func (s *Service) commit(ctx context.Context, msg jetstream.Msg, sm *schedulerv1
 	s.done.Add(1)
 }
 
-// finishIfOver ends a job whose last running step just ended: DONE when every step is done,
-// CANCELLED (ERROR with an error) when it was cancelling.
+// finishIfOver ends a job whose last running step just ended: DONE when every step is done
+// (also when a cancel or the maximum execution time came while the last commits were being
+// finished: the job did all it had to), CANCELLED (ERROR with an error) when it was
+// cancelling.
 func (s *Service) finishIfOver(rec *schedulerv1.JobRecord) {
 	switch {
+	case jobs.AllDone(rec):
+		rec.Job.Error = nil
+		jobs.Finish(rec, schedulerv1.JobStatus_JOB_STATUS_DONE, s.now())
 	case rec.GetJob().GetStatus() == schedulerv1.JobStatus_JOB_STATUS_CANCELLING && len(rec.GetRunning()) == 0:
 		jobs.Finish(rec, schedulerv1.JobStatus_JOB_STATUS_CANCELLED, s.now())
-	case jobs.AllDone(rec):
-		jobs.Finish(rec, schedulerv1.JobStatus_JOB_STATUS_DONE, s.now())
 	}
 }
 
@@ -390,7 +427,17 @@ func (s *Service) retry(ctx context.Context, msg jetstream.Msg, sm *schedulerv1.
 		return
 	}
 	if int(failures) > s.cfg.MaxRetries {
-		s.fail(ctx, msg, sm, fmt.Errorf("%w (after %d attempts)", runErr, failures), code, log)
+		// A step that recorded its commit never fails its job (its commit is finished whatever
+		// happens); nor does one whose record cannot be read now (NATS away): it may have.
+		cctx, ccancel := context.WithTimeout(ctx, kvCallTimeout)
+		recorded, herr := s.hasCommit(cctx, jobs.CommitKey(sm.GetWorkspace(), sm.GetJobId(), step))
+		ccancel()
+		if herr == nil && !recorded {
+			s.fail(ctx, msg, sm, fmt.Errorf("%w (after %d attempts)", runErr, failures), code, log)
+			return
+		}
+		log.Warn("step failed again after recording its commit; it is retried until the commit is done", "err", runErr, "failures", failures, "commit_record_err", herr)
+		_ = msg.NakWithDelay(min(backoff(failures), commitBackoffMax))
 		return
 	}
 	_ = rec

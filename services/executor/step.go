@@ -1,6 +1,7 @@
 package executor
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -64,22 +65,30 @@ type StepContext struct {
 
 	commits  jetstream.KeyValue
 	beat     func()
+	faults   *faultSet
 	mu       sync.Mutex
 	progress *commonv1.Statistics
+	waiting  *string // a change of the waiting reason not yet written to the job record
 }
 
 // ErrCommitConflict means another attempt of the step wrote its commit record first.
 var ErrCommitConflict = errors.New("step commit record changed by another attempt")
 
 // LoadCommit returns what a previous attempt committed, with the record's revision for
-// StoreCommit; (nil, 0, nil) when nothing was committed.
+// StoreCommit; (nil, 0, nil) when nothing was committed. The read is bounded and retried until
+// NATS answers or ctx ends.
 func (s *StepContext) LoadCommit(ctx context.Context) (*schedulerv1.StepCommit, uint64, error) {
-	e, err := s.commits.Get(ctx, s.IdempotencyKey)
+	var e jetstream.KeyValueEntry
+	err := retryNATS(ctx, s.Log, "read commit record "+s.IdempotencyKey, func(ctx context.Context) error {
+		var err error
+		e, err = s.commits.Get(ctx, s.IdempotencyKey)
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, 0, Transient(fmt.Errorf("read commit record %s: %w", s.IdempotencyKey, err))
+		return nil, 0, Transient(err)
 	}
 	c := &schedulerv1.StepCommit{}
 	if err := proto.Unmarshal(e.Value(), c); err != nil {
@@ -90,24 +99,63 @@ func (s *StepContext) LoadCommit(ctx context.Context) (*schedulerv1.StepCommit, 
 
 // StoreCommit writes the step's commit record if it is still at revision rev (0: if there is
 // none yet) and returns the new revision; ErrCommitConflict when another attempt wrote first.
+// The write is bounded and retried until NATS answers or ctx ends; a write that NATS applied
+// but whose answer was lost is recognised on the retry (the record then holds exactly what
+// this call wrote) and is a success, not a conflict.
 func (s *StepContext) StoreCommit(ctx context.Context, data []byte, rev uint64) (uint64, error) {
 	b, err := proto.Marshal(&schedulerv1.StepCommit{Attempt: s.Attempt, Data: data})
 	if err != nil {
 		return 0, err
 	}
 	var nrev uint64
-	if rev == 0 {
-		nrev, err = s.commits.Create(ctx, s.IdempotencyKey, b)
-	} else {
-		nrev, err = s.commits.Update(ctx, s.IdempotencyKey, b, rev)
-	}
+	err = retryNATS(ctx, s.Log, "write commit record "+s.IdempotencyKey, func(ctx context.Context) error {
+		var err error
+		if rev == 0 {
+			nrev, err = s.commits.Create(ctx, s.IdempotencyKey, b)
+		} else {
+			nrev, err = s.commits.Update(ctx, s.IdempotencyKey, b, rev)
+		}
+		return err
+	})
 	if errors.Is(err, jetstream.ErrKeyExists) {
+		var e jetstream.KeyValueEntry
+		gerr := retryNATS(ctx, s.Log, "read commit record "+s.IdempotencyKey, func(ctx context.Context) error {
+			var err error
+			e, err = s.commits.Get(ctx, s.IdempotencyKey)
+			return err
+		})
+		if gerr == nil && bytes.Equal(e.Value(), b) {
+			return e.Revision(), nil
+		}
 		return 0, ErrCommitConflict
 	}
 	if err != nil {
-		return 0, Transient(fmt.Errorf("write commit record %s: %w", s.IdempotencyKey, err))
+		return 0, Transient(err)
 	}
 	return nrev, nil
+}
+
+// Waiting tells the job what the step waits for ("committing, waiting for ClickHouse: ..."),
+// or "" when it no longer waits; the next heartbeat writes it as the job's waiting reason.
+func (s *StepContext) Waiting(reason string) {
+	s.mu.Lock()
+	s.waiting = &reason
+	s.mu.Unlock()
+}
+
+func (s *StepContext) takeWaiting() *string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	w := s.waiting
+	s.waiting = nil
+	return w
+}
+
+// fault is a fault-injection point for tests (see faultSet).
+func (s *StepContext) fault(point string) {
+	if s.faults != nil {
+		s.faults.hit(point, s.Log)
+	}
 }
 
 // Progress reports what the step has done so far (cumulative for this step, not committed);

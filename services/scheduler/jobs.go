@@ -356,11 +356,13 @@ func (s *Service) requestCancel(ctx context.Context, ws, id string, jobErr *sche
 		if jobErr != nil && job.GetError() == nil {
 			job.Error = jobErr
 		}
-		if len(rec.GetRunning()) == 0 {
+		if len(rec.GetRunning()) == 0 && !s.openCommit(ctx, rec) {
 			jobs.Finish(rec, schedulerv1.JobStatus_JOB_STATUS_CANCELLED, s.now())
 			finished = true
 			return nil
 		}
+		// Steps run, or one recorded its commit without finishing it (its step is queued
+		// again): the executors end the job when they stop, the commit finished.
 		job.Status = schedulerv1.JobStatus_JOB_STATUS_CANCELLING
 		notify = true
 		return nil
@@ -377,6 +379,38 @@ func (s *Service) requestCancel(ctx context.Context, ws, id string, jobErr *sche
 		}
 	}
 	return publicJob(rec), nil
+}
+
+// openCommit reports whether a step of the job that is not done has a commit record (or the
+// records cannot be read now): a step that recorded its commit always finishes it, so its job
+// is neither ended nor its steps removed from the queue under it.
+func (s *Service) openCommit(ctx context.Context, rec *schedulerv1.JobRecord) bool {
+	job := rec.GetJob()
+	if s.commits == nil || jobs.AllDone(rec) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	keys, err := s.commits.ListKeysFiltered(ctx, jobs.CommitKey(job.GetWorkspace(), job.GetId(), "*"))
+	if errors.Is(err, jetstream.ErrNoKeysFound) {
+		return false
+	}
+	if err != nil {
+		s.log.Warn("listing a job's commit records", "job", job.GetId(), "err", err)
+		return true
+	}
+	steps := map[string]bool{}
+	for _, st := range rec.GetSteps() {
+		steps[st.GetId()] = true
+	}
+	open := false
+	for k := range keys.Keys() {
+		step := k[strings.LastIndexByte(k, '.')+1:]
+		if steps[step] && !jobs.StepDone(rec, step) {
+			open = true
+		}
+	}
+	return open
 }
 
 // purgeSteps removes a finished job's queued steps.

@@ -342,6 +342,11 @@ func (l *leader) sweep() {
 				}
 			case job.GetStatus() == schedulerv1.JobStatus_JOB_STATUS_CANCELLING &&
 				(len(e.rec.GetRunning()) == 0 || now.Sub(job.GetUpdateTime().AsTime()) > stuckCancelling):
+				if l.commitOpen(e.rec) {
+					// A step recorded its commit and has not finished it: its executor, or the
+					// redelivery of its step, finishes it; the job ends with that step.
+					continue
+				}
 				l.forceFinish(ws, job.GetId())
 			case job.GetStartTime() != nil && job.GetMaxExecutionTime().AsDuration() > 0 &&
 				!now.Before(job.GetStartTime().AsTime().Add(job.GetMaxExecutionTime().AsDuration())):
@@ -357,6 +362,10 @@ func (l *leader) sweep() {
 func MaxExecutionTimeError(d time.Duration) *schedulerv1.JobError {
 	return jobs.MaxExecutionTimeError(d)
 }
+
+// commitOpen reports whether a step of the job that is not done has recorded its commit; see
+// Service.openCommit.
+func (l *leader) commitOpen(rec *schedulerv1.JobRecord) bool { return l.s.openCommit(l.ctx, rec) }
 
 func (l *leader) forceFinish(ws, id string) {
 	_, _, err := l.s.store.Update(l.ctx, ws, id, func(rec *schedulerv1.JobRecord) error {

@@ -110,7 +110,10 @@ type Service struct {
 	store  *jobs.Store
 	limits jetstream.KeyValue
 	leases jetstream.KeyValue
-	stream jetstream.Stream
+	// commits are the steps' commit records (read only: a job with an unfinished commit is
+	// never ended under it).
+	commits jetstream.KeyValue
+	stream  jetstream.Stream
 	// jobsStream is the stream under the sluice_jobs bucket.
 	jobsStream jetstream.Stream
 
@@ -152,7 +155,7 @@ func (s *Service) Start(ctx context.Context) error {
 		return err
 	}
 	s.stream = st
-	kvs := map[string]*jetstream.KeyValue{BucketJobs: nil, BucketLeases: &s.leases, jobs.BucketLimits: &s.limits}
+	kvs := map[string]*jetstream.KeyValue{BucketJobs: nil, BucketLeases: &s.leases, jobs.BucketLimits: &s.limits, jobs.BucketCommits: &s.commits}
 	for _, b := range []jetstream.KeyValueConfig{
 		jobs.JobsBucketConfig(),
 		{Bucket: BucketSchedules, Description: "copy schedules: pause state and last tick", History: 1},

@@ -147,37 +147,6 @@ func (d *Delta) SwapOnce(ctx context.Context, staged map[string]string) error {
 	return nil
 }
 
-// CommitByAttach is Commit for servers without `MOVE PARTITION ... TO TABLE` (before 19.17):
-// each staged partition is copied into its Data Source (`ATTACH PARTITION ... FROM`) and then
-// dropped from the staging table. done is called between the two with the partition attached,
-// and skip before attaching: a caller that records attached partitions (and answers skip from
-// that record) does not attach one twice after a crash. The one window left — a crash after
-// the attach and before done records it — is why servers with MOVE PARTITION use Commit.
-func (d *Delta) CommitByAttach(ctx context.Context, skip func(Move) bool, done func(Move) error) ([]Move, error) {
-	moves, err := d.Pending(ctx)
-	if err != nil {
-		return nil, err
-	}
-	for _, m := range moves {
-		if skip == nil || !skip(m) {
-			stmt := fmt.Sprintf("ALTER TABLE %s ATTACH PARTITION ID %s FROM %s", d.table(m.Table), warehouse.QuoteString(m.PartitionID), d.Staging(m.Table))
-			if _, err := d.conn.Exec(ctx, stmt); err != nil {
-				return nil, fmt.Errorf("attach partition %s into %s: %w", m.PartitionID, m.Table, err)
-			}
-			if done != nil {
-				if err := done(m); err != nil {
-					return nil, err
-				}
-			}
-		}
-		stmt := fmt.Sprintf("ALTER TABLE %s DROP PARTITION ID %s", d.Staging(m.Table), warehouse.QuoteString(m.PartitionID))
-		if _, err := d.conn.Exec(ctx, stmt); err != nil {
-			return nil, fmt.Errorf("drop staged partition %s of %s: %w", m.PartitionID, m.Table, err)
-		}
-	}
-	return moves, nil
-}
-
 // MoveUnsupported reports whether err says the server does not know `MOVE PARTITION ... TO
 // TABLE` (a syntax error on servers before 19.17).
 func MoveUnsupported(err error) bool {

@@ -1,0 +1,183 @@
+package dataflow
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/platform/warehouse"
+)
+
+// The attach fallback. Servers without `MOVE PARTITION ... TO TABLE` (before 19.17) can only
+// copy a staged partition into its Data Source (`ATTACH PARTITION ... FROM`) and then drop it
+// from staging: two statements, so a crash between them leaves the partition in both tables,
+// and a retry must find out whether the attach happened before doing it again. The helpers
+// below give the caller what it needs for that: the state of the Data Source's partition
+// before the attach (PartitionState), the attach under a known query id with the server's
+// query log on (AttachPartition), and afterwards what the server says about that query
+// (AttachOutcome). The caller records the first two before attaching (see
+// services/executor/commit.go).
+
+// PartitionState is a Data Source partition's parts as they are before an attach.
+type PartitionState struct {
+	// Parts are the names of the partition's active parts.
+	Parts []string
+	// MaxBlock is the highest block number of the partition's parts (active or not): every
+	// part written later, by the attach or by anyone else, has higher block numbers.
+	MaxBlock int64
+}
+
+// PartitionState reads the parts of one partition of a Data Source of the flow.
+func (d *Delta) PartitionState(ctx context.Context, table, partition string) (PartitionState, error) {
+	res, err := d.conn.Query(ctx, fmt.Sprintf(
+		"SELECT name, active, max_block_number FROM system.parts WHERE database = %s AND table = %s AND partition_id = %s",
+		warehouse.QuoteString(d.flow.Database), warehouse.QuoteString(table), warehouse.QuoteString(partition)))
+	if err != nil {
+		return PartitionState{}, fmt.Errorf("parts of %s partition %s: %w", table, partition, err)
+	}
+	var st PartitionState
+	for _, r := range res.Rows {
+		if toUint(r[1]) == 1 {
+			st.Parts = append(st.Parts, fmt.Sprint(r[0]))
+		}
+		st.MaxBlock = max(st.MaxBlock, toInt(r[2]))
+	}
+	sort.Strings(st.Parts)
+	return st, nil
+}
+
+// RowsAbove counts the rows of the partition's active parts that hold blocks above maxBlock:
+// what was written into the partition since a PartitionState (merged parts that also hold
+// older blocks count whole, so this is an upper bound of the rows written since).
+func (d *Delta) RowsAbove(ctx context.Context, table, partition string, maxBlock int64) (uint64, error) {
+	res, err := d.conn.Query(ctx, fmt.Sprintf(
+		"SELECT sum(rows) FROM system.parts WHERE database = %s AND table = %s AND partition_id = %s AND active AND max_block_number > %d",
+		warehouse.QuoteString(d.flow.Database), warehouse.QuoteString(table), warehouse.QuoteString(partition), maxBlock))
+	if err != nil {
+		return 0, fmt.Errorf("parts of %s partition %s: %w", table, partition, err)
+	}
+	if len(res.Rows) != 1 {
+		return 0, nil
+	}
+	return toUint(res.Rows[0][0]), nil
+}
+
+// AttachPartition copies one staged partition into its Data Source under queryID, with the
+// server's query log on for the statement, so that AttachOutcome can tell later whether it
+// ran.
+func (d *Delta) AttachPartition(ctx context.Context, m Move, queryID string) error {
+	stmt := fmt.Sprintf("ALTER TABLE %s ATTACH PARTITION ID %s FROM %s", d.table(m.Table), warehouse.QuoteString(m.PartitionID), d.Staging(m.Table))
+	if _, err := d.conn.Exec(ctx, stmt, warehouse.WithQueryID(queryID), warehouse.WithSettings(warehouse.Settings{"log_queries": 1})); err != nil {
+		return fmt.Errorf("attach partition %s into %s: %w", m.PartitionID, m.Table, err)
+	}
+	return nil
+}
+
+// DropStaged drops one partition from a staging table (after it was attached to its Data
+// Source). Dropping a partition that is not there does nothing.
+func (d *Delta) DropStaged(ctx context.Context, m Move) error {
+	stmt := fmt.Sprintf("ALTER TABLE %s DROP PARTITION ID %s", d.Staging(m.Table), warehouse.QuoteString(m.PartitionID))
+	if _, err := d.conn.Exec(ctx, stmt); err != nil {
+		return fmt.Errorf("drop staged partition %s of %s: %w", m.PartitionID, m.Table, err)
+	}
+	return nil
+}
+
+// QueryOutcome is what a server says about an earlier statement, by its query id.
+type QueryOutcome int
+
+const (
+	// QueryUnknown: the server cannot say (it keeps no query log, or could not flush it).
+	QueryUnknown QueryOutcome = iota
+	// QueryNotLogged: the query log, flushed, has no record of the statement: the server
+	// never ran it, or it restarted before writing that part of its log.
+	QueryNotLogged
+	// QueryRunning: the statement is running now.
+	QueryRunning
+	// QueryFinished: the statement completed.
+	QueryFinished
+	// QueryFailed: the statement failed (and did not complete).
+	QueryFailed
+)
+
+func (o QueryOutcome) String() string {
+	return [...]string{"unknown", "not logged", "running", "finished", "failed"}[o]
+}
+
+// Outcome asks the server what became of the statement with queryID, issued around since:
+// running (system.processes), else what its query log says (flushed first). An error means
+// the server could not be asked; a server without a query log answers QueryUnknown.
+func Outcome(ctx context.Context, conn warehouse.Conn, queryID string, since time.Time) (QueryOutcome, error) {
+	res, err := conn.Query(ctx, "SELECT count() FROM system.processes WHERE query_id = "+warehouse.QuoteString(queryID))
+	if err != nil {
+		return QueryUnknown, fmt.Errorf("running statements: %w", err)
+	}
+	if len(res.Rows) == 1 && toUint(res.Rows[0][0]) > 0 {
+		return QueryRunning, nil
+	}
+	flushed := true
+	if _, err := conn.Exec(ctx, "SYSTEM FLUSH LOGS"); err != nil {
+		if warehouse.ClassOf(err) == warehouse.ClassRetryable {
+			return QueryUnknown, fmt.Errorf("flush the query log: %w", err)
+		}
+		flushed = false // not allowed, say: what the log holds still counts
+	}
+	// type: 1 QueryStart, 2 QueryFinish, 3 ExceptionBeforeStart, 4 ExceptionWhileProcessing.
+	res, err = conn.Query(ctx, fmt.Sprintf("SELECT toUInt8(type) FROM system.query_log WHERE event_date >= toDate(%d) - 1 AND query_id = %s",
+		since.Unix(), warehouse.QuoteString(queryID)))
+	if err != nil {
+		if code := warehouse.CodeOf(err); code == 60 || code == 81 { // no query log on this server
+			return QueryUnknown, nil
+		}
+		return QueryUnknown, fmt.Errorf("query log: %w", err)
+	}
+	out := QueryNotLogged
+	if !flushed {
+		out = QueryUnknown
+	}
+	for _, r := range res.Rows {
+		switch toUint(r[0]) {
+		case 2:
+			return QueryFinished, nil
+		case 3, 4:
+			out = QueryFailed
+		}
+	}
+	return out, nil
+}
+
+// ServerStart is when the server last started (now() - uptime(), in Unix seconds): a change
+// tells a caller that the server restarted, and lost its unwritten query log, meanwhile.
+func ServerStart(ctx context.Context, conn warehouse.Conn) (int64, error) {
+	res, err := conn.Query(ctx, "SELECT toUInt64(toUnixTimestamp(now()) - uptime())")
+	if err != nil {
+		return 0, fmt.Errorf("server start time: %w", err)
+	}
+	if len(res.Rows) != 1 {
+		return 0, fmt.Errorf("server start time: no answer")
+	}
+	return toInt(res.Rows[0][0]), nil
+}
+
+// SameParts reports whether two sorted part lists are equal.
+func SameParts(a, b []string) bool {
+	return strings.Join(a, "\x00") == strings.Join(b, "\x00") && len(a) == len(b)
+}
+
+func toInt(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case uint64:
+		return int64(x)
+	case float64:
+		return int64(x)
+	case string:
+		var n int64
+		_, _ = fmt.Sscan(x, &n)
+		return n
+	}
+	return 0
+}

@@ -1,0 +1,99 @@
+package executor
+
+import (
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// FaultsEnv names the environment variable that arms fault points, for tests that need a
+// crash or a stall at one precise line of the commit path (a window of microseconds that no
+// outside kill can aim at). It is read when the executor is built; unset, points do nothing.
+//
+//	SLUICE_TEST_FAULTS=point[@n]:action[;point[@n]:action...]
+//
+// point is one of the names passed to StepContext.fault ("attach.before", "attach.after",
+// "commit.recorded", "move.after"); @n arms only the n-th hit of the point in this process
+// (every hit without it); action is "kill" (SIGKILL of this process: a real crash, nothing
+// runs after it) or "sleep=DURATION".
+const FaultsEnv = "SLUICE_TEST_FAULTS"
+
+type faultRule struct {
+	nth    int
+	kill   bool
+	sleep  time.Duration
+	hits   int
+	passed bool
+}
+
+// faultSet holds the armed fault points of a process.
+type faultSet struct {
+	mu    sync.Mutex
+	rules map[string]*faultRule
+}
+
+// parseFaults reads a FaultsEnv value; "" arms nothing.
+func parseFaults(spec string) (*faultSet, error) {
+	fs := &faultSet{rules: map[string]*faultRule{}}
+	for _, item := range strings.Split(spec, ";") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		point, action, ok := strings.Cut(item, ":")
+		if !ok {
+			return nil, fmt.Errorf("%s: %q: want point[@n]:action", FaultsEnv, item)
+		}
+		r := &faultRule{}
+		if name, n, ok := strings.Cut(point, "@"); ok {
+			v, err := strconv.Atoi(n)
+			if err != nil || v < 1 {
+				return nil, fmt.Errorf("%s: %q: @%s is not a positive count", FaultsEnv, item, n)
+			}
+			point, r.nth = name, v
+		}
+		switch {
+		case action == "kill":
+			r.kill = true
+		case strings.HasPrefix(action, "sleep="):
+			d, err := time.ParseDuration(strings.TrimPrefix(action, "sleep="))
+			if err != nil {
+				return nil, fmt.Errorf("%s: %q: %w", FaultsEnv, item, err)
+			}
+			r.sleep = d
+		default:
+			return nil, fmt.Errorf("%s: %q: action %q is not kill or sleep=DURATION", FaultsEnv, item, action)
+		}
+		fs.rules[point] = r
+	}
+	return fs, nil
+}
+
+// hit runs the point's action, if armed.
+func (fs *faultSet) hit(point string, log *slog.Logger) {
+	fs.mu.Lock()
+	r := fs.rules[point]
+	if r == nil || r.passed {
+		fs.mu.Unlock()
+		return
+	}
+	r.hits++
+	if r.nth > 0 && r.hits != r.nth {
+		fs.mu.Unlock()
+		return
+	}
+	if r.nth > 0 {
+		r.passed = true
+	}
+	fs.mu.Unlock()
+	log.Warn("fault point reached", "point", point, "kill", r.kill, "sleep", r.sleep)
+	if r.kill {
+		_ = syscall.Kill(syscall.Getpid(), syscall.SIGKILL)
+		select {} // the signal is delivered before anything else of this step runs
+	}
+	time.Sleep(r.sleep)
+}
