@@ -58,3 +58,35 @@ func TestTickJobIDIsDeterministicAndSorts(t *testing.T) {
 		t.Errorf("ids do not sort by tick: %s then %s", a, later)
 	}
 }
+
+// TestSundayAsSeven: every day-of-week field the catalog accepts at push (0-7, 7 = Sunday)
+// parses, and its ticks fall on the same days as with 0.
+func TestSundayAsSeven(t *testing.T) {
+	from := time.Date(2024, 6, 3, 0, 0, 0, 0, time.UTC) // a Monday
+	for _, tc := range []struct{ expr, same string }{
+		{"0 0 * * 7", "0 0 * * 0"},
+		{"0 0 * * 5-7", "0 0 * * 0,5,6"},
+		{"0 0 * * 1-7/2", "0 0 * * 1,3,5,0"},
+		{"0 0 * * 2-7/2", "0 0 * * 2,4,6"},
+		{"0 0 1 1 7", "0 0 1 1 0"},
+		{"0 0 * * 6,7", "0 0 * * 6,0"},
+	} {
+		a, err := ParseCopySchedule(tc.expr)
+		if err != nil {
+			t.Errorf("%q: %v", tc.expr, err)
+			continue
+		}
+		b, err := ParseCopySchedule(tc.same)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ta, tb := from, from
+		for range 20 {
+			ta, tb = a.Next(ta), b.Next(tb)
+			if !ta.Equal(tb) || ta.IsZero() {
+				t.Errorf("%q ticks at %s, %q at %s", tc.expr, ta, tc.same, tb)
+				break
+			}
+		}
+	}
+}

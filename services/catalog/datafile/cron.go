@@ -42,12 +42,52 @@ func ValidateSchedule(s string) error {
 	if len(fields) != 5 {
 		return fmt.Errorf("expected 5 cron fields (minute hour day-of-month month day-of-week), found %d", len(fields))
 	}
+	sets := make([]cronSet, len(fields))
 	for i, f := range fields {
-		if err := cronFields[i].validate(f); err != nil {
+		var err error
+		if sets[i], err = cronFields[i].expand(f); err != nil {
 			return err
 		}
 	}
-	return nil
+	return neverFires(fields, sets)
+}
+
+// cronSet is the values a cron field matches, and whether it is unrestricted ('*'): cron runs
+// a schedule on the days its day-of-month AND its day-of-week match when either is '*', and on
+// the days either matches when both are restricted.
+type cronSet struct {
+	values map[int]bool
+	star   bool
+}
+
+// daysIn is the most days each month has (February in a leap year).
+var daysIn = [13]int{0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
+
+var monthNames = [13]string{"", "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December"}
+
+// neverFires refuses a schedule whose days never come: a day of month (with the day of week
+// unrestricted, or both unrestricted) that none of its months has, such as 30 February.
+func neverFires(fields []string, sets []cronSet) error {
+	dom, month, dow := sets[2], sets[3], sets[4]
+	if dom.star || (!dow.star) {
+		return nil // every month has days of every week, and every day of month 1-28
+	}
+	var months []string
+	longest := 0
+	for m := 1; m <= 12; m++ {
+		if !month.values[m] {
+			continue
+		}
+		months = append(months, monthNames[m])
+		longest = max(longest, daysIn[m])
+		for d := range dom.values {
+			if d <= daysIn[m] {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("day of month field %q and month field %q never meet: %s %s at most %d days, so the schedule would never run",
+		fields[2], fields[3], strings.Join(months, ", "), map[bool]string{true: "has", false: "have"}[len(months) == 1], longest)
 }
 
 func (cf cronField) value(s string) (int, error) {
@@ -66,39 +106,47 @@ func (cf cronField) value(s string) (int, error) {
 	return n, nil
 }
 
-func (cf cronField) validate(f string) error {
+// expand checks a field and returns the values it matches.
+func (cf cronField) expand(f string) (cronSet, error) {
+	set := cronSet{values: map[int]bool{}}
 	for _, item := range strings.Split(f, ",") {
 		if item == "" {
-			return fmt.Errorf("%s field %q: empty list item", cf.name, f)
+			return set, fmt.Errorf("%s field %q: empty list item", cf.name, f)
 		}
 		rng, step, hasStep := strings.Cut(item, "/")
+		every := 1
 		if hasStep {
 			n, err := strconv.Atoi(step)
 			if err != nil || n < 1 || step[0] == '+' {
-				return fmt.Errorf("%s field %q: step %q must be a positive number", cf.name, f, step)
+				return set, fmt.Errorf("%s field %q: step %q must be a positive number", cf.name, f, step)
 			}
+			every = n
 		}
+		a, b := cf.min, cf.max
 		if rng == "*" {
-			continue
-		}
-		lo, hi, isRange := strings.Cut(rng, "-")
-		a, err := cf.value(lo)
-		if err != nil {
-			return err
-		}
-		if !isRange {
-			if hasStep {
-				return fmt.Errorf("%s field %q: a step needs a range, e.g. %s-%d/%s", cf.name, f, lo, cf.max, step)
+			set.star = set.star || every == 1
+		} else {
+			lo, hi, isRange := strings.Cut(rng, "-")
+			var err error
+			if a, err = cf.value(lo); err != nil {
+				return set, err
 			}
-			continue
+			b = a
+			if !isRange && hasStep {
+				return set, fmt.Errorf("%s field %q: a step needs a range, e.g. %s-%d/%s", cf.name, f, lo, cf.max, step)
+			}
+			if isRange {
+				if b, err = cf.value(hi); err != nil {
+					return set, err
+				}
+				if a > b {
+					return set, fmt.Errorf("%s field %q: range start %d is after its end %d", cf.name, f, a, b)
+				}
+			}
 		}
-		b, err := cf.value(hi)
-		if err != nil {
-			return err
-		}
-		if a > b {
-			return fmt.Errorf("%s field %q: range start %d is after its end %d", cf.name, f, a, b)
+		for v := a; v <= b; v += every {
+			set.values[v] = true
 		}
 	}
-	return nil
+	return set, nil
 }
