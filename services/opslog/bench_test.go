@@ -58,7 +58,7 @@ func benchThroughput(b *testing.B, e engine) {
 		now := time.Now()
 		for i := range n {
 			ev := testEvent("bench", fmt.Sprintf("ds%02d", i%20), i)
-			ev.Id = uuid.NewString()
+			ev.Id = uuid.Must(uuid.NewV7()).String() // as Publish makes them: time-ordered
 			ev.Timestamp = timestamppb.New(now.Add(time.Duration(i) * time.Millisecond))
 			ev.PipeName, ev.Options = "copy_pipe", map[string]string{"mode": "append", "execution_type": "scheduled"}
 			data, _ := proto.Marshal(ev)
@@ -154,7 +154,7 @@ func benchLatency(b *testing.B, e engine) {
 						time.Sleep(d)
 					}
 					ev := testEvent("bench", fmt.Sprintf("ds%02d", i%20), i)
-					ev.Id = uuid.NewString()
+					ev.Id = uuid.Must(uuid.NewV7()).String() // as Publish makes them: time-ordered
 					mu.Lock()
 					sent[ev.Id] = time.Now()
 					mu.Unlock()

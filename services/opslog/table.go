@@ -53,7 +53,11 @@ func TableDDL(db, ttl string) string { return opsevents.TableDDL(db, ttl) }
 
 // ttlExpr is the TTL clause of a retention.
 func ttlExpr(retention time.Duration) string {
-	return fmt.Sprintf("timestamp + toIntervalSecond(%d)", int64(retention/time.Second))
+	return "timestamp + " + ttlSeconds(retention)
+}
+
+func ttlSeconds(retention time.Duration) string {
+	return fmt.Sprintf("toIntervalSecond(%d)", int64(retention/time.Second))
 }
 
 // WorkspaceViewDDL is opsevents.WorkspaceViewDDL: the view that makes the ops log one of a
@@ -106,6 +110,9 @@ func (s *Service) ensureTable(ctx context.Context) error {
 	if err := s.ensureTimestampNS(ctx); err != nil {
 		return err
 	}
+	if err := s.ensureIDs(ctx, ttl); err != nil {
+		return err
+	}
 	if ttl == "" {
 		return nil
 	}
@@ -118,7 +125,7 @@ func (s *Service) ensureTable(ctx context.Context) error {
 	}
 	if len(res.Rows) == 1 {
 		full, _ := res.Rows[0][0].(string)
-		if !strings.Contains(full, fmt.Sprintf("toIntervalSecond(%d)", int64(s.cfg.Retention/time.Second))) {
+		if !strings.Contains(full, ttlSeconds(s.cfg.Retention)) {
 			if _, err := wh.Exec(ctx, fmt.Sprintf("ALTER TABLE %s MODIFY TTL %s", s.table, ttl)); err != nil {
 				return fmt.Errorf("set retention of %s.%s: %w", s.db, TableName, err)
 			}
@@ -150,6 +157,10 @@ func (s *Service) dropExpired(ctx context.Context, now time.Time) ([]string, err
 		}
 		if _, err := s.deps.Warehouse.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP PARTITION %s", s.table, p)); err != nil {
 			return dropped, fmt.Errorf("drop ops log partition %s: %w", p, err)
+		}
+		// The ids index is partitioned by the same months.
+		if _, err := s.deps.Warehouse.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP PARTITION %s", warehouse.QualifiedName(s.db, IDsTableName), p)); err != nil {
+			return dropped, fmt.Errorf("drop ops log ids partition %s: %w", p, err)
 		}
 		dropped = append(dropped, p)
 	}

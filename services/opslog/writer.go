@@ -4,21 +4,23 @@ package opslog
 //
 // Exactly once. JetStream delivers every event at least once: a batch is acknowledged only
 // after its insert has committed, so a writer that dies between the two gets the batch again
-// (possibly split or merged with other events). The writer makes the second write a no-op by
-// looking up, before every insert attempt, which of the batch's event ids are already in the
-// table, and inserting only the others. The look-up is exact because only opslog writers write
-// the table, JetStream gives a message to one writer at a time (a writer that retries keeps it
-// with in-progress acks), and an insert attempt is over (committed, failed, or killed on the
-// server by the warehouse package when its context ends) before the next look-up starts. It is
-// cheap because it names the batch's workspaces, Data Sources and timestamp ranges, which the
-// sorting key (workspace, datasource_name, timestamp) and the monthly partitions turn into a
-// read of the few granules around the batch (see existingIDs). It works the same on chDB and
-// on every ClickHouse server (18.16 has neither insert_deduplication_token nor
-// non_replicated_deduplication_window), and it also covers what block deduplication would
-// not: a partly committed insert (a batch whose rows span partitions is written as several
-// parts), a redelivered event in a differently composed batch, and an event published twice
-// beyond JetStream's duplicate window. (Two replicas handed two copies of one event id at the
-// same moment could both write it; one writer per installation, the default, cannot.)
+// (possibly split or merged with other events); and a publisher may publish an event again
+// long after JetStream's duplicate window, with another timestamp. The writer makes any second
+// write a no-op by looking up, before every insert attempt, which of the batch's event ids are
+// already written, and inserting only the others. The look-up is exact because only opslog
+// writers write the table, JetStream gives a message to one writer at a time (a writer that
+// retries keeps it with in-progress acks), and an insert attempt is over (committed, failed,
+// or killed on the server by the warehouse package when its context ends) before the next
+// look-up starts. It is one query per batch, cheap whatever the table's size: it reads the
+// table in the key range of the batch (workspaces, Data Sources, timestamps: a message
+// delivered again), and the ids index (ids.go) around the times the batch's ids carry (an id
+// published again with any timestamp), which a materialized view fills in the same insert. It
+// works the same on chDB and on every ClickHouse server (18.16 has neither
+// insert_deduplication_token nor non_replicated_deduplication_window), and it also covers what
+// block deduplication would not: a partly committed insert (a batch whose rows span partitions
+// is written as several parts) and a redelivered event in a differently composed batch. (Two
+// replicas handed two copies of one event id at the same moment could both write it; one
+// writer per installation, the default, cannot.)
 //
 // Never dropped. While ClickHouse is unreachable the writer retries the same batch with
 // backoff (100 ms doubling to 5 s), telling JetStream the batch is still in progress so it is
@@ -27,6 +29,7 @@ package opslog
 // be written and is terminated with a log line.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -274,24 +277,26 @@ func (s *Service) insertNew(events []*opslogv1.OpsEvent) (written, dup int, err 
 	return len(rows), len(events) - len(rows), nil
 }
 
-// existingIDs returns which of the events' ids are in the table.
-//
-// The events are grouped into clusters of close timestamps (no gap over clusterGap). A
-// cluster of many events is looked up by its key range alone (workspaces, Data Sources,
-// timestamp range; no id list, which ClickHouse parses slowly when long): what is stored in
-// that range is of the order of the cluster itself, since a writer's batch holds what was
-// published together. A small cluster, which may span a long range, also names its ids.
+// existingIDs returns which of the events' ids are in the table, with one query: the ops log
+// by key range (workspace, Data Source, timestamp; see lookupQueries), which finds a message
+// delivered again, and the ids index by the times the ids carry (see ids.go), which finds an
+// id published again with any other timestamp.
 func (s *Service) existingIDs(ctx context.Context, wh warehouse.Conn, events []*opslogv1.OpsEvent) (map[string]bool, error) {
 	found := map[string]bool{}
-	for _, q := range lookupQueries(s.table, events) {
-		res, err := wh.Query(ctx, q, warehouse.WithSettings(warehouse.Settings{"max_query_size": lookupQuerySize}))
-		if err != nil {
-			return nil, err
-		}
-		for _, row := range res.Rows {
-			if id, ok := row[0].(string); ok {
-				found[id] = true
-			}
+	qs := lookupQueries(s.table, events)
+	timed := make([]timedEvent, len(events))
+	for i, ev := range events {
+		timed[i] = timedEvent{id: ev.GetId(), at: idTime(ev.GetId())}
+	}
+	slices.SortFunc(timed, func(a, b timedEvent) int { return cmp.Compare(a.at, b.at) })
+	qs = append(qs, idLookups(warehouse.QualifiedName(s.db, IDsTableName), timed)...)
+	res, err := wh.Query(ctx, strings.Join(qs, "\nUNION ALL\n"), warehouse.WithSettings(warehouse.Settings{"max_query_size": lookupQuerySize}))
+	if err != nil {
+		return nil, err
+	}
+	for _, row := range res.Rows {
+		if id, ok := row[0].(string); ok {
+			found[id] = true
 		}
 	}
 	return found, nil
