@@ -38,7 +38,14 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "sluiced: %v\n", err)
 		return 1
 	}
-	<-ctx.Done()
+	code := 0
+	select {
+	case <-ctx.Done():
+	case err := <-a.Failed():
+		// A service that waited for its dependencies could not start once they answered.
+		fmt.Fprintf(os.Stderr, "sluiced: %v\n", err)
+		code = 1
+	}
 	stop()
 	a.Logger().Info("shutting down")
 	if err := a.Stop(); err != nil {
@@ -46,5 +53,5 @@ func run(args []string) int {
 		return 1
 	}
 	a.Logger().Info("stopped")
-	return 0
+	return code
 }

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,7 @@ type Server struct {
 	ln       net.Listener
 	mu       sync.Mutex
 	services []string
+	waiting  map[string]string // service → why it takes no calls yet
 	done     chan struct{}
 	requests atomic.Pointer[idempotency.Store]
 }
@@ -68,14 +70,15 @@ func New(o Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("grpc listen %s: %w", o.Addr, err)
 	}
-	s := &Server{log: o.Log, gate: o.Gate, ln: ln, done: make(chan struct{})}
+	s := &Server{log: o.Log, gate: o.Gate, ln: ln, done: make(chan struct{}), waiting: map[string]string{}}
 	opts := []grpc.ServerOption{
 		grpc.StatsHandler(otelgrpc.NewServerHandler(otelgrpc.WithTracerProvider(o.Tracer), otelgrpc.WithPropagators(o.Propagator))),
 		// Recovery first, so a panic anywhere below is caught; then the error mapping, so the
 		// gate's refusals carry ErrorInfo too; the gate before anything reads the request; the
+		// readiness gate (a service still waiting for its dependencies refuses the call); the
 		// enum check before a request id is claimed, so a refused request keeps its id free.
-		grpc.ChainUnaryInterceptor(recoverUnary(o.Log), errorsUnary, o.Gate.Unary(), validateUnary, s.requestsUnary),
-		grpc.ChainStreamInterceptor(recoverStream(o.Log), errorsStream, o.Gate.Stream(), validateStream, s.requestsStream),
+		grpc.ChainUnaryInterceptor(recoverUnary(o.Log), errorsUnary, o.Gate.Unary(), s.readyUnary, validateUnary, s.requestsUnary),
+		grpc.ChainStreamInterceptor(recoverStream(o.Log), errorsStream, o.Gate.Stream(), s.readyStream, validateStream, s.requestsStream),
 	}
 	if o.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(o.TLS)))
@@ -91,6 +94,47 @@ func New(o Options) (*Server, error) {
 	}
 	s.GRPC, s.Health = g, h
 	return s, nil
+}
+
+// SetWaiting makes a service refuse calls (Unavailable, with reason) until it is called again
+// with reason "": a service that is waiting for its dependencies to start.
+func (s *Server) SetWaiting(service, reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if reason == "" {
+		delete(s.waiting, service)
+		return
+	}
+	s.waiting[service] = reason
+}
+
+// ready refuses a call to a service that waits.
+func (s *Server) ready(fullMethod string) error {
+	service := strings.TrimPrefix(fullMethod, "/")
+	if i := strings.LastIndexByte(service, '/'); i >= 0 {
+		service = service[:i]
+	}
+	s.mu.Lock()
+	reason, waits := s.waiting[service]
+	s.mu.Unlock()
+	if waits {
+		return status.Errorf(codes.Unavailable, "%s is not ready: %s", service, reason)
+	}
+	return nil
+}
+
+func (s *Server) readyUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := s.ready(info.FullMethod); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (s *Server) readyStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := s.ready(info.FullMethod); err != nil {
+		return err
+	}
+	return handler(srv, ss)
 }
 
 // Addr is the address the server listens on.

@@ -116,6 +116,7 @@ type Conn struct {
 	// user and password of the embedded server (random at every start).
 	user, password string
 	log            *slog.Logger
+	url            string
 }
 
 // Connect starts the embedded server when cfg.URL is empty, then connects.
@@ -153,6 +154,11 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Conn, error) {
 		}
 		opts = append(opts, ao...)
 	}
+	if cfg.URL != "" {
+		// An external server may be down when the process starts: the connection is made as
+		// soon as it answers (Ready tells when), and the process waits for it meanwhile.
+		opts = append(opts, nats.RetryOnFailedConnect(true))
+	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		c.shutdownServer()
@@ -164,13 +170,15 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Conn, error) {
 		c.shutdownServer()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	c.NC, c.JS = nc, js
+	c.NC, c.JS, c.url = nc, js, url
+	if !nc.IsConnected() {
+		log.Warn("nats is not reachable yet; the services that need it wait for it", "url", redact(url))
+		return c, nil
+	}
 	// Fail early, with a clear message, when the server has no JetStream.
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := js.AccountInfo(actx); err != nil {
+	if err := c.Ready(ctx); err != nil && !errors.Is(err, ErrUnreachable) {
 		c.Close()
-		return nil, fmt.Errorf("nats at %s: jetstream not available (run nats-server with -js): %w", redact(url), err)
+		return nil, err
 	}
 	return c, nil
 }
@@ -192,6 +200,28 @@ func randomPassword() string {
 		panic("crypto/rand: " + err.Error())
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// ErrUnreachable marks an error of Ready that waiting may cure: the server does not answer.
+var ErrUnreachable = errors.New("unreachable")
+
+// Ready reports whether NATS is usable now: nil when connected with JetStream answering; an
+// error wrapping ErrUnreachable when the server cannot be reached (yet); another error when it
+// answers without JetStream, which waiting does not cure.
+func (c *Conn) Ready(ctx context.Context) error {
+	if !c.NC.IsConnected() {
+		return fmt.Errorf("NATS at %s: %w: not connected (%s)", redact(c.url), ErrUnreachable, c.NC.Status())
+	}
+	actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	_, err := c.JS.AccountInfo(actx)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+		return fmt.Errorf("nats at %s: jetstream not available (run nats-server with -js): %w", redact(c.url), err)
+	}
+	return fmt.Errorf("NATS at %s: %w: jetstream does not answer: %w", redact(c.url), ErrUnreachable, err)
 }
 
 func startEmbedded(cfg Config, user, password string) (*server.Server, error) {

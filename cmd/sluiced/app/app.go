@@ -55,6 +55,7 @@ type App struct {
 
 	mgr      *lifecycle.Manager
 	services []string
+	ready    *readiness
 }
 
 // New builds the process for cfg, logging to logOut.
@@ -65,6 +66,7 @@ func New(ctx context.Context, cfg Config, logOut io.Writer) (*App, error) {
 		return nil, err
 	}
 	a := &App{cfg: cfg, log: log, tel: tel, conns: map[string]*grpc.ClientConn{}}
+	a.initReadiness()
 	mgr, err := lifecycle.New(a.modules(), cfg.Target, log)
 	if err != nil {
 		return nil, err
@@ -78,17 +80,19 @@ func New(ctx context.Context, cfg Config, logOut io.Writer) (*App, error) {
 func (a *App) Start(ctx context.Context) error {
 	a.log.Info("starting sluiced", "target", a.cfg.Target.String(), "modules", a.mgr.Order())
 	if err := a.mgr.Start(ctx); err != nil {
+		a.stopReadiness()
 		return err
 	}
-	for _, s := range a.services {
-		a.server.SetServing(s, true)
+	a.watchDependencies()
+	a.ready.mu.Lock()
+	ready := a.ready.ready
+	a.ready.mu.Unlock()
+	if !ready {
+		a.log.Warn("sluiced started; services wait for their dependencies and are not ready yet", "grpc_addr", a.server.Addr(), "http_addr", a.httpAddr)
 	}
-	a.server.SetOverall(true)
-	a.tel.SetReady(true)
 	if a.cfg.Dev && a.cfg.Runs("catalog") {
 		a.registerDevToken()
 	}
-	a.log.Info("sluiced ready", "grpc_addr", a.server.Addr(), "http_addr", a.httpAddr, "services", a.services, "tls", a.cfg.TLS.Enabled())
 	return nil
 }
 
@@ -100,6 +104,7 @@ func (a *App) Stop() error {
 	if a.server != nil {
 		a.server.Health.Shutdown()
 	}
+	a.stopReadiness()
 	err := a.mgr.Stop(a.cfg.ShutdownTimeout)
 	if terr := a.tel.Shutdown(context.Background()); terr != nil {
 		a.log.Warn("telemetry shutdown", "err", terr)
@@ -280,6 +285,8 @@ func (a *App) openClickHouse(ctx context.Context) (warehouse.Conn, error) {
 		a.workspaceUsers = users
 		a.log.Info("workspaces' SQL runs as their own ClickHouse users", "user", ch.WorkspaceUser)
 	}
+	// Unchecked: the server may be down now; the services that need it wait for it.
+	cfg.Unchecked = true
 	return warehouse.OpenNative(ctx, cfg)
 }
 

@@ -24,7 +24,9 @@ import (
 //
 // Start order is the dependency order below (ties by name): every module's Init runs first
 // (connections open, the token store is loaded, the gRPC server listens, services register on
-// it), then every Start (the gRPC server serves, services begin their background work).
+// it), then every Start (the gRPC server serves, services begin their background work). A
+// service whose NATS or ClickHouse does not answer yet starts as soon as they do
+// (readiness.go): until then it is NOT_SERVING and refuses calls with the reason.
 //
 // Shutdown on SIGTERM, in this order:
 //  1. health turns NOT_SERVING for every service and the process (App.Stop);
@@ -151,8 +153,10 @@ func (a *App) modules() []lifecycle.Module {
 				a.register(catalog.ServiceName, s.Register)
 				return nil
 			},
-			Start: func(ctx context.Context) error { return a.catalog.Start(ctx) },
-			Stop:  func(ctx context.Context) error { return a.catalog.Stop(ctx) },
+			Start: func(ctx context.Context) error {
+				return a.startService(ctx, "catalog", catalog.ServiceName, []dependency{a.natsDependency(), a.clickhouseDependency()}, a.catalog.Start)
+			},
+			Stop: func(ctx context.Context) error { return a.catalog.Stop(ctx) },
 		},
 		{
 			Name: "scheduler",
@@ -173,8 +177,10 @@ func (a *App) modules() []lifecycle.Module {
 				a.register(scheduler.ServiceName, s.Register)
 				return nil
 			},
-			Start: func(ctx context.Context) error { return a.scheduler.Start(ctx) },
-			Stop:  func(ctx context.Context) error { return a.scheduler.Stop(ctx) },
+			Start: func(ctx context.Context) error {
+				return a.startService(ctx, "scheduler", scheduler.ServiceName, []dependency{a.natsDependency()}, a.scheduler.Start)
+			},
+			Stop: func(ctx context.Context) error { return a.scheduler.Stop(ctx) },
 		},
 		{
 			Name: "executor",
@@ -195,8 +201,13 @@ func (a *App) modules() []lifecycle.Module {
 				a.register(executor.ServiceName, s.Register)
 				return nil
 			},
-			Start: func(ctx context.Context) error { a.sweepCopyStaging(ctx); return a.executor.Start(ctx) },
-			Stop:  func(ctx context.Context) error { return a.executor.Stop(ctx) },
+			Start: func(ctx context.Context) error {
+				return a.startService(ctx, "executor", executor.ServiceName, []dependency{a.natsDependency(), a.clickhouseDependency()}, func(ctx context.Context) error {
+					a.sweepCopyStaging(ctx)
+					return a.executor.Start(ctx)
+				})
+			},
+			Stop: func(ctx context.Context) error { return a.executor.Stop(ctx) },
 		},
 		{
 			Name: "opslog",
@@ -213,8 +224,10 @@ func (a *App) modules() []lifecycle.Module {
 				a.register(opslog.ServiceName, s.Register)
 				return nil
 			},
-			Start: func(ctx context.Context) error { return a.opslog.Start(ctx) },
-			Stop:  func(ctx context.Context) error { return a.opslog.Stop(ctx) },
+			Start: func(ctx context.Context) error {
+				return a.startService(ctx, "opslog", opslog.ServiceName, []dependency{a.natsDependency(), a.clickhouseDependency()}, a.opslog.Start)
+			},
+			Stop: func(ctx context.Context) error { return a.opslog.Stop(ctx) },
 		},
 		{
 			// ingest serves the Events API on its own HTTP listener (-events-addr), opened at Init;
