@@ -15,7 +15,8 @@ import (
 func TestPushRefusesAScheduleThatNeverRuns(t *testing.T) {
 	sys := sluicetest.Start(t)
 	ctx := context.Background()
-	if _, err := sys.Catalog.CreateWorkspace(ctx, &catalogv1.CreateWorkspaceRequest{Name: "feb"}); err != nil {
+	ws := uniqueWorkspace("feb")
+	if _, err := sys.Catalog.CreateWorkspace(ctx, &catalogv1.CreateWorkspaceRequest{Name: ws}); err != nil {
 		t.Fatal(err)
 	}
 	files := func(day string) []*catalogv1.Datafile {
@@ -24,14 +25,14 @@ func TestPushRefusesAScheduleThatNeverRuns(t *testing.T) {
 			{Path: "pipes/feb.pipe", Content: "NODE n\nSQL >\n    SELECT 1 AS x\n\nTYPE COPY\nTARGET_DATASOURCE t\nCOPY_SCHEDULE 0 0 " + day + " 2 *\n"},
 		}
 	}
-	_, err := sys.Catalog.Push(ctx, &catalogv1.PushRequest{Workspace: "feb", Files: files("30")})
+	_, err := sys.Catalog.Push(ctx, &catalogv1.PushRequest{Workspace: ws, Files: files("30")})
 	if err == nil || !strings.Contains(err.Error(), "pipes/feb.pipe:7:15") || !strings.Contains(err.Error(), `day of month field "30" and month field "2" never meet`) {
 		t.Fatalf("push of COPY_SCHEDULE 0 0 30 2 *: %v", err)
 	}
-	if resp, err := sys.Catalog.ListPipes(ctx, &catalogv1.ListPipesRequest{Workspace: "feb"}); err != nil || len(resp.GetPipes()) != 0 {
+	if resp, err := sys.Catalog.ListPipes(ctx, &catalogv1.ListPipesRequest{Workspace: ws}); err != nil || len(resp.GetPipes()) != 0 {
 		t.Fatalf("after the refused push: pipes %v, %v", resp.GetPipes(), err)
 	}
-	if _, err := sys.Catalog.Push(ctx, &catalogv1.PushRequest{Workspace: "feb", Files: files("29")}); err != nil {
+	if _, err := sys.Catalog.Push(ctx, &catalogv1.PushRequest{Workspace: ws, Files: files("29")}); err != nil {
 		t.Fatalf("push of COPY_SCHEDULE 0 0 29 2 *: %v", err)
 	}
 }

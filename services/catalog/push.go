@@ -308,6 +308,13 @@ func (s *Service) renderNode(ctx context.Context, req *catalogv1.RenderNodeReque
 	}
 	c := &composer{p: p, db: ws.Database, params: req.GetParameters(), opts: template.RenderOptions{JobTimestamp: ts.Truncate(time.Second), Check: req.GetCheck()}}
 	sql, err := c.node(nd)
+	if cut := pd.rec.Cutover; err == nil && cut != nil && !req.GetWithoutCutover() && nd == pd.outputNode() && pd.pipeType() == datafile.NodeMaterialized {
+		// The view as it is: with the cut-over it handles (every cascade through it must see
+		// what the view would do).
+		if trigger, ok := p.trigger(pd); ok {
+			sql, err = withCutover(sql, ws.Database, trigger, cut)
+		}
+	}
 	if err == nil {
 		err = s.verifyAST(ctx, ws.Database, sql)
 	}

@@ -55,6 +55,9 @@ type resourceRecord struct {
 	// materialized pipe's view), kept so that dropping them can be undone.
 	DDL        []string  `json:"ddl,omitempty"`
 	UpdateTime time.Time `json:"update_time"`
+	// Cutover is the cut-over a materialized pipe's view handles (CutOverView); a push that
+	// changes the pipe replaces the view without it.
+	Cutover *viewCutover `json:"cutover,omitempty"`
 }
 
 type fileRecord struct {

@@ -127,11 +127,24 @@ func (r *CopyRunner) RunStep(ctx context.Context, sc *StepContext) (StepResult, 
 		}
 		sc.Log.Info("copy step resumes its commit", "phase", cc.Phase, "by_attempt", c.GetAttempt())
 	} else {
-		if flow, err = dataflow.Resolve(ctx, r.Catalog, job.GetWorkspace(), p.Target, false); err != nil {
-			return StepResult{}, catalogError(fmt.Errorf("copy into %s: %w", p.Target, err))
-		}
-		if cc, rev, err = r.stage(ctx, sc, flow, p, rev); err != nil {
-			return StepResult{}, err
+		for try := 1; ; try++ {
+			// The views as they are, with no cut-over under way (see fence.go).
+			at, err := sc.settledFence(ctx)
+			if err != nil {
+				return StepResult{}, err
+			}
+			if flow, err = dataflow.Resolve(ctx, r.Catalog, job.GetWorkspace(), p.Target, false); err != nil {
+				return StepResult{}, catalogError(fmt.Errorf("copy into %s: %w", p.Target, err))
+			}
+			cc, rev, err = r.stage(ctx, sc, flow, p, rev, at)
+			if errors.Is(err, errViewsChanged) && try < 3 {
+				sc.Log.Info("a view downstream was cut over while the copy staged; staging again")
+				continue
+			}
+			if err != nil {
+				return StepResult{}, err
+			}
+			break
 		}
 	}
 	if cc.Flow != nil {
@@ -166,6 +179,9 @@ func (r *CopyRunner) RunStep(ctx context.Context, sc *StepContext) (StepResult, 
 	if err != nil {
 		return StepResult{}, err
 	}
+	if len(flow.Views) > 0 {
+		sc.leaveFence(ctx)
+	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	if err := r.dropStaging(dctx, sc, flow, cc); err != nil {
@@ -191,7 +207,7 @@ func decodeCopyCommit(b []byte) (*copyCommit, error) {
 
 // stage builds the staging tables and writes the commit record; it returns the record and its
 // revision.
-func (r *CopyRunner) stage(ctx context.Context, sc *StepContext, flow dataflow.Flow, p jobs.CopyStep, rev uint64) (*copyCommit, uint64, error) {
+func (r *CopyRunner) stage(ctx context.Context, sc *StepContext, flow dataflow.Flow, p jobs.CopyStep, rev uint64, at viewFence) (*copyCommit, uint64, error) {
 	key := fmt.Sprintf("%s#%d", sc.IdempotencyKey, sc.Attempt)
 	d, err := dataflow.NewForJob(r.Conn, flow, sc.Job.GetId(), key)
 	if err != nil {
@@ -208,6 +224,15 @@ func (r *CopyRunner) stage(ctx context.Context, sc *StepContext, flow dataflow.F
 		return nil, 0, err
 	}
 	cc.Flow = &flow
+	if len(flow.Views) > 0 {
+		if err := sc.enterFence(ctx, at); err != nil {
+			r.dropQuietly(ctx, sc, d)
+			if errors.Is(err, errViewsChanged) {
+				return nil, 0, Transient(err)
+			}
+			return nil, 0, err
+		}
+	}
 	data, _ := json.Marshal(cc)
 	// Once asked, the write is seen through: a cancel must not leave it unknown.
 	sctx, sstop := drainOnly(ctx)

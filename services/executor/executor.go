@@ -10,6 +10,7 @@ package executor
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -103,6 +104,7 @@ type Service struct {
 
 	store     *jobs.Store
 	commits   jetstream.KeyValue
+	fence     *fenceStore
 	consumer  jetstream.Consumer
 	cancelSub *nats.Subscription
 
@@ -168,6 +170,14 @@ func (s *Service) Start(ctx context.Context) error {
 	if s.commits, err = s.deps.NATS.EnsureKV(ctx, jobs.CommitsBucketConfig()); err != nil {
 		return err
 	}
+	fkv, err := s.deps.NATS.EnsureKV(ctx, ViewFenceBucketConfig())
+	if err != nil {
+		return err
+	}
+	s.fence = &fenceStore{kv: fkv, log: s.log, final: func(ctx context.Context, ws, id string) bool {
+		rec, _, err := s.store.Get(ctx, ws, id)
+		return errors.Is(err, jobs.ErrNotFound) || (err == nil && jobs.Final(rec.GetJob().GetStatus()))
+	}}
 	s.consumer, err = s.deps.NATS.JS.CreateOrUpdateConsumer(ctx, jobs.StreamSteps, jetstream.ConsumerConfig{
 		Durable:       jobs.ConsumerExecutors,
 		Description:   "executors pull job steps",

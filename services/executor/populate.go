@@ -29,6 +29,7 @@ import (
 type PopulateCatalog interface {
 	dataflow.Catalog
 	GetDataSource(ctx context.Context, in *catalogv1.GetDataSourceRequest, opts ...grpc.CallOption) (*catalogv1.GetDataSourceResponse, error)
+	CutOverView(ctx context.Context, in *catalogv1.CutOverViewRequest, opts ...grpc.CallOption) (*catalogv1.CutOverViewResponse, error)
 }
 
 // JobFinisher is implemented by step runners that report the end of their jobs (ops events):
@@ -66,11 +67,13 @@ type PopulateDeps struct {
 // jobPlan is what every step of a job asks the catalog: asked once per job and executor (the
 // steps of one job use the same flow and query, also if the pipe is pushed meanwhile).
 type jobPlan struct {
-	flow     *dataflow.Flow
-	query    string
-	columns  []string
-	hashKey  string
-	rendered bool
+	flow *dataflow.Flow
+	// flowEpoch is the view fence's epoch the flow was resolved at (see fence.go).
+	flowEpoch uint64
+	query     string
+	columns   []string
+	hashKey   string
+	rendered  bool
 }
 
 // maxPlans bounds the plans an executor keeps (one per recent populate job).
@@ -96,13 +99,14 @@ func (r *PopulateRunner) cached(id string) *jobPlan {
 	return pl
 }
 
-// flow resolves the job's data flow (once per job).
-func (r *PopulateRunner) flow(ctx context.Context, job *schedulerv1.Job) (dataflow.Flow, error) {
+// flow resolves the job's data flow (once per job and view fence epoch: a cut-over of a view
+// downstream changes its query).
+func (r *PopulateRunner) flow(ctx context.Context, job *schedulerv1.Job, epoch uint64) (dataflow.Flow, error) {
 	pl := r.cached(job.GetId())
 	r.mu.Lock()
-	f := pl.flow
+	f, at := pl.flow, pl.flowEpoch
 	r.mu.Unlock()
-	if f != nil {
+	if f != nil && at == epoch {
 		return *f, nil
 	}
 	flow, err := dataflow.Resolve(ctx, r.d.Catalog, job.GetWorkspace(), job.GetTargetDatasource(), job.GetPopulate().GetOnlyThisView())
@@ -110,7 +114,7 @@ func (r *PopulateRunner) flow(ctx context.Context, job *schedulerv1.Job) (datafl
 		return flow, Transient(err)
 	}
 	r.mu.Lock()
-	pl.flow = &flow
+	pl.flow, pl.flowEpoch = &flow, epoch
 	r.mu.Unlock()
 	return flow, nil
 }
@@ -124,7 +128,9 @@ func (r *PopulateRunner) plan(ctx context.Context, job *schedulerv1.Job, source,
 	if done.rendered {
 		return done, nil
 	}
-	rn, err := r.d.Catalog.RenderNode(ctx, &catalogv1.RenderNodeRequest{Workspace: job.GetWorkspace(), Pipe: job.GetPipe(), Node: job.GetNode()})
+	// The node's own query, without the cut-over its view may handle: the populate handles
+	// the rows up to it.
+	rn, err := r.d.Catalog.RenderNode(ctx, &catalogv1.RenderNodeRequest{Workspace: job.GetWorkspace(), Pipe: job.GetPipe(), Node: job.GetNode(), WithoutCutover: true})
 	if err != nil {
 		return done, Transient(fmt.Errorf("query of %s: %w", job.GetPipe(), err))
 	}
@@ -250,7 +256,7 @@ func (r *PopulateRunner) RunStep(ctx context.Context, s *StepContext) (StepResul
 			return r.commit(ctx, s, pc, rev, nil)
 		}
 	}
-	flow, err := r.flow(ctx, job)
+	flow, err := r.flow(ctx, job, 0)
 	if err != nil {
 		return StepResult{}, err
 	}
@@ -259,6 +265,14 @@ func (r *PopulateRunner) RunStep(ctx context.Context, s *StepContext) (StepResul
 		if started, err = r.ensureStarted(ctx, s, flow, p.Source); err != nil {
 			return StepResult{}, err
 		}
+	}
+	// The views downstream as they are, with no cut-over under way (see fence.go).
+	at, err := s.settledFence(ctx)
+	if err != nil {
+		return StepResult{}, err
+	}
+	if flow, err = r.flow(ctx, job, at.Epoch); err != nil {
+		return StepResult{}, err
 	}
 	st, err := r.newStage(ctx, s, p, flow)
 	if err != nil {
@@ -289,6 +303,15 @@ func (r *PopulateRunner) RunStep(ctx context.Context, s *StepContext) (StepResul
 		return StepResult{}, err
 	}
 	staged := time.Since(begin)
+	if len(flow.Views) > 0 {
+		if err := s.enterFence(ctx, at); err != nil {
+			_ = st.delta.Drop(context.WithoutCancel(ctx))
+			if errors.Is(err, errViewsChanged) {
+				return StepResult{}, Transient(err)
+			}
+			return StepResult{}, err
+		}
+	}
 	data, _ := json.Marshal(pc)
 	// Once asked, the write is seen through: a cancel must not leave it unknown.
 	sctx, sstop := drainOnly(ctx)
@@ -359,6 +382,9 @@ func (r *PopulateRunner) commit(ctx context.Context, s *StepContext, pc populate
 	})
 	if err != nil {
 		return StepResult{}, err
+	}
+	if len(pc.Flow.Views) > 0 {
+		s.leaveFence(ctx)
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
@@ -452,10 +478,10 @@ func (r *PopulateRunner) start(ctx context.Context, s *StepContext, flow dataflo
 	if opts.GetCutoverSnapshot() {
 		tables = flow.Tables()
 	}
-	truncate := func() error { return truncateOn(ctx, r.d.Warehouse, flow.Database, tables) }
 	if opts.GetCutoverColumn() != "" {
-		return jobStart{Done: true}, r.cutOverView(ctx, s, flow, source, truncate)
+		return jobStart{Done: true}, r.cutOverColumn(ctx, s, flow, source)
 	}
+	truncate := func() error { return truncateOn(ctx, r.d.Warehouse, flow.Database, tables) }
 	if !opts.GetCutoverSnapshot() {
 		if err := truncate(); err != nil {
 			return jobStart{}, err
@@ -517,44 +543,59 @@ func truncateOn(ctx context.Context, c warehouse.Conn, db string, tables []strin
 	return nil
 }
 
-// viewPrefix names the catalog's materialized views: `__sluice_mv_<pipe>`.
-const viewPrefix = "__sluice_mv_"
-
-// cutOverView is the start of a populate with a cut-over column: the view is changed to handle
-// only the rows after the cut-over value (ALTER TABLE ... MODIFY QUERY, atomic: every insert
-// sees the old or the new query), the target is emptied of what the view wrote so far (rows up
-// to the cut-over, which the populate rewrites), and the start waits until the cut-over has
-// passed so that the rows up to it are in the source. The cut-over must lie ahead of every
-// source row when the view changes, or rows after it that the old view wrote would be lost:
-// the job fails instead.
-func (r *PopulateRunner) cutOverView(ctx context.Context, s *StepContext, flow dataflow.Flow, source string, truncate func() error) error {
+// cutOverColumn is the start of a populate with a cut-over column:
+//
+//  1. the catalog cuts the view over (CutOverView): it checks the column, the value and that
+//     no source row is after it yet, changes the view to handle only the rows after it (part
+//     of the view's definition from then on, so that every cascade through it does the
+//     same), stops the merges of the flow's Data Sources and reads their highest block
+//     numbers; a check that fails leaves everything as it was, and one that fails after the
+//     change reverts it. Asked again for the same job, it returns what it recorded.
+//  2. each Data Source of the flow (the target, and those downstream unless only_this_view)
+//     loses the parts up to its recorded block: what the view wrote before the cut-over, which
+//     the populate writes again. Parts written after it (the view handling new rows) stay.
+//     Dropping a part that is gone already does nothing, so a redelivery does the same. Then
+//     their merges start again.
+//  3. it waits until the cut-over has passed, so that the rows up to it are in the source.
+func (r *PopulateRunner) cutOverColumn(ctx context.Context, s *StepContext, flow dataflow.Flow, source string) error {
 	job := s.Job
 	col, val := job.GetPopulate().GetCutoverColumn(), job.GetPopulate().GetCutoverValue()
+	// No commit that cascades through the views (staged with the view as it was) may land
+	// after the cut-over: the fence makes new ones stage again and waits for those under way.
+	if s.fence != nil {
+		if err := s.fence.beginCut(ctx, job.GetWorkspace(), job.GetId()); err != nil {
+			return err
+		}
+		defer func() {
+			if err := s.fence.endCut(context.WithoutCancel(ctx), job.GetWorkspace(), job.GetId()); err != nil {
+				s.Log.Warn("clearing the view fence failed; it is cleared when the job ends", "err", err)
+			}
+		}()
+	}
+	resp, err := r.d.Catalog.CutOverView(ctx, &catalogv1.CutOverViewRequest{
+		Workspace: job.GetWorkspace(), Pipe: job.GetPipe(), Node: job.GetNode(),
+		Column: col, Value: val, JobId: job.GetId(), Tables: flow.Tables(),
+	})
+	if err != nil {
+		return catalogError(fmt.Errorf("cut-over of the view of %s: %w", job.GetPipe(), err))
+	}
+	for _, t := range flow.Tables() {
+		if err := dropPartsUpTo(ctx, r.d.Warehouse, flow.Database, t, resp.GetBlocks()[t]); err != nil {
+			return err
+		}
+		if _, err := r.d.Warehouse.Exec(ctx, "SYSTEM START MERGES "+warehouse.QualifiedName(flow.Database, t)); err != nil {
+			return fmt.Errorf("start merges of %s: %w", t, err)
+		}
+	}
+	if s.fence != nil {
+		// Commits cascade again, through the view as it is now.
+		if err := s.fence.endCut(ctx, job.GetWorkspace(), job.GetId()); err != nil {
+			return err
+		}
+	}
 	src := warehouse.QualifiedName(flow.Database, source)
 	after := warehouse.QuoteIdent(col) + " > " + warehouse.QuoteString(val)
-	rn, err := r.d.Catalog.RenderNode(ctx, &catalogv1.RenderNodeRequest{Workspace: job.GetWorkspace(), Pipe: job.GetPipe(), Node: job.GetNode()})
-	if err != nil {
-		return Transient(fmt.Errorf("query of %s: %w", job.GetPipe(), err))
-	}
-	q, err := repointSource(rn.GetSql(), flow.Database, source)
-	if err != nil {
-		return Permanent(err)
-	}
-	viewSQL := fmt.Sprintf(q, "SELECT * FROM "+src+" WHERE "+after)
-	if _, err := r.d.Warehouse.Exec(ctx, "ALTER TABLE "+warehouse.QualifiedName(flow.Database, viewPrefix+job.GetPipe())+" MODIFY QUERY "+viewSQL); err != nil {
-		return fmt.Errorf("cut-over of the view of %s: %w", job.GetPipe(), err)
-	}
-	if err := truncate(); err != nil {
-		return err
-	}
-	res, err := r.d.Warehouse.Query(ctx, "SELECT count() FROM "+src+" WHERE "+after)
-	if err != nil {
-		return err
-	}
-	if len(res.Rows) == 1 && toUint64(res.Rows[0][0]) > 0 {
-		return Permanent(fmt.Errorf("cut-over %s: %s already has rows after it, which the view wrote before the cut-over and the truncate removed; choose a cut-over ahead of the data (--cutover-in) and populate again", after, source))
-	}
-	s.Log.Info("populate cut the view over; waiting for the cut-over to pass", "view", job.GetPipe(), "cutover", after)
+	s.Log.Info("populate cut the view over; waiting for the cut-over to pass", "view", job.GetPipe(), "cutover", after, "emptied_up_to", resp.GetBlocks())
 	wait := "SELECT (SELECT count() FROM " + src + " WHERE " + after + ") > 0 OR ifNull(now() > parseDateTimeBestEffortOrNull(" + warehouse.QuoteString(val) + ") + 1, 0)"
 	for {
 		res, err := r.d.Warehouse.Query(ctx, wait)
@@ -570,6 +611,31 @@ func (r *PopulateRunner) cutOverView(ctx context.Context, s *StepContext, flow d
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+// dropPartsUpTo drops a table's parts whose blocks are all at or below block: what it held
+// when a view was cut over. A part that also holds later blocks (merged across the cut-over,
+// which stopped merges prevent unless ClickHouse restarted meanwhile) cannot be split: the
+// populate fails rather than drop rows the view wrote after the cut-over.
+func dropPartsUpTo(ctx context.Context, c warehouse.Conn, db, table string, block uint64) error {
+	res, err := c.Query(ctx, fmt.Sprintf("SELECT name, max_block_number FROM system.parts WHERE database = %s AND table = %s AND active AND min_block_number <= %d ORDER BY name",
+		warehouse.QuoteString(db), warehouse.QuoteString(table), block))
+	if err != nil {
+		return fmt.Errorf("parts of %s: %w", table, err)
+	}
+	for _, row := range res.Rows {
+		name, hi := fmt.Sprint(row[0]), toUint64(row[1])
+		if hi > block {
+			return Permanent(fmt.Errorf("part %s of %s holds rows from before and after the cut-over (block %d): they cannot be told apart; run the populate again", name, table, block))
+		}
+		if _, err := c.Exec(ctx, fmt.Sprintf("ALTER TABLE %s DROP PART %s", warehouse.QualifiedName(db, table), warehouse.QuoteString(name))); err != nil {
+			if warehouse.CodeOf(err) == 232 { // NO_SUCH_DATA_PART: dropped by an earlier attempt
+				continue
+			}
+			return fmt.Errorf("drop part %s of %s: %w", name, table, err)
+		}
+	}
+	return nil
 }
 
 func maxBlock(ctx context.Context, c warehouse.Conn, db, table string) (uint64, error) {

@@ -210,7 +210,7 @@ func (s *Service) handle(msg jetstream.Msg) {
 	sc := &StepContext{
 		Job: job, StepID: step, Payload: sm.GetPayload(), Attempt: tries,
 		Failures: rec.GetStepFailures()[step], IdempotencyKey: key, Log: log,
-		commits: s.commits, beat: func() { _ = msg.InProgress() }, faults: s.faults,
+		commits: s.commits, beat: func() { _ = msg.InProgress() }, faults: s.faults, fence: s.fence,
 	}
 	// The heartbeat lives as long as the runner, not as long as the step's context: a step
 	// that finishes its commit after a cancel must keep its message from being redelivered.

@@ -66,6 +66,7 @@ type StepContext struct {
 	commits  jetstream.KeyValue
 	beat     func()
 	faults   *faultSet
+	fence    *fenceStore
 	mu       sync.Mutex
 	progress *commonv1.Statistics
 	waiting  *string // a change of the waiting reason not yet written to the job record

@@ -2272,9 +2272,12 @@ type RenderNodeRequest struct {
 	// Value of the `job_timestamp` parameter (UTC); unset means "now".
 	JobTimestamp *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=job_timestamp,json=jobTimestamp,proto3" json:"job_timestamp,omitempty"`
 	// Render in check mode: unset parameters get placeholders (used at push time).
-	Check         bool `protobuf:"varint,6,opt,name=check,proto3" json:"check,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Check bool `protobuf:"varint,6,opt,name=check,proto3" json:"check,omitempty"`
+	// Render a materialized node without the cut-over its view handles (see CutOverView): the
+	// query a populate of the node runs.
+	WithoutCutover bool `protobuf:"varint,7,opt,name=without_cutover,json=withoutCutover,proto3" json:"without_cutover,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RenderNodeRequest) Reset() {
@@ -2345,6 +2348,13 @@ func (x *RenderNodeRequest) GetJobTimestamp() *timestamppb.Timestamp {
 func (x *RenderNodeRequest) GetCheck() bool {
 	if x != nil {
 		return x.Check
+	}
+	return false
+}
+
+func (x *RenderNodeRequest) GetWithoutCutover() bool {
+	if x != nil {
+		return x.WithoutCutover
 	}
 	return false
 }
@@ -3213,6 +3223,163 @@ func (x *TruncatedDataSource) GetRows() uint64 {
 	return 0
 }
 
+// CutOverViewRequest asks for a cut-over of a materialized pipe's view.
+type CutOverViewRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workspace name.
+	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	// Materialized pipe name.
+	Pipe string `protobuf:"bytes,2,opt,name=pipe,proto3" json:"pipe,omitempty"`
+	// Materialized node; empty means the pipe's materialized node.
+	Node string `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	// Column of the trigger Data Source that orders its rows (a time or an increasing number).
+	Column string `protobuf:"bytes,4,opt,name=column,proto3" json:"column,omitempty"`
+	// Cut-over value: the view handles the rows with column > value.
+	Value string `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
+	// The populate job the cut-over belongs to.
+	JobId string `protobuf:"bytes,6,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	// Data Sources (the view's target, and those downstream of it) whose merges are stopped at
+	// the cut-over and whose highest block numbers are returned: the caller removes the parts
+	// written before it, up to those blocks, and then starts their merges again.
+	Tables        []string `protobuf:"bytes,7,rep,name=tables,proto3" json:"tables,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CutOverViewRequest) Reset() {
+	*x = CutOverViewRequest{}
+	mi := &file_sluice_catalog_v1_catalog_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CutOverViewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CutOverViewRequest) ProtoMessage() {}
+
+func (x *CutOverViewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_catalog_v1_catalog_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CutOverViewRequest.ProtoReflect.Descriptor instead.
+func (*CutOverViewRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_catalog_v1_catalog_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *CutOverViewRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
+func (x *CutOverViewRequest) GetPipe() string {
+	if x != nil {
+		return x.Pipe
+	}
+	return ""
+}
+
+func (x *CutOverViewRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *CutOverViewRequest) GetColumn() string {
+	if x != nil {
+		return x.Column
+	}
+	return ""
+}
+
+func (x *CutOverViewRequest) GetValue() string {
+	if x != nil {
+		return x.Value
+	}
+	return ""
+}
+
+func (x *CutOverViewRequest) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *CutOverViewRequest) GetTables() []string {
+	if x != nil {
+		return x.Tables
+	}
+	return nil
+}
+
+// CutOverViewResponse is the cut-over as recorded.
+type CutOverViewResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Highest block number of each table of the request when the view changed.
+	Blocks map[string]uint64 `protobuf:"bytes,1,rep,name=blocks,proto3" json:"blocks,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// The view's query with the cut-over.
+	Sql           string `protobuf:"bytes,2,opt,name=sql,proto3" json:"sql,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CutOverViewResponse) Reset() {
+	*x = CutOverViewResponse{}
+	mi := &file_sluice_catalog_v1_catalog_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CutOverViewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CutOverViewResponse) ProtoMessage() {}
+
+func (x *CutOverViewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_catalog_v1_catalog_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CutOverViewResponse.ProtoReflect.Descriptor instead.
+func (*CutOverViewResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_catalog_v1_catalog_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *CutOverViewResponse) GetBlocks() map[string]uint64 {
+	if x != nil {
+		return x.Blocks
+	}
+	return nil
+}
+
+func (x *CutOverViewResponse) GetSql() string {
+	if x != nil {
+		return x.Sql
+	}
+	return ""
+}
+
 var File_sluice_catalog_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
@@ -3388,7 +3555,7 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x03 \x01(\tR\trequestId\"\x14\n" +
-	"\x12DeletePipeResponse\"\xc5\x02\n" +
+	"\x12DeletePipeResponse\"\xee\x02\n" +
 	"\x11RenderNodeRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
 	"\x04pipe\x18\x02 \x01(\tR\x04pipe\x12\x12\n" +
@@ -3397,7 +3564,8 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"parameters\x18\x04 \x03(\v24.sluice.catalog.v1.RenderNodeRequest.ParametersEntryR\n" +
 	"parameters\x12?\n" +
 	"\rjob_timestamp\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\fjobTimestamp\x12\x14\n" +
-	"\x05check\x18\x06 \x01(\bR\x05check\x1a=\n" +
+	"\x05check\x18\x06 \x01(\bR\x05check\x12'\n" +
+	"\x0fwithout_cutover\x18\a \x01(\bR\x0ewithoutCutover\x1a=\n" +
 	"\x0fParametersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x93\x01\n" +
@@ -3468,7 +3636,21 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\ttruncated\x18\x01 \x03(\v2&.sluice.catalog.v1.TruncatedDataSourceR\ttruncated\"=\n" +
 	"\x13TruncatedDataSource\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
-	"\x04rows\x18\x02 \x01(\x04R\x04rows*c\n" +
+	"\x04rows\x18\x02 \x01(\x04R\x04rows\"\xb7\x01\n" +
+	"\x12CutOverViewRequest\x12\x1c\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
+	"\x04pipe\x18\x02 \x01(\tR\x04pipe\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12\x16\n" +
+	"\x06column\x18\x04 \x01(\tR\x06column\x12\x14\n" +
+	"\x05value\x18\x05 \x01(\tR\x05value\x12\x15\n" +
+	"\x06job_id\x18\x06 \x01(\tR\x05jobId\x12\x16\n" +
+	"\x06tables\x18\a \x03(\tR\x06tables\"\xae\x01\n" +
+	"\x13CutOverViewResponse\x12J\n" +
+	"\x06blocks\x18\x01 \x03(\v22.sluice.catalog.v1.CutOverViewResponse.BlocksEntryR\x06blocks\x12\x10\n" +
+	"\x03sql\x18\x02 \x01(\tR\x03sql\x1a9\n" +
+	"\vBlocksEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*c\n" +
 	"\fResourceType\x12\x1d\n" +
 	"\x19RESOURCE_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18RESOURCE_TYPE_DATASOURCE\x10\x01\x12\x16\n" +
@@ -3479,7 +3661,7 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x12NODE_TYPE_ENDPOINT\x10\x02\x12\x1a\n" +
 	"\x16NODE_TYPE_MATERIALIZED\x10\x03\x12\x12\n" +
 	"\x0eNODE_TYPE_COPY\x10\x04\x12\x12\n" +
-	"\x0eNODE_TYPE_SINK\x10\x052\x91\f\n" +
+	"\x0eNODE_TYPE_SINK\x10\x052\xef\f\n" +
 	"\x0eCatalogService\x12h\n" +
 	"\x0fCreateWorkspace\x12).sluice.catalog.v1.CreateWorkspaceRequest\x1a*.sluice.catalog.v1.CreateWorkspaceResponse\x12_\n" +
 	"\fGetWorkspace\x12&.sluice.catalog.v1.GetWorkspaceRequest\x1a'.sluice.catalog.v1.GetWorkspaceResponse\x12e\n" +
@@ -3498,7 +3680,8 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\bGetGraph\x12\".sluice.catalog.v1.GetGraphRequest\x1a#.sluice.catalog.v1.GetGraphResponse\x12J\n" +
 	"\x05Query\x12\x1f.sluice.catalog.v1.QueryRequest\x1a .sluice.catalog.v1.QueryResponse\x12k\n" +
 	"\x10ListFileVersions\x12*.sluice.catalog.v1.ListFileVersionsRequest\x1a+.sluice.catalog.v1.ListFileVersionsResponse\x12q\n" +
-	"\x12TruncateDataSource\x12,.sluice.catalog.v1.TruncateDataSourceRequest\x1a-.sluice.catalog.v1.TruncateDataSourceResponseB\xc7\x01\n" +
+	"\x12TruncateDataSource\x12,.sluice.catalog.v1.TruncateDataSourceRequest\x1a-.sluice.catalog.v1.TruncateDataSourceResponse\x12\\\n" +
+	"\vCutOverView\x12%.sluice.catalog.v1.CutOverViewRequest\x1a&.sluice.catalog.v1.CutOverViewResponseB\xc7\x01\n" +
 	"\x15com.sluice.catalog.v1B\fCatalogProtoP\x01Z:github.com/sluicehq/sluice/api/sluice/catalog/v1;catalogv1\xa2\x02\x03SCX\xaa\x02\x11Sluice.Catalog.V1\xca\x02\x11Sluice\\Catalog\\V1\xe2\x02\x1dSluice\\Catalog\\V1\\GPBMetadata\xea\x02\x13Sluice::Catalog::V1b\x06proto3"
 
 var (
@@ -3514,7 +3697,7 @@ func file_sluice_catalog_v1_catalog_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_catalog_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sluice_catalog_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_sluice_catalog_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_sluice_catalog_v1_catalog_proto_goTypes = []any{
 	(ResourceType)(0),                  // 0: sluice.catalog.v1.ResourceType
 	(NodeType)(0),                      // 1: sluice.catalog.v1.NodeType
@@ -3563,93 +3746,99 @@ var file_sluice_catalog_v1_catalog_proto_goTypes = []any{
 	(*TruncateDataSourceRequest)(nil),  // 44: sluice.catalog.v1.TruncateDataSourceRequest
 	(*TruncateDataSourceResponse)(nil), // 45: sluice.catalog.v1.TruncateDataSourceResponse
 	(*TruncatedDataSource)(nil),        // 46: sluice.catalog.v1.TruncatedDataSource
-	nil,                                // 47: sluice.catalog.v1.PushRequest.VariablesEntry
-	nil,                                // 48: sluice.catalog.v1.RenderNodeRequest.ParametersEntry
-	(*timestamppb.Timestamp)(nil),      // 49: google.protobuf.Timestamp
-	(*v1.Diagnostic)(nil),              // 50: sluice.common.v1.Diagnostic
-	(*IssuedToken)(nil),                // 51: sluice.catalog.v1.IssuedToken
-	(*v1.Column)(nil),                  // 52: sluice.common.v1.Column
-	(v1.CopyMode)(0),                   // 53: sluice.common.v1.CopyMode
-	(*durationpb.Duration)(nil),        // 54: google.protobuf.Duration
-	(*structpb.ListValue)(nil),         // 55: google.protobuf.ListValue
-	(*v1.Statistics)(nil),              // 56: sluice.common.v1.Statistics
+	(*CutOverViewRequest)(nil),         // 47: sluice.catalog.v1.CutOverViewRequest
+	(*CutOverViewResponse)(nil),        // 48: sluice.catalog.v1.CutOverViewResponse
+	nil,                                // 49: sluice.catalog.v1.PushRequest.VariablesEntry
+	nil,                                // 50: sluice.catalog.v1.RenderNodeRequest.ParametersEntry
+	nil,                                // 51: sluice.catalog.v1.CutOverViewResponse.BlocksEntry
+	(*timestamppb.Timestamp)(nil),      // 52: google.protobuf.Timestamp
+	(*v1.Diagnostic)(nil),              // 53: sluice.common.v1.Diagnostic
+	(*IssuedToken)(nil),                // 54: sluice.catalog.v1.IssuedToken
+	(*v1.Column)(nil),                  // 55: sluice.common.v1.Column
+	(v1.CopyMode)(0),                   // 56: sluice.common.v1.CopyMode
+	(*durationpb.Duration)(nil),        // 57: google.protobuf.Duration
+	(*structpb.ListValue)(nil),         // 58: google.protobuf.ListValue
+	(*v1.Statistics)(nil),              // 59: sluice.common.v1.Statistics
 }
 var file_sluice_catalog_v1_catalog_proto_depIdxs = []int32{
-	49, // 0: sluice.catalog.v1.Workspace.create_time:type_name -> google.protobuf.Timestamp
+	52, // 0: sluice.catalog.v1.Workspace.create_time:type_name -> google.protobuf.Timestamp
 	4,  // 1: sluice.catalog.v1.CreateWorkspaceResponse.workspace:type_name -> sluice.catalog.v1.Workspace
 	4,  // 2: sluice.catalog.v1.GetWorkspaceResponse.workspace:type_name -> sluice.catalog.v1.Workspace
 	4,  // 3: sluice.catalog.v1.ListWorkspacesResponse.workspaces:type_name -> sluice.catalog.v1.Workspace
 	13, // 4: sluice.catalog.v1.PushRequest.files:type_name -> sluice.catalog.v1.Datafile
-	47, // 5: sluice.catalog.v1.PushRequest.variables:type_name -> sluice.catalog.v1.PushRequest.VariablesEntry
+	49, // 5: sluice.catalog.v1.PushRequest.variables:type_name -> sluice.catalog.v1.PushRequest.VariablesEntry
 	2,  // 6: sluice.catalog.v1.PlanAction.kind:type_name -> sluice.catalog.v1.PlanAction.Kind
 	0,  // 7: sluice.catalog.v1.PlanAction.resource_type:type_name -> sluice.catalog.v1.ResourceType
 	15, // 8: sluice.catalog.v1.PushResponse.actions:type_name -> sluice.catalog.v1.PlanAction
-	50, // 9: sluice.catalog.v1.PushResponse.warnings:type_name -> sluice.common.v1.Diagnostic
-	51, // 10: sluice.catalog.v1.PushResponse.new_tokens:type_name -> sluice.catalog.v1.IssuedToken
-	52, // 11: sluice.catalog.v1.DataSource.columns:type_name -> sluice.common.v1.Column
-	49, // 12: sluice.catalog.v1.DataSource.update_time:type_name -> google.protobuf.Timestamp
+	53, // 9: sluice.catalog.v1.PushResponse.warnings:type_name -> sluice.common.v1.Diagnostic
+	54, // 10: sluice.catalog.v1.PushResponse.new_tokens:type_name -> sluice.catalog.v1.IssuedToken
+	55, // 11: sluice.catalog.v1.DataSource.columns:type_name -> sluice.common.v1.Column
+	52, // 12: sluice.catalog.v1.DataSource.update_time:type_name -> google.protobuf.Timestamp
 	19, // 13: sluice.catalog.v1.Pipe.nodes:type_name -> sluice.catalog.v1.Node
 	1,  // 14: sluice.catalog.v1.Pipe.type:type_name -> sluice.catalog.v1.NodeType
-	49, // 15: sluice.catalog.v1.Pipe.update_time:type_name -> google.protobuf.Timestamp
+	52, // 15: sluice.catalog.v1.Pipe.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 16: sluice.catalog.v1.Node.type:type_name -> sluice.catalog.v1.NodeType
-	53, // 17: sluice.catalog.v1.Node.copy_mode:type_name -> sluice.common.v1.CopyMode
+	56, // 17: sluice.catalog.v1.Node.copy_mode:type_name -> sluice.common.v1.CopyMode
 	20, // 18: sluice.catalog.v1.Node.parameters:type_name -> sluice.catalog.v1.Parameter
 	17, // 19: sluice.catalog.v1.GetDataSourceResponse.datasource:type_name -> sluice.catalog.v1.DataSource
 	17, // 20: sluice.catalog.v1.ListDataSourcesResponse.datasources:type_name -> sluice.catalog.v1.DataSource
 	18, // 21: sluice.catalog.v1.GetPipeResponse.pipe:type_name -> sluice.catalog.v1.Pipe
 	18, // 22: sluice.catalog.v1.ListPipesResponse.pipes:type_name -> sluice.catalog.v1.Pipe
-	48, // 23: sluice.catalog.v1.RenderNodeRequest.parameters:type_name -> sluice.catalog.v1.RenderNodeRequest.ParametersEntry
-	49, // 24: sluice.catalog.v1.RenderNodeRequest.job_timestamp:type_name -> google.protobuf.Timestamp
-	52, // 25: sluice.catalog.v1.RenderNodeResponse.columns:type_name -> sluice.common.v1.Column
+	50, // 23: sluice.catalog.v1.RenderNodeRequest.parameters:type_name -> sluice.catalog.v1.RenderNodeRequest.ParametersEntry
+	52, // 24: sluice.catalog.v1.RenderNodeRequest.job_timestamp:type_name -> google.protobuf.Timestamp
+	55, // 25: sluice.catalog.v1.RenderNodeResponse.columns:type_name -> sluice.common.v1.Column
 	0,  // 26: sluice.catalog.v1.GraphNode.resource_type:type_name -> sluice.catalog.v1.ResourceType
 	1,  // 27: sluice.catalog.v1.GraphNode.node_type:type_name -> sluice.catalog.v1.NodeType
 	3,  // 28: sluice.catalog.v1.GraphEdge.kind:type_name -> sluice.catalog.v1.GraphEdge.Kind
 	35, // 29: sluice.catalog.v1.GetGraphResponse.nodes:type_name -> sluice.catalog.v1.GraphNode
 	36, // 30: sluice.catalog.v1.GetGraphResponse.edges:type_name -> sluice.catalog.v1.GraphEdge
-	54, // 31: sluice.catalog.v1.QueryRequest.timeout:type_name -> google.protobuf.Duration
-	52, // 32: sluice.catalog.v1.QueryResponse.columns:type_name -> sluice.common.v1.Column
-	55, // 33: sluice.catalog.v1.QueryResponse.rows:type_name -> google.protobuf.ListValue
-	56, // 34: sluice.catalog.v1.QueryResponse.statistics:type_name -> sluice.common.v1.Statistics
-	49, // 35: sluice.catalog.v1.FileVersion.create_time:type_name -> google.protobuf.Timestamp
+	57, // 31: sluice.catalog.v1.QueryRequest.timeout:type_name -> google.protobuf.Duration
+	55, // 32: sluice.catalog.v1.QueryResponse.columns:type_name -> sluice.common.v1.Column
+	58, // 33: sluice.catalog.v1.QueryResponse.rows:type_name -> google.protobuf.ListValue
+	59, // 34: sluice.catalog.v1.QueryResponse.statistics:type_name -> sluice.common.v1.Statistics
+	52, // 35: sluice.catalog.v1.FileVersion.create_time:type_name -> google.protobuf.Timestamp
 	42, // 36: sluice.catalog.v1.ListFileVersionsResponse.versions:type_name -> sluice.catalog.v1.FileVersion
 	46, // 37: sluice.catalog.v1.TruncateDataSourceResponse.truncated:type_name -> sluice.catalog.v1.TruncatedDataSource
-	5,  // 38: sluice.catalog.v1.CatalogService.CreateWorkspace:input_type -> sluice.catalog.v1.CreateWorkspaceRequest
-	7,  // 39: sluice.catalog.v1.CatalogService.GetWorkspace:input_type -> sluice.catalog.v1.GetWorkspaceRequest
-	9,  // 40: sluice.catalog.v1.CatalogService.ListWorkspaces:input_type -> sluice.catalog.v1.ListWorkspacesRequest
-	11, // 41: sluice.catalog.v1.CatalogService.DeleteWorkspace:input_type -> sluice.catalog.v1.DeleteWorkspaceRequest
-	14, // 42: sluice.catalog.v1.CatalogService.Push:input_type -> sluice.catalog.v1.PushRequest
-	21, // 43: sluice.catalog.v1.CatalogService.GetDataSource:input_type -> sluice.catalog.v1.GetDataSourceRequest
-	23, // 44: sluice.catalog.v1.CatalogService.ListDataSources:input_type -> sluice.catalog.v1.ListDataSourcesRequest
-	25, // 45: sluice.catalog.v1.CatalogService.DeleteDataSource:input_type -> sluice.catalog.v1.DeleteDataSourceRequest
-	27, // 46: sluice.catalog.v1.CatalogService.GetPipe:input_type -> sluice.catalog.v1.GetPipeRequest
-	29, // 47: sluice.catalog.v1.CatalogService.ListPipes:input_type -> sluice.catalog.v1.ListPipesRequest
-	31, // 48: sluice.catalog.v1.CatalogService.DeletePipe:input_type -> sluice.catalog.v1.DeletePipeRequest
-	33, // 49: sluice.catalog.v1.CatalogService.RenderNode:input_type -> sluice.catalog.v1.RenderNodeRequest
-	37, // 50: sluice.catalog.v1.CatalogService.GetGraph:input_type -> sluice.catalog.v1.GetGraphRequest
-	39, // 51: sluice.catalog.v1.CatalogService.Query:input_type -> sluice.catalog.v1.QueryRequest
-	41, // 52: sluice.catalog.v1.CatalogService.ListFileVersions:input_type -> sluice.catalog.v1.ListFileVersionsRequest
-	44, // 53: sluice.catalog.v1.CatalogService.TruncateDataSource:input_type -> sluice.catalog.v1.TruncateDataSourceRequest
-	6,  // 54: sluice.catalog.v1.CatalogService.CreateWorkspace:output_type -> sluice.catalog.v1.CreateWorkspaceResponse
-	8,  // 55: sluice.catalog.v1.CatalogService.GetWorkspace:output_type -> sluice.catalog.v1.GetWorkspaceResponse
-	10, // 56: sluice.catalog.v1.CatalogService.ListWorkspaces:output_type -> sluice.catalog.v1.ListWorkspacesResponse
-	12, // 57: sluice.catalog.v1.CatalogService.DeleteWorkspace:output_type -> sluice.catalog.v1.DeleteWorkspaceResponse
-	16, // 58: sluice.catalog.v1.CatalogService.Push:output_type -> sluice.catalog.v1.PushResponse
-	22, // 59: sluice.catalog.v1.CatalogService.GetDataSource:output_type -> sluice.catalog.v1.GetDataSourceResponse
-	24, // 60: sluice.catalog.v1.CatalogService.ListDataSources:output_type -> sluice.catalog.v1.ListDataSourcesResponse
-	26, // 61: sluice.catalog.v1.CatalogService.DeleteDataSource:output_type -> sluice.catalog.v1.DeleteDataSourceResponse
-	28, // 62: sluice.catalog.v1.CatalogService.GetPipe:output_type -> sluice.catalog.v1.GetPipeResponse
-	30, // 63: sluice.catalog.v1.CatalogService.ListPipes:output_type -> sluice.catalog.v1.ListPipesResponse
-	32, // 64: sluice.catalog.v1.CatalogService.DeletePipe:output_type -> sluice.catalog.v1.DeletePipeResponse
-	34, // 65: sluice.catalog.v1.CatalogService.RenderNode:output_type -> sluice.catalog.v1.RenderNodeResponse
-	38, // 66: sluice.catalog.v1.CatalogService.GetGraph:output_type -> sluice.catalog.v1.GetGraphResponse
-	40, // 67: sluice.catalog.v1.CatalogService.Query:output_type -> sluice.catalog.v1.QueryResponse
-	43, // 68: sluice.catalog.v1.CatalogService.ListFileVersions:output_type -> sluice.catalog.v1.ListFileVersionsResponse
-	45, // 69: sluice.catalog.v1.CatalogService.TruncateDataSource:output_type -> sluice.catalog.v1.TruncateDataSourceResponse
-	54, // [54:70] is the sub-list for method output_type
-	38, // [38:54] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	51, // 38: sluice.catalog.v1.CutOverViewResponse.blocks:type_name -> sluice.catalog.v1.CutOverViewResponse.BlocksEntry
+	5,  // 39: sluice.catalog.v1.CatalogService.CreateWorkspace:input_type -> sluice.catalog.v1.CreateWorkspaceRequest
+	7,  // 40: sluice.catalog.v1.CatalogService.GetWorkspace:input_type -> sluice.catalog.v1.GetWorkspaceRequest
+	9,  // 41: sluice.catalog.v1.CatalogService.ListWorkspaces:input_type -> sluice.catalog.v1.ListWorkspacesRequest
+	11, // 42: sluice.catalog.v1.CatalogService.DeleteWorkspace:input_type -> sluice.catalog.v1.DeleteWorkspaceRequest
+	14, // 43: sluice.catalog.v1.CatalogService.Push:input_type -> sluice.catalog.v1.PushRequest
+	21, // 44: sluice.catalog.v1.CatalogService.GetDataSource:input_type -> sluice.catalog.v1.GetDataSourceRequest
+	23, // 45: sluice.catalog.v1.CatalogService.ListDataSources:input_type -> sluice.catalog.v1.ListDataSourcesRequest
+	25, // 46: sluice.catalog.v1.CatalogService.DeleteDataSource:input_type -> sluice.catalog.v1.DeleteDataSourceRequest
+	27, // 47: sluice.catalog.v1.CatalogService.GetPipe:input_type -> sluice.catalog.v1.GetPipeRequest
+	29, // 48: sluice.catalog.v1.CatalogService.ListPipes:input_type -> sluice.catalog.v1.ListPipesRequest
+	31, // 49: sluice.catalog.v1.CatalogService.DeletePipe:input_type -> sluice.catalog.v1.DeletePipeRequest
+	33, // 50: sluice.catalog.v1.CatalogService.RenderNode:input_type -> sluice.catalog.v1.RenderNodeRequest
+	37, // 51: sluice.catalog.v1.CatalogService.GetGraph:input_type -> sluice.catalog.v1.GetGraphRequest
+	39, // 52: sluice.catalog.v1.CatalogService.Query:input_type -> sluice.catalog.v1.QueryRequest
+	41, // 53: sluice.catalog.v1.CatalogService.ListFileVersions:input_type -> sluice.catalog.v1.ListFileVersionsRequest
+	44, // 54: sluice.catalog.v1.CatalogService.TruncateDataSource:input_type -> sluice.catalog.v1.TruncateDataSourceRequest
+	47, // 55: sluice.catalog.v1.CatalogService.CutOverView:input_type -> sluice.catalog.v1.CutOverViewRequest
+	6,  // 56: sluice.catalog.v1.CatalogService.CreateWorkspace:output_type -> sluice.catalog.v1.CreateWorkspaceResponse
+	8,  // 57: sluice.catalog.v1.CatalogService.GetWorkspace:output_type -> sluice.catalog.v1.GetWorkspaceResponse
+	10, // 58: sluice.catalog.v1.CatalogService.ListWorkspaces:output_type -> sluice.catalog.v1.ListWorkspacesResponse
+	12, // 59: sluice.catalog.v1.CatalogService.DeleteWorkspace:output_type -> sluice.catalog.v1.DeleteWorkspaceResponse
+	16, // 60: sluice.catalog.v1.CatalogService.Push:output_type -> sluice.catalog.v1.PushResponse
+	22, // 61: sluice.catalog.v1.CatalogService.GetDataSource:output_type -> sluice.catalog.v1.GetDataSourceResponse
+	24, // 62: sluice.catalog.v1.CatalogService.ListDataSources:output_type -> sluice.catalog.v1.ListDataSourcesResponse
+	26, // 63: sluice.catalog.v1.CatalogService.DeleteDataSource:output_type -> sluice.catalog.v1.DeleteDataSourceResponse
+	28, // 64: sluice.catalog.v1.CatalogService.GetPipe:output_type -> sluice.catalog.v1.GetPipeResponse
+	30, // 65: sluice.catalog.v1.CatalogService.ListPipes:output_type -> sluice.catalog.v1.ListPipesResponse
+	32, // 66: sluice.catalog.v1.CatalogService.DeletePipe:output_type -> sluice.catalog.v1.DeletePipeResponse
+	34, // 67: sluice.catalog.v1.CatalogService.RenderNode:output_type -> sluice.catalog.v1.RenderNodeResponse
+	38, // 68: sluice.catalog.v1.CatalogService.GetGraph:output_type -> sluice.catalog.v1.GetGraphResponse
+	40, // 69: sluice.catalog.v1.CatalogService.Query:output_type -> sluice.catalog.v1.QueryResponse
+	43, // 70: sluice.catalog.v1.CatalogService.ListFileVersions:output_type -> sluice.catalog.v1.ListFileVersionsResponse
+	45, // 71: sluice.catalog.v1.CatalogService.TruncateDataSource:output_type -> sluice.catalog.v1.TruncateDataSourceResponse
+	48, // 72: sluice.catalog.v1.CatalogService.CutOverView:output_type -> sluice.catalog.v1.CutOverViewResponse
+	56, // [56:73] is the sub-list for method output_type
+	39, // [39:56] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_sluice_catalog_v1_catalog_proto_init() }
@@ -3664,7 +3853,7 @@ func file_sluice_catalog_v1_catalog_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_catalog_v1_catalog_proto_rawDesc), len(file_sluice_catalog_v1_catalog_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   45,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

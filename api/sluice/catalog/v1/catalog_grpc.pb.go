@@ -35,6 +35,7 @@ const (
 	CatalogService_Query_FullMethodName              = "/sluice.catalog.v1.CatalogService/Query"
 	CatalogService_ListFileVersions_FullMethodName   = "/sluice.catalog.v1.CatalogService/ListFileVersions"
 	CatalogService_TruncateDataSource_FullMethodName = "/sluice.catalog.v1.CatalogService/TruncateDataSource"
+	CatalogService_CutOverView_FullMethodName        = "/sluice.catalog.v1.CatalogService/CutOverView"
 )
 
 // CatalogServiceClient is the client API for CatalogService service.
@@ -114,6 +115,20 @@ type CatalogServiceClient interface {
 	// INVALID_ARGUMENT, NOT_FOUND (workspace, datasource), PERMISSION_DENIED (DATASOURCES:DROP
 	// on each Data Source it empties), CLICKHOUSE_ERROR, REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	TruncateDataSource(ctx context.Context, in *TruncateDataSourceRequest, opts ...grpc.CallOption) (*TruncateDataSourceResponse, error)
+	// CutOverView makes a materialized pipe's view handle only the rows of its trigger Data
+	// Source after a cut-over (`column > value`), for a populate that handles the rows up to it.
+	// Everything that can be checked is checked before anything changes: the column (of an
+	// ordered type, not Nullable), the value (of that type, with a later value possible), and
+	// that no row of the trigger is after it yet. Then the view's query changes (ALTER TABLE ...
+	// MODIFY QUERY; on embedded ClickHouse with no insert in between) and the tables' highest
+	// block numbers are read; a check that fails after the change reverts it. The cut-over is
+	// part of the view's definition from then on: RenderNode renders the node with it, so every
+	// cascade through the view sees the view as it is, until the pipe is pushed changed. A
+	// second request for the same job returns what the first recorded, changing nothing (the
+	// job id is the idempotency key). Errors: INVALID_ARGUMENT (pipe, node, column, value,
+	// tables), NOT_FOUND (workspace, pipe), FAILED_PRECONDITION (rows are after the cut-over
+	// already; the server cannot change a view's query), CLICKHOUSE_ERROR.
+	CutOverView(ctx context.Context, in *CutOverViewRequest, opts ...grpc.CallOption) (*CutOverViewResponse, error)
 }
 
 type catalogServiceClient struct {
@@ -284,6 +299,16 @@ func (c *catalogServiceClient) TruncateDataSource(ctx context.Context, in *Trunc
 	return out, nil
 }
 
+func (c *catalogServiceClient) CutOverView(ctx context.Context, in *CutOverViewRequest, opts ...grpc.CallOption) (*CutOverViewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CutOverViewResponse)
+	err := c.cc.Invoke(ctx, CatalogService_CutOverView_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CatalogServiceServer is the server API for CatalogService service.
 // All implementations must embed UnimplementedCatalogServiceServer
 // for forward compatibility.
@@ -361,6 +386,20 @@ type CatalogServiceServer interface {
 	// INVALID_ARGUMENT, NOT_FOUND (workspace, datasource), PERMISSION_DENIED (DATASOURCES:DROP
 	// on each Data Source it empties), CLICKHOUSE_ERROR, REQUEST_ID_REUSED, REQUEST_IN_PROGRESS.
 	TruncateDataSource(context.Context, *TruncateDataSourceRequest) (*TruncateDataSourceResponse, error)
+	// CutOverView makes a materialized pipe's view handle only the rows of its trigger Data
+	// Source after a cut-over (`column > value`), for a populate that handles the rows up to it.
+	// Everything that can be checked is checked before anything changes: the column (of an
+	// ordered type, not Nullable), the value (of that type, with a later value possible), and
+	// that no row of the trigger is after it yet. Then the view's query changes (ALTER TABLE ...
+	// MODIFY QUERY; on embedded ClickHouse with no insert in between) and the tables' highest
+	// block numbers are read; a check that fails after the change reverts it. The cut-over is
+	// part of the view's definition from then on: RenderNode renders the node with it, so every
+	// cascade through the view sees the view as it is, until the pipe is pushed changed. A
+	// second request for the same job returns what the first recorded, changing nothing (the
+	// job id is the idempotency key). Errors: INVALID_ARGUMENT (pipe, node, column, value,
+	// tables), NOT_FOUND (workspace, pipe), FAILED_PRECONDITION (rows are after the cut-over
+	// already; the server cannot change a view's query), CLICKHOUSE_ERROR.
+	CutOverView(context.Context, *CutOverViewRequest) (*CutOverViewResponse, error)
 	mustEmbedUnimplementedCatalogServiceServer()
 }
 
@@ -418,6 +457,9 @@ func (UnimplementedCatalogServiceServer) ListFileVersions(context.Context, *List
 }
 func (UnimplementedCatalogServiceServer) TruncateDataSource(context.Context, *TruncateDataSourceRequest) (*TruncateDataSourceResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TruncateDataSource not implemented")
+}
+func (UnimplementedCatalogServiceServer) CutOverView(context.Context, *CutOverViewRequest) (*CutOverViewResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CutOverView not implemented")
 }
 func (UnimplementedCatalogServiceServer) mustEmbedUnimplementedCatalogServiceServer() {}
 func (UnimplementedCatalogServiceServer) testEmbeddedByValue()                        {}
@@ -728,6 +770,24 @@ func _CatalogService_TruncateDataSource_Handler(srv interface{}, ctx context.Con
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CatalogService_CutOverView_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CutOverViewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).CutOverView(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_CutOverView_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).CutOverView(ctx, req.(*CutOverViewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CatalogService_ServiceDesc is the grpc.ServiceDesc for CatalogService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -798,6 +858,10 @@ var CatalogService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TruncateDataSource",
 			Handler:    _CatalogService_TruncateDataSource_Handler,
+		},
+		{
+			MethodName: "CutOverView",
+			Handler:    _CatalogService_CutOverView_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

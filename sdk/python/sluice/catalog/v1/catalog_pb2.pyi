@@ -38,6 +38,39 @@ class CreateWorkspaceResponse(_message.Message):
     workspace: Workspace
     def __init__(self, workspace: _Optional[_Union[Workspace, _Mapping]] = ..., admin_token: _Optional[str] = ..., created: bool = ...) -> None: ...
 
+class CutOverViewRequest(_message.Message):
+    __slots__ = ["column", "job_id", "node", "pipe", "tables", "value", "workspace"]
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PIPE_FIELD_NUMBER: _ClassVar[int]
+    TABLES_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    column: str
+    job_id: str
+    node: str
+    pipe: str
+    tables: _containers.RepeatedScalarFieldContainer[str]
+    value: str
+    workspace: str
+    def __init__(self, workspace: _Optional[str] = ..., pipe: _Optional[str] = ..., node: _Optional[str] = ..., column: _Optional[str] = ..., value: _Optional[str] = ..., job_id: _Optional[str] = ..., tables: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CutOverViewResponse(_message.Message):
+    __slots__ = ["blocks", "sql"]
+    class BlocksEntry(_message.Message):
+        __slots__ = ["key", "value"]
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    SQL_FIELD_NUMBER: _ClassVar[int]
+    blocks: _containers.ScalarMap[str, int]
+    sql: str
+    def __init__(self, blocks: _Optional[_Mapping[str, int]] = ..., sql: _Optional[str] = ...) -> None: ...
+
 class DataSource(_message.Message):
     __slots__ = ["columns", "create_statement", "description", "engine", "file_version", "id", "name", "partition_key", "path", "primary_key", "settings", "sorting_key", "tags", "ttl", "update_time", "workspace"]
     COLUMNS_FIELD_NUMBER: _ClassVar[int]
@@ -447,7 +480,7 @@ class QueryResponse(_message.Message):
     def __init__(self, columns: _Optional[_Iterable[_Union[_common_pb2.Column, _Mapping]]] = ..., rows: _Optional[_Iterable[_Union[_struct_pb2.ListValue, _Mapping]]] = ..., statistics: _Optional[_Union[_common_pb2.Statistics, _Mapping]] = ..., truncated: bool = ...) -> None: ...
 
 class RenderNodeRequest(_message.Message):
-    __slots__ = ["check", "job_timestamp", "node", "parameters", "pipe", "workspace"]
+    __slots__ = ["check", "job_timestamp", "node", "parameters", "pipe", "without_cutover", "workspace"]
     class ParametersEntry(_message.Message):
         __slots__ = ["key", "value"]
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -460,14 +493,16 @@ class RenderNodeRequest(_message.Message):
     NODE_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
     PIPE_FIELD_NUMBER: _ClassVar[int]
+    WITHOUT_CUTOVER_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_FIELD_NUMBER: _ClassVar[int]
     check: bool
     job_timestamp: _timestamp_pb2.Timestamp
     node: str
     parameters: _containers.ScalarMap[str, str]
     pipe: str
+    without_cutover: bool
     workspace: str
-    def __init__(self, workspace: _Optional[str] = ..., pipe: _Optional[str] = ..., node: _Optional[str] = ..., parameters: _Optional[_Mapping[str, str]] = ..., job_timestamp: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., check: bool = ...) -> None: ...
+    def __init__(self, workspace: _Optional[str] = ..., pipe: _Optional[str] = ..., node: _Optional[str] = ..., parameters: _Optional[_Mapping[str, str]] = ..., job_timestamp: _Optional[_Union[_timestamp_pb2.Timestamp, _Mapping]] = ..., check: bool = ..., without_cutover: bool = ...) -> None: ...
 
 class RenderNodeResponse(_message.Message):
     __slots__ = ["columns", "file_version", "reads", "sql"]

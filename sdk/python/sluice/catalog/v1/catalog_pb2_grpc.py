@@ -97,6 +97,11 @@ class CatalogServiceStub(object):
                 request_serializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.TruncateDataSourceRequest.SerializeToString,
                 response_deserializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.TruncateDataSourceResponse.FromString,
                 )
+        self.CutOverView = channel.unary_unary(
+                '/sluice.catalog.v1.CatalogService/CutOverView',
+                request_serializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.CutOverViewRequest.SerializeToString,
+                response_deserializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.CutOverViewResponse.FromString,
+                )
 
 
 class CatalogServiceServicer(object):
@@ -254,6 +259,25 @@ class CatalogServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CutOverView(self, request, context):
+        """CutOverView makes a materialized pipe's view handle only the rows of its trigger Data
+        Source after a cut-over (`column > value`), for a populate that handles the rows up to it.
+        Everything that can be checked is checked before anything changes: the column (of an
+        ordered type, not Nullable), the value (of that type, with a later value possible), and
+        that no row of the trigger is after it yet. Then the view's query changes (ALTER TABLE ...
+        MODIFY QUERY; on embedded ClickHouse with no insert in between) and the tables' highest
+        block numbers are read; a check that fails after the change reverts it. The cut-over is
+        part of the view's definition from then on: RenderNode renders the node with it, so every
+        cascade through the view sees the view as it is, until the pipe is pushed changed. A
+        second request for the same job returns what the first recorded, changing nothing (the
+        job id is the idempotency key). Errors: INVALID_ARGUMENT (pipe, node, column, value,
+        tables), NOT_FOUND (workspace, pipe), FAILED_PRECONDITION (rows are after the cut-over
+        already; the server cannot change a view's query), CLICKHOUSE_ERROR.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -336,6 +360,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.TruncateDataSource,
                     request_deserializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.TruncateDataSourceRequest.FromString,
                     response_serializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.TruncateDataSourceResponse.SerializeToString,
+            ),
+            'CutOverView': grpc.unary_unary_rpc_method_handler(
+                    servicer.CutOverView,
+                    request_deserializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.CutOverViewRequest.FromString,
+                    response_serializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.CutOverViewResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -619,5 +648,22 @@ class CatalogService(object):
         return grpc.experimental.unary_unary(request, target, '/sluice.catalog.v1.CatalogService/TruncateDataSource',
             sluice_dot_catalog_dot_v1_dot_catalog__pb2.TruncateDataSourceRequest.SerializeToString,
             sluice_dot_catalog_dot_v1_dot_catalog__pb2.TruncateDataSourceResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def CutOverView(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/sluice.catalog.v1.CatalogService/CutOverView',
+            sluice_dot_catalog_dot_v1_dot_catalog__pb2.CutOverViewRequest.SerializeToString,
+            sluice_dot_catalog_dot_v1_dot_catalog__pb2.CutOverViewResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
