@@ -67,6 +67,10 @@ test-short: chdb ## unit tests only
 bench: deps chdb ## run the benchmarks; figures in bench/results/latest.json
 	./bench/run.sh
 
+.PHONY: soak
+soak: deps chdb ## TestSoak with SOAK_FAULTS random faults (default 1000): kills and restarts of processes, NATS and ClickHouse, every row checked
+	cd cmd/sluiced && SLUICE_SOAK_FAULTS=$${SOAK_FAULTS:-1000} go test -count=1 -timeout 6h -run '^TestSoak$$' -v .
+
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME each (default 2m)
 	./scripts/fuzz.sh $${FUZZTIME:-2m}

@@ -45,6 +45,8 @@ var faultProject = map[string]string{
 		"ENGINE \"MergeTree\"\nENGINE_PARTITION_KEY \"day\"\nENGINE_SORTING_KEY \"id\"\n",
 	"datasources/ft_pop_daily.datasource": "SCHEMA >\n    `day` Date,\n    `n` UInt64,\n    `s` UInt64\n\n" +
 		"ENGINE \"MergeTree\"\nENGINE_SORTING_KEY \"day\"\n",
+	"pipes/ft_source_in.pipe": "NODE rows\nSQL >\n    %\n    SELECT number AS id, toDate('2024-01-01') + number % {{Int32(days, 20)}} AS day, number % 1000 AS v\n" +
+		"    FROM numbers({{UInt64(rows, 1000)}})\n\nTYPE COPY\nTARGET_DATASOURCE ft_source\n",
 	"pipes/ft_pop_mv.pipe": "NODE pop\nSQL >\n    SELECT id, day, v FROM ft_source\n\nTYPE MATERIALIZED\nDATASOURCE ft_pop\n",
 	"pipes/ft_pop_daily_mv.pipe": "NODE daily\nSQL >\n    SELECT day, count() AS n, sum(v) AS s FROM ft_pop GROUP BY day\n\n" +
 		"TYPE MATERIALIZED\nDATASOURCE ft_pop_daily\n",
@@ -139,6 +141,33 @@ func (e *faultEnv) runCopy(iter, rows, days int) string {
 	e.copies[iter] = [2]int{rows, days}
 	e.mu.Unlock()
 	return id
+}
+
+// forgetCopy removes an iteration whose job did not commit from what the target must hold.
+func (e *faultEnv) forgetCopy(iter int) {
+	e.mu.Lock()
+	delete(e.copies, iter)
+	e.mu.Unlock()
+}
+
+// loadSourceByCopy fills ft_source (which must be empty) with rows rows over days days through
+// the copy pipe ft_source_in, whose cascade fills ft_pop and ft_pop_daily as the views would.
+func (e *faultEnv) loadSourceByCopy(rows, days int) string {
+	e.t.Helper()
+	e.mu.Lock()
+	if e.source != 0 {
+		e.mu.Unlock()
+		e.t.Fatal("loadSourceByCopy: the source is not empty")
+	}
+	e.source, e.sourceDays = rows, days
+	e.mu.Unlock()
+	resp, err := e.sch.RunCopy(context.Background(), &schedulerv1.RunCopyRequest{
+		Workspace: e.ws, Pipe: "ft_source_in", Parameters: map[string]string{"rows": strconv.Itoa(rows), "days": strconv.Itoa(days)},
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return resp.GetJob().GetId()
 }
 
 // loadSource inserts rows more rows into ft_source (over days days), then empties ft_pop and
@@ -267,10 +296,16 @@ func (e *faultEnv) checkPopulated() {
 // populate starts a populate of ft_pop_mv.
 func (e *faultEnv) populate(truncate bool) string {
 	e.t.Helper()
+	return e.populateWith(&schedulerv1.PopulateOptions{Truncate: truncate})
+}
+
+// populateWith starts a populate of ft_pop_mv with opts (may be nil).
+func (e *faultEnv) populateWith(opts *schedulerv1.PopulateOptions) string {
+	e.t.Helper()
 	var id string
 	sluicetest.Eventually(e.t, 90*time.Second, "a populate to start", func() bool {
 		resp, err := e.sch.Populate(context.Background(), &schedulerv1.PopulateRequest{
-			Workspace: e.ws, Pipe: "ft_pop_mv", Options: &schedulerv1.PopulateOptions{Truncate: truncate},
+			Workspace: e.ws, Pipe: "ft_pop_mv", Options: opts,
 		})
 		if err != nil {
 			return false

@@ -204,9 +204,10 @@ const foreignIntentGrace = 5 * time.Second
 // finished → attached (drop it from staging); failed, or never seen by a server that did not
 // restart since → not attached (attach again, with a new intent); otherwise (the server
 // restarted and lost the log, and this attempt did not see the statement succeed) the
-// partition's parts decide: unchanged since the intent, or
-// fewer new rows than the attach would have added → not attached; else the step refuses
-// (refusedError) rather than risk a duplicate.
+// partition's parts decide: unchanged since the intent, fewer new rows than the attach would
+// have added, or no copy of the staged parts among the new ones while none of them has been
+// merged → not attached; a copy of every staged part among them (same files: sizes and level)
+// → attached; else the step refuses (refusedError) rather than risk a duplicate.
 type attachCommit struct {
 	sc     *StepContext
 	d      *dataflow.Delta
@@ -352,6 +353,37 @@ func (a *attachCommit) resolve(ctx context.Context, in attachIntent, m dataflow.
 		return false, err
 	}
 	if rows < in.Rows {
+		return false, nil
+	}
+	// The parts written into the partition since the intent: an attached copy of each staged
+	// part (same files: same sizes and level, one new block) says the attach happened; none,
+	// while no new part has been merged yet (every one a single block), says it did not.
+	staged, err := a.d.StagedParts(ctx, m)
+	if err != nil {
+		return false, err
+	}
+	above, err := a.d.PartsAbove(ctx, m.Table, m.PartitionID, in.MaxBlock)
+	if err != nil {
+		return false, err
+	}
+	matched, unmerged := 0, true
+	used := map[string]bool{}
+	for _, p := range above {
+		unmerged = unmerged && p.MinBlock == p.MaxBlock
+	}
+	for _, sp := range staged {
+		for _, p := range above {
+			if !used[p.Name] && p.SameFiles(sp) {
+				used[p.Name] = true
+				matched++
+				break
+			}
+		}
+	}
+	switch {
+	case len(staged) > 0 && matched == len(staged):
+		return true, nil
+	case matched == 0 && unmerged:
 		return false, nil
 	}
 	return false, refusedError{fmt.Errorf("cannot tell whether partition %s of %s was attached before the ClickHouse server restarted (query %s: not in the server's query log; the partition has changed since): "+

@@ -330,6 +330,8 @@ type SplitOptions struct {
 	TLS bool
 	// NATSAuth makes the nats-server require a user and password.
 	NATSAuth bool
+	// NATS is a nats-server the test controls (to kill and start again); nil starts one.
+	NATS *NATS
 	// Extra flags for every process.
 	Extra []string
 }
@@ -355,7 +357,11 @@ func StartSplitWith(t testing.TB, o SplitOptions) *Split {
 		no.PKI = s.PKI
 		s.TLS = s.PKI.ClientTLS(t)
 	}
-	s.NATSURL = StartNATSServer(t, no).URL
+	if o.NATS != nil {
+		s.NATSURL = o.NATS.URL
+	} else {
+		s.NATSURL = StartNATSServer(t, no).URL
+	}
 	serviceToken := filepath.Join(t.TempDir(), "service-token")
 	if err := os.WriteFile(serviceToken, []byte(randomText(t)+randomText(t)), 0o600); err != nil {
 		t.Fatal(err)

@@ -64,6 +64,51 @@ func (d *Delta) RowsAbove(ctx context.Context, table, partition string, maxBlock
 	return toUint(res.Rows[0][0]), nil
 }
 
+// Part is a data part as system.parts describes it: enough to recognise an attached copy of a
+// staged part (ATTACH PARTITION ... FROM links the same files, so the sizes and the level are
+// the staged part's; the block numbers are new, one block per attached part).
+type Part struct {
+	Name                     string
+	MinBlock, MaxBlock       int64
+	Level                    uint64
+	Rows                     uint64
+	Compressed, Uncompressed uint64
+	MarksBytes               uint64
+}
+
+// SameFiles reports whether p could be an attached copy of staged part s.
+func (p Part) SameFiles(s Part) bool {
+	return p.MinBlock == p.MaxBlock && p.Level == s.Level && p.Rows == s.Rows &&
+		p.Compressed == s.Compressed && p.Uncompressed == s.Uncompressed && p.MarksBytes == s.MarksBytes
+}
+
+func (d *Delta) parts(ctx context.Context, table, partition, extra string) ([]Part, error) {
+	res, err := d.conn.Query(ctx, fmt.Sprintf(
+		"SELECT name, min_block_number, max_block_number, level, rows, data_compressed_bytes, data_uncompressed_bytes, marks_bytes FROM system.parts "+
+			"WHERE database = %s AND table = %s AND partition_id = %s AND active%s",
+		warehouse.QuoteString(d.flow.Database), warehouse.QuoteString(table), warehouse.QuoteString(partition), extra))
+	if err != nil {
+		return nil, fmt.Errorf("parts of %s partition %s: %w", table, partition, err)
+	}
+	out := make([]Part, 0, len(res.Rows))
+	for _, r := range res.Rows {
+		out = append(out, Part{Name: fmt.Sprint(r[0]), MinBlock: toInt(r[1]), MaxBlock: toInt(r[2]), Level: toUint(r[3]), Rows: toUint(r[4]),
+			Compressed: toUint(r[5]), Uncompressed: toUint(r[6]), MarksBytes: toUint(r[7])})
+	}
+	return out, nil
+}
+
+// StagedParts are the active parts of a staged partition.
+func (d *Delta) StagedParts(ctx context.Context, m Move) ([]Part, error) {
+	return d.parts(ctx, d.staging[m.Table], m.PartitionID, "")
+}
+
+// PartsAbove are the active parts of a Data Source's partition that hold blocks above
+// maxBlock: what was written into it since a PartitionState.
+func (d *Delta) PartsAbove(ctx context.Context, table, partition string, maxBlock int64) ([]Part, error) {
+	return d.parts(ctx, table, partition, fmt.Sprintf(" AND max_block_number > %d", maxBlock))
+}
+
 // AttachPartition copies one staged partition into its Data Source under queryID, with the
 // server's query log on for the statement, so that AttachOutcome can tell later whether it
 // ran.
