@@ -41,6 +41,9 @@ const kvCallTimeout = 5 * time.Second
 // commitBackoffMax caps the wait between two tries of an interrupted commit.
 const commitBackoffMax = 10 * time.Second
 
+// waitingPrefix starts the waiting reason of a job whose commit waits.
+const waitingPrefix = "committing, waiting for "
+
 // natsError marks an error of NATS (as opposed to ClickHouse), for the waiting reason.
 type natsError struct{ error }
 
@@ -108,12 +111,15 @@ func finishCommit(ctx context.Context, sc *StepContext, commit func(ctx context.
 		if errors.Is(context.Cause(ctx), errDrain) {
 			return err
 		}
+		if errors.Is(err, ErrCommitConflict) && n < 5 {
+			continue // another attempt changed the record: the next try reads it
+		}
 		dep := "ClickHouse"
 		var ne natsError
-		if errors.As(err, &ne) || errors.Is(err, ErrCommitConflict) {
+		if errors.As(err, &ne) {
 			dep = "NATS"
 		}
-		sc.Waiting("committing, waiting for " + dep + ": " + firstLine(err.Error()))
+		sc.Waiting(waitingPrefix + dep + ": " + firstLine(err.Error()))
 		wait := min(backoff(n), commitBackoffMax)
 		sc.Log.Warn("commit interrupted; it is retried until it is done", "waiting_for", dep, "try", n, "retry_in", wait, "err", err)
 		t := time.NewTimer(wait)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -350,6 +351,10 @@ func (s *Service) commit(ctx context.Context, msg jetstream.Msg, sm *schedulerv1
 	s.settle(ctx, msg, sm, log, known, knownRev, func(rec *schedulerv1.JobRecord) error {
 		delete(rec.Running, step)
 		delete(rec.RunningProgress, step)
+		if strings.HasPrefix(rec.GetJob().GetWaitingReason(), waitingPrefix) {
+			// A commit that waited is done (a step still waiting says so again).
+			rec.Job.WaitingReason = ""
+		}
 		if !jobs.StepDone(rec, step) {
 			rec.DoneSteps = append(rec.DoneSteps, step)
 			job := rec.GetJob()
