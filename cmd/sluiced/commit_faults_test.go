@@ -126,6 +126,7 @@ func startFaultyExecutor(t testing.TB, sys *sluicetest.System, name, chAddr, fau
 	args := append([]string{
 		"-target", "executor", "-grpc-addr", addr, "-http-addr", "",
 		"-nats-url", sys.App.NATSURL(), "-catalog-addr", sys.Addr, "-data-dir", t.TempDir(),
+		"-auth.service-token-file", sys.ServiceTokenFile,
 		"-clickhouse-addr", chAddr, "-executor.concurrency", "2",
 	}, fastJobs...)
 	var env []string
@@ -238,9 +239,9 @@ func TestPopulateOnServerKilledRepeatedly(t *testing.T) {
 	}
 	cfg := warehousetest.Server(t)
 	sp := sluicetest.StartSplit(t, append([]string{"-clickhouse-addr", strings.Join(cfg.Addrs, ","), "-executor.concurrency", "2"}, fastJobs...)...)
-	cl := sluicetest.NewClients(t, sp.Addrs["catalog"])
-	sch := sluicetest.NewClients(t, sp.Addrs["scheduler"])
-	ol := sluicetest.NewClients(t, sp.Addrs["opslog"])
+	cl := sp.Clients(t, "catalog")
+	sch := sp.Clients(t, "scheduler")
+	ol := sp.Clients(t, "opslog")
 	e := newFaultEnv(t, cl.Catalog, sch.Scheduler, fmt.Sprintf("pop_kills_%d", time.Now().UnixNano()%1e6))
 	w, err := cl.Catalog.GetWorkspace(context.Background(), &catalogv1.GetWorkspaceRequest{Name: e.ws})
 	if err != nil {

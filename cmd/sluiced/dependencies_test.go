@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +67,11 @@ func TestServicesStartWithoutTheirDependencies(t *testing.T) {
 	srv.Stop(true)
 	ns.Kill()
 
+	tokenFile := filepath.Join(t.TempDir(), "service-token")
+	token := "service-token-of-the-test-0123456789abcdef"
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	type proc struct {
 		p          *sluicetest.Process
 		grpc, http string
@@ -76,6 +83,7 @@ func TestServicesStartWithoutTheirDependencies(t *testing.T) {
 		p := sluicetest.StartProcess(t, "sluiced-"+target, sluiced, append([]string{
 			"-target", target, "-grpc-addr", g, "-http-addr", h, "-data-dir", t.TempDir(),
 			"-nats-url", ns.URL, "-clickhouse-addr", srv.Addr(), "-catalog-addr", "127.0.0.1:1",
+			"-auth.service-token-file", tokenFile,
 		}, fastJobs...)...)
 		procs = append(procs, proc{p, g, h, map[string]string{"opslog": "sluice.opslog.v1.OpsLogService", "executor": "sluice.executor.v1.ExecutorService"}[target]})
 	}
@@ -96,12 +104,7 @@ func TestServicesStartWithoutTheirDependencies(t *testing.T) {
 			return strings.Contains(pr.p.Output(), "waits for its dependencies") && strings.Contains(pr.p.Output(), "NATS at "+ns.URL)
 		})
 	}
-	cc, err := grpc.NewClient(procs[0].grpc, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cc.Close() }()
-	_, err = opslogv1.NewOpsLogServiceClient(cc).QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: "w"}})
+	_, err := sluicetest.NewClients(t, procs[0].grpc, token).OpsLog.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: "w"}})
 	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "waiting for") {
 		t.Errorf("a call while the ops log waits: %v, want Unavailable saying what it waits for", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -232,12 +233,12 @@ type splitSoak struct {
 func newSplitSoak(t *testing.T) *splitSoak {
 	srv := warehousetest.NewPrivateServer(t)
 	ns := sluicetest.StartNATS(t, false)
-	sp := sluicetest.StartSplitOn(t, ns.URL, append([]string{"-clickhouse-addr", srv.Addr(), "-executor.concurrency", "2"}, fastJobs...)...)
+	sp := sluicetest.StartSplitWith(t, sluicetest.SplitOptions{NATS: ns, Extra: append([]string{"-clickhouse-addr", srv.Addr(), "-executor.concurrency", "2"}, fastJobs...)})
 	sp.AddExecutor(t)
 	s := &splitSoak{sp: sp, ns: ns, srv: srv}
-	cat := sluicetest.NewClients(t, sp.Addrs["catalog"]).Catalog
-	s.env = newFaultEnv(t, cat, sluicetest.NewClients(t, sp.Addrs["scheduler"]).Scheduler, "soak_split")
-	s.ol = sluicetest.NewClients(t, sp.Addrs["opslog"]).OpsLog
+	cat := sp.Clients(t, "catalog").Catalog
+	s.env = newFaultEnv(t, cat, sp.Clients(t, "scheduler").Scheduler, "soak_split")
+	s.ol = sp.Clients(t, "opslog").OpsLog
 	w, err := cat.GetWorkspace(context.Background(), &catalogv1.GetWorkspaceRequest{Name: s.env.ws})
 	if err != nil {
 		t.Fatal(err)
@@ -318,7 +319,7 @@ func newAllInOneSoak(t *testing.T) *allInOneSoak {
 	s := &allInOneSoak{bin: sluiced, addr: addr, args: append([]string{"-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "", "-nats-listen", natsAddr},
 		append(sluicetest.EmbeddedLibArgs(), fastJobs...)...)}
 	s.start(t)
-	cl := sluicetest.NewClients(t, addr)
+	cl := sluicetest.NewClients(t, addr, sluicetest.ReadOperatorToken(t, filepath.Join(dataDir, "token"), s.p))
 	s.env = newFaultEnv(t, cl.Catalog, cl.Scheduler, "soak_aio")
 	s.ol = cl.OpsLog
 	// The source is loaded by a copy (this process owns its ClickHouse): its cascade fills the

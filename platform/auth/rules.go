@@ -90,6 +90,9 @@ var Rules = map[string]Rule{
 	catalogv1.CatalogService_Query_FullMethodName: {Access: Workspace,
 		Handler: "DATASOURCES:READ:<name> / PIPES:READ:<name> of every Data Source and Pipe the statement reads (datasources_ops_log and jobs_log: or OPSLOG:READ / JOBS:READ); WORKSPACE:READ_ALL for SHOW TABLES"},
 	catalogv1.CatalogService_ListFileVersions_FullMethodName: ws(need(WorkspaceReadAll)),
+	// CutOverView changes a deployed view for a populate job: only Sluice's own services (the
+	// executor, with the service credential) and the operator call it.
+	catalogv1.CatalogService_CutOverView_FullMethodName: {Access: Operator},
 
 	catalogv1.TokenService_ListTokens_FullMethodName:      {Access: Workspace, AnyOf: []Need{need(Tokens)}, InstanceOK: true},
 	catalogv1.TokenService_CreateToken_FullMethodName:     {Access: Workspace, AnyOf: []Need{need(Tokens)}, InstanceOK: true, Handler: "only scopes the caller holds"},
