@@ -172,6 +172,12 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Conn, error) {
 	}
 	c.NC, c.JS, c.url = nc, js, url
 	if !nc.IsConnected() {
+		// Refused credentials are a configuration error, which waiting does not cure.
+		if err := nc.LastError(); authError(err) {
+			nc.Close()
+			c.shutdownServer()
+			return nil, fmt.Errorf("connect to nats at %s: %w", redact(url), err)
+		}
 		log.Warn("nats is not reachable yet; the services that need it wait for it", "url", redact(url))
 		return c, nil
 	}
@@ -200,6 +206,19 @@ func randomPassword() string {
 		panic("crypto/rand: " + err.Error())
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// authError reports whether a connection error is the server refusing the credentials.
+func authError(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || errors.Is(err, nats.ErrAuthRevoked) ||
+		errors.Is(err, nats.ErrAccountAuthExpired) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	return strings.Contains(msg, "authorization violation") || strings.Contains(msg, "authentication")
 }
 
 // ErrUnreachable marks an error of Ready that waiting may cure: the server does not answer.

@@ -2,8 +2,11 @@ package natsx
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -195,4 +198,42 @@ func TestExternalServerNKey(t *testing.T) {
 		t.Fatalf("with -nats-nkey: %v", err)
 	}
 	c.Close()
+}
+
+// TestExternalServerNotThereYet: a process starts while its NATS server is down: Connect
+// returns a connection that is not ready (ErrUnreachable), and it becomes ready, with
+// JetStream, once the server is up; refused credentials, by contrast, fail at once (above).
+func TestExternalServerNotThereYet(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	c, err := Connect(context.Background(), Config{URL: fmt.Sprintf("nats://127.0.0.1:%d", port)}, log)
+	if err != nil {
+		t.Fatalf("connect while the server is down: %v", err)
+	}
+	defer c.Close()
+	if err := c.Ready(context.Background()); !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), fmt.Sprintf("127.0.0.1:%d", port)) {
+		t.Fatalf("ready while the server is down: %v, want unreachable, naming the server", err)
+	}
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	defer srv.Shutdown()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := c.Ready(context.Background())
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready 30s after the server started: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
