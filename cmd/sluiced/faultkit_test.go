@@ -64,6 +64,9 @@ type faultEnv struct {
 	copies map[int][2]int
 	// source is the number of rows loaded into ft_source (ids 0..source-1, over sourceDays).
 	source, sourceDays int
+	// popTimes is how many times ft_pop and ft_pop_daily must hold each source row (populates
+	// add to them; 1 unless set).
+	popTimes int
 }
 
 // newFaultEnv creates the workspace and pushes the fault project.
@@ -269,9 +272,9 @@ func (e *faultEnv) checkCopies() {
 func (e *faultEnv) checkPopulated() {
 	e.t.Helper()
 	e.mu.Lock()
-	rows, days := e.source, e.sourceDays
+	rows, days, k := e.source, e.sourceDays, max(e.popTimes, 1)
 	e.mu.Unlock()
-	want := fmt.Sprintf("%d %d %d\n", rows, rows, sumV(rows))
+	want := fmt.Sprintf("%d %d %d\n", k*rows, rows, uint64(k)*sumV(rows))
 	if got := e.mustQuery("SELECT count(), uniqExact(id), sum(v) FROM ft_pop"); got != want {
 		e.t.Errorf("ft_pop (rows, distinct ids, sum v) = %swant %s", got, want)
 	}
@@ -282,7 +285,7 @@ func (e *faultEnv) checkPopulated() {
 			s += uint64(id % 1000)
 		}
 		if n > 0 {
-			fmt.Fprintf(&wantDays, "%d %d %d\n", d, n, s)
+			fmt.Fprintf(&wantDays, "%d %d %d\n", d, k*n, uint64(k)*s)
 		}
 	}
 	if got := e.mustQuery("SELECT toInt32(day - toDate('2024-01-01')) AS d, count(), sum(v) FROM ft_pop GROUP BY d ORDER BY d"); got != wantDays.String() {

@@ -13,11 +13,9 @@ import (
 	"testing"
 	"time"
 
-	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
-	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
 )
 
@@ -40,9 +38,11 @@ type soakSystem interface {
 	faults() []string
 	// inject injects one fault and returns once the system is back (processes serving).
 	inject(t *testing.T, kind string, rng *rand.Rand)
-	// emptyPopulated empties the populate's target and the Data Source downstream, or returns
-	// options of a populate that does (nil: the populate then needs no option).
-	emptyPopulated(t *testing.T, e *faultEnv) *schedulerv1.PopulateOptions
+	// populateOptions are the options of the soak's populates; rebuilds tells whether they
+	// rebuild the target and the Data Source downstream (else each adds the source once more:
+	// emptying them by hand is no test of Sluice, and on a server before 19.17 a TRUNCATE of
+	// merged parts comes back after a crash).
+	populateOptions() (opts *schedulerv1.PopulateOptions, rebuilds bool)
 	opsLog() opslogv1.OpsLogServiceClient
 }
 
@@ -96,7 +96,7 @@ func runSoak(t *testing.T, sys soakSystem, faults int) {
 			startCopy()
 		}
 		if f%4 == 0 && !popRunning() {
-			opts := sys.emptyPopulated(t, e)
+			opts, _ := sys.populateOptions()
 			pops = append(pops, e.populateWith(opts))
 			tally.populates++
 		}
@@ -128,11 +128,19 @@ func runSoak(t *testing.T, sys soakSystem, faults int) {
 	}
 	e.checkCopies()
 	var lastPop *schedulerv1.Job
+	_, rebuilds := sys.populateOptions()
+	partial := false // a populate that did not finish left some of its partitions
 	for _, id := range pops {
 		lastPop = e.waitFinal(id, 5*time.Minute)
 		if lastPop.GetStatus() == done {
 			tally.populatesDone++
+			if rebuilds {
+				e.popTimes, partial = 1, false
+			} else {
+				e.popTimes++
+			}
 		} else {
+			partial = true
 			if strings.Contains(lastPop.GetError().GetMessage(), "cannot tell whether partition") {
 				tally.refused = append(tally.refused, id)
 			}
@@ -141,7 +149,7 @@ func runSoak(t *testing.T, sys soakSystem, faults int) {
 	}
 	if lastPop == nil || lastPop.GetStatus() != done {
 		// The last populate did not finish (or none ran): one more, without faults.
-		opts := sys.emptyPopulated(t, e)
+		opts, _ := sys.populateOptions()
 		id := e.populateWith(opts)
 		if j := e.waitFinal(id, 5*time.Minute); j.GetStatus() != done {
 			t.Fatalf("populate after the faults: %v", j)
@@ -149,8 +157,17 @@ func runSoak(t *testing.T, sys soakSystem, faults int) {
 		pops = append(pops, id)
 		tally.populates++
 		tally.populatesDone++
+		if rebuilds {
+			e.popTimes, partial = 1, false
+		} else {
+			e.popTimes++
+		}
 	}
-	e.checkPopulated()
+	if partial {
+		t.Logf("a populate that did not finish left some partitions behind: the populated Data Sources are not checked")
+	} else {
+		e.checkPopulated()
+	}
 	// Ops events: one per Data Source of each done job, with its rows.
 	for id, it := range doneCopies {
 		rows := e.copies[it][0]
@@ -226,7 +243,6 @@ type splitSoak struct {
 	ns  *sluicetest.NATS
 	srv *warehousetest.PrivateServer
 	env *faultEnv
-	db  string
 	ol  opslogv1.OpsLogServiceClient
 }
 
@@ -236,26 +252,15 @@ func newSplitSoak(t *testing.T) *splitSoak {
 	sp := sluicetest.StartSplitWith(t, sluicetest.SplitOptions{NATS: ns, Extra: append([]string{"-clickhouse-addr", srv.Addr(), "-executor.concurrency", "2"}, fastJobs...)})
 	sp.AddExecutor(t)
 	s := &splitSoak{sp: sp, ns: ns, srv: srv}
-	cat := sp.Clients(t, "catalog").Catalog
-	s.env = newFaultEnv(t, cat, sp.Clients(t, "scheduler").Scheduler, "soak_split")
+	s.env = newFaultEnv(t, sp.Clients(t, "catalog").Catalog, sp.Clients(t, "scheduler").Scheduler, "soak_split")
 	s.ol = sp.Clients(t, "opslog").OpsLog
-	w, err := cat.GetWorkspace(context.Background(), &catalogv1.GetWorkspaceRequest{Name: s.env.ws})
-	if err != nil {
-		t.Fatal(err)
+	// The source is loaded by a copy, whose cascade fills the populate's target and the Data
+	// Source downstream once; every populate adds the source once more.
+	if j := s.env.waitFinal(s.env.loadSourceByCopy(300_000, 20), 2*time.Minute); j.GetStatus() != done {
+		t.Fatalf("loading the source: %v", j)
 	}
-	s.db = w.GetWorkspace().GetDatabase()
-	s.withServer(t, func(wh warehouse.Conn) { s.env.loadSource(wh, s.db, 300_000, 20) })
+	s.env.popTimes = 1
 	return s
-}
-
-func (s *splitSoak) withServer(t *testing.T, f func(warehouse.Conn)) {
-	t.Helper()
-	wh, err := warehouse.OpenNative(context.Background(), s.srv.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = wh.Close() }()
-	f(wh)
 }
 
 func (s *splitSoak) faults() []string {
@@ -286,17 +291,7 @@ func (s *splitSoak) inject(t *testing.T, kind string, rng *rand.Rand) {
 	}
 }
 
-func (s *splitSoak) emptyPopulated(t *testing.T, e *faultEnv) *schedulerv1.PopulateOptions {
-	s.withServer(t, func(wh warehouse.Conn) {
-		for _, tbl := range []string{"ft_pop", "ft_pop_daily"} {
-			sluicetest.Eventually(t, 2*time.Minute, "emptying "+tbl, func() bool {
-				_, err := wh.Exec(context.Background(), "TRUNCATE TABLE "+warehouse.QualifiedName(s.db, tbl))
-				return err == nil
-			})
-		}
-	})
-	return nil
-}
+func (s *splitSoak) populateOptions() (*schedulerv1.PopulateOptions, bool) { return nil, false }
 
 func (s *splitSoak) opsLog() opslogv1.OpsLogServiceClient { return s.ol }
 
@@ -351,10 +346,10 @@ func (s *allInOneSoak) inject(t *testing.T, kind string, _ *rand.Rand) {
 	s.start(t)
 }
 
-// emptyPopulated: the populate cuts over by snapshot, which empties the target and the Data
+// populateOptions: the populate cuts over by snapshot, which empties the target and the Data
 // Source downstream and rebuilds both.
-func (s *allInOneSoak) emptyPopulated(*testing.T, *faultEnv) *schedulerv1.PopulateOptions {
-	return &schedulerv1.PopulateOptions{CutoverSnapshot: true}
+func (s *allInOneSoak) populateOptions() (*schedulerv1.PopulateOptions, bool) {
+	return &schedulerv1.PopulateOptions{CutoverSnapshot: true}, true
 }
 
 func (s *allInOneSoak) opsLog() opslogv1.OpsLogServiceClient { return s.ol }

@@ -212,7 +212,7 @@ const foreignIntentGrace = 5 * time.Second
 // restarted and lost the log, and this attempt did not see the statement succeed) the
 // partition's parts decide: unchanged since the intent, fewer new rows than the attach would
 // have added, or no copy of the staged parts among the new ones while none of them has been
-// merged → not attached; a copy of every staged part among them (same files: sizes and level)
+// merged → not attached; a copy of every staged part among them (same sizes, level and rows)
 // → attached; else the step refuses (refusedError) rather than risk a duplicate.
 type attachCommit struct {
 	sc     *StepContext
@@ -246,6 +246,12 @@ func newAttempt(sc *StepContext) string {
 }
 
 func (a *attachCommit) run(ctx context.Context) error {
+	// No merges in the staging tables while their partitions are attached and dropped: a
+	// server before 19.17 keeps the parts a merge replaced on disk for minutes, and after a
+	// crash it loads them again as if they were never dropped, so a dropped partition would
+	// come back into staging and be attached twice. (Stopped again at every try: a restart
+	// of the server lifts it.)
+	a.d.StopStagingMerges(ctx)
 	moves, err := a.d.Pending(ctx)
 	if err != nil {
 		return err
@@ -362,8 +368,9 @@ func (a *attachCommit) resolve(ctx context.Context, in attachIntent, m dataflow.
 		return false, nil
 	}
 	// The parts written into the partition since the intent: an attached copy of each staged
-	// part (same files: same sizes and level, one new block) says the attach happened; none,
-	// while no new part has been merged yet (every one a single block), says it did not.
+	// part (same files: same sizes and level, one new block; and the same rows) says the
+	// attach happened; none, while no new part has been merged yet (every one a single
+	// block), says it did not.
 	staged, err := a.d.StagedParts(ctx, m)
 	if err != nil {
 		return false, err
@@ -378,8 +385,21 @@ func (a *attachCommit) resolve(ctx context.Context, in attachIntent, m dataflow.
 		unmerged = unmerged && p.MinBlock == p.MaxBlock
 	}
 	for _, sp := range staged {
+		want, err := a.d.PartContent(ctx, m.Table, true, sp.Name)
+		if err != nil {
+			return false, err
+		}
 		for _, p := range above {
-			if !used[p.Name] && p.SameFiles(sp) {
+			if used[p.Name] || !p.SameFiles(sp) {
+				continue
+			}
+			// Same sizes is not enough (small parts of other writers can have them): the
+			// same rows.
+			got, err := a.d.PartContent(ctx, m.Table, false, p.Name)
+			if err != nil {
+				return false, err
+			}
+			if got == want {
 				used[p.Name] = true
 				matched++
 				break

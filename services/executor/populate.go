@@ -874,6 +874,10 @@ func (st *stage) attempt(ctx context.Context, level, split int) (populateCommit,
 	if err := st.delta.Prepare(ctx); err != nil {
 		return pc, err
 	}
+	if st.r.noMove.Load() {
+		// The commit attaches: no merges in staging (see attachCommit.run).
+		st.delta.StopStagingMerges(ctx)
+	}
 	set := warehouse.WithSettings(st.levelSettings(level))
 	ranges := []string{""}
 	if split > 0 {

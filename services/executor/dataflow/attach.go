@@ -98,6 +98,23 @@ func (d *Delta) parts(ctx context.Context, table, partition, extra string) ([]Pa
 	return out, nil
 }
 
+// PartContent is a fingerprint of the rows of one part of a Data Source of the flow (staging:
+// of its staging table): their count and the sum of their hashes.
+func (d *Delta) PartContent(ctx context.Context, table string, staging bool, part string) (string, error) {
+	tbl := d.table(table)
+	if staging {
+		tbl = d.Staging(table)
+	}
+	res, err := d.conn.Query(ctx, fmt.Sprintf("SELECT toString(count()), toString(sum(cityHash64(*))) FROM %s WHERE _part = %s", tbl, warehouse.QuoteString(part)))
+	if err != nil {
+		return "", fmt.Errorf("rows of part %s of %s: %w", part, table, err)
+	}
+	if len(res.Rows) != 1 {
+		return "", fmt.Errorf("rows of part %s of %s: no answer", part, table)
+	}
+	return fmt.Sprint(res.Rows[0][0]) + "/" + fmt.Sprint(res.Rows[0][1]), nil
+}
+
 // StagedParts are the active parts of a staged partition.
 func (d *Delta) StagedParts(ctx context.Context, m Move) ([]Part, error) {
 	return d.parts(ctx, d.staging[m.Table], m.PartitionID, "")
@@ -107,6 +124,14 @@ func (d *Delta) StagedParts(ctx context.Context, m Move) ([]Part, error) {
 // maxBlock: what was written into it since a PartitionState.
 func (d *Delta) PartsAbove(ctx context.Context, table, partition string, maxBlock int64) ([]Part, error) {
 	return d.parts(ctx, table, partition, fmt.Sprintf(" AND max_block_number > %d", maxBlock))
+}
+
+// StopStagingMerges stops the merges of the delta's staging tables (best effort: a table that
+// is gone, or a server that refuses, changes nothing the caller relies on).
+func (d *Delta) StopStagingMerges(ctx context.Context) {
+	for _, t := range d.flow.Tables() {
+		_, _ = d.conn.Exec(ctx, "SYSTEM STOP MERGES "+d.Staging(t))
+	}
 }
 
 // AttachPartition copies one staged partition into its Data Source under queryID, with the

@@ -75,6 +75,16 @@ func TestAttachOutcomeOnServer(t *testing.T) {
 	if err != nil || len(above) != 1 || !above[0].SameFiles(staged[0]) {
 		t.Fatalf("parts written since the intent: %+v, %v; want one copy of %+v", above, err, staged[0])
 	}
+	staged0, err := d.PartContent(ctx, "t", true, staged[0].Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := d.PartContent(ctx, "t", false, above[0].Name); err != nil || got != staged0 {
+		t.Errorf("content of the attached part %s, staged %s (%v): want the same rows", got, staged0, err)
+	}
+	if other, _ := d.PartContent(ctx, "t", false, before.Parts[0]); other == staged0 {
+		t.Errorf("another part has the staged part's content %s", other)
+	}
 	if rows, err := d.RowsAbove(ctx, "t", "1", before.MaxBlock); err != nil || rows != 7 {
 		t.Errorf("rows above the intent's block: %d, %v; want 7", rows, err)
 	}
