@@ -254,12 +254,12 @@ func TestPopulateOnServerKilledRepeatedly(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 13))
 	kills := []string{"executor", "executor", "executor", "scheduler", "executor", "executor", "executor"}
 	killedMid := 0
-	for _, svc := range kills {
+	for n, svc := range kills {
 		time.Sleep(time.Duration(100+rng.IntN(500)) * time.Millisecond) // a random moment of the populate, not a wait
 		if j := getJob(t, sch.Scheduler, e.ws, id); j.GetStatus() == working {
 			killedMid++
 		}
-		sp.Restart(t, svc)
+		sp.Restart(t, svc, n+1)
 	}
 	j := e.waitFinal(id, 300*time.Second)
 	if j.GetStatus() != done || j.GetProgress().GetStepsDone() != days {

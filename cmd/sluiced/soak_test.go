@@ -239,11 +239,12 @@ func sysEnv(sys soakSystem) *faultEnv {
 // splitSoak is split mode (one process per service, two executors) on a nats-server and a
 // clickhouse-server, both of which the soak kills.
 type splitSoak struct {
-	sp  *sluicetest.Split
-	ns  *sluicetest.NATS
-	srv *warehousetest.PrivateServer
-	env *faultEnv
-	ol  opslogv1.OpsLogServiceClient
+	sp       *sluicetest.Split
+	restarts int
+	ns       *sluicetest.NATS
+	srv      *warehousetest.PrivateServer
+	env      *faultEnv
+	ol       opslogv1.OpsLogServiceClient
 }
 
 func newSplitSoak(t *testing.T) *splitSoak {
@@ -271,15 +272,17 @@ func (s *splitSoak) inject(t *testing.T, kind string, rng *rand.Rand) {
 	switch kind {
 	case "executor":
 		// Either executor: the first through Restart, the second killed and started again.
+		s.restarts++
 		if rng.IntN(2) == 0 {
-			s.sp.Restart(t, "executor")
+			s.sp.Restart(t, "executor", s.restarts)
 		} else {
 			s.sp.Executors[1].Kill()
 			s.sp.Executors = s.sp.Executors[:1]
 			s.sp.AddExecutor(t)
 		}
 	case "scheduler", "opslog":
-		s.sp.Restart(t, kind)
+		s.restarts++
+		s.sp.Restart(t, kind, s.restarts)
 	case "nats":
 		s.ns.Kill()
 		time.Sleep(time.Duration(500+rng.IntN(3500)) * time.Millisecond) // the outage itself

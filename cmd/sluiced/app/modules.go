@@ -257,10 +257,12 @@ func (a *App) modules() []lifecycle.Module {
 				return nil
 			},
 			Start: func(ctx context.Context) error {
-				if err := a.ingest.Start(ctx); err != nil {
-					return err
-				}
-				return a.ingest.Listen()
+				return a.startService(ctx, "ingest", ingest.ServiceName, []dependency{a.natsDependency(), a.clickhouseDependency()}, func(ctx context.Context) error {
+					if err := a.ingest.Start(ctx); err != nil {
+						return err
+					}
+					return a.ingest.Listen()
+				})
 			},
 			Stop: func(ctx context.Context) error { return a.ingest.Stop(ctx) },
 		},
