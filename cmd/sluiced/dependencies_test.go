@@ -134,7 +134,7 @@ func TestServicesStartWithoutTheirDependencies(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	ev := &opslogv1.OpsEvent{Workspace: "deps", EventType: opsevents.EventCopy, DatasourceName: "t", Result: opsevents.ResultOK, WrittenRows: 7}
+	ev := &opslogv1.OpsEvent{Workspace: "deps", EventType: opslogv1.EventType_EVENT_TYPE_COPY, DatasourceName: "t", Result: opslogv1.Result_RESULT_OK, WrittenRows: 7}
 	if err := opsevents.NewPublisher(nc, nil).Publish(context.Background(), ev); err != nil {
 		t.Fatal(err)
 	}

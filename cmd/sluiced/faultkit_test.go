@@ -13,11 +13,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
+	"github.com/sluicehq/sluice/platform/opsevents"
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
@@ -91,7 +93,7 @@ func newFaultEnv(t testing.TB, cat catalogv1.CatalogServiceClient, sch scheduler
 func (e *faultEnv) query(sql string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	resp, err := e.cat.Query(ctx, &catalogv1.QueryRequest{Workspace: e.ws, Sql: sql, TimeoutSeconds: 60})
+	resp, err := e.cat.Query(ctx, &catalogv1.QueryRequest{Workspace: e.ws, Sql: sql, Timeout: durationpb.New(60 * time.Second)})
 	if err != nil {
 		return "", err
 	}
@@ -329,12 +331,12 @@ func (e *faultEnv) waitFinal(id string, timeout time.Duration) *schedulerv1.Job 
 func (e *faultEnv) opsWritten(ol opslogv1.OpsLogServiceClient, jobID string) map[string]string {
 	e.t.Helper()
 	out := map[string]string{}
-	resp, err := ol.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: e.ws, JobId: jobID}, Limit: 1000})
+	resp, err := ol.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: e.ws, JobId: jobID}, PageSize: 1000})
 	if err != nil {
 		e.t.Fatalf("ops log of job %s: %v", jobID, err)
 	}
 	for _, ev := range resp.GetEvents() {
-		out[ev.GetDatasourceName()+"/"+ev.GetEventType()+"/"+ev.GetResult()] = strconv.FormatUint(ev.GetWrittenRows(), 10)
+		out[ev.GetDatasourceName()+"/"+opsevents.EventTypeName(ev.GetEventType())+"/"+opsevents.ResultName(ev.GetResult())] = strconv.FormatUint(ev.GetWrittenRows(), 10)
 	}
 	return out
 }

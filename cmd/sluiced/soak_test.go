@@ -16,6 +16,7 @@ import (
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
+	"github.com/sluicehq/sluice/platform/opsevents"
 	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
 )
 
@@ -206,13 +207,13 @@ func waitOpsCounts(t *testing.T, e *faultEnv, ol opslogv1.OpsLogServiceClient, j
 	t.Helper()
 	var out map[string]string
 	sluicetest.Eventually(t, 2*time.Minute, "the ops events of job "+jobID, func() bool {
-		resp, err := ol.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: e.ws, JobId: jobID}, Limit: 1000})
+		resp, err := ol.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: e.ws, JobId: jobID}, PageSize: 1000})
 		if err != nil {
 			return false
 		}
 		n, rows := map[string]int{}, map[string]uint64{}
 		for _, ev := range resp.GetEvents() {
-			k := ev.GetDatasourceName() + "/" + ev.GetEventType() + "/" + ev.GetResult()
+			k := ev.GetDatasourceName() + "/" + opsevents.EventTypeName(ev.GetEventType()) + "/" + opsevents.ResultName(ev.GetResult())
 			n[k]++
 			rows[k] = ev.GetWrittenRows()
 		}

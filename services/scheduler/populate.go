@@ -215,14 +215,15 @@ func (s *Service) validatePopulateOptions(ctx context.Context, ws, source string
 	// Refused now if the data is past it already (the job checks again before it changes
 	// anything: rows keep coming meanwhile).
 	resp, err := s.deps.Catalog.Query(ctx, &catalogv1.QueryRequest{
-		Workspace: ws, Sql: "SELECT count(), toString(max(" + warehouse.QuoteIdent(col) + ")) FROM " + warehouse.QuoteIdent(source) + " WHERE NOT (" + CutoverCondition(col, val) + ")", TimeoutSeconds: 30,
+		Workspace: ws, Sql: "SELECT count(), toString(max(" + warehouse.QuoteIdent(col) + ")) FROM " + warehouse.QuoteIdent(source) + " WHERE NOT (" + CutoverCondition(col, val) + ")", Timeout: durationpb.New(30 * time.Second),
 	})
 	if err != nil {
 		return err
 	}
 	if rows := resp.GetRows(); len(rows) == 1 && len(rows[0].GetValues()) == 2 {
-		if n := rows[0].GetValues()[0].GetNumberValue(); n > 0 {
-			return &InvalidError{Field: "options.cutover_value", Msg: fmt.Sprintf("cut-over %s > %q is behind the data: %.0f rows of %s are after it already (the latest: %s); choose a cut-over ahead of the data, for example --cutover-in 30s",
+		// count() is a UInt64: its exact decimal string.
+		if n, _ := strconv.ParseUint(rows[0].GetValues()[0].GetStringValue(), 10, 64); n > 0 {
+			return &InvalidError{Field: "options.cutover_value", Msg: fmt.Sprintf("cut-over %s > %q is behind the data: %d rows of %s are after it already (the latest: %s); choose a cut-over ahead of the data, for example --cutover-in 30s",
 				col, val, n, source, rows[0].GetValues()[1].GetStringValue())}
 		}
 	}
