@@ -370,7 +370,10 @@ type Job struct {
 	Progress *JobProgress `protobuf:"bytes,16,opt,name=progress,proto3" json:"progress,omitempty"`
 	// Set when status is ERROR (or CANCELLED by the maximum execution time).
 	Error *JobError `protobuf:"bytes,17,opt,name=error,proto3" json:"error,omitempty"`
-	// Why a WAITING job has not started (for example "2 copy jobs working in workspace, limit 2").
+	// Why the job waits: a WAITING job that has not started (for example "2 copy jobs working in
+	// workspace, limit 2"), or a WORKING (or CANCELLING) job whose commit waits for ClickHouse or
+	// NATS to come back ("committing, waiting for ClickHouse: ..."; a recorded commit is always
+	// finished).
 	WaitingReason string `protobuf:"bytes,18,opt,name=waiting_reason,json=waitingReason,proto3" json:"waiting_reason,omitempty"`
 	// Maximum execution time; the job is cancelled and ends ERROR after it.
 	MaxExecutionTime *durationpb.Duration `protobuf:"bytes,19,opt,name=max_execution_time,json=maxExecutionTime,proto3" json:"max_execution_time,omitempty"`

@@ -215,7 +215,10 @@ export type Job = Message<"sluice.scheduler.v1.Job"> & {
   error?: JobError | undefined;
 
   /**
-   * Why a WAITING job has not started (for example "2 copy jobs working in workspace, limit 2").
+   * Why the job waits: a WAITING job that has not started (for example "2 copy jobs working in
+   * workspace, limit 2"), or a WORKING (or CANCELLING) job whose commit waits for ClickHouse or
+   * NATS to come back ("committing, waiting for ClickHouse: ..."; a recorded commit is always
+   * finished).
    *
    * @generated from field: string waiting_reason = 18;
    */
