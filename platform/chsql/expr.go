@@ -356,6 +356,11 @@ func (x *exprScan) word(i int) (int, error) {
 		k := i
 		for x.tok(k+1).is(".") && (x.tok(k+2).Kind == Ident || x.tok(k+2).Kind == QuotedIdent) {
 			k += 2
+			if p := x.tok(k); p.Kind == Ident && expressionStatementWords[p.Upper()] {
+				// Not a danger as a name, but a query's word in an expression is refused
+				// everywhere, so that what is accepted never reads like a subquery.
+				return k, refusal(p, "%s: a query's keyword in a dotted name (back-quote the column)", p.Text)
+			}
 			ref.Parts = append(ref.Parts, x.tok(k).Value())
 			ref.End = x.tok(k).End
 		}
