@@ -180,6 +180,26 @@ func (o QueryOutcome) String() string {
 // running (system.processes), else what its query log says (flushed first). An error means
 // the server could not be asked; a server without a query log answers QueryUnknown.
 func Outcome(ctx context.Context, conn warehouse.Conn, queryID string, since time.Time) (QueryOutcome, error) {
+	out, err := outcome(ctx, conn, queryID, since)
+	if err != nil || out != QueryNotLogged {
+		return out, err
+	}
+	// A server can answer a statement before it queues the statement's log entry (seen on
+	// 18.16: a flush right after a finished ATTACH did not hold it). "Never ran" decides
+	// that a partition is attached again, so it is believed only when a second look, a
+	// moment later, says the same.
+	select {
+	case <-ctx.Done():
+		return QueryUnknown, ctx.Err()
+	case <-time.After(outcomeSettle):
+	}
+	return outcome(ctx, conn, queryID, since)
+}
+
+// outcomeSettle is how long Outcome waits before it looks at the query log a second time.
+const outcomeSettle = 500 * time.Millisecond
+
+func outcome(ctx context.Context, conn warehouse.Conn, queryID string, since time.Time) (QueryOutcome, error) {
 	res, err := conn.Query(ctx, "SELECT count() FROM system.processes WHERE query_id = "+warehouse.QuoteString(queryID))
 	if err != nil {
 		return QueryUnknown, fmt.Errorf("running statements: %w", err)
