@@ -23,6 +23,10 @@ func run(args []string) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
+	if errors.Is(err, app.ErrPrintVersion) {
+		fmt.Println(app.VersionString())
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "sluiced: configuration: %v\n", err)
 		return 2

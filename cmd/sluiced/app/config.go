@@ -33,6 +33,8 @@ const DefaultGRPCAddr = "127.0.0.1:7181"
 // field, using the yaml names below; flags given on the command line win over the file.
 type Config struct {
 	ConfigFile string `yaml:"-"`
+	// PrintVersion asks for the version only (ParseConfig returns ErrPrintVersion).
+	PrintVersion bool `yaml:"-"`
 
 	// Target lists the modules this process runs.
 	Target config.StringList `yaml:"target"`
@@ -99,6 +101,7 @@ type ClickHouseConfig struct {
 // RegisterFlags registers every flag of sluiced.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.ConfigFile, "config", "", "YAML configuration file (flags given on the command line win over it)")
+	fs.BoolVar(&c.PrintVersion, "version", false, "print the version and exit")
 	c.Target = config.StringList{"all"}
 	fs.Var(&c.Target, "target", "comma list of modules to run: "+strings.Join(Targets, ", "))
 	fs.BoolVar(&c.Dev, "dev", false, "development preset: data in ./.sluice-data, debug logs")
@@ -148,6 +151,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.Ingest.RegisterFlags(fs)
 }
 
+// ErrPrintVersion is returned by ParseConfig for -version: print VersionString and exit.
+var ErrPrintVersion = errors.New("version requested")
+
 // ParseConfig builds the configuration from args: defaults, then the -config file, then flags.
 func ParseConfig(args []string) (Config, error) {
 	var c Config
@@ -155,6 +161,9 @@ func ParseConfig(args []string) (Config, error) {
 	c.RegisterFlags(fs)
 	if err := config.Load(fs, args, "config", &c); err != nil {
 		return c, err
+	}
+	if c.PrintVersion {
+		return c, ErrPrintVersion
 	}
 	c.applyDev()
 	return c, c.Validate()
