@@ -12,7 +12,7 @@ TOOLS_BIN := $(CURDIR)/.cache/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 export SLUICE_CHDB_LIB ?= $(CHDB_LIB)
 
-MODULES := api platform services/catalog services/scheduler services/executor services/opslog services/ingest cmd/sluiced cmd/sluice sdk/go
+MODULES := api platform services/catalog services/scheduler services/executor services/opslog services/ingest cmd/sluiced cmd/sluice sdk/go deploy
 PKGS := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 GO_TEST_FLAGS ?= -count=1 -timeout 30m
 # SDKs: the TypeScript package's pinned tools (protoc-gen-es, tsc) come from its package-lock;
@@ -24,6 +24,11 @@ PYTHON := /usr/bin/python3
 # commit has the v1 API as published: the commit that brought errors.proto (idempotency, pages,
 # error reasons) changed an API nobody used yet, and the one before it has nothing to guard.
 BUF_BREAKING_REF ?= HEAD~1
+# The release is the chart's appVersion: the image tag the chart installs by default.
+VERSION ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' deploy/helm/sluice/Chart.yaml)
+COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+VERSION_LDFLAGS := -X github.com/sluicehq/sluice/cmd/sluiced/app.Version=$(VERSION) -X github.com/sluicehq/sluice/cmd/sluiced/app.Commit=$(COMMIT)
+HELM_VERSION := v3.22.0
 
 .PHONY: help
 help: ## list targets
@@ -40,11 +45,11 @@ dev: build chdb ## run Sluice all-in-one (embedded NATS and ClickHouse) in the f
 
 .PHONY: build
 build: ## build bin/sluiced and bin/sluice
-	go build -o bin/sluiced ./cmd/sluiced
+	go build -ldflags "$(VERSION_LDFLAGS)" -o bin/sluiced ./cmd/sluiced
 	go build -o bin/sluice ./cmd/sluice
 
 .PHONY: test
-test: deps chdb build ## run every test, the SDK suites included (installs what they start when root)
+test: deps chdb build $(TOOLS_BIN)/helm ## run every test, the SDK suites included (installs what they start when root)
 	SLUICED=$(CURDIR)/bin/sluiced go test $(GO_TEST_FLAGS) $(PKGS)
 	$(MAKE) test-sdk-ts test-sdk-python
 
@@ -115,8 +120,15 @@ lint: tools ## buf lint, buf breaking, go vet, golangci-lint
 	go vet $(PKGS)
 	for m in $(MODULES); do (cd $$m && golangci-lint run ./...) || exit 1; done
 
+.PHONY: helm-check
+helm-check: $(TOOLS_BIN)/helm ## lint the Helm chart, compare its golden renders, validate them against the Kubernetes API
+	helm lint --strict deploy/helm/sluice
+	for f in deploy/helm/sluice/ci/*-values.yaml; do helm lint --strict deploy/helm/sluice --values $$f || exit 1; done
+	go test -count=1 ./deploy/helm/...
+	go test -count=1 -run 'TestChart' ./cmd/sluiced/app/
+
 .PHONY: tools
-tools: $(TOOLS_BIN)/buf $(TOOLS_BIN)/protoc-gen-go $(TOOLS_BIN)/protoc-gen-go-grpc $(TOOLS_BIN)/golangci-lint
+tools: $(TOOLS_BIN)/buf $(TOOLS_BIN)/protoc-gen-go $(TOOLS_BIN)/protoc-gen-go-grpc $(TOOLS_BIN)/golangci-lint $(TOOLS_BIN)/helm
 
 $(TOOLS_BIN)/buf: tools/go.mod
 	GOWORK=off go -C tools build -o $(TOOLS_BIN)/ github.com/bufbuild/buf/cmd/buf
@@ -126,6 +138,14 @@ $(TOOLS_BIN)/protoc-gen-go-grpc: tools/go.mod
 	GOWORK=off go -C tools build -o $(TOOLS_BIN)/ google.golang.org/grpc/cmd/protoc-gen-go-grpc
 $(TOOLS_BIN)/golangci-lint: tools/go.mod
 	GOWORK=off go -C tools build -o $(TOOLS_BIN)/ github.com/golangci/golangci-lint/v2/cmd/golangci-lint
+# helm has its own module (tools/helm): its Kubernetes dependencies would move the versions the
+# other tools build with. The ldflags are upstream's: the version, and the Kubernetes version of
+# its client-go (1.37) as the default for templates and lint.
+$(TOOLS_BIN)/helm: tools/helm/go.mod
+	GOWORK=off go -C tools/helm build -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+		-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=37 \
+		-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=37" \
+		-o $(TOOLS_BIN)/ helm.sh/helm/v3/cmd/helm
 
 .PHONY: chdb
 chdb: $(CHDB_LIB) ## fetch libchdb.so (embedded ClickHouse) into the per-user cache
