@@ -28,6 +28,7 @@ BUF_BREAKING_REF ?= HEAD~1
 VERSION ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' deploy/helm/sluice/Chart.yaml)
 COMMIT ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 VERSION_LDFLAGS := -X github.com/sluicehq/sluice/cmd/sluiced/app.Version=$(VERSION) -X github.com/sluicehq/sluice/cmd/sluiced/app.Commit=$(COMMIT)
+IMAGE_REPO ?= ghcr.io/sluicehq/sluiced
 HELM_VERSION := v3.22.0
 
 .PHONY: help
@@ -126,6 +127,16 @@ helm-check: $(TOOLS_BIN)/helm ## lint the Helm chart, compare its golden renders
 	for f in deploy/helm/sluice/ci/*-values.yaml; do helm lint --strict deploy/helm/sluice --values $$f || exit 1; done
 	go test -count=1 ./deploy/helm/...
 	go test -count=1 -run 'TestChart' ./cmd/sluiced/app/
+
+.PHONY: image
+image: chdb ## OCI image tarballs of sluiced in bin/: static (split mode) and -chdb (all-in-one), no Docker needed
+	mkdir -p bin/image/static bin/image/chdb
+	CGO_ENABLED=0 go build -ldflags "$(VERSION_LDFLAGS)" -o bin/image/static/sluiced ./cmd/sluiced
+	CGO_ENABLED=1 go build -ldflags "$(VERSION_LDFLAGS)" -o bin/image/chdb/sluiced ./cmd/sluiced
+	go run ./deploy/cmd/sluiced-image -binary bin/image/static/sluiced -ref $(IMAGE_REPO):$(VERSION) \
+		-version $(VERSION) -revision $(COMMIT) -created $$(git log -1 --format=%ct 2>/dev/null || echo 0) -out bin/sluiced-$(VERSION).tar
+	go run ./deploy/cmd/sluiced-image -binary bin/image/chdb/sluiced -chdb-lib $(CHDB_LIB) -ref $(IMAGE_REPO):$(VERSION)-chdb \
+		-version $(VERSION) -revision $(COMMIT) -created $$(git log -1 --format=%ct 2>/dev/null || echo 0) -out bin/sluiced-$(VERSION)-chdb.tar
 
 .PHONY: tools
 tools: $(TOOLS_BIN)/buf $(TOOLS_BIN)/protoc-gen-go $(TOOLS_BIN)/protoc-gen-go-grpc $(TOOLS_BIN)/golangci-lint $(TOOLS_BIN)/helm
