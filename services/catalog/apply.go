@@ -9,12 +9,19 @@ import (
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
-// applyPlan runs the plan's statements in order. If one fails, the undo statements of the steps
-// already applied run in reverse order, so a failed push leaves ClickHouse as it was (except for
-// forced drops, which run last and cannot be undone).
-func applyPlan(ctx context.Context, wh warehouse.Conn, pl *plan, log *slog.Logger) error {
+// applyPlan runs the plan's statements in order, calling begin (when not nil) before each step.
+// If a statement or begin fails, the undo statements of the steps already applied run in
+// reverse order, so a failed push leaves ClickHouse as it was (except for forced drops, which
+// run last and cannot be undone).
+func applyPlan(ctx context.Context, wh warehouse.Conn, pl *plan, log *slog.Logger, begin func(step int) error) error {
 	var done []*step
-	for _, s := range pl.steps {
+	for n, s := range pl.steps {
+		if begin != nil {
+			if err := begin(n); err != nil {
+				rollback(context.WithoutCancel(ctx), wh, done, log)
+				return fmt.Errorf("%s %s: %w", actionVerb(s), s.action.GetName(), err)
+			}
+		}
 		for i, stmt := range s.action.GetStatements() {
 			if _, err := wh.Exec(ctx, stmt); err != nil {
 				// A step whose first statements ran is undone with the rest.

@@ -85,6 +85,8 @@ type Deps struct {
 	// WorkspaceUsers runs each workspace's SQL (`sluice sql`, rendered nodes) as its own
 	// ClickHouse user; nil runs it on Warehouse.
 	WorkspaceUsers *warehouse.WorkspaceUsers
+	// Instance names this replica in its workspace leases (host-pid-random when empty).
+	Instance string
 }
 
 // Service implements CatalogService.
@@ -97,8 +99,11 @@ type Service struct {
 	store  *store
 	tokens *tokenStore
 	caps   engineCaps
-	// locks serialise pushes and deletes per workspace within this process.
-	locks sync.Map // workspace -> *sync.Mutex
+	// locks serialise pushes and deletes per workspace within this process; leases across
+	// replicas (lease.go).
+	locks    sync.Map // workspace -> *sync.Mutex
+	leases   jetstream.KeyValue
+	instance string
 }
 
 // New builds the service.
@@ -109,14 +114,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Warehouse == nil {
 		return nil, errors.New("catalog: no ClickHouse connection")
 	}
-	return &Service{cfg: cfg, deps: deps, log: deps.Log}, nil
-}
-
-func (s *Service) lock(ws string) func() {
-	m, _ := s.locks.LoadOrStore(ws, &sync.Mutex{})
-	mu := m.(*sync.Mutex)
-	mu.Lock()
-	return mu.Unlock
+	if deps.Instance == "" {
+		deps.Instance = instanceName()
+	}
+	return &Service{cfg: cfg, deps: deps, log: deps.Log, instance: deps.Instance}, nil
 }
 
 // Register registers the gRPC API: the catalog and the token service.
@@ -142,12 +143,18 @@ func (s *Service) Start(ctx context.Context) error {
 	if err := s.ensureOperatorToken(ctx); err != nil {
 		return fmt.Errorf("operator token: %w", err)
 	}
+	if s.leases, err = s.deps.NATS.EnsureKV(ctx, jetstream.KeyValueConfig{
+		Bucket: BucketLeases, Description: "catalog: one lease per workspace, held by the replica changing it", History: 1, TTL: LeaseTTL,
+	}); err != nil {
+		return err
+	}
 	if err := s.probeCaps(ctx); err != nil {
 		return err
 	}
 	if err := s.dropScratchDatabases(ctx); err != nil {
 		return fmt.Errorf("drop leftover validation databases: %w", err)
 	}
+	s.recoverInterrupted(ctx)
 	return nil
 }
 

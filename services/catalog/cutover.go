@@ -67,7 +67,11 @@ func (s *Service) cutOverView(ctx context.Context, req *catalogv1.CutOverViewReq
 	if err != nil {
 		return nil, err
 	}
-	defer s.lock(ws.Name)()
+	ctx, unlock, err := s.lock(ctx, ws.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	p, err := s.loadProject(ctx, ws)
 	if err != nil {
 		return nil, err

@@ -18,7 +18,11 @@ func (s *Service) remove(ctx context.Context, workspace string, kind resourceKin
 	if err != nil {
 		return nil, err
 	}
-	defer s.lock(ws.Name)()
+	ctx, unlock, err := s.lock(ctx, ws.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	deployed, err := s.store.resources(ctx, ws.Name)
 	if err != nil {
 		return nil, err
@@ -78,10 +82,11 @@ func (s *Service) remove(ctx context.Context, workspace string, kind resourceKin
 	pl, _ := makePlan(next, old, order, false, func(*pipeDef) (string, error) { return "", nil })
 	start := s.deps.Now()
 	rowsBefore := s.rowsBefore(ctx, ws, pl)
-	if err := applyPlan(ctx, s.deps.Warehouse, pl, s.log); err != nil {
+	writes, err := s.records(ctx, ws, next, old, nil, pl)
+	if err != nil {
 		return nil, err
 	}
-	if err := s.save(ctx, ws, next, old, nil, pl); err != nil {
+	if err := s.deploy(ctx, ws.Name, pl, writes); err != nil {
 		return nil, err
 	}
 	s.publish(ctx, pushEvents(ws, next, old, pl, start, s.deps.Now().Sub(start), "", nil, rowsBefore))

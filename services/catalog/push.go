@@ -56,7 +56,11 @@ func (s *Service) push(ctx context.Context, req *catalogv1.PushRequest) (*catalo
 	if err := authorizeFiles(ctx, ws.Name, req.GetFiles()); err != nil {
 		return nil, err
 	}
-	defer s.lock(ws.Name)()
+	ctx, unlock, err := s.lock(ctx, ws.Name)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 
 	deployed, err := s.store.resources(ctx, ws.Name)
 	if err != nil {
@@ -119,16 +123,15 @@ func (s *Service) push(ctx context.Context, req *catalogv1.PushRequest) (*catalo
 	}
 	start := s.deps.Now()
 	rowsBefore := s.rowsBefore(ctx, ws, pl)
-	if err := applyPlan(ctx, s.deps.Warehouse, pl, s.log); err != nil {
+	writes, err := s.records(ctx, ws, next, old, req.GetFiles(), pl)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.deploy(ctx, ws.Name, pl, writes); err != nil {
 		var ae *applyError
 		if errors.As(err, &ae) {
 			s.publish(ctx, pushEvents(ws, next, old, pl, start, s.deps.Now().Sub(start), ae.name, err, rowsBefore))
 		}
-		return nil, err
-	}
-	if err := s.save(ctx, ws, next, old, req.GetFiles(), pl); err != nil {
-		// The catalog could not record what ClickHouse now holds: undo the DDL too.
-		rollback(context.WithoutCancel(ctx), s.deps.Warehouse, pl.steps, s.log)
 		return nil, err
 	}
 	s.publish(ctx, pushEvents(ws, next, old, pl, start, s.deps.Now().Sub(start), "", nil, rowsBefore))
@@ -152,16 +155,21 @@ func (s *Service) filesChanged(ctx context.Context, ws workspaceRecord, files []
 	return false
 }
 
-// save records the pushed files (a new version of each changed file) and the deployed
-// resources.
-func (s *Service) save(ctx context.Context, ws workspaceRecord, next, old *project, files []*catalogv1.Datafile, pl *plan) error {
+// records are the catalog writes that record a push: a new version of each changed file and
+// the deployed resources. They are computed before any DDL runs and written after it all ran
+// (see deploy).
+func (s *Service) records(ctx context.Context, ws workspaceRecord, next, old *project, files []*catalogv1.Datafile, pl *plan) ([]kvWrite, error) {
 	now := s.deps.Now().UTC()
 	versions := map[string]int64{}
+	var writes []kvWrite
 	for _, f := range files {
 		p := path.Clean(f.GetPath())
-		v, err := s.store.saveFile(ctx, ws.Name, p, f.GetContent(), false, now)
+		v, w, err := s.store.fileVersion(ctx, ws.Name, p, f.GetContent(), false, now)
 		if err != nil {
-			return err
+			return nil, err
+		}
+		if w != nil {
+			writes = append(writes, *w)
 		}
 		versions[p] = v
 	}
@@ -187,7 +195,9 @@ func (s *Service) save(ctx context.Context, ws workspaceRecord, next, old *proje
 			rec.FileVersion = v
 		}
 		rec.UpdateTime = now
-		return s.store.putJSON(ctx, resKey(ws.Name, kind, name), rec)
+		w, err := putWrite(resKey(ws.Name, kind, name), rec)
+		writes = append(writes, w)
+		return err
 	}
 	for name, d := range next.datasources {
 		var prev *resourceRecord
@@ -195,7 +205,7 @@ func (s *Service) save(ctx context.Context, ws workspaceRecord, next, old *proje
 			prev = &o.rec
 		}
 		if err := put(kindDataSource, name, d.rec, prev); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for name, pd := range next.pipes {
@@ -208,24 +218,20 @@ func (s *Service) save(ctx context.Context, ws workspaceRecord, next, old *proje
 			rec.DDL = nil
 		}
 		if err := put(kindPipe, name, rec, prev); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	for name := range old.datasources {
 		if _, ok := next.datasources[name]; !ok {
-			if err := s.store.delete(ctx, resKey(ws.Name, kindDataSource, name)); err != nil {
-				return err
-			}
+			writes = append(writes, kvWrite{Key: resKey(ws.Name, kindDataSource, name), Delete: true})
 		}
 	}
 	for name := range old.pipes {
 		if _, ok := next.pipes[name]; !ok {
-			if err := s.store.delete(ctx, resKey(ws.Name, kindPipe, name)); err != nil {
-				return err
-			}
+			writes = append(writes, kvWrite{Key: resKey(ws.Name, kindPipe, name), Delete: true})
 		}
 	}
-	return nil
+	return writes, nil
 }
 
 // cyclePos is where a loop of materialized views is reported: the first materialized node of

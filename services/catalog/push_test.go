@@ -76,7 +76,7 @@ func TestPushIsAllOrNothing(t *testing.T) {
 		[]string{"DROP TABLE IF EXISTS " + warehouse.QualifiedName(s.cfg.DatabasePrefix+"w", "t1")})
 	pl.add(phaseCreateViews, catalogv1.PlanAction_KIND_CREATE, catalogv1.ResourceType_RESOURCE_TYPE_PIPE, "v", "",
 		[]string{"CREATE MATERIALIZED VIEW " + warehouse.QualifiedName(s.cfg.DatabasePrefix+"w", "v") + " TO nowhere.nothing AS SELECT 1"}, nil)
-	if err := applyPlan(ctx, wh, pl, s.log); err == nil {
+	if err := applyPlan(ctx, wh, pl, s.log, nil); err == nil {
 		t.Fatal("applying a failing plan: want an error")
 	}
 	if after := snapshot(t, s, wh, "w"); after != before {

@@ -6,7 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/services/catalog/datafile"
@@ -15,9 +17,30 @@ import (
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 )
 
-// scratchPrefix names the databases a push validates in; leftovers of a crash are dropped when
-// the catalog starts.
-const scratchPrefix = "__sluice_check_"
+// scratchPrefix names the databases a push validates in: __sluice_check_<unix time, hex>_<random>.
+// Leftovers of a crash are dropped when a catalog starts, once they are older than
+// scratchMaxAge: younger ones may belong to a push another replica is validating now.
+const (
+	scratchPrefix = "__sluice_check_"
+	scratchMaxAge = 15 * time.Minute
+)
+
+func scratchName(now time.Time) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s%x_%s", scratchPrefix, now.Unix(), hex.EncodeToString(b[:]))
+}
+
+// scratchAbandoned reports whether a scratch database is a leftover: older than scratchMaxAge,
+// or named before the name carried its time.
+func scratchAbandoned(name string, now time.Time) bool {
+	stamp, _, ok := strings.Cut(strings.TrimPrefix(name, scratchPrefix), "_")
+	secs, err := strconv.ParseInt(stamp, 16, 64)
+	if !ok || err != nil {
+		return true
+	}
+	return now.Sub(time.Unix(secs, 0)) > scratchMaxAge
+}
 
 // checkInClickHouse asks ClickHouse itself whether the project is valid, before any DDL runs in
 // the workspace: every table is created, every materialized view is created and every copy
@@ -26,9 +49,7 @@ const scratchPrefix = "__sluice_check_"
 // loop of views); the files in skip already have errors: their Data Sources' DDL is not run
 // (a definition Sluice refused never reaches ClickHouse) and their pipes are not checked again.
 func (s *Service) checkInClickHouse(ctx context.Context, p *project, order []string, skip map[string]bool) ([]diag, error) {
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	db := scratchPrefix + hex.EncodeToString(b[:])
+	db := scratchName(s.deps.Now())
 	wh := s.deps.Warehouse
 	if _, err := wh.Exec(ctx, "CREATE DATABASE "+warehouse.QuoteIdent(db)); err != nil {
 		return nil, fmt.Errorf("create scratch database: %w", err)
@@ -386,7 +407,11 @@ func (s *Service) dropScratchDatabases(ctx context.Context) error {
 		return err
 	}
 	for _, r := range res.Rows {
-		if _, err := s.deps.Warehouse.Exec(ctx, "DROP DATABASE IF EXISTS "+warehouse.QuoteIdent(fmt.Sprint(r[0]))); err != nil {
+		name := fmt.Sprint(r[0])
+		if !scratchAbandoned(name, s.deps.Now()) {
+			continue
+		}
+		if _, err := s.deps.Warehouse.Exec(ctx, "DROP DATABASE IF EXISTS "+warehouse.QuoteIdent(name)); err != nil {
 			return err
 		}
 	}

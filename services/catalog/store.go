@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -210,25 +211,63 @@ func (s *store) latestFile(ctx context.Context, ws, path string) (fileRecord, er
 	return vs[0], nil
 }
 
-// saveFile stores content as a new version unless it equals the latest one; it returns the
-// version that holds content.
-func (s *store) saveFile(ctx context.Context, ws, path, content string, deleted bool, now time.Time) (int64, error) {
+// fileVersion returns the version that holds content: the latest one when it is equal, else
+// the next one, with the write that creates it.
+func (s *store) fileVersion(ctx context.Context, ws, path, content string, deleted bool, now time.Time) (int64, *kvWrite, error) {
 	latest, err := s.latestFile(ctx, ws, path)
 	if err != nil && !errors.Is(err, errNotFound) {
-		return 0, err
+		return 0, nil, err
 	}
 	if err == nil && latest.Content == content && latest.Deleted == deleted {
-		return latest.Version, nil
+		return latest.Version, nil, nil
 	}
 	v := latest.Version + 1
-	ok, err := s.createJSON(ctx, fileKey(ws, path, v), fileRecord{Path: path, Version: v, Content: content, Deleted: deleted, CreateTime: now})
-	if err != nil {
-		return 0, err
+	w, err := putWrite(fileKey(ws, path, v), fileRecord{Path: path, Version: v, Content: content, Deleted: deleted, CreateTime: now})
+	w.Create = true
+	return v, &w, err
+}
+
+// kvWrite is one write of the catalog's state, kept in a journal until it is done (so it is
+// plain data, written again with the same effect).
+type kvWrite struct {
+	Key   string `json:"key"`
+	Value []byte `json:"value,omitempty"`
+	// Create writes only a new key (a file version): an existing key holding the same value
+	// is a write already done; another value is an error.
+	Create bool `json:"create,omitempty"`
+	Delete bool `json:"delete,omitempty"`
+}
+
+func putWrite(key string, v any) (kvWrite, error) {
+	b, err := json.Marshal(v)
+	return kvWrite{Key: key, Value: b}, err
+}
+
+// write does one write; doing it again has no further effect.
+func (s *store) write(ctx context.Context, w kvWrite) error {
+	switch {
+	case w.Delete:
+		return s.delete(ctx, w.Key)
+	case w.Create:
+		if _, err := s.kv.Create(ctx, w.Key, w.Value); err != nil {
+			if !errors.Is(err, jetstream.ErrKeyExists) {
+				return fmt.Errorf("catalog store: create %s: %w", w.Key, err)
+			}
+			e, gerr := s.kv.Get(ctx, w.Key)
+			if gerr != nil {
+				return fmt.Errorf("catalog store: get %s: %w", w.Key, gerr)
+			}
+			if !bytes.Equal(e.Value(), w.Value) {
+				return fmt.Errorf("catalog store: %s was written concurrently with another value; push again", w.Key)
+			}
+		}
+		return nil
+	default:
+		if _, err := s.kv.Put(ctx, w.Key, w.Value); err != nil {
+			return fmt.Errorf("catalog store: put %s: %w", w.Key, err)
+		}
+		return nil
 	}
-	if !ok {
-		return 0, fmt.Errorf("catalog store: version %d of %s was written concurrently; push again", v, path)
-	}
-	return v, nil
 }
 
 // validName reports whether s is a resource or workspace name Sluice accepts: it becomes a

@@ -64,7 +64,11 @@ func (s *Service) deleteWorkspace(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	defer s.lock(name)()
+	ctx, unlock, err := s.lock(ctx, name)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	if _, err := s.deps.Warehouse.Exec(ctx, "DROP DATABASE IF EXISTS "+warehouse.QuoteIdent(w.Database)); err != nil {
 		return fmt.Errorf("drop database of workspace %s: %w", name, err)
 	}
