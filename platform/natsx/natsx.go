@@ -164,6 +164,11 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Conn, error) {
 		c.shutdownServer()
 		return nil, fmt.Errorf("connect to nats at %s: %w", redact(url), err)
 	}
+	if err := checkClusterVersion(nc); err != nil {
+		nc.Close()
+		c.shutdownServer()
+		return nil, fmt.Errorf("nats at %s: %w", redact(url), err)
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
@@ -241,6 +246,34 @@ func (c *Conn) Ready(ctx context.Context) error {
 		return fmt.Errorf("nats at %s: jetstream not available (run nats-server with -js): %w", redact(c.url), err)
 	}
 	return fmt.Errorf("NATS at %s: %w: jetstream does not answer: %w", redact(c.url), ErrUnreachable, err)
+}
+
+// checkClusterVersion refuses NATS clusters of servers older than 2.10: a 3-node cluster of
+// nats-server 2.9.10 (Debian bookworm's package) accepted 600 concurrent compare-and-set
+// updates of one key and kept the effect of about 300 (2.9.25, 2.10.0 and 2.15.2 kept all of
+// them). Job records are written with compare-and-set by the scheduler and every executor;
+// lost updates leave jobs unfinished. A single server (no cluster) is not affected.
+func checkClusterVersion(nc *nats.Conn) error {
+	cluster, version := nc.ConnectedClusterName(), nc.ConnectedServerVersion()
+	if cluster == "" || versionAtLeast(version, 2, 10) {
+		return nil
+	}
+	return fmt.Errorf("nats-server %s in cluster %s: clusters of nats-server before 2.10 lose concurrent compare-and-set updates of key-value buckets, which Sluice's job records rely on; upgrade the NATS servers to 2.10 or newer", version, cluster)
+}
+
+// versionAtLeast reports whether a server version (major.minor.patch[-suffix]) is at least
+// major.minor.
+func versionAtLeast(version string, major, minor int) bool {
+	parts := strings.SplitN(strings.TrimPrefix(version, "v"), ".", 3)
+	if len(parts) < 2 {
+		return false
+	}
+	ma, err1 := strconv.Atoi(parts[0])
+	mi, err2 := strconv.Atoi(parts[1])
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return ma > major || ma == major && mi >= minor
 }
 
 func startEmbedded(cfg Config, user, password string) (*server.Server, error) {
@@ -338,7 +371,11 @@ func (c *Conn) EnsureStream(ctx context.Context, cfg jetstream.StreamConfig) (je
 	if cfg.Replicas == 0 {
 		cfg.Replicas = c.Replicas
 	}
-	s, err := c.JS.CreateOrUpdateStream(ctx, cfg)
+	var s jetstream.Stream
+	err := retryCreate(ctx, func(ctx context.Context) (err error) {
+		s, err = c.JS.CreateOrUpdateStream(ctx, cfg)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", cfg.Name, err)
 	}
@@ -350,11 +387,56 @@ func (c *Conn) EnsureKV(ctx context.Context, cfg jetstream.KeyValueConfig) (jets
 	if cfg.Replicas == 0 {
 		cfg.Replicas = c.Replicas
 	}
-	kv, err := c.JS.CreateOrUpdateKeyValue(ctx, cfg)
+	var kv jetstream.KeyValue
+	err := retryCreate(ctx, func(ctx context.Context) (err error) {
+		kv, err = c.JS.CreateOrUpdateKeyValue(ctx, cfg)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("kv bucket %s: %w", cfg.Bucket, err)
 	}
 	return kv, nil
+}
+
+// createTimeout bounds the retries of a stream or bucket creation that times out or finds
+// too few servers: in a cluster that has just formed, the servers are known to the metadata
+// leader one by one, a replicated stream's first creation waits for its Raft group, and the
+// replicas of services starting together create the same streams at once, while each request
+// gives up after the client's API timeout (5 s).
+const createTimeout = time.Minute
+
+// errNoPeers is the JetStream error for too few servers to place a stream's replicas on
+// (permanent when the cluster is smaller than the replicas asked for).
+const errNoPeers jetstream.ErrorCode = 10005
+
+// retryCreate runs create again while it times out or finds too few servers, within
+// createTimeout (or ctx).
+func retryCreate(ctx context.Context, create func(context.Context) error) error {
+	deadline := time.Now().Add(createTimeout)
+	for {
+		err := create(ctx)
+		var apiErr *jetstream.APIError
+		transient := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+			(errors.As(err, &apiErr) && apiErr.ErrorCode == errNoPeers)
+		if err == nil || !transient || ctx.Err() != nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// IsConflict reports whether err is a failed compare-and-set write of a key-value bucket: the
+// key exists (Create), or has another revision than the one given (Update, and Delete or Purge
+// with a last revision). A replicated stream reports a revision conflict with another error
+// code (10164) than a single server (10071), and jetstream.ErrKeyExists matches only the
+// latter: code that checks only ErrKeyExists treats every conflict on a replicated bucket as a
+// failure.
+func IsConflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
 }
 
 // InjectTrace writes the trace context of ctx into NATS message headers, so that one job is one

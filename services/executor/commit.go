@@ -30,6 +30,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/services/executor/dataflow"
 )
@@ -56,9 +57,10 @@ type refusedError struct{ error }
 
 func (e refusedError) Unwrap() error { return e.error }
 
-// definitiveKV reports whether a KV error is an answer (not a failure to get one).
+// definitiveKV reports whether a KV error is an answer (not a failure to get one); a
+// compare-and-set conflict is one, whatever code the bucket's stream reports it with.
 func definitiveKV(err error) bool {
-	return errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyExists) ||
+	return errors.Is(err, jetstream.ErrKeyNotFound) || natsx.IsConflict(err) ||
 		errors.Is(err, jetstream.ErrKeyDeleted) || errors.Is(err, jetstream.ErrInvalidKey)
 }
 

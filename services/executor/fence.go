@@ -28,6 +28,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
 
@@ -159,7 +160,7 @@ func (f *fenceStore) beginCut(ctx context.Context, ws, job string) error {
 			if err == nil {
 				break
 			}
-			if !errors.Is(err, jetstream.ErrKeyExists) {
+			if !natsx.IsConflict(err) {
 				return err
 			}
 			continue
@@ -221,7 +222,7 @@ func (f *fenceStore) endCut(ctx context.Context, ws, job string) error {
 		}
 		v.Cutting = ""
 		err = f.write(ctx, ws, v, rev)
-		if !errors.Is(err, jetstream.ErrKeyExists) {
+		if !natsx.IsConflict(err) {
 			return err
 		}
 	}

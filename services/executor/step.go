@@ -13,6 +13,7 @@ import (
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
@@ -118,7 +119,7 @@ func (s *StepContext) StoreCommit(ctx context.Context, data []byte, rev uint64) 
 		}
 		return err
 	})
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	if natsx.IsConflict(err) {
 		var e jetstream.KeyValueEntry
 		gerr := retryNATS(ctx, s.Log, "read commit record "+s.IdempotencyKey, func(ctx context.Context) error {
 			var err error

@@ -17,6 +17,7 @@ import (
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/platform/idempotency"
+	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
 
@@ -506,7 +507,7 @@ func (s *Service) setWorkspaceLimits(ctx context.Context, ws string, in *schedul
 		} else {
 			_, err = s.limits.Update(ctx, ws, b, rev)
 		}
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if natsx.IsConflict(err) {
 			continue
 		}
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
 
@@ -293,7 +294,7 @@ func (l *leader) admit(ws string) {
 		if err != nil {
 			// Changed meanwhile (cancelled, most likely): the watch brings the change and
 			// admission runs again; stop here to keep the order.
-			if !errors.Is(err, jetstream.ErrKeyExists) {
+			if !natsx.IsConflict(err) {
 				l.s.log.Warn("admission", "job", rec.GetJob().GetId(), "err", err)
 			}
 			return

@@ -21,6 +21,7 @@ import (
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/platform/paging"
 	catalogclient "github.com/sluicehq/sluice/services/catalog/client"
 )
@@ -400,7 +401,7 @@ func (c *copySchedules) updateState(ctx context.Context, key string, mutate func
 		} else {
 			_, err = c.kv.Update(ctx, key, b, rev)
 		}
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if natsx.IsConflict(err) {
 			continue
 		}
 		if err != nil {

@@ -48,7 +48,7 @@ import (
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
-
+	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
@@ -186,7 +186,7 @@ func (s *Store) Create(ctx context.Context, rec *schedulerv1.JobRecord) (uint64,
 	return rev, nil
 }
 
-// Put writes rec over revision rev (compare-and-set); jetstream.ErrKeyExists means another
+// Put writes rec over revision rev (compare-and-set); natsx.IsConflict(err) means another
 // writer changed the record first.
 func (s *Store) Put(ctx context.Context, rec *schedulerv1.JobRecord, rev uint64) (uint64, error) {
 	b, err := proto.Marshal(rec)
@@ -225,7 +225,7 @@ func (s *Store) UpdateFrom(ctx context.Context, workspace, id string, known *sch
 		}
 		rec.Job.UpdateTime = timestamppb.New(s.Now())
 		nrev, err := s.Put(ctx, rec, rev)
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if natsx.IsConflict(err) {
 			continue
 		}
 		if err != nil {
