@@ -215,15 +215,44 @@ func (p *JetStreamPublisher) Publish(ctx context.Context, ev *opslogv1.OpsEvent)
 		natsx.InjectTrace(ctx, p.prop, msg.Header)
 	}
 	opts := []jetstream.PublishOpt{jetstream.WithMsgID(ev.GetId()), jetstream.WithExpectStream(StreamName)}
-	_, err = p.nc.JS.PublishMsg(ctx, msg, opts...)
-	if errors.Is(err, jetstream.ErrNoStreamResponse) {
-		if _, serr := EnsureStream(ctx, p.nc); serr != nil {
-			return fmt.Errorf("publish ops event %s: %w", ev.GetId(), errors.Join(err, serr))
-		}
+	// The event id is the message id, so publishing again after a failure that may have stored
+	// it (a NATS node dying, a stream electing its leader) stores it once: retry for a while
+	// rather than lose an operation's event.
+	deadline := time.Now().Add(publishRetryFor)
+	wait := 250 * time.Millisecond
+	for {
 		_, err = p.nc.JS.PublishMsg(ctx, msg, opts...)
+		if errors.Is(err, jetstream.ErrNoStreamResponse) {
+			if _, serr := EnsureStream(ctx, p.nc); serr != nil {
+				err = errors.Join(err, serr)
+			} else {
+				_, err = p.nc.JS.PublishMsg(ctx, msg, opts...)
+			}
+		}
+		if err == nil || !retryable(err) || ctx.Err() != nil || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
 	}
 	if err != nil {
 		return fmt.Errorf("publish ops event %s to %s: %w", ev.GetId(), msg.Subject, err)
 	}
 	return nil
+}
+
+// publishRetryFor bounds the retries of an event NATS did not take: longer than a stream
+// leader election or a node restart.
+const publishRetryFor = 30 * time.Second
+
+// retryable reports whether a publish failed because NATS was unreachable or without a stream
+// leader for a moment.
+func retryable(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+		errors.Is(err, nats.ErrDisconnected)
 }

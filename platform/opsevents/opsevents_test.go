@@ -4,10 +4,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/protobuf/proto"
@@ -138,5 +140,73 @@ func TestJobEvent(t *testing.T) {
 	r.EventType = opsevents.EventPopulateViewQueued
 	if q := opsevents.JobEvent(r); q.GetElapsedTime() != nil {
 		t.Errorf("populateview-queued elapsed = %v", q.GetElapsedTime())
+	}
+}
+
+// TestPublishWaitsForNATS: an event published while its NATS server is down (restarting, or a
+// stream electing its leader) is stored once NATS is back, exactly once, instead of lost.
+func TestPublishWaitsForNATS(t *testing.T) {
+	dir := t.TempDir()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	start := func() *server.Server {
+		s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatal("nats-server not ready")
+		}
+		return s
+	}
+	srv := start()
+	nc, err := natsx.Connect(context.Background(), natsx.Config{URL: srv.ClientURL()}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	ctx := context.Background()
+	pub := opsevents.NewPublisher(nc, nil)
+	if err := pub.Publish(ctx, &opslogv1.OpsEvent{Workspace: "acme", EventType: opslogv1.EventType_EVENT_TYPE_CREATE, DatasourceName: "a", Result: opslogv1.Result_RESULT_OK}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	published := make(chan error, 1)
+	ev := &opslogv1.OpsEvent{Workspace: "acme", EventType: opslogv1.EventType_EVENT_TYPE_COPY, DatasourceName: "b", Result: opslogv1.Result_RESULT_OK}
+	go func() { published <- pub.Publish(ctx, ev) }()
+	select {
+	case err := <-published:
+		t.Fatalf("publish returned while NATS was down: %v", err)
+	case <-time.After(time.Second): // still trying: it must not give up
+	}
+	srv = start()
+	t.Cleanup(srv.Shutdown)
+	if err := <-published; err != nil {
+		t.Fatalf("publish across the restart: %v", err)
+	}
+	stream, err := nc.JS.Stream(ctx, opsevents.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs != 2 {
+		t.Fatalf("%d events stored, want 2", info.State.Msgs)
+	}
+	msg, err := stream.GetLastMsgForSubject(ctx, opsevents.Subject("acme"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := &opslogv1.OpsEvent{}
+	if err := proto.Unmarshal(msg.Data, got); err != nil || got.GetId() != ev.GetId() || got.GetDatasourceName() != "b" {
+		t.Fatalf("last event %v (%v), want %s", got, err, ev.GetId())
 	}
 }
