@@ -113,6 +113,11 @@ func StartProcessEnv(t testing.TB, name string, env []string, bin string, args .
 	}()
 	t.Cleanup(func() {
 		p.Kill()
+		// SLUICE_TEST_LOGDIR keeps every process's whole log (name-pid.log) there.
+		if d := os.Getenv("SLUICE_TEST_LOGDIR"); d != "" {
+			b, _ := os.ReadFile(logPath)
+			_ = os.WriteFile(filepath.Join(d, fmt.Sprintf("%s-%d.log", name, cmd.Process.Pid)), b, 0o644)
+		}
 		if t.Failed() {
 			b, _ := os.ReadFile(logPath)
 			t.Logf("%s log:\n%s", name, tail(string(b), 100))

@@ -272,6 +272,20 @@ func freePorts(n int) ([]int, error) {
 // into dir, ports replaced, IPv6 loopback dropped (not every machine has
 // it) and the time zone set, and the users file with LowCardinality enabled.
 func writeServerConfig(dir string, ports []int) error {
+	return WriteServerConfig(dir, "127.0.0.1", ports)
+}
+
+// WriteServerConfig writes into dir the configuration of a private
+// clickhouse-server listening on listenHost with ports (native, HTTP,
+// interserver), its data and logs under dir: the packaged configuration with
+// those replaced, the time zone UTC, and LowCardinality enabled. Run it with
+// ServerBinary() --config-file=<dir>/config.xml (from dir).
+func WriteServerConfig(dir, listenHost string, ports []int) error {
+	for _, d := range []string{"data", "log"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return err
+		}
+	}
 	cfg, err := os.ReadFile("/etc/clickhouse-server/config.xml")
 	if err != nil {
 		return err
@@ -279,7 +293,9 @@ func writeServerConfig(dir string, ports []int) error {
 	c := string(cfg)
 	c = strings.ReplaceAll(c, "/var/lib/clickhouse/", filepath.Join(dir, "data")+"/")
 	c = strings.ReplaceAll(c, "/var/log/clickhouse-server/", filepath.Join(dir, "log")+"/")
-	c = strings.ReplaceAll(c, "<listen_host>::1</listen_host>", "")
+	// The packaged file lists no listen_host outside comments (the default is localhost, IPv6
+	// included, which not every machine has): name the one address.
+	c = strings.Replace(c, "<tcp_port>", "<listen_host>"+listenHost+"</listen_host>\n    <tcp_port>", 1)
 	c = regexp.MustCompile(`<tcp_port>\d+</tcp_port>`).ReplaceAllString(c, fmt.Sprintf("<tcp_port>%d</tcp_port>", ports[0]))
 	c = regexp.MustCompile(`<http_port>\d+</http_port>`).ReplaceAllString(c, fmt.Sprintf("<http_port>%d</http_port>", ports[1]))
 	c = regexp.MustCompile(`<interserver_http_port>\d+</interserver_http_port>`).ReplaceAllString(c, fmt.Sprintf("<interserver_http_port>%d</interserver_http_port>", ports[2]))
