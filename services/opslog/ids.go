@@ -13,6 +13,8 @@ package opslog
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -80,25 +82,45 @@ func idsSelect(from string) string {
 func (s *Service) ensureIDs(ctx context.Context, ttl string) error {
 	wh := s.deps.Warehouse
 	ids := warehouse.QualifiedName(s.db, IDsTableName)
-	res, err := wh.Query(ctx, fmt.Sprintf("SELECT count() FROM system.tables WHERE database = %s AND name = %s",
-		warehouse.QuoteString(s.db), warehouse.QuoteString(IDsTableName)))
+	exists, err := s.idsExist(ctx)
 	if err != nil {
 		return fmt.Errorf("look for %s: %w", IDsTableName, err)
 	}
-	if len(res.Rows) == 1 && fmt.Sprint(res.Rows[0][0]) == "0" {
-		// Built aside and renamed, so that a crash half way leaves no partial index.
-		build := IDsTableName + "_build"
+	if !exists {
+		// Built aside and renamed, so that a crash half way leaves no partial index. Each
+		// writer builds under a name of its own: writers starting together build it each, the
+		// first rename wins and the others drop theirs.
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		buildName := IDsTableName + "_build_" + hex.EncodeToString(b[:])
+		build := warehouse.QualifiedName(s.db, buildName)
 		for _, stmt := range []string{
-			"DROP TABLE IF EXISTS " + warehouse.QualifiedName(s.db, build),
-			idsTableDDL(s.db, build, ttl),
-			"INSERT INTO " + warehouse.QualifiedName(s.db, build) + " " + idsSelect(s.table),
-			"RENAME TABLE " + warehouse.QualifiedName(s.db, build) + " TO " + ids,
+			idsTableDDL(s.db, buildName, ttl),
+			"INSERT INTO " + build + " " + idsSelect(s.table),
+			"RENAME TABLE " + build + " TO " + ids,
 		} {
 			if _, err := wh.Exec(ctx, stmt); err != nil {
+				_, _ = wh.Exec(context.WithoutCancel(ctx), "DROP TABLE IF EXISTS "+build)
+				if exists, _ := s.idsExist(ctx); exists {
+					break // another writer built it first
+				}
 				return fmt.Errorf("build %s: %w", IDsTableName, err)
 			}
 		}
 		s.log.Info("ops log ids index built", "table", IDsTableName)
+	}
+	// Builds a crash left behind. A writer still building when the index appeared loses
+	// nothing by losing its build: the index is there.
+	prefix := IDsTableName + "_build"
+	res, err := wh.Query(ctx, fmt.Sprintf("SELECT name FROM system.tables WHERE database = %s AND substring(name, 1, %d) = %s",
+		warehouse.QuoteString(s.db), len(prefix), warehouse.QuoteString(prefix)))
+	if err != nil {
+		return fmt.Errorf("look for %s builds: %w", IDsTableName, err)
+	}
+	for _, row := range res.Rows {
+		if _, err := wh.Exec(ctx, "DROP TABLE IF EXISTS "+warehouse.QualifiedName(s.db, fmt.Sprint(row[0]))); err != nil {
+			return fmt.Errorf("drop %s: %w", row[0], err)
+		}
 	}
 	if _, err := wh.Exec(ctx, fmt.Sprintf("CREATE MATERIALIZED VIEW IF NOT EXISTS %s TO %s AS %s",
 		warehouse.QualifiedName(s.db, idsViewName), ids, idsSelect(s.table))); err != nil {
@@ -118,6 +140,16 @@ func (s *Service) ensureIDs(ctx context.Context, ttl string) error {
 		}
 	}
 	return nil
+}
+
+// idsExist reports whether the ids index exists.
+func (s *Service) idsExist(ctx context.Context) (bool, error) {
+	res, err := s.deps.Warehouse.Query(ctx, fmt.Sprintf("SELECT count() FROM system.tables WHERE database = %s AND name = %s",
+		warehouse.QuoteString(s.db), warehouse.QuoteString(IDsTableName)))
+	if err != nil {
+		return false, err
+	}
+	return len(res.Rows) == 1 && fmt.Sprint(res.Rows[0][0]) == "1", nil
 }
 
 // idLookups are the SELECTs of the ids index that find which of events' ids (given with

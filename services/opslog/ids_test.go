@@ -109,3 +109,67 @@ func TestIDTime(t *testing.T) {
 		t.Errorf("a random (v4) id carries no time: %d", got)
 	}
 }
+
+// TestWritersStartingTogether starts several writers at once on a table that has rows and no
+// ids index yet, with a build a crashed writer left behind: every writer starts, the index
+// holds each id once, and no build is left.
+func TestWritersStartingTogether(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			ctx := context.Background()
+			wh := e.open(t)
+			db := warehousetest.NewDatabase(t, wh)
+			if _, err := wh.Exec(ctx, TableDDL(db, "")); err != nil {
+				t.Fatal(err)
+			}
+			const rows = 200000
+			if _, err := wh.Exec(ctx, fmt.Sprintf("INSERT INTO %s (event_id, workspace, timestamp) SELECT toString(generateUUIDv4()), 'acme', toDateTime('2026-03-14 09:00:00') + number FROM numbers(%d)",
+				warehouse.QualifiedName(db, TableName), rows)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := wh.Exec(ctx, idsTableDDL(db, IDsTableName+"_build", "")); err != nil {
+				t.Fatal(err)
+			}
+			nc := startNATS(t)
+			const writers = 4
+			services := make([]*Service, writers)
+			errs := make(chan error, writers)
+			for i := range services {
+				s, err := New(testConfig(), Deps{Log: testLogger(t), NATS: nc, Warehouse: wh, Database: db})
+				if err != nil {
+					t.Fatal(err)
+				}
+				services[i] = s
+				go func() {
+					ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+					defer cancel()
+					errs <- s.Start(ctx)
+				}()
+			}
+			for range services {
+				if err := <-errs; err != nil {
+					t.Errorf("a writer did not start: %v", err)
+				}
+			}
+			for _, s := range services {
+				t.Cleanup(func() { stopService(t, s) })
+			}
+			res, err := wh.Query(ctx, fmt.Sprintf("SELECT count(), uniqExact(event_id) FROM %s", warehouse.QualifiedName(db, IDsTableName)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := fmt.Sprint(res.Rows[0]), fmt.Sprintf("[%d %d]", rows, rows); got != want {
+				t.Errorf("ids index (rows, ids) = %s, want %s", got, want)
+			}
+			prefix := IDsTableName + "_build"
+			res, err = wh.Query(ctx, fmt.Sprintf("SELECT name FROM system.tables WHERE database = %s AND substring(name, 1, %d) = %s",
+				warehouse.QuoteString(db), len(prefix), warehouse.QuoteString(prefix)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Rows) != 0 {
+				t.Errorf("builds left behind: %v", res.Rows)
+			}
+		})
+	}
+}
