@@ -221,12 +221,17 @@ func (c *Cluster) startNATS(t testing.TB, n int) {
 		clients = append(clients, node.ClientURL)
 		routes = append(routes, "nats://"+route)
 		chost, cport, _ := net.SplitHostPort(client)
-		node.args = []string{"-n", node.Name, "-a", chost, "-p", cport, "-js", "-sd", t.TempDir(),
-			"--cluster_name", "sluice", "--cluster", "nats://" + route, "--cluster_advertise", route}
+		node.args = []string{"-n", node.Name, "-a", chost, "-p", cport, "-js", "-sd", t.TempDir()}
+		if n > 1 {
+			node.args = append(node.args, "--cluster_name", "sluice", "--cluster", "nats://"+route, "--cluster_advertise", route)
+		}
 		c.NATS = append(c.NATS, node)
 	}
 	for _, node := range c.NATS {
-		node.args = append(node.args, "--routes", strings.Join(routes, ","))
+		// One node is a single server: JetStream in a cluster of one waits for routes forever.
+		if n > 1 {
+			node.args = append(node.args, "--routes", strings.Join(routes, ","))
+		}
 		c.runNATS(t, node, bin)
 	}
 	c.NATSURL = strings.Join(clients, ",")
