@@ -51,8 +51,16 @@ build: ## build bin/sluiced and bin/sluice
 
 .PHONY: test
 test: deps chdb build $(TOOLS_BIN)/helm ## run every test, the SDK suites included (installs what they start when root)
-	SLUICED=$(CURDIR)/bin/sluiced go test $(GO_TEST_FLAGS) $(PKGS)
+	SLUICED=$(CURDIR)/bin/sluiced go test $(GO_TEST_FLAGS) -skip '^TestClusterSurvivesNodeLoss$$' $(PKGS)
+	$(MAKE) test-cluster
 	$(MAKE) test-sdk-ts test-sdk-python
+
+# The cluster test runs on its own with -v, so that its counts (rows, ticks, faults, jobs run
+# again) are printed also when it passes.
+.PHONY: test-cluster
+test-cluster: deps chdb build ## TestClusterSurvivesNodeLoss: CLUSTER_ROUNDS rounds of NATS node loss, partitions, catalog and leader kills (default 1)
+	cd cmd/sluiced && SLUICED=$(CURDIR)/bin/sluiced SLUICE_CLUSTER_ROUNDS=$${CLUSTER_ROUNDS:-1} \
+		go test -count=1 -timeout $${CLUSTER_TIMEOUT:-30m} -run '^TestClusterSurvivesNodeLoss$$' -v .
 
 .PHONY: test-sdk
 test-sdk: deps chdb build ## the three SDK suites, each against a real sluiced
@@ -74,8 +82,9 @@ bench: deps chdb ## run the benchmarks; figures in bench/results/latest.json
 	./bench/run.sh
 
 .PHONY: soak
-soak: deps chdb ## TestSoak with SOAK_FAULTS random faults (default 1000): kills and restarts of processes, NATS and ClickHouse, every row checked
+soak: deps chdb build ## TestSoak with SOAK_FAULTS random faults (default 1000), then the cluster test with CLUSTER_ROUNDS rounds (default 20); every row checked
 	cd cmd/sluiced && SLUICE_SOAK_FAULTS=$${SOAK_FAULTS:-1000} go test -count=1 -timeout 6h -run '^TestSoak$$' -v .
+	CLUSTER_ROUNDS=$${CLUSTER_ROUNDS:-20} CLUSTER_TIMEOUT=6h $(MAKE) test-cluster
 
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME each (default 2m)
