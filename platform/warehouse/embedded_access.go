@@ -23,6 +23,13 @@ import (
 // function file(), and SELECT ... INTO OUTFILE. Sluice's analysis refuses both wherever users'
 // SQL or a definition stands (see docs/security.md).
 
+// EmbeddedOldPartsLifetime is how long (seconds) chDB keeps a part on disk after a merge or a
+// move replaced it: the server's default, where chDB's own is 0. A step killed inside a move
+// is decided by finding the moved parts in the Data Source, which a merge may have swallowed
+// meanwhile; the parts it merged stay visible (as outdated parts) this long after the merge
+// (see services/executor/dataflow/moves.go).
+const EmbeddedOldPartsLifetime = 480
+
 // embeddedConfigDir is the folder of the data directory holding Sluice's chDB configuration.
 const embeddedConfigDir = "sluice-config"
 
@@ -32,6 +39,7 @@ const embeddedConfigXML = `<clickhouse>
     <user_files_path>%s</user_files_path>
     <user_scripts_path>%s</user_scripts_path>
     <remote_url_allow_hosts><host>sluice-no-host.invalid</host></remote_url_allow_hosts>
+    <merge_tree><old_parts_lifetime>%d</old_parts_lifetime></merge_tree>
 </clickhouse>
 `
 
@@ -72,7 +80,7 @@ func writeEmbeddedConfig(dataDir string) (string, error) {
 	if err := os.WriteFile(users, []byte(embeddedUsersXML), 0o644); err != nil {
 		return "", fmt.Errorf("warehouse: chDB configuration: %w", err)
 	}
-	text := fmt.Sprintf(embeddedConfigXML, esc.Replace(users), esc.Replace(files), esc.Replace(scripts))
+	text := fmt.Sprintf(embeddedConfigXML, esc.Replace(users), esc.Replace(files), esc.Replace(scripts), EmbeddedOldPartsLifetime)
 	if err := os.WriteFile(config, []byte(text), 0o644); err != nil {
 		return "", fmt.Errorf("warehouse: chDB configuration: %w", err)
 	}

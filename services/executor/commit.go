@@ -425,3 +425,79 @@ func absDiff(a, b int64) int64 {
 	}
 	return b - a
 }
+
+// moveState is what a step's commit record keeps for its moves (servers with MOVE PARTITION
+// ... TO TABLE, and chDB).
+type moveState struct {
+	// Plan is recorded before the moves: what an attempt needs to decide them after the
+	// engine was killed inside one (absent from records of earlier versions).
+	Plan *dataflow.MovePlan `json:"move_plan,omitempty"`
+}
+
+// moveCommit is the commit of a step's staged partitions by moves. A move is atomic for the
+// engine's readers but not for a crash of the engine (see dataflow.MovePlan), so:
+//
+//  1. the plan (the staged parts, each Data Source's highest block) is in the commit record
+//     before the first move: the record that says "committing" carries it, at no extra write;
+//  2. the attempt that recorded it moves the partitions in the plan's order;
+//  3. any later try (another attempt, or this one after an error) first waits for a move of
+//     the step still running (a server whose executor died), then resolves what a killed
+//     move left (dataflow.ResolveMoves: moved → dropped from staging; partly moved → the
+//     moved parts dropped from staging; undecidable → refusedError); it records a new plan
+//     for what is left before moving it (a restarted engine numbers blocks anew).
+type moveCommit struct {
+	sc     *StepContext
+	d      *dataflow.Delta
+	conn   warehouse.Conn
+	record any        // the step's whole commit record, written with a new plan
+	state  *moveState // inside record
+	rev    uint64     // the commit record's revision as this attempt knows it
+	// fresh: the plan was made by this attempt, and no move has run since.
+	fresh bool
+}
+
+func (c *moveCommit) run(ctx context.Context) error {
+	plan := c.state.Plan
+	if plan == nil {
+		_, err := c.d.Commit(ctx) // a record of an earlier version
+		return err
+	}
+	if c.fresh {
+		c.fresh = false
+		err := c.d.MovePlanned(ctx, plan, nil)
+		c.sc.fault("move.after")
+		return err
+	}
+	running, err := c.d.MoveRunning(ctx, plan)
+	if err != nil {
+		return err
+	}
+	if running {
+		return fmt.Errorf("a move of this step that an earlier attempt started is still running")
+	}
+	left, err := c.d.ResolveMoves(ctx, plan)
+	var undecidable *dataflow.UndecidableMoveError
+	if errors.As(err, &undecidable) {
+		return refusedError{err}
+	}
+	if err != nil || len(left) == 0 {
+		return err
+	}
+	next, err := c.d.Plan(ctx)
+	if err != nil || next == nil {
+		return errors.Join(err, errors.New("no plan for the moves left"))
+	}
+	c.state.Plan = next
+	data, err := json.Marshal(c.record)
+	if err != nil {
+		return Permanent(err)
+	}
+	rev, err := c.sc.StoreCommit(ctx, data, c.rev)
+	if err != nil {
+		return err // a conflict: another attempt changed the record; the next try reads it again
+	}
+	c.rev = rev
+	err = c.d.MovePlanned(ctx, next, nil)
+	c.sc.fault("move.after")
+	return err
+}

@@ -94,6 +94,8 @@ type copyCommit struct {
 	// MemoryUsage and CPUSeconds are the engine's figures for the query, when it reports them.
 	MemoryUsage uint64  `json:"memory_usage,omitempty"`
 	CPUSeconds  float64 `json:"cpu_seconds,omitempty"`
+	// The moves' plan (moveCommit).
+	moveState
 	// The attach fallback's state, on servers without MOVE PARTITION ... TO TABLE.
 	attachState
 }
@@ -173,8 +175,9 @@ func (r *CopyRunner) RunStep(ctx context.Context, sc *StepContext) (StepResult, 
 			}
 			rev = r2
 		}
+		fresh := !reread && c == nil // this attempt staged and recorded the plan
 		reread = true
-		return r.finish(cctx, sc, flow, job.GetId(), cc, rev, me, mem)
+		return r.finish(cctx, sc, flow, job.GetId(), cc, rev, me, mem, fresh)
 	})
 	if err != nil {
 		return StepResult{}, err
@@ -260,7 +263,11 @@ func (r *CopyRunner) stage(ctx context.Context, sc *StepContext, flow dataflow.F
 	return cc, nrev, nil
 }
 func (r *CopyRunner) load(ctx context.Context, sc *StepContext, d *dataflow.Delta, flow dataflow.Flow, p jobs.CopyStep, key string) (*copyCommit, error) {
-	if err := d.Prepare(ctx); err != nil {
+	prepare := d.Prepare // replace: the staging tables become the Data Sources
+	if p.Mode == jobs.CopyAppend {
+		prepare = d.PrepareForMoves
+	}
+	if err := prepare(ctx); err != nil {
 		return nil, fmt.Errorf("copy into %s: %w", p.Target, err)
 	}
 	// Appending: merges of staged parts would only delay the moves (a move waits for the merges
@@ -295,14 +302,23 @@ func (r *CopyRunner) load(ctx context.Context, sc *StepContext, d *dataflow.Delt
 	if _, err := d.Cascade(ctx); err != nil {
 		return nil, fmt.Errorf("copy into %s: materialized views downstream: %w", p.Target, err)
 	}
-	pending, err := d.Pending(ctx)
-	if err != nil {
+	var plan *dataflow.MovePlan
+	if p.Mode == jobs.CopyAppend && !r.noMove.Load() {
+		if plan, err = d.Plan(ctx); err != nil {
+			return nil, err
+		}
+	}
+	var pending []dataflow.Move
+	if plan != nil {
+		pending = plan.Moves
+	} else if pending, err = d.Pending(ctx); err != nil {
 		return nil, err
 	}
 	cc := &copyCommit{Key: key, Tables: map[string]tableStats{}, ReadRows: ld.ReadRows, ReadBytes: ld.ReadBytes, MemoryUsage: ld.MemoryUsage, CPUSeconds: ld.CPUTime.Seconds()}
 	for _, t := range flow.Tables() {
 		cc.Tables[t] = tableStats{}
 	}
+	cc.Plan = plan
 	for _, m := range pending {
 		ts := cc.Tables[m.Table]
 		ts.Rows += m.Rows
@@ -320,7 +336,7 @@ func (r *CopyRunner) load(ctx context.Context, sc *StepContext, d *dataflow.Delt
 
 // finish completes a recorded commit: moves what is still staged, or swaps what is not
 // swapped. It may be called any number of times; see commit.go.
-func (r *CopyRunner) finish(ctx context.Context, sc *StepContext, flow dataflow.Flow, jobID string, cc *copyCommit, rev uint64, me string, mem *attachMemory) error {
+func (r *CopyRunner) finish(ctx context.Context, sc *StepContext, flow dataflow.Flow, jobID string, cc *copyCommit, rev uint64, me string, mem *attachMemory, fresh bool) error {
 	d, err := dataflow.NewForJob(r.Conn, flow, jobID, cc.Key)
 	if err != nil {
 		return Permanent(err)
@@ -330,7 +346,8 @@ func (r *CopyRunner) finish(ctx context.Context, sc *StepContext, flow dataflow.
 		return d.SwapOnce(ctx, cc.Staged)
 	case copyCommitting:
 		if !r.noMove.Load() && cc.Attach == nil && len(cc.Attached) == 0 {
-			_, err = d.Commit(ctx)
+			m := &moveCommit{sc: sc, d: d, conn: r.Conn, record: cc, state: &cc.moveState, rev: rev, fresh: fresh}
+			err = m.run(ctx)
 			if !dataflow.MoveUnsupported(err) {
 				return err
 			}

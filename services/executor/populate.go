@@ -211,6 +211,8 @@ type populateCommit struct {
 	Split int `json:"split,omitempty"`
 	// Level is the resource level the staging succeeded with.
 	Level int `json:"level,omitempty"`
+	// The moves' plan (moveCommit).
+	moveState
 	// The attach fallback's state, on servers without MOVE PARTITION ... TO TABLE.
 	attachState
 }
@@ -361,16 +363,12 @@ func (r *PopulateRunner) commit(ctx context.Context, s *StepContext, pc populate
 		if d, err = dataflow.New(r.d.Warehouse, pc.Flow, s.IdempotencyKey); err != nil {
 			return Permanent(err)
 		}
-		if first && st != nil && !r.noMove.Load() {
-			first = false
-			err := st.delta.MoveListed(cctx, st.moves)
-			if err == nil || !dataflow.MoveUnsupported(err) {
-				return err // on an error the next try lists what is left
-			}
-		}
+		fresh := first && st != nil
 		first = false
 		if !r.noMove.Load() && pc.Attach == nil && len(pc.Attached) == 0 {
-			_, err = d.Commit(cctx)
+			m := &moveCommit{sc: s, d: d, conn: r.d.Warehouse, record: &pc, state: &pc.moveState, rev: rev, fresh: fresh}
+			err = m.run(cctx)
+			rev = m.rev
 			if !dataflow.MoveUnsupported(err) {
 				return err
 			}
@@ -698,7 +696,6 @@ type stage struct {
 	hashKey  string   // expression the sub-ranges hash
 	filter   string   // partition, condition and cut-over
 	budget   uint64
-	moves    []dataflow.Move // what the last successful attempt staged
 	rows     uint64
 	bytes    uint64
 	maxLevel int
@@ -871,7 +868,7 @@ func (st *stage) attempt(ctx context.Context, level, split int) (populateCommit,
 	pc := populateCommit{State: stateCommitting, Flow: st.flow}
 	// Always from empty staging tables: even a first delivery may find what an attempt left
 	// (after a crash of an embedded NATS, its delivery count can start again from 1).
-	if err := st.delta.Prepare(ctx); err != nil {
+	if err := st.delta.PrepareForMoves(ctx); err != nil {
 		return pc, err
 	}
 	if st.r.noMove.Load() {
@@ -909,11 +906,22 @@ func (st *stage) attempt(ctx context.Context, level, split int) (populateCommit,
 	if _, err := st.delta.Cascade(ctx, set); err != nil {
 		return pc, fmt.Errorf("populate partition %s of %s, cascade: %w", st.partitionName(), st.p.Source, err)
 	}
-	moves, err := st.delta.Pending(ctx)
-	if err != nil {
-		return pc, err
+	var moves []dataflow.Move
+	if !st.r.noMove.Load() {
+		plan, err := st.delta.Plan(ctx)
+		if err != nil {
+			return pc, err
+		}
+		if plan != nil {
+			pc.Plan, moves = plan, plan.Moves
+		}
 	}
-	st.moves = moves
+	if pc.Plan == nil {
+		var err error
+		if moves, err = st.delta.Pending(ctx); err != nil {
+			return pc, err
+		}
+	}
 	byTable := map[string]*tableFigures{}
 	for _, t := range st.flow.Tables() {
 		pc.Tables = append(pc.Tables, tableFigures{Table: t})

@@ -125,11 +125,37 @@ func (d *Delta) table(name string) string { return warehouse.QualifiedName(d.flo
 // Prepare drops whatever an earlier attempt staged and creates empty staging tables shaped
 // like their Data Sources.
 func (d *Delta) Prepare(ctx context.Context) error {
+	return d.prepare(ctx, false)
+}
+
+// unmergedSettings keep a staging table's parts from ever being merged (no merge fits in one
+// byte), across restarts of the engine: the parts stay as the move plan recorded them (see
+// MovePlan).
+const unmergedSettings = " SETTINGS max_bytes_to_merge_at_max_space_in_pool = 1, max_bytes_to_merge_at_min_space_in_pool = 1"
+
+// PrepareForMoves is Prepare for a delta whose staged partitions are moved into their Data
+// Sources (not swapped in): its staging tables never merge their parts. A server that refuses
+// the settings gets staging tables without them.
+func (d *Delta) PrepareForMoves(ctx context.Context) error {
+	return d.prepare(ctx, true)
+}
+
+func (d *Delta) prepare(ctx context.Context, unmerged bool) error {
 	if err := d.Drop(ctx); err != nil {
 		return err
 	}
 	for _, t := range d.flow.Tables() {
-		if _, err := d.conn.Exec(ctx, fmt.Sprintf("CREATE TABLE %s AS %s", d.Staging(t), d.table(t))); err != nil {
+		stmt := fmt.Sprintf("CREATE TABLE %s AS %s", d.Staging(t), d.table(t))
+		if unmerged {
+			_, err := d.conn.Exec(ctx, stmt+unmergedSettings)
+			if code := warehouse.CodeOf(err); err == nil || (code != 62 && code != 115 && code != 36) {
+				if err != nil {
+					return fmt.Errorf("create staging table for %s: %w", t, err)
+				}
+				continue
+			}
+		}
+		if _, err := d.conn.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("create staging table for %s: %w", t, err)
 		}
 	}
@@ -241,19 +267,33 @@ func (d *Delta) Pending(ctx context.Context) ([]Move, error) {
 		m.Rows += toUint(r[2])
 		m.Bytes += toUint(r[3])
 	}
-	var out []Move
+	byTable := map[struct{ table, partition string }]*Move{}
 	for _, t := range d.flow.Tables() {
-		var ms []Move
 		for k, m := range sums {
 			if k.table == d.staging[t] {
 				m.Table = t
+				byTable[struct{ table, partition string }{t, k.partition}] = m
+			}
+		}
+	}
+	return orderMoves(d.flow.Tables(), byTable), nil
+}
+
+// orderMoves lists moves keyed by Data Source and partition in the order they are made: the
+// flow's tables in order (upstream first), each one's partitions by id.
+func orderMoves[K comparable](tables []string, moves map[K]*Move) []Move {
+	var out []Move
+	for _, t := range tables {
+		var ms []Move
+		for _, m := range moves {
+			if m.Table == t {
 				ms = append(ms, *m)
 			}
 		}
 		sort.Slice(ms, func(i, j int) bool { return ms[i].PartitionID < ms[j].PartitionID })
 		out = append(out, ms...)
 	}
-	return out, nil
+	return out
 }
 
 // Commit moves every staged partition into its Data Source, upstream first. It may be called

@@ -2,10 +2,304 @@ package dataflow
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"strings"
 
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
+
+// A move (`ALTER TABLE staging MOVE PARTITION ID p TO TABLE ds`) is atomic for the readers of a
+// running engine, not for a crash: the engine links each staged part into the Data Source and
+// commits it there (a directory renamed on disk, part after part), and only then marks the
+// staged parts as removed (an empty part written over them). An engine killed in between
+// (chDB dies with the process that embeds it; a server can die too) comes back with the
+// partition in both tables, or with some of its parts in both. Redoing the move would add
+// those rows twice, so a move is recorded before it runs and decided after a restart:
+//
+//   - the MovePlan, recorded in the step's commit record before the moves, lists the staged
+//     parts (name, rows, level, hash of their files) and each Data Source's highest block
+//     number: every part written into a Data Source after the plan has higher block numbers;
+//   - a move links the staged files, so a moved part shows up in its Data Source as a part of
+//     one new block above the plan's, with the staged part's level, rows and hash of files
+//     (after a merge swallows it, as an outdated part, kept on disk for the engine's
+//     old_parts_lifetime);
+//   - a later attempt (the engine may have been killed: whether it restarted cannot be told
+//     reliably, as a restart can take less than the second its start time is counted in)
+//     first calls ResolveMoves, which looks for such copies of every part still staged: a
+//     partition with a copy of each of its parts was moved (it is dropped from staging); one
+//     with copies of some was partly moved (the copied parts are dropped from staging, the
+//     rest moved); one without any, while no part derived from blocks above the plan's is
+//     older than old_parts_lifetime (so that a swallowed copy would still be seen), was not
+//     moved. Anything else is refused (UndecidableMoveError) rather than risk a duplicate.
+
+// MovePlan is what a step records before its moves, to decide them after a restart.
+type MovePlan struct {
+	// Moves are the staged partitions, in the order they are moved (upstream first).
+	Moves []Move `json:"moves"`
+	// Parts are the staged parts of those partitions.
+	Parts []StagedPart `json:"parts"`
+	// MaxBlocks is each Data Source's highest block number (over all its parts) when the
+	// plan was made.
+	MaxBlocks map[string]int64 `json:"max_blocks"`
+	// QueryPrefix starts the query id of every move of the plan (a running one is seen in
+	// system.processes).
+	QueryPrefix string `json:"query_prefix"`
+}
+
+// StagedPart is one part of a staged partition.
+type StagedPart struct {
+	Table     string `json:"table"`
+	Partition string `json:"partition"`
+	Name      string `json:"name"`
+	Rows      uint64 `json:"rows"`
+	Level     uint64 `json:"level"`
+	// Hash is the hash of all the part's files (system.parts.hash_of_all_files): a moved part
+	// keeps its files, so its copy in the Data Source has the same hash.
+	Hash string `json:"hash"`
+}
+
+// Plan lists what is staged and the Data Sources' highest block numbers: what a step records
+// before moving (see MovePlan). Its Moves are what Pending returns. A server whose parts have
+// no hash_of_all_files (older than MOVE PARTITION ... TO TABLE) gives no plan (nil).
+func (d *Delta) Plan(ctx context.Context) (*MovePlan, error) {
+	names := make([]string, 0, len(d.staging))
+	targets := make([]string, 0, len(d.staging))
+	byStaging := map[string]string{}
+	for _, t := range d.flow.Tables() {
+		names = append(names, warehouse.QuoteString(d.staging[t]))
+		targets = append(targets, warehouse.QuoteString(t))
+		byStaging[d.staging[t]] = t
+	}
+	res, err := d.conn.Query(ctx, fmt.Sprintf(
+		"SELECT table, partition_id, name, rows, data_uncompressed_bytes, level, hash_of_all_files FROM system.parts WHERE database = %s AND table IN (%s) AND active AND rows > 0",
+		warehouse.QuoteString(d.flow.Database), strings.Join(names, ", ")))
+	if code := warehouse.CodeOf(err); code == 16 || code == 47 {
+		return nil, nil // a server without hash_of_all_files (before MOVE PARTITION, too)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list staged partitions of %s: %w", d.flow.Target, err)
+	}
+	plan := &MovePlan{MaxBlocks: map[string]int64{}, QueryPrefix: d.movePrefix()}
+	type key struct{ table, partition string }
+	sums := map[key]*Move{}
+	for _, r := range res.Rows {
+		t := byStaging[fmt.Sprint(r[0])]
+		k := key{t, fmt.Sprint(r[1])}
+		m := sums[k]
+		if m == nil {
+			m = &Move{Table: t, PartitionID: k.partition}
+			sums[k] = m
+		}
+		m.Rows += toUint(r[3])
+		m.Bytes += toUint(r[4])
+		plan.Parts = append(plan.Parts, StagedPart{Table: t, Partition: k.partition, Name: fmt.Sprint(r[2]), Rows: toUint(r[3]), Level: toUint(r[5]), Hash: fmt.Sprint(r[6])})
+	}
+	plan.Moves = orderMoves(d.flow.Tables(), sums)
+	res, err = d.conn.Query(ctx, fmt.Sprintf(
+		"SELECT table, max(max_block_number) FROM system.parts WHERE database = %s AND table IN (%s) GROUP BY table",
+		warehouse.QuoteString(d.flow.Database), strings.Join(targets, ", ")))
+	if err != nil {
+		return nil, fmt.Errorf("highest blocks of %s: %w", d.flow.Target, err)
+	}
+	for _, r := range res.Rows {
+		plan.MaxBlocks[fmt.Sprint(r[0])] = toInt(r[1])
+	}
+	return plan, nil
+}
+
+// movePrefix starts the query ids of the delta's moves: the same for every attempt of the
+// step, so that a later attempt sees an earlier one's move still running.
+func (d *Delta) movePrefix() string {
+	h := sha256.Sum256([]byte(d.flow.Database + "\x00" + d.key))
+	return "sluice-move-" + hex.EncodeToString(h[:8]) + "-"
+}
+
+// MovePlanned moves the plan's partitions that are still staged into their Data Sources, in
+// the plan's order. The caller has recorded the plan, and has resolved (ResolveMoves) what an
+// engine killed since may have left half done.
+func (d *Delta) MovePlanned(ctx context.Context, plan *MovePlan, pending []Move) error {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	qid := plan.QueryPrefix + hex.EncodeToString(b[:])
+	left := map[string]bool{}
+	for _, m := range pending {
+		left[m.Table+"\x00"+m.PartitionID] = true
+	}
+	for i, m := range plan.Moves {
+		if pending != nil && !left[m.Table+"\x00"+m.PartitionID] {
+			continue
+		}
+		stmt := fmt.Sprintf("ALTER TABLE %s MOVE PARTITION ID %s TO TABLE %s", d.Staging(m.Table), warehouse.QuoteString(m.PartitionID), d.table(m.Table))
+		if _, err := d.conn.Exec(ctx, stmt, warehouse.WithQueryID(fmt.Sprintf("%s-%d", qid, i))); err != nil {
+			return fmt.Errorf("move partition %s into %s: %w", m.PartitionID, m.Table, err)
+		}
+	}
+	return nil
+}
+
+// UndecidableMoveError says that a move an engine was killed inside cannot be decided: the
+// staged rows are kept, not moved a second time.
+type UndecidableMoveError struct {
+	Move    Move
+	Staging string
+	Reason  string
+}
+
+func (e *UndecidableMoveError) Error() string {
+	return fmt.Sprintf("cannot tell whether partition %s was moved into %s before the engine restarted (%s): its %d staged rows are kept in %s, not moved a second time; "+
+		"compare them with the Data Source and move them by hand (ALTER TABLE %s MOVE PARTITION ID '%s' TO TABLE ...) or drop them",
+		e.Move.PartitionID, e.Move.Table, e.Reason, e.Move.Rows, e.Staging, e.Staging, e.Move.PartitionID)
+}
+
+// ResolveMoves decides what the moves of plan, made by an earlier attempt, left half done if
+// the engine was killed inside one (see MovePlan): it drops from staging what was moved already, and returns what
+// is left to move. An *UndecidableMoveError refuses a partition that cannot be decided.
+func (d *Delta) ResolveMoves(ctx context.Context, plan *MovePlan) ([]Move, error) {
+	pending, err := d.Pending(ctx)
+	if err != nil || len(pending) == 0 {
+		return pending, err
+	}
+	lifetime, err := d.oldPartsLifetime(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var left []Move
+	for _, m := range pending {
+		moved, r, err := d.resolveMove(ctx, plan, m, lifetime)
+		if err != nil {
+			return nil, err
+		}
+		if moved {
+			if err := d.DropStaged(ctx, m); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		for _, name := range r.staged {
+			stmt := fmt.Sprintf("ALTER TABLE %s DROP PART %s", d.Staging(m.Table), warehouse.QuoteString(name))
+			if _, err := d.conn.Exec(ctx, stmt); err != nil {
+				return nil, fmt.Errorf("drop moved part %s from staging of %s: %w", name, m.Table, err)
+			}
+		}
+		for _, name := range r.target {
+			stmt := fmt.Sprintf("ALTER TABLE %s DROP PART %s", d.table(m.Table), warehouse.QuoteString(name))
+			if _, err := d.conn.Exec(ctx, stmt); err != nil {
+				return nil, fmt.Errorf("drop part %s of a half-done move from %s: %w", name, m.Table, err)
+			}
+		}
+		left = append(left, m)
+	}
+	return left, nil
+}
+
+// halfMoved is what undoes a partition's half-done move: the staged parts that were moved
+// (dropped from staging), or else the moved copies (dropped from the Data Source).
+type halfMoved struct{ staged, target []string }
+
+// resolveMove decides one staged partition: moved whole, moved in part (halfMoved), or not
+// moved.
+func (d *Delta) resolveMove(ctx context.Context, plan *MovePlan, m Move, lifetime int64) (bool, halfMoved, error) {
+	undecidable := func(reason string) error {
+		return &UndecidableMoveError{Move: m, Staging: d.Staging(m.Table), Reason: reason}
+	}
+	var staged []StagedPart
+	for _, p := range plan.Parts {
+		if p.Table == m.Table && p.Partition == m.PartitionID {
+			staged = append(staged, p)
+		}
+	}
+	if len(staged) == 0 {
+		return false, halfMoved{}, undecidable("the partition is not in the step's recorded plan")
+	}
+	maxBlock := plan.MaxBlocks[m.Table] // 0 when the Data Source had no part at all
+	res, err := d.conn.Query(ctx, fmt.Sprintf(
+		"SELECT name, min_block_number, max_block_number, level, rows, hash_of_all_files, toInt64(toUnixTimestamp(modification_time)), toInt64(toUnixTimestamp(now())), active FROM system.parts "+
+			"WHERE database = %s AND table = %s AND partition_id = %s AND max_block_number > %d",
+		warehouse.QuoteString(d.flow.Database), warehouse.QuoteString(m.Table), warehouse.QuoteString(m.PartitionID), maxBlock))
+	if err != nil {
+		return false, halfMoved{}, fmt.Errorf("parts of %s partition %s: %w", m.Table, m.PartitionID, err)
+	}
+	used := map[string]bool{}
+	var matched, copies []string
+	copiesActive := true
+	for _, sp := range staged {
+		for _, r := range res.Rows {
+			name := fmt.Sprint(r[0])
+			if used[name] || toInt(r[1]) != toInt(r[2]) || toUint(r[3]) != sp.Level || toUint(r[4]) != sp.Rows || fmt.Sprint(r[5]) != sp.Hash {
+				continue
+			}
+			used[name] = true
+			matched = append(matched, sp.Name)
+			copies = append(copies, name)
+			copiesActive = copiesActive && toUint(r[8]) == 1
+			break
+		}
+	}
+	if len(matched) == len(staged) {
+		return true, halfMoved{}, nil
+	}
+	if len(matched) > 0 {
+		// Some parts were moved: drop those from staging if it still holds them as they were
+		// staged; if staging merged them since (with parts not moved), drop their copies
+		// from the Data Source instead, if it has not merged them either.
+		active, err := d.parts(ctx, d.staging[m.Table], m.PartitionID, "")
+		if err != nil {
+			return false, halfMoved{}, err
+		}
+		have := map[string]bool{}
+		for _, p := range active {
+			have[p.Name] = true
+		}
+		intact := true
+		for _, name := range matched {
+			intact = intact && have[name]
+		}
+		switch {
+		case intact:
+			return false, halfMoved{staged: matched}, nil
+		case copiesActive:
+			return false, halfMoved{target: copies}, nil
+		}
+		return false, halfMoved{}, undecidable(fmt.Sprintf("%d of its %d parts were moved, and both staging and the Data Source merged them since", len(matched), len(staged)))
+	}
+	// No copy: not moved, unless a copy was merged into another part so long ago that the
+	// engine has removed it from disk since. A part derived from blocks written after the
+	// plan (a merge, a mutation) tells when: its sources stay on disk old_parts_lifetime
+	// after it was made.
+	for _, r := range res.Rows {
+		name := fmt.Sprint(r[0])
+		derived := toInt(r[1]) != toInt(r[2]) || strings.Count(name, "_") > 3
+		if derived && toInt(r[6]) <= toInt(r[7])-lifetime+5 {
+			return false, halfMoved{}, undecidable(fmt.Sprintf("part %s, merged from parts written since, is older than the engine keeps merged parts (%d s)", name, lifetime))
+		}
+	}
+	return false, halfMoved{}, nil
+}
+
+// oldPartsLifetime is how long the engine keeps a part on disk after a merge replaced it.
+func (d *Delta) oldPartsLifetime(ctx context.Context) (int64, error) {
+	res, err := d.conn.Query(ctx, "SELECT value FROM system.merge_tree_settings WHERE name = 'old_parts_lifetime'")
+	if err != nil {
+		return 0, fmt.Errorf("merge tree settings: %w", err)
+	}
+	if len(res.Rows) != 1 {
+		return 0, nil
+	}
+	return toInt(res.Rows[0][0]), nil
+}
+
+// MoveRunning reports whether a move of the plan is running now (an earlier attempt's
+// statement, still running on a server after its executor died).
+func (d *Delta) MoveRunning(ctx context.Context, plan *MovePlan) (bool, error) {
+	res, err := d.conn.Query(ctx, "SELECT count() FROM system.processes WHERE startsWith(query_id, "+warehouse.QuoteString(plan.QueryPrefix)+")")
+	if err != nil {
+		return false, fmt.Errorf("running statements: %w", err)
+	}
+	return len(res.Rows) == 1 && toUint(res.Rows[0][0]) > 0, nil
+}
 
 // MoveListed moves the given staged partitions (from Pending, with nothing staged since) into
 // their Data Sources, upstream first: Commit without listing them again. After a crash, use
