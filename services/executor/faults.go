@@ -17,7 +17,7 @@ import (
 //	SLUICE_TEST_FAULTS=point[@n]:action[;point[@n]:action...]
 //
 // point is one of the names passed to StepContext.fault ("attach.before", "attach.after",
-// "commit.recorded", "move.after"); @n arms only the n-th hit of the point in this process
+// "commit.recorded", "move.after": after a try's moves); @n arms only the n-th hit of the point in this process
 // (every hit without it); action is "kill" (SIGKILL of this process: a real crash, nothing
 // runs after it) or "sleep=DURATION".
 const FaultsEnv = "SLUICE_TEST_FAULTS"
