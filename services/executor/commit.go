@@ -464,9 +464,7 @@ func (c *moveCommit) run(ctx context.Context) error {
 	}
 	if c.fresh {
 		c.fresh = false
-		err := c.d.MovePlanned(ctx, plan, nil)
-		c.sc.fault("move.after")
-		return err
+		return c.move(ctx, plan)
 	}
 	running, err := c.d.MoveRunning(ctx, plan)
 	if err != nil {
@@ -475,10 +473,18 @@ func (c *moveCommit) run(ctx context.Context) error {
 	if running {
 		return fmt.Errorf("a move of this step that an earlier attempt started is still running")
 	}
-	left, err := c.d.ResolveMoves(ctx, plan)
+	left, found, err := c.d.ResolveMoves(ctx, plan)
 	var undecidable *dataflow.UndecidableMoveError
 	if errors.As(err, &undecidable) {
 		return refusedError{err}
+	}
+	c.sc.Log.Info("commit resumed: decided what earlier moves did", "left", len(left), "found_moved", len(found))
+	for _, f := range found {
+		if f.Moved {
+			c.sc.Log.Info("an interrupted move had moved this partition already; dropped it from staging", "table", f.Move.Table, "partition", f.Move.PartitionID, "rows", f.Move.Rows)
+		} else {
+			c.sc.Log.Info("an interrupted move had moved some parts of this partition; moving the rest", "table", f.Move.Table, "partition", f.Move.PartitionID, "parts", f.Parts)
+		}
 	}
 	if err != nil || len(left) == 0 {
 		return err
@@ -497,7 +503,22 @@ func (c *moveCommit) run(ctx context.Context) error {
 		return err // a conflict: another attempt changed the record; the next try reads it again
 	}
 	c.rev = rev
-	err = c.d.MovePlanned(ctx, next, nil)
+	return c.move(ctx, next)
+}
+
+// move runs the plan's moves (the fault points "move.inside" and "move.after" around them).
+func (c *moveCommit) move(ctx context.Context, plan *dataflow.MovePlan) error {
+	if r := c.sc.faultArmed("move.inside"); r != nil && r.kill {
+		stop, err := c.d.WatchMoved(ctx, plan, func() {
+			c.sc.Log.Warn("fault point reached", "point", "move.inside", "kill", true)
+			killNow()
+		})
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
+	err := c.d.MovePlanned(ctx, plan, nil)
 	c.sc.fault("move.after")
 	return err
 }

@@ -17,9 +17,12 @@ import (
 //	SLUICE_TEST_FAULTS=point[@n]:action[;point[@n]:action...]
 //
 // point is one of the names passed to StepContext.fault ("attach.before", "attach.after",
-// "commit.recorded", "move.after": after a try's moves); @n arms only the n-th hit of the point in this process
-// (every hit without it); action is "kill" (SIGKILL of this process: a real crash, nothing
-// runs after it) or "sleep=DURATION".
+// "commit.recorded", "move.after": after a try's moves), or "move.inside": a try's moves,
+// killed (only "kill" applies) inside the statement, as soon as the engine has committed a
+// moved part in its Data Source and before it removes the partition from staging (the data
+// directories watched: a local engine only). @n arms only the n-th hit of the point in this
+// process (every hit without it); action is "kill" (SIGKILL of this process: a real crash,
+// nothing runs after it) or "sleep=DURATION".
 const FaultsEnv = "SLUICE_TEST_FAULTS"
 
 type faultRule struct {
@@ -73,27 +76,39 @@ func parseFaults(spec string) (*faultSet, error) {
 	return fs, nil
 }
 
-// hit runs the point's action, if armed.
-func (fs *faultSet) hit(point string, log *slog.Logger) {
+// take counts a hit of the point and returns its rule if this hit is armed.
+func (fs *faultSet) take(point string) *faultRule {
 	fs.mu.Lock()
+	defer fs.mu.Unlock()
 	r := fs.rules[point]
 	if r == nil || r.passed {
-		fs.mu.Unlock()
-		return
+		return nil
 	}
 	r.hits++
 	if r.nth > 0 && r.hits != r.nth {
-		fs.mu.Unlock()
-		return
+		return nil
 	}
 	if r.nth > 0 {
 		r.passed = true
 	}
-	fs.mu.Unlock()
+	return r
+}
+
+// hit runs the point's action, if armed.
+func (fs *faultSet) hit(point string, log *slog.Logger) {
+	r := fs.take(point)
+	if r == nil {
+		return
+	}
 	log.Warn("fault point reached", "point", point, "kill", r.kill, "sleep", r.sleep)
 	if r.kill {
-		_ = syscall.Kill(syscall.Getpid(), syscall.SIGKILL)
-		select {} // the signal is delivered before anything else of this step runs
+		killNow()
 	}
 	time.Sleep(r.sleep)
+}
+
+// killNow ends this process with SIGKILL: a real crash, nothing runs after it.
+func killNow() {
+	_ = syscall.Kill(syscall.Getpid(), syscall.SIGKILL)
+	select {} // the signal is delivered before anything else of this step runs
 }

@@ -153,6 +153,15 @@ func (s *StepContext) takeWaiting() *string {
 	return w
 }
 
+// faultArmed counts a hit of a fault point whose action the caller runs itself, and returns
+// its rule if this hit is armed.
+func (s *StepContext) faultArmed(point string) *faultRule {
+	if s.faults == nil {
+		return nil
+	}
+	return s.faults.take(point)
+}
+
 // fault is a fault-injection point for tests (see faultSet).
 func (s *StepContext) fault(point string) {
 	if s.faults != nil {

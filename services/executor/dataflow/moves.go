@@ -154,45 +154,61 @@ func (e *UndecidableMoveError) Error() string {
 		e.Move.PartitionID, e.Move.Table, e.Reason, e.Move.Rows, e.Staging, e.Staging, e.Move.PartitionID)
 }
 
+// MoveDecision is what ResolveMoves found of a staged partition's earlier move.
+type MoveDecision struct {
+	Move Move
+	// Moved: its parts were all in the Data Source already (dropped from staging).
+	Moved bool
+	// Parts: the parts of it found moved (dropped from staging, or their copies from the Data
+	// Source), when not all were.
+	Parts int
+}
+
 // ResolveMoves decides what the moves of plan, made by an earlier attempt, left half done if
-// the engine was killed inside one (see MovePlan): it drops from staging what was moved already, and returns what
-// is left to move. An *UndecidableMoveError refuses a partition that cannot be decided.
-func (d *Delta) ResolveMoves(ctx context.Context, plan *MovePlan) ([]Move, error) {
+// the engine was killed inside one (see MovePlan): it drops from staging what was moved
+// already, and returns what is left to move, and what it found moved. An
+// *UndecidableMoveError refuses a partition that cannot be decided.
+func (d *Delta) ResolveMoves(ctx context.Context, plan *MovePlan) ([]Move, []MoveDecision, error) {
 	pending, err := d.Pending(ctx)
 	if err != nil || len(pending) == 0 {
-		return pending, err
+		return pending, nil, err
 	}
 	lifetime, err := d.oldPartsLifetime(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var left []Move
+	var found []MoveDecision
 	for _, m := range pending {
 		moved, r, err := d.resolveMove(ctx, plan, m, lifetime)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if moved {
 			if err := d.DropStaged(ctx, m); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
+			found = append(found, MoveDecision{Move: m, Moved: true})
 			continue
+		}
+		if n := len(r.staged) + len(r.target); n > 0 {
+			found = append(found, MoveDecision{Move: m, Parts: n})
 		}
 		for _, name := range r.staged {
 			stmt := fmt.Sprintf("ALTER TABLE %s DROP PART %s", d.Staging(m.Table), warehouse.QuoteString(name))
 			if _, err := d.conn.Exec(ctx, stmt); err != nil {
-				return nil, fmt.Errorf("drop moved part %s from staging of %s: %w", name, m.Table, err)
+				return nil, nil, fmt.Errorf("drop moved part %s from staging of %s: %w", name, m.Table, err)
 			}
 		}
 		for _, name := range r.target {
 			stmt := fmt.Sprintf("ALTER TABLE %s DROP PART %s", d.table(m.Table), warehouse.QuoteString(name))
 			if _, err := d.conn.Exec(ctx, stmt); err != nil {
-				return nil, fmt.Errorf("drop part %s of a half-done move from %s: %w", name, m.Table, err)
+				return nil, nil, fmt.Errorf("drop part %s of a half-done move from %s: %w", name, m.Table, err)
 			}
 		}
 		left = append(left, m)
 	}
-	return left, nil
+	return left, found, nil
 }
 
 // halfMoved is what undoes a partition's half-done move: the staged parts that were moved
@@ -299,6 +315,34 @@ func (d *Delta) MoveRunning(ctx context.Context, plan *MovePlan) (bool, error) {
 		return false, fmt.Errorf("running statements: %w", err)
 	}
 	return len(res.Rows) == 1 && toUint(res.Rows[0][0]) > 0, nil
+}
+
+// WatchMoved calls moved (once) as soon as a Data Source of the plan gets a part of a planned
+// partition: a move has committed it there. It watches the tables' data directories (a local
+// engine on Linux only), for the fault point that kills a process inside a move; stop ends
+// the watch.
+func (d *Delta) WatchMoved(ctx context.Context, plan *MovePlan, moved func()) (stop func(), err error) {
+	names := make([]string, 0, len(plan.MaxBlocks))
+	for _, t := range d.flow.Tables() {
+		names = append(names, warehouse.QuoteString(t))
+	}
+	res, err := d.conn.Query(ctx, fmt.Sprintf("SELECT arrayJoin(data_paths) FROM system.tables WHERE database = %s AND name IN (%s)",
+		warehouse.QuoteString(d.flow.Database), strings.Join(names, ", ")))
+	if err != nil {
+		return nil, fmt.Errorf("data paths of %s: %w", d.flow.Target, err)
+	}
+	var dirs []string
+	for _, r := range res.Rows {
+		dirs = append(dirs, fmt.Sprint(r[0]))
+	}
+	partitions := map[string]bool{}
+	for _, m := range plan.Moves {
+		partitions[m.PartitionID] = true
+	}
+	return watchNewParts(dirs, func(name string) bool {
+		p, _, ok := strings.Cut(name, "_")
+		return ok && partitions[p]
+	}, moved)
 }
 
 // MoveListed moves the given staged partitions (from Pending, with nothing staged since) into

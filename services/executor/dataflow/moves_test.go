@@ -207,7 +207,7 @@ func moveHelper(t *testing.T) {
 			if err := json.Unmarshal(b, &plan); err != nil {
 				t.Fatal(err)
 			}
-			left, err := d.ResolveMoves(ctx, &plan)
+			left, _, err := d.ResolveMoves(ctx, &plan)
 			if err != nil {
 				t.Fatal(err)
 			}

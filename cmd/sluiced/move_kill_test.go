@@ -1,0 +1,90 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
+	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
+	"github.com/sluicehq/sluice/services/executor"
+)
+
+// TestCopyKilledInsideMoveAllInOne kills the all-in-one process inside a copy's move, at the
+// exact moment chDB has committed the moved part in the target and not yet removed the
+// partition from staging (the fault point "move.inside"): chDB comes back with the partition
+// in both tables. The restarted process finds the moved part in the target from the move plan
+// the commit record holds, drops the partition from staging instead of moving it again, and
+// every row is in the target and in the Data Source downstream exactly once.
+func TestCopyKilledInsideMoveAllInOne(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts OS processes")
+	}
+	const rows = 100_000
+	project := map[string]string{}
+	for k, v := range killProject {
+		project[k] = strings.ReplaceAll(v, "numbers("+strconv.Itoa(copyKillRows)+")", "numbers("+strconv.Itoa(rows)+")")
+	}
+	sluiced, _ := sluicetest.Binaries(t)
+	dataDir, addr, natsAddr := t.TempDir(), sluicetest.FreeAddr(t), sluicetest.FreeAddr(t)
+	args := append([]string{"-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "", "-events-addr", "", "-nats-listen", natsAddr},
+		append(sluicetest.EmbeddedLibArgs(), fastJobs...)...)
+	faults := []string{executor.FaultsEnv + "=move.inside@1:kill"}
+	p := sluicetest.StartProcessEnv(t, "sluiced-faulty-0", faults, sluiced, args...)
+	sluicetest.WaitServing(t, addr, "", 60*time.Second, p)
+	token := sluicetest.ReadOperatorToken(t, filepath.Join(dataDir, "token"), p)
+	cl := sluicetest.NewClients(t, addr, token)
+	cl.CreateWorkspace(t, "ws")
+	if out, stderr, code := sluiceCLI(t, cl, "push", writeProject(t, project)); code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", code, out, stderr)
+	}
+	sumV := uint64(rows/1000) * (999 * 1000 / 2)
+	var want, wantRollup strings.Builder
+	// The kill lands within microseconds of chDB committing the moved part in the target,
+	// but chDB may finish the move in that time (a loaded machine): then the round is done
+	// again with another copy, up to 5 times.
+	for round := 0; ; round++ {
+		if round > 0 {
+			p = sluicetest.StartProcessEnv(t, fmt.Sprintf("sluiced-faulty-%d", round), faults, sluiced, args...)
+			sluicetest.WaitServing(t, addr, "", 60*time.Second, p)
+			cl = sluicetest.NewClients(t, addr, token)
+		}
+		resp, err := cl.Scheduler.RunCopy(context.Background(), &schedulerv1.RunCopyRequest{
+			Workspace: "ws", Pipe: "big_copy", Parameters: map[string]string{"iteration": strconv.Itoa(round)}, Mode: commonv1.CopyMode_COPY_MODE_APPEND,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := resp.GetJob().GetId()
+		if code := p.Wait(t, 120*time.Second); code != -1 || !strings.Contains(p.Output(), "point=move.inside") {
+			t.Fatalf("sluiced exited with %d, want killed at the fault point inside the move\n%s", code, p.Output())
+		}
+		p = sluicetest.StartProcess(t, fmt.Sprintf("sluiced-next-%d", round), sluiced, args...)
+		sluicetest.WaitServing(t, addr, "", 60*time.Second, p)
+		cl = sluicetest.NewClients(t, addr, token)
+		if j := waitJob(t, cl.Scheduler, "ws", id, 120*time.Second, done, failed, cancelled); j.GetStatus() != done {
+			t.Fatalf("round %d: copy after the kill inside its move: %v", round, j)
+		}
+		fmt.Fprintf(&want, "%d %d %d %d\n", round, rows, rows, sumV)
+		fmt.Fprintf(&wantRollup, "%d %d %d\n", round, rows, sumV)
+		if got := queryText(t, cl.Catalog, "SELECT iter, count(), uniqExact(id), sum(v) FROM copy_target GROUP BY iter ORDER BY iter"); got != want.String() {
+			t.Fatalf("round %d: copy_target (iter, rows, distinct ids, sum) =\n%swant\n%s", round, got, want.String())
+		}
+		if got := queryText(t, cl.Catalog, "SELECT iter, sum(n), sum(s) FROM copy_rollup GROUP BY iter ORDER BY iter"); got != wantRollup.String() {
+			t.Fatalf("round %d: copy_rollup (iter, rows, sum) =\n%swant\n%s", round, got, wantRollup.String())
+		}
+		if strings.Contains(p.Output(), "an interrupted move had moved") {
+			t.Logf("round %d: the restarted process found the killed move's parts in the target and did not move them again", round)
+			break
+		}
+		if round == 4 {
+			t.Fatalf("in 5 rounds the kill never landed inside a move (between its commit in the target and the removal from staging)")
+		}
+		p.Kill()
+	}
+}
