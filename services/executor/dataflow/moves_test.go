@@ -226,3 +226,71 @@ func moveHelper(t *testing.T) {
 	}
 	_ = conn.Close()
 }
+
+// TestStagingForMovesNeverMerges: staging tables of moves keep their parts as staged (on chDB,
+// even after inserts that would merge), and a server that lacks what move plans need (18.16:
+// no merge settings in CREATE TABLE AS, no hash_of_all_files) still stages, without a plan.
+func TestStagingForMovesNeverMerges(t *testing.T) {
+	for _, engine := range []string{"chdb", "server"} {
+		t.Run(engine, func(t *testing.T) {
+			var conn warehouse.Conn
+			if engine == "chdb" {
+				conn = warehousetest.Embedded(t)
+			} else {
+				conn = warehousetest.Native(t)
+			}
+			db := warehousetest.NewDatabase(t, conn)
+			ctx := context.Background()
+			if _, err := conn.Exec(ctx, "CREATE TABLE "+warehouse.QualifiedName(db, "t")+" (id UInt64) ENGINE = MergeTree PARTITION BY id % 2 ORDER BY id"); err != nil {
+				t.Fatal(err)
+			}
+			d, err := New(conn, Flow{Database: db, Target: "t"}, "unmerged")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := d.PrepareForMoves(ctx); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 12 {
+				if _, err := d.Load(ctx, fmt.Sprintf("SELECT %d * 100 + number FROM numbers(10)", i), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			plan, err := d.Plan(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pending, err := d.Pending(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var rows uint64
+			for _, m := range pending {
+				rows += m.Rows
+			}
+			if len(pending) != 2 || rows != 120 {
+				t.Fatalf("pending = %+v, want 2 partitions, 120 rows", pending)
+			}
+			if engine == "server" {
+				if plan != nil {
+					t.Logf("the server gives a move plan of %d parts", len(plan.Parts))
+				}
+				return
+			}
+			if plan == nil || len(plan.Parts) != 24 || len(plan.Moves) != 2 {
+				t.Fatalf("plan = %+v, want 24 staged parts in 2 moves", plan)
+			}
+			time.Sleep(2 * time.Second) // time for merges to run, if the table allowed any
+			if _, err := conn.Exec(ctx, "OPTIMIZE TABLE "+d.Staging("t")); err != nil {
+				t.Logf("OPTIMIZE refused: %v", err)
+			}
+			res, err := conn.Query(ctx, "SELECT count() FROM system.parts WHERE database = "+warehouse.QuoteString(db)+" AND table = "+warehouse.QuoteString(d.staging["t"])+" AND active")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := toUint(res.Rows[0][0]); got != 24 {
+				t.Fatalf("staging holds %d active parts after a merge was asked for, want the 24 staged", got)
+			}
+		})
+	}
+}
