@@ -73,9 +73,11 @@ func (d *Delta) Plan(ctx context.Context) (*MovePlan, error) {
 		targets = append(targets, warehouse.QuoteString(t))
 		byStaging[d.staging[t]] = t
 	}
+	// One read of system.parts for the staged parts and the Data Sources' blocks alike: it
+	// costs what listing the staged partitions alone costs.
 	res, err := d.conn.Query(ctx, fmt.Sprintf(
-		"SELECT table, partition_id, name, rows, data_uncompressed_bytes, level, hash_of_all_files FROM system.parts WHERE database = %s AND table IN (%s) AND active AND rows > 0",
-		warehouse.QuoteString(d.flow.Database), strings.Join(names, ", ")))
+		"SELECT table, partition_id, name, rows, data_uncompressed_bytes, level, hash_of_all_files, max_block_number, active FROM system.parts WHERE database = %s AND table IN (%s, %s)",
+		warehouse.QuoteString(d.flow.Database), strings.Join(names, ", "), strings.Join(targets, ", ")))
 	if code := warehouse.CodeOf(err); code == 16 || code == 47 {
 		return nil, nil // a server without hash_of_all_files (before MOVE PARTITION, too)
 	}
@@ -86,7 +88,17 @@ func (d *Delta) Plan(ctx context.Context) (*MovePlan, error) {
 	type key struct{ table, partition string }
 	sums := map[key]*Move{}
 	for _, r := range res.Rows {
-		t := byStaging[fmt.Sprint(r[0])]
+		t, staged := byStaging[fmt.Sprint(r[0])]
+		if !staged {
+			t := fmt.Sprint(r[0])
+			if b, ok := plan.MaxBlocks[t]; !ok || toInt(r[7]) > b {
+				plan.MaxBlocks[t] = toInt(r[7])
+			}
+			continue
+		}
+		if toUint(r[8]) != 1 || toUint(r[3]) == 0 {
+			continue // replaced, or the empty part a move leaves
+		}
 		k := key{t, fmt.Sprint(r[1])}
 		m := sums[k]
 		if m == nil {
@@ -98,15 +110,6 @@ func (d *Delta) Plan(ctx context.Context) (*MovePlan, error) {
 		plan.Parts = append(plan.Parts, StagedPart{Table: t, Partition: k.partition, Name: fmt.Sprint(r[2]), Rows: toUint(r[3]), Level: toUint(r[5]), Hash: fmt.Sprint(r[6])})
 	}
 	plan.Moves = orderMoves(d.flow.Tables(), sums)
-	res, err = d.conn.Query(ctx, fmt.Sprintf(
-		"SELECT table, max(max_block_number) FROM system.parts WHERE database = %s AND table IN (%s) GROUP BY table",
-		warehouse.QuoteString(d.flow.Database), strings.Join(targets, ", ")))
-	if err != nil {
-		return nil, fmt.Errorf("highest blocks of %s: %w", d.flow.Target, err)
-	}
-	for _, r := range res.Rows {
-		plan.MaxBlocks[fmt.Sprint(r[0])] = toInt(r[1])
-	}
 	return plan, nil
 }
 
