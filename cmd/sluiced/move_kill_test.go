@@ -61,7 +61,14 @@ func TestCopyKilledInsideMoveAllInOne(t *testing.T) {
 			t.Fatal(err)
 		}
 		id := resp.GetJob().GetId()
-		if code := p.Wait(t, 120*time.Second); code != -1 || !strings.Contains(p.Output(), "point=move.inside") {
+		sluicetest.Eventually(t, 120*time.Second, "sluiced killed at the fault point", func() bool {
+			j, err := cl.Scheduler.GetJob(context.Background(), &schedulerv1.GetJobRequest{Workspace: "ws", Id: id})
+			if err == nil && jobsFinal(j.GetJob().GetStatus()) && !p.Exited() {
+				t.Fatalf("the copy ended without a kill at the fault point: %v\n%s", j.GetJob(), p.Output())
+			}
+			return p.Exited()
+		})
+		if code := p.Wait(t, time.Second); code != -1 || !strings.Contains(p.Output(), "point=move.inside") {
 			t.Fatalf("sluiced exited with %d, want killed at the fault point inside the move\n%s", code, p.Output())
 		}
 		p = sluicetest.StartProcess(t, fmt.Sprintf("sluiced-next-%d", round), sluiced, args...)
