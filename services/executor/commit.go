@@ -8,9 +8,11 @@ package executor
 //     NATS is away: finishCommit retries it with backoff (the job shows "committing, waiting
 //     for ClickHouse"), never giving up on a retry count or a time budget. Only an executor
 //     draining hands it to another executor, which resumes it from the record.
-//  3. Every commit statement can be repeated: a move (`MOVE PARTITION ... TO TABLE`) leaves the
-//     staging table without the partition, so the staging tables say what is left; an exchange
-//     is recognised by its table UUIDs; an attach (servers without MOVE PARTITION) is recorded
+//  3. Every commit statement can be repeated: the moves (`MOVE PARTITION ... TO TABLE`) are
+//     planned in the record that says "committing" and decided after a crash from the moved
+//     parts' files (moveCommit: a move is not atomic through a crash of the engine), and
+//     where the engine cannot tell, the step refuses; an exchange is recognised by its table
+//     UUIDs; an attach (servers without MOVE PARTITION) is recorded
 //     as an intent before it runs and resolved after a crash (attachCommit), and where the
 //     server cannot tell, the step refuses rather than risk attaching twice.
 //  4. Every NATS KV call of the path is bounded (kvCallTimeout) and retried: a NATS restart

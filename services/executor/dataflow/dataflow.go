@@ -4,11 +4,13 @@
 // The rows are first written to staging tables (one per Data Source the delta touches), the
 // materialized views downstream are run over the staged rows in the catalog's topological
 // order (the cascade), and only then are the staging tables' partitions moved into their Data
-// Sources, upstream first. A move is atomic per partition and leaves the staging table without
-// that partition, so the staging tables themselves say what is left to move: a step that dies
-// while committing is finished by its redelivery, which only moves what is left; a step that
-// dies before committing is redone from scratch. Moves do not fire materialized views, so no
-// view sees staged rows twice. See docs/data-movement.md.
+// Sources, upstream first. A move is atomic per partition for the engine's readers and leaves
+// the staging table without that partition, so the staging tables say what is left to move;
+// through a crash of the engine a move is not atomic, and a plan recorded before the moves
+// decides what a killed one did (MovePlan, ResolveMoves): a step that dies while committing is
+// finished by its redelivery, which only moves what is left; a step that dies before
+// committing is redone from scratch. Moves do not fire materialized views, so no view sees
+// staged rows twice. See docs/data-movement.md.
 package dataflow
 
 import (
@@ -296,9 +298,10 @@ func orderMoves[K comparable](tables []string, moves map[K]*Move) []Move {
 	return out
 }
 
-// Commit moves every staged partition into its Data Source, upstream first. It may be called
-// again after a crash: what was moved is no longer staged. The caller must have recorded that
-// the step is committing before calling it, and must not Prepare again after that.
+// Commit moves every staged partition into its Data Source, upstream first, by what the
+// staging tables hold (for commit records without a MovePlan: a move the engine was killed
+// inside is moved again). The caller must have recorded that the step is committing before
+// calling it, and must not Prepare again after that.
 func (d *Delta) Commit(ctx context.Context) ([]Move, error) {
 	moves, err := d.Pending(ctx)
 	if err != nil {
