@@ -12,7 +12,7 @@ TOOLS_BIN := $(CURDIR)/.cache/bin
 export PATH := $(TOOLS_BIN):$(PATH)
 export SLUICE_CHDB_LIB ?= $(CHDB_LIB)
 
-MODULES := api platform services/catalog services/scheduler services/executor services/opslog services/ingest cmd/sluiced cmd/sluice sdk/go deploy
+MODULES := api platform services/catalog services/scheduler services/executor services/opslog services/ingest cmd/sluiced cmd/sluice sdk/go deploy bench
 PKGS := $(addprefix ./,$(addsuffix /...,$(MODULES)))
 GO_TEST_FLAGS ?= -count=1 -timeout 30m
 # SDKs: the TypeScript package's pinned tools (protoc-gen-es, tsc) come from its package-lock;
@@ -78,7 +78,7 @@ test-short: chdb ## unit tests only
 	go test -short $(GO_TEST_FLAGS) $(PKGS)
 
 .PHONY: bench
-bench: deps chdb ## run the benchmarks; figures in bench/results/latest.json
+bench: deps chdb ## run the benchmarks and print the scoreboard of the speed targets (BENCH=<regexp>: some); bench/results/
 	./bench/run.sh
 
 .PHONY: soak

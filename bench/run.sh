@@ -1,12 +1,24 @@
 #!/usr/bin/env bash
-# Runs Sluice's benchmarks and writes their figures to bench/results/latest.json (and the raw
-# `go test -bench` output beside it). Speed is reported as ratios against a baseline measured in
-# the same run (see ../shared/docs/TARGETS.md); nothing here asserts a timing.
+# Runs Sluice's benchmarks and prints the scoreboard: every speed target (bench/README.md)
+# with its measured value, its target and met/missed, computed by bench/scoreboard from the
+# benchmarks' metrics. Written to bench/results/: latest.txt (the raw `go test -bench`
+# output), latest.json (the scoreboard and every benchmark's metrics), data/ (the raw data the
+# benchmarks write for the plots) and the plots (*.svg). Speed is reported as ratios against a
+# baseline measured in the same run; nothing here asserts a timing.
+#
+# BENCH=<extended regexp> runs only the sets of bench/packages.d whose line matches it, e.g.
+# BENCH=Populate; the other figures are then "not measured".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=bench/results
-mkdir -p "$out"
 raw="$out/latest.txt"
+data="$out/data"
+mkdir -p "$out"
+rm -rf "$data" "$out"/*.svg "$out/latest.json"
+mkdir -p "$data"
+export SLUICE_BENCH_DATA="$PWD/$data"
+started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+load=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || true)
 : > "$raw"
 # bench/packages.d/*.list: one benchmark set per line, "<package> [<bench regexp> [<benchtime>]]"
 # (regexp default ".", benchtime default $BENCHTIME or 1x); lines starting with # are comments.
@@ -17,19 +29,7 @@ while read -r pkg re bt; do
   bt=${bt:-${BENCHTIME:-1x}}
   echo "==> go test -bench '$re' -benchtime $bt $pkg" | tee -a "$raw"
   go test -run '^$' -bench "$re" -benchtime "$bt" -count=1 -timeout 60m "$pkg" 2>&1 | tee -a "$raw" || status=1
-done < <(cat bench/packages.d/*.list | grep -v '^[[:space:]]*#')
-# Every "Benchmark... N x ns/op a unit b unit" line becomes one JSON object with its metrics.
-awk '
-  BEGIN { print "["; first = 1 }
-  /^Benchmark/ {
-    if (!first) print ","; first = 0
-    printf "  {\"name\": \"%s\", \"iterations\": %s", $1, $2
-    for (i = 3; i < NF; i += 2) printf ", \"%s\": %s", $(i+1), $i
-    printf "}"
-  }
-  END { print "\n]" }
-' "$raw" > "$out/latest.json"
+done < <(cat bench/packages.d/*.list | grep -v '^[[:space:]]*#' | grep -E -- "${BENCH:-.}" || true)
 echo
-echo "figures: $out/latest.json"
-grep '^Benchmark' "$raw" | column -t || true
+go run ./bench/scoreboard -raw "$raw" -data "$data" -out "$out" -started "$started" -load-start "$load" || status=1
 exit $status
