@@ -77,8 +77,9 @@ func startClockSchedulerOn(t testing.TB, sys *sluicetest.System, cc grpc.ClientC
 	return s, stop
 }
 
-// startClockExecutor runs an executor with the copy runner and the injected clock.
-func startClockExecutor(t testing.TB, sys *sluicetest.System, clock interface{ Now() time.Time }, concurrency int) {
+// startClockExecutor runs an executor with the copy runner and the injected clock. stop ends
+// it (idempotent; the test's end calls it too).
+func startClockExecutor(t testing.TB, sys *sluicetest.System, clock interface{ Now() time.Time }, concurrency int) (stop func()) {
 	t.Helper()
 	ctx := context.Background()
 	conn, err := natsx.Connect(ctx, natsx.Config{URL: sys.App.NATSURL(), Name: "test executor"}, slog.New(slog.DiscardHandler))
@@ -97,10 +98,15 @@ func startClockExecutor(t testing.TB, sys *sluicetest.System, clock interface{ N
 	if err := ex.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = ex.Stop(context.Background())
-		conn.Close()
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = ex.Stop(context.Background())
+			conn.Close()
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }
 
 var scheduledProject = map[string]string{

@@ -54,7 +54,7 @@ func BenchmarkEventsAPIThroughput(b *testing.B) {
 	const perRequest = 1000
 	sys := sluicetest.Start(b, sluicetest.WithArgs("-log-level", "warn", "-ingest.requests-per-second", "0", "-ingest.bytes-per-second", "0"))
 	ctx := context.Background()
-	ws := "bench_events"
+	ws := benchWorkspace("bench_events")
 	w := newIngestWS(b, sys, ws, map[string]string{"datasources/events.datasource": benchEventsDS})
 	var bodies [][]byte
 	var total int
@@ -72,9 +72,8 @@ func BenchmarkEventsAPIThroughput(b *testing.B) {
 		b.Skip("the baseline needs the embedded engine")
 	}
 	w.exec("CREATE TABLE {db}.raw AS {db}.events")
-	b.ResetTimer()
 	var rawSecs, sluiceSecs float64
-	for i := 0; i < b.N; i++ {
+	for b.Loop() {
 		w.exec("TRUNCATE TABLE {db}.raw")
 		w.exec("TRUNCATE TABLE {db}.events")
 		// The engine's own JSONEachRow parsing, 100 requests' rows per insert.
@@ -128,7 +127,6 @@ func BenchmarkEventsAPIThroughput(b *testing.B) {
 			b.Fatalf("events has %s rows after the run, want %d", n, rows)
 		}
 	}
-	b.StopTimer()
 	n := float64(b.N)
 	mb := float64(total) / (1 << 20)
 	b.ReportMetric(float64(rows)*n/sluiceSecs, "rows/s")
@@ -160,13 +158,12 @@ func BenchmarkEventsAPILatency(b *testing.B) {
 	secs := envInt("SLUICE_BENCH_EVENTS_SECONDS", 10)
 	const clients = 64
 	sys := sluicetest.Start(b, sluicetest.WithArgs("-log-level", "warn", "-ingest.requests-per-second", "0", "-ingest.bytes-per-second", "0"))
-	ws := "bench_latency"
+	ws := benchWorkspace("bench_latency")
 	w := newIngestWS(b, sys, ws, map[string]string{"datasources/lat.datasource": benchLatencyDS})
 	url := sys.EventsURL + "/v0/events?name=lat&workspace=" + ws
 	client := benchClient(clients)
-	b.ResetTimer()
 	var p50, p99, rate float64
-	for i := 0; i < b.N; i++ {
+	for b.Loop() {
 		w.exec("TRUNCATE TABLE {db}.lat")
 		var next atomic.Int64
 		var sent, failed atomic.Int64
@@ -222,7 +219,6 @@ func BenchmarkEventsAPILatency(b *testing.B) {
 		p50, p99 = p50+v50, p99+v99
 		rate += float64(sent.Load()) / elapsed
 	}
-	b.StopTimer()
 	n := float64(b.N)
 	b.ReportMetric(p50/n, "p50_ms")
 	b.ReportMetric(p99/n, "p99_ms")

@@ -6,6 +6,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,20 +32,22 @@ ENGINE_SORTING_KEY "id"
 // process, populating a 64-partition source (2 M rows by default; SLUICE_BENCH_SCALE_ROWS) with
 // 1, then 2, then 4 executor processes of one step at a time each (-executor.concurrency 1, so
 // that the processes are what scales). Reported per count: the median time of the rounds
-// (SLUICE_BENCH_SCALE_ROUNDS, default 3) and the speed-up over one executor, and, as the
-// server's own limit, one direct INSERT ... SELECT of the same rows (direct_s). Every populate
-// is checked: done, 64 steps, every source row once in the target.
+// (SLUICE_BENCH_SCALE_ROUNDS per count, default 3, times the benchmark's iterations: each
+// iteration is a sweep over the counts, which starts again from one executor) and the
+// speed-up over one executor, and, as the server's own limit, one direct INSERT ... SELECT of
+// the same rows (direct_s). Every populate is checked: done, 64 steps, every source row once
+// in the target. Every round's time goes to the benchmark's data file (the P9 plot).
 func BenchmarkPopulateExecutorScaling(b *testing.B) {
 	rows := envInt("SLUICE_BENCH_SCALE_ROWS", 2_000_000)
 	rounds := envInt("SLUICE_BENCH_SCALE_ROUNDS", 3)
+	counts := []int{1, 2, 4}
 	cfg := warehousetest.Server(b)
 	split := sluicetest.StartSplit(b, "-clickhouse-addr", strings.Join(cfg.Addrs, ","), "-executor.concurrency", "1", "-log-level", "info")
 	cat := split.Clients(b, "catalog")
 	catalog := cat.Catalog
 	scheduler := split.Clients(b, "scheduler").Scheduler
 	ctx := context.Background()
-	benchSeq++
-	ws := fmt.Sprintf("scale%d", benchSeq)
+	ws := benchWorkspace("scale")
 	cat.CreateWorkspace(b, ws)
 	files := map[string]string{
 		"datasources/src.datasource": scaleSource,
@@ -78,44 +81,57 @@ func BenchmarkPopulateExecutorScaling(b *testing.B) {
 	exec(fmt.Sprintf("INSERT INTO %s.src SELECT number, toString(number), number / 100 FROM numbers(%d)", db, rows))
 	// The server's own limit: one INSERT ... SELECT of the same rows into a table like the target.
 	exec("CREATE TABLE " + db + ".direct AS " + db + ".dst")
-	b.ResetTimer()
 	var direct []float64
-	for range rounds {
-		exec("TRUNCATE TABLE " + db + ".direct")
-		start := time.Now()
-		exec("INSERT INTO " + db + ".direct SELECT id, name, amount * 2 AS amount FROM " + db + ".src")
-		direct = append(direct, time.Since(start).Seconds())
+	times := map[int][]float64{}
+	for b.Loop() {
+		for range rounds {
+			exec("TRUNCATE TABLE " + db + ".direct")
+			start := time.Now()
+			exec("INSERT INTO " + db + ".direct SELECT id, name, amount * 2 AS amount FROM " + db + ".src")
+			direct = append(direct, time.Since(start).Seconds())
+		}
+		for _, n := range counts {
+			for len(split.Executors) < n {
+				split.AddExecutor(b)
+			}
+			for range rounds {
+				exec("TRUNCATE TABLE " + db + ".dst")
+				start := time.Now()
+				resp, err := scheduler.Populate(ctx, &schedulerv1.PopulateRequest{Workspace: ws, Pipe: "to_dst"})
+				if err != nil {
+					b.Fatal(err)
+				}
+				j := waitJobFast(b, scheduler, ws, resp.GetJob().GetId())
+				times[n] = append(times[n], time.Since(start).Seconds())
+				if j.GetStatus() != done || j.GetProgress().GetStepsTotal() != 64 || j.GetProgress().GetStatistics().GetWrittenRows() != uint64(rows) {
+					b.Fatalf("populate with %d executors = %v", n, j)
+				}
+				if got := count("dst"); got != uint64(rows) {
+					b.Fatalf("populate with %d executors: target has %d rows, want %d", n, got, rows)
+				}
+			}
+		}
+		// The next sweep starts again from one executor: the others drain and exit.
+		for _, p := range split.Executors[1:] {
+			p.Signal(syscall.SIGTERM)
+			p.Wait(b, time.Minute)
+		}
+		split.Executors = split.Executors[:1]
 	}
 	b.ReportMetric(median(direct), "direct_s")
-	var base float64
-	for _, n := range []int{1, 2, 4} {
-		for len(split.Executors) < n {
-			split.AddExecutor(b)
-		}
-		var times []float64
-		for range rounds {
-			exec("TRUNCATE TABLE " + db + ".dst")
-			start := time.Now()
-			resp, err := scheduler.Populate(ctx, &schedulerv1.PopulateRequest{Workspace: ws, Pipe: "to_dst"})
-			if err != nil {
-				b.Fatal(err)
-			}
-			j := waitJobFast(b, scheduler, ws, resp.GetJob().GetId())
-			times = append(times, time.Since(start).Seconds())
-			if j.GetStatus() != done || j.GetProgress().GetStepsTotal() != 64 || j.GetProgress().GetStatistics().GetWrittenRows() != uint64(rows) {
-				b.Fatalf("populate with %d executors = %v", n, j)
-			}
-			if got := count("dst"); got != uint64(rows) {
-				b.Fatalf("populate with %d executors: target has %d rows, want %d", n, got, rows)
-			}
-		}
-		t := median(times)
-		if n == 1 {
-			base = t
-		}
-		b.ReportMetric(t, fmt.Sprintf("exec%d_s", n))
-		b.ReportMetric(base/t, fmt.Sprintf("speedup%d", n))
+	type countData struct {
+		Count   int       `json:"count"`
+		Seconds []float64 `json:"seconds"`
 	}
+	var data []countData
+	for _, n := range counts {
+		t := median(times[n])
+		b.ReportMetric(t, fmt.Sprintf("exec%d_s", n))
+		b.ReportMetric(median(times[1])/t, fmt.Sprintf("speedup%d", n))
+		data = append(data, countData{n, times[n]})
+	}
+	b.ReportMetric(float64(len(times[1])), "rounds")
+	writeBenchData(b, map[string]any{"rows": rows, "partitions": 64, "direct_s": direct, "executors": data})
 }
 
 func envInt(name string, def int) int {
