@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"io"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -126,7 +127,9 @@ func (r *Run) add(pkg, name, iterations, figures string) {
 	res := Result{Package: pkg, Name: name, Iterations: n, Metrics: map[string]float64{}}
 	f := strings.Fields(figures)
 	for i := 0; i+1 < len(f); i += 2 {
-		if v, err := strconv.ParseFloat(f[i], 64); err == nil {
+		// A NaN or an infinity (a ratio over a zero time) is no figure, and JSON has no way
+		// to write it.
+		if v, err := strconv.ParseFloat(f[i], 64); err == nil && !math.IsNaN(v) && !math.IsInf(v, 0) {
 			res.Metrics[f[i+1]] = v
 		}
 	}

@@ -160,6 +160,20 @@ func TestFewerRoundsThanAsked(t *testing.T) {
 	}
 }
 
+func TestNonFiniteMetricIsNotAFigure(t *testing.T) {
+	run, err := Parse(strings.NewReader("pkg: github.com/sluicehq/sluice/cmd/sluiced\nBenchmarkCopy10M/append-2 5 5 ns/op NaN ratio +Inf copy-s 1.5 raw-s\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := metricFigures[0].measure(run)
+	if f.Status != NotMeasured || f.Reason != "BenchmarkCopy10M/append reported no ratio" {
+		t.Errorf("figure = %+v", f)
+	}
+	if _, err := json.Marshal(run); err != nil {
+		t.Errorf("the run cannot be written: %v", err)
+	}
+}
+
 func TestScalingRule(t *testing.T) {
 	for _, c := range []struct {
 		metrics string
