@@ -202,24 +202,36 @@ COPY_SCHEDULE * * * * *
 			b.Fatal(err)
 		}
 		got, made := map[string]time.Duration{}, map[string]time.Duration{}
+		// states counts the tick's jobs by status and waiting reason, for a failure's message.
+		states := map[string]int{}
 		deadline := time.Now().Add(2 * time.Minute)
 		for len(got) < pipes && time.Now().Before(deadline) {
 			time.Sleep(200 * time.Millisecond)
-			resp, err := s.ListJobs(ctx, &schedulerv1.ListJobsRequest{Workspace: ws, PageSize: 10000})
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, j := range resp.GetJobs() {
-				if j.GetStartTime() != nil && j.GetJobTimestamp().AsTime().Equal(tick) {
-					got[j.GetId()] = j.GetStartTime().AsTime().Sub(tick)
-					made[j.GetId()] = j.GetCreateTime().AsTime().Sub(tick)
+			clear(states)
+			for page := ""; ; {
+				resp, err := s.ListJobs(ctx, &schedulerv1.ListJobsRequest{Workspace: ws, PageSize: 1000, PageToken: page})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for _, j := range resp.GetJobs() {
+					if !j.GetJobTimestamp().AsTime().Equal(tick) {
+						continue
+					}
+					states[strings.TrimSpace(j.GetStatus().String()+" "+j.GetWaitingReason())]++
+					if j.GetStartTime() != nil {
+						got[j.GetId()] = j.GetStartTime().AsTime().Sub(tick)
+						made[j.GetId()] = j.GetCreateTime().AsTime().Sub(tick)
+					}
+				}
+				if page = resp.GetNextPageToken(); page == "" {
+					break
 				}
 			}
 		}
 		stop()
 		stopExecutor()
 		if len(got) < pipes {
-			b.Fatalf("%d of %d tick jobs started", len(got), pipes)
+			b.Fatalf("%d of %d tick jobs started within 2 minutes of the tick; the tick's jobs: %v", len(got), pipes, states)
 		}
 		if _, err := sys.Catalog.DeleteWorkspace(ctx, &catalogv1.DeleteWorkspaceRequest{Name: ws, Force: true}); err != nil {
 			b.Fatal(err)
