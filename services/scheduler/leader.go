@@ -12,7 +12,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
-	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
 
@@ -260,8 +259,25 @@ func (l *leader) limit(ws string) int {
 	return l.s.cfg.CopyConcurrency
 }
 
+// admitBatch bounds the writes (and then the publishes) admission has in flight at once.
+const admitBatch = 256
+
+// admitAckWait bounds how long admission waits for the acknowledgements of one batch; a write
+// whose outcome is not known by then is left to the watch (it brings the record whichever way
+// it went) and to reconcile (it queues the steps of admitted jobs that are not on the queue).
+const admitAckWait = 10 * time.Second
+
 // admit releases waiting limited jobs of a workspace, oldest first, while the workspace is
 // under its limit, and tells the others why they wait.
+//
+// The writes go out in batches: every record of a batch is written with compare-and-set in one
+// pipeline of asynchronous publishes whose acknowledgements are awaited together, then the
+// steps of the jobs admitted are queued the same way, so 500 jobs due at one tick cost a few
+// round trips to NATS instead of a thousand. A write refused because the record changed
+// meanwhile (a job cancelled while it waited) is skipped; the watch brings the change and
+// admission runs again, so a slot counted for a job that was not admitted is given to the next
+// one then. The jobs after it in the batch may be admitted before it, which is what the next
+// pass would have done: the only writer of a waiting job besides the leader is a cancel.
 func (l *leader) admit(ws string) {
 	var active int
 	var waiting []*entry
@@ -277,11 +293,13 @@ func (l *leader) admit(ws string) {
 	}
 	sort.Slice(waiting, func(i, j int) bool { return fifoLess(waiting[i].rec.GetJob(), waiting[j].rec.GetJob()) })
 	limit := l.limit(ws)
+	var writes []admission
 	for _, e := range waiting {
 		rec := proto.Clone(e.rec).(*schedulerv1.JobRecord)
 		if active < limit {
 			rec.Admitted = true
 			rec.Job.WaitingReason = ""
+			active++
 		} else {
 			reason := fmt.Sprintf("%d copy jobs working in workspace %s, limit %d", active, ws, limit)
 			if rec.GetJob().GetWaitingReason() == reason {
@@ -290,23 +308,88 @@ func (l *leader) admit(ws string) {
 			rec.Job.WaitingReason = reason
 		}
 		rec.Job.UpdateTime = nowPB(l.s.now())
-		rev, err := l.s.store.Put(l.ctx, rec, e.rev)
+		writes = append(writes, admission{rec: rec, rev: e.rev})
+	}
+	for len(writes) > 0 && l.ctx.Err() == nil {
+		n := min(admitBatch, len(writes))
+		l.admitBatch(ws, writes[:n])
+		writes = writes[n:]
+	}
+}
+
+// admission is one record admission writes: rec over revision rev.
+type admission struct {
+	rec *schedulerv1.JobRecord
+	rev uint64
+}
+
+// admitBatch writes a batch of admission's records, then queues the steps of those admitted.
+func (l *leader) admitBatch(ws string, batch []admission) {
+	s := l.s
+	js := s.deps.NATS.JS
+	ctx, cancel := context.WithTimeout(l.ctx, admitAckWait)
+	defer cancel()
+	writes := make([]jetstream.PubAckFuture, len(batch))
+	for i, a := range batch {
+		msg, err := s.store.PutMsg(a.rec, a.rev)
+		if err == nil {
+			writes[i], err = js.PublishMsgAsync(msg)
+		}
 		if err != nil {
-			// Changed meanwhile (cancelled, most likely): the watch brings the change and
-			// admission runs again; stop here to keep the order.
-			if !natsx.IsConflict(err) {
-				l.s.log.Warn("admission", "job", rec.GetJob().GetId(), "err", err)
-			}
-			return
+			s.log.Warn("admission", "job", a.rec.GetJob().GetId(), "err", err)
 		}
-		l.put(jobs.Key(ws, rec.GetJob().GetId()), rec, rev)
-		if rec.GetAdmitted() {
-			active++
-			l.s.metrics.admitted.Inc()
-			if err := jobs.PublishSteps(l.ctx, l.s.deps.NATS.JS, rec, rev); err != nil {
-				l.s.log.Warn("queueing an admitted job failed; reconcile queues it", "job", rec.GetJob().GetId(), "err", err)
-			}
+	}
+	var steps []jetstream.PubAckFuture
+	var queued []string
+	for i, a := range batch {
+		if writes[i] == nil {
+			continue
 		}
+		id := a.rec.GetJob().GetId()
+		ack, err := awaitAck(ctx, writes[i])
+		if err != nil {
+			if !jobs.IsRevisionMismatch(err) && l.ctx.Err() == nil {
+				s.log.Warn("admission", "job", id, "err", err)
+			}
+			continue
+		}
+		l.put(jobs.Key(ws, id), a.rec, ack.Sequence)
+		if !a.rec.GetAdmitted() {
+			continue
+		}
+		s.metrics.admitted.Inc()
+		msgs, err := jobs.StepMsgs(a.rec, ack.Sequence)
+		for _, m := range msgs {
+			var f jetstream.PubAckFuture
+			if err == nil {
+				f, err = js.PublishMsgAsync(m)
+			}
+			if err != nil {
+				break
+			}
+			steps = append(steps, f)
+			queued = append(queued, id)
+		}
+		if err != nil {
+			s.log.Warn("queueing an admitted job failed; reconcile queues it", "job", id, "err", err)
+		}
+	}
+	for i, f := range steps {
+		if _, err := awaitAck(ctx, f); err != nil && l.ctx.Err() == nil {
+			s.log.Warn("queueing an admitted job failed; reconcile queues it", "job", queued[i], "err", err)
+		}
+	}
+}
+
+// awaitAck waits for an asynchronous publish's acknowledgement.
+func awaitAck(ctx context.Context, f jetstream.PubAckFuture) (*jetstream.PubAck, error) {
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		return nil, err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 

@@ -39,6 +39,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"hash/fnv"
 	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -196,6 +197,33 @@ func (s *Store) Put(ctx context.Context, rec *schedulerv1.JobRecord, rev uint64)
 	return s.KV.Update(ctx, Key(rec.GetJob().GetWorkspace(), rec.GetJob().GetId()), b, rev)
 }
 
+// PutMsg is Put as a message to publish (asynchronously, many in flight): the write of rec
+// over revision rev to the bucket's stream, refused by the server if the key's last revision
+// is another (an API error that IsRevisionMismatch recognises). The acknowledgement's sequence
+// is the new revision.
+func (s *Store) PutMsg(rec *schedulerv1.JobRecord, rev uint64) (*nats.Msg, error) {
+	b, err := proto.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	msg := &nats.Msg{Subject: "$KV." + s.KV.Bucket() + "." + Key(rec.GetJob().GetWorkspace(), rec.GetJob().GetId()), Data: b, Header: nats.Header{}}
+	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+	return msg, nil
+}
+
+// IsRevisionMismatch reports whether err is the server's refusal of a compare-and-set write
+// because another writer changed the key first: natsx.IsConflict, and also the bare API error
+// of a write published as a message (PutMsg), which the KV client has not mapped: 10071 from a
+// single server, 10164 from a replicated bucket.
+func IsRevisionMismatch(err error) bool {
+	if natsx.IsConflict(err) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
 // Update applies mutate to the latest record and writes it with compare-and-set, re-reading and
 // re-applying on conflict, so concurrent writers (scheduler, several executors) never lose each
 // other's changes. mutate returning ErrNoChange leaves the record unchanged (Update returns the
@@ -242,21 +270,13 @@ const inlineRecordMax = 2048
 // revision. Publishing is idempotent within the stream's duplicate window (Nats-Msg-Id), and
 // executors skip steps already done.
 func PublishSteps(ctx context.Context, js jetstream.JetStream, rec *schedulerv1.JobRecord, rev uint64) error {
-	job := rec.GetJob()
-	inline := rec
-	if proto.Size(rec) > inlineRecordMax {
-		inline, rev = nil, 0
+	msgs, err := StepMsgs(rec, rev)
+	if err != nil {
+		return err
 	}
-	done := map[string]bool{}
-	for _, d := range rec.GetDoneSteps() {
-		done[d] = true
-	}
-	for _, st := range rec.GetSteps() {
-		if done[st.GetId()] {
-			continue
-		}
-		if err := PublishStep(ctx, js, job, st, inline, rev); err != nil {
-			return err
+	for _, m := range msgs {
+		if _, err := js.PublishMsg(ctx, m); err != nil {
+			return fmt.Errorf("queue job %s (%s): %w", rec.GetJob().GetId(), m.Subject, err)
 		}
 	}
 	return nil
@@ -265,18 +285,50 @@ func PublishSteps(ctx context.Context, js jetstream.JetStream, rec *schedulerv1.
 // PublishStep puts one step on the queue; rec (at revision rev) is the job record to carry in
 // the message, or nil.
 func PublishStep(ctx context.Context, js jetstream.JetStream, job *schedulerv1.Job, st *schedulerv1.StepSpec, rec *schedulerv1.JobRecord, rev uint64) error {
+	msg, err := StepMsg(job, st, rec, rev)
+	if err != nil {
+		return err
+	}
+	if _, err := js.PublishMsg(ctx, msg); err != nil {
+		return fmt.Errorf("queue job %s step %s: %w", job.GetId(), st.GetId(), err)
+	}
+	return nil
+}
+
+// StepMsg is the queue message of one step, with its Nats-Msg-Id (publishing it twice within
+// the stream's duplicate window queues it once); rec (at revision rev) is the job record to
+// carry in the message, or nil.
+func StepMsg(job *schedulerv1.Job, st *schedulerv1.StepSpec, rec *schedulerv1.JobRecord, rev uint64) (*nats.Msg, error) {
 	b, err := proto.Marshal(&schedulerv1.StepMessage{
 		Workspace: job.GetWorkspace(), JobId: job.GetId(), StepId: st.GetId(), Kind: job.GetKind(), Payload: st.GetPayload(),
 		Record: rec, RecordRevision: rev,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	msg := &nats.Msg{Subject: StepSubject(job.GetWorkspace(), job.GetId(), st.GetId()), Data: b, Header: nats.Header{}}
-	if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgID(MsgID(job.GetId(), st.GetId()))); err != nil {
-		return fmt.Errorf("queue job %s step %s: %w", job.GetId(), st.GetId(), err)
+	msg.Header.Set(jetstream.MsgIDHeader, MsgID(job.GetId(), st.GetId()))
+	return msg, nil
+}
+
+// StepMsgs are the queue messages of the job's steps that are not done (see PublishSteps).
+func StepMsgs(rec *schedulerv1.JobRecord, rev uint64) ([]*nats.Msg, error) {
+	inline := rec
+	if proto.Size(rec) > inlineRecordMax {
+		inline, rev = nil, 0
 	}
-	return nil
+	var msgs []*nats.Msg
+	for _, st := range rec.GetSteps() {
+		if StepDone(rec, st.GetId()) {
+			continue
+		}
+		m, err := StepMsg(rec.GetJob(), st, inline, rev)
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, nil
 }
 
 // AllDone reports whether every step of the record is done.

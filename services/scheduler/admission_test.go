@@ -1,0 +1,197 @@
+package scheduler
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
+)
+
+// waitingLimited writes n limited jobs that wait for admission, one step each, created one
+// millisecond apart (their FIFO order is the order of the returned ids), as CreateJob writes
+// them, without a leader to admit them.
+func waitingLimited(t *testing.T, s *Service, ws string, n int) []string {
+	t.Helper()
+	ctx := context.Background()
+	t0 := time.Now()
+	ids := make([]string, n)
+	for i := range n {
+		at := t0.Add(time.Duration(i) * time.Millisecond)
+		rec := &schedulerv1.JobRecord{
+			Job: &schedulerv1.Job{
+				Id: jobs.NewID(at), Workspace: ws, Kind: schedulerv1.JobKind_JOB_KIND_NOOP,
+				Status: schedulerv1.JobStatus_JOB_STATUS_WAITING, CreateTime: nowPB(at), UpdateTime: nowPB(at),
+			},
+			Steps:   []*schedulerv1.StepSpec{{Id: "0"}},
+			Limited: true,
+		}
+		if _, err := s.store.Create(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = rec.GetJob().GetId()
+	}
+	return ids
+}
+
+// queuedSteps counts the step messages on the queue for each job of ws.
+func queuedSteps(t *testing.T, s *Service, ws string) map[string]uint64 {
+	t.Helper()
+	info, err := s.stream.Info(context.Background(), jetstream.WithSubjectFilter(jobs.SubjectSteps+"."+ws+".>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]uint64{}
+	for subj, c := range info.State.Subjects {
+		id, _, _ := strings.Cut(strings.TrimPrefix(subj, jobs.SubjectSteps+"."+ws+"."), ".")
+		n[id] += c
+	}
+	return n
+}
+
+// TestAdmissionInBatches: 700 jobs waiting when a leader starts, with a limit of 450, are
+// admitted in batches of pipelined writes: exactly the oldest 450, each with its one step queued
+// once, and the other 250 told why they wait.
+func TestAdmissionInBatches(t *testing.T) {
+	conn := embeddedNATS(t)
+	ctx := context.Background()
+	a := startScheduler(t, conn, time.Now)
+	eventually(t, "leadership", a.IsLeader)
+	if err := a.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const jobsN, limit = 700, 450
+	if _, err := a.setWorkspaceLimits(ctx, "ws", &schedulerv1.WorkspaceLimits{CopyConcurrency: limit}); err != nil {
+		t.Fatal(err)
+	}
+	ids := waitingLimited(t, a, "ws", jobsN)
+	b := startScheduler(t, conn, time.Now)
+	reason := fmt.Sprintf("%d copy jobs working in workspace ws, limit %d", limit, limit)
+	eventually(t, "the last job to be told why it waits", func() bool {
+		rec, _, err := b.store.Get(ctx, "ws", ids[jobsN-1])
+		return err == nil && rec.GetJob().GetWaitingReason() == reason
+	})
+	queued := queuedSteps(t, b, "ws")
+	for i, id := range ids {
+		rec, _, err := b.store.Get(ctx, "ws", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		admitted := i < limit
+		if rec.GetAdmitted() != admitted {
+			t.Errorf("job %d admitted = %v, want %v", i, rec.GetAdmitted(), admitted)
+		}
+		switch {
+		case admitted && rec.GetJob().GetWaitingReason() != "":
+			t.Errorf("admitted job %d still says it waits: %q", i, rec.GetJob().GetWaitingReason())
+		case !admitted && rec.GetJob().GetWaitingReason() != reason:
+			t.Errorf("job %d waits with reason %q, want %q", i, rec.GetJob().GetWaitingReason(), reason)
+		}
+		want := uint64(0)
+		if admitted {
+			want = 1
+		}
+		if queued[id] != want {
+			t.Errorf("job %d has %d step messages on the queue, want %d", i, queued[id], want)
+		}
+	}
+	if len(queued) != limit {
+		t.Errorf("%d jobs have steps on the queue, want %d", len(queued), limit)
+	}
+}
+
+// TestAdmissionSkipsAJobChangedMeanwhile: a job cancelled after the leader indexed it fails the
+// compare-and-set of its admission; the jobs after it in the same batch are still written, the
+// cancelled one is neither admitted nor queued, and when the change arrives its slot goes to the
+// next in line and the limit holds.
+func TestAdmissionSkipsAJobChangedMeanwhile(t *testing.T) {
+	conn := embeddedNATS(t)
+	ctx := context.Background()
+	s := startScheduler(t, conn, time.Now)
+	eventually(t, "leadership", s.IsLeader)
+	if err := s.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ids := waitingLimited(t, s, "ws", 4) // the test configuration's limit is 2
+	l := &leader{s: s, ctx: ctx, byWS: map[string]map[string]*entry{}, limited: map[string]map[string]*entry{}, limits: map[string]int{}}
+	for _, id := range ids {
+		e, err := s.store.KV.Get(ctx, jobs.Key("ws", id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.apply(e)
+	}
+	// Cancelled behind the leader's index.
+	if _, err := s.cancelJob(ctx, "ws", ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	l.admit("ws")
+	type state struct {
+		status   schedulerv1.JobStatus
+		admitted bool
+		reason   string
+		queued   uint64
+	}
+	waiting, cancelled := schedulerv1.JobStatus_JOB_STATUS_WAITING, schedulerv1.JobStatus_JOB_STATUS_CANCELLED
+	full := "2 copy jobs working in workspace ws, limit 2"
+	// The batch counted a slot for the cancelled job: one is admitted, the others wait.
+	want := []state{{cancelled, false, "", 0}, {waiting, true, "", 1}, {waiting, false, full, 0}, {waiting, false, full, 0}}
+	check := func(when string) {
+		t.Helper()
+		queued := queuedSteps(t, s, "ws")
+		for i, id := range ids {
+			rec, rev, err := s.store.Get(ctx, "ws", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			j := rec.GetJob()
+			if j.GetStatus() != want[i].status || rec.GetAdmitted() != want[i].admitted || j.GetWaitingReason() != want[i].reason || queued[id] != want[i].queued {
+				t.Errorf("%s: job %d is %s admitted=%v reason=%q with %d steps queued, want %+v",
+					when, i, j.GetStatus(), rec.GetAdmitted(), j.GetWaitingReason(), queued[id], want[i])
+			}
+			// The index holds what was written (or, for the refused write, what it knew).
+			if e := l.byWS["ws"][jobs.Key("ws", id)]; i > 0 && (e == nil || e.rev != rev) {
+				t.Errorf("%s: the index has job %d at %v, the bucket at revision %d", when, i, e, rev)
+			}
+		}
+	}
+	check("after the batch")
+	// The watch brings the cancel; admission runs again and admits nobody over the limit.
+	e, err := s.store.KV.Get(ctx, jobs.Key("ws", ids[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ws := l.apply(e); ws != "ws" {
+		t.Fatalf("the cancel's change is for workspace %q", ws)
+	}
+	l.admit("ws")
+	// Its slot goes to the next in line, and no further.
+	want[2] = state{waiting, true, "", 1}
+	check("after the cancel arrived")
+}
+
+// TestIsRevisionMismatch: the refusal of a write published with an expected revision is a
+// conflict from a single server (10071) and from a replicated bucket (10164), bare or wrapped,
+// and nothing else is.
+func TestIsRevisionMismatch(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequence}, true},
+		{fmt.Errorf("admission: %w", &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequenceConstant}), true},
+		{jetstream.ErrKeyExists, true},
+		{&jetstream.APIError{Code: 503, ErrorCode: jetstream.JSErrCodeJetStreamNotEnabled}, false},
+		{context.DeadlineExceeded, false},
+		{nil, false},
+	} {
+		if got := jobs.IsRevisionMismatch(c.err); got != c.want {
+			t.Errorf("IsRevisionMismatch(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}
