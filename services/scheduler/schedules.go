@@ -281,15 +281,26 @@ func (c *copySchedules) nextDue() time.Time {
 	return next
 }
 
+// catalogPage is the page size the schedules read the catalog's lists with (its most).
+const catalogPage = 1000
+
 // reconcileAll reads every workspace's copy schedules.
 func (c *copySchedules) reconcileAll(ctx context.Context) error {
-	resp, err := c.s.deps.Catalog.ListWorkspaces(ctx, &catalogv1.ListWorkspacesRequest{})
-	if err != nil {
-		return err
+	// Every page: a workspace missing from the list loses its schedules below.
+	var workspaces []*catalogv1.Workspace
+	for token := ""; ; {
+		resp, err := c.s.deps.Catalog.ListWorkspaces(ctx, &catalogv1.ListWorkspacesRequest{PageSize: catalogPage, PageToken: token})
+		if err != nil {
+			return err
+		}
+		workspaces = append(workspaces, resp.GetWorkspaces()...)
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
 	}
 	seen := map[string]bool{}
 	var errs []error
-	for _, w := range resp.GetWorkspaces() {
+	for _, w := range workspaces {
 		seen[w.GetName()] = true
 		if err := c.reconcile(ctx, w.GetName()); err != nil {
 			errs = append(errs, err)
@@ -308,15 +319,23 @@ func (c *copySchedules) reconcileAll(ctx context.Context) error {
 // reconcile reads a workspace's copy schedules from the catalog: new ones start, changed ones
 // restart from their change, removed ones stop (and lose their state).
 func (c *copySchedules) reconcile(ctx context.Context, ws string) error {
-	resp, err := c.s.deps.Catalog.ListPipes(ctx, &catalogv1.ListPipesRequest{Workspace: ws})
-	if status.Code(err) == codes.NotFound {
-		resp, err = &catalogv1.ListPipesResponse{}, nil
-	}
-	if err != nil {
-		return fmt.Errorf("pipes of %s: %w", ws, err)
+	// Every page: a pipe missing from the list would lose its schedule below.
+	var pipes []*catalogv1.Pipe
+	for token := ""; ; {
+		resp, err := c.s.deps.Catalog.ListPipes(ctx, &catalogv1.ListPipesRequest{Workspace: ws, PageSize: catalogPage, PageToken: token})
+		if status.Code(err) == codes.NotFound {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("pipes of %s: %w", ws, err)
+		}
+		pipes = append(pipes, resp.GetPipes()...)
+		if token = resp.GetNextPageToken(); token == "" {
+			break
+		}
 	}
 	found := map[string]*copySchedule{}
-	for _, p := range resp.GetPipes() {
+	for _, p := range pipes {
 		for _, n := range p.GetNodes() {
 			if n.GetType() != catalogv1.NodeType_NODE_TYPE_COPY {
 				continue
