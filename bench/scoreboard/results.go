@@ -41,6 +41,7 @@ var (
 	valueLine = regexp.MustCompile(`^\s+(\d+)\s+(\d\S*\s+\S+.*)$`)
 	endLine   = regexp.MustCompile(`^\s*--- (FAIL|SKIP): (Benchmark\S*?)(?:-\d+)?(?: \(.*\))?\s*$`)
 	pkgFailed = regexp.MustCompile(`^FAIL\s+(\S+)`)
+	pkgPassed = regexp.MustCompile(`^ok\s+(\S+)`)
 	// A failing benchmark's name is printed before it runs, so its "--- FAIL" ends that line.
 	namedEnd = regexp.MustCompile(`^Benchmark\S*\s+(--- (?:FAIL|SKIP): .*)$`)
 )
@@ -56,6 +57,19 @@ func Parse(r io.Reader) (*Run, error) {
 	indent := 0
 	var block []string // the current package's lines that are not figures (for a failure without a name)
 	namedFailure := false
+	// A benchmark that fails (or skips) before it reports anything is printed before the
+	// "pkg:" header: its package is the one the set ends with ("FAIL <pkg>", "ok <pkg>").
+	setFailures, setSkipped := 0, 0
+	endSet := func(p string) {
+		for _, fs := range [][]Failure{run.Failures[setFailures:], run.Skipped[setSkipped:]} {
+			for i := range fs {
+				if fs[i].Package == "" {
+					fs[i].Package = p
+				}
+			}
+		}
+		setFailures, setSkipped = len(run.Failures), len(run.Skipped)
+	}
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
 	for sc.Scan() {
@@ -108,6 +122,10 @@ func Parse(r io.Reader) (*Run, error) {
 			if !namedFailure {
 				run.Failures = append(run.Failures, Failure{Package: p, Output: strings.Join(lastLines(block, maxOutput), "\n")})
 			}
+			endSet(p)
+			block, namedFailure = nil, false
+		case pkgPassed.MatchString(line):
+			endSet(pkgPassed.FindStringSubmatch(line)[1])
 			block, namedFailure = nil, false
 		default:
 			// Kept for a failure without a name; "# package" heads the compiler's errors.

@@ -111,6 +111,48 @@ func TestParseResultsAndFailures(t *testing.T) {
 	}
 }
 
+// TestFailureBeforeThePackageHeader: a benchmark that fails before it reports anything is
+// printed before go test's "pkg:" header; the failure still belongs to the set's package, and
+// the scoreboard says it failed, not that it did not run.
+func TestFailureBeforeThePackageHeader(t *testing.T) {
+	const out = `==> go test -bench '^BenchmarkCopyScheduleLatency$' -benchtime 1x ./cmd/sluiced
+--- FAIL: BenchmarkCopyScheduleLatency
+    copy_bench_test.go:234: 100 of 500 tick jobs started within 2 minutes of the tick
+    sluicetest.go:276: sluiced log:
+        time=2026-12-02T13:23:46.244Z level=WARN msg="split mode without TLS"
+FAIL
+exit status 1
+FAIL	github.com/sluicehq/sluice/cmd/sluiced	168.158s
+==> go test -bench 'BenchmarkIdleRSS' -benchtime 1x ./cmd/sluiced
+--- SKIP: BenchmarkIdleRSS
+    rss_bench_test.go:20: no chDB here
+PASS
+ok  	github.com/sluicehq/sluice/cmd/sluiced	1.2s
+==> go test -bench 'BenchmarkOpsLog' -benchtime 1x ./services/opslog
+--- FAIL: BenchmarkOpsLogLatency
+    bench_test.go:9: no server
+FAIL
+FAIL	github.com/sluicehq/sluice/services/opslog	2.0s
+`
+	run, err := Parse(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct{ pkg, name, want string }{
+		{"cmd/sluiced", "BenchmarkCopyScheduleLatency", "BenchmarkCopyScheduleLatency failed: copy_bench_test.go:234: 100 of 500 tick jobs started within 2 minutes of the tick"},
+		{"cmd/sluiced", "BenchmarkIdleRSS", "BenchmarkIdleRSS skipped: rss_bench_test.go:20: no chDB here"},
+		{"services/opslog", "BenchmarkOpsLogLatency/chdb", "BenchmarkOpsLogLatency/chdb failed: bench_test.go:9: no server"},
+		{"cmd/sluiced", "BenchmarkOpsLogLatency/chdb", "BenchmarkOpsLogLatency/chdb did not run (not in bench/packages.d, or left out by BENCH)"},
+	} {
+		if got := run.Why(c.pkg, c.name); got != c.want {
+			t.Errorf("Why(%s, %s) = %q, want %q", c.pkg, c.name, got, c.want)
+		}
+	}
+	if len(run.Failures) != 2 {
+		t.Errorf("failures %+v, want the two benchmarks'", run.Failures)
+	}
+}
+
 func TestScoreboard(t *testing.T) {
 	figs := Scoreboard(parse(t))
 	byWhat := map[string]Figure{}
