@@ -202,7 +202,7 @@ COPY_SCHEDULE * * * * *
 			b.Fatal(err)
 		}
 		got, made := map[string]time.Duration{}, map[string]time.Duration{}
-		// states counts the tick's jobs by status and waiting reason, for a failure's message.
+		// states counts the tick's jobs by status, waiting reason and error, for a failure's message.
 		states := map[string]int{}
 		deadline := time.Now().Add(2 * time.Minute)
 		for len(got) < pipes && time.Now().Before(deadline) {
@@ -217,7 +217,11 @@ COPY_SCHEDULE * * * * *
 					if !j.GetJobTimestamp().AsTime().Equal(tick) {
 						continue
 					}
-					states[strings.TrimSpace(j.GetStatus().String()+" "+j.GetWaitingReason())]++
+					state := strings.TrimSpace(j.GetStatus().String() + " " + j.GetWaitingReason())
+					if msg := j.GetError().GetMessage(); msg != "" {
+						state += ": " + msg[:min(len(msg), 160)]
+					}
+					states[state]++
 					if j.GetStartTime() != nil {
 						got[j.GetId()] = j.GetStartTime().AsTime().Sub(tick)
 						made[j.GetId()] = j.GetCreateTime().AsTime().Sub(tick)
