@@ -28,7 +28,7 @@ func testConfig() Config {
 }
 
 // embeddedNATS starts a real embedded NATS server with JetStream for the test.
-func embeddedNATS(t *testing.T) *natsx.Conn {
+func embeddedNATS(t testing.TB) *natsx.Conn {
 	t.Helper()
 	c, err := natsx.Connect(context.Background(), natsx.Config{StoreDir: t.TempDir(), Listen: "127.0.0.1:0"}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -51,7 +51,7 @@ func startScheduler(t *testing.T, conn *natsx.Conn, clock func() time.Time) *Ser
 	return s
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for !cond() {
