@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,8 +119,9 @@ func TestCopyCommitOutlivesClickHouseOutage(t *testing.T) {
 }
 
 // startFaultyExecutor runs `sluiced -target=executor` against the system's NATS and catalog
-// and clickhouse-server chAddr, with fault points armed by faults (may be empty).
-func startFaultyExecutor(t testing.TB, sys *sluicetest.System, name, chAddr, faults string) *sluicetest.Process {
+// and clickhouse-server chAddr, with fault points armed by faults (may be empty); extra flags
+// come last (and win).
+func startFaultyExecutor(t testing.TB, sys *sluicetest.System, name, chAddr, faults string, extra ...string) *sluicetest.Process {
 	t.Helper()
 	sluiced, _ := sluicetest.Binaries(t)
 	addr := sluicetest.FreeAddr(t)
@@ -129,6 +131,7 @@ func startFaultyExecutor(t testing.TB, sys *sluicetest.System, name, chAddr, fau
 		"-auth.service-token-file", sys.ServiceTokenFile,
 		"-clickhouse-addr", chAddr, "-executor.concurrency", "2",
 	}, fastJobs...)
+	args = append(args, extra...)
 	var env []string
 	if faults != "" {
 		env = []string{executor.FaultsEnv + "=" + faults}
@@ -200,6 +203,55 @@ func TestAttachFallbackExecutorKilledAtTheAttach(t *testing.T) {
 	if left := stagingTables(t, wh, db); left != "" {
 		t.Errorf("staging tables left: %s", left)
 	}
+}
+
+// TestPopulateLateAttemptCannotJoinACommit: an attempt of a populate step that started before
+// another attempt recorded the step's commit stages after that commit was recorded. The first
+// attempt is frozen (SIGSTOP) just before it stages, as a process cut off from NATS keeps running
+// without its acknowledgements; its step is redelivered to another executor, which stages,
+// records the commit and is killed after attaching both partitions (the target's, dropped from
+// staging, and the downstream one's, not yet dropped). The frozen attempt then resumes, stages
+// and loses the race to record; the next attempt finishes the recorded commit. The late
+// attempt's rows must not be attached: every source row once in the target and downstream.
+func TestPopulateLateAttemptCannotJoinACommit(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts OS processes")
+	}
+	cfg := warehousetest.Server(t)
+	chAddr := strings.Join(cfg.Addrs, ",")
+	sys := sluicetest.Start(t, sluicetest.WithArgs(append([]string{"-clickhouse-addr", chAddr}, withoutExecutor...)...))
+	e := newFaultEnv(t, sys.Catalog, sys.Scheduler, fmt.Sprintf("late_attempt_%d", time.Now().UnixNano()%1e6))
+	wh := warehousetest.Native(t)
+	w, err := sys.Catalog.GetWorkspace(context.Background(), &catalogv1.GetWorkspaceRequest{Name: e.ws})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := w.GetWorkspace().GetDatabase()
+	e.loadSource(wh, db, 20_000, 1) // one partition: one step
+	id := e.populate(false)
+	// One step at a time: the late attempt's retry runs only after it lost the race.
+	late := startFaultyExecutor(t, sys, "executor-late", chAddr, "stage.begin@1:sleep=10s", "-executor.concurrency", "1")
+	sluicetest.Eventually(t, 120*time.Second, "the first attempt to reach stage.begin", func() bool {
+		return strings.Contains(late.Output(), "stage.begin")
+	})
+	late.Signal(syscall.SIGSTOP)
+	other := startFaultyExecutor(t, sys, "executor-other", chAddr, "attach.after@2:kill")
+	if code := other.Wait(t, 120*time.Second); code != -1 {
+		late.Signal(syscall.SIGCONT)
+		t.Fatalf("the other executor exited with %d, want killed after its second attach\n%s", code, other.Output())
+	}
+	late.Signal(syscall.SIGCONT)
+	if j := e.waitFinal(id, 180*time.Second); j.GetStatus() != done {
+		t.Fatalf("populate: job %v\n%s", j, late.Output())
+	}
+	if !strings.Contains(late.Output(), executor.ErrCommitConflict.Error()) {
+		t.Errorf("the late attempt did not stage and lose the race to record (the fault did not happen as meant):\n%s", late.Output())
+	}
+	e.checkPopulated()
+	sluicetest.Eventually(t, 60*time.Second, "no staging table left", func() bool {
+		return stagingTables(t, wh, db) == ""
+	})
+	late.Kill()
 }
 
 // TestCommitSurvivesNATSRestart restarts the nats-server (killed, back after 5 s) while a

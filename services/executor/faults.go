@@ -17,12 +17,13 @@ import (
 //	SLUICE_TEST_FAULTS=point[@n]:action[;point[@n]:action...]
 //
 // point is one of the names passed to StepContext.fault ("attach.before", "attach.after",
-// "commit.recorded", "move.after": after a try's moves), or "move.inside": a try's moves,
-// killed (only "kill" applies) inside the statement, as soon as the engine has committed a
-// moved part in its Data Source and before it removes the partition from staging (the data
-// directories watched: a local engine only). @n arms only the n-th hit of the point in this
-// process (every hit without it); action is "kill" (SIGKILL of this process: a real crash,
-// nothing runs after it) or "sleep=DURATION".
+// "commit.recorded", "move.after": after a try's moves, "stage.begin": a populate step that
+// found no recorded commit and is about to stage), or "move.inside": a try's moves, killed
+// (only "kill" applies) inside the statement, as soon as the engine has committed a moved part
+// in its Data Source and before it removes the partition from staging (the data directories
+// watched: a local engine only). @n arms only the n-th hit of the point in this process
+// (every hit without it); action is "kill" (SIGKILL of this process: a real crash, nothing runs
+// after it) or "sleep=DURATION".
 const FaultsEnv = "SLUICE_TEST_FAULTS"
 
 type faultRule struct {

@@ -2,6 +2,8 @@ package executor
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -167,9 +169,12 @@ func (r *PopulateRunner) plan(ctx context.Context, job *schedulerv1.Job, source,
 //     (compare-and-set), then move the staged partitions into their Data Sources, upstream
 //     first, and drop the staging tables.
 //
-// A redelivered step that finds "committing" only finishes the moves (the staging tables say
-// what is left); any other redelivery starts again from 2, whose first act is to drop what an
-// earlier attempt staged. Every source row is thus counted once in T and downstream.
+// Each attempt stages into staging tables of its own (named after the job, the step and the
+// attempt), and the record names them. A redelivered step that finds "committing" only
+// finishes the moves from the tables the record names (they say what is left); any other
+// redelivery starts again from 2 with new tables. An attempt that loses the race to record
+// drops its own tables; a late attempt can thus never add rows to a recorded commit. Every
+// source row is counted once in T and downstream.
 //
 // Memory: the first attempt's settings come from the partition's size (system.parts) against
 // the budget. A staging statement that fails with MEMORY_LIMIT_EXCEEDED restages with fewer
@@ -202,6 +207,9 @@ type populateCommit struct {
 	State string `json:"state"`
 	// Flow is the flow the step staged (moves must use exactly it, whatever the catalog says now).
 	Flow dataflow.Flow `json:"flow"`
+	// Stage is the attempt whose staging tables hold the rows (dataflow.NewForAttempt); empty
+	// in records of earlier versions, whose staging tables were named after the step alone.
+	Stage string `json:"stage,omitempty"`
 	// Tables are the rows and bytes staged per Data Source, in flow order.
 	Tables []tableFigures `json:"tables"`
 	// Read are the rows and bytes the step read.
@@ -258,6 +266,7 @@ func (r *PopulateRunner) RunStep(ctx context.Context, s *StepContext) (StepResul
 			return r.commit(ctx, s, pc, rev, nil)
 		}
 	}
+	s.fault("stage.begin")
 	flow, err := r.flow(ctx, job, 0)
 	if err != nil {
 		return StepResult{}, err
@@ -304,6 +313,7 @@ func (r *PopulateRunner) RunStep(ctx context.Context, s *StepContext) (StepResul
 		_ = st.delta.Drop(context.WithoutCancel(ctx))
 		return StepResult{}, err
 	}
+	pc.Stage = st.token
 	staged := time.Since(begin)
 	if len(flow.Views) > 0 {
 		if err := s.enterFence(ctx, at); err != nil {
@@ -321,8 +331,9 @@ func (r *PopulateRunner) RunStep(ctx context.Context, s *StepContext) (StepResul
 	sstop()
 	if err != nil {
 		if errors.Is(err, ErrCommitConflict) {
-			// Another attempt recorded first: it owns the staging tables now; run again to
-			// follow its record.
+			// Another attempt recorded first: its staging tables hold the rows to commit;
+			// this attempt's own go, and the step runs again to follow that record.
+			_ = st.delta.Drop(context.WithoutCancel(ctx))
 			return StepResult{}, Transient(err)
 		}
 		// A drain interrupted the write, which NATS may have applied all the same: the
@@ -360,7 +371,7 @@ func (r *PopulateRunner) commit(ctx context.Context, s *StepContext, pc populate
 			rev = r2
 		}
 		var err error
-		if d, err = dataflow.New(r.d.Warehouse, pc.Flow, s.IdempotencyKey); err != nil {
+		if d, err = recordedDelta(r.d.Warehouse, s, pc); err != nil {
 			return Permanent(err)
 		}
 		fresh := first && st != nil
@@ -386,10 +397,19 @@ func (r *PopulateRunner) commit(ctx context.Context, s *StepContext, pc populate
 	}
 	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
-	if err := d.Drop(dctx); err != nil {
-		s.Log.Warn("dropping staging tables after the commit failed; they are dropped at the next attempt", "err", err)
+	err = errors.Join(d.Drop(dctx), dataflow.DropStepStaging(dctx, r.d.Warehouse, pc.Flow.Database, s.Job.GetId(), s.IdempotencyKey))
+	if err != nil {
+		s.Log.Warn("dropping staging tables after the commit failed; an executor starting drops them once the job is finished", "err", err)
 	}
 	return StepResult{Statistics: pc.statistics()}, nil
+}
+
+// recordedDelta is the delta whose staging tables a commit record names.
+func recordedDelta(conn warehouse.Conn, s *StepContext, pc populateCommit) (*dataflow.Delta, error) {
+	if pc.Stage == "" {
+		return dataflow.New(conn, pc.Flow, s.IdempotencyKey)
+	}
+	return dataflow.NewForAttempt(conn, pc.Flow, s.Job.GetId(), s.IdempotencyKey, pc.Stage)
 }
 
 // statistics are the step's figures for the job's progress: read rows and bytes of the
@@ -691,6 +711,7 @@ type stage struct {
 	p        jobs.PopulateStep
 	flow     dataflow.Flow
 	delta    *dataflow.Delta
+	token    string   // the attempt naming the staging tables (dataflow.NewForAttempt)
 	query    string   // the node's query, source re-pointed at %s (the partition subquery)
 	columns  []string // the node's result columns
 	hashKey  string   // expression the sub-ranges hash
@@ -703,7 +724,14 @@ type stage struct {
 
 func (r *PopulateRunner) newStage(ctx context.Context, s *StepContext, p jobs.PopulateStep, flow dataflow.Flow) (*stage, error) {
 	job := s.Job
-	d, err := dataflow.New(r.d.Warehouse, flow, s.IdempotencyKey)
+	// Staging tables of this attempt alone: an attempt that is late (it started before another
+	// one recorded the commit, or its message was redelivered while it ran on) must never
+	// write into the tables a commit record names, or a later attempt finishing that commit
+	// would move its rows too.
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	attempt := hex.EncodeToString(b[:])
+	d, err := dataflow.NewForAttempt(r.d.Warehouse, flow, job.GetId(), s.IdempotencyKey, attempt)
 	if err != nil {
 		return nil, Permanent(err)
 	}
@@ -717,7 +745,7 @@ func (r *PopulateRunner) newStage(ctx context.Context, s *StepContext, p jobs.Po
 		return nil, err
 	}
 	query := pl.query
-	st := &stage{r: r, s: s, p: p, flow: flow, delta: d, query: query, budget: p.MemoryBudget, maxLevel: 2}
+	st := &stage{r: r, s: s, p: p, flow: flow, delta: d, token: attempt, query: query, budget: p.MemoryBudget, maxLevel: 2}
 	if st.budget == 0 {
 		st.budget = r.d.MemoryBudget
 	}

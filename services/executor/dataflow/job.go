@@ -15,9 +15,12 @@ import (
 // Staging tables named after their job. NewForJob names a delta's staging tables
 // `__sluice_stage_j<job id>_<hash of key>_<n>`, so that whoever finds one (the end of the job,
 // an executor starting up) can tell which job it belongs to and drop it once that job is
-// finished, whatever attempt left it behind.
+// finished, whatever attempt left it behind. NewForAttempt adds the attempt:
+// `__sluice_stage_j<job id>_<hash of step key>_<attempt>_<n>`.
 
-var jobStagingRE = regexp.MustCompile(`^` + StagingPrefix + `j([A-Za-z0-9-]{1,64})_[0-9a-f]{12}_[0-9]+$`)
+var jobStagingRE = regexp.MustCompile(`^` + StagingPrefix + `j([A-Za-z0-9-]{1,64})_[0-9a-f]{12}(?:_[0-9a-f]{8})?_[0-9]+$`)
+
+var attemptRE = regexp.MustCompile(`^[0-9a-f]{8}$`)
 
 // NewForJob is New with staging tables named after the job (see JobOfStaging). key tells the
 // deltas of one job apart (a step, an attempt of it).
@@ -35,6 +38,55 @@ func NewForJob(conn warehouse.Conn, flow Flow, jobID, key string) (*Delta, error
 		d.staging[t] = fmt.Sprintf("%sj%s_%s_%d", StagingPrefix, jobID, short, i)
 	}
 	return d, nil
+}
+
+// NewForAttempt is NewForJob for one attempt of a step: attempt (8 hex digits) tells its
+// staging tables apart from those of every other attempt of the step, so that an attempt that
+// is late (it started before another attempt recorded the step's commit, or runs on after its
+// message was redelivered) never writes into the tables whose rows a commit record names; and
+// DropStepStaging finds the tables of every attempt of the step.
+func NewForAttempt(conn warehouse.Conn, flow Flow, jobID, stepKey, attempt string) (*Delta, error) {
+	if !attemptRE.MatchString(attempt) {
+		return nil, fmt.Errorf("attempt %q cannot name a staging table", attempt)
+	}
+	d, err := NewForJob(conn, flow, jobID, stepKey)
+	if err != nil {
+		return nil, err
+	}
+	prefix := stepStagingPrefix(jobID, stepKey)
+	for i, t := range flow.Tables() {
+		d.staging[t] = fmt.Sprintf("%s%s_%d", prefix, attempt, i)
+	}
+	return d, nil
+}
+
+func stepStagingPrefix(jobID, stepKey string) string {
+	h := sha256.Sum256([]byte(stepKey))
+	return fmt.Sprintf("%sj%s_%s_", StagingPrefix, jobID, hex.EncodeToString(h[:6]))
+}
+
+// DropStepStaging drops the staging tables of every attempt of a step (NewForAttempt) in a
+// database: for the attempt that finished the step's commit, what other attempts left.
+func DropStepStaging(ctx context.Context, conn warehouse.Conn, database, jobID, stepKey string) error {
+	tables, err := ListStaging(ctx, conn, database)
+	if err != nil {
+		return err
+	}
+	prefix := stepStagingPrefix(jobID, stepKey)
+	var errs []error
+	for _, t := range tables {
+		rest, ok := strings.CutPrefix(t.Name, prefix)
+		if !ok || t.Job != jobID {
+			continue
+		}
+		if a, _, ok := strings.Cut(rest, "_"); !ok || !attemptRE.MatchString(a) {
+			continue
+		}
+		if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+warehouse.QualifiedName(t.Database, t.Name)); err != nil {
+			errs = append(errs, fmt.Errorf("drop staging table %s: %w", t.Name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // JobOfStaging returns the job a staging table made by NewForJob belongs to.

@@ -53,6 +53,65 @@ func TestJobStagingNamesAndDrop(t *testing.T) {
 	}
 }
 
+// TestAttemptStagingNamesAndDropStep: attempts of one step stage into tables of their own, and
+// DropStepStaging drops every attempt's tables of that step and nothing of another step.
+func TestAttemptStagingNamesAndDropStep(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	const job = "01a2016555196da4aa7e"
+	a, err := NewForAttempt(f.conn, f.flow, job, "ws."+job+".p1", "0a0b0c0d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewForAttempt(f.conn, f.flow, job, "ws."+job+".p1", "1a1b1c1d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := NewForAttempt(f.conn, f.flow, job, "ws."+job+".p2", "0a0b0c0d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewForAttempt(f.conn, f.flow, job, "ws."+job+".p1", "x; DROP"); err == nil {
+		t.Fatal("an attempt that is not 8 hex digits named a staging table")
+	}
+	for _, d := range []*Delta{a, b, other} {
+		if err := d.Prepare(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.Staging("orders") == b.Staging("orders") {
+		t.Fatalf("two attempts share a staging table %s", a.Staging("orders"))
+	}
+	list, err := ListStaging(ctx, f.conn, f.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 9 {
+		t.Fatalf("staging tables = %v, want 9", list)
+	}
+	for _, st := range list {
+		if st.Job != job {
+			t.Fatalf("staging table %s: job %q", st.Name, st.Job)
+		}
+	}
+	if err := DropStepStaging(ctx, f.conn, f.db, job, "ws."+job+".p1"); err != nil {
+		t.Fatal(err)
+	}
+	list, _ = ListStaging(ctx, f.conn, f.db)
+	kept := map[string]bool{}
+	for _, t := range f.flow.Tables() {
+		kept[other.staging[t]] = true
+	}
+	if len(list) != len(kept) {
+		t.Fatalf("after dropping step p1's staging: %v, want the %d tables of p2", list, len(kept))
+	}
+	for _, st := range list {
+		if !kept[st.Name] {
+			t.Fatalf("after dropping step p1's staging, %s is left", st.Name)
+		}
+	}
+}
+
 // TestSwapOnceAfterCrashBetweenExchanges: an executor that died after exchanging the first table
 // (and before recording it) must not swap it back when its step is redelivered.
 func TestSwapOnceAfterCrashBetweenExchanges(t *testing.T) {
