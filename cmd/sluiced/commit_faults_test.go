@@ -254,6 +254,49 @@ func TestPopulateLateAttemptCannotJoinACommit(t *testing.T) {
 	late.Kill()
 }
 
+// TestAttachNotSentAfterItsIntentWasTakenOver: an attempt records its attach intent and then
+// stalls (frozen by SIGSTOP right after the record, as an attempt whose intent write NATS
+// applied but answered late) for longer than other attempts watch an intent. Its step is
+// redelivered to another executor, which judges the intent never sent, records its own, attaches
+// the target's partition and is killed before dropping it from staging. The stalled attempt
+// then resumes: it must not send its attach, which would copy the partition a second time.
+func TestAttachNotSentAfterItsIntentWasTakenOver(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts OS processes")
+	}
+	cfg := warehousetest.Server(t)
+	chAddr := strings.Join(cfg.Addrs, ",")
+	sys := sluicetest.Start(t, sluicetest.WithArgs(append([]string{"-clickhouse-addr", chAddr}, withoutExecutor...)...))
+	e := newFaultEnv(t, sys.Catalog, sys.Scheduler, fmt.Sprintf("late_attach_%d", time.Now().UnixNano()%1e6))
+	wh := warehousetest.Native(t)
+	w, err := sys.Catalog.GetWorkspace(context.Background(), &catalogv1.GetWorkspaceRequest{Name: e.ws})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := w.GetWorkspace().GetDatabase()
+	e.loadSource(wh, db, 20_000, 1) // one partition: one step
+	id := e.populate(false)
+	stalled := startFaultyExecutor(t, sys, "executor-stalled", chAddr, "attach.before@1:sleep=20s", "-executor.concurrency", "1")
+	sluicetest.Eventually(t, 120*time.Second, "the first attempt to record its attach intent", func() bool {
+		return strings.Contains(stalled.Output(), "attach.before")
+	})
+	stalled.Signal(syscall.SIGSTOP)
+	other := startFaultyExecutor(t, sys, "executor-other", chAddr, "attach.after@1:kill")
+	if code := other.Wait(t, 120*time.Second); code != -1 {
+		stalled.Signal(syscall.SIGCONT)
+		t.Fatalf("the other executor exited with %d, want killed after its first attach\n%s", code, other.Output())
+	}
+	stalled.Signal(syscall.SIGCONT)
+	if j := e.waitFinal(id, 180*time.Second); j.GetStatus() != done {
+		t.Fatalf("populate: job %v\n%s", j, stalled.Output())
+	}
+	e.checkPopulated()
+	sluicetest.Eventually(t, 60*time.Second, "no staging table left", func() bool {
+		return stagingTables(t, wh, db) == ""
+	})
+	stalled.Kill()
+}
+
 // TestCommitSurvivesNATSRestart restarts the nats-server (killed, back after 5 s) while a
 // copy's commit attaches partitions on the server: the commit record's writes wait for NATS
 // in short, retried calls and the commit goes on, each partition attached once.

@@ -201,6 +201,14 @@ type attachIntent struct {
 // in system.processes or the query log within that time.
 const foreignIntentGrace = 5 * time.Second
 
+// intentSendWindow is how long after it began to record an attach intent an attempt may still
+// send the attach: well inside foreignIntentGrace, so that the statement reaches the server
+// before any other attempt can judge the intent "never ran". An intent whose write took longer
+// (NATS slow or cut off, the write applied but its answer late) may already be watched by
+// another attempt: its attach is not sent, and the next try decides the intent again from the
+// record, as any other attempt would.
+const intentSendWindow = 2 * time.Second
+
 // attachCommit is the commit of a step's staged partitions on servers without `MOVE PARTITION
 // ... TO TABLE` (before 19.17). For each staged partition, upstream first:
 //
@@ -309,12 +317,17 @@ func (a *attachCommit) attach(ctx context.Context, m dataflow.Move) error {
 	if err != nil {
 		return Permanent(err)
 	}
+	began := time.Now()
 	rev, err := a.sc.StoreCommit(ctx, data, a.rev)
 	if err != nil {
 		return err // a conflict: another attempt changed the record; the next try reads it again
 	}
 	a.rev = rev
 	a.sc.fault("attach.before")
+	if took := time.Since(began); took > intentSendWindow {
+		return fmt.Errorf("the attach intent of partition %s into %s (query %s) took %s to record: another attempt may be deciding it, so the attach is not sent; the next try decides it from the record",
+			m.PartitionID, m.Table, in.QueryID, took.Round(time.Millisecond))
+	}
 	if err := a.d.AttachPartition(ctx, m, in.QueryID); err != nil {
 		return err
 	}
