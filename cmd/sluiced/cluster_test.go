@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -177,8 +176,8 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	r.waitCopies()
 	r.checkCopies()
 	r.checkTicks(scheduleSince)
-	t.Logf("checked %d populates (24 partitions each, with a cascade), %d copy batches, %d ticks, %d pushes interrupted by a kill; jobs failed by a fault and run again: %d %v; partitions attached twice (attach fallback): %d %v",
-		r.populatesChecked, len(r.copyJobs), r.ticksChecked, r.killedPushes, len(r.failedJobs), r.failedJobs, len(r.duplicates), r.duplicates)
+	t.Logf("checked %d populates (24 partitions each, with a cascade), %d copy batches, %d ticks, %d pushes interrupted by a kill; jobs failed by a fault and run again: %d %v",
+		r.populatesChecked, len(r.copyJobs), r.ticksChecked, r.killedPushes, len(r.failedJobs), r.failedJobs)
 }
 
 // clusterRun drives the cluster test: its clients fail over between replicas like the CLI.
@@ -196,13 +195,6 @@ type clusterRun struct {
 	ticksChecked int
 	killedPushes int
 	project      map[string]string
-	// attachFallback: the server has no MOVE PARTITION ... TO TABLE (before 19.17), so copies
-	// and populates commit by ATTACH PARTITION ... FROM, and a step whose commit record could
-	// not be written after an attach (its executor or NATS gone) attaches that partition again
-	// when it is retried (README, Known limits). The checks then accept whole partitions
-	// attached more than once, and count them in duplicates.
-	attachFallback bool
-	duplicates     []string
 	// failedJobs are jobs a fault made fail, run again as a user would (a failed copy leaves
 	// its target as it was; a failed populate is run again from scratch).
 	failedJobs []string
@@ -226,15 +218,6 @@ func newClusterRun(t *testing.T, c *sluicetest.Cluster) *clusterRun {
 		t.Fatal(err)
 	}
 	r.db = warehouse.QuoteIdent(resp.GetWorkspace().GetDatabase())
-	version := r.rows("SELECT version()")[0]
-	var major, minor int
-	if _, err := fmt.Sscanf(version, "%d.%d", &major, &minor); err != nil {
-		t.Fatalf("ClickHouse version %q: %v", version, err)
-	}
-	r.attachFallback = major < 19 || major == 19 && minor < 17
-	if r.attachFallback {
-		t.Logf("ClickHouse %s has no MOVE PARTITION TO TABLE: a partition attached twice after a failed commit record is counted, not failed", version)
-	}
 	return r
 }
 
@@ -501,76 +484,19 @@ func (r *clusterRun) checkPopulate(populates int) {
 	want := r.rows("SELECT toDate(ts) AS day, country, sum(amount), count() FROM {db}.events GROUP BY day, country ORDER BY day, country")
 	got := r.rows("SELECT day, country, sum(total), sum(n) FROM {db}.daily GROUP BY day, country ORDER BY day, country")
 	// A step loads one month of events into the month's partition of daily.
-	r.checkRows(fmt.Sprintf("populate %d: daily", populates), want, got, 2, func(key []string) string { return key[0][:7] })
+	r.checkRows(fmt.Sprintf("populate %d: daily", populates), want, got)
 	want = r.rows(fmt.Sprintf("SELECT country, sum(amount) * %d, count() * %d FROM {db}.events GROUP BY country ORDER BY country", populates, populates))
 	got = r.rows("SELECT country, sum(total), sum(n) FROM {db}.country_totals GROUP BY country ORDER BY country")
 	if diff := diffRows(want, got); diff != "" {
-		if !r.attachFallback {
-			r.t.Fatalf("after %d populates, country_totals (the cascade) differs:\n%s", populates, diff)
-		}
-		// Each step's cascade is attached as one partition: a second attach adds one month
-		// of every country again, never less than the events.
-		for i := range want {
-			w, g := strings.Split(want[i], "|"), strings.Split(got[i], "|")
-			if w[0] != g[0] || atoi64(g[1]) < atoi64(w[1]) || atoi64(g[2]) < atoi64(w[2]) {
-				r.t.Fatalf("after %d populates, country_totals (the cascade) lost rows:\n%s", populates, diff)
-			}
-		}
-		r.duplicates = append(r.duplicates, fmt.Sprintf("populate %d: country_totals holds more than the events: %v", populates, got))
+		r.t.Fatalf("after %d populates, country_totals (the cascade) differs:\n%s", populates, diff)
 	}
 }
 
-func atoi64(s string) int64 {
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		panic(fmt.Sprintf("not a number: %q", s))
-	}
-	return n
-}
-
-// checkRows compares rows (keys columns, then numbers) with the rows they must be. Exactly equal,
-// unless the server commits by attach (see attachFallback): then a row may hold a whole
-// multiple of what it must, the same multiple for every row of what one attach wrote
-// (partition, by part); each such partition is recorded. A row missing, extra or holding less
-// fails.
-func (r *clusterRun) checkRows(what string, want, got []string, keys int, part func(key []string) string) {
+// checkRows compares rows with the rows they must be: exactly, on every engine.
+func (r *clusterRun) checkRows(what string, want, got []string) {
 	r.t.Helper()
-	if diff := diffRows(want, got); diff == "" {
-		return
-	} else if !r.attachFallback || len(want) != len(got) {
+	if diff := diffRows(want, got); diff != "" {
 		r.t.Fatalf("%s differs:\n%s", what, diff)
-	}
-	multiple := map[string]int64{}
-	for i := range want {
-		w, g := strings.Split(want[i], "|"), strings.Split(got[i], "|")
-		if strings.Join(w[:keys], "|") != strings.Join(g[:keys], "|") {
-			r.t.Fatalf("%s: row %d is %q, want %q", what, i, got[i], want[i])
-		}
-		var m int64
-		for c := keys; c < len(w); c++ {
-			wv, gv := atoi64(w[c]), atoi64(g[c])
-			if wv == 0 {
-				if gv != 0 {
-					r.t.Fatalf("%s: row %q, want %q", what, got[i], want[i])
-				}
-				continue
-			}
-			if gv%wv != 0 || gv/wv < 1 || (m != 0 && gv/wv != m) {
-				r.t.Fatalf("%s: row %q is not a whole multiple of %q", what, got[i], want[i])
-			}
-			m = gv / wv
-		}
-		p := part(w[:keys])
-		if prev, ok := multiple[p]; ok && prev != m {
-			r.t.Fatalf("%s: partition %s holds rows %d times and rows %d times: not whole attaches", what, p, prev, m)
-		}
-		multiple[p] = m
-	}
-	for p, m := range multiple {
-		if m > 1 {
-			r.duplicates = append(r.duplicates, fmt.Sprintf("%s: partition %s attached %d times", what, p, m))
-			r.t.Logf("%s: partition %s attached %d times (attach fallback of this server, see README Known limits)", what, p, m)
-		}
 	}
 }
 
@@ -841,7 +767,7 @@ func (r *clusterRun) checkCopies() {
 		}
 	}
 	got := r.rows("SELECT batch, country, sum(total), sum(n), count() FROM {db}.sales_copy GROUP BY batch, country ORDER BY batch, country")
-	r.checkRows("the copy batches", want, got, 2, func(key []string) string { return "batch " + key[0] })
+	r.checkRows("the copy batches", want, got)
 	var ids []string
 	for _, id := range r.copyJobs {
 		ids = append(ids, warehouse.QuoteString(id))
@@ -925,6 +851,6 @@ func (r *clusterRun) checkTicks(since time.Time) {
 		want = append(want, fmt.Sprintf("%s|%d|1", tk.UTC().Format("2006-01-02 15:04:05"), clusterEvents))
 	}
 	got := r.rows(fmt.Sprintf("SELECT toString(tick), sum(n), count() FROM {db}.ticks WHERE tick >= toDateTime(%d) AND tick <= toDateTime(%d) GROUP BY tick ORDER BY tick", first.Unix(), last.Unix()))
-	r.checkRows("the ticks", want, got, 1, func(key []string) string { return "tick " + key[0] })
+	r.checkRows("the ticks", want, got)
 	r.ticksChecked = len(ticks)
 }

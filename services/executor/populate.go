@@ -338,7 +338,8 @@ func (r *PopulateRunner) RunStep(ctx context.Context, s *StepContext) (StepResul
 		}
 		// A drain interrupted the write, which NATS may have applied all the same: the
 		// staging tables stay; the redelivery finishes the commit if the record says so, and
-		// restages from empty tables otherwise.
+		// restages into tables of its own otherwise (the attempt that finishes the step's
+		// commit drops these).
 		return StepResult{}, err
 	}
 	recorded := time.Since(begin)
