@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -115,7 +116,12 @@ func (e *Env) dial(addr string) (*grpc.ClientConn, error) {
 }
 
 // serviceConn connects to the address that serves the gRPC service named service: the only
-// one, or in split mode the one whose health service knows it.
+// one, or in split mode one whose health service says SERVING. Replicas come and go (one is
+// killed, another waits a moment for NATS or ClickHouse), so when none serves it asks them
+// all again, with a backoff, until --timeout has passed; then it names what each one said.
+// healthCheckTimeout bounds one replica's answer to a health check.
+const healthCheckTimeout = 5 * time.Second
+
 func serviceConn(ctx context.Context, env *Env, service string) (*grpc.ClientConn, error) {
 	addrs := env.Globals.addrs()
 	if len(addrs) == 0 {
@@ -124,20 +130,46 @@ func serviceConn(ctx context.Context, env *Env, service string) (*grpc.ClientCon
 	if len(addrs) == 1 {
 		return env.dial(addrs[0])
 	}
-	for _, addr := range addrs {
+	conns := make([]*grpc.ClientConn, len(addrs))
+	defer func() {
+		for _, cc := range conns {
+			if cc != nil {
+				_ = cc.Close()
+			}
+		}
+	}()
+	for i, addr := range addrs {
 		cc, err := env.dial(addr)
 		if err != nil {
 			return nil, err
 		}
-		cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-		resp, err := healthpb.NewHealthClient(cc).Check(cctx, &healthpb.HealthCheckRequest{Service: service})
-		cancel()
-		if err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING {
-			return cc, nil
-		}
-		_ = cc.Close()
+		conns[i] = cc
 	}
-	return nil, fmt.Errorf("no address in --addr serves %s (%s)", service, strings.Join(addrs, ","))
+	wctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
+	defer cancel()
+	said := make([]string, len(addrs))
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		for i, cc := range conns {
+			// One replica that does not answer does not hold up asking the others.
+			cctx, ccancel := context.WithTimeout(wctx, healthCheckTimeout)
+			resp, err := healthpb.NewHealthClient(cc).Check(cctx, &healthpb.HealthCheckRequest{Service: service})
+			ccancel()
+			switch {
+			case err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING:
+				conns[i] = nil // the caller's now
+				return cc, nil
+			case err == nil:
+				said[i] = addrs[i] + ": " + resp.GetStatus().String()
+			case wctx.Err() == nil || said[i] == "":
+				said[i] = addrs[i] + ": " + status.Convert(err).Message()
+			}
+		}
+		select {
+		case <-wctx.Done():
+			return nil, fmt.Errorf("no address in --addr serves %s within --timeout %s (%s)", service, env.Globals.Timeout, strings.Join(said, "; "))
+		case <-time.After(wait):
+		}
+	}
 }
 
 // callError turns a gRPC error into the CLI's message: the server's text, which already says
