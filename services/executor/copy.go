@@ -194,9 +194,15 @@ func (r *CopyRunner) RunStep(ctx context.Context, sc *StepContext) (StepResult, 
 	if t, ok := cc.Tables[p.Target]; ok {
 		st.WrittenRows, st.WrittenBytes = t.Rows, t.Bytes
 	}
-	ectx, ecancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer ecancel()
-	r.events(ectx, sc.Job, sc.Log, p, flow, cc, opsevents.ResultOK, "", r.now())
+	// The step is not finished before its events are stored: they are retried like the commit,
+	// however long NATS is away; a drain or a crash leaves the step to a redelivery, which finds
+	// the commit finished and publishes them again under the same ids (stored once).
+	now := r.now()
+	if err := finishCommit(ctx, sc, func(cctx context.Context) error {
+		return r.events(cctx, sc.Job, sc.Log, p, flow, cc, opsevents.ResultOK, "", now)
+	}); err != nil {
+		return StepResult{}, err
+	}
 	return StepResult{Statistics: st}, nil
 }
 
@@ -384,8 +390,9 @@ func (r *CopyRunner) dropQuietly(ctx context.Context, sc *StepContext, d *datafl
 // JobFinished records the events of a copy that ended without committing (error, cancel,
 // maximum execution time): one per Data Source of its flow, result error or cancelled, with the
 // job's error. A copy that committed recorded its events when it did. Event ids derive from
-// the job and the Data Source, so reporting again writes nothing new.
-func (r *CopyRunner) JobFinished(ctx context.Context, rec *schedulerv1.JobRecord, commits jetstream.KeyValue) {
+// the job and the Data Source, so reporting again writes nothing new. An error means some were
+// not stored (NATS away): the report is to be made again.
+func (r *CopyRunner) JobFinished(ctx context.Context, rec *schedulerv1.JobRecord, commits jetstream.KeyValue) error {
 	job := rec.GetJob()
 	result := opsevents.ResultError
 	switch job.GetStatus() {
@@ -393,16 +400,23 @@ func (r *CopyRunner) JobFinished(ctx context.Context, rec *schedulerv1.JobRecord
 	case schedulerv1.JobStatus_JOB_STATUS_CANCELLED:
 		result = opsevents.ResultCancelled
 	default:
-		return
+		return nil
 	}
 	log := r.logger().With("job", job.GetId(), "workspace", job.GetWorkspace())
+	var errs []error
 	for _, st := range rec.GetSteps() {
 		p, err := jobs.DecodeCopyStep(st.GetPayload())
 		if err != nil {
 			continue
 		}
 		flow := dataflow.Flow{Target: p.Target}
-		if e, err := commits.Get(ctx, jobs.CommitKey(job.GetWorkspace(), job.GetId(), st.GetId())); err == nil {
+		e, err := commits.Get(ctx, jobs.CommitKey(job.GetWorkspace(), job.GetId(), st.GetId()))
+		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			// The record names the cascade's Data Sources: without it the events would miss them.
+			errs = append(errs, fmt.Errorf("copy commit record of step %s: %w", st.GetId(), err))
+			continue
+		}
+		if err == nil {
 			c := &schedulerv1.StepCommit{}
 			if proto.Unmarshal(e.Value(), c) == nil {
 				if cc, err := decodeCopyCommit(c.GetData()); err == nil && cc.Flow != nil {
@@ -414,8 +428,11 @@ func (r *CopyRunner) JobFinished(ctx context.Context, rec *schedulerv1.JobRecord
 		if msg == "" && result == opsevents.ResultCancelled {
 			msg = "the job was cancelled"
 		}
-		r.events(ctx, job, log, p, flow, nil, result, msg, job.GetFinishTime().AsTime())
+		if err := r.events(ctx, job, log, p, flow, nil, result, msg, job.GetFinishTime().AsTime()); err != nil {
+			errs = append(errs, err)
+		}
 	}
+	return errors.Join(errs...)
 }
 
 func (r *CopyRunner) logger() *slog.Logger {
@@ -426,14 +443,16 @@ func (r *CopyRunner) logger() *slog.Logger {
 }
 
 // events records one copy event per Data Source written: the target, then each Data Source
-// the cascade wrote.
-func (r *CopyRunner) events(ctx context.Context, job *schedulerv1.Job, log *slog.Logger, p jobs.CopyStep, flow dataflow.Flow, cc *copyCommit, result, msg string, now time.Time) {
+// the cascade wrote. It returns an error (NATS's) when one was not stored; the ids derive from
+// the job and the Data Source, so calling it again stores each event once.
+func (r *CopyRunner) events(ctx context.Context, job *schedulerv1.Job, log *slog.Logger, p jobs.CopyStep, flow dataflow.Flow, cc *copyCommit, result, msg string, now time.Time) error {
 	exec := opsevents.ExecutionManual
 	if job.GetExecutionType() == schedulerv1.ExecutionType_EXECUTION_TYPE_SCHEDULED {
 		exec = opsevents.ExecutionScheduled
 	}
 	ids := opsevents.ResourceIDs(ctx, r.Catalog, job.GetWorkspace(), p.Target)
 	var published []string
+	var failed error
 	for _, t := range flow.Tables() {
 		st := &commonv1.Statistics{}
 		if cc != nil {
@@ -456,17 +475,27 @@ func (r *CopyRunner) events(ctx context.Context, job *schedulerv1.Job, log *slog
 			log.Info("copy event", "datasource", t, "result", result, "rows", st.GetWrittenRows(), "error", msg)
 			continue
 		}
+		if err := opsevents.Validate(ev); err != nil {
+			// No retry can store it: say so rather than retry for ever.
+			log.Error("copy event is invalid; not recorded", "datasource", t, "err", err)
+			continue
+		}
 		if err := r.Events.Publish(ctx, ev); err != nil {
-			log.Warn("copy event not recorded", "datasource", t, "err", err)
+			log.Warn("copy event not recorded yet", "datasource", t, "err", err)
+			failed = natsError{fmt.Errorf("copy event of %s: %w", t, err)}
 			continue
 		}
 		published = append(published, ev.GetId())
+	}
+	if failed != nil {
+		return failed
 	}
 	if r.OpsDatabase != "" && len(published) > 0 {
 		if !opsevents.WaitWritten(ctx, r.Conn, r.OpsDatabase, job.GetWorkspace(), published, cmp.Or(r.EventsWait, 10*time.Second)) {
 			log.Warn("the copy's events are not in the ops log yet; the job is reported finished without waiting longer", "events", len(published))
 		}
 	}
+	return nil
 }
 
 func (r *CopyRunner) now() time.Time {

@@ -35,21 +35,22 @@ type PopulateCatalog interface {
 }
 
 // JobFinisher is implemented by step runners that report the end of their jobs (ops events):
-// the executor whose step outcome finished a job calls it once the record is final. It is
-// best-effort (an executor dying right then does not report); reports must be idempotent.
+// the executor whose step outcome finished a job calls it once the record is final, before it
+// acknowledges the step. An error means the report is not stored (NATS away): the step is
+// redelivered, and its redelivery reports again, until it is. Reports must be idempotent.
 type JobFinisher interface {
-	JobFinished(ctx context.Context, rec *schedulerv1.JobRecord, commits jetstream.KeyValue)
+	JobFinished(ctx context.Context, rec *schedulerv1.JobRecord, commits jetstream.KeyValue) error
 }
 
 // jobFinished tells the job kind's runner that a job ended.
-func (s *Service) jobFinished(rec *schedulerv1.JobRecord) {
+func (s *Service) jobFinished(rec *schedulerv1.JobRecord) error {
 	f, ok := s.runnerFor(rec.GetJob().GetKind()).(JobFinisher)
 	if !ok || !jobs.Final(rec.GetJob().GetStatus()) {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	f.JobFinished(ctx, rec, s.commits)
+	return f.JobFinished(ctx, rec, s.commits)
 }
 
 // PopulateDeps are what the POPULATEVIEW runner is given.
@@ -970,8 +971,9 @@ func (st *stage) attempt(ctx context.Context, level, split int) (populateCommit,
 // JobFinished records the `populateview` ops events of a finished populate: one for the target
 // and one for each Data Source its cascade wrote, with the rows and bytes every committed step
 // moved into it, the job's result, error and elapsed time (DATAFILES-SPEC §5.2). Event ids
-// derive from (job, Data Source), so a second report of the same job writes nothing new.
-func (r *PopulateRunner) JobFinished(ctx context.Context, rec *schedulerv1.JobRecord, commits jetstream.KeyValue) {
+// derive from (job, Data Source), so a second report of the same job writes nothing new. An
+// error means the report is incomplete (a commit record or an event NATS did not give or take).
+func (r *PopulateRunner) JobFinished(ctx context.Context, rec *schedulerv1.JobRecord, commits jetstream.KeyValue) error {
 	job := rec.GetJob()
 	ws := job.GetWorkspace()
 	if job.GetPopulate().GetCutoverSnapshot() {
@@ -983,14 +985,18 @@ func (r *PopulateRunner) JobFinished(ctx context.Context, rec *schedulerv1.JobRe
 		}
 	}
 	if r.d.Events == nil {
-		return
+		return nil
 	}
 	totals := map[string]*commonv1.Statistics{job.GetTargetDatasource(): {}}
 	order := []string{job.GetTargetDatasource()}
 	for _, step := range rec.GetSteps() {
 		e, err := commits.Get(ctx, jobs.CommitKey(ws, job.GetId(), step.GetId()))
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // the step committed nothing
+		}
 		if err != nil {
-			continue
+			// Its rows would be missing from the totals: report later rather than wrong.
+			return fmt.Errorf("populate commit record of step %s: %w", step.GetId(), err)
 		}
 		c := &schedulerv1.StepCommit{}
 		if proto.Unmarshal(e.Value(), c) != nil {
@@ -1031,9 +1037,11 @@ func (r *PopulateRunner) JobFinished(ctx context.Context, rec *schedulerv1.JobRe
 			Options: map[string]string{opsevents.OptionTriggerDataSourceID: job.GetParameters()["source"]},
 		})
 		if err := r.d.Events.Publish(ctx, ev); err != nil {
-			r.d.Log.Warn("populateview event not recorded", "job", job.GetId(), "datasource", t, "err", err)
+			r.d.Log.Warn("populateview event not recorded yet", "job", job.GetId(), "datasource", t, "err", err)
+			return err
 		}
 	}
+	return nil
 }
 
 func joinConds(a, b string) string {

@@ -171,7 +171,11 @@ func (s *Service) handle(msg jetstream.Msg) {
 			// The executor that finished the job may have died before reporting its end (the
 			// step is acknowledged only after the report): report again; reports are
 			// idempotent by event id.
-			s.jobFinished(rec)
+			if err := s.jobFinished(rec); err != nil {
+				log.Warn("the job's ops events are not recorded yet; the step is delivered again to record them", "err", err)
+				_ = msg.NakWithDelay(jobReportRetry)
+				return
+			}
 		}
 		s.metrics.steps.WithLabelValues("skipped").Inc()
 		_ = msg.Ack()
@@ -309,6 +313,9 @@ func (s *Service) heartbeat(ctx, stepCtx context.Context, msg jetstream.Msg, sc 
 	}
 }
 
+// jobReportRetry is how soon a step whose job's end could not be reported is delivered again.
+const jobReportRetry = 5 * time.Second
+
 // settle writes the outcome of the step to the job record, then acknowledges or NAKs the
 // message. If the record cannot be written, the message is NAKed and the step runs again (its
 // runner's commit record makes that safe).
@@ -335,7 +342,13 @@ func (s *Service) settle(ctx context.Context, msg jetstream.Msg, sm *schedulerv1
 	// The end of the job is reported before the step is acknowledged: an executor that dies in
 	// between leaves the step to be redelivered, and its redelivery reports again.
 	if rec != nil && finishedNow {
-		s.jobFinished(rec)
+		if err := s.jobFinished(rec); err != nil {
+			// Not after(): it would purge this very message of a failed job. The job is
+			// final, so there is no one to tell; its other queued steps are skipped.
+			log.Warn("the job's ops events are not recorded yet; the step is delivered again to record them", "err", err)
+			_ = msg.NakWithDelay(jobReportRetry)
+			return
+		}
 	}
 	if rec != nil && after != nil {
 		after(rec)
