@@ -217,18 +217,7 @@ func TestPopulateLateAttemptCannotJoinACommit(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts OS processes")
 	}
-	cfg := warehousetest.Server(t)
-	chAddr := strings.Join(cfg.Addrs, ",")
-	sys := sluicetest.Start(t, sluicetest.WithArgs(append([]string{"-clickhouse-addr", chAddr}, withoutExecutor...)...))
-	e := newFaultEnv(t, sys.Catalog, sys.Scheduler, fmt.Sprintf("late_attempt_%d", time.Now().UnixNano()%1e6))
-	wh := warehousetest.Native(t)
-	w, err := sys.Catalog.GetWorkspace(context.Background(), &catalogv1.GetWorkspaceRequest{Name: e.ws})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := w.GetWorkspace().GetDatabase()
-	e.loadSource(wh, db, 20_000, 1) // one partition: one step
-	id := e.populate(false)
+	sys, e, wh, db, chAddr, id := startOnePartitionPopulate(t, "late_attempt")
 	// One step at a time: the late attempt's retry runs only after it lost the race.
 	late := startFaultyExecutor(t, sys, "executor-late", chAddr, "stage.begin@1:sleep=10s", "-executor.concurrency", "1")
 	sluicetest.Eventually(t, 120*time.Second, "the first attempt to reach stage.begin", func() bool {
@@ -264,18 +253,7 @@ func TestAttachNotSentAfterItsIntentWasTakenOver(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts OS processes")
 	}
-	cfg := warehousetest.Server(t)
-	chAddr := strings.Join(cfg.Addrs, ",")
-	sys := sluicetest.Start(t, sluicetest.WithArgs(append([]string{"-clickhouse-addr", chAddr}, withoutExecutor...)...))
-	e := newFaultEnv(t, sys.Catalog, sys.Scheduler, fmt.Sprintf("late_attach_%d", time.Now().UnixNano()%1e6))
-	wh := warehousetest.Native(t)
-	w, err := sys.Catalog.GetWorkspace(context.Background(), &catalogv1.GetWorkspaceRequest{Name: e.ws})
-	if err != nil {
-		t.Fatal(err)
-	}
-	db := w.GetWorkspace().GetDatabase()
-	e.loadSource(wh, db, 20_000, 1) // one partition: one step
-	id := e.populate(false)
+	sys, e, wh, db, chAddr, id := startOnePartitionPopulate(t, "late_attach")
 	stalled := startFaultyExecutor(t, sys, "executor-stalled", chAddr, "attach.before@1:sleep=20s", "-executor.concurrency", "1")
 	sluicetest.Eventually(t, 120*time.Second, "the first attempt to record its attach intent", func() bool {
 		return strings.Contains(stalled.Output(), "attach.before")
@@ -373,4 +351,23 @@ func TestPopulateOnServerKilledRepeatedly(t *testing.T) {
 		t.Errorf("staging tables left: %s", left)
 	}
 	t.Logf("%d kills (%d while the populate worked)", len(kills), killedMid)
+}
+
+// startOnePartitionPopulate starts a system on a clickhouse-server without an executor, loads a
+// source of one partition (one populate step) into a new workspace named after prefix, and
+// starts its populate; the caller adds the executors whose faults it tests.
+func startOnePartitionPopulate(t *testing.T, prefix string) (*sluicetest.System, *faultEnv, warehouse.Conn, string, string, string) {
+	t.Helper()
+	cfg := warehousetest.Server(t)
+	chAddr := strings.Join(cfg.Addrs, ",")
+	sys := sluicetest.Start(t, sluicetest.WithArgs(append([]string{"-clickhouse-addr", chAddr}, withoutExecutor...)...))
+	e := newFaultEnv(t, sys.Catalog, sys.Scheduler, fmt.Sprintf("%s_%d", prefix, time.Now().UnixNano()%1e6))
+	wh := warehousetest.Native(t)
+	w, err := sys.Catalog.GetWorkspace(context.Background(), &catalogv1.GetWorkspaceRequest{Name: e.ws})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := w.GetWorkspace().GetDatabase()
+	e.loadSource(wh, db, 20_000, 1) // one partition: one step
+	return sys, e, wh, db, chAddr, e.populate(false)
 }
