@@ -95,7 +95,7 @@ GENERATED := api $(SDK_TS)/src/gen sdk/python/sluice
 .PHONY: generate
 generate: tools $(SDK_TS_DEPS) ## regenerate api/ (Go) and the SDKs' generated code from proto/
 	buf generate
-	buf build proto --exclude-path proto/sluice/scheduler/v1/queue.proto --as-file-descriptor-set \
+	buf build proto --exclude-path proto/sluice/persistence --as-file-descriptor-set \
 		-o api/descriptors/descriptors.binpb
 	cd api && go mod tidy
 	buf generate --template $(SDK_TS)/buf.gen.yaml

@@ -2,7 +2,7 @@
 // (the comments of proto/), for server reflection: the descriptors compiled into the generated
 // Go code carry no comments, because protoc-gen-go drops them. `make generate` builds
 // descriptors.binpb with buf from proto/, leaving out what is internal to Sluice
-// (sluice/scheduler/v1/queue.proto), and `make generate-check` fails when it is stale.
+// (sluice/persistence), and `make generate-check` fails when it is stale.
 package descriptors
 
 import (

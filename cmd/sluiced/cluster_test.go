@@ -24,7 +24,7 @@ import (
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/services/catalog"
 	"github.com/sluicehq/sluice/services/scheduler"
-	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
+	"github.com/sluicehq/sluice/platform/jobs"
 )
 
 // The project of the cluster test: events (24 monthly partitions) flow through a materialized

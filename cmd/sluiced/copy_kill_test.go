@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/platform/jobs"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"log/slog"
 	"math/rand/v2"
@@ -265,7 +266,11 @@ func TestCopyStagingSweptAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	if err := executor.SweepCopyStaging(context.Background(), e.wh, nc, slog.New(slog.DiscardHandler)); err != nil {
+	sys2, err := jobs.Open(context.Background(), nc, time.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := executor.SweepStaging(context.Background(), e.wh, sys2, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := e.stagingLeft(), "__sluice_stage_j"+running+"_0123456789ab_0\n"; got != want {

@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/platform/jobs"
 	"google.golang.org/grpc"
 	"log/slog"
 	"os"
@@ -88,10 +89,7 @@ func startClockExecutor(t testing.TB, sys *sluicetest.System, clock interface{ N
 	}
 	cat := catalogclient.New(sys.Conn)
 	ex, err := executor.New(executor.Config{Concurrency: concurrency, DrainTimeout: 2 * time.Second, AckWait: time.Second, MaxRetries: 8},
-		executor.Deps{Log: slog.New(slog.DiscardHandler), NATS: conn, Catalog: cat, Now: clock.Now,
-			Runners: map[schedulerv1.JobKind]executor.StepRunner{
-				schedulerv1.JobKind_JOB_KIND_COPY: &executor.CopyRunner{Conn: sys.App.Warehouse(), Catalog: cat, Now: clock.Now},
-			}})
+		executor.Deps{Log: slog.New(slog.DiscardHandler), NATS: conn, Catalog: cat, Now: clock.Now, Warehouse: sys.App.Warehouse()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +172,7 @@ func TestCopyScheduleSimulatedDay(t *testing.T) {
 	}
 	waitTick := func(tick time.Time) {
 		t.Helper()
-		id := scheduler.TickJobID(ws, "sales_hourly", tick, 0)
+		id := jobs.TickID(ws, "sales_hourly", tick, 0)
 		var job *schedulerv1.Job
 		deadline := time.Now().Add(30 * time.Second)
 		for {
@@ -293,7 +291,7 @@ func TestCopyScheduleSimulatedDay(t *testing.T) {
 	clock.Set(day0.Add(27*time.Hour + time.Minute))
 	waitTick(day0.Add(27 * time.Hour))
 	for _, tick := range []time.Time{day0.Add(25 * time.Hour), day0.Add(26 * time.Hour)} {
-		if _, err := a.GetJob(ctx, &schedulerv1.GetJobRequest{Workspace: ws, Id: scheduler.TickJobID(ws, "sales_hourly", tick, 0)}); err == nil {
+		if _, err := a.GetJob(ctx, &schedulerv1.GetJobRequest{Workspace: ws, Id: jobs.TickID(ws, "sales_hourly", tick, 0)}); err == nil {
 			t.Errorf("a job ran for tick %s, during the pause", tick)
 		}
 	}

@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/platform/jobs"
 	"os"
 	"slices"
 	"strings"
@@ -15,7 +16,6 @@ import (
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
-	"github.com/sluicehq/sluice/services/scheduler"
 )
 
 var tokenProject = map[string]string{
@@ -144,7 +144,7 @@ func TestDatafileTokensAndScheduledCopyToken(t *testing.T) {
 	}
 
 	tickJob := func(tick time.Time) (*schedulerv1.Job, error) {
-		r, err := sch.GetJob(ctx, &schedulerv1.GetJobRequest{Workspace: ws, Id: scheduler.TickJobID(ws, "hourly", tick, 0)})
+		r, err := sch.GetJob(ctx, &schedulerv1.GetJobRequest{Workspace: ws, Id: jobs.TickID(ws, "hourly", tick, 0)})
 		return r.GetJob(), err
 	}
 	waitTickDone := func(tick time.Time) {

@@ -3,6 +3,8 @@ package main_test
 import (
 	"context"
 	"fmt"
+	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
+	"google.golang.org/protobuf/encoding/protojson"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,9 +21,9 @@ import (
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
+	"github.com/sluicehq/sluice/platform/jobs"
 	"github.com/sluicehq/sluice/platform/opsevents"
 	"github.com/sluicehq/sluice/platform/warehouse"
-	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
 
 // faultProject is the data flow of the fault tests, deployable on chDB and on
@@ -341,8 +343,8 @@ func (e *faultEnv) opsWritten(ol opslogv1.OpsLogServiceClient, jobID string) map
 	return out
 }
 
-// commitRecordText returns the commit record of a job's step as JSON text ("" while there is
-// none); natsURL is a NATS server of the system.
+// commitRecordText returns the commit record of a job's step as JSON text with the proto field
+// names ("" while there is none); natsURL is a NATS server of the system.
 func commitRecordText(natsURL, ws, id, step string) string {
 	nc, err := nats.Connect(natsURL, nats.Timeout(time.Second))
 	if err != nil {
@@ -360,9 +362,13 @@ func commitRecordText(natsURL, ws, id, step string) string {
 	if err != nil {
 		return ""
 	}
-	c := &schedulerv1.StepCommit{}
+	c := &persistencev1.StepCommit{}
 	if proto.Unmarshal(ent.Value(), c) != nil {
 		return ""
 	}
-	return string(c.GetData())
+	b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(c)
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }

@@ -13,7 +13,7 @@ import (
 
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
-	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
+	"github.com/sluicehq/sluice/platform/jobs"
 )
 
 // queuedSteps counts a job's step messages on the queue.

@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"context"
+	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -16,7 +17,7 @@ import (
 	executorv1 "github.com/sluicehq/sluice/api/sluice/executor/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
-	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
+	"github.com/sluicehq/sluice/platform/jobs"
 )
 
 // startExecutorProcess runs `sluiced -target=executor` against the system's NATS and waits
@@ -37,7 +38,7 @@ func startExecutorProcess(t testing.TB, sys *sluicetest.System, name string, ext
 }
 
 // commitRecords reads the commit records of a job's steps.
-func commitRecords(t testing.TB, natsURL, ws, id string, steps int) []*schedulerv1.StepCommit {
+func commitRecords(t testing.TB, natsURL, ws, id string, steps int) []*persistencev1.StepCommit {
 	t.Helper()
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
@@ -49,14 +50,14 @@ func commitRecords(t testing.TB, natsURL, ws, id string, steps int) []*scheduler
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []*schedulerv1.StepCommit
+	var out []*persistencev1.StepCommit
 	for i := range steps {
 		e, err := kv.Get(context.Background(), jobs.CommitKey(ws, id, strconv.Itoa(i)))
 		if err != nil {
 			t.Errorf("job %s step %d: no commit record: %v", id, i, err)
 			continue
 		}
-		c := &schedulerv1.StepCommit{}
+		c := &persistencev1.StepCommit{}
 		if err := proto.Unmarshal(e.Value(), c); err != nil {
 			t.Fatal(err)
 		}

@@ -14,7 +14,7 @@ import (
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
-	"github.com/sluicehq/sluice/services/executor"
+	"github.com/sluicehq/sluice/services/executor/step"
 )
 
 // TestCopyKilledInsideMoveAllInOne kills the all-in-one process inside a copy's move, at the
@@ -36,7 +36,7 @@ func TestCopyKilledInsideMoveAllInOne(t *testing.T) {
 	dataDir, addr, natsAddr := t.TempDir(), sluicetest.FreeAddr(t), sluicetest.FreeAddr(t)
 	args := append([]string{"-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "", "-events-addr", "", "-nats-listen", natsAddr},
 		append(sluicetest.EmbeddedLibArgs(), fastJobs...)...)
-	faults := []string{executor.FaultsEnv + "=move.inside@1:kill"}
+	faults := []string{step.FaultsEnv + "=move.inside@1:kill"}
 	p := sluicetest.StartProcessEnv(t, "sluiced-faulty-0", faults, sluiced, args...)
 	sluicetest.WaitServing(t, addr, "", 60*time.Second, p)
 	token := sluicetest.ReadOperatorToken(t, filepath.Join(dataDir, "token"), p)
@@ -141,7 +141,7 @@ func TestPopulateKilledInsideMoveAllInOne(t *testing.T) {
 	}
 	runHelperSQL(t, filepath.Join(dataDir, "clickhouse"), inserts...)
 	const wantDst = "2880 4145760 2880\n"
-	faults := []string{executor.FaultsEnv + "=move.inside@1:kill"}
+	faults := []string{step.FaultsEnv + "=move.inside@1:kill"}
 	for round := 1; ; round++ {
 		p = sluicetest.StartProcessEnv(t, fmt.Sprintf("sluiced-faulty-%d", round), faults, sluiced, args...)
 		sluicetest.WaitServing(t, addr, "", 60*time.Second, p)

@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 
@@ -33,14 +32,11 @@ func TestPopulateMemoryLimitRetriedAndSplit(t *testing.T) {
 	}
 	w.wantRows("SELECT k, count(), uniqExact(p) FROM {db}.g ARRAY JOIN payloads AS p GROUP BY k ORDER BY k", "0|40000|40000", "1|40000|40000")
 	for i, c := range commitRecords(t, sys.App.NATSURL(), "mem", j.GetId(), 2) {
-		var pc struct{ Split, Level int }
-		if err := json.Unmarshal(c.GetData(), &pc); err != nil {
-			t.Fatal(err)
+		pc := c.GetDelta()
+		if pc.GetSplit() < 2 || pc.GetLevel() != 2 {
+			t.Errorf("step %d staged at level %d split %d: want the lowest level and a split", i, pc.GetLevel(), pc.GetSplit())
 		}
-		if pc.Split < 2 || pc.Level != 2 {
-			t.Errorf("step %d staged at level %d split %d: want the lowest level and a split", i, pc.Level, pc.Split)
-		}
-		t.Logf("step %d: level %d, split into %d", i, pc.Level, pc.Split)
+		t.Logf("step %d: level %d, split into %d", i, pc.GetLevel(), pc.GetSplit())
 	}
 	// With a budget no split can meet, the job fails naming the partition.
 	resp, err = sys.Scheduler.Populate(t.Context(), &schedulerv1.PopulateRequest{Workspace: "mem", Pipe: "gather", MemoryBudgetBytes: 1 << 10})

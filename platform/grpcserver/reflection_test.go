@@ -25,6 +25,7 @@ import (
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	executorv1 "github.com/sluicehq/sluice/api/sluice/executor/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
+	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/natsx"
@@ -32,9 +33,17 @@ import (
 
 // The generated packages, so that every file of the API is compiled in (and registered).
 var _ = []any{catalogv1.File_sluice_catalog_v1_catalog_proto, executorv1.File_sluice_executor_v1_executor_proto,
-	opslogv1.File_sluice_opslog_v1_opslog_proto, schedulerv1.File_sluice_scheduler_v1_queue_proto}
+	opslogv1.File_sluice_opslog_v1_opslog_proto, schedulerv1.File_sluice_scheduler_v1_scheduler_proto,
+	persistencev1.File_sluice_persistence_v1_jobs_proto, persistencev1.File_sluice_persistence_v1_commits_proto,
+	persistencev1.File_sluice_persistence_v1_schedules_proto}
 
-const internalFile = "sluice/scheduler/v1/queue.proto"
+// internalPrefix starts the files of what Sluice keeps in NATS, which are internal.
+const (
+	internalPrefix = "sluice/persistence/"
+	internalFile   = internalPrefix + "v1/jobs.proto"
+)
+
+func internal(name string) bool { return strings.HasPrefix(name, internalPrefix) }
 
 // startReflection serves the catalog service (unimplemented: reflection only lists it) on a
 // real server, socket and gate, and returns a reflection client.
@@ -197,18 +206,18 @@ func TestReflectionCarriesTheAPIComments(t *testing.T) {
 func TestReflectionHidesInternalMessages(t *testing.T) {
 	cc := startReflection(t)
 	for _, req := range []*reflectionv1.ServerReflectionRequest{
-		{MessageRequest: &reflectionv1.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: "sluice.scheduler.v1.JobRecord"}},
+		{MessageRequest: &reflectionv1.ServerReflectionRequest_FileContainingSymbol{FileContainingSymbol: "sluice.persistence.v1.JobRecord"}},
 		{MessageRequest: &reflectionv1.ServerReflectionRequest_FileByFilename{FileByFilename: internalFile}},
 	} {
 		if resp := ask(t, cc, req); resp.GetErrorResponse() == nil {
 			t.Errorf("%v answered %d files, want not found", req.GetMessageRequest(), len(resp.GetFileDescriptorResponse().GetFileDescriptorProto()))
 		}
 	}
-	// The public file of the same package still resolves, without a dependency on it.
+	// The public files still resolve, without a dependency on it.
 	files := filesOf(t, ask(t, cc, &reflectionv1.ServerReflectionRequest{MessageRequest: &reflectionv1.ServerReflectionRequest_FileContainingSymbol{
 		FileContainingSymbol: "sluice.scheduler.v1.RunCopyRequest"}}))
 	for name, fd := range files {
-		if name == internalFile || slices.Contains(fd.GetDependency(), internalFile) {
+		if internal(name) || slices.ContainsFunc(fd.GetDependency(), internal) {
 			t.Errorf("reflection handed out %s (dependencies %v)", name, fd.GetDependency())
 		}
 	}
@@ -246,12 +255,14 @@ func TestReflectionDescriptorsMatchTheCompiledAPI(t *testing.T) {
 	}
 	protoregistry.GlobalFiles.RangeFiles(func(fd protoreflect.FileDescriptor) bool {
 		p := fd.Path()
-		if strings.HasPrefix(p, "sluice/") && p != internalFile && !embedded[p] {
+		if strings.HasPrefix(p, "sluice/") && !internal(p) && !embedded[p] {
 			t.Errorf("%s is compiled in but not in the descriptors: run make generate", p)
 		}
 		return true
 	})
-	if embedded[internalFile] {
-		t.Errorf("%s is internal and must stay out of the descriptors", internalFile)
+	for name := range embedded {
+		if internal(name) {
+			t.Errorf("%s is internal and must stay out of the descriptors", name)
+		}
 	}
 }

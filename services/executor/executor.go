@@ -1,6 +1,11 @@
 // Package executor is the executor service: stateless workers that pull job steps from
 // JetStream and run them on ClickHouse. Any number of replicas may run.
 //
+// The runtime (runtime.go, settle.go) takes a step from the queue, claims it in its job record,
+// runs it with its kind's runner (package copypipe, populate, or NOOP here), and writes its
+// outcome with one of the job system's transitions (platform/jobs); the runners share the
+// delta pattern (package delta) and the step's Context (package step).
+//
 // Delivery: all executors share one durable pull consumer of the SLUICE_STEPS work-queue
 // stream. A step is acknowledged only after its result is committed to the job record, and
 // heartbeated (in-progress) every quarter of the ack wait while it runs, so a live step is never
@@ -23,14 +28,21 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	executorv1 "github.com/sluicehq/sluice/api/sluice/executor/v1"
+	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/platform/jobs"
 	"github.com/sluicehq/sluice/platform/natsx"
+	"github.com/sluicehq/sluice/platform/opsevents"
+	"github.com/sluicehq/sluice/platform/warehouse"
 	catalogclient "github.com/sluicehq/sluice/services/catalog/client"
-	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
+	"github.com/sluicehq/sluice/services/executor/step"
 )
+
+// ConsumerExecutors is the durable pull consumer of SLUICE_STEPS every executor shares; the
+// executors own it (its ack wait is theirs).
+const ConsumerExecutors = "sluice-executors"
 
 // ServiceName is the gRPC service name, also used for its health status.
 var ServiceName = executorv1.ExecutorService_ServiceDesc.ServiceName
@@ -47,6 +59,12 @@ type Config struct {
 	AckWait time.Duration `yaml:"ack_wait"`
 	// MaxRetries is how many transient failures a step may have before it fails its job.
 	MaxRetries int `yaml:"max_retries"`
+	// MemoryBudget is the default memory budget of a populate step in bytes (max_memory_usage
+	// of each of its statements) when the request gives none; 0 leaves ClickHouse's own limit.
+	MemoryBudget uint64 `yaml:"memory_budget"`
+	// EventsWait bounds how long the end of a copy or populate waits for its ops events to be
+	// readable before the job is reported finished.
+	EventsWait time.Duration `yaml:"events_wait"`
 }
 
 // RegisterFlags registers the executor's flags; their defaults are its defaults.
@@ -55,6 +73,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.DrainTimeout, "executor.drain-timeout", 30*time.Second, "how long running steps may go on after SIGTERM")
 	fs.DurationVar(&c.AckWait, "executor.ack-wait", 10*time.Second, "a step without a heartbeat for this long is redelivered (same on every executor)")
 	fs.IntVar(&c.MaxRetries, "executor.max-retries", 8, "transient failures of a step before its job fails")
+	fs.Uint64Var(&c.MemoryBudget, "executor.memory-budget", 0, "default memory budget of a populate step in bytes (max_memory_usage of its statements; 0: ClickHouse's limit)")
+	fs.DurationVar(&c.EventsWait, "executor.events-wait", 10*time.Second, "how long the end of a copy or populate waits for its ops events to be readable")
 }
 
 // Validate checks the values.
@@ -71,6 +91,9 @@ func (c Config) Validate() error {
 	if c.MaxRetries < 0 {
 		return fmt.Errorf("executor.max_retries: %d is negative", c.MaxRetries)
 	}
+	if c.EventsWait < 0 {
+		return fmt.Errorf("executor.events_wait: %s is negative", c.EventsWait)
+	}
 	return nil
 }
 
@@ -80,8 +103,15 @@ type Deps struct {
 	Metrics prometheus.Registerer
 	NATS    *natsx.Conn
 	Catalog catalogclient.Client
-	// Runners run the steps of each job kind; NOOP's is added when missing.
-	Runners map[schedulerv1.JobKind]StepRunner
+	// Warehouse is the ClickHouse copies and populates run on; without it the executor runs
+	// NOOP steps only.
+	Warehouse warehouse.Conn
+	// WorkspaceUsers runs each workspace's SQL as its own ClickHouse user (nil: on Warehouse).
+	WorkspaceUsers *warehouse.WorkspaceUsers
+	// Events records the ops events of copies and populates (nil: they are logged).
+	Events opsevents.Publisher
+	// OpsDatabase holds the ops log: a copy or populate ends once its events are readable there.
+	OpsDatabase string
 	// Now is the clock for job times (time.Now when nil).
 	Now func() time.Time
 }
@@ -95,16 +125,15 @@ type Service struct {
 	log      *slog.Logger
 	now      func() time.Time
 	instance string
-	runners  map[schedulerv1.JobKind]StepRunner
+	runners  map[schedulerv1.JobKind]step.Runner
 	metrics  *metrics
 	draining atomic.Bool
-	faults   *faultSet
+	faults   *step.Faults
 	done     atomic.Int64
 	failed   atomic.Int64
 
-	store     *jobs.Store
-	commits   jetstream.KeyValue
-	fence     *fenceStore
+	jobs      *jobs.System
+	fence     *step.Fence
 	consumer  jetstream.Consumer
 	cancelSub *nats.Subscription
 
@@ -118,13 +147,13 @@ type Service struct {
 
 // runningStep is a step this executor runs now.
 type runningStep struct {
-	msg    *schedulerv1.StepMessage
+	msg    *persistencev1.StepMessage
 	start  time.Time
 	tries  int64
 	cancel context.CancelCauseFunc
 }
 
-// New builds the service.
+// New builds the service and its step runners (runners.go).
 func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Log == nil {
 		deps.Log = slog.New(slog.DiscardHandler)
@@ -132,23 +161,18 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	runners := map[schedulerv1.JobKind]StepRunner{}
-	for k, r := range deps.Runners {
-		runners[k] = r
-	}
-	if runners[schedulerv1.JobKind_JOB_KIND_NOOP] == nil {
-		runners[schedulerv1.JobKind_JOB_KIND_NOOP] = NoopRunner
-	}
-	faults, err := parseFaults(os.Getenv(FaultsEnv))
+	faults, err := step.ParseFaults(os.Getenv(step.FaultsEnv))
 	if err != nil {
 		return nil, err
 	}
 	host, _ := os.Hostname()
-	return &Service{
-		cfg: cfg, deps: deps, log: deps.Log, now: deps.Now, runners: runners, metrics: newMetrics(deps.Metrics),
+	s := &Service{
+		cfg: cfg, deps: deps, log: deps.Log, now: deps.Now, metrics: newMetrics(deps.Metrics),
 		instance: fmt.Sprintf("%s-%d-%s", host, os.Getpid(), jobs.NewID(time.Now())[12:]),
 		running:  map[string]*runningStep{}, faults: faults,
-	}, nil
+	}
+	s.runners = s.buildRunners()
+	return s, nil
 }
 
 // Register registers the gRPC API.
@@ -157,29 +181,27 @@ func (s *Service) Register(r grpc.ServiceRegistrar) { executorv1.RegisterExecuto
 // Instance is this executor's id, as written in job records.
 func (s *Service) Instance() string { return s.instance }
 
-// Start ensures the stream, the buckets and the shared consumer, then begins pulling steps.
+// Start opens the job system, the view fence and the shared consumer, drops the staging tables
+// that finished jobs left behind (an executor that died mid-step), then begins pulling steps.
 func (s *Service) Start(ctx context.Context) error {
-	if _, err := s.deps.NATS.EnsureStream(ctx, jobs.StreamConfig()); err != nil {
-		return err
-	}
-	kv, err := s.deps.NATS.EnsureKV(ctx, jobs.JobsBucketConfig())
+	sys, err := jobs.Open(ctx, s.deps.NATS, s.now)
 	if err != nil {
 		return err
 	}
-	s.store = &jobs.Store{KV: kv, Now: s.now}
-	if s.commits, err = s.deps.NATS.EnsureKV(ctx, jobs.CommitsBucketConfig()); err != nil {
-		return err
-	}
-	fkv, err := s.deps.NATS.EnsureKV(ctx, ViewFenceBucketConfig())
-	if err != nil {
-		return err
-	}
-	s.fence = &fenceStore{kv: fkv, log: s.log, final: func(ctx context.Context, ws, id string) bool {
-		rec, _, err := s.store.Get(ctx, ws, id)
+	s.jobs = sys
+	if s.fence, err = step.OpenFence(ctx, s.deps.NATS, s.log, func(ctx context.Context, ws, id string) bool {
+		rec, _, err := sys.Store.Get(ctx, ws, id)
 		return errors.Is(err, jobs.ErrNotFound) || (err == nil && jobs.Final(rec.GetJob().GetStatus()))
-	}}
+	}); err != nil {
+		return err
+	}
+	if s.deps.Warehouse != nil {
+		if err := SweepStaging(ctx, s.deps.Warehouse, sys, s.log); err != nil {
+			s.log.Warn("sweeping the staging tables of finished jobs failed", "err", err)
+		}
+	}
 	s.consumer, err = s.deps.NATS.JS.CreateOrUpdateConsumer(ctx, jobs.StreamSteps, jetstream.ConsumerConfig{
-		Durable:       jobs.ConsumerExecutors,
+		Durable:       ConsumerExecutors,
 		Description:   "executors pull job steps",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       s.cfg.AckWait,
@@ -188,9 +210,9 @@ func (s *Service) Start(ctx context.Context) error {
 		FilterSubject: jobs.SubjectSteps + ".>",
 	})
 	if err != nil {
-		return fmt.Errorf("consumer %s: %w", jobs.ConsumerExecutors, err)
+		return fmt.Errorf("consumer %s: %w", ConsumerExecutors, err)
 	}
-	s.cancelSub, err = s.deps.NATS.NC.Subscribe(jobs.SubjectCancel, func(m *nats.Msg) { s.cancelJob(string(m.Data), errJobCancelled) })
+	s.cancelSub, err = s.deps.NATS.NC.Subscribe(jobs.SubjectCancel, func(m *nats.Msg) { s.cancelJob(string(m.Data), step.ErrJobCancelled) })
 	if err != nil {
 		return fmt.Errorf("subscribe to cancel notices: %w", err)
 	}
@@ -239,7 +261,7 @@ func (s *Service) handBack() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.running {
-		r.cancel(errDrain)
+		r.cancel(step.ErrDrain)
 	}
 }
 
@@ -248,27 +270,8 @@ func (s *Service) cancelJob(key string, cause error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range s.running {
-		if keyOf(r.msg) == key {
+		if jobs.Key(r.msg.GetWorkspace(), r.msg.GetJobId()) == key {
 			r.cancel(cause)
 		}
 	}
-}
-
-// GetStatus reports the executor's running steps and counters.
-func (s *Service) GetStatus(context.Context, *executorv1.GetStatusRequest) (*executorv1.GetStatusResponse, error) {
-	resp := &executorv1.GetStatusResponse{
-		Instance:    s.instance,
-		StepsDone:   s.done.Load(),
-		StepsFailed: s.failed.Load(),
-		Draining:    s.draining.Load(),
-	}
-	s.mu.Lock()
-	for _, r := range s.running {
-		resp.Running = append(resp.Running, &executorv1.RunningStep{
-			JobId: r.msg.GetJobId(), StepId: r.msg.GetStepId(), Workspace: r.msg.GetWorkspace(),
-			StartTime: timestamppb.New(r.start), Attempt: r.tries,
-		})
-	}
-	s.mu.Unlock()
-	return resp, nil
 }

@@ -54,9 +54,6 @@ replace github.com/sluicehq/sluice/services/catalog => ../catalog
 require (
 	github.com/nats-io/nats.go v1.55.0
 	github.com/prometheus/client_golang v1.25.0
-	github.com/sluicehq/sluice/services/scheduler v0.0.0
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
 )
-
-replace github.com/sluicehq/sluice/services/scheduler => ../scheduler

@@ -4,27 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"log/slog"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
-	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
+	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
-	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
+	"github.com/sluicehq/sluice/platform/jobs"
+	"github.com/sluicehq/sluice/services/executor/step"
 )
-
-// Causes of a step's context ending early.
-var (
-	errJobCancelled = errors.New("job cancelled")
-	errMaxExecution = errors.New("maximum execution time exceeded")
-	errDrain        = errors.New("executor draining")
-)
-
-// errSkip: the step is not to run (job finished or gone, step done); acknowledge it.
-var errSkip = errors.New("skip step")
 
 // pull fetches steps while there are free slots and runs each in its own goroutine.
 func (s *Service) pull(ctx context.Context) {
@@ -80,148 +70,105 @@ func (s *Service) pull(ctx context.Context) {
 	}
 }
 
-// hasCommit tells whether a step's commit record exists (an earlier attempt committed, or was
-// committing).
-func (s *Service) hasCommit(ctx context.Context, key string) (bool, error) {
-	_, err := s.commits.Get(ctx, key)
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return false, nil
-	case err != nil:
-		return false, fmt.Errorf("read commit record %s: %w", key, err)
-	}
-	return true, nil
+// delivery is one delivered step being handled.
+type delivery struct {
+	msg   jetstream.Msg
+	sm    *persistencev1.StepMessage
+	tries int64
+	log   *slog.Logger
 }
 
-// backoff is the delay before retry number n (1-based) of a step that failed transiently.
-func backoff(n int32) time.Duration {
-	d := 250 * time.Millisecond << min(n-1, 7)
-	return min(d, 30*time.Second)
-}
+func (d *delivery) ws() string   { return d.sm.GetWorkspace() }
+func (d *delivery) id() string   { return d.sm.GetJobId() }
+func (d *delivery) step() string { return d.sm.GetStep().GetId() }
 
 // handle runs one delivered step to its end: skipped, committed, retried later, handed back,
 // or failing its job. The message is acknowledged only after the job record says what happened.
 func (s *Service) handle(msg jetstream.Msg) {
 	ctx := context.Background()
-	sm := &schedulerv1.StepMessage{}
+	sm := &persistencev1.StepMessage{}
 	if err := proto.Unmarshal(msg.Data(), sm); err != nil {
 		s.log.Error("unreadable step message dropped", "subject", msg.Subject(), "err", err)
 		_ = msg.Term()
 		return
 	}
-	var tries int64 = 1
+	d := &delivery{msg: msg, sm: sm, tries: 1}
 	if meta, err := msg.Metadata(); err == nil {
-		tries = int64(meta.NumDelivered)
+		d.tries = int64(meta.NumDelivered)
 	}
-	if tries > 1 {
+	if d.tries > 1 {
 		s.metrics.redelivered.Inc()
 	}
-	ws, id, step := sm.GetWorkspace(), sm.GetJobId(), sm.GetStepId()
-	log := s.log.With("job", id, "step", step, "workspace", ws, "attempt", tries)
+	d.log = s.log.With("job", d.id(), "step", d.step(), "workspace", d.ws(), "attempt", d.tries)
 	now := s.now()
 
-	// Claim the step: the job becomes WORKING (if it was waiting) and lists the step as running
-	// here. A cancelling job is finished instead if nothing else of it runs, unless this step
-	// recorded its commit in an earlier attempt: a commit, once recorded, is always completed
-	// (a populate step killed while moving partitions would otherwise leave some unmoved).
-	var finishedHere, final bool
-	var checked, committed bool // whether the step has a commit record, read once if needed
-	rec, rev, err := s.store.UpdateFrom(ctx, ws, id, sm.GetRecord(), sm.GetRecordRevision(), func(rec *schedulerv1.JobRecord) error {
-		finishedHere, final = false, false
-		job := rec.GetJob()
-		cancelling := job.GetStatus() == schedulerv1.JobStatus_JOB_STATUS_CANCELLING
-		if cancelling && !checked {
-			var err error
-			if committed, err = s.hasCommit(ctx, jobs.CommitKey(ws, id, step)); err != nil {
-				return err
-			}
-			checked = true
-		}
-		switch {
-		case jobs.Final(job.GetStatus()):
-			final = true
-			return errSkip
-		case jobs.StepDone(rec, step):
-			return errSkip
-		case cancelling && committed:
-			log.Info("finishing a step that recorded its commit, although its job is cancelling")
-		case cancelling:
-			delete(rec.Running, step)
-			if len(rec.GetRunning()) > 0 {
-				return errSkip
-			}
-			jobs.Finish(rec, schedulerv1.JobStatus_JOB_STATUS_CANCELLED, now)
-			finishedHere = true
-			return nil
-		}
-		if job.GetStatus() == schedulerv1.JobStatus_JOB_STATUS_WAITING {
-			job.Status = schedulerv1.JobStatus_JOB_STATUS_WORKING
-			job.StartTime = timestamppb.New(now)
-			job.WaitingReason = ""
-		}
-		if rec.Running == nil {
-			rec.Running = map[string]string{}
-		}
-		rec.Running[step] = s.instance
-		return nil
-	})
+	// Claim the step (jobs.Claim). In a cancelling job only a step that recorded its commit in
+	// an earlier attempt runs: a commit, once recorded, is always finished.
+	committed := func() (bool, error) { return s.jobs.HasCommit(ctx, d.ws(), d.id(), d.step()) }
+	a, err := s.jobs.Store.ApplyFrom(ctx, d.ws(), d.id(), sm.GetRecord(), sm.GetRecordRevision(),
+		s.reporting(ctx, func(rec *jobs.Record) jobs.Transition {
+			return jobs.Claim(d.step(), s.instance, now, committed, s.jobs.OpenCommits(ctx, rec, d.log, d.step()))
+		}))
 	switch {
-	case errors.Is(err, errSkip), errors.Is(err, jobs.ErrNotFound):
-		if final && tries > 1 && rec != nil {
-			// The executor that finished the job may have died before reporting its end (the
-			// step is acknowledged only after the report): report again; reports are
-			// idempotent by event id.
-			if err := s.jobFinished(rec); err != nil {
-				log.Warn("the job's ops events are not recorded yet; the step is delivered again to record them", "err", err)
-				_ = msg.NakWithDelay(jobReportRetry)
-				return
-			}
+	case errors.Is(err, jobs.ErrSkip), errors.Is(err, jobs.ErrNotFound):
+		if a.Record != nil && jobs.Final(a.Record.GetJob().GetStatus()) && d.tries > 1 {
+			// The executor that finished the job may have died before its report was readable
+			// (the step is acknowledged only after the record is written): report again;
+			// reports are idempotent by event id.
+			s.report(ctx, a.Record)
 		}
 		s.metrics.steps.WithLabelValues("skipped").Inc()
 		_ = msg.Ack()
 		return
 	case err != nil:
-		log.Warn("claiming a step failed; retrying", "err", err)
+		d.log.Warn("claiming a step failed; retrying", "err", err)
 		_ = msg.NakWithDelay(time.Second)
 		return
-	case finishedHere:
+	case a.Effects.Finished:
+		// The claim ended a cancelling job: nothing of it runs any more.
+		s.jobs.Carry(ctx, a.Record, a.Effects, d.log)
 		s.metrics.steps.WithLabelValues("cancelled").Inc()
 		_ = msg.Ack()
 		return
 	}
-	runner := s.runnerFor(sm.GetKind())
+	if a.Record.GetJob().GetStatus() == schedulerv1.JobStatus_JOB_STATUS_CANCELLING {
+		d.log.Info("finishing a step that recorded its commit, although its job is cancelling")
+	}
+	s.run(ctx, d, a.Record, a.Revision, now)
+}
+
+// run runs a claimed step with its kind's runner and settles its outcome.
+func (s *Service) run(ctx context.Context, d *delivery, rec *jobs.Record, rev uint64, now time.Time) {
+	runner := s.runners[d.sm.GetKind()]
 	if runner == nil {
-		s.fail(ctx, msg, sm, fmt.Errorf("no step runner for %s in this executor", sm.GetKind()), 0, log)
+		s.fail(ctx, d, fmt.Errorf("no step runner for %s in this executor", d.sm.GetKind()), 0)
 		return
 	}
-
 	sctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	job := rec.GetJob()
-	if d := job.GetMaxExecutionTime().AsDuration(); d > 0 && job.GetStartTime() != nil {
+	if max := job.GetMaxExecutionTime().AsDuration(); max > 0 && job.GetStartTime() != nil {
 		var stop context.CancelFunc
-		sctx, stop = context.WithDeadlineCause(sctx, job.GetStartTime().AsTime().Add(d), errMaxExecution)
+		sctx, stop = context.WithDeadlineCause(sctx, job.GetStartTime().AsTime().Add(max), step.ErrMaxExecution)
 		defer stop()
 	}
-	key := jobs.CommitKey(ws, id, step)
+	key := jobs.CommitKey(d.ws(), d.id(), d.step())
 	s.mu.Lock()
-	s.running[key] = &runningStep{msg: sm, start: now, tries: tries, cancel: cancel}
+	s.running[key] = &runningStep{msg: d.sm, start: now, tries: d.tries, cancel: cancel}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		delete(s.running, key)
 		s.mu.Unlock()
 	}()
-	sc := &StepContext{
-		Job: job, StepID: step, Payload: sm.GetPayload(), Attempt: tries,
-		Failures: rec.GetStepFailures()[step], IdempotencyKey: key, Log: log,
-		commits: s.commits, beat: func() { _ = msg.InProgress() }, faults: s.faults, fence: s.fence,
-	}
+	sc := step.NewContext(job, d.sm.GetStep(), d.tries, rec.GetStepFailures()[d.step()], d.log, step.Env{
+		Commits: s.jobs.Commits, Beat: func() { _ = d.msg.InProgress() }, Faults: s.faults, Fence: s.fence,
+	})
 	// The heartbeat lives as long as the runner, not as long as the step's context: a step
 	// that finishes its commit after a cancel must keep its message from being redelivered.
 	hbCtx, hbStop := context.WithCancel(ctx)
 	hbDone := make(chan struct{})
-	go s.heartbeat(hbCtx, sctx, msg, sc, cancel, hbDone)
+	go s.heartbeat(hbCtx, sctx, d.msg, sc, cancel, hbDone)
 	runStart := time.Now()
 	res, runErr := runner.RunStep(sctx, sc)
 	s.metrics.stepSeconds.Observe(time.Since(runStart).Seconds())
@@ -233,23 +180,29 @@ func (s *Service) handle(msg jetstream.Msg) {
 	result := "committed"
 	switch {
 	case runErr == nil:
-		s.commit(ctx, msg, sm, res, rec, rev, log)
-	case errors.Is(cause, errDrain):
+		s.settle(ctx, d, rec, rev, func(rec *jobs.Record) jobs.Transition {
+			return jobs.CompleteStep(d.step(), res.Statistics, s.now(), s.jobs.OpenCommits(ctx, rec, d.log))
+		})
+		s.done.Add(1)
+	case errors.Is(cause, step.ErrDrain):
 		result = "handed_back"
-		log.Info("step handed back for the drain")
-		s.handOver(ctx, sm)
-		_ = msg.Nak()
-	case errors.Is(cause, errJobCancelled), errors.Is(cause, errMaxExecution):
+		d.log.Info("step handed back for the drain")
+		s.handOver(ctx, d)
+		_ = d.msg.Nak()
+	case errors.Is(cause, step.ErrJobCancelled), errors.Is(cause, step.ErrMaxExecution):
 		result = "cancelled"
-		s.stopped(ctx, msg, sm, errors.Is(cause, errMaxExecution), log)
+		maxExec := errors.Is(cause, step.ErrMaxExecution)
+		s.settle(ctx, d, nil, 0, func(rec *jobs.Record) jobs.Transition {
+			return jobs.StopStep(d.step(), maxExec, s.now(), s.jobs.OpenCommits(ctx, rec, d.log, d.step()))
+		})
 	default:
-		retry, code := classify(runErr)
+		retry, code := step.Classify(runErr)
 		if retry {
 			result = "retried"
-			s.retry(ctx, msg, sm, runErr, code, log)
+			s.retry(ctx, d, runErr, code)
 		} else {
 			result = "failed"
-			s.fail(ctx, msg, sm, runErr, code, log)
+			s.fail(ctx, d, runErr, code)
 		}
 	}
 	s.metrics.steps.WithLabelValues(result).Inc()
@@ -257,8 +210,8 @@ func (s *Service) handle(msg jetstream.Msg) {
 
 // heartbeat keeps the message from being redelivered while the runner runs, watches the job
 // record for a cancel (in case the notice was lost: the step's context, stepCtx, is then
-// cancelled) and writes the step's progress and waiting reason.
-func (s *Service) heartbeat(ctx, stepCtx context.Context, msg jetstream.Msg, sc *StepContext, cancel context.CancelCauseFunc, done chan<- struct{}) {
+// cancelled) and writes the step's progress and waiting reason (jobs.Progress).
+func (s *Service) heartbeat(ctx, stepCtx context.Context, msg jetstream.Msg, sc *step.Context, cancel context.CancelCauseFunc, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTicker(s.cfg.AckWait / 4)
 	defer t.Stop()
@@ -270,39 +223,19 @@ func (s *Service) heartbeat(ctx, stepCtx context.Context, msg jetstream.Msg, sc 
 		case <-t.C:
 		}
 		_ = msg.InProgress()
-		p, w := sc.takeProgress(), sc.takeWaiting()
-		uctx, ucancel := context.WithTimeout(ctx, kvCallTimeout)
-		rec, _, err := s.store.Update(uctx, ws, id, func(rec *schedulerv1.JobRecord) error {
-			job := rec.GetJob()
-			if jobs.Final(job.GetStatus()) || (p == nil && w == nil) {
-				return jobs.ErrNoChange
-			}
-			if w != nil {
-				if job.GetWaitingReason() == *w {
-					w = nil
-				} else {
-					job.WaitingReason = *w
-				}
-			}
-			if p != nil && job.GetStatus() == schedulerv1.JobStatus_JOB_STATUS_WORKING {
-				if rec.RunningProgress == nil {
-					rec.RunningProgress = map[string]*commonv1.Statistics{}
-				}
-				rec.RunningProgress[sc.StepID] = p
-			} else if w == nil {
-				return jobs.ErrNoChange
-			}
-			return nil
-		})
+		p, w := sc.TakeProgress(), sc.TakeWaiting()
+		uctx, ucancel := context.WithTimeout(ctx, step.KVCallTimeout)
+		a, err := s.jobs.Store.Apply(uctx, ws, id, jobs.Progress(sc.Step.GetId(), p, w))
 		ucancel()
 		switch {
 		case errors.Is(err, jobs.ErrNotFound):
-			cancel(errJobCancelled)
-		case err == nil && rec.GetJob().GetStatus() != schedulerv1.JobStatus_JOB_STATUS_WORKING:
+			cancel(step.ErrJobCancelled)
+		case err == nil && a.Record.GetJob().GetStatus() != schedulerv1.JobStatus_JOB_STATUS_WORKING:
 			if stepCtx.Err() == nil {
-				cancel(errJobCancelled)
+				cancel(step.ErrJobCancelled)
 			}
 		case err != nil:
+			// Not written: keep it for the next heartbeat.
 			if p != nil {
 				sc.Progress(p)
 			}
@@ -313,207 +246,95 @@ func (s *Service) heartbeat(ctx, stepCtx context.Context, msg jetstream.Msg, sc 
 	}
 }
 
-// jobReportRetry is how soon a step whose job's end could not be reported is delivered again.
-const jobReportRetry = 5 * time.Second
+// reporting wraps the transition a step's outcome applies: when it ends the job, the job
+// kind's runner reports the end (ops events) before the final record is written, so that a
+// client that sees the job finished finds its events. A write that conflicts applies the
+// transition, and so reports, again: reports are idempotent by event id.
+func (s *Service) reporting(ctx context.Context, t func(rec *jobs.Record) jobs.Transition) jobs.Transition {
+	return func(rec *jobs.Record) (jobs.Effects, error) {
+		eff, err := t(rec)(rec)
+		if err == nil && eff.Finished {
+			s.report(ctx, rec)
+		}
+		return eff, err
+	}
+}
 
-// settle writes the outcome of the step to the job record, then acknowledges or NAKs the
-// message. If the record cannot be written, the message is NAKed and the step runs again (its
-// runner's commit record makes that safe).
-func (s *Service) settle(ctx context.Context, msg jetstream.Msg, sm *schedulerv1.StepMessage, log interface {
-	Warn(string, ...any)
-}, known *schedulerv1.JobRecord, knownRev uint64, mutate func(rec *schedulerv1.JobRecord) error, after func(rec *schedulerv1.JobRecord)) {
-	finishedNow := false
-	rec, _, err := s.store.UpdateFrom(ctx, sm.GetWorkspace(), sm.GetJobId(), known, knownRev, func(rec *schedulerv1.JobRecord) error {
-		finishedNow = false
-		if jobs.Final(rec.GetJob().GetStatus()) {
-			return jobs.ErrNoChange
-		}
-		if err := mutate(rec); err != nil {
-			return err
-		}
-		finishedNow = jobs.Final(rec.GetJob().GetStatus())
-		return nil
-	})
-	if err != nil && !errors.Is(err, jobs.ErrNotFound) {
-		log.Warn("recording the step's outcome failed; it will run again", "err", err)
-		_ = msg.NakWithDelay(time.Second)
+// report tells the job kind's runner that a job ends (step.Reporter), within a bound.
+func (s *Service) report(ctx context.Context, rec *jobs.Record) {
+	r, ok := s.runners[rec.GetJob().GetKind()].(step.Reporter)
+	if !ok {
 		return
 	}
-	// The end of the job is reported before the step is acknowledged: an executor that dies in
-	// between leaves the step to be redelivered, and its redelivery reports again.
-	if rec != nil && finishedNow {
-		if err := s.jobFinished(rec); err != nil {
-			// Not after(): it would purge this very message of a failed job. The job is
-			// final, so there is no one to tell; its other queued steps are skipped.
-			log.Warn("the job's ops events are not recorded yet; the step is delivered again to record them", "err", err)
-			_ = msg.NakWithDelay(jobReportRetry)
-			return
-		}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.EventsWait+10*time.Second)
+	defer cancel()
+	r.JobEnds(rctx, rec, s.jobs)
+}
+
+// settle writes the outcome of a step to its job record (the transition t returns for the
+// record read), carries out the transition's effects, then acknowledges the message. If the
+// record cannot be written, the message is NAKed and the step runs again (its runner's commit
+// record makes that safe). known, at revision knownRev, is the record the caller holds (nil:
+// read it).
+func (s *Service) settle(ctx context.Context, d *delivery, known *jobs.Record, knownRev uint64, t func(rec *jobs.Record) jobs.Transition) {
+	a, err := s.jobs.Store.ApplyFrom(ctx, d.ws(), d.id(), known, knownRev, s.reporting(ctx, t))
+	if err != nil && !errors.Is(err, jobs.ErrNotFound) && !errors.Is(err, jobs.ErrSkip) {
+		d.log.Warn("recording the step's outcome failed; it will run again", "err", err)
+		_ = d.msg.NakWithDelay(time.Second)
+		return
 	}
-	if rec != nil && after != nil {
-		after(rec)
+	if err == nil {
+		s.jobs.Carry(ctx, a.Record, a.Effects, d.log)
 	}
-	if err := msg.Ack(); err != nil {
-		log.Warn("acknowledging a step failed; its redelivery will be skipped", "err", err)
+	if err := d.msg.Ack(); err != nil {
+		d.log.Warn("acknowledging a step failed; its redelivery will be skipped", "err", err)
 	}
 }
 
-// commit records a step's result; the last step finishes the job.
-func (s *Service) commit(ctx context.Context, msg jetstream.Msg, sm *schedulerv1.StepMessage, res StepResult, known *schedulerv1.JobRecord, knownRev uint64, log interface{ Warn(string, ...any) }) {
-	step := sm.GetStepId()
-	s.settle(ctx, msg, sm, log, known, knownRev, func(rec *schedulerv1.JobRecord) error {
-		delete(rec.Running, step)
-		delete(rec.RunningProgress, step)
-		if strings.HasPrefix(rec.GetJob().GetWaitingReason(), waitingPrefix) {
-			// A commit that waited is done (a step still waiting says so again).
-			rec.Job.WaitingReason = ""
-		}
-		if !jobs.StepDone(rec, step) {
-			rec.DoneSteps = append(rec.DoneSteps, step)
-			job := rec.GetJob()
-			if job.Progress == nil {
-				job.Progress = &schedulerv1.JobProgress{}
-			}
-			job.Progress.StepsDone = int64(len(rec.GetDoneSteps()))
-			job.Progress.Statistics = jobs.AddStats(job.GetProgress().GetStatistics(), res.Statistics)
-		}
-		s.finishIfOver(rec)
-		return nil
-	}, nil)
-	s.done.Add(1)
-}
-
-// finishIfOver ends a job whose last running step just ended: DONE when every step is done
-// (also when a cancel or the maximum execution time came while the last commits were being
-// finished: the job did all it had to), CANCELLED (ERROR with an error) when it was
-// cancelling.
-func (s *Service) finishIfOver(rec *schedulerv1.JobRecord) {
+// retry records a transient failure (jobs.RetryStep) and hands the step back with a backoff,
+// or fails the job when the step has failed too often.
+func (s *Service) retry(ctx context.Context, d *delivery, runErr error, code int32) {
+	a, err := s.jobs.Store.Apply(ctx, d.ws(), d.id(), jobs.RetryStep(d.step()))
 	switch {
-	case jobs.AllDone(rec):
-		rec.Job.Error = nil
-		jobs.Finish(rec, schedulerv1.JobStatus_JOB_STATUS_DONE, s.now())
-	case rec.GetJob().GetStatus() == schedulerv1.JobStatus_JOB_STATUS_CANCELLING && len(rec.GetRunning()) == 0:
-		jobs.Finish(rec, schedulerv1.JobStatus_JOB_STATUS_CANCELLED, s.now())
-	}
-}
-
-// stopped records a step stopped by a cancel or by the maximum execution time.
-func (s *Service) stopped(ctx context.Context, msg jetstream.Msg, sm *schedulerv1.StepMessage, maxExec bool, log interface{ Warn(string, ...any) }) {
-	step := sm.GetStepId()
-	notify := false
-	s.settle(ctx, msg, sm, log, nil, 0, func(rec *schedulerv1.JobRecord) error {
-		notify = false
-		delete(rec.Running, step)
-		delete(rec.RunningProgress, step)
-		job := rec.GetJob()
-		if maxExec && job.GetError() == nil {
-			job.Error = jobs.MaxExecutionTimeError(job.GetMaxExecutionTime().AsDuration())
-		}
-		if job.GetStatus() != schedulerv1.JobStatus_JOB_STATUS_CANCELLING {
-			job.Status = schedulerv1.JobStatus_JOB_STATUS_CANCELLING
-			notify = len(rec.GetRunning()) > 0
-		}
-		s.finishIfOver(rec)
-		return nil
-	}, func(rec *schedulerv1.JobRecord) { s.after(rec, notify) })
-}
-
-// retry records a transient failure and hands the step back with a backoff, or fails the job
-// when the step has failed too often.
-func (s *Service) retry(ctx context.Context, msg jetstream.Msg, sm *schedulerv1.StepMessage, runErr error, code int32, log interface{ Warn(string, ...any) }) {
-	step := sm.GetStepId()
-	var failures int32
-	rec, _, err := s.store.Update(ctx, sm.GetWorkspace(), sm.GetJobId(), func(rec *schedulerv1.JobRecord) error {
-		if jobs.Final(rec.GetJob().GetStatus()) {
-			return errSkip
-		}
-		if rec.StepFailures == nil {
-			rec.StepFailures = map[string]int32{}
-		}
-		rec.StepFailures[step]++
-		failures = rec.StepFailures[step]
-		delete(rec.Running, step)
-		delete(rec.RunningProgress, step)
-		return nil
-	})
-	switch {
-	case errors.Is(err, errSkip), errors.Is(err, jobs.ErrNotFound):
-		_ = msg.Ack()
+	case errors.Is(err, jobs.ErrSkip), errors.Is(err, jobs.ErrNotFound):
+		_ = d.msg.Ack()
 		return
 	case err != nil:
-		_ = msg.NakWithDelay(time.Second)
+		_ = d.msg.NakWithDelay(time.Second)
 		return
 	}
+	failures := a.Record.GetStepFailures()[d.step()]
 	if int(failures) > s.cfg.MaxRetries {
 		// A step that recorded its commit never fails its job (its commit is finished whatever
 		// happens); nor does one whose record cannot be read now (NATS away): it may have.
-		cctx, ccancel := context.WithTimeout(ctx, kvCallTimeout)
-		recorded, herr := s.hasCommit(cctx, jobs.CommitKey(sm.GetWorkspace(), sm.GetJobId(), step))
+		cctx, ccancel := context.WithTimeout(ctx, step.KVCallTimeout)
+		recorded, herr := s.jobs.HasCommit(cctx, d.ws(), d.id(), d.step())
 		ccancel()
 		if herr == nil && !recorded {
-			s.fail(ctx, msg, sm, fmt.Errorf("%w (after %d attempts)", runErr, failures), code, log)
+			s.fail(ctx, d, fmt.Errorf("%w (after %d attempts)", runErr, failures), code)
 			return
 		}
-		log.Warn("step failed again after recording its commit; it is retried until the commit is done", "err", runErr, "failures", failures, "commit_record_err", herr)
-		_ = msg.NakWithDelay(min(backoff(failures), commitBackoffMax))
+		d.log.Warn("step failed again after recording its commit; it is retried until the commit is done", "err", runErr, "failures", failures, "commit_record_err", herr)
+		_ = d.msg.NakWithDelay(min(step.Backoff(failures), step.CommitBackoffMax))
 		return
 	}
-	_ = rec
-	log.Warn("step failed; retrying", "err", runErr, "failures", failures, "backoff", backoff(failures))
-	_ = msg.NakWithDelay(backoff(failures))
+	d.log.Warn("step failed; retrying", "err", runErr, "failures", failures, "backoff", step.Backoff(failures))
+	_ = d.msg.NakWithDelay(step.Backoff(failures))
 }
 
-// fail fails the job with the step's error: at once when nothing else of it runs, else the job
-// goes CANCELLING (its other steps stop) and ends ERROR.
-func (s *Service) fail(ctx context.Context, msg jetstream.Msg, sm *schedulerv1.StepMessage, runErr error, code int32, log interface{ Warn(string, ...any) }) {
-	step := sm.GetStepId()
+// fail fails the job with the step's error (jobs.FailStep).
+func (s *Service) fail(ctx context.Context, d *delivery, runErr error, code int32) {
 	s.failed.Add(1)
-	notify := false
-	s.settle(ctx, msg, sm, log, nil, 0, func(rec *schedulerv1.JobRecord) error {
-		notify = false
-		delete(rec.Running, step)
-		delete(rec.RunningProgress, step)
-		job := rec.GetJob()
-		if job.GetError() == nil {
-			job.Error = jobs.StepError(step, runErr, code)
-		}
-		if len(rec.GetRunning()) == 0 {
-			jobs.Finish(rec, schedulerv1.JobStatus_JOB_STATUS_ERROR, s.now())
-			return nil
-		}
-		job.Status = schedulerv1.JobStatus_JOB_STATUS_CANCELLING
-		notify = true
-		return nil
-	}, func(rec *schedulerv1.JobRecord) { s.after(rec, notify) })
+	jobErr := step.JobError(d.step(), runErr, code)
+	s.settle(ctx, d, nil, 0, func(rec *jobs.Record) jobs.Transition {
+		return jobs.FailStep(d.step(), jobErr, s.now(), s.jobs.OpenCommits(ctx, rec, d.log, d.step()))
+	})
 }
 
-// after tells the other executors to stop a job's steps, and removes a finished job's queued
-// steps.
-func (s *Service) after(rec *schedulerv1.JobRecord, notify bool) {
-	job := rec.GetJob()
-	if notify {
-		_ = s.deps.NATS.NC.Publish(jobs.SubjectCancel, []byte(jobs.Key(job.GetWorkspace(), job.GetId())))
-	}
-	if jobs.Final(job.GetStatus()) && !jobs.AllDone(rec) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if st, err := s.deps.NATS.JS.Stream(ctx, jobs.StreamSteps); err == nil {
-			_ = st.Purge(ctx, jetstream.WithPurgeSubject(jobs.JobSubjects(job.GetWorkspace(), job.GetId())))
-		}
-	}
-}
-
-// handOver removes a drained step from the job's running steps (so that a cancel meanwhile
-// does not wait for it); the next executor to take the step lists it again.
-func (s *Service) handOver(ctx context.Context, sm *schedulerv1.StepMessage) {
+// handOver gives a drained step back (jobs.HandOver), so that a cancel meanwhile does not wait
+// for it; the next executor to take the step lists it again.
+func (s *Service) handOver(ctx context.Context, d *delivery) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	_, _, _ = s.store.Update(ctx, sm.GetWorkspace(), sm.GetJobId(), func(rec *schedulerv1.JobRecord) error {
-		if rec.GetRunning()[sm.GetStepId()] != s.instance {
-			return jobs.ErrNoChange
-		}
-		delete(rec.Running, sm.GetStepId())
-		delete(rec.RunningProgress, sm.GetStepId())
-		return nil
-	})
+	_, _ = s.jobs.Store.Apply(ctx, d.ws(), d.id(), jobs.HandOver(d.step(), s.instance))
 }

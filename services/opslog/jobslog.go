@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
-	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	"github.com/sluicehq/sluice/platform/opsevents"
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
@@ -80,7 +80,7 @@ func (s *Service) keepJobsLog(ctx context.Context) {
 			if op := m.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" {
 				continue
 			}
-			rec := &schedulerv1.JobRecord{}
+			rec := &persistencev1.JobRecord{}
 			if err := proto.Unmarshal(m.Data(), rec); err != nil || rec.GetJob().GetId() == "" || rec.GetJob().GetWorkspace() == "" {
 				s.log.Warn("skipping a job record that does not decode", "subject", m.Subject(), "err", err)
 				continue

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
+	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/platform/opsevents"
 	"github.com/sluicehq/sluice/platform/warehouse"
@@ -39,7 +40,7 @@ func TestJobsLogFollowsJobRecords(t *testing.T) {
 				Parameters: map[string]string{"country": "ES"}, ExecutionType: schedulerv1.ExecutionType_EXECUTION_TYPE_MANUAL,
 			}
 			put := func() {
-				b, err := proto.Marshal(&schedulerv1.JobRecord{Job: job})
+				b, err := proto.Marshal(&persistencev1.JobRecord{Job: job})
 				if err != nil {
 					t.Fatal(err)
 				}

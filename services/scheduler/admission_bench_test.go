@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
-	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
+	"github.com/sluicehq/sluice/platform/jobs"
 )
 
 // BenchmarkAdmission is the leader's share of P4 (bench/README.md): 500 limited jobs created at
@@ -74,12 +76,12 @@ func BenchmarkAdmission(b *testing.B) {
 				defer wg.Done()
 				for i := range work {
 					now := time.Now()
-					rec := &schedulerv1.JobRecord{
+					rec := &persistencev1.JobRecord{
 						Job: &schedulerv1.Job{
 							Id: jobs.NewID(now), Workspace: ws, Kind: schedulerv1.JobKind_JOB_KIND_NOOP,
-							Status: schedulerv1.JobStatus_JOB_STATUS_WAITING, CreateTime: nowPB(now), UpdateTime: nowPB(now),
+							Status: schedulerv1.JobStatus_JOB_STATUS_WAITING, CreateTime: timestamppb.New(now), UpdateTime: timestamppb.New(now),
 						},
-						Steps:   []*schedulerv1.StepSpec{{Id: "0"}},
+						Steps:   []*persistencev1.StepSpec{{Id: "0"}},
 						Limited: true,
 					}
 					if _, err := s.store.Create(ctx, rec); err != nil {
@@ -103,7 +105,7 @@ func BenchmarkAdmission(b *testing.B) {
 		_ = w.Stop()
 		// Every admitted job's one step is on the queue, once.
 		eventually(b, "every step on the queue", func() bool {
-			info, err := s.stream.Info(ctx, jetstream.WithSubjectFilter(jobs.SubjectSteps+"."+ws+".>"))
+			info, err := s.jobs.Steps.Info(ctx, jetstream.WithSubjectFilter(jobs.SubjectSteps+"."+ws+".>"))
 			return err == nil && info.State.Msgs == n
 		})
 		all = append(all, time.Since(start))
@@ -111,7 +113,7 @@ func BenchmarkAdmission(b *testing.B) {
 			lat = append(lat, admitted[k].Sub(created[i]))
 		}
 		// The queue is emptied for the next round's count (no executor runs here).
-		if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(jobs.SubjectSteps+"."+ws+".>")); err != nil {
+		if err := s.jobs.Steps.Purge(ctx, jetstream.WithPurgeSubject(jobs.SubjectSteps+"."+ws+".>")); err != nil {
 			b.Fatal(err)
 		}
 	}

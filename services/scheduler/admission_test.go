@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
+	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
-	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
+	"github.com/sluicehq/sluice/platform/jobs"
 )
 
 // waitingLimited writes n limited jobs that wait for admission, one step each, created one
@@ -23,12 +25,12 @@ func waitingLimited(t *testing.T, s *Service, ws string, n int) []string {
 	ids := make([]string, n)
 	for i := range n {
 		at := t0.Add(time.Duration(i) * time.Millisecond)
-		rec := &schedulerv1.JobRecord{
+		rec := &persistencev1.JobRecord{
 			Job: &schedulerv1.Job{
 				Id: jobs.NewID(at), Workspace: ws, Kind: schedulerv1.JobKind_JOB_KIND_NOOP,
-				Status: schedulerv1.JobStatus_JOB_STATUS_WAITING, CreateTime: nowPB(at), UpdateTime: nowPB(at),
+				Status: schedulerv1.JobStatus_JOB_STATUS_WAITING, CreateTime: timestamppb.New(at), UpdateTime: timestamppb.New(at),
 			},
-			Steps:   []*schedulerv1.StepSpec{{Id: "0"}},
+			Steps:   []*persistencev1.StepSpec{{Id: "0"}},
 			Limited: true,
 		}
 		if _, err := s.store.Create(ctx, rec); err != nil {
@@ -42,7 +44,7 @@ func waitingLimited(t *testing.T, s *Service, ws string, n int) []string {
 // queuedSteps counts the step messages on the queue for each job of ws.
 func queuedSteps(t *testing.T, s *Service, ws string) map[string]uint64 {
 	t.Helper()
-	info, err := s.stream.Info(context.Background(), jetstream.WithSubjectFilter(jobs.SubjectSteps+"."+ws+".>"))
+	info, err := s.jobs.Steps.Info(context.Background(), jetstream.WithSubjectFilter(jobs.SubjectSteps+"."+ws+".>"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,25 +175,4 @@ func TestAdmissionSkipsAJobChangedMeanwhile(t *testing.T) {
 	// Its slot goes to the next in line, and no further.
 	want[2] = state{waiting, true, "", 1}
 	check("after the cancel arrived")
-}
-
-// TestIsRevisionMismatch: the refusal of a write published with an expected revision is a
-// conflict from a single server (10071) and from a replicated bucket (10164), bare or wrapped,
-// and nothing else is.
-func TestIsRevisionMismatch(t *testing.T) {
-	for _, c := range []struct {
-		err  error
-		want bool
-	}{
-		{&jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequence}, true},
-		{fmt.Errorf("admission: %w", &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamWrongLastSequenceConstant}), true},
-		{jetstream.ErrKeyExists, true},
-		{&jetstream.APIError{Code: 503, ErrorCode: jetstream.JSErrCodeJetStreamNotEnabled}, false},
-		{context.DeadlineExceeded, false},
-		{nil, false},
-	} {
-		if got := jobs.IsRevisionMismatch(c.err); got != c.want {
-			t.Errorf("IsRevisionMismatch(%v) = %v, want %v", c.err, got, c.want)
-		}
-	}
 }

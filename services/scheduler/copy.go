@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,9 +13,10 @@ import (
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
+	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/platform/auth"
-	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
+	"github.com/sluicehq/sluice/platform/jobs"
 )
 
 // A copy job is one step whose payload is the copy node rendered when the job is received: the
@@ -88,23 +88,23 @@ func (s *Service) startCopy(ctx context.Context, r copyRun) (*schedulerv1.Job, e
 	if err != nil {
 		return nil, err
 	}
-	return s.CreateJob(ctx, nj)
+	return s.createJob(ctx, nj)
 }
 
 // renderCopy renders the copy node into the job to create.
-func (s *Service) renderCopy(ctx context.Context, r copyRun) (NewJob, error) {
+func (s *Service) renderCopy(ctx context.Context, r copyRun) (jobRequest, error) {
 	if err := checkWorkspace(r.Workspace); err != nil {
-		return NewJob{}, err
+		return jobRequest{}, err
 	}
 	if r.Pipe == "" {
-		return NewJob{}, &InvalidError{Field: "pipe", Msg: "required"}
+		return jobRequest{}, &InvalidError{Field: "pipe", Msg: "required"}
 	}
 	if s.deps.Catalog == nil {
-		return NewJob{}, status.Error(codes.Unavailable, "copy: no catalog connection")
+		return jobRequest{}, status.Error(codes.Unavailable, "copy: no catalog connection")
 	}
 	_, node, err := s.copyNode(ctx, r.Workspace, r.Pipe)
 	if err != nil {
-		return NewJob{}, err
+		return jobRequest{}, err
 	}
 	ts := r.JobTimestamp
 	if ts.IsZero() {
@@ -122,7 +122,7 @@ func (s *Service) renderCopy(ctx context.Context, r copyRun) (NewJob, error) {
 		Workspace: r.Workspace, Pipe: r.Pipe, Node: node.GetName(), Parameters: r.Parameters, JobTimestamp: timestamppb.New(ts),
 	})
 	if err != nil {
-		return NewJob{}, err
+		return jobRequest{}, err
 	}
 	mode := r.Mode
 	if mode == commonv1.CopyMode_COPY_MODE_UNSPECIFIED {
@@ -131,21 +131,18 @@ func (s *Service) renderCopy(ctx context.Context, r copyRun) (NewJob, error) {
 			mode = commonv1.CopyMode_COPY_MODE_REPLACE
 		}
 	}
-	step := jobs.CopyStep{Target: node.GetTargetDatasource(), SQL: rendered.GetSql(), Mode: jobs.CopyAppend, FileVersion: rendered.GetFileVersion()}
-	if mode == commonv1.CopyMode_COPY_MODE_REPLACE {
-		step.Mode = jobs.CopyReplace
-	}
-	if step.Target == "" {
-		return NewJob{}, &InvalidError{Field: "pipe", Msg: fmt.Sprintf("copy node %s of pipe %s has no TARGET_DATASOURCE", node.GetName(), r.Pipe)}
+	step := &persistencev1.CopyStep{Target: node.GetTargetDatasource(), Sql: rendered.GetSql(), Mode: mode, FileVersion: rendered.GetFileVersion()}
+	if step.GetTarget() == "" {
+		return jobRequest{}, &InvalidError{Field: "pipe", Msg: fmt.Sprintf("copy node %s of pipe %s has no TARGET_DATASOURCE", node.GetName(), r.Pipe)}
 	}
 	for _, c := range rendered.GetColumns() {
 		step.Columns = append(step.Columns, c.GetName())
 	}
-	return NewJob{
+	return jobRequest{
 		Workspace: r.Workspace, Kind: schedulerv1.JobKind_JOB_KIND_COPY, Pipe: r.Pipe, Node: node.GetName(),
-		TargetDatasource: step.Target, Parameters: r.Parameters, JobTimestamp: ts, ExecutionType: r.ExecutionType,
+		TargetDatasource: step.GetTarget(), Parameters: r.Parameters, JobTimestamp: ts, ExecutionType: r.ExecutionType,
 		Mode: mode, MaxExecutionTime: r.MaxExecutionTime, Limited: true, ID: r.ID, CopyToken: node.GetCopyToken(),
-		Steps: []*schedulerv1.StepSpec{{Id: "copy", Payload: step.Encode()}},
+		Steps: []*persistencev1.StepSpec{{Id: "copy", Work: &persistencev1.StepSpec_Copy{Copy: step}}},
 	}, nil
 }
 
@@ -165,26 +162,16 @@ func (s *Service) checkCopyToken(ctx context.Context, ws, pipe, token string) er
 	return nil
 }
 
-// TickJobID is the job id of a pipe's schedule tick: the tick's Unix milliseconds and a hash of
-// workspace and pipe, in the layout of jobs.NewID (so ids still sort by time). Creating the job
-// of a tick twice — two replicas, a restart, a retry — fails on the existing key. salt tells
-// apart the rare pipes of one workspace whose hashes collide.
-func TickJobID(workspace, pipe string, tick time.Time, salt int) string {
-	h := fnv.New32a()
-	_, _ = fmt.Fprintf(h, "%s\x00%s\x00%d", workspace, pipe, salt)
-	return fmt.Sprintf("%012x%08x", tick.UnixMilli(), h.Sum32())
-}
-
 // errTickTaken is returned when a tick's job id belongs to another pipe (hash collision).
 var errTickTaken = errors.New("tick job id taken by another pipe")
 
 // enqueueTick creates the job of one schedule tick, exactly once whoever calls it how often:
 // it reports created=false when the tick's job already exists.
 // prepared, when not nil, is the tick's job rendered ahead of time (see prepareTicks).
-func (s *Service) enqueueTick(ctx context.Context, ws, pipe string, tick time.Time, maxExec time.Duration, prepared *NewJob) (job *schedulerv1.Job, created bool, err error) {
+func (s *Service) enqueueTick(ctx context.Context, ws, pipe string, tick time.Time, maxExec time.Duration, prepared *jobRequest) (job *schedulerv1.Job, created bool, err error) {
 	for salt := 0; salt < 4; salt++ {
-		id := TickJobID(ws, pipe, tick, salt)
-		var nj NewJob
+		id := jobs.TickID(ws, pipe, tick, salt)
+		var nj jobRequest
 		if prepared != nil {
 			nj = *prepared
 			if err := s.checkCopyToken(ctx, ws, pipe, nj.CopyToken); err != nil {
@@ -194,7 +181,7 @@ func (s *Service) enqueueTick(ctx context.Context, ws, pipe string, tick time.Ti
 			return nil, false, err
 		}
 		nj.ID = id
-		job, err = s.CreateJob(ctx, nj)
+		job, err = s.createJob(ctx, nj)
 		if err == nil {
 			return job, true, nil
 		}

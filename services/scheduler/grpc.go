@@ -10,8 +10,8 @@ import (
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/platform/apierr"
+	"github.com/sluicehq/sluice/platform/jobs"
 	"github.com/sluicehq/sluice/platform/paging"
-	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
 
 // grpcError maps domain errors to API errors (apierr); the gRPC server adds the details.
@@ -20,7 +20,7 @@ func grpcError(err error) error {
 		return nil
 	}
 	var inv *InvalidError
-	var nc *NotCancellableError
+	var nc *jobs.NotCancellableError
 	switch {
 	case errors.As(err, &inv):
 		if len(inv.Valid) > 0 {

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,14 +16,15 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
+	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/platform/idempotency"
+	"github.com/sluicehq/sluice/platform/jobs"
 	"github.com/sluicehq/sluice/platform/natsx"
-	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
 
-// NewJob is what CreateJob needs; copies and populates fill it in.
-type NewJob struct {
+// jobRequest is what createJob needs; copies and populates fill it in.
+type jobRequest struct {
 	Workspace        string
 	Kind             schedulerv1.JobKind
 	Pipe             string
@@ -37,7 +39,7 @@ type NewJob struct {
 	MaxExecutionTime time.Duration
 	Populate         *schedulerv1.PopulateOptions
 	// Steps of the job; at least one.
-	Steps []*schedulerv1.StepSpec
+	Steps []*persistencev1.StepSpec
 	// Limited jobs count against the workspace's copy concurrency limit and are admitted in
 	// FIFO order by the leader; copy jobs always are.
 	Limited bool
@@ -59,17 +61,6 @@ type InvalidError struct {
 
 func (e *InvalidError) Error() string { return e.Field + ": " + e.Msg }
 
-// NotCancellableError is returned when cancelling a job that is not waiting or working.
-type NotCancellableError struct{ Status schedulerv1.JobStatus }
-
-func (e *NotCancellableError) Error() string {
-	return fmt.Sprintf("job is %s: only waiting and working jobs can be cancelled", statusWord(e.Status))
-}
-
-func statusWord(s schedulerv1.JobStatus) string {
-	return strings.ToLower(strings.TrimPrefix(s.String(), "JOB_STATUS_"))
-}
-
 func checkWorkspace(ws string) error {
 	if ws == "" {
 		return &InvalidError{Field: "workspace", Msg: "required"}
@@ -80,10 +71,10 @@ func checkWorkspace(ws string) error {
 	return nil
 }
 
-// CreateJob records a new job, WAITING, and queues its steps at once unless it is limited (the
+// createJob records a new job, WAITING, and queues its steps at once unless it is limited (the
 // leader then admits it in FIFO order within its workspace's limit). Should queueing fail after
 // the record is written, the leader's reconcile queues the steps later; the job is not lost.
-func (s *Service) CreateJob(ctx context.Context, nj NewJob) (*schedulerv1.Job, error) {
+func (s *Service) createJob(ctx context.Context, nj jobRequest) (*schedulerv1.Job, error) {
 	if err := checkWorkspace(nj.Workspace); err != nil {
 		return nil, err
 	}
@@ -101,10 +92,7 @@ func (s *Service) CreateJob(ctx context.Context, nj NewJob) (*schedulerv1.Job, e
 		return nil, &InvalidError{Field: "max_execution_time", Msg: "must not be negative"}
 	}
 	now := s.now()
-	maxExec := nj.MaxExecutionTime
-	if maxExec == 0 {
-		maxExec = s.cfg.MaxExecutionTime
-	}
+	maxExec := cmp.Or(nj.MaxExecutionTime, s.cfg.MaxExecutionTime)
 	ts := nj.JobTimestamp
 	if ts.IsZero() {
 		ts = now
@@ -129,9 +117,6 @@ func (s *Service) CreateJob(ctx context.Context, nj NewJob) (*schedulerv1.Job, e
 		Id:               id,
 		Workspace:        nj.Workspace,
 		Kind:             nj.Kind,
-		Status:           schedulerv1.JobStatus_JOB_STATUS_WAITING,
-		CreateTime:       timestamppb.New(now),
-		UpdateTime:       timestamppb.New(now),
 		Pipe:             nj.Pipe,
 		Node:             nj.Node,
 		TargetDatasource: nj.TargetDatasource,
@@ -139,17 +124,13 @@ func (s *Service) CreateJob(ctx context.Context, nj NewJob) (*schedulerv1.Job, e
 		JobTimestamp:     timestamppb.New(ts),
 		ExecutionType:    et,
 		Mode:             nj.Mode,
-		Progress:         &schedulerv1.JobProgress{StepsTotal: int64(len(nj.Steps))},
 		MaxExecutionTime: durationpb.New(maxExec),
 		Populate:         nj.Populate,
 	}
 	if fromRequest {
 		job.RequestId = req.ID
 	}
-	if limited {
-		job.WaitingReason = "waiting for admission under the workspace's copy concurrency limit"
-	}
-	rec := &schedulerv1.JobRecord{Job: job, Steps: nj.Steps, Admitted: !limited, Limited: limited}
+	rec := jobs.Create(jobs.NewJob{Job: job, Steps: nj.Steps, Limited: limited}, now)
 	rev, err := s.store.Create(ctx, rec)
 	if fromRequest && errors.Is(err, jetstream.ErrKeyExists) {
 		// A retry of a call whose first attempt created the job before its process died.
@@ -157,14 +138,14 @@ func (s *Service) CreateJob(ctx context.Context, nj NewJob) (*schedulerv1.Job, e
 		if gerr != nil {
 			return nil, gerr
 		}
-		return publicJob(prev), nil
+		return jobs.Public(prev), nil
 	}
 	if err != nil {
 		return nil, err
 	}
 	s.metrics.created.WithLabelValues(strings.ToLower(strings.TrimPrefix(nj.Kind.String(), "JOB_KIND_"))).Inc()
 	if !limited {
-		if err := jobs.PublishSteps(ctx, s.deps.NATS.JS, rec, rev); err != nil {
+		if err := s.jobs.Publish(ctx, rec, rev); err != nil {
 			s.log.Warn("queueing steps failed; the leader will queue them", "job", job.GetId(), "err", err)
 		}
 	}
@@ -211,11 +192,11 @@ func (s *Service) runNoopJob(ctx context.Context, ws string, params map[string]s
 				Name: k, Valid: []string{"steps", "sleep", "fail", "transient_failures", "limited", "commit", "sleep_after_commit"}}
 		}
 	}
-	steps := make([]*schedulerv1.StepSpec, n)
+	steps := make([]*persistencev1.StepSpec, n)
 	for i := range steps {
-		steps[i] = &schedulerv1.StepSpec{Id: strconv.Itoa(i)}
+		steps[i] = &persistencev1.StepSpec{Id: strconv.Itoa(i), Work: &persistencev1.StepSpec_Noop{Noop: &persistencev1.NoopStep{}}}
 	}
-	return s.CreateJob(ctx, NewJob{
+	return s.createJob(ctx, jobRequest{
 		Workspace: ws, Kind: schedulerv1.JobKind_JOB_KIND_NOOP, Parameters: params,
 		MaxExecutionTime: maxExec, Steps: steps, Limited: limited,
 	})
@@ -233,25 +214,7 @@ func (s *Service) getJob(ctx context.Context, ws, id string) (*schedulerv1.Job, 
 	if err != nil {
 		return nil, err
 	}
-	return publicJob(rec), nil
-}
-
-// publicJob is the job as the API shows it: progress includes what running steps reported.
-func publicJob(rec *schedulerv1.JobRecord) *schedulerv1.Job {
-	job := rec.GetJob()
-	if len(rec.GetRunningProgress()) == 0 {
-		return job
-	}
-	job = proto.Clone(job).(*schedulerv1.Job)
-	if job.Progress == nil {
-		job.Progress = &schedulerv1.JobProgress{}
-	}
-	st := jobs.AddStats(nil, job.GetProgress().GetStatistics())
-	for _, p := range rec.GetRunningProgress() {
-		st = jobs.AddStats(st, p)
-	}
-	job.Progress.Statistics = st
-	return job
+	return jobs.Public(rec), nil
 }
 
 // ListFilter selects jobs.
@@ -292,7 +255,7 @@ func (s *Service) listJobs(ctx context.Context, ws string, f ListFilter) ([]*sch
 	if err := checkWorkspace(ws); err != nil {
 		return nil, err
 	}
-	w, err := s.store.KV.Watch(ctx, ws+".*", jetstream.IgnoreDeletes())
+	w, err := s.store.Watch(ctx, ws+".*", jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)
 	}
@@ -308,7 +271,7 @@ func (s *Service) listJobs(ctx context.Context, ws string, f ListFilter) ([]*sch
 			continue
 		}
 		if f.match(rec.GetJob()) {
-			out = append(out, publicJob(rec))
+			out = append(out, jobs.Public(rec))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -333,92 +296,16 @@ func (s *Service) cancelJob(ctx context.Context, ws, id string) (*schedulerv1.Jo
 }
 
 // requestCancel moves a job towards CANCELLED (or ERROR when jobErr is set: the maximum
-// execution time). strict refuses jobs that are not waiting or working.
+// execution time); see jobs.RequestCancel. strict refuses jobs that are not waiting or working.
 func (s *Service) requestCancel(ctx context.Context, ws, id string, jobErr *schedulerv1.JobError, strict bool) (*schedulerv1.Job, error) {
-	var finished, notify bool
-	rec, _, err := s.store.Update(ctx, ws, id, func(rec *schedulerv1.JobRecord) error {
-		finished, notify = false, false
-		job := rec.GetJob()
-		switch job.GetStatus() {
-		case schedulerv1.JobStatus_JOB_STATUS_WAITING, schedulerv1.JobStatus_JOB_STATUS_WORKING:
-		case schedulerv1.JobStatus_JOB_STATUS_CANCELLING:
-			if strict {
-				return &NotCancellableError{Status: job.GetStatus()}
-			}
-			if len(rec.GetRunning()) > 0 {
-				return jobs.ErrNoChange
-			}
-		default:
-			if strict {
-				return &NotCancellableError{Status: job.GetStatus()}
-			}
-			return jobs.ErrNoChange
-		}
-		if jobErr != nil && job.GetError() == nil {
-			job.Error = jobErr
-		}
-		if len(rec.GetRunning()) == 0 && !s.openCommit(ctx, rec) {
-			jobs.Finish(rec, schedulerv1.JobStatus_JOB_STATUS_CANCELLED, s.now())
-			finished = true
-			return nil
-		}
-		// Steps run, or one recorded its commit without finishing it (its step is queued
-		// again): the executors end the job when they stop, the commit finished.
-		job.Status = schedulerv1.JobStatus_JOB_STATUS_CANCELLING
-		notify = true
-		return nil
+	a, err := s.store.Apply(ctx, ws, id, func(rec *jobs.Record) (jobs.Effects, error) {
+		return jobs.RequestCancel(jobErr, strict, s.now(), s.jobs.OpenCommits(ctx, rec, s.log))(rec)
 	})
 	if err != nil {
 		return nil, err
 	}
-	if finished {
-		s.purgeSteps(ctx, ws, id)
-	}
-	if notify {
-		if err := s.deps.NATS.NC.Publish(jobs.SubjectCancel, []byte(jobs.Key(ws, id))); err != nil {
-			s.log.Warn("cancel notice not sent; executors notice at their next heartbeat", "job", id, "err", err)
-		}
-	}
-	return publicJob(rec), nil
-}
-
-// openCommit reports whether a step of the job that is not done has a commit record (or the
-// records cannot be read now): a step that recorded its commit always finishes it, so its job
-// is neither ended nor its steps removed from the queue under it.
-func (s *Service) openCommit(ctx context.Context, rec *schedulerv1.JobRecord) bool {
-	job := rec.GetJob()
-	if s.commits == nil || jobs.AllDone(rec) {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	keys, err := s.commits.ListKeysFiltered(ctx, jobs.CommitKey(job.GetWorkspace(), job.GetId(), "*"))
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return false
-	}
-	if err != nil {
-		s.log.Warn("listing a job's commit records", "job", job.GetId(), "err", err)
-		return true
-	}
-	steps := map[string]bool{}
-	for _, st := range rec.GetSteps() {
-		steps[st.GetId()] = true
-	}
-	open := false
-	for k := range keys.Keys() {
-		step := k[strings.LastIndexByte(k, '.')+1:]
-		if steps[step] && !jobs.StepDone(rec, step) {
-			open = true
-		}
-	}
-	return open
-}
-
-// purgeSteps removes a finished job's queued steps.
-func (s *Service) purgeSteps(ctx context.Context, ws, id string) {
-	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(jobs.JobSubjects(ws, id))); err != nil {
-		s.log.Warn("purging a finished job's queued steps failed; executors will skip them", "job", id, "err", err)
-	}
+	s.jobs.Carry(ctx, a.Record, a.Effects, s.log)
+	return jobs.Public(a.Record), nil
 }
 
 // watchJob calls send with the job's state now and after each change, until a final state.
@@ -426,7 +313,7 @@ func (s *Service) watchJob(ctx context.Context, ws, id string, send func(*schedu
 	if _, err := s.getJob(ctx, ws, id); err != nil {
 		return err
 	}
-	w, err := s.store.KV.Watch(ctx, jobs.Key(ws, id))
+	w, err := s.store.Watch(ctx, jobs.Key(ws, id))
 	if err != nil {
 		return fmt.Errorf("watch job %s: %w", id, err)
 	}
@@ -449,7 +336,7 @@ func (s *Service) watchJob(ctx context.Context, ws, id string, send func(*schedu
 			if err != nil {
 				return err
 			}
-			if err := send(publicJob(rec)); err != nil {
+			if err := send(jobs.Public(rec)); err != nil {
 				return err
 			}
 			if jobs.Final(rec.GetJob().GetStatus()) {
@@ -459,24 +346,18 @@ func (s *Service) watchJob(ctx context.Context, ws, id string, send func(*schedu
 	}
 }
 
-// workspaceLimits returns the limits in force for a workspace.
+// workspaceLimits returns the limits in force for a workspace, and the stored record's
+// revision (0: none stored).
 func (s *Service) workspaceLimits(ctx context.Context, ws string) (*schedulerv1.WorkspaceLimits, uint64, error) {
 	def := &schedulerv1.WorkspaceLimits{CopyConcurrency: int32(s.cfg.CopyConcurrency)}
-	e, err := s.limits.Get(ctx, ws)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return def, 0, nil
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("read limits of %s: %w", ws, err)
-	}
-	l := &schedulerv1.WorkspaceLimits{}
-	if err := proto.Unmarshal(e.Value(), l); err != nil {
-		return nil, 0, fmt.Errorf("decode limits of %s: %w", ws, err)
+	l, rev, err := s.jobs.WorkspaceLimits(ctx, ws)
+	if err != nil || l == nil {
+		return def, 0, err
 	}
 	if l.GetCopyConcurrency() <= 0 {
 		l.CopyConcurrency = def.GetCopyConcurrency()
 	}
-	return l, e.Revision(), nil
+	return l, rev, nil
 }
 
 // maxCopyConcurrency bounds a workspace's copy concurrency limit.
@@ -503,9 +384,9 @@ func (s *Service) setWorkspaceLimits(ctx context.Context, ws string, in *schedul
 			return nil, err
 		}
 		if rev == 0 {
-			_, err = s.limits.Create(ctx, ws, b)
+			_, err = s.jobs.Limits.Create(ctx, ws, b)
 		} else {
-			_, err = s.limits.Update(ctx, ws, b, rev)
+			_, err = s.jobs.Limits.Update(ctx, ws, b, rev)
 		}
 		if natsx.IsConflict(err) {
 			continue
@@ -516,5 +397,3 @@ func (s *Service) setWorkspaceLimits(ctx context.Context, ws string, in *schedul
 		return next, nil
 	}
 }
-
-func nowPB(t time.Time) *timestamppb.Timestamp { return timestamppb.New(t) }

@@ -3,16 +3,16 @@ package scheduler
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/protobuf/proto"
 
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
-	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
+	"github.com/sluicehq/sluice/platform/jobs"
 )
 
 // The leader. One scheduler replica at a time holds the lease "jobs" in sluice_leases and runs
@@ -52,7 +52,7 @@ type leader struct {
 }
 
 type entry struct {
-	rec *schedulerv1.JobRecord
+	rec *jobs.Record
 	rev uint64
 }
 
@@ -129,7 +129,7 @@ func (l *leader) run() {
 		return
 	}
 	defer func() { _ = w.Stop() }()
-	lw, err := s.limits.WatchAll(l.ctx)
+	lw, err := s.jobs.Limits.WatchAll(l.ctx)
 	if err != nil {
 		s.log.Warn("watch limits", "err", err)
 		return
@@ -220,7 +220,7 @@ func (l *leader) apply(e jetstream.KeyValueEntry) string {
 	return ws
 }
 
-func (l *leader) put(key string, rec *schedulerv1.JobRecord, rev uint64) {
+func (l *leader) put(key string, rec *jobs.Record, rev uint64) {
 	ws := rec.GetJob().GetWorkspace()
 	e := &entry{rec: rec, rev: rev}
 	set(l.byWS, ws, key, e)
@@ -268,16 +268,17 @@ const admitBatch = 256
 const admitAckWait = 10 * time.Second
 
 // admit releases waiting limited jobs of a workspace, oldest first, while the workspace is
-// under its limit, and tells the others why they wait.
+// under its limit, and tells the others why they wait (jobs.Admit).
 //
 // The writes go out in batches: every record of a batch is written with compare-and-set in one
-// pipeline of asynchronous publishes whose acknowledgements are awaited together, then the
-// steps of the jobs admitted are queued the same way, so 500 jobs due at one tick cost a few
-// round trips to NATS instead of a thousand. A write refused because the record changed
-// meanwhile (a job cancelled while it waited) is skipped; the watch brings the change and
-// admission runs again, so a slot counted for a job that was not admitted is given to the next
-// one then. The jobs after it in the batch may be admitted before it, which is what the next
-// pass would have done: the only writer of a waiting job besides the leader is a cancel.
+// pipeline of asynchronous publishes (jobs.Store.ApplyMsg) whose acknowledgements are awaited
+// together, then the steps of the jobs admitted are queued the same way, so 500 jobs due at
+// one tick cost a few round trips to NATS instead of a thousand. A write refused because the
+// record changed meanwhile (a job cancelled while it waited) is skipped; the watch brings the
+// change and admission runs again, so a slot counted for a job that was not admitted is given
+// to the next one then. The jobs after it in the batch may be admitted before it, which is what
+// the next pass would have done: the only writer of a waiting job besides the leader is a
+// cancel.
 func (l *leader) admit(ws string) {
 	var active int
 	var waiting []*entry
@@ -295,20 +296,18 @@ func (l *leader) admit(ws string) {
 	limit := l.limit(ws)
 	var writes []admission
 	for _, e := range waiting {
-		rec := proto.Clone(e.rec).(*schedulerv1.JobRecord)
-		if active < limit {
-			rec.Admitted = true
-			rec.Job.WaitingReason = ""
-			active++
-		} else {
-			reason := fmt.Sprintf("%d copy jobs working in workspace %s, limit %d", active, ws, limit)
-			if rec.GetJob().GetWaitingReason() == reason {
-				continue
-			}
-			rec.Job.WaitingReason = reason
+		rec, msg, err := l.s.store.ApplyMsg(e.rec, e.rev, jobs.Admit(ws, active, limit))
+		if errors.Is(err, jobs.ErrNoChange) {
+			continue // it says why it waits already
 		}
-		rec.Job.UpdateTime = nowPB(l.s.now())
-		writes = append(writes, admission{rec: rec, rev: e.rev})
+		if err != nil {
+			l.s.log.Warn("admission", "job", e.rec.GetJob().GetId(), "err", err)
+			continue
+		}
+		if rec.GetAdmitted() {
+			active++
+		}
+		writes = append(writes, admission{rec: rec, msg: msg})
 	}
 	for len(writes) > 0 && l.ctx.Err() == nil {
 		n := min(admitBatch, len(writes))
@@ -317,10 +316,10 @@ func (l *leader) admit(ws string) {
 	}
 }
 
-// admission is one record admission writes: rec over revision rev.
+// admission is one record admission writes: rec, by the compare-and-set write msg.
 type admission struct {
-	rec *schedulerv1.JobRecord
-	rev uint64
+	rec *jobs.Record
+	msg *nats.Msg
 }
 
 // admitBatch writes a batch of admission's records, then queues the steps of those admitted.
@@ -331,11 +330,8 @@ func (l *leader) admitBatch(ws string, batch []admission) {
 	defer cancel()
 	writes := make([]jetstream.PubAckFuture, len(batch))
 	for i, a := range batch {
-		msg, err := s.store.PutMsg(a.rec, a.rev)
-		if err == nil {
-			writes[i], err = js.PublishMsgAsync(msg)
-		}
-		if err != nil {
+		var err error
+		if writes[i], err = js.PublishMsgAsync(a.msg); err != nil {
 			s.log.Warn("admission", "job", a.rec.GetJob().GetId(), "err", err)
 		}
 	}
@@ -413,9 +409,7 @@ func (l *leader) sweep() {
 			switch {
 			case jobs.Final(job.GetStatus()):
 				if !now.Before(job.GetFinishTime().AsTime().Add(s.cfg.JobRetention)) {
-					// Purging the key's subject on the bucket's stream removes the record without
-					// leaving a delete marker behind (finished records are never written again).
-					if err := s.jobsStream.Purge(l.ctx, jetstream.WithPurgeSubject("$KV."+BucketJobs+"."+key)); err != nil {
+					if err := s.store.Remove(l.ctx, ws, job.GetId()); err != nil {
 						s.log.Warn("removing an expired job", "job", job.GetId(), "err", err)
 						continue
 					}
@@ -426,15 +420,10 @@ func (l *leader) sweep() {
 				}
 			case job.GetStatus() == schedulerv1.JobStatus_JOB_STATUS_CANCELLING &&
 				(len(e.rec.GetRunning()) == 0 || now.Sub(job.GetUpdateTime().AsTime()) > stuckCancelling):
-				if l.commitOpen(e.rec) {
-					// A step recorded its commit and has not finished it: its executor, or the
-					// redelivery of its step, finishes it; the job ends with that step.
-					continue
-				}
 				l.forceFinish(ws, job.GetId())
 			case job.GetStartTime() != nil && job.GetMaxExecutionTime().AsDuration() > 0 &&
 				!now.Before(job.GetStartTime().AsTime().Add(job.GetMaxExecutionTime().AsDuration())):
-				if _, err := s.requestCancel(l.ctx, ws, job.GetId(), MaxExecutionTimeError(job.GetMaxExecutionTime().AsDuration()), false); err != nil {
+				if _, err := s.requestCancel(l.ctx, ws, job.GetId(), jobs.MaxExecutionTimeError(job.GetMaxExecutionTime().AsDuration()), false); err != nil {
 					s.log.Warn("cancelling a job past its maximum execution time", "job", job.GetId(), "err", err)
 				}
 			}
@@ -442,28 +431,20 @@ func (l *leader) sweep() {
 	}
 }
 
-// MaxExecutionTimeError is the error of a job cancelled by its maximum execution time.
-func MaxExecutionTimeError(d time.Duration) *schedulerv1.JobError {
-	return jobs.MaxExecutionTimeError(d)
-}
-
-// commitOpen reports whether a step of the job that is not done has recorded its commit; see
-// Service.openCommit.
-func (l *leader) commitOpen(rec *schedulerv1.JobRecord) bool { return l.s.openCommit(l.ctx, rec) }
-
+// forceFinish ends a job stuck cancelling, unless a step of it recorded a commit it has not
+// finished: its executor, or the redelivery of its step, finishes it, and the job ends then.
 func (l *leader) forceFinish(ws, id string) {
-	_, _, err := l.s.store.Update(l.ctx, ws, id, func(rec *schedulerv1.JobRecord) error {
-		if rec.GetJob().GetStatus() != schedulerv1.JobStatus_JOB_STATUS_CANCELLING {
-			return jobs.ErrNoChange
-		}
-		jobs.Finish(rec, schedulerv1.JobStatus_JOB_STATUS_CANCELLED, l.s.now())
-		return nil
+	s := l.s
+	a, err := s.store.Apply(l.ctx, ws, id, func(rec *jobs.Record) (jobs.Effects, error) {
+		return jobs.ForceFinish(s.now(), s.jobs.OpenCommits(l.ctx, rec, s.log))(rec)
 	})
-	if err != nil && !errors.Is(err, jobs.ErrNotFound) {
-		l.s.log.Warn("finishing a cancelled job", "job", id, "err", err)
+	if err != nil {
+		if !errors.Is(err, jobs.ErrNotFound) {
+			s.log.Warn("finishing a cancelled job", "job", id, "err", err)
+		}
 		return
 	}
-	l.s.purgeSteps(l.ctx, ws, id)
+	s.jobs.Carry(l.ctx, a.Record, a.Effects, s.log)
 }
 
 // reconcile queues again the steps of admitted, unfinished jobs unchanged for minAge that are
@@ -485,11 +466,11 @@ func (l *leader) reconcile(minAge time.Duration) {
 				if jobs.StepDone(e.rec, st.GetId()) {
 					continue
 				}
-				_, err := s.stream.GetLastMsgForSubject(l.ctx, jobs.StepSubject(job.GetWorkspace(), job.GetId(), st.GetId()))
-				if errors.Is(err, jetstream.ErrMsgNotFound) {
+				queued, err := s.jobs.Queued(l.ctx, job.GetWorkspace(), job.GetId(), st.GetId())
+				if err == nil && !queued {
 					s.log.Info("re-queueing a lost step", "job", job.GetId(), "step", st.GetId())
 					s.metrics.requeued.Inc()
-					err = jobs.PublishStep(l.ctx, s.deps.NATS.JS, job, st, nil, 0)
+					err = s.jobs.PublishStep(l.ctx, job, st, nil, 0)
 				}
 				if err != nil && l.ctx.Err() == nil {
 					s.log.Warn("reconcile", "job", job.GetId(), "step", st.GetId(), "err", err)

@@ -13,11 +13,11 @@ import (
 	"google.golang.org/grpc/status"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/platform/chsql"
 	"github.com/sluicehq/sluice/platform/opsevents"
 	"github.com/sluicehq/sluice/platform/warehouse"
-	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
 
 // Populate implements SchedulerService: a POPULATEVIEW job with one step per partition of the
@@ -73,40 +73,50 @@ func (s *Service) populate(ctx context.Context, req *schedulerv1.PopulateRequest
 	if err != nil {
 		return nil, err
 	}
-	steps := make([]*schedulerv1.StepSpec, 0, max(len(parts), 1))
-	for i, p := range parts {
-		steps = append(steps, &schedulerv1.StepSpec{Id: strconv.Itoa(i), Payload: jobs.PopulateStep{
-			Source: pt.source, Partition: p.id, Rows: p.rows, MemoryBudget: req.GetMemoryBudgetBytes(),
-		}.Encode()})
-	}
-	if len(steps) == 0 {
-		// An empty source still makes a job (with one step reading the whole source), so that
-		// truncate and the ops log behave as for any other populate.
-		steps = append(steps, &schedulerv1.StepSpec{Id: "0", Payload: jobs.PopulateStep{
-			Source: pt.source, MemoryBudget: req.GetMemoryBudgetBytes(),
-		}.Encode()})
-	}
-	if opts.GetCutoverSnapshot() {
-		// Step 0 also reads partitions created between this list and the cut-over.
-		p0, _ := jobs.DecodePopulateStep(steps[0].GetPayload())
-		p0.JobPartitions = []string{p0.Partition}
-		for _, p := range parts {
-			if p.id != p0.Partition {
-				p0.JobPartitions = append(p0.JobPartitions, p.id)
-			}
-		}
-		steps[0].Payload = p0.Encode()
-	}
-	job, err := s.CreateJob(ctx, NewJob{
+	steps := populateSteps(pt.source, parts, req.GetMemoryBudgetBytes(), populateCondition(opts), opts.GetCutoverSnapshot())
+	job, err := s.createJob(ctx, jobRequest{
 		Workspace: ws, Kind: schedulerv1.JobKind_JOB_KIND_POPULATEVIEW, Pipe: req.GetPipe(), Node: pt.node,
-		TargetDatasource: pt.target, Populate: opts, MaxExecutionTime: req.GetMaxExecutionTime().AsDuration(),
-		Parameters: map[string]string{"source": pt.source}, Steps: steps,
+		TargetDatasource: pt.target, Populate: opts, MaxExecutionTime: req.GetMaxExecutionTime().AsDuration(), Steps: steps,
 	})
 	if err != nil {
 		return nil, err
 	}
 	s.populateQueued(ctx, job, pt)
 	return job, nil
+}
+
+// populateSteps are a populate's steps: one per source partition. An empty source still makes
+// a job (with one step reading the whole source), so that truncate and the ops log behave as for
+// any other populate. With a snapshot cut-over, step 0 also reads the partitions created
+// between the plan and the cut-over.
+func populateSteps(source string, parts []sourcePartition, budget uint64, condition string, snapshot bool) []*persistencev1.StepSpec {
+	if len(parts) == 0 {
+		parts = []sourcePartition{{}}
+	}
+	steps := make([]*persistencev1.StepSpec, len(parts))
+	for i, p := range parts {
+		ps := &persistencev1.PopulateStep{Source: source, Partition: p.id, Rows: p.rows, MemoryBudget: budget, Condition: condition}
+		if i == 0 && snapshot {
+			for _, q := range parts {
+				ps.JobPartitions = append(ps.JobPartitions, q.id)
+			}
+		}
+		steps[i] = &persistencev1.StepSpec{Id: strconv.Itoa(i), Work: &persistencev1.StepSpec_Populate{Populate: ps}}
+	}
+	return steps
+}
+
+// populateCondition is the condition every step puts on its source rows: sql_condition and the
+// rows up to the cut-over value.
+func populateCondition(o *schedulerv1.PopulateOptions) string {
+	var conds []string
+	if c := strings.TrimSpace(o.GetSqlCondition()); c != "" {
+		conds = append(conds, "("+c+")")
+	}
+	if col := o.GetCutoverColumn(); col != "" {
+		conds = append(conds, CutoverCondition(col, o.GetCutoverValue()))
+	}
+	return strings.Join(conds, " AND ")
 }
 
 // populateTarget finds the materialized node (the one given, or the pipe's one materialized

@@ -17,19 +17,16 @@ import (
 
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/jobs"
 	"github.com/sluicehq/sluice/platform/natsx"
 	catalogclient "github.com/sluicehq/sluice/services/catalog/client"
-	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
 
 // ServiceName is the gRPC service name, also used for its health status.
 var ServiceName = schedulerv1.SchedulerService_ServiceDesc.ServiceName
 
-// JetStream resources the scheduler owns (see package jobs for the job system's).
+// The NATS buckets the scheduler owns (the job system's are platform/jobs's).
 const (
-	StreamSteps     = jobs.StreamSteps
-	SubjectSteps    = jobs.SubjectSteps
-	BucketJobs      = jobs.BucketJobs
 	BucketSchedules = "sluice_schedules"
 	BucketLeases    = "sluice_leases"
 	// LeaseTTL is how long a leader's lease outlives its last renewal: after a leader dies,
@@ -107,15 +104,11 @@ type Service struct {
 	instance string
 	metrics  *metrics
 
+	// jobs is the job system: records, queue, commit records (read only here: a job with an
+	// unfinished commit is never ended under it), limits.
+	jobs   *jobs.System
 	store  *jobs.Store
-	limits jetstream.KeyValue
 	leases jetstream.KeyValue
-	// commits are the steps' commit records (read only: a job with an unfinished commit is
-	// never ended under it).
-	commits jetstream.KeyValue
-	stream  jetstream.Stream
-	// jobsStream is the stream under the sluice_jobs bucket.
-	jobsStream jetstream.Stream
 
 	stop    context.CancelFunc
 	stopped chan struct{}
@@ -145,44 +138,30 @@ func New(cfg Config, deps Deps) (*Service, error) {
 // Register registers the gRPC API.
 func (s *Service) Register(r grpc.ServiceRegistrar) { schedulerv1.RegisterSchedulerServiceServer(r, s) }
 
-// Start creates the scheduler's stream and buckets (idempotently), then runs the leader
-// election loop: the replica holding the lease admits limited jobs, enforces maximum execution
-// times, re-queues steps lost between a job's creation and its queueing, and removes finished
-// jobs after the retention.
+// Start opens the job system and creates the scheduler's buckets (idempotently), then runs the
+// leader election loop: the replica holding the lease admits limited jobs, enforces maximum
+// execution times, re-queues steps lost between a job's creation and its queueing, and removes
+// finished jobs after the retention.
 func (s *Service) Start(ctx context.Context) error {
-	st, err := s.deps.NATS.EnsureStream(ctx, jobs.StreamConfig())
+	sys, err := jobs.Open(ctx, s.deps.NATS, s.now)
 	if err != nil {
 		return err
 	}
-	s.stream = st
-	kvs := map[string]*jetstream.KeyValue{BucketJobs: nil, BucketLeases: &s.leases, jobs.BucketLimits: &s.limits, jobs.BucketCommits: &s.commits}
-	for _, b := range []jetstream.KeyValueConfig{
-		jobs.JobsBucketConfig(),
-		{Bucket: BucketSchedules, Description: "copy schedules: pause state and last tick", History: 1},
-		{Bucket: BucketLeases, Description: "leader leases", History: 1, TTL: LeaseTTL},
-		{Bucket: jobs.BucketLimits, Description: "workspace job limits", History: 1},
-		jobs.CommitsBucketConfig(),
-	} {
-		kv, err := s.deps.NATS.EnsureKV(ctx, b)
-		if err != nil {
-			return err
-		}
-		if b.Bucket == BucketJobs {
-			s.store = &jobs.Store{KV: kv, Now: s.now}
-		} else if p := kvs[b.Bucket]; p != nil {
-			*p = kv
-		}
+	s.jobs, s.store = sys, sys.Store
+	if s.leases, err = s.deps.NATS.EnsureKV(ctx, jetstream.KeyValueConfig{Bucket: BucketLeases, Description: "leader leases", History: 1, TTL: LeaseTTL}); err != nil {
+		return err
 	}
-	if s.jobsStream, err = s.deps.NATS.JS.Stream(ctx, "KV_"+BucketJobs); err != nil {
-		return fmt.Errorf("stream of bucket %s: %w", BucketJobs, err)
+	schedules, err := s.deps.NATS.EnsureKV(ctx, jetstream.KeyValueConfig{Bucket: BucketSchedules, Description: "copy schedules: pause state and last tick", History: 1})
+	if err != nil {
+		return err
 	}
 	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	s.stop, s.stopped = cancel, make(chan struct{})
-	schedules := s.startCopySchedules(lctx)
+	done := s.startCopySchedules(lctx, schedules)
 	go func() {
 		defer close(s.stopped)
 		s.campaign(lctx)
-		<-schedules
+		<-done
 	}()
 	return nil
 }

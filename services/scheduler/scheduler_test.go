@@ -10,9 +10,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/platform/jobs"
 	"github.com/sluicehq/sluice/platform/natsx"
-	"github.com/sluicehq/sluice/services/scheduler/client/jobs"
 )
 
 type testClock struct {
@@ -187,21 +188,17 @@ func TestReconcileRequeuesLostSteps(t *testing.T) {
 	if err := a.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	// What CreateJob writes, without the queueing.
+	// What createJob writes, without the queueing.
 	now := time.Now()
-	rec := &schedulerv1.JobRecord{
-		Job: &schedulerv1.Job{
-			Id: jobs.NewID(now), Workspace: "ws", Kind: schedulerv1.JobKind_JOB_KIND_NOOP,
-			Status: schedulerv1.JobStatus_JOB_STATUS_WAITING, CreateTime: nowPB(now), UpdateTime: nowPB(now),
-		},
-		Steps:    []*schedulerv1.StepSpec{{Id: "0"}, {Id: "1"}},
-		Admitted: true,
-	}
+	rec := jobs.Create(jobs.NewJob{
+		Job:   &schedulerv1.Job{Id: jobs.NewID(now), Workspace: "ws", Kind: schedulerv1.JobKind_JOB_KIND_NOOP},
+		Steps: []*persistencev1.StepSpec{{Id: "0"}, {Id: "1"}},
+	}, now)
 	if _, err := a.store.Create(ctx, rec); err != nil {
 		t.Fatal(err)
 	}
 	queued := func() uint64 {
-		info, err := a.stream.Info(ctx, jetstream.WithSubjectFilter(jobs.JobSubjects("ws", rec.GetJob().GetId())))
+		info, err := a.jobs.Steps.Info(ctx, jetstream.WithSubjectFilter(jobs.JobSubjects("ws", rec.GetJob().GetId())))
 		if err != nil {
 			t.Fatal(err)
 		}

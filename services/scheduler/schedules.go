@@ -2,11 +2,9 @@ package scheduler
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,12 +15,12 @@ import (
 	"github.com/robfig/cron/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
-	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	"github.com/sluicehq/sluice/platform/natsx"
-	"github.com/sluicehq/sluice/platform/paging"
 	catalogclient "github.com/sluicehq/sluice/services/catalog/client"
 )
 
@@ -33,11 +31,11 @@ import (
 // workspaces every scheduleReconcileEvery (announcements are best effort). Only the replica
 // holding the leader lease enqueues ticks.
 //
-// A schedule's state (sluice_schedules, key "<workspace>.<pipe>", JSON) is its pause flag and
-// the last tick it accounted for. The leader enqueues every tick after that one up to now, each
-// with job_timestamp = the tick (however late it runs), skipping (and logging) ticks older than
-// the catch-up window, then records the last tick. A tick's job has a deterministic id
-// (TickJobID), so creating it twice — two leaders for a moment, a crash before the state was
+// A schedule's state (sluice_schedules, key "<workspace>.<pipe>", a ScheduleState) is its
+// pause flag and the last tick it accounted for. The leader enqueues every tick after that one
+// up to now, each with job_timestamp = the tick (however late it runs), skipping (and logging)
+// ticks older than the catch-up window, then records the last tick. A tick's job has a
+// deterministic id (jobs.TickID), so creating it twice — two leaders for a moment, a crash before the state was
 // written, a retry — fails on the existing job record instead of running the tick again.
 //
 // The clock is Deps.Now: the loop wakes at the next tick (real clock) and at least every
@@ -57,77 +55,34 @@ const (
 	prepareAhead = 55 * time.Second
 )
 
-// cronParser reads COPY_SCHEDULE: 5 fields (minute hour day-of-month month day-of-week) or a
-// descriptor such as @hourly, in UTC.
-var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
-
-// ParseCopySchedule parses a COPY_SCHEDULE; "" and "@on-demand" are not schedules (nil, nil).
-func ParseCopySchedule(expr string) (cron.Schedule, error) {
-	expr = strings.TrimSpace(expr)
-	if expr == "" || strings.EqualFold(expr, "@on-demand") {
-		return nil, nil
-	}
-	if f := strings.Fields(expr); len(f) == 5 {
-		f[4] = sundayAsZero(f[4])
-		expr = strings.Join(f, " ")
-	}
-	return cronParser.Parse(expr)
-}
-
-// sundayAsZero writes Sunday as 0 in a day-of-week field: cron (and the catalog, which
-// validates COPY_SCHEDULE at push) accepts 7 for Sunday, the parser only 0.
-func sundayAsZero(field string) string {
-	items := strings.Split(field, ",")
-	for i, item := range items {
-		rng, step, hasStep := strings.Cut(item, "/")
-		lo, hi, isRange := strings.Cut(rng, "-")
-		switch {
-		case rng == "7":
-			items[i] = "0"
-		case isRange && hi == "7":
-			a, err := strconv.Atoi(lo)
-			if err != nil {
-				continue
-			}
-			every := 1
-			if hasStep {
-				if every, err = strconv.Atoi(step); err != nil || every < 1 {
-					continue
-				}
-			}
-			out := ""
-			if a <= 6 {
-				out = lo + "-6"
-				if hasStep {
-					out += "/" + step
-				}
-			}
-			if (7-a)%every == 0 {
-				out = strings.TrimPrefix(out+",0", ",")
-			}
-			items[i] = out
-		}
-	}
-	return strings.Join(items, ",")
-}
-
-// ScheduledMaxExecutionTime is the default maximum execution time of the job of a tick: half
-// the period to the next tick, at most 30 minutes.
-func ScheduledMaxExecutionTime(sch cron.Schedule, tick time.Time) time.Duration {
-	d := sch.Next(tick).Sub(tick) / 2
-	if d <= 0 || d > maxScheduledExecution {
-		d = maxScheduledExecution
-	}
-	return d
-}
-
-// scheduleState is the stored state of a schedule.
+// scheduleState is a schedule's stored state (persistencev1.ScheduleState) as the loop uses it.
 type scheduleState struct {
-	Cron   string `json:"cron"`
-	Paused bool   `json:"paused,omitempty"`
+	Cron   string
+	Paused bool
 	// LastTick is the last tick accounted for: enqueued, skipped, or the moment the schedule
 	// began (push) or resumed.
-	LastTick time.Time `json:"last_tick"`
+	LastTick time.Time
+}
+
+func decodeScheduleState(b []byte) (scheduleState, error) {
+	var m persistencev1.ScheduleState
+	if err := proto.Unmarshal(b, &m); err != nil {
+		return scheduleState{}, err
+	}
+	st := scheduleState{Cron: m.GetCron(), Paused: m.GetPaused()}
+	if m.GetLastTick() != nil {
+		st.LastTick = m.GetLastTick().AsTime()
+	}
+	return st, nil
+}
+
+func (st scheduleState) encode() []byte {
+	m := &persistencev1.ScheduleState{Cron: st.Cron, Paused: st.Paused}
+	if !st.LastTick.IsZero() {
+		m.LastTick = timestamppb.New(st.LastTick)
+	}
+	b, _ := proto.Marshal(m)
+	return b
 }
 
 type copySchedule struct {
@@ -145,7 +100,7 @@ type copySchedule struct {
 type preparedTick struct {
 	tick    time.Time
 	version time.Time
-	job     NewJob
+	job     jobRequest
 }
 
 type copySchedules struct {
@@ -166,16 +121,11 @@ type copySchedules struct {
 
 func scheduleKey(ws, pipe string) string { return ws + "." + pipe }
 
-// startCopySchedules starts the schedule loop; the returned channel closes when it ends (ctx).
-func (s *Service) startCopySchedules(ctx context.Context) <-chan struct{} {
+// startCopySchedules starts the schedule loop on the schedules' bucket; the returned channel
+// closes when it ends (ctx).
+func (s *Service) startCopySchedules(ctx context.Context, kv jetstream.KeyValue) <-chan struct{} {
 	done := make(chan struct{})
-	if s.deps.Catalog == nil || s.deps.NATS == nil {
-		close(done)
-		return done
-	}
-	kv, err := s.deps.NATS.JS.KeyValue(ctx, BucketSchedules)
-	if err != nil {
-		s.log.Error("copy schedules not running: no bucket", "bucket", BucketSchedules, "err", err)
+	if s.deps.Catalog == nil {
 		close(done)
 		return done
 	}
@@ -399,8 +349,8 @@ func (c *copySchedules) loadState(ctx context.Context, key string) (scheduleStat
 	if err != nil {
 		return scheduleState{}, 0, fmt.Errorf("schedule state %s: %w", key, err)
 	}
-	var st scheduleState
-	if err := json.Unmarshal(e.Value(), &st); err != nil {
+	st, err := decodeScheduleState(e.Value())
+	if err != nil {
 		return scheduleState{}, 0, fmt.Errorf("schedule state %s: %w", key, err)
 	}
 	return st, e.Revision(), nil
@@ -414,7 +364,7 @@ func (c *copySchedules) updateState(ctx context.Context, key string, mutate func
 			return st, err
 		}
 		mutate(&st)
-		b, _ := json.Marshal(st)
+		b := st.encode()
 		if rev == 0 {
 			_, err = c.kv.Create(ctx, key, b)
 		} else {
@@ -506,7 +456,7 @@ func (c *copySchedules) fire(ctx context.Context, sch *copySchedule, now time.Ti
 			last = t
 			continue
 		}
-		var prepared *NewJob
+		var prepared *jobRequest
 		c.mu.Lock()
 		if p, ok := c.prepared[key]; ok && p.tick.Equal(t) && p.version.Equal(sch.version) {
 			prepared = &p.job
@@ -597,144 +547,4 @@ func (c *copySchedules) prepare(ctx context.Context) {
 	}
 	close(work)
 	wg.Wait()
-}
-
-// schedule returns a pipe's schedule, reading the workspace from the catalog first.
-func (s *Service) copySchedule(ctx context.Context, ws, pipe string) (*copySchedule, error) {
-	if err := checkWorkspace(ws); err != nil {
-		return nil, err
-	}
-	if pipe == "" {
-		return nil, &InvalidError{Field: "pipe", Msg: "required"}
-	}
-	c := s.copy.Load()
-	if c == nil {
-		return nil, status.Error(codes.Unavailable, "copy schedules are not running yet")
-	}
-	_, node, err := s.copyNode(ctx, ws, pipe)
-	if err != nil {
-		return nil, err
-	}
-	spec, err := ParseCopySchedule(node.GetCopySchedule())
-	if err != nil || spec == nil {
-		return nil, status.Errorf(codes.FailedPrecondition, "pipe %s has no cron COPY_SCHEDULE (it is %q): only scheduled copies can be paused or resumed; run it with `sluice pipe copy run %s`", pipe, node.GetCopySchedule(), pipe)
-	}
-	if err := c.reconcile(ctx, ws); err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	sch := c.byKey[scheduleKey(ws, pipe)]
-	if sch == nil {
-		return nil, status.Errorf(codes.NotFound, "no schedule for pipe %s", pipe)
-	}
-	cp := *sch
-	return &cp, nil
-}
-
-func (s *Service) schedulePB(sch *copySchedule, st scheduleState) *schedulerv1.CopySchedule {
-	out := &schedulerv1.CopySchedule{Workspace: sch.ws, Pipe: sch.pipe, Cron: sch.cron, Paused: st.Paused}
-	last := st.LastTick
-	if st.Cron == sch.cron && !last.IsZero() {
-		out.LastTick = timestamppb.New(last)
-	}
-	if last.IsZero() || last.Before(sch.since) {
-		last = sch.since
-	}
-	if !st.Paused {
-		next := sch.spec.Next(last)
-		if now := s.now(); next.Before(now.Add(-s.cfg.CatchUpWindow)) {
-			next = sch.spec.Next(now.Add(-s.cfg.CatchUpWindow))
-		}
-		out.NextTick = timestamppb.New(next)
-	}
-	return out
-}
-
-func (s *Service) setPaused(ctx context.Context, ws, pipe string, paused bool) (*schedulerv1.CopySchedule, error) {
-	sch, err := s.copySchedule(ctx, ws, pipe)
-	if err != nil {
-		return nil, err
-	}
-	c := s.copy.Load()
-	now := s.now().UTC()
-	st, err := c.updateState(ctx, scheduleKey(ws, pipe), func(st *scheduleState) {
-		if st.Cron != sch.cron {
-			st.Cron, st.LastTick = sch.cron, sch.since
-		}
-		if st.LastTick.IsZero() {
-			st.LastTick = sch.since
-		}
-		if st.Paused && !paused && st.LastTick.Before(now) {
-			// Resume from the next tick: the ticks of the pause are not owed.
-			st.LastTick = now
-		}
-		st.Paused = paused
-	})
-	if err != nil {
-		return nil, err
-	}
-	c.mu.Lock()
-	if cur := c.byKey[scheduleKey(ws, pipe)]; cur != nil {
-		cur.nextDue = time.Time{}
-	}
-	c.mu.Unlock()
-	c.poke()
-	s.log.Info("copy schedule", "workspace", ws, "pipe", pipe, "paused", paused)
-	return s.schedulePB(sch, st), nil
-}
-
-// PauseCopySchedule implements SchedulerService.
-func (s *Service) PauseCopySchedule(ctx context.Context, req *schedulerv1.PauseCopyScheduleRequest) (*schedulerv1.PauseCopyScheduleResponse, error) {
-	sch, err := s.setPaused(ctx, req.GetWorkspace(), req.GetPipe(), true)
-	if err != nil {
-		return nil, copyError(err)
-	}
-	return &schedulerv1.PauseCopyScheduleResponse{Schedule: sch}, nil
-}
-
-// ResumeCopySchedule implements SchedulerService.
-func (s *Service) ResumeCopySchedule(ctx context.Context, req *schedulerv1.ResumeCopyScheduleRequest) (*schedulerv1.ResumeCopyScheduleResponse, error) {
-	sch, err := s.setPaused(ctx, req.GetWorkspace(), req.GetPipe(), false)
-	if err != nil {
-		return nil, copyError(err)
-	}
-	return &schedulerv1.ResumeCopyScheduleResponse{Schedule: sch}, nil
-}
-
-// ListCopySchedules implements SchedulerService.
-func (s *Service) ListCopySchedules(ctx context.Context, req *schedulerv1.ListCopySchedulesRequest) (*schedulerv1.ListCopySchedulesResponse, error) {
-	ws := req.GetWorkspace()
-	if err := checkWorkspace(ws); err != nil {
-		return nil, grpcError(err)
-	}
-	c := s.copy.Load()
-	if c == nil {
-		return nil, status.Error(codes.Unavailable, "copy schedules are not running yet")
-	}
-	if err := c.reconcile(ctx, ws); err != nil {
-		return nil, copyError(err)
-	}
-	c.mu.Lock()
-	var list []copySchedule
-	for _, sch := range c.byKey {
-		if sch.ws == ws {
-			list = append(list, *sch)
-		}
-	}
-	c.mu.Unlock()
-	sort.Slice(list, func(i, j int) bool { return list[i].pipe < list[j].pipe })
-	list, next, err := paging.ByName(req, req.GetPageSize(), req.GetPageToken(), maxPage, list, func(c copySchedule) string { return c.pipe })
-	if err != nil {
-		return nil, err
-	}
-	out := &schedulerv1.ListCopySchedulesResponse{NextPageToken: next}
-	for i := range list {
-		st, _, err := c.loadState(ctx, scheduleKey(ws, list[i].pipe))
-		if err != nil {
-			return nil, grpcError(err)
-		}
-		out.Schedules = append(out.Schedules, s.schedulePB(&list[i], st))
-	}
-	return out, nil
 }

@@ -45,20 +45,6 @@ func TestScheduledMaxExecutionTime(t *testing.T) {
 	}
 }
 
-func TestTickJobIDIsDeterministicAndSorts(t *testing.T) {
-	t1 := time.Date(2024, 6, 1, 16, 0, 0, 0, time.UTC)
-	a, b := TickJobID("ws", "p", t1, 0), TickJobID("ws", "p", t1, 0)
-	if a != b || len(a) != 20 {
-		t.Fatalf("ids %q %q", a, b)
-	}
-	if TickJobID("ws", "q", t1, 0) == a || TickJobID("ws2", "p", t1, 0) == a || TickJobID("ws", "p", t1, 1) == a {
-		t.Error("different pipes, workspaces or salts share an id")
-	}
-	if later := TickJobID("ws", "p", t1.Add(time.Hour), 0); later <= a {
-		t.Errorf("ids do not sort by tick: %s then %s", a, later)
-	}
-}
-
 // TestSundayAsSeven: every day-of-week field the catalog accepts at push (0-7, 7 = Sunday)
 // parses, and its ticks fall on the same days as with 0.
 func TestSundayAsSeven(t *testing.T) {

@@ -192,7 +192,8 @@ func (a *App) modules() []lifecycle.Module {
 				}
 				s, err := executor.New(a.cfg.Executor, executor.Deps{
 					Log: a.log.With("service", "executor"), Metrics: a.tel.Registry, NATS: a.nats,
-					Catalog: catalogclient.New(cc), Runners: a.withCopyRunner(a.populateRunners(catalogclient.New(cc)), catalogclient.New(cc)),
+					Catalog: catalogclient.New(cc), Warehouse: a.warehouse, WorkspaceUsers: a.workspaceUsers,
+					Events: opsevents.NewPublisher(a.nats, a.tel.Propagator), OpsDatabase: a.cfg.ClickHouse.Database,
 				})
 				if err != nil {
 					return err
@@ -202,10 +203,7 @@ func (a *App) modules() []lifecycle.Module {
 				return nil
 			},
 			Start: func(ctx context.Context) error {
-				return a.startService(ctx, "executor", executor.ServiceName, []dependency{a.natsDependency(), a.clickhouseDependency()}, func(ctx context.Context) error {
-					a.sweepCopyStaging(ctx)
-					return a.executor.Start(ctx)
-				})
+				return a.startService(ctx, "executor", executor.ServiceName, []dependency{a.natsDependency(), a.clickhouseDependency()}, a.executor.Start)
 			},
 			Stop: func(ctx context.Context) error { return a.executor.Stop(ctx) },
 		},

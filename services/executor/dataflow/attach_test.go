@@ -28,7 +28,7 @@ func TestAttachOutcomeOnServer(t *testing.T) {
 		}
 	}
 	flow := Flow{Database: db, Target: "t"}
-	d, err := New(conn, flow, "attach-outcome")
+	d, err := New(conn, flow, "01a20160000000000008", "attach-outcome")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,12 +22,12 @@ import (
 	"sort"
 	"strings"
 
+	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	"github.com/sluicehq/sluice/platform/chsql"
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
-// StagingPrefix starts the name of every staging table; a staging table is
-// `__sluice_stage_<key>_<n>` in the workspace database.
+// StagingPrefix starts the name of every staging table (see New), in the workspace database.
 const StagingPrefix = "__sluice_stage_"
 
 // View is a materialized view in the flow.
@@ -90,17 +90,23 @@ type Delta struct {
 	staging map[string]string
 }
 
-// New prepares a delta. key identifies the step (the same on every delivery of it): staging
-// tables are named after it, so a redelivered step finds what an earlier attempt left.
-func New(conn warehouse.Conn, flow Flow, key string) (*Delta, error) {
+// New prepares a delta of a job. key identifies the delta within the job (a step, or an attempt
+// of it): staging tables are named after both, `__sluice_stage_j<job id>_<hash of key>_<n>`,
+// so that a redelivery with the same key finds what an earlier attempt left, and whoever finds
+// a staging table (the end of the job, an executor starting up) can tell which job it belongs
+// to and drop it once that job is finished, whatever attempt left it behind (JobOfStaging).
+func New(conn warehouse.Conn, flow Flow, jobID, key string) (*Delta, error) {
+	if !jobIDRE.MatchString(jobID) {
+		return nil, fmt.Errorf("job id %q cannot name a staging table", jobID)
+	}
 	if err := flow.Validate(); err != nil {
 		return nil, err
 	}
 	d := &Delta{conn: conn, flow: flow, key: key, staging: map[string]string{}}
 	h := sha256.Sum256([]byte(key))
-	short := hex.EncodeToString(h[:8])
+	short := hex.EncodeToString(h[:6])
 	for i, t := range flow.Tables() {
-		d.staging[t] = fmt.Sprintf("%s%s_%d", StagingPrefix, short, i)
+		d.staging[t] = fmt.Sprintf("%sj%s_%s_%d", StagingPrefix, jobID, short, i)
 	}
 	return d, nil
 }
@@ -316,22 +322,6 @@ func (d *Delta) Commit(ctx context.Context) ([]Move, error) {
 	return moves, nil
 }
 
-// Swap replaces each Data Source of the flow with its staging table (EXCHANGE TABLES, atomic
-// per table: a reader sees the old or the new content, never an empty table) and leaves the
-// old content in the staging tables, for Drop. Swapping twice would swap back, so the caller
-// records each swap; Swapped tells which tables already were.
-func (d *Delta) Swap(ctx context.Context, done func(table string) error) error {
-	for _, t := range d.flow.Tables() {
-		if _, err := d.conn.Exec(ctx, fmt.Sprintf("EXCHANGE TABLES %s AND %s", d.table(t), d.Staging(t))); err != nil {
-			return fmt.Errorf("swap %s: %w", t, err)
-		}
-		if err := done(t); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // Drop removes the staging tables.
 func (d *Delta) Drop(ctx context.Context) error {
 	var errs []error
@@ -341,26 +331,6 @@ func (d *Delta) Drop(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// DropAllStaging removes every staging table of a database, for start-up clean-up of steps
-// that will not come back.
-func DropAllStaging(ctx context.Context, conn warehouse.Conn, database string, keep func(table string) bool) error {
-	res, err := conn.Query(ctx, fmt.Sprintf("SELECT name FROM system.tables WHERE database = %s AND startsWith(name, %s)",
-		warehouse.QuoteString(database), warehouse.QuoteString(StagingPrefix)))
-	if err != nil {
-		return err
-	}
-	for _, r := range res.Rows {
-		name := fmt.Sprint(r[0])
-		if keep != nil && keep(name) {
-			continue
-		}
-		if _, err := conn.Exec(ctx, "DROP TABLE IF EXISTS "+warehouse.QualifiedName(database, name)); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func addStats(total *warehouse.Stats, s warehouse.Stats) {
@@ -386,4 +356,22 @@ func toUint(v any) uint64 {
 		return n
 	}
 	return 0
+}
+
+// Proto is the flow as a commit record keeps it.
+func (f Flow) Proto() *persistencev1.Flow {
+	p := &persistencev1.Flow{Database: f.Database, Target: f.Target}
+	for _, v := range f.Views {
+		p.Views = append(p.Views, &persistencev1.View{Pipe: v.Pipe, Trigger: v.Trigger, Target: v.Target, Sql: v.SQL})
+	}
+	return p
+}
+
+// FlowOf is the flow a commit record keeps.
+func FlowOf(p *persistencev1.Flow) Flow {
+	f := Flow{Database: p.GetDatabase(), Target: p.GetTarget()}
+	for _, v := range p.GetViews() {
+		f.Views = append(f.Views, View{Pipe: v.GetPipe(), Trigger: v.GetTrigger(), Target: v.GetTarget(), SQL: v.GetSql()})
+	}
+	return f
 }

@@ -63,7 +63,7 @@ const rows = "SELECT number AS id, toDateTime('2024-01-30 00:00:00') + number * 
 func TestAppendCascadesOnceAndMovesAtomically(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	d, err := New(f.conn, f.flow, "job-1/step-0")
+	d, err := New(f.conn, f.flow, "01a20160000000000009", "job-1/step-0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +126,7 @@ func TestAppendCascadesOnceAndMovesAtomically(t *testing.T) {
 func TestCommitResumesAfterCrash(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	d, _ := New(f.conn, f.flow, "job-2/step-0")
+	d, _ := New(f.conn, f.flow, "01a20160000000000009", "job-2/step-0")
 	if err := d.Prepare(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestCommitResumesAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The redelivered step (a new Delta with the same key) finishes only what is left.
-	again, _ := New(f.conn, f.flow, "job-2/step-0")
+	again, _ := New(f.conn, f.flow, "01a20160000000000009", "job-2/step-0")
 	left, err := again.Commit(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -162,10 +162,10 @@ func TestCommitResumesAfterCrash(t *testing.T) {
 		t.Fatalf("by_day sum = %s, want 30", got)
 	}
 	// A redelivery before the commit starts over: Prepare drops what the dead attempt staged.
-	d3, _ := New(f.conn, f.flow, "job-3/step-0")
+	d3, _ := New(f.conn, f.flow, "01a20160000000000009", "job-3/step-0")
 	_ = d3.Prepare(ctx)
 	_, _ = d3.Load(ctx, rows, nil)
-	d3again, _ := New(f.conn, f.flow, "job-3/step-0")
+	d3again, _ := New(f.conn, f.flow, "01a20160000000000009", "job-3/step-0")
 	if err := d3again.Prepare(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -181,26 +181,26 @@ func TestSwapReplacesWholeContent(t *testing.T) {
 	if _, err := f.conn.Exec(ctx, "INSERT INTO "+f.q("orders")+" SELECT number + 1000, toDateTime('2023-06-01 00:00:00') FROM numbers(5)"); err != nil {
 		t.Fatal(err)
 	}
-	d, _ := New(f.conn, Flow{Database: f.db, Target: "orders"}, "job-4/step-0")
+	d, _ := New(f.conn, Flow{Database: f.db, Target: "orders"}, "01a20160000000000009", "job-4/step-0")
 	if err := d.Prepare(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := d.Load(ctx, rows, nil); err != nil {
 		t.Fatal(err)
 	}
-	var swapped []string
-	if err := d.Swap(ctx, func(tbl string) error {
-		swapped = append(swapped, tbl)
-		// Right after the exchange, readers see the new content only.
-		if got := f.scalar(t, "SELECT count() FROM "+f.q("orders")); got != "30" {
-			t.Fatalf("orders after swap = %s, want 30", got)
-		}
-		return nil
-	}); err != nil {
+	_, staged, err := d.TableUUIDs(ctx)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if len(swapped) != 1 || f.scalar(t, "SELECT min(id) FROM "+f.q("orders")) != "0" {
-		t.Fatalf("swapped %v", swapped)
+	if err := d.SwapOnce(ctx, staged); err != nil {
+		t.Fatal(err)
+	}
+	// Right after the exchange, readers see the new content only.
+	if got := f.scalar(t, "SELECT count() FROM "+f.q("orders")); got != "30" {
+		t.Fatalf("orders after swap = %s, want 30", got)
+	}
+	if got := f.scalar(t, "SELECT min(id) FROM "+f.q("orders")); got != "0" {
+		t.Fatalf("orders after swap start at id %s, want the staged rows' 0", got)
 	}
 	// The live view follows the table's name after the exchange.
 	if _, err := f.conn.Exec(ctx, "INSERT INTO "+f.q("orders")+" VALUES (7, '2024-05-01 00:00:00')"); err != nil {

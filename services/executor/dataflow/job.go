@@ -12,44 +12,23 @@ import (
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
-// Staging tables named after their job. NewForJob names a delta's staging tables
-// `__sluice_stage_j<job id>_<hash of key>_<n>`, so that whoever finds one (the end of the job,
-// an executor starting up) can tell which job it belongs to and drop it once that job is
-// finished, whatever attempt left it behind. NewForAttempt adds the attempt:
-// `__sluice_stage_j<job id>_<hash of step key>_<attempt>_<n>`.
+var (
+	jobIDRE      = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+	jobStagingRE = regexp.MustCompile(`^` + StagingPrefix + `j([A-Za-z0-9-]{1,64})_[0-9a-f]{12}(?:_[0-9a-f]{8})?_[0-9]+$`)
+	attemptRE    = regexp.MustCompile(`^[0-9a-f]{8}$`)
+)
 
-var jobStagingRE = regexp.MustCompile(`^` + StagingPrefix + `j([A-Za-z0-9-]{1,64})_[0-9a-f]{12}(?:_[0-9a-f]{8})?_[0-9]+$`)
-
-var attemptRE = regexp.MustCompile(`^[0-9a-f]{8}$`)
-
-// NewForJob is New with staging tables named after the job (see JobOfStaging). key tells the
-// deltas of one job apart (a step, an attempt of it).
-func NewForJob(conn warehouse.Conn, flow Flow, jobID, key string) (*Delta, error) {
-	if !regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`).MatchString(jobID) {
-		return nil, fmt.Errorf("job id %q cannot name a staging table", jobID)
-	}
-	d, err := New(conn, flow, key)
-	if err != nil {
-		return nil, err
-	}
-	h := sha256.Sum256([]byte(key))
-	short := hex.EncodeToString(h[:6])
-	for i, t := range flow.Tables() {
-		d.staging[t] = fmt.Sprintf("%sj%s_%s_%d", StagingPrefix, jobID, short, i)
-	}
-	return d, nil
-}
-
-// NewForAttempt is NewForJob for one attempt of a step: attempt (8 hex digits) tells its
-// staging tables apart from those of every other attempt of the step, so that an attempt that
-// is late (it started before another attempt recorded the step's commit, or runs on after its
-// message was redelivered) never writes into the tables whose rows a commit record names; and
+// NewForAttempt is New for one attempt of a step, its staging tables named
+// `__sluice_stage_j<job id>_<hash of step key>_<attempt>_<n>`: attempt (8 hex digits) tells
+// them apart from those of every other attempt of the step, so that an attempt that is late (it
+// started before another attempt recorded the step's commit, or runs on after its message was
+// redelivered) never writes into the tables whose rows a commit record names; and
 // DropStepStaging finds the tables of every attempt of the step.
 func NewForAttempt(conn warehouse.Conn, flow Flow, jobID, stepKey, attempt string) (*Delta, error) {
 	if !attemptRE.MatchString(attempt) {
 		return nil, fmt.Errorf("attempt %q cannot name a staging table", attempt)
 	}
-	d, err := NewForJob(conn, flow, jobID, stepKey)
+	d, err := New(conn, flow, jobID, stepKey)
 	if err != nil {
 		return nil, err
 	}
@@ -89,7 +68,7 @@ func DropStepStaging(ctx context.Context, conn warehouse.Conn, database, jobID, 
 	return errors.Join(errs...)
 }
 
-// JobOfStaging returns the job a staging table made by NewForJob belongs to.
+// JobOfStaging returns the job a staging table belongs to (see New).
 func JobOfStaging(table string) (string, bool) {
 	m := jobStagingRE.FindStringSubmatch(table)
 	if m == nil {
@@ -102,7 +81,8 @@ func JobOfStaging(table string) (string, bool) {
 type StagingTable struct {
 	Database string
 	Name     string
-	// Job is the job it belongs to ("" for staging tables not made by NewForJob).
+	// Job is the job it belongs to ("" for a staging table named otherwise: left by an
+	// earlier version of Sluice).
 	Job string
 }
 
@@ -125,8 +105,8 @@ func ListStaging(ctx context.Context, conn warehouse.Conn, database string) ([]S
 	return out, nil
 }
 
-// DropJobStaging drops every staging table of a job in a database: those of this delta and
-// those earlier attempts left.
+// DropJobStaging drops every staging table of a job in a database, whatever attempt of which
+// step left it.
 func DropJobStaging(ctx context.Context, conn warehouse.Conn, database, jobID string) error {
 	tables, err := ListStaging(ctx, conn, database)
 	if err != nil {

@@ -9,15 +9,15 @@ import (
 func TestJobStagingNamesAndDrop(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
-	a, err := NewForJob(f.conn, f.flow, "01a2016555196da4aa7e", "ws.job.copy#1")
+	a, err := New(f.conn, f.flow, "01a2016555196da4aa7e", "ws.job.copy#1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := NewForJob(f.conn, f.flow, "01a2016555196da4aa7e", "ws.job.copy#2")
+	b, err := New(f.conn, f.flow, "01a2016555196da4aa7e", "ws.job.copy#2")
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := NewForJob(f.conn, f.flow, "01a20165ffffffffffff", "ws.other.copy#1")
+	other, err := New(f.conn, f.flow, "01a20165ffffffffffff", "ws.other.copy#1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +49,7 @@ func TestJobStagingNamesAndDrop(t *testing.T) {
 		t.Fatalf("after dropping one job's staging: %v", list)
 	}
 	if _, ok := JobOfStaging("__sluice_stage_0123456789abcdef_0"); ok {
-		t.Error("a staging table of New is not a job's")
+		t.Error("a staging table named otherwise (an earlier version's) is no job's")
 	}
 }
 
@@ -118,7 +118,7 @@ func TestSwapOnceAfterCrashBetweenExchanges(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	// Old content: 30 orders.
-	old, _ := NewForJob(f.conn, f.flow, "01a20160000000000001", "old")
+	old, _ := New(f.conn, f.flow, "01a20160000000000001", "old")
 	for _, step := range []func() error{
 		func() error { return old.Prepare(ctx) },
 		func() error { _, err := old.Load(ctx, rows, []string{"id", "ts"}); return err },
@@ -131,7 +131,7 @@ func TestSwapOnceAfterCrashBetweenExchanges(t *testing.T) {
 		}
 	}
 	// New content: 5 orders.
-	d, _ := NewForJob(f.conn, f.flow, "01a20160000000000002", "new")
+	d, _ := New(f.conn, f.flow, "01a20160000000000002", "new")
 	if err := d.Prepare(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 
+	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
@@ -35,7 +36,8 @@ import (
 //     older than old_parts_lifetime (so that a swallowed copy would still be seen), was not
 //     moved. Anything else is refused (UndecidableMoveError) rather than risk a duplicate.
 
-// MovePlan is what a step records before its moves, to decide them after a restart.
+// MovePlan is what a step records before its moves, to decide them after a restart (in its
+// commit record as a persistence.v1.MovePlan: Proto, MovePlanOf).
 type MovePlan struct {
 	// Moves are the staged partitions, in the order they are moved (upstream first).
 	Moves []Move `json:"moves"`
@@ -59,6 +61,45 @@ type StagedPart struct {
 	// Hash is the hash of all the part's files (system.parts.hash_of_all_files): a moved part
 	// keeps its files, so its copy in the Data Source has the same hash.
 	Hash string `json:"hash"`
+}
+
+// Proto is the plan as a commit record holds it (persistence.v1.DeltaCommit.move_plan); nil
+// for no plan.
+func (p *MovePlan) Proto() *persistencev1.MovePlan {
+	if p == nil {
+		return nil
+	}
+	out := &persistencev1.MovePlan{MaxBlocks: map[string]int64{}, QueryPrefix: p.QueryPrefix}
+	for _, m := range p.Moves {
+		out.Moves = append(out.Moves, &persistencev1.Move{Table: m.Table, PartitionId: m.PartitionID, Rows: m.Rows, Bytes: m.Bytes})
+	}
+	for _, sp := range p.Parts {
+		out.Parts = append(out.Parts, &persistencev1.StagedPart{Table: sp.Table, Partition: sp.Partition, Name: sp.Name, Rows: sp.Rows, Level: sp.Level, Hash: sp.Hash})
+	}
+	for t, b := range p.MaxBlocks {
+		out.MaxBlocks[t] = b
+	}
+	return out
+}
+
+// MovePlanOf is the plan a commit record holds; nil for a record without one (a record of an
+// earlier version, or of a server without a plan: its moves are decided by what the staging
+// tables hold).
+func MovePlanOf(p *persistencev1.MovePlan) *MovePlan {
+	if p == nil {
+		return nil
+	}
+	out := &MovePlan{MaxBlocks: map[string]int64{}, QueryPrefix: p.GetQueryPrefix()}
+	for _, m := range p.GetMoves() {
+		out.Moves = append(out.Moves, Move{Table: m.GetTable(), PartitionID: m.GetPartitionId(), Rows: m.GetRows(), Bytes: m.GetBytes()})
+	}
+	for _, sp := range p.GetParts() {
+		out.Parts = append(out.Parts, StagedPart{Table: sp.GetTable(), Partition: sp.GetPartition(), Name: sp.GetName(), Rows: sp.GetRows(), Level: sp.GetLevel(), Hash: sp.GetHash()})
+	}
+	for t, b := range p.GetMaxBlocks() {
+		out.MaxBlocks[t] = b
+	}
+	return out
 }
 
 // Plan lists what is staged and the Data Sources' highest block numbers: what a step records

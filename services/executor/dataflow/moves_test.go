@@ -139,7 +139,7 @@ func moveHelper(t *testing.T) {
 		}
 		return fmt.Sprint(res.Rows[0][0])
 	}
-	d, err := New(conn, Flow{Database: "db", Target: "events"}, "step-1")
+	d, err := New(conn, Flow{Database: "db", Target: "events"}, "01a2016000000000000a", "step-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +244,7 @@ func TestStagingForMovesNeverMerges(t *testing.T) {
 			if _, err := conn.Exec(ctx, "CREATE TABLE "+warehouse.QualifiedName(db, "t")+" (id UInt64) ENGINE = MergeTree PARTITION BY id % 2 ORDER BY id"); err != nil {
 				t.Fatal(err)
 			}
-			d, err := New(conn, Flow{Database: db, Target: "t"}, "unmerged")
+			d, err := New(conn, Flow{Database: db, Target: "t"}, "01a2016000000000000b", "unmerged")
 			if err != nil {
 				t.Fatal(err)
 			}

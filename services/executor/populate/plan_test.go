@@ -1,4 +1,4 @@
-package executor
+package populate
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package executor
+package step
 
 import (
 	"context"
@@ -28,9 +28,9 @@ func TestClassify(t *testing.T) {
 		{"plain error", errors.New("bad step payload"), false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			retry, code := classify(tc.err)
+			retry, code := Classify(tc.err)
 			if retry != tc.retry || code != tc.code {
-				t.Errorf("classify(%v) = %v, %d; want %v, %d", tc.err, retry, code, tc.retry, tc.code)
+				t.Errorf("Classify(%v) = %v, %d; want %v, %d", tc.err, retry, code, tc.retry, tc.code)
 			}
 		})
 	}
@@ -39,11 +39,11 @@ func TestClassify(t *testing.T) {
 func TestBackoff(t *testing.T) {
 	want := []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second}
 	for i, w := range want {
-		if got := backoff(int32(i + 1)); got != w {
-			t.Errorf("backoff(%d) = %s, want %s", i+1, got, w)
+		if got := Backoff(int32(i + 1)); got != w {
+			t.Errorf("Backoff(%d) = %s, want %s", i+1, got, w)
 		}
 	}
-	if got := backoff(100); got != 30*time.Second {
-		t.Errorf("backoff(100) = %s, want the 30s cap", got)
+	if got := Backoff(100); got != 30*time.Second {
+		t.Errorf("Backoff(100) = %s, want the 30s cap", got)
 	}
 }

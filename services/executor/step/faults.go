@@ -1,4 +1,4 @@
-package executor
+package step
 
 import (
 	"fmt"
@@ -16,14 +16,14 @@ import (
 //
 //	SLUICE_TEST_FAULTS=point[@n]:action[;point[@n]:action...]
 //
-// point is one of the names passed to StepContext.fault ("attach.before", "attach.after",
+// point is one of the names passed to Context.Fault ("attach.before", "attach.after",
 // "commit.recorded", "move.after": after a try's moves, "stage.begin": a populate step that
-// found no recorded commit and is about to stage), or "move.inside": a try's moves, killed
-// (only "kill" applies) inside the statement, as soon as the engine has committed a moved part
-// in its Data Source and before it removes the partition from staging (the data directories
-// watched: a local engine only). @n arms only the n-th hit of the point in this process
-// (every hit without it); action is "kill" (SIGKILL of this process: a real crash, nothing runs
-// after it) or "sleep=DURATION".
+// found no recorded commit and is about to stage), or "move.inside": a try's moves,
+// killed (only "kill" applies) inside the statement, as soon as the engine has committed a
+// moved part in its Data Source and before it removes the partition from staging (the data
+// directories watched: a local engine only; see Context.FaultArmed). @n arms only the n-th hit
+// of the point in this process (every hit without it); action is "kill" (SIGKILL of this
+// process: a real crash, nothing runs after it) or "sleep=DURATION".
 const FaultsEnv = "SLUICE_TEST_FAULTS"
 
 type faultRule struct {
@@ -34,15 +34,15 @@ type faultRule struct {
 	passed bool
 }
 
-// faultSet holds the armed fault points of a process.
-type faultSet struct {
+// Faults holds the armed fault points of a process.
+type Faults struct {
 	mu    sync.Mutex
 	rules map[string]*faultRule
 }
 
-// parseFaults reads a FaultsEnv value; "" arms nothing.
-func parseFaults(spec string) (*faultSet, error) {
-	fs := &faultSet{rules: map[string]*faultRule{}}
+// ParseFaults reads a FaultsEnv value; "" arms nothing.
+func ParseFaults(spec string) (*Faults, error) {
+	fs := &Faults{rules: map[string]*faultRule{}}
 	for _, item := range strings.Split(spec, ";") {
 		item = strings.TrimSpace(item)
 		if item == "" {
@@ -78,7 +78,7 @@ func parseFaults(spec string) (*faultSet, error) {
 }
 
 // take counts a hit of the point and returns its rule if this hit is armed.
-func (fs *faultSet) take(point string) *faultRule {
+func (fs *Faults) take(point string) *faultRule {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	r := fs.rules[point]
@@ -96,20 +96,20 @@ func (fs *faultSet) take(point string) *faultRule {
 }
 
 // hit runs the point's action, if armed.
-func (fs *faultSet) hit(point string, log *slog.Logger) {
+func (fs *Faults) hit(point string, log *slog.Logger) {
 	r := fs.take(point)
 	if r == nil {
 		return
 	}
 	log.Warn("fault point reached", "point", point, "kill", r.kill, "sleep", r.sleep)
 	if r.kill {
-		killNow()
+		KillNow()
 	}
 	time.Sleep(r.sleep)
 }
 
-// killNow ends this process with SIGKILL: a real crash, nothing runs after it.
-func killNow() {
+// KillNow ends this process with SIGKILL: a real crash, nothing runs after it.
+func KillNow() {
 	_ = syscall.Kill(syscall.Getpid(), syscall.SIGKILL)
 	select {} // the signal is delivered before anything else of this step runs
 }

@@ -1,4 +1,4 @@
-package executor
+package step
 
 import (
 	"log/slog"
@@ -7,7 +7,7 @@ import (
 )
 
 func TestParseFaults(t *testing.T) {
-	fs, err := parseFaults("attach.after@2:sleep=10ms; commit.recorded:sleep=1ms")
+	fs, err := ParseFaults("attach.after@2:sleep=10ms; commit.recorded:sleep=1ms")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,11 +25,11 @@ func TestParseFaults(t *testing.T) {
 	}
 	fs.hit("no.such.point", log)
 	for _, bad := range []string{"attach.after", "x@0:kill", "x:explode", "x:sleep=soon"} {
-		if _, err := parseFaults(bad); err == nil {
+		if _, err := ParseFaults(bad); err == nil {
 			t.Errorf("%q: expected an error", bad)
 		}
 	}
-	if fs, err := parseFaults(""); err != nil || len(fs.rules) != 0 {
+	if fs, err := ParseFaults(""); err != nil || len(fs.rules) != 0 {
 		t.Errorf("empty spec: %v, %v", fs, err)
 	}
 }
