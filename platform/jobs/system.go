@@ -27,6 +27,9 @@ const (
 	SubjectSteps = "sluice.steps"
 	// BucketJobs holds job records, key "<workspace>.<job id>".
 	BucketJobs = "sluice_jobs"
+	// StreamRecords is the stream under BucketJobs (NATS names it KV_<bucket>): a reader that
+	// follows every change of every record (the jobs log) consumes it.
+	StreamRecords = "KV_" + BucketJobs
 	// BucketCommits holds step commit records, key "<workspace>.<job id>.<step id>", and job
 	// start markers (StartKey).
 	BucketCommits = "sluice_step_commits"
@@ -75,7 +78,7 @@ func Open(ctx context.Context, nc *natsx.Conn, now func() time.Time) (*System, e
 		return nil, err
 	}
 	sys.Store = &Store{KV: kv, Now: now}
-	if sys.Store.stream, err = nc.JS.Stream(ctx, "KV_"+BucketJobs); err != nil {
+	if sys.Store.stream, err = nc.JS.Stream(ctx, StreamRecords); err != nil {
 		return nil, fmt.Errorf("stream of bucket %s: %w", BucketJobs, err)
 	}
 	if sys.Commits, err = nc.EnsureKV(ctx, jetstream.KeyValueConfig{

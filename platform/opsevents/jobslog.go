@@ -15,12 +15,9 @@ import (
 )
 
 // JobsLogTable is the service Data Source `tinybird.jobs_log`: one row per job, its latest
-// state, kept by the opslog service from the job records (the scheduler's sluice_jobs KV
-// bucket) in Sluice's database, with a view per workspace like the ops log's.
+// state, kept by the opslog service from the job records (the job system's sluice_jobs KV
+// bucket, platform/jobs) in Sluice's database, with a view per workspace like the ops log's.
 const JobsLogTable = "jobs_log"
-
-// JobsBucket is the KV bucket of job records; its stream is KV_<bucket>.
-const JobsBucket = "sluice_jobs"
 
 // jobsLogUserColumns are the columns of DATAFILES-SPEC §5.3 that users see; ts is the time
 // type (DateTime64(3), or DateTime on servers without it).

@@ -7,9 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
-	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
+	"github.com/sluicehq/sluice/platform/jobs"
 	"github.com/sluicehq/sluice/platform/opsevents"
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
@@ -17,9 +16,6 @@ import (
 // JobsLogConsumer is the durable consumer, on the stream of the job records' KV bucket, that
 // keeps jobs_log.
 const JobsLogConsumer = "opslog-jobs-log"
-
-// jobsStream is the stream under the sluice_jobs KV bucket (NATS names it KV_<bucket>).
-const jobsStream = "KV_" + opsevents.JobsBucket
 
 // ensureJobsLog creates jobs_log (the catalog may have created it already) with the retention
 // TTL where the server has TTL. It is idempotent.
@@ -42,7 +38,7 @@ func (s *Service) ensureJobsLog(ctx context.Context) error {
 func (s *Service) keepJobsLog(ctx context.Context) {
 	var cons jetstream.Consumer
 	for ctx.Err() == nil {
-		c, err := s.deps.NATS.JS.CreateOrUpdateConsumer(ctx, jobsStream, jetstream.ConsumerConfig{
+		c, err := s.deps.NATS.JS.CreateOrUpdateConsumer(ctx, jobs.StreamRecords, jetstream.ConsumerConfig{
 			Durable:       JobsLogConsumer,
 			Description:   "writes job records to jobs_log",
 			AckPolicy:     jetstream.AckExplicitPolicy,
@@ -80,8 +76,8 @@ func (s *Service) keepJobsLog(ctx context.Context) {
 			if op := m.Headers().Get("KV-Operation"); op == "DEL" || op == "PURGE" {
 				continue
 			}
-			rec := &persistencev1.JobRecord{}
-			if err := proto.Unmarshal(m.Data(), rec); err != nil || rec.GetJob().GetId() == "" || rec.GetJob().GetWorkspace() == "" {
+			rec, err := jobs.Decode(m.Data())
+			if err != nil || rec.GetJob().GetId() == "" || rec.GetJob().GetWorkspace() == "" {
 				s.log.Warn("skipping a job record that does not decode", "subject", m.Subject(), "err", err)
 				continue
 			}

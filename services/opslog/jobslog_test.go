@@ -14,6 +14,7 @@ import (
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/platform/jobs"
 	"github.com/sluicehq/sluice/platform/opsevents"
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
@@ -29,7 +30,7 @@ func TestJobsLogFollowsJobRecords(t *testing.T) {
 			db := warehousetest.NewDatabase(t, wh)
 			ctx := context.Background()
 			nc := startNATS(t)
-			kv, err := nc.EnsureKV(ctx, jetstream.KeyValueConfig{Bucket: opsevents.JobsBucket, History: 1})
+			kv, err := nc.EnsureKV(ctx, jetstream.KeyValueConfig{Bucket: jobs.BucketJobs, History: 1})
 			if err != nil {
 				t.Fatal(err)
 			}
