@@ -3,7 +3,8 @@ package main_test
 import (
 	"context"
 	"fmt"
-	"github.com/sluicehq/sluice/platform/opsevents"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
+	"github.com/sluicehq/sluice/platform/opsevents"
 )
 
 // popWS is a workspace of a populate test: its datafiles pushed, SQL run on its database.
@@ -341,4 +343,36 @@ func TestPopulateCancelLeavesWholePartitions(t *testing.T) {
 		return w.scalar("SELECT count() FROM system.tables WHERE database = '{db}' AND startsWith(name, '__sluice_stage_')") == "0"
 	})
 	t.Logf("cancelled after %d of 24 partitions (%s rows)", j.GetProgress().GetStepsDone(), got)
+}
+
+// TestPopulateEventsReadableWhenDone: a populate's `populateview` events are written before
+// its job is reported finished, like a copy's: a client that sees the job DONE reads them at
+// once, with the rows of every Data Source its cascade wrote, without polling the ops log.
+func TestPopulateEventsReadableWhenDone(t *testing.T) {
+	sys := sluicetest.Start(t)
+	w := newPopWS(t, sys, "evdone", map[string]string{
+		"datasources/a.datasource": popA,
+		"datasources/b.datasource": dsIDName(""),
+		"datasources/c.datasource": dsIDName(""),
+		"pipes/pipe_1.pipe":        mvPipe("mv", "SELECT id, name FROM a", "b"),
+		"pipes/pipe_2.pipe":        mvPipe("mv", "SELECT id, name FROM b WHERE id % 2 = 1", "c"),
+	})
+	w.exec(popRowsA)
+	w.exec("TRUNCATE TABLE {db}.b")
+	w.exec("TRUNCATE TABLE {db}.c")
+	j := w.populate("pipe_1", nil, done)
+	resp, err := sys.OpsLog.QueryEvents(context.Background(), &opslogv1.QueryEventsRequest{Filter: &opslogv1.EventFilter{Workspace: "evdone", JobId: j.GetId()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, e := range resp.GetEvents() {
+		got[fmt.Sprintf("%s|%s|%s|%d", opsevents.EventTypeName(e.GetEventType()), e.GetDatasourceName(), opsevents.ResultName(e.GetResult()), e.GetRows())] = true
+	}
+	for _, want := range []string{"populateview|b|ok|9", "populateview|c|ok|5"} {
+		if !got[want] {
+			t.Errorf("the job is DONE but its events lack %s: %v", want, slices.Sorted(maps.Keys(got)))
+		}
+	}
+	w.wantRows("SELECT (SELECT count() FROM {db}.b), (SELECT count() FROM {db}.c)", "9|5")
 }
