@@ -128,6 +128,16 @@ func TestRetriedCallsRunOnce(t *testing.T) {
 		t.Fatalf("copied after one copy sent three times: %s, want 1000 499500 (one write)", got)
 	}
 
+	// A parameter the copy node does not read is refused as UNKNOWN_PARAMETER, listing the
+	// valid names (like a NOOP job's), and starts nothing.
+	_, err = admin.Scheduler.RunCopy(ctx, &schedulerv1.RunCopyRequest{Pipe: "copy_all", Parameters: map[string]string{"x": "1"}})
+	if info := apierr.Info(err); status.Code(err) != codes.InvalidArgument || info.GetReason() != "UNKNOWN_PARAMETER" || info.GetMetadata()["valid"] != "job_timestamp" || badField(err) != "parameters" {
+		t.Fatalf("RunCopy with an unknown parameter: %v (%v), want UNKNOWN_PARAMETER on parameters listing job_timestamp", err, info)
+	}
+	if ids := copies(); len(ids) != 1 {
+		t.Fatalf("copy jobs %v after a refused copy", ids)
+	}
+
 	// The same id with another request is refused, naming the field, and starts nothing.
 	other := &schedulerv1.RunCopyRequest{Pipe: "copy_all", RequestId: run.GetRequestId(), Parameters: map[string]string{"x": "1"}}
 	_, err = admin.Scheduler.RunCopy(ctx, other)

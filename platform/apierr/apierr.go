@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
+	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
@@ -226,6 +227,8 @@ func Status(err error) *status.Status {
 	switch {
 	case errors.Is(err, context.Canceled):
 		return (&Error{Code: codes.Canceled, Reason: commonv1.ErrorReason_ERROR_REASON_CANCELLED, Message: err.Error()}).GRPCStatus()
+	case natsx.Unreachable(err) && !errors.Is(err, context.DeadlineExceeded):
+		return Unavailable(commonv1.ErrorReason_ERROR_REASON_UNAVAILABLE, "%v", err).GRPCStatus()
 	case errors.Is(err, context.DeadlineExceeded):
 		return (&Error{Code: codes.DeadlineExceeded, Reason: commonv1.ErrorReason_ERROR_REASON_QUERY_TIMEOUT, Message: err.Error()}).GRPCStatus()
 	}

@@ -464,3 +464,19 @@ func (h headerCarrier) Keys() []string {
 	}
 	return keys
 }
+
+// Unreachable reports whether err says that NATS did not answer (no server, a closed or
+// draining connection, a call that timed out, JetStream not answering): worth a retry once
+// NATS is back, as opposed to an answer such as a missing key.
+func Unreachable(err error) bool {
+	for _, e := range []error{
+		nats.ErrNoServers, nats.ErrConnectionClosed, nats.ErrConnectionDraining, nats.ErrDisconnected,
+		nats.ErrTimeout, nats.ErrNoResponders, jetstream.ErrNoStreamResponse, jetstream.ErrJetStreamNotEnabled,
+		context.DeadlineExceeded,
+	} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}

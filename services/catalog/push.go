@@ -473,6 +473,10 @@ func checkParameterNames(p *project, nd *nodeDef, given map[string]string) error
 	}
 	sort.Strings(unknown)
 	names := sortedNames(known)
-	return invalidArg("parameters", "node %s of pipe %s has no parameter %s; its parameters are: %s",
+	// UNKNOWN_PARAMETER listing the valid names, like the scheduler's refusal of a NOOP knob;
+	// the message names the node and every unknown parameter.
+	e := apierr.UnknownName(commonv1.ErrorReason_ERROR_REASON_UNKNOWN_PARAMETER, "parameters", "parameter", unknown[0], names)
+	e.Message = fmt.Sprintf("parameters: node %s of pipe %s has no parameter %s; its parameters are: %s",
 		nd.node.Name, nd.pipe.pipe.Name, strings.Join(unknown, ", "), strings.Join(names, ", "))
+	return e
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
+	"github.com/sluicehq/sluice/platform/apierr"
 	"github.com/sluicehq/sluice/platform/auth"
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
@@ -135,6 +136,9 @@ func TestUnknownParameterIsRefused(t *testing.T) {
 	msg := status.Convert(err).Message()
 	if err == nil || !strings.Contains(msg, "no parameter rot") || !strings.Contains(msg, "job_timestamp, root") {
 		t.Fatalf("render with a misspelt parameter: %v", err)
+	}
+	if info := apierr.Info(err); status.Code(err) != codes.InvalidArgument || info.GetReason() != "UNKNOWN_PARAMETER" || info.GetMetadata()["valid"] != "job_timestamp,root" {
+		t.Errorf("render with a misspelt parameter: %s %v, want INVALID_ARGUMENT, UNKNOWN_PARAMETER listing job_timestamp,root", status.Code(err), info)
 	}
 	resp, err := s.RenderNode(ctx, &catalogv1.RenderNodeRequest{Workspace: "prm", Pipe: "descendants", Parameters: map[string]string{"root": "2"}})
 	if err != nil || !strings.Contains(resp.GetSql(), "toUInt64('2')") {

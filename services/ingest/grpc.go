@@ -162,8 +162,8 @@ func grpcError(err error) error {
 	case errors.Is(err, errWaitTimeout):
 		// The rows are stored and will be written: a retry must not store them again.
 		return idempotency.Applied(&apierr.Error{Code: codes.DeadlineExceeded, Reason: commonv1.ErrorReason_ERROR_REASON_QUERY_TIMEOUT, Message: err.Error()})
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
 	}
-	return status.Error(codes.Internal, fmt.Sprint(err))
+	// The rest (ClickHouse by class, NATS away, contexts, bugs) is mapped by the gRPC server's
+	// one error interceptor (apierr.Status).
+	return err
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"strconv"
 
-	"google.golang.org/grpc/status"
-
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/platform/apierr"
@@ -14,7 +12,8 @@ import (
 	"github.com/sluicehq/sluice/platform/paging"
 )
 
-// grpcError maps domain errors to API errors (apierr); the gRPC server adds the details.
+// grpcError maps the scheduler's own errors to API errors (apierr); the gRPC server adds the
+// details.
 func grpcError(err error) error {
 	if err == nil {
 		return nil
@@ -32,13 +31,10 @@ func grpcError(err error) error {
 	case errors.As(err, &nc):
 		return apierr.Precondition(commonv1.ErrorReason_ERROR_REASON_FAILED_PRECONDITION, "%v", err)
 	}
-	if _, ok := status.FromError(err); ok {
-		return err
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	return apierr.Unavailable(commonv1.ErrorReason_ERROR_REASON_UNAVAILABLE, "%v", err)
+	// The rest (the catalog's answers, NATS not answering, contexts, bugs) is mapped by the
+	// gRPC server's one error interceptor (apierr.Status): NATS away is UNAVAILABLE, a bug
+	// INTERNAL, never retryable by accident.
+	return err
 }
 
 // maxPage bounds the page size of the scheduler's lists.
