@@ -27,6 +27,7 @@ import (
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
+	"github.com/sluicehq/sluice/platform/checkfor"
 	"github.com/sluicehq/sluice/platform/natsx"
 )
 
@@ -82,17 +83,6 @@ func (s *store) token(ws, name string, kind Kind, scopes ...string) (Record, str
 	return r, text
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func startVerifier(t *testing.T, s *store, cfg Config, service string) *Verifier {
 	t.Helper()
 	v, err := NewVerifier(cfg, s.nc, service, quiet)
@@ -146,7 +136,7 @@ func TestVerifierFollowsTheStore(t *testing.T) {
 		t.Fatalf("rotated secret refused: %v", err)
 	}
 	for _, vv := range []*Verifier{v, other} {
-		eventually(t, "the old secret to be refused", func() bool {
+		checkfor.Eventually(t, 10*time.Second, "the old secret to be refused", func() bool {
 			_, err := vv.Authenticate(ctx, text)
 			return code(err) == codes.Unauthenticated
 		})
@@ -159,7 +149,7 @@ func TestVerifierFollowsTheStore(t *testing.T) {
 	np, _ := v.Authenticate(ctx, newText)
 	s.purge("shop", "app")
 	for _, vv := range []*Verifier{v, other} {
-		eventually(t, "the deleted token to be refused", func() bool {
+		checkfor.Eventually(t, 10*time.Second, "the deleted token to be refused", func() bool {
 			_, err := vv.Authenticate(ctx, newText)
 			return code(err) == codes.Unauthenticated
 		})

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
+	"github.com/sluicehq/sluice/platform/checkfor"
 	"github.com/sluicehq/sluice/platform/opsevents"
 	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
 )
@@ -78,7 +79,7 @@ func benchThroughput(b *testing.B, e engine) {
 		b.StartTimer()
 		start := time.Now()
 		s := startService(b, benchConfig(), nc, wh, db, hooks{})
-		eventually(b, 10*time.Minute, "the stream written", func() (bool, string) {
+		checkfor.State(b, 10*time.Minute, "the stream written", func() (bool, string) {
 			info := consumerInfo(b, s)
 			return info.NumPending == 0 && info.NumAckPending == 0, fmt.Sprintf("pending=%d", info.NumPending)
 		})

@@ -16,6 +16,7 @@ import (
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
+	"github.com/sluicehq/sluice/platform/checkfor"
 	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/platform/opsevents"
 	"github.com/sluicehq/sluice/platform/warehouse"
@@ -82,21 +83,6 @@ var engines = []engine{
 	{"native", func(t testing.TB) warehouse.Conn { return warehousetest.Native(t) }},
 }
 
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (last: %s)", timeout, what, state)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // counts returns the rows and distinct event ids in the table.
 func counts(t testing.TB, wh warehouse.Conn, db string) (rows, ids uint64) {
 	t.Helper()
@@ -111,7 +97,7 @@ func counts(t testing.TB, wh warehouse.Conn, db string) (rows, ids uint64) {
 // nothing pending or unacknowledged; then it checks that nothing more arrives.
 func waitWritten(t testing.TB, s *Service, wh warehouse.Conn, want uint64) {
 	t.Helper()
-	eventually(t, 60*time.Second, fmt.Sprintf("%d rows", want), func() (bool, string) {
+	checkfor.State(t, 60*time.Second, fmt.Sprintf("%d rows", want), func() (bool, string) {
 		rows, ids := counts(t, wh, s.db)
 		info := consumerInfo(t, s)
 		state := fmt.Sprintf("rows=%d ids=%d pending=%d ack_pending=%d", rows, ids, info.NumPending, info.NumAckPending)
@@ -363,7 +349,7 @@ func TestClickHouseUnavailableInjected(t *testing.T) {
 		events = append(events, testEvent("acme", fmt.Sprintf("ds%d", i%3), i))
 	}
 	publish(t, pub, events...)
-	eventually(t, 30*time.Second, "failed attempts with backoff", func() (bool, string) {
+	checkfor.State(t, 30*time.Second, "failed attempts with backoff", func() (bool, string) {
 		return fails.Load() >= 4, fmt.Sprint(fails.Load())
 	})
 	if rows, _ := counts(t, wh, db); rows != 0 {

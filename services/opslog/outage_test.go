@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
+	"github.com/sluicehq/sluice/platform/checkfor"
 	"github.com/sluicehq/sluice/platform/opsevents"
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
@@ -132,11 +133,11 @@ func TestClickHouseOutageNative(t *testing.T) {
 		publish(t, pub, ev(i))
 	}
 	// Nothing can be written; everything is held by the stream.
-	eventually(t, 30*time.Second, "the writer to hold the events", func() (bool, string) {
+	checkfor.State(t, 30*time.Second, "the writer to hold the events", func() (bool, string) {
 		info := consumerInfo(t, s)
 		return info.NumAckPending > 0, fmt.Sprintf("pending=%d ack_pending=%d", info.NumPending, info.NumAckPending)
 	})
-	eventually(t, 30*time.Second, "failed write attempts", func() (bool, string) {
+	checkfor.State(t, 30*time.Second, "failed write attempts", func() (bool, string) {
 		n := testutil.ToFloat64(s.metrics.writeErrors)
 		return n >= 4, fmt.Sprint(n)
 	})

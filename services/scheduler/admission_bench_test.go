@@ -13,6 +13,7 @@ import (
 
 	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/platform/checkfor"
 	"github.com/sluicehq/sluice/platform/jobs"
 )
 
@@ -36,7 +37,7 @@ func BenchmarkAdmission(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = s.Stop(context.Background()) })
 	ctx := context.Background()
-	eventually(b, "leadership", s.IsLeader)
+	checkfor.Eventually(b, 20*time.Second, "leadership", s.IsLeader)
 	var lat []time.Duration
 	var all []time.Duration
 	round := 0
@@ -104,7 +105,7 @@ func BenchmarkAdmission(b *testing.B) {
 		}
 		_ = w.Stop()
 		// Every admitted job's one step is on the queue, once.
-		eventually(b, "every step on the queue", func() bool {
+		checkfor.Eventually(b, 20*time.Second, "every step on the queue", func() bool {
 			info, err := s.jobs.Steps.Info(ctx, jetstream.WithSubjectFilter(jobs.SubjectSteps+"."+ws+".>"))
 			return err == nil && info.State.Msgs == n
 		})

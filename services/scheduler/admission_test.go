@@ -12,6 +12,7 @@ import (
 
 	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
+	"github.com/sluicehq/sluice/platform/checkfor"
 	"github.com/sluicehq/sluice/platform/jobs"
 )
 
@@ -63,7 +64,7 @@ func TestAdmissionInBatches(t *testing.T) {
 	conn := embeddedNATS(t)
 	ctx := context.Background()
 	a := startScheduler(t, conn, time.Now)
-	eventually(t, "leadership", a.IsLeader)
+	checkfor.Eventually(t, 20*time.Second, "leadership", a.IsLeader)
 	if err := a.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +75,7 @@ func TestAdmissionInBatches(t *testing.T) {
 	ids := waitingLimited(t, a, "ws", jobsN)
 	b := startScheduler(t, conn, time.Now)
 	reason := fmt.Sprintf("%d copy jobs working in workspace ws, limit %d", limit, limit)
-	eventually(t, "the last job to be told why it waits", func() bool {
+	checkfor.Eventually(t, 20*time.Second, "the last job to be told why it waits", func() bool {
 		rec, _, err := b.store.Get(ctx, "ws", ids[jobsN-1])
 		return err == nil && rec.GetJob().GetWaitingReason() == reason
 	})
@@ -115,7 +116,7 @@ func TestAdmissionSkipsAJobChangedMeanwhile(t *testing.T) {
 	conn := embeddedNATS(t)
 	ctx := context.Background()
 	s := startScheduler(t, conn, time.Now)
-	eventually(t, "leadership", s.IsLeader)
+	checkfor.Eventually(t, 20*time.Second, "leadership", s.IsLeader)
 	if err := s.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}

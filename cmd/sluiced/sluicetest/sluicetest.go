@@ -28,6 +28,7 @@ import (
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/app"
 	"github.com/sluicehq/sluice/platform/auth"
+	"github.com/sluicehq/sluice/platform/checkfor"
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
 )
@@ -297,19 +298,11 @@ func eventsURL(addr string, tls bool) string {
 	return "http://" + addr
 }
 
-// Eventually polls cond every 20ms until it returns true or the timeout passes.
+// Eventually polls cond until it returns true, failing the test when the timeout passes
+// first (checkfor.Eventually).
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	checkfor.Eventually(t, timeout, what, cond)
 }
 
 type syncBuffer struct {
