@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -60,16 +61,53 @@ func CleanupBinaries() {
 	}
 }
 
-// FreeAddr returns a loopback address with a port that was free a moment ago.
+// FreeAddr returns a loopback address for a process the test starts, with a port that is
+// free now. The port is taken below the kernel's ephemeral range (ip_local_port_range), so that
+// no outgoing connection of this or another program is given it before the process binds it
+// (a port from ":0" is an ephemeral one, and was seen taken that way: "bind: address already in
+// use"), and this test binary never hands out the same port twice.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	low, high := portRange()
+	span := high - low
+	start := mrand.IntN(span)
+	for i := range span {
+		port := low + (start+i)%span
+		if portsGiven[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		_ = ln.Close()
+		portsGiven[port] = true
+		return ln.Addr().String()
 	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
+	t.Fatalf("no free port in %d-%d", low, high)
+	return ""
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// portRange is where FreeAddr looks: from 10000 up to the start of the ephemeral range (or
+// 20000-30000 when the range cannot be read or leaves too little below it).
+func portRange() (low, high int) {
+	low, high = 20000, 30000
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return low, high
+	}
+	var eLow, eHigh int
+	if _, err := fmt.Sscan(string(b), &eLow, &eHigh); err != nil || eLow < 12000 {
+		return low, high
+	}
+	return 10000, eLow
 }
 
 // Process is a program started by a test, with its output in a log file.
