@@ -1,6 +1,7 @@
 package warehouse
 
 import (
+	"fmt"
 	"strings"
 )
 
@@ -126,3 +127,38 @@ func SplitType(t string) (string, []string) {
 
 // TupleElementType is the type of a Tuple argument, which may be named ("a UInt8").
 func TupleElementType(arg string) string { return tupleElemType(arg) }
+
+// Uint64 is a value of a result row as an unsigned count: an integer of either engine, a
+// float, or the string a JSON format gives 64-bit integers as; 0 for anything else and for
+// negative values.
+func Uint64(v any) uint64 {
+	if n := Int64(v); n > 0 {
+		return uint64(n)
+	}
+	if x, ok := v.(uint64); ok {
+		return x
+	}
+	if x, ok := v.(string); ok {
+		var n uint64
+		_, _ = fmt.Sscan(x, &n)
+		return n
+	}
+	return 0
+}
+
+// Int64 is a value of a result row as a signed integer (see Uint64).
+func Int64(v any) int64 {
+	switch x := v.(type) {
+	case int64:
+		return x
+	case uint64:
+		return int64(x)
+	case float64:
+		return int64(x)
+	case string:
+		var n int64
+		_, _ = fmt.Sscan(x, &n)
+		return n
+	}
+	return 0
+}

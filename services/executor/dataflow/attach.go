@@ -39,10 +39,10 @@ func (d *Delta) PartitionState(ctx context.Context, table, partition string) (Pa
 	}
 	var st PartitionState
 	for _, r := range res.Rows {
-		if toUint(r[1]) == 1 {
+		if warehouse.Uint64(r[1]) == 1 {
 			st.Parts = append(st.Parts, fmt.Sprint(r[0]))
 		}
-		st.MaxBlock = max(st.MaxBlock, toInt(r[2]))
+		st.MaxBlock = max(st.MaxBlock, warehouse.Int64(r[2]))
 	}
 	sort.Strings(st.Parts)
 	return st, nil
@@ -61,7 +61,7 @@ func (d *Delta) RowsAbove(ctx context.Context, table, partition string, maxBlock
 	if len(res.Rows) != 1 {
 		return 0, nil
 	}
-	return toUint(res.Rows[0][0]), nil
+	return warehouse.Uint64(res.Rows[0][0]), nil
 }
 
 // Part is a data part as system.parts describes it: enough to recognise an attached copy of a
@@ -92,8 +92,8 @@ func (d *Delta) parts(ctx context.Context, table, partition, extra string) ([]Pa
 	}
 	out := make([]Part, 0, len(res.Rows))
 	for _, r := range res.Rows {
-		out = append(out, Part{Name: fmt.Sprint(r[0]), MinBlock: toInt(r[1]), MaxBlock: toInt(r[2]), Level: toUint(r[3]), Rows: toUint(r[4]),
-			Compressed: toUint(r[5]), Uncompressed: toUint(r[6]), MarksBytes: toUint(r[7])})
+		out = append(out, Part{Name: fmt.Sprint(r[0]), MinBlock: warehouse.Int64(r[1]), MaxBlock: warehouse.Int64(r[2]), Level: warehouse.Uint64(r[3]), Rows: warehouse.Uint64(r[4]),
+			Compressed: warehouse.Uint64(r[5]), Uncompressed: warehouse.Uint64(r[6]), MarksBytes: warehouse.Uint64(r[7])})
 	}
 	return out, nil
 }
@@ -204,7 +204,7 @@ func outcome(ctx context.Context, conn warehouse.Conn, queryID string, since tim
 	if err != nil {
 		return QueryUnknown, fmt.Errorf("running statements: %w", err)
 	}
-	if len(res.Rows) == 1 && toUint(res.Rows[0][0]) > 0 {
+	if len(res.Rows) == 1 && warehouse.Uint64(res.Rows[0][0]) > 0 {
 		return QueryRunning, nil
 	}
 	flushed := true
@@ -228,7 +228,7 @@ func outcome(ctx context.Context, conn warehouse.Conn, queryID string, since tim
 		out = QueryUnknown
 	}
 	for _, r := range res.Rows {
-		switch toUint(r[0]) {
+		switch warehouse.Uint64(r[0]) {
 		case 2:
 			return QueryFinished, nil
 		case 3, 4:
@@ -248,7 +248,7 @@ func ServerStart(ctx context.Context, conn warehouse.Conn) (int64, error) {
 	if len(res.Rows) != 1 {
 		return 0, fmt.Errorf("server start time: no answer")
 	}
-	return toInt(res.Rows[0][0]), nil
+	return warehouse.Int64(res.Rows[0][0]), nil
 }
 
 // SameParts reports whether two sorted part lists are equal.
@@ -256,18 +256,3 @@ func SameParts(a, b []string) bool {
 	return strings.Join(a, "\x00") == strings.Join(b, "\x00") && len(a) == len(b)
 }
 
-func toInt(v any) int64 {
-	switch x := v.(type) {
-	case int64:
-		return x
-	case uint64:
-		return int64(x)
-	case float64:
-		return int64(x)
-	case string:
-		var n int64
-		_, _ = fmt.Sscan(x, &n)
-		return n
-	}
-	return 0
-}

@@ -272,8 +272,8 @@ func (d *Delta) Pending(ctx context.Context) ([]Move, error) {
 			m = &Move{PartitionID: k.partition}
 			sums[k] = m
 		}
-		m.Rows += toUint(r[2])
-		m.Bytes += toUint(r[3])
+		m.Rows += warehouse.Uint64(r[2])
+		m.Bytes += warehouse.Uint64(r[3])
 	}
 	byTable := map[struct{ table, partition string }]*Move{}
 	for _, t := range d.flow.Tables() {
@@ -342,21 +342,6 @@ func addStats(total *warehouse.Stats, s warehouse.Stats) {
 	total.MemoryUsage = max(total.MemoryUsage, s.MemoryUsage)
 }
 
-func toUint(v any) uint64 {
-	switch x := v.(type) {
-	case uint64:
-		return x
-	case int64:
-		return uint64(x)
-	case float64:
-		return uint64(x)
-	case string:
-		var n uint64
-		_, _ = fmt.Sscan(x, &n)
-		return n
-	}
-	return 0
-}
 
 // Proto is the flow as a commit record keeps it.
 func (f Flow) Proto() *persistencev1.Flow {

@@ -132,12 +132,12 @@ func (d *Delta) Plan(ctx context.Context) (*MovePlan, error) {
 		t, staged := byStaging[fmt.Sprint(r[0])]
 		if !staged {
 			t := fmt.Sprint(r[0])
-			if b, ok := plan.MaxBlocks[t]; !ok || toInt(r[7]) > b {
-				plan.MaxBlocks[t] = toInt(r[7])
+			if b, ok := plan.MaxBlocks[t]; !ok || warehouse.Int64(r[7]) > b {
+				plan.MaxBlocks[t] = warehouse.Int64(r[7])
 			}
 			continue
 		}
-		if toUint(r[8]) != 1 || toUint(r[3]) == 0 {
+		if warehouse.Uint64(r[8]) != 1 || warehouse.Uint64(r[3]) == 0 {
 			continue // replaced, or the empty part a move leaves
 		}
 		k := key{t, fmt.Sprint(r[1])}
@@ -146,9 +146,9 @@ func (d *Delta) Plan(ctx context.Context) (*MovePlan, error) {
 			m = &Move{Table: t, PartitionID: k.partition}
 			sums[k] = m
 		}
-		m.Rows += toUint(r[3])
-		m.Bytes += toUint(r[4])
-		plan.Parts = append(plan.Parts, StagedPart{Table: t, Partition: k.partition, Name: fmt.Sprint(r[2]), Rows: toUint(r[3]), Level: toUint(r[5]), Hash: fmt.Sprint(r[6])})
+		m.Rows += warehouse.Uint64(r[3])
+		m.Bytes += warehouse.Uint64(r[4])
+		plan.Parts = append(plan.Parts, StagedPart{Table: t, Partition: k.partition, Name: fmt.Sprint(r[2]), Rows: warehouse.Uint64(r[3]), Level: warehouse.Uint64(r[5]), Hash: fmt.Sprint(r[6])})
 	}
 	plan.Moves = orderMoves(d.flow.Tables(), sums)
 	return plan, nil
@@ -288,13 +288,13 @@ func (d *Delta) resolveMove(ctx context.Context, plan *MovePlan, m Move, lifetim
 	for _, sp := range staged {
 		for _, r := range res.Rows {
 			name := fmt.Sprint(r[0])
-			if used[name] || toInt(r[1]) != toInt(r[2]) || toUint(r[3]) != sp.Level || toUint(r[4]) != sp.Rows || fmt.Sprint(r[5]) != sp.Hash {
+			if used[name] || warehouse.Int64(r[1]) != warehouse.Int64(r[2]) || warehouse.Uint64(r[3]) != sp.Level || warehouse.Uint64(r[4]) != sp.Rows || fmt.Sprint(r[5]) != sp.Hash {
 				continue
 			}
 			used[name] = true
 			matched = append(matched, sp.Name)
 			copies = append(copies, name)
-			copiesActive = copiesActive && toUint(r[8]) == 1
+			copiesActive = copiesActive && warehouse.Uint64(r[8]) == 1
 			break
 		}
 	}
@@ -331,8 +331,8 @@ func (d *Delta) resolveMove(ctx context.Context, plan *MovePlan, m Move, lifetim
 	// after it was made.
 	for _, r := range res.Rows {
 		name := fmt.Sprint(r[0])
-		derived := toInt(r[1]) != toInt(r[2]) || strings.Count(name, "_") > 3
-		if derived && toInt(r[6]) <= toInt(r[7])-lifetime+5 {
+		derived := warehouse.Int64(r[1]) != warehouse.Int64(r[2]) || strings.Count(name, "_") > 3
+		if derived && warehouse.Int64(r[6]) <= warehouse.Int64(r[7])-lifetime+5 {
 			return false, halfMoved{}, undecidable(fmt.Sprintf("part %s, merged from parts written since, is older than the engine keeps merged parts (%d s)", name, lifetime))
 		}
 	}
@@ -348,7 +348,7 @@ func (d *Delta) oldPartsLifetime(ctx context.Context) (int64, error) {
 	if len(res.Rows) != 1 {
 		return 0, nil
 	}
-	return toInt(res.Rows[0][0]), nil
+	return warehouse.Int64(res.Rows[0][0]), nil
 }
 
 // MoveRunning reports whether a move of the plan is running now (an earlier attempt's
@@ -358,7 +358,7 @@ func (d *Delta) MoveRunning(ctx context.Context, plan *MovePlan) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("running statements: %w", err)
 	}
-	return len(res.Rows) == 1 && toUint(res.Rows[0][0]) > 0, nil
+	return len(res.Rows) == 1 && warehouse.Uint64(res.Rows[0][0]) > 0, nil
 }
 
 // WatchMoved calls moved (once) as soon as a Data Source of the plan gets a part of a planned

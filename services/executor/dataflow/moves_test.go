@@ -288,7 +288,7 @@ func TestStagingForMovesNeverMerges(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := toUint(res.Rows[0][0]); got != 24 {
+			if got := warehouse.Uint64(res.Rows[0][0]); got != 24 {
 				t.Fatalf("staging holds %d active parts after a merge was asked for, want the 24 staged", got)
 			}
 		})

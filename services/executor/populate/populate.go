@@ -195,22 +195,3 @@ func joinConds(a, b string) string {
 	return a + " AND " + b
 }
 
-func toUint64(v any) uint64 {
-	switch x := v.(type) {
-	case uint64:
-		return x
-	case int64:
-		if x > 0 {
-			return uint64(x)
-		}
-	case float64:
-		if x > 0 {
-			return uint64(x)
-		}
-	case string:
-		var n uint64
-		_, _ = fmt.Sscan(x, &n)
-		return n
-	}
-	return 0
-}

@@ -44,7 +44,7 @@ func (r *Runner) snapshotParts(ctx context.Context, db string, p *persistencev1.
 	}
 	var out []string
 	for _, row := range res.Rows {
-		name, lo, hi := fmt.Sprint(row[0]), toUint64(row[1]), toUint64(row[2])
+		name, lo, hi := fmt.Sprint(row[0]), warehouse.Uint64(row[1]), warehouse.Uint64(row[2])
 		switch {
 		case hi <= maxBlock:
 			out = append(out, name)
@@ -109,7 +109,7 @@ func (r *Runner) newStage(ctx context.Context, s *step.Context, p *persistencev1
 		res, err := r.d.Warehouse.Query(ctx, fmt.Sprintf("SELECT sum(data_uncompressed_bytes) FROM system.parts WHERE database = %s AND table = %s AND active AND partition_id = %s",
 			warehouse.QuoteString(flow.Database), warehouse.QuoteString(p.GetSource()), warehouse.QuoteString(p.GetPartition())))
 		if err == nil && len(res.Rows) == 1 && len(res.Rows[0]) == 1 {
-			st.bytes = toUint64(res.Rows[0][0])
+			st.bytes = warehouse.Uint64(res.Rows[0][0])
 		}
 	}
 	return st, nil

@@ -142,7 +142,7 @@ func (r *Runner) cutOverColumn(ctx context.Context, s *step.Context, flow datafl
 		if err != nil {
 			return err
 		}
-		if len(res.Rows) == 1 && toUint64(res.Rows[0][0]) > 0 {
+		if len(res.Rows) == 1 && warehouse.Uint64(res.Rows[0][0]) > 0 {
 			return nil
 		}
 		select {
@@ -164,7 +164,7 @@ func dropPartsUpTo(ctx context.Context, c warehouse.Conn, db, table string, bloc
 		return fmt.Errorf("parts of %s: %w", table, err)
 	}
 	for _, row := range res.Rows {
-		name, hi := fmt.Sprint(row[0]), toUint64(row[1])
+		name, hi := fmt.Sprint(row[0]), warehouse.Uint64(row[1])
 		if hi > block {
 			return step.Permanent(fmt.Errorf("part %s of %s holds rows from before and after the cut-over (block %d): they cannot be told apart; run the populate again", name, table, block))
 		}
@@ -187,5 +187,5 @@ func maxBlock(ctx context.Context, c warehouse.Conn, db, table string) (uint64, 
 	if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
 		return 0, nil
 	}
-	return toUint64(res.Rows[0][0]), nil
+	return warehouse.Uint64(res.Rows[0][0]), nil
 }
