@@ -210,6 +210,10 @@ func authCases(f *authFixture) map[string]authCase {
 			_, err := c.Catalog.CutOverView(ctx, &catalogv1.CutOverViewRequest{Workspace: ws, Pipe: "mv", Column: "ts", Value: "2100-01-01 00:00:00", JobId: "auth-case", Tables: []string{"agg"}})
 			return err
 		}},
+		catalogv1.CatalogService_PlanPopulate_FullMethodName: {[]string{"operator"}, []string{"ADMIN"}, func(ctx context.Context, c *sluicetest.Clients, good bool) error {
+			_, err := c.Catalog.PlanPopulate(ctx, &catalogv1.PlanPopulateRequest{Workspace: ws, Pipe: "mv"})
+			return err
+		}},
 
 		catalogv1.TokenService_ListTokens_FullMethodName: {[]string{"TOKENS"}, []string{"WORKSPACE:READ_ALL"}, func(ctx context.Context, c *sluicetest.Clients, good bool) error {
 			_, err := c.Tokens.ListTokens(ctx, &catalogv1.ListTokensRequest{Workspace: ws})

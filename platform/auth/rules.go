@@ -93,6 +93,9 @@ var Rules = map[string]Rule{
 	// CutOverView changes a deployed view for a populate job: only Sluice's own services (the
 	// executor, with the service credential) and the operator call it.
 	catalogv1.CatalogService_CutOverView_FullMethodName: {Access: Operator},
+	// PlanPopulate is the scheduler asking what a populate it accepts reads and writes (with
+	// the service credential; PIPES:RUN was checked on the populate).
+	catalogv1.CatalogService_PlanPopulate_FullMethodName: {Access: Operator},
 
 	catalogv1.TokenService_ListTokens_FullMethodName:      {Access: Workspace, AnyOf: []Need{need(Tokens)}, InstanceOK: true},
 	catalogv1.TokenService_CreateToken_FullMethodName:     {Access: Workspace, AnyOf: []Need{need(Tokens)}, InstanceOK: true, Handler: "only scopes the caller holds"},

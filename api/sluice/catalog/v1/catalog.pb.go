@@ -3380,6 +3380,252 @@ func (x *CutOverViewResponse) GetSql() string {
 	return ""
 }
 
+// PlanPopulateRequest names the populate to plan (see sluice.scheduler.v1.PopulateRequest).
+type PlanPopulateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Workspace name.
+	Workspace string `protobuf:"bytes,1,opt,name=workspace,proto3" json:"workspace,omitempty"`
+	// Materialized pipe name.
+	Pipe string `protobuf:"bytes,2,opt,name=pipe,proto3" json:"pipe,omitempty"`
+	// Materialized node; empty means the pipe's one materialized node.
+	Node string `protobuf:"bytes,3,opt,name=node,proto3" json:"node,omitempty"`
+	// A condition on the source rows (one expression).
+	SqlCondition string `protobuf:"bytes,4,opt,name=sql_condition,json=sqlCondition,proto3" json:"sql_condition,omitempty"`
+	// Cut-over column and value: the populate handles the rows with column <= value.
+	CutoverColumn string `protobuf:"bytes,5,opt,name=cutover_column,json=cutoverColumn,proto3" json:"cutover_column,omitempty"`
+	CutoverValue  string `protobuf:"bytes,6,opt,name=cutover_value,json=cutoverValue,proto3" json:"cutover_value,omitempty"`
+	// A snapshot cut-over (no column).
+	CutoverSnapshot bool `protobuf:"varint,7,opt,name=cutover_snapshot,json=cutoverSnapshot,proto3" json:"cutover_snapshot,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *PlanPopulateRequest) Reset() {
+	*x = PlanPopulateRequest{}
+	mi := &file_sluice_catalog_v1_catalog_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanPopulateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanPopulateRequest) ProtoMessage() {}
+
+func (x *PlanPopulateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_catalog_v1_catalog_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanPopulateRequest.ProtoReflect.Descriptor instead.
+func (*PlanPopulateRequest) Descriptor() ([]byte, []int) {
+	return file_sluice_catalog_v1_catalog_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *PlanPopulateRequest) GetWorkspace() string {
+	if x != nil {
+		return x.Workspace
+	}
+	return ""
+}
+
+func (x *PlanPopulateRequest) GetPipe() string {
+	if x != nil {
+		return x.Pipe
+	}
+	return ""
+}
+
+func (x *PlanPopulateRequest) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *PlanPopulateRequest) GetSqlCondition() string {
+	if x != nil {
+		return x.SqlCondition
+	}
+	return ""
+}
+
+func (x *PlanPopulateRequest) GetCutoverColumn() string {
+	if x != nil {
+		return x.CutoverColumn
+	}
+	return ""
+}
+
+func (x *PlanPopulateRequest) GetCutoverValue() string {
+	if x != nil {
+		return x.CutoverValue
+	}
+	return ""
+}
+
+func (x *PlanPopulateRequest) GetCutoverSnapshot() bool {
+	if x != nil {
+		return x.CutoverSnapshot
+	}
+	return false
+}
+
+// PlanPopulateResponse is the plan.
+type PlanPopulateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The materialized node.
+	Node string `protobuf:"bytes,1,opt,name=node,proto3" json:"node,omitempty"`
+	// The Data Source the node writes.
+	Target string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	// The Data Source whose inserts fire the view (its query's left-most table).
+	Source string `protobuf:"bytes,3,opt,name=source,proto3" json:"source,omitempty"`
+	// The source's partitions, in partition id order (none when it has no rows).
+	Partitions []*PopulatePartition `protobuf:"bytes,4,rep,name=partitions,proto3" json:"partitions,omitempty"`
+	// sql_condition without comments (what the job shows).
+	SqlCondition string `protobuf:"bytes,5,opt,name=sql_condition,json=sqlCondition,proto3" json:"sql_condition,omitempty"`
+	// The condition every step puts on the source rows, one parenthesised expression per part
+	// joined with AND (empty: every row).
+	Condition     string `protobuf:"bytes,6,opt,name=condition,proto3" json:"condition,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PlanPopulateResponse) Reset() {
+	*x = PlanPopulateResponse{}
+	mi := &file_sluice_catalog_v1_catalog_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PlanPopulateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PlanPopulateResponse) ProtoMessage() {}
+
+func (x *PlanPopulateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_catalog_v1_catalog_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PlanPopulateResponse.ProtoReflect.Descriptor instead.
+func (*PlanPopulateResponse) Descriptor() ([]byte, []int) {
+	return file_sluice_catalog_v1_catalog_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *PlanPopulateResponse) GetNode() string {
+	if x != nil {
+		return x.Node
+	}
+	return ""
+}
+
+func (x *PlanPopulateResponse) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *PlanPopulateResponse) GetSource() string {
+	if x != nil {
+		return x.Source
+	}
+	return ""
+}
+
+func (x *PlanPopulateResponse) GetPartitions() []*PopulatePartition {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
+func (x *PlanPopulateResponse) GetSqlCondition() string {
+	if x != nil {
+		return x.SqlCondition
+	}
+	return ""
+}
+
+func (x *PlanPopulateResponse) GetCondition() string {
+	if x != nil {
+		return x.Condition
+	}
+	return ""
+}
+
+// PopulatePartition is one partition of a populate's source.
+type PopulatePartition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The partition id (system.parts.partition_id, _partition_id).
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Rows the partition holds.
+	Rows          uint64 `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PopulatePartition) Reset() {
+	*x = PopulatePartition{}
+	mi := &file_sluice_catalog_v1_catalog_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PopulatePartition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PopulatePartition) ProtoMessage() {}
+
+func (x *PopulatePartition) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_catalog_v1_catalog_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PopulatePartition.ProtoReflect.Descriptor instead.
+func (*PopulatePartition) Descriptor() ([]byte, []int) {
+	return file_sluice_catalog_v1_catalog_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *PopulatePartition) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *PopulatePartition) GetRows() uint64 {
+	if x != nil {
+		return x.Rows
+	}
+	return 0
+}
+
 var File_sluice_catalog_v1_catalog_proto protoreflect.FileDescriptor
 
 const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
@@ -3650,7 +3896,27 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x03sql\x18\x02 \x01(\tR\x03sql\x1a9\n" +
 	"\vBlocksEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01*c\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xf7\x01\n" +
+	"\x13PlanPopulateRequest\x12\x1c\n" +
+	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
+	"\x04pipe\x18\x02 \x01(\tR\x04pipe\x12\x12\n" +
+	"\x04node\x18\x03 \x01(\tR\x04node\x12#\n" +
+	"\rsql_condition\x18\x04 \x01(\tR\fsqlCondition\x12%\n" +
+	"\x0ecutover_column\x18\x05 \x01(\tR\rcutoverColumn\x12#\n" +
+	"\rcutover_value\x18\x06 \x01(\tR\fcutoverValue\x12)\n" +
+	"\x10cutover_snapshot\x18\a \x01(\bR\x0fcutoverSnapshot\"\xe3\x01\n" +
+	"\x14PlanPopulateResponse\x12\x12\n" +
+	"\x04node\x18\x01 \x01(\tR\x04node\x12\x16\n" +
+	"\x06target\x18\x02 \x01(\tR\x06target\x12\x16\n" +
+	"\x06source\x18\x03 \x01(\tR\x06source\x12D\n" +
+	"\n" +
+	"partitions\x18\x04 \x03(\v2$.sluice.catalog.v1.PopulatePartitionR\n" +
+	"partitions\x12#\n" +
+	"\rsql_condition\x18\x05 \x01(\tR\fsqlCondition\x12\x1c\n" +
+	"\tcondition\x18\x06 \x01(\tR\tcondition\"7\n" +
+	"\x11PopulatePartition\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04rows\x18\x02 \x01(\x04R\x04rows*c\n" +
 	"\fResourceType\x12\x1d\n" +
 	"\x19RESOURCE_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18RESOURCE_TYPE_DATASOURCE\x10\x01\x12\x16\n" +
@@ -3661,7 +3927,7 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x12NODE_TYPE_ENDPOINT\x10\x02\x12\x1a\n" +
 	"\x16NODE_TYPE_MATERIALIZED\x10\x03\x12\x12\n" +
 	"\x0eNODE_TYPE_COPY\x10\x04\x12\x12\n" +
-	"\x0eNODE_TYPE_SINK\x10\x052\xef\f\n" +
+	"\x0eNODE_TYPE_SINK\x10\x052\xd0\r\n" +
 	"\x0eCatalogService\x12h\n" +
 	"\x0fCreateWorkspace\x12).sluice.catalog.v1.CreateWorkspaceRequest\x1a*.sluice.catalog.v1.CreateWorkspaceResponse\x12_\n" +
 	"\fGetWorkspace\x12&.sluice.catalog.v1.GetWorkspaceRequest\x1a'.sluice.catalog.v1.GetWorkspaceResponse\x12e\n" +
@@ -3681,7 +3947,8 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"\x05Query\x12\x1f.sluice.catalog.v1.QueryRequest\x1a .sluice.catalog.v1.QueryResponse\x12k\n" +
 	"\x10ListFileVersions\x12*.sluice.catalog.v1.ListFileVersionsRequest\x1a+.sluice.catalog.v1.ListFileVersionsResponse\x12q\n" +
 	"\x12TruncateDataSource\x12,.sluice.catalog.v1.TruncateDataSourceRequest\x1a-.sluice.catalog.v1.TruncateDataSourceResponse\x12\\\n" +
-	"\vCutOverView\x12%.sluice.catalog.v1.CutOverViewRequest\x1a&.sluice.catalog.v1.CutOverViewResponseB\xc7\x01\n" +
+	"\vCutOverView\x12%.sluice.catalog.v1.CutOverViewRequest\x1a&.sluice.catalog.v1.CutOverViewResponse\x12_\n" +
+	"\fPlanPopulate\x12&.sluice.catalog.v1.PlanPopulateRequest\x1a'.sluice.catalog.v1.PlanPopulateResponseB\xc7\x01\n" +
 	"\x15com.sluice.catalog.v1B\fCatalogProtoP\x01Z:github.com/sluicehq/sluice/api/sluice/catalog/v1;catalogv1\xa2\x02\x03SCX\xaa\x02\x11Sluice.Catalog.V1\xca\x02\x11Sluice\\Catalog\\V1\xe2\x02\x1dSluice\\Catalog\\V1\\GPBMetadata\xea\x02\x13Sluice::Catalog::V1b\x06proto3"
 
 var (
@@ -3697,7 +3964,7 @@ func file_sluice_catalog_v1_catalog_proto_rawDescGZIP() []byte {
 }
 
 var file_sluice_catalog_v1_catalog_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_sluice_catalog_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_sluice_catalog_v1_catalog_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_sluice_catalog_v1_catalog_proto_goTypes = []any{
 	(ResourceType)(0),                  // 0: sluice.catalog.v1.ResourceType
 	(NodeType)(0),                      // 1: sluice.catalog.v1.NodeType
@@ -3748,97 +4015,103 @@ var file_sluice_catalog_v1_catalog_proto_goTypes = []any{
 	(*TruncatedDataSource)(nil),        // 46: sluice.catalog.v1.TruncatedDataSource
 	(*CutOverViewRequest)(nil),         // 47: sluice.catalog.v1.CutOverViewRequest
 	(*CutOverViewResponse)(nil),        // 48: sluice.catalog.v1.CutOverViewResponse
-	nil,                                // 49: sluice.catalog.v1.PushRequest.VariablesEntry
-	nil,                                // 50: sluice.catalog.v1.RenderNodeRequest.ParametersEntry
-	nil,                                // 51: sluice.catalog.v1.CutOverViewResponse.BlocksEntry
-	(*timestamppb.Timestamp)(nil),      // 52: google.protobuf.Timestamp
-	(*v1.Diagnostic)(nil),              // 53: sluice.common.v1.Diagnostic
-	(*IssuedToken)(nil),                // 54: sluice.catalog.v1.IssuedToken
-	(*v1.Column)(nil),                  // 55: sluice.common.v1.Column
-	(v1.CopyMode)(0),                   // 56: sluice.common.v1.CopyMode
-	(*durationpb.Duration)(nil),        // 57: google.protobuf.Duration
-	(*structpb.ListValue)(nil),         // 58: google.protobuf.ListValue
-	(*v1.Statistics)(nil),              // 59: sluice.common.v1.Statistics
+	(*PlanPopulateRequest)(nil),        // 49: sluice.catalog.v1.PlanPopulateRequest
+	(*PlanPopulateResponse)(nil),       // 50: sluice.catalog.v1.PlanPopulateResponse
+	(*PopulatePartition)(nil),          // 51: sluice.catalog.v1.PopulatePartition
+	nil,                                // 52: sluice.catalog.v1.PushRequest.VariablesEntry
+	nil,                                // 53: sluice.catalog.v1.RenderNodeRequest.ParametersEntry
+	nil,                                // 54: sluice.catalog.v1.CutOverViewResponse.BlocksEntry
+	(*timestamppb.Timestamp)(nil),      // 55: google.protobuf.Timestamp
+	(*v1.Diagnostic)(nil),              // 56: sluice.common.v1.Diagnostic
+	(*IssuedToken)(nil),                // 57: sluice.catalog.v1.IssuedToken
+	(*v1.Column)(nil),                  // 58: sluice.common.v1.Column
+	(v1.CopyMode)(0),                   // 59: sluice.common.v1.CopyMode
+	(*durationpb.Duration)(nil),        // 60: google.protobuf.Duration
+	(*structpb.ListValue)(nil),         // 61: google.protobuf.ListValue
+	(*v1.Statistics)(nil),              // 62: sluice.common.v1.Statistics
 }
 var file_sluice_catalog_v1_catalog_proto_depIdxs = []int32{
-	52, // 0: sluice.catalog.v1.Workspace.create_time:type_name -> google.protobuf.Timestamp
+	55, // 0: sluice.catalog.v1.Workspace.create_time:type_name -> google.protobuf.Timestamp
 	4,  // 1: sluice.catalog.v1.CreateWorkspaceResponse.workspace:type_name -> sluice.catalog.v1.Workspace
 	4,  // 2: sluice.catalog.v1.GetWorkspaceResponse.workspace:type_name -> sluice.catalog.v1.Workspace
 	4,  // 3: sluice.catalog.v1.ListWorkspacesResponse.workspaces:type_name -> sluice.catalog.v1.Workspace
 	13, // 4: sluice.catalog.v1.PushRequest.files:type_name -> sluice.catalog.v1.Datafile
-	49, // 5: sluice.catalog.v1.PushRequest.variables:type_name -> sluice.catalog.v1.PushRequest.VariablesEntry
+	52, // 5: sluice.catalog.v1.PushRequest.variables:type_name -> sluice.catalog.v1.PushRequest.VariablesEntry
 	2,  // 6: sluice.catalog.v1.PlanAction.kind:type_name -> sluice.catalog.v1.PlanAction.Kind
 	0,  // 7: sluice.catalog.v1.PlanAction.resource_type:type_name -> sluice.catalog.v1.ResourceType
 	15, // 8: sluice.catalog.v1.PushResponse.actions:type_name -> sluice.catalog.v1.PlanAction
-	53, // 9: sluice.catalog.v1.PushResponse.warnings:type_name -> sluice.common.v1.Diagnostic
-	54, // 10: sluice.catalog.v1.PushResponse.new_tokens:type_name -> sluice.catalog.v1.IssuedToken
-	55, // 11: sluice.catalog.v1.DataSource.columns:type_name -> sluice.common.v1.Column
-	52, // 12: sluice.catalog.v1.DataSource.update_time:type_name -> google.protobuf.Timestamp
+	56, // 9: sluice.catalog.v1.PushResponse.warnings:type_name -> sluice.common.v1.Diagnostic
+	57, // 10: sluice.catalog.v1.PushResponse.new_tokens:type_name -> sluice.catalog.v1.IssuedToken
+	58, // 11: sluice.catalog.v1.DataSource.columns:type_name -> sluice.common.v1.Column
+	55, // 12: sluice.catalog.v1.DataSource.update_time:type_name -> google.protobuf.Timestamp
 	19, // 13: sluice.catalog.v1.Pipe.nodes:type_name -> sluice.catalog.v1.Node
 	1,  // 14: sluice.catalog.v1.Pipe.type:type_name -> sluice.catalog.v1.NodeType
-	52, // 15: sluice.catalog.v1.Pipe.update_time:type_name -> google.protobuf.Timestamp
+	55, // 15: sluice.catalog.v1.Pipe.update_time:type_name -> google.protobuf.Timestamp
 	1,  // 16: sluice.catalog.v1.Node.type:type_name -> sluice.catalog.v1.NodeType
-	56, // 17: sluice.catalog.v1.Node.copy_mode:type_name -> sluice.common.v1.CopyMode
+	59, // 17: sluice.catalog.v1.Node.copy_mode:type_name -> sluice.common.v1.CopyMode
 	20, // 18: sluice.catalog.v1.Node.parameters:type_name -> sluice.catalog.v1.Parameter
 	17, // 19: sluice.catalog.v1.GetDataSourceResponse.datasource:type_name -> sluice.catalog.v1.DataSource
 	17, // 20: sluice.catalog.v1.ListDataSourcesResponse.datasources:type_name -> sluice.catalog.v1.DataSource
 	18, // 21: sluice.catalog.v1.GetPipeResponse.pipe:type_name -> sluice.catalog.v1.Pipe
 	18, // 22: sluice.catalog.v1.ListPipesResponse.pipes:type_name -> sluice.catalog.v1.Pipe
-	50, // 23: sluice.catalog.v1.RenderNodeRequest.parameters:type_name -> sluice.catalog.v1.RenderNodeRequest.ParametersEntry
-	52, // 24: sluice.catalog.v1.RenderNodeRequest.job_timestamp:type_name -> google.protobuf.Timestamp
-	55, // 25: sluice.catalog.v1.RenderNodeResponse.columns:type_name -> sluice.common.v1.Column
+	53, // 23: sluice.catalog.v1.RenderNodeRequest.parameters:type_name -> sluice.catalog.v1.RenderNodeRequest.ParametersEntry
+	55, // 24: sluice.catalog.v1.RenderNodeRequest.job_timestamp:type_name -> google.protobuf.Timestamp
+	58, // 25: sluice.catalog.v1.RenderNodeResponse.columns:type_name -> sluice.common.v1.Column
 	0,  // 26: sluice.catalog.v1.GraphNode.resource_type:type_name -> sluice.catalog.v1.ResourceType
 	1,  // 27: sluice.catalog.v1.GraphNode.node_type:type_name -> sluice.catalog.v1.NodeType
 	3,  // 28: sluice.catalog.v1.GraphEdge.kind:type_name -> sluice.catalog.v1.GraphEdge.Kind
 	35, // 29: sluice.catalog.v1.GetGraphResponse.nodes:type_name -> sluice.catalog.v1.GraphNode
 	36, // 30: sluice.catalog.v1.GetGraphResponse.edges:type_name -> sluice.catalog.v1.GraphEdge
-	57, // 31: sluice.catalog.v1.QueryRequest.timeout:type_name -> google.protobuf.Duration
-	55, // 32: sluice.catalog.v1.QueryResponse.columns:type_name -> sluice.common.v1.Column
-	58, // 33: sluice.catalog.v1.QueryResponse.rows:type_name -> google.protobuf.ListValue
-	59, // 34: sluice.catalog.v1.QueryResponse.statistics:type_name -> sluice.common.v1.Statistics
-	52, // 35: sluice.catalog.v1.FileVersion.create_time:type_name -> google.protobuf.Timestamp
+	60, // 31: sluice.catalog.v1.QueryRequest.timeout:type_name -> google.protobuf.Duration
+	58, // 32: sluice.catalog.v1.QueryResponse.columns:type_name -> sluice.common.v1.Column
+	61, // 33: sluice.catalog.v1.QueryResponse.rows:type_name -> google.protobuf.ListValue
+	62, // 34: sluice.catalog.v1.QueryResponse.statistics:type_name -> sluice.common.v1.Statistics
+	55, // 35: sluice.catalog.v1.FileVersion.create_time:type_name -> google.protobuf.Timestamp
 	42, // 36: sluice.catalog.v1.ListFileVersionsResponse.versions:type_name -> sluice.catalog.v1.FileVersion
 	46, // 37: sluice.catalog.v1.TruncateDataSourceResponse.truncated:type_name -> sluice.catalog.v1.TruncatedDataSource
-	51, // 38: sluice.catalog.v1.CutOverViewResponse.blocks:type_name -> sluice.catalog.v1.CutOverViewResponse.BlocksEntry
-	5,  // 39: sluice.catalog.v1.CatalogService.CreateWorkspace:input_type -> sluice.catalog.v1.CreateWorkspaceRequest
-	7,  // 40: sluice.catalog.v1.CatalogService.GetWorkspace:input_type -> sluice.catalog.v1.GetWorkspaceRequest
-	9,  // 41: sluice.catalog.v1.CatalogService.ListWorkspaces:input_type -> sluice.catalog.v1.ListWorkspacesRequest
-	11, // 42: sluice.catalog.v1.CatalogService.DeleteWorkspace:input_type -> sluice.catalog.v1.DeleteWorkspaceRequest
-	14, // 43: sluice.catalog.v1.CatalogService.Push:input_type -> sluice.catalog.v1.PushRequest
-	21, // 44: sluice.catalog.v1.CatalogService.GetDataSource:input_type -> sluice.catalog.v1.GetDataSourceRequest
-	23, // 45: sluice.catalog.v1.CatalogService.ListDataSources:input_type -> sluice.catalog.v1.ListDataSourcesRequest
-	25, // 46: sluice.catalog.v1.CatalogService.DeleteDataSource:input_type -> sluice.catalog.v1.DeleteDataSourceRequest
-	27, // 47: sluice.catalog.v1.CatalogService.GetPipe:input_type -> sluice.catalog.v1.GetPipeRequest
-	29, // 48: sluice.catalog.v1.CatalogService.ListPipes:input_type -> sluice.catalog.v1.ListPipesRequest
-	31, // 49: sluice.catalog.v1.CatalogService.DeletePipe:input_type -> sluice.catalog.v1.DeletePipeRequest
-	33, // 50: sluice.catalog.v1.CatalogService.RenderNode:input_type -> sluice.catalog.v1.RenderNodeRequest
-	37, // 51: sluice.catalog.v1.CatalogService.GetGraph:input_type -> sluice.catalog.v1.GetGraphRequest
-	39, // 52: sluice.catalog.v1.CatalogService.Query:input_type -> sluice.catalog.v1.QueryRequest
-	41, // 53: sluice.catalog.v1.CatalogService.ListFileVersions:input_type -> sluice.catalog.v1.ListFileVersionsRequest
-	44, // 54: sluice.catalog.v1.CatalogService.TruncateDataSource:input_type -> sluice.catalog.v1.TruncateDataSourceRequest
-	47, // 55: sluice.catalog.v1.CatalogService.CutOverView:input_type -> sluice.catalog.v1.CutOverViewRequest
-	6,  // 56: sluice.catalog.v1.CatalogService.CreateWorkspace:output_type -> sluice.catalog.v1.CreateWorkspaceResponse
-	8,  // 57: sluice.catalog.v1.CatalogService.GetWorkspace:output_type -> sluice.catalog.v1.GetWorkspaceResponse
-	10, // 58: sluice.catalog.v1.CatalogService.ListWorkspaces:output_type -> sluice.catalog.v1.ListWorkspacesResponse
-	12, // 59: sluice.catalog.v1.CatalogService.DeleteWorkspace:output_type -> sluice.catalog.v1.DeleteWorkspaceResponse
-	16, // 60: sluice.catalog.v1.CatalogService.Push:output_type -> sluice.catalog.v1.PushResponse
-	22, // 61: sluice.catalog.v1.CatalogService.GetDataSource:output_type -> sluice.catalog.v1.GetDataSourceResponse
-	24, // 62: sluice.catalog.v1.CatalogService.ListDataSources:output_type -> sluice.catalog.v1.ListDataSourcesResponse
-	26, // 63: sluice.catalog.v1.CatalogService.DeleteDataSource:output_type -> sluice.catalog.v1.DeleteDataSourceResponse
-	28, // 64: sluice.catalog.v1.CatalogService.GetPipe:output_type -> sluice.catalog.v1.GetPipeResponse
-	30, // 65: sluice.catalog.v1.CatalogService.ListPipes:output_type -> sluice.catalog.v1.ListPipesResponse
-	32, // 66: sluice.catalog.v1.CatalogService.DeletePipe:output_type -> sluice.catalog.v1.DeletePipeResponse
-	34, // 67: sluice.catalog.v1.CatalogService.RenderNode:output_type -> sluice.catalog.v1.RenderNodeResponse
-	38, // 68: sluice.catalog.v1.CatalogService.GetGraph:output_type -> sluice.catalog.v1.GetGraphResponse
-	40, // 69: sluice.catalog.v1.CatalogService.Query:output_type -> sluice.catalog.v1.QueryResponse
-	43, // 70: sluice.catalog.v1.CatalogService.ListFileVersions:output_type -> sluice.catalog.v1.ListFileVersionsResponse
-	45, // 71: sluice.catalog.v1.CatalogService.TruncateDataSource:output_type -> sluice.catalog.v1.TruncateDataSourceResponse
-	48, // 72: sluice.catalog.v1.CatalogService.CutOverView:output_type -> sluice.catalog.v1.CutOverViewResponse
-	56, // [56:73] is the sub-list for method output_type
-	39, // [39:56] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	54, // 38: sluice.catalog.v1.CutOverViewResponse.blocks:type_name -> sluice.catalog.v1.CutOverViewResponse.BlocksEntry
+	51, // 39: sluice.catalog.v1.PlanPopulateResponse.partitions:type_name -> sluice.catalog.v1.PopulatePartition
+	5,  // 40: sluice.catalog.v1.CatalogService.CreateWorkspace:input_type -> sluice.catalog.v1.CreateWorkspaceRequest
+	7,  // 41: sluice.catalog.v1.CatalogService.GetWorkspace:input_type -> sluice.catalog.v1.GetWorkspaceRequest
+	9,  // 42: sluice.catalog.v1.CatalogService.ListWorkspaces:input_type -> sluice.catalog.v1.ListWorkspacesRequest
+	11, // 43: sluice.catalog.v1.CatalogService.DeleteWorkspace:input_type -> sluice.catalog.v1.DeleteWorkspaceRequest
+	14, // 44: sluice.catalog.v1.CatalogService.Push:input_type -> sluice.catalog.v1.PushRequest
+	21, // 45: sluice.catalog.v1.CatalogService.GetDataSource:input_type -> sluice.catalog.v1.GetDataSourceRequest
+	23, // 46: sluice.catalog.v1.CatalogService.ListDataSources:input_type -> sluice.catalog.v1.ListDataSourcesRequest
+	25, // 47: sluice.catalog.v1.CatalogService.DeleteDataSource:input_type -> sluice.catalog.v1.DeleteDataSourceRequest
+	27, // 48: sluice.catalog.v1.CatalogService.GetPipe:input_type -> sluice.catalog.v1.GetPipeRequest
+	29, // 49: sluice.catalog.v1.CatalogService.ListPipes:input_type -> sluice.catalog.v1.ListPipesRequest
+	31, // 50: sluice.catalog.v1.CatalogService.DeletePipe:input_type -> sluice.catalog.v1.DeletePipeRequest
+	33, // 51: sluice.catalog.v1.CatalogService.RenderNode:input_type -> sluice.catalog.v1.RenderNodeRequest
+	37, // 52: sluice.catalog.v1.CatalogService.GetGraph:input_type -> sluice.catalog.v1.GetGraphRequest
+	39, // 53: sluice.catalog.v1.CatalogService.Query:input_type -> sluice.catalog.v1.QueryRequest
+	41, // 54: sluice.catalog.v1.CatalogService.ListFileVersions:input_type -> sluice.catalog.v1.ListFileVersionsRequest
+	44, // 55: sluice.catalog.v1.CatalogService.TruncateDataSource:input_type -> sluice.catalog.v1.TruncateDataSourceRequest
+	47, // 56: sluice.catalog.v1.CatalogService.CutOverView:input_type -> sluice.catalog.v1.CutOverViewRequest
+	49, // 57: sluice.catalog.v1.CatalogService.PlanPopulate:input_type -> sluice.catalog.v1.PlanPopulateRequest
+	6,  // 58: sluice.catalog.v1.CatalogService.CreateWorkspace:output_type -> sluice.catalog.v1.CreateWorkspaceResponse
+	8,  // 59: sluice.catalog.v1.CatalogService.GetWorkspace:output_type -> sluice.catalog.v1.GetWorkspaceResponse
+	10, // 60: sluice.catalog.v1.CatalogService.ListWorkspaces:output_type -> sluice.catalog.v1.ListWorkspacesResponse
+	12, // 61: sluice.catalog.v1.CatalogService.DeleteWorkspace:output_type -> sluice.catalog.v1.DeleteWorkspaceResponse
+	16, // 62: sluice.catalog.v1.CatalogService.Push:output_type -> sluice.catalog.v1.PushResponse
+	22, // 63: sluice.catalog.v1.CatalogService.GetDataSource:output_type -> sluice.catalog.v1.GetDataSourceResponse
+	24, // 64: sluice.catalog.v1.CatalogService.ListDataSources:output_type -> sluice.catalog.v1.ListDataSourcesResponse
+	26, // 65: sluice.catalog.v1.CatalogService.DeleteDataSource:output_type -> sluice.catalog.v1.DeleteDataSourceResponse
+	28, // 66: sluice.catalog.v1.CatalogService.GetPipe:output_type -> sluice.catalog.v1.GetPipeResponse
+	30, // 67: sluice.catalog.v1.CatalogService.ListPipes:output_type -> sluice.catalog.v1.ListPipesResponse
+	32, // 68: sluice.catalog.v1.CatalogService.DeletePipe:output_type -> sluice.catalog.v1.DeletePipeResponse
+	34, // 69: sluice.catalog.v1.CatalogService.RenderNode:output_type -> sluice.catalog.v1.RenderNodeResponse
+	38, // 70: sluice.catalog.v1.CatalogService.GetGraph:output_type -> sluice.catalog.v1.GetGraphResponse
+	40, // 71: sluice.catalog.v1.CatalogService.Query:output_type -> sluice.catalog.v1.QueryResponse
+	43, // 72: sluice.catalog.v1.CatalogService.ListFileVersions:output_type -> sluice.catalog.v1.ListFileVersionsResponse
+	45, // 73: sluice.catalog.v1.CatalogService.TruncateDataSource:output_type -> sluice.catalog.v1.TruncateDataSourceResponse
+	48, // 74: sluice.catalog.v1.CatalogService.CutOverView:output_type -> sluice.catalog.v1.CutOverViewResponse
+	50, // 75: sluice.catalog.v1.CatalogService.PlanPopulate:output_type -> sluice.catalog.v1.PlanPopulateResponse
+	58, // [58:76] is the sub-list for method output_type
+	40, // [40:58] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_sluice_catalog_v1_catalog_proto_init() }
@@ -3853,7 +4126,7 @@ func file_sluice_catalog_v1_catalog_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_catalog_v1_catalog_proto_rawDesc), len(file_sluice_catalog_v1_catalog_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   48,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

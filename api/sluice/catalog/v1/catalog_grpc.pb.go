@@ -36,6 +36,7 @@ const (
 	CatalogService_ListFileVersions_FullMethodName   = "/sluice.catalog.v1.CatalogService/ListFileVersions"
 	CatalogService_TruncateDataSource_FullMethodName = "/sluice.catalog.v1.CatalogService/TruncateDataSource"
 	CatalogService_CutOverView_FullMethodName        = "/sluice.catalog.v1.CatalogService/CutOverView"
+	CatalogService_PlanPopulate_FullMethodName       = "/sluice.catalog.v1.CatalogService/PlanPopulate"
 )
 
 // CatalogServiceClient is the client API for CatalogService service.
@@ -129,6 +130,16 @@ type CatalogServiceClient interface {
 	// tables), NOT_FOUND (workspace, pipe), FAILED_PRECONDITION (rows are after the cut-over
 	// already; the server cannot change a view's query), CLICKHOUSE_ERROR.
 	CutOverView(ctx context.Context, in *CutOverViewRequest, opts ...grpc.CallOption) (*CutOverViewResponse, error)
+	// PlanPopulate plans a populate of a materialized pipe, changing nothing: the materialized
+	// node, the Data Source it writes (target) and the one whose inserts fire it (source), the
+	// source's partitions with their rows, and the condition every step puts on the source rows
+	// (sql_condition without comments, and the rows up to a cut-over). Everything is checked
+	// first: the node, the condition (one expression on the source, no subquery, analysed by
+	// ClickHouse), the cut-over column and value, and that no row is after the cut-over yet. The
+	// scheduler calls it for a populate (PIPES:RUN was checked then), so the workspace's SQL is
+	// written by the catalog only. Errors: INVALID_ARGUMENT (pipe, node, options.*), NOT_FOUND
+	// (workspace, pipe), CLICKHOUSE_ERROR.
+	PlanPopulate(ctx context.Context, in *PlanPopulateRequest, opts ...grpc.CallOption) (*PlanPopulateResponse, error)
 }
 
 type catalogServiceClient struct {
@@ -309,6 +320,16 @@ func (c *catalogServiceClient) CutOverView(ctx context.Context, in *CutOverViewR
 	return out, nil
 }
 
+func (c *catalogServiceClient) PlanPopulate(ctx context.Context, in *PlanPopulateRequest, opts ...grpc.CallOption) (*PlanPopulateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PlanPopulateResponse)
+	err := c.cc.Invoke(ctx, CatalogService_PlanPopulate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CatalogServiceServer is the server API for CatalogService service.
 // All implementations must embed UnimplementedCatalogServiceServer
 // for forward compatibility.
@@ -400,6 +421,16 @@ type CatalogServiceServer interface {
 	// tables), NOT_FOUND (workspace, pipe), FAILED_PRECONDITION (rows are after the cut-over
 	// already; the server cannot change a view's query), CLICKHOUSE_ERROR.
 	CutOverView(context.Context, *CutOverViewRequest) (*CutOverViewResponse, error)
+	// PlanPopulate plans a populate of a materialized pipe, changing nothing: the materialized
+	// node, the Data Source it writes (target) and the one whose inserts fire it (source), the
+	// source's partitions with their rows, and the condition every step puts on the source rows
+	// (sql_condition without comments, and the rows up to a cut-over). Everything is checked
+	// first: the node, the condition (one expression on the source, no subquery, analysed by
+	// ClickHouse), the cut-over column and value, and that no row is after the cut-over yet. The
+	// scheduler calls it for a populate (PIPES:RUN was checked then), so the workspace's SQL is
+	// written by the catalog only. Errors: INVALID_ARGUMENT (pipe, node, options.*), NOT_FOUND
+	// (workspace, pipe), CLICKHOUSE_ERROR.
+	PlanPopulate(context.Context, *PlanPopulateRequest) (*PlanPopulateResponse, error)
 	mustEmbedUnimplementedCatalogServiceServer()
 }
 
@@ -460,6 +491,9 @@ func (UnimplementedCatalogServiceServer) TruncateDataSource(context.Context, *Tr
 }
 func (UnimplementedCatalogServiceServer) CutOverView(context.Context, *CutOverViewRequest) (*CutOverViewResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CutOverView not implemented")
+}
+func (UnimplementedCatalogServiceServer) PlanPopulate(context.Context, *PlanPopulateRequest) (*PlanPopulateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PlanPopulate not implemented")
 }
 func (UnimplementedCatalogServiceServer) mustEmbedUnimplementedCatalogServiceServer() {}
 func (UnimplementedCatalogServiceServer) testEmbeddedByValue()                        {}
@@ -788,6 +822,24 @@ func _CatalogService_CutOverView_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CatalogService_PlanPopulate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PlanPopulateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CatalogServiceServer).PlanPopulate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CatalogService_PlanPopulate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CatalogServiceServer).PlanPopulate(ctx, req.(*PlanPopulateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CatalogService_ServiceDesc is the grpc.ServiceDesc for CatalogService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -862,6 +914,10 @@ var CatalogService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CutOverView",
 			Handler:    _CatalogService_CutOverView_Handler,
+		},
+		{
+			MethodName: "PlanPopulate",
+			Handler:    _CatalogService_PlanPopulate_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

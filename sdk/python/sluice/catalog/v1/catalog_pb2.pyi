@@ -418,6 +418,48 @@ class PlanAction(_message.Message):
     statements: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, kind: _Optional[_Union[PlanAction.Kind, str]] = ..., resource_type: _Optional[_Union[ResourceType, str]] = ..., name: _Optional[str] = ..., reason: _Optional[str] = ..., statements: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class PlanPopulateRequest(_message.Message):
+    __slots__ = ["cutover_column", "cutover_snapshot", "cutover_value", "node", "pipe", "sql_condition", "workspace"]
+    CUTOVER_COLUMN_FIELD_NUMBER: _ClassVar[int]
+    CUTOVER_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    CUTOVER_VALUE_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PIPE_FIELD_NUMBER: _ClassVar[int]
+    SQL_CONDITION_FIELD_NUMBER: _ClassVar[int]
+    WORKSPACE_FIELD_NUMBER: _ClassVar[int]
+    cutover_column: str
+    cutover_snapshot: bool
+    cutover_value: str
+    node: str
+    pipe: str
+    sql_condition: str
+    workspace: str
+    def __init__(self, workspace: _Optional[str] = ..., pipe: _Optional[str] = ..., node: _Optional[str] = ..., sql_condition: _Optional[str] = ..., cutover_column: _Optional[str] = ..., cutover_value: _Optional[str] = ..., cutover_snapshot: bool = ...) -> None: ...
+
+class PlanPopulateResponse(_message.Message):
+    __slots__ = ["condition", "node", "partitions", "source", "sql_condition", "target"]
+    CONDITION_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SQL_CONDITION_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    condition: str
+    node: str
+    partitions: _containers.RepeatedCompositeFieldContainer[PopulatePartition]
+    source: str
+    sql_condition: str
+    target: str
+    def __init__(self, node: _Optional[str] = ..., target: _Optional[str] = ..., source: _Optional[str] = ..., partitions: _Optional[_Iterable[_Union[PopulatePartition, _Mapping]]] = ..., sql_condition: _Optional[str] = ..., condition: _Optional[str] = ...) -> None: ...
+
+class PopulatePartition(_message.Message):
+    __slots__ = ["id", "rows"]
+    ID_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    rows: int
+    def __init__(self, id: _Optional[str] = ..., rows: _Optional[int] = ...) -> None: ...
+
 class PushRequest(_message.Message):
     __slots__ = ["dry_run", "files", "force", "prune", "request_id", "variables", "workspace"]
     class VariablesEntry(_message.Message):

@@ -102,6 +102,11 @@ class CatalogServiceStub(object):
                 request_serializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.CutOverViewRequest.SerializeToString,
                 response_deserializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.CutOverViewResponse.FromString,
                 )
+        self.PlanPopulate = channel.unary_unary(
+                '/sluice.catalog.v1.CatalogService/PlanPopulate',
+                request_serializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.PlanPopulateRequest.SerializeToString,
+                response_deserializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.PlanPopulateResponse.FromString,
+                )
 
 
 class CatalogServiceServicer(object):
@@ -278,6 +283,21 @@ class CatalogServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PlanPopulate(self, request, context):
+        """PlanPopulate plans a populate of a materialized pipe, changing nothing: the materialized
+        node, the Data Source it writes (target) and the one whose inserts fire it (source), the
+        source's partitions with their rows, and the condition every step puts on the source rows
+        (sql_condition without comments, and the rows up to a cut-over). Everything is checked
+        first: the node, the condition (one expression on the source, no subquery, analysed by
+        ClickHouse), the cut-over column and value, and that no row is after the cut-over yet. The
+        scheduler calls it for a populate (PIPES:RUN was checked then), so the workspace's SQL is
+        written by the catalog only. Errors: INVALID_ARGUMENT (pipe, node, options.*), NOT_FOUND
+        (workspace, pipe), CLICKHOUSE_ERROR.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CatalogServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -365,6 +385,11 @@ def add_CatalogServiceServicer_to_server(servicer, server):
                     servicer.CutOverView,
                     request_deserializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.CutOverViewRequest.FromString,
                     response_serializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.CutOverViewResponse.SerializeToString,
+            ),
+            'PlanPopulate': grpc.unary_unary_rpc_method_handler(
+                    servicer.PlanPopulate,
+                    request_deserializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.PlanPopulateRequest.FromString,
+                    response_serializer=sluice_dot_catalog_dot_v1_dot_catalog__pb2.PlanPopulateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -665,5 +690,22 @@ class CatalogService(object):
         return grpc.experimental.unary_unary(request, target, '/sluice.catalog.v1.CatalogService/CutOverView',
             sluice_dot_catalog_dot_v1_dot_catalog__pb2.CutOverViewRequest.SerializeToString,
             sluice_dot_catalog_dot_v1_dot_catalog__pb2.CutOverViewResponse.FromString,
+            options, channel_credentials,
+            insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
+
+    @staticmethod
+    def PlanPopulate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(request, target, '/sluice.catalog.v1.CatalogService/PlanPopulate',
+            sluice_dot_catalog_dot_v1_dot_catalog__pb2.PlanPopulateRequest.SerializeToString,
+            sluice_dot_catalog_dot_v1_dot_catalog__pb2.PlanPopulateResponse.FromString,
             options, channel_credentials,
             insecure, call_credentials, compression, wait_for_ready, timeout, metadata)
