@@ -255,4 +255,3 @@ func ServerStart(ctx context.Context, conn warehouse.Conn) (int64, error) {
 func SameParts(a, b []string) bool {
 	return strings.Join(a, "\x00") == strings.Join(b, "\x00") && len(a) == len(b)
 }
-

@@ -342,7 +342,6 @@ func addStats(total *warehouse.Stats, s warehouse.Stats) {
 	total.MemoryUsage = max(total.MemoryUsage, s.MemoryUsage)
 }
 
-
 // Proto is the flow as a commit record keeps it.
 func (f Flow) Proto() *persistencev1.Flow {
 	p := &persistencev1.Flow{Database: f.Database, Target: f.Target}

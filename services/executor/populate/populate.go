@@ -194,4 +194,3 @@ func joinConds(a, b string) string {
 	}
 	return a + " AND " + b
 }
-
