@@ -24,7 +24,6 @@ import (
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	"github.com/sluicehq/sluice/platform/natsx"
-	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
 // Domain is google.rpc.ErrorInfo.domain of every Sluice error.
@@ -242,27 +241,36 @@ func Status(err error) *status.Status {
 // are CLICKHOUSE_ERROR with the server's code, timeouts QUERY_TIMEOUT, memory MEMORY_LIMIT,
 // unreachable servers CLICKHOUSE_UNAVAILABLE.
 func FromWarehouse(err error) *Error {
-	var we *warehouse.Error
+	var we clickHouseError
 	if !errors.As(err, &we) {
 		return nil
 	}
 	e := &Error{Message: err.Error(), cause: err, Metadata: map[string]string{}}
-	if we.Code != 0 {
-		e.Metadata["clickhouse_code"] = strconv.Itoa(int(we.Code))
+	if code := we.ClickHouseCode(); code != 0 {
+		e.Metadata["clickhouse_code"] = strconv.Itoa(int(code))
 	}
-	switch warehouse.ClassOf(err) {
-	case warehouse.ClassTimeout:
+	switch we.ErrorClass() {
+	case "timeout":
 		e.Code, e.Reason = codes.DeadlineExceeded, commonv1.ErrorReason_ERROR_REASON_QUERY_TIMEOUT
-	case warehouse.ClassCancelled:
+	case "cancelled":
 		e.Code, e.Reason = codes.Canceled, commonv1.ErrorReason_ERROR_REASON_CANCELLED
-	case warehouse.ClassRetryable:
+	case "retryable":
 		e.Code, e.Reason, e.RetryDelay = codes.Unavailable, commonv1.ErrorReason_ERROR_REASON_CLICKHOUSE_UNAVAILABLE, DefaultRetryDelay
-	case warehouse.ClassMemoryLimit:
+	case "memory_limit":
 		e.Code, e.Reason, e.RetryDelay = codes.ResourceExhausted, commonv1.ErrorReason_ERROR_REASON_MEMORY_LIMIT, DefaultRetryDelay
 	default:
 		e.Code, e.Reason = codes.InvalidArgument, commonv1.ErrorReason_ERROR_REASON_CLICKHOUSE_ERROR
 	}
 	return e
+}
+
+// clickHouseError is what FromWarehouse reads of an error of a ClickHouse call
+// (warehouse.Error): read through methods, so that the error mapping, which every service
+// links, links no ClickHouse driver (the scheduler has none).
+type clickHouseError interface {
+	error
+	ClickHouseCode() int32
+	ErrorClass() string
 }
 
 // withInfo adds ErrorInfo (and RetryInfo where retrying helps) to a status that has none.

@@ -103,11 +103,6 @@ func (r TableRef) Subquery(selectSQL string) string {
 	return s
 }
 
-// QuoteIdent back-quotes an identifier.
-func QuoteIdent(s string) string {
-	return "`" + strings.NewReplacer(`\`, `\\`, "`", "\\`").Replace(s) + "`"
-}
-
 // FromClause records one FROM clause, for finding the left-most table.
 type FromClause struct {
 	Offset int

@@ -66,8 +66,3 @@ func Normalize(sql string) (string, error) {
 	b.WriteString(sql[pos:])
 	return b.String(), nil
 }
-
-// QuoteString quotes s as a ClickHouse string literal.
-func QuoteString(s string) string {
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`, "\x00", `\0`).Replace(s) + "'"
-}

@@ -1,7 +1,6 @@
 package opsevents
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -11,7 +10,7 @@ import (
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
-	"github.com/sluicehq/sluice/platform/warehouse"
+	"github.com/sluicehq/sluice/platform/chsql"
 )
 
 // JobsLogTable is the service Data Source `tinybird.jobs_log`: one row per job, its latest
@@ -56,9 +55,9 @@ func JobsLogDDL(db string, dateTime64 bool, ttl string) string {
 		ts = "DateTime64(3)"
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n  `workspace` String", warehouse.QualifiedName(db, JobsLogTable))
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n  `workspace` String", chsql.QualifiedName(db, JobsLogTable))
 	for _, c := range jobsLogUserColumns(ts) {
-		fmt.Fprintf(&b, ",\n  %s %s", warehouse.QuoteIdent(c.Name), c.Type)
+		fmt.Fprintf(&b, ",\n  %s %s", chsql.QuoteIdent(c.Name), c.Type)
 	}
 	b.WriteString("\n) ENGINE = ReplacingMergeTree(updated_at)\nPARTITION BY toYYYYMM(created_at)\nORDER BY (workspace, job_id)")
 	if ttl != "" {
@@ -71,26 +70,11 @@ func JobsLogDDL(db string, dateTime64 bool, ttl string) string {
 func JobsLogViewDDL(opsDB, workspaceDB, workspace string) string {
 	cols := make([]string, 0, len(JobsLogColumns)-1)
 	for _, c := range JobsLogColumns[1:] {
-		cols = append(cols, warehouse.QuoteIdent(c))
+		cols = append(cols, chsql.QuoteIdent(c))
 	}
 	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS SELECT %s FROM %s FINAL WHERE workspace = %s",
-		warehouse.QualifiedName(workspaceDB, JobsLogTable), strings.Join(cols, ", "),
-		warehouse.QualifiedName(opsDB, JobsLogTable), warehouse.QuoteString(workspace))
-}
-
-// HasDateTime64 reports whether the server has DateTime64 (ClickHouse 20.1 and newer).
-func HasDateTime64(ctx context.Context, wh warehouse.Conn) bool {
-	_, err := wh.Query(ctx, "SELECT toDateTime64(0, 3)")
-	return err == nil
-}
-
-// EnsureJobsLog creates the jobs_log table in opsDB when it is missing (the opslog service adds
-// the retention TTL when it starts).
-func EnsureJobsLog(ctx context.Context, wh warehouse.Conn, opsDB string) error {
-	if _, err := wh.Exec(ctx, JobsLogDDL(opsDB, HasDateTime64(ctx, wh), "")); err != nil {
-		return fmt.Errorf("jobs log table %s.%s: %w", opsDB, JobsLogTable, err)
-	}
-	return nil
+		chsql.QualifiedName(workspaceDB, JobsLogTable), strings.Join(cols, ", "),
+		chsql.QualifiedName(opsDB, JobsLogTable), chsql.QuoteString(workspace))
 }
 
 // JobsLogRow is the table row of a job record, in JobsLogColumns order. Resource ids are not in

@@ -1,12 +1,10 @@
 package opsevents
 
 import (
-	"context"
 	"fmt"
 	"strings"
-	"time"
 
-	"github.com/sluicehq/sluice/platform/warehouse"
+	"github.com/sluicehq/sluice/platform/chsql"
 )
 
 // TableName is the ops log's table in Sluice's own database (-clickhouse-database), and the
@@ -80,12 +78,12 @@ var UserColumns = func() []string {
 // the TTL expression, empty for none (servers before 19.6 have no TTL).
 func TableDDL(db, ttl string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", warehouse.QualifiedName(db, TableName))
+	fmt.Fprintf(&b, "CREATE TABLE IF NOT EXISTS %s (\n", chsql.QualifiedName(db, TableName))
 	for i, c := range TableColumns {
 		if i > 0 {
 			b.WriteString(",\n")
 		}
-		fmt.Fprintf(&b, "  %s %s", warehouse.QuoteIdent(c.Name), c.Type)
+		fmt.Fprintf(&b, "  %s %s", chsql.QuoteIdent(c.Name), c.Type)
 	}
 	b.WriteString("\n) ENGINE = MergeTree\nPARTITION BY toYYYYMM(timestamp)\nORDER BY (workspace, datasource_name, timestamp)")
 	if ttl != "" {
@@ -101,60 +99,9 @@ func TableDDL(db, ttl string) string {
 func WorkspaceViewDDL(opsDB, workspaceDB, workspace string) string {
 	cols := make([]string, len(UserColumns))
 	for i, c := range UserColumns {
-		cols[i] = warehouse.QuoteIdent(c)
+		cols[i] = chsql.QuoteIdent(c)
 	}
 	return fmt.Sprintf("CREATE VIEW IF NOT EXISTS %s AS SELECT %s FROM %s WHERE workspace = %s",
-		warehouse.QualifiedName(workspaceDB, TableName), strings.Join(cols, ", "),
-		warehouse.QualifiedName(opsDB, TableName), warehouse.QuoteString(workspace))
-}
-
-// EnsureWorkspaceView creates the workspace's datasources_ops_log and jobs_log views, and first Sluice's
-// database and the table when the opslog service has not created them yet (the catalog may
-// start first; the opslog service adds the retention TTL when it starts). The catalog calls it
-// when it creates a workspace; it is idempotent.
-func EnsureWorkspaceView(ctx context.Context, wh warehouse.Conn, opsDB, workspaceDB, workspace string) error {
-	if _, err := wh.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+warehouse.QuoteIdent(opsDB)); err != nil {
-		return fmt.Errorf("ops log database %s: %w", opsDB, err)
-	}
-	if _, err := wh.Exec(ctx, TableDDL(opsDB, "")); err != nil {
-		return fmt.Errorf("ops log table %s.%s: %w", opsDB, TableName, err)
-	}
-	if _, err := wh.Exec(ctx, WorkspaceViewDDL(opsDB, workspaceDB, workspace)); err != nil {
-		return fmt.Errorf("ops log view of workspace %s: %w", workspace, err)
-	}
-	if err := EnsureJobsLog(ctx, wh, opsDB); err != nil {
-		return err
-	}
-	if _, err := wh.Exec(ctx, JobsLogViewDDL(opsDB, workspaceDB, workspace)); err != nil {
-		return fmt.Errorf("jobs log view of workspace %s: %w", workspace, err)
-	}
-	return nil
-}
-
-// WaitWritten waits until the ops log in database opsDB holds the events ids of workspace ws,
-// polling, for at most within. It reports whether they are all there: a job can then be
-// reported finished once its events are readable, so a client that sees it done finds them.
-// Events are durable once published whatever this returns.
-func WaitWritten(ctx context.Context, wh warehouse.Conn, opsDB, ws string, ids []string, within time.Duration) bool {
-	if len(ids) == 0 {
-		return true
-	}
-	quoted := make([]string, len(ids))
-	for i, id := range ids {
-		quoted[i] = warehouse.QuoteString(id)
-	}
-	q := fmt.Sprintf("SELECT uniqExact(event_id) FROM %s WHERE workspace = %s AND event_id IN (%s)",
-		warehouse.QualifiedName(opsDB, TableName), warehouse.QuoteString(ws), strings.Join(quoted, ", "))
-	ctx, cancel := context.WithTimeout(ctx, within)
-	defer cancel()
-	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
-		if res, err := wh.Query(ctx, q); err == nil && len(res.Rows) == 1 && fmt.Sprint(res.Rows[0][0]) == fmt.Sprint(len(ids)) {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return false
-		case <-time.After(wait):
-		}
-	}
+		chsql.QualifiedName(workspaceDB, TableName), strings.Join(cols, ", "),
+		chsql.QualifiedName(opsDB, TableName), chsql.QuoteString(workspace))
 }

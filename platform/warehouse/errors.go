@@ -75,6 +75,13 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
+// ClickHouseCode is the server's error code (0 when the error did not come from ClickHouse).
+func (e *Error) ClickHouseCode() int32 { return e.Code }
+
+// ErrorClass is the error's Class as a word (Class.String): what callers that must not link
+// this package (and its drivers) read, such as the API's error mapping.
+func (e *Error) ErrorClass() string { return e.Class.String() }
+
 // ClassOf classifies err; errors that are not *Error are classified by
 // their kind (context, network).
 func ClassOf(err error) Class {

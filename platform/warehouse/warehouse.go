@@ -3,8 +3,8 @@ package warehouse
 import (
 	"context"
 	"fmt"
+	"github.com/sluicehq/sluice/platform/chsql"
 	"regexp"
-	"strings"
 	"time"
 )
 
@@ -115,54 +115,14 @@ type Conn interface {
 	Close() error
 }
 
-// QuoteIdent quotes a database, table or column name for ClickHouse SQL.
-func QuoteIdent(name string) string {
-	var b strings.Builder
-	b.Grow(len(name) + 2)
-	b.WriteByte('`')
-	for i := 0; i < len(name); i++ {
-		switch c := name[i]; c {
-		case '`', '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case 0:
-			b.WriteString(`\0`)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('`')
-	return b.String()
-}
+// QuoteIdent quotes a database, table or column name for ClickHouse SQL (chsql.QuoteIdent).
+func QuoteIdent(name string) string { return chsql.QuoteIdent(name) }
 
-// QuoteString quotes s as a ClickHouse string literal.
-func QuoteString(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte('\'')
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '\'', '\\':
-			b.WriteByte('\\')
-			b.WriteByte(c)
-		case 0:
-			b.WriteString(`\0`)
-		case '\n':
-			b.WriteString(`\n`)
-		case '\r':
-			b.WriteString(`\r`)
-		default:
-			b.WriteByte(c)
-		}
-	}
-	b.WriteByte('\'')
-	return b.String()
-}
+// QuoteString quotes s as a ClickHouse string literal (chsql.QuoteString).
+func QuoteString(s string) string { return chsql.QuoteString(s) }
 
-// QualifiedName returns `db`.`table`.
-func QualifiedName(db, table string) string {
-	return QuoteIdent(db) + "." + QuoteIdent(table)
-}
+// QualifiedName returns `db`.`table` (chsql.QualifiedName).
+func QualifiedName(db, table string) string { return chsql.QualifiedName(db, table) }
 
 // tableRef matches what InsertRows accepts as a table: a name or a quoted
 // name, optionally qualified. Anything else (a second statement, a table

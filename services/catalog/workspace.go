@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/sluicehq/sluice/platform/opsevents"
+	"github.com/sluicehq/sluice/platform/opsevents/opslogdb"
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
@@ -108,7 +108,7 @@ func (s *Service) ensureOpsLogView(ctx context.Context, w workspaceRecord) error
 	if s.deps.OpsDatabase == "" {
 		return nil
 	}
-	if err := opsevents.EnsureWorkspaceView(ctx, s.deps.Warehouse, s.deps.OpsDatabase, w.Database, w.Name); err != nil {
+	if err := opslogdb.EnsureWorkspaceView(ctx, s.deps.Warehouse, s.deps.OpsDatabase, w.Database, w.Name); err != nil {
 		return fmt.Errorf("datasources_ops_log view of workspace %s: %w", w.Name, err)
 	}
 	return nil

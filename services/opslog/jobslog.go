@@ -10,6 +10,7 @@ import (
 
 	"github.com/sluicehq/sluice/platform/jobs"
 	"github.com/sluicehq/sluice/platform/opsevents"
+	"github.com/sluicehq/sluice/platform/opsevents/opslogdb"
 	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
@@ -24,7 +25,7 @@ func (s *Service) ensureJobsLog(ctx context.Context) error {
 	if !s.dropByPartition {
 		ttl = fmt.Sprintf("toDateTime(created_at) + toIntervalSecond(%d)", int64(s.cfg.Retention/time.Second))
 	}
-	if _, err := s.deps.Warehouse.Exec(ctx, opsevents.JobsLogDDL(s.db, opsevents.HasDateTime64(ctx, s.deps.Warehouse), ttl)); err != nil {
+	if _, err := s.deps.Warehouse.Exec(ctx, opsevents.JobsLogDDL(s.db, opslogdb.HasDateTime64(ctx, s.deps.Warehouse), ttl)); err != nil {
 		return fmt.Errorf("create %s.%s: %w", s.db, opsevents.JobsLogTable, err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 	"github.com/sluicehq/sluice/platform/opsevents"
+	"github.com/sluicehq/sluice/platform/opsevents/opslogdb"
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
 )
@@ -83,7 +84,7 @@ func TestWorkspaceViewBeforeService(t *testing.T) {
 			}
 			wsDB := warehousetest.NewDatabase(t, wh)
 			for range 2 {
-				if err := opsevents.EnsureWorkspaceView(ctx, wh, db, wsDB, "acme"); err != nil {
+				if err := opslogdb.EnsureWorkspaceView(ctx, wh, db, wsDB, "acme"); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -11,6 +11,7 @@ import (
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/platform/jobs"
 	"github.com/sluicehq/sluice/platform/opsevents"
+	"github.com/sluicehq/sluice/platform/opsevents/opslogdb"
 	"github.com/sluicehq/sluice/services/executor/dataflow"
 	"github.com/sluicehq/sluice/services/executor/step"
 )
@@ -98,7 +99,7 @@ func (r *Runner) events(ctx context.Context, job *schedulerv1.Job, log *slog.Log
 		published = append(published, ev.GetId())
 	}
 	if r.OpsDatabase != "" && len(published) > 0 {
-		if !opsevents.WaitWritten(ctx, r.Conn, r.OpsDatabase, job.GetWorkspace(), published, cmp.Or(r.EventsWait, 10*time.Second)) {
+		if !opslogdb.WaitWritten(ctx, r.Conn, r.OpsDatabase, job.GetWorkspace(), published, cmp.Or(r.EventsWait, 10*time.Second)) {
 			log.Warn("the copy's events are not in the ops log yet; the job is reported finished without waiting longer", "events", len(published))
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/platform/jobs"
 	"github.com/sluicehq/sluice/platform/opsevents"
+	"github.com/sluicehq/sluice/platform/opsevents/opslogdb"
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/services/executor/step"
 )
@@ -81,7 +82,7 @@ func (r *Runner) JobEnds(ctx context.Context, rec *jobs.Record, commits step.Com
 		published = append(published, ev.GetId())
 	}
 	if r.d.OpsDatabase != "" && len(published) > 0 {
-		if !opsevents.WaitWritten(ctx, r.d.Warehouse, r.d.OpsDatabase, ws, published, cmp.Or(r.d.EventsWait, 10*time.Second)) {
+		if !opslogdb.WaitWritten(ctx, r.d.Warehouse, r.d.OpsDatabase, ws, published, cmp.Or(r.d.EventsWait, 10*time.Second)) {
 			r.d.Log.Warn("the populate's events are not in the ops log yet; the job is reported finished without waiting longer", "job", job.GetId(), "events", len(published))
 		}
 	}

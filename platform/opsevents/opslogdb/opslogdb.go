@@ -1,0 +1,80 @@
+// Package opslogdb keeps the ops log's tables and views in ClickHouse (their DDL is in
+// opsevents): apart from opsevents, so that a process that only publishes events (the
+// scheduler) links no ClickHouse driver.
+package opslogdb
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sluicehq/sluice/platform/opsevents"
+	"github.com/sluicehq/sluice/platform/warehouse"
+)
+
+// EnsureWorkspaceView creates the workspace's datasources_ops_log and jobs_log views, and first Sluice's
+// database and the table when the opslog service has not created them yet (the catalog may
+// start first; the opslog service adds the retention TTL when it starts). The catalog calls it
+// when it creates a workspace; it is idempotent.
+func EnsureWorkspaceView(ctx context.Context, wh warehouse.Conn, opsDB, workspaceDB, workspace string) error {
+	if _, err := wh.Exec(ctx, "CREATE DATABASE IF NOT EXISTS "+warehouse.QuoteIdent(opsDB)); err != nil {
+		return fmt.Errorf("ops log database %s: %w", opsDB, err)
+	}
+	if _, err := wh.Exec(ctx, opsevents.TableDDL(opsDB, "")); err != nil {
+		return fmt.Errorf("ops log table %s.%s: %w", opsDB, opsevents.TableName, err)
+	}
+	if _, err := wh.Exec(ctx, opsevents.WorkspaceViewDDL(opsDB, workspaceDB, workspace)); err != nil {
+		return fmt.Errorf("ops log view of workspace %s: %w", workspace, err)
+	}
+	if err := EnsureJobsLog(ctx, wh, opsDB); err != nil {
+		return err
+	}
+	if _, err := wh.Exec(ctx, opsevents.JobsLogViewDDL(opsDB, workspaceDB, workspace)); err != nil {
+		return fmt.Errorf("jobs log view of workspace %s: %w", workspace, err)
+	}
+	return nil
+}
+
+// WaitWritten waits until the ops log in database opsDB holds the events ids of workspace ws,
+// polling, for at most within. It reports whether they are all there: a job can then be
+// reported finished once its events are readable, so a client that sees it done finds them.
+// Events are durable once published whatever this returns.
+func WaitWritten(ctx context.Context, wh warehouse.Conn, opsDB, ws string, ids []string, within time.Duration) bool {
+	if len(ids) == 0 {
+		return true
+	}
+	quoted := make([]string, len(ids))
+	for i, id := range ids {
+		quoted[i] = warehouse.QuoteString(id)
+	}
+	q := fmt.Sprintf("SELECT uniqExact(event_id) FROM %s WHERE workspace = %s AND event_id IN (%s)",
+		warehouse.QualifiedName(opsDB, opsevents.TableName), warehouse.QuoteString(ws), strings.Join(quoted, ", "))
+	ctx, cancel := context.WithTimeout(ctx, within)
+	defer cancel()
+	for wait := 5 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		if res, err := wh.Query(ctx, q); err == nil && len(res.Rows) == 1 && fmt.Sprint(res.Rows[0][0]) == fmt.Sprint(len(ids)) {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
+}
+
+// HasDateTime64 reports whether the server has DateTime64 (ClickHouse 20.1 and newer).
+func HasDateTime64(ctx context.Context, wh warehouse.Conn) bool {
+	_, err := wh.Query(ctx, "SELECT toDateTime64(0, 3)")
+	return err == nil
+}
+
+// EnsureJobsLog creates the jobs_log table in opsDB when it is missing (the opslog service adds
+// the retention TTL when it starts).
+func EnsureJobsLog(ctx context.Context, wh warehouse.Conn, opsDB string) error {
+	if _, err := wh.Exec(ctx, opsevents.JobsLogDDL(opsDB, HasDateTime64(ctx, wh), "")); err != nil {
+		return fmt.Errorf("jobs log table %s.%s: %w", opsDB, opsevents.JobsLogTable, err)
+	}
+	return nil
+}
