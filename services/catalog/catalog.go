@@ -104,6 +104,8 @@ type Service struct {
 	locks    sync.Map // workspace -> *sync.Mutex
 	leases   jetstream.KeyValue
 	instance string
+	// projects are the parsed projects of the workspaces, per revision of their records.
+	projects projectCache
 }
 
 // New builds the service.
@@ -134,7 +136,11 @@ func (s *Service) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.store = &store{kv: kv}
+	st, err := s.deps.NATS.JS.Stream(ctx, "KV_"+BucketCatalog)
+	if err != nil {
+		return fmt.Errorf("stream of bucket %s: %w", BucketCatalog, err)
+	}
+	s.store = &store{kv: kv, stream: st}
 	tkv, err := s.deps.NATS.EnsureKV(ctx, auth.BucketConfig())
 	if err != nil {
 		return err

@@ -26,6 +26,13 @@ import (
 
 // loadProject is what is deployed in a workspace, analysed.
 func (s *Service) loadProject(ctx context.Context, ws workspaceRecord) (*project, error) {
+	rev, err := s.store.resourcesRevision(ctx, ws.Name)
+	if err != nil {
+		return nil, err
+	}
+	if p := s.projects.get(ws, rev); p != nil {
+		return p, nil
+	}
 	deployed, err := s.store.resources(ctx, ws.Name)
 	if err != nil {
 		return nil, err
@@ -35,6 +42,7 @@ func (s *Service) loadProject(ctx context.Context, ws workspaceRecord) (*project
 	for _, d := range errorsOf(diags) {
 		s.log.Warn("deployed resource has a problem", "workspace", ws.Name, "problem", d.String())
 	}
+	s.projects.put(ws, rev, p)
 	return p, nil
 }
 

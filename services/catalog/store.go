@@ -23,6 +23,21 @@ import (
 // Every version of every datafile has its own key, so none is ever overwritten.
 type store struct {
 	kv jetstream.KeyValue
+	// stream is the bucket's stream, for the revision of a workspace's resources.
+	stream jetstream.Stream
+}
+
+// resourcesRevision is the stream sequence of the last change (a put or a delete) of any of a
+// workspace's resource records; 0 when it never had any. Any change of the records changes it.
+func (s *store) resourcesRevision(ctx context.Context, ws string) (uint64, error) {
+	m, err := s.stream.GetLastMsgForSubject(ctx, "$KV."+BucketCatalog+".res."+ws+".>")
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("catalog store: revision of workspace %s: %w", ws, err)
+	}
+	return m.Sequence, nil
 }
 
 type workspaceRecord struct {
