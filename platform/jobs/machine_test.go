@@ -389,7 +389,8 @@ func TestIDs(t *testing.T) {
 	if len(a) != 20 || !ValidName(a) || a >= b {
 		t.Errorf("ids %s, %s: want 20 characters sorting by time", a, b)
 	}
-	if RequestID(t0, "ws", "r1") != RequestID(t0, "ws", "r1") || RequestID(t0, "ws", "r1") == RequestID(t0, "other", "r1") {
+	first, retry := RequestID(t0, "ws", "r1"), RequestID(t0, "ws", "r1")
+	if first != retry || first == RequestID(t0, "other", "r1") {
 		t.Error("request ids: want the same id for the same workspace and request, another for another workspace")
 	}
 	for _, bad := range []string{"", "a.b", "a b", "a*", string(make([]byte, 129))} {
