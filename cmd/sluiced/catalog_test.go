@@ -209,6 +209,13 @@ func TestCatalogVerbsThroughCLI(t *testing.T) {
 	if out := run("push", dir); !strings.Contains(out, "nothing to do") {
 		t.Fatalf("re-push:\n%s", out)
 	}
+	// Every call that changes nothing applies --timeout: one too short to answer in fails the
+	// command, naming the deadline.
+	for _, args := range [][]string{{"datasource", "show", "events"}, {"pipe", "show", "totals_mv"}, {"graph"}} {
+		if _, stderr, code := cli(t, bin, shop, append(args, "--workspace", "shop", "--timeout", "1ns")...); code == 0 || !strings.Contains(strings.ToLower(stderr), "deadline") {
+			t.Errorf("sluice %v --timeout 1ns: exit %d, want a failure naming the deadline:\n%s", args, code, stderr)
+		}
+	}
 	// The push is in the workspace's datasources_ops_log, once per Data Source created, and the
 	// no-op re-push added nothing.
 	var events string

@@ -85,9 +85,7 @@ func authCommand() *command {
 				return err
 			}
 			defer closeFn()
-			cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-			defer cancel()
-			resp, err := client.GetCurrentToken(cctx, &catalogv1.GetCurrentTokenRequest{})
+			resp, err := call(ctx, env, client.GetCurrentToken, &catalogv1.GetCurrentTokenRequest{})
 			if err != nil {
 				return callError(err)
 			}

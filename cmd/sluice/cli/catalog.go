@@ -267,7 +267,7 @@ func datasourceCommand() *command {
 					return err
 				}
 				defer closeFn()
-				resp, err := client.GetDataSource(ctx, &catalogv1.GetDataSourceRequest{Workspace: env.Globals.Workspace, Name: args[0]})
+				resp, err := call(ctx, env, client.GetDataSource, &catalogv1.GetDataSourceRequest{Workspace: env.Globals.Workspace, Name: args[0]})
 				if err != nil {
 					return callError(err)
 				}
@@ -334,7 +334,7 @@ func pipeCommand() *command {
 					return err
 				}
 				defer closeFn()
-				resp, err := client.GetPipe(ctx, &catalogv1.GetPipeRequest{Workspace: env.Globals.Workspace, Name: args[0]})
+				resp, err := call(ctx, env, client.GetPipe, &catalogv1.GetPipeRequest{Workspace: env.Globals.Workspace, Name: args[0]})
 				if err != nil {
 					return callError(err)
 				}
@@ -395,7 +395,7 @@ func graphCommand() *command {
 			if len(args) == 1 {
 				req.Resource = args[0]
 			}
-			resp, err := client.GetGraph(ctx, req)
+			resp, err := call(ctx, env, client.GetGraph, req)
 			if err != nil {
 				return callError(err)
 			}
@@ -480,9 +480,7 @@ func sqlCommand() *command {
 				return err
 			}
 			defer closeFn()
-			cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-			defer cancel()
-			resp, err := client.Query(cctx, &catalogv1.QueryRequest{Workspace: env.Globals.Workspace, Sql: args[0], MaxRows: maxRows, Timeout: durationpb.New(env.Globals.Timeout)})
+			resp, err := call(ctx, env, client.Query, &catalogv1.QueryRequest{Workspace: env.Globals.Workspace, Sql: args[0], MaxRows: maxRows, Timeout: durationpb.New(env.Globals.Timeout)})
 			if err != nil {
 				return callError(err)
 			}

@@ -225,7 +225,7 @@ func checkCopyNode(ctx context.Context, env *Env, pipe, node string) error {
 		return err
 	}
 	defer closeFn()
-	resp, err := client.GetPipe(ctx, &catalogv1.GetPipeRequest{Workspace: env.Globals.Workspace, Name: pipe})
+	resp, err := call(ctx, env, client.GetPipe, &catalogv1.GetPipeRequest{Workspace: env.Globals.Workspace, Name: pipe})
 	if err != nil {
 		return callError(err)
 	}

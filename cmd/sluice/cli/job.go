@@ -178,9 +178,7 @@ func jobShowCommand() *command {
 				return err
 			}
 			defer closeFn()
-			cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-			defer cancel()
-			resp, err := client.GetJob(cctx, &schedulerv1.GetJobRequest{Workspace: env.Globals.Workspace, Id: args[0]})
+			resp, err := call(ctx, env, client.GetJob, &schedulerv1.GetJobRequest{Workspace: env.Globals.Workspace, Id: args[0]})
 			if err != nil {
 				return callError(err)
 			}

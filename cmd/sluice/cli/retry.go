@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"google.golang.org/grpc"
 	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -96,6 +97,14 @@ func retryAfter(err error, timedOut bool, attempt int) (time.Duration, bool) {
 		return backoff, true
 	}
 	return 0, false
+}
+
+// call makes one call that changes nothing, with the command's --timeout. Calls that change
+// something go through once, lists through pages: they apply it per attempt and per page.
+func call[Req, Resp any](ctx context.Context, env *Env, method func(context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
+	defer cancel()
+	return method(cctx, req)
 }
 
 // errNoMore ends a listing early.

@@ -59,9 +59,7 @@ func statusCommand() *command {
 					if rows[i].Status == "SERVING" {
 						continue
 					}
-					cctx, cancel := context.WithTimeout(ctx, env.Globals.Timeout)
-					resp, err := hc.Check(cctx, &healthpb.HealthCheckRequest{Service: s.grpcName})
-					cancel()
+					resp, err := call(ctx, env, hc.Check, &healthpb.HealthCheckRequest{Service: s.grpcName})
 					switch {
 					case err == nil:
 						rows[i].Status, rows[i].Addr, rows[i].TLS = resp.GetStatus().String(), addr, tlsOn
