@@ -176,3 +176,21 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 	errs = append(errs, t.provider.Shutdown(ctx))
 	return errors.Join(errs...)
 }
+
+// Register registers a service's collector c with reg and returns the collector to use: c, or
+// the one already registered under its name (a service restarted in the same process keeps
+// counting where it was). A nil reg registers nothing.
+func Register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+	}
+	return c
+}

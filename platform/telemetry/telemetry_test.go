@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"context"
+	"github.com/prometheus/client_golang/prometheus"
 	"io"
 	"log/slog"
 	"net/http"
@@ -49,5 +50,27 @@ func TestMetricsAndReady(t *testing.T) {
 	}
 	if err := (Config{LogLevel: "loud", LogFormat: "text"}).Validate(); err == nil || !strings.Contains(err.Error(), "log_level") {
 		t.Fatalf("bad level: %v", err)
+	}
+}
+
+// TestRegisterKeepsTheFirstCollector: a service registering its collectors a second time in
+// one process (a restart) gets the first ones back and keeps counting on them; no registry
+// registers nothing.
+func TestRegisterKeepsTheFirstCollector(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	first := Register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_test_total", Help: "h"}))
+	first.Inc()
+	again := Register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_test_total", Help: "h"}))
+	again.Inc()
+	if again != first {
+		t.Fatal("the second registration did not return the first collector")
+	}
+	mfs, err := reg.Gather()
+	if err != nil || len(mfs) != 1 || mfs[0].GetMetric()[0].GetCounter().GetValue() != 2 {
+		t.Fatalf("gathered %v (%v), want one counter at 2", mfs, err)
+	}
+	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_test_total", Help: "h"})
+	if Register(nil, c) != c {
+		t.Error("a nil registry changed the collector")
 	}
 }

@@ -1,9 +1,9 @@
 package executor
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/platform/telemetry"
 )
 
 type metrics struct {
@@ -33,22 +33,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return m
 	}
-	m.steps = register(reg, m.steps)
-	m.stepSeconds = register(reg, m.stepSeconds)
-	m.redelivered = register(reg, m.redelivered)
+	m.steps = telemetry.Register(reg, m.steps)
+	m.stepSeconds = telemetry.Register(reg, m.stepSeconds)
+	m.redelivered = telemetry.Register(reg, m.redelivered)
 	return m
-}
-
-// register registers c, or returns the collector already registered under its name (a
-// service restarted in the same process).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }

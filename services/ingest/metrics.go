@@ -1,6 +1,10 @@
 package ingest
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/platform/telemetry"
+)
 
 type metrics struct {
 	requests    *prometheus.CounterVec
@@ -22,10 +26,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_write_errors_total", Help: "Failed insert attempts (retried)."}),
 		batchTime:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_ingest_batch_seconds", Help: "Time to write one batch.", Buckets: prometheus.DefBuckets}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.requests, m.rows, m.quarantined, m.written, m.batches, m.writeErrors, m.batchTime} {
-			_ = reg.Register(c)
-		}
-	}
+	// A service restarted in the same process keeps counting on the collectors registered.
+	m.requests = telemetry.Register(reg, m.requests)
+	m.rows = telemetry.Register(reg, m.rows)
+	m.quarantined = telemetry.Register(reg, m.quarantined)
+	m.written = telemetry.Register(reg, m.written)
+	m.batches = telemetry.Register(reg, m.batches)
+	m.writeErrors = telemetry.Register(reg, m.writeErrors)
+	m.batchTime = telemetry.Register(reg, m.batchTime)
 	return m
 }

@@ -1,9 +1,9 @@
 package opslog
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/platform/telemetry"
 )
 
 type metrics struct {
@@ -36,24 +36,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return m
 	}
-	m.written = register(reg, m.written)
-	m.duplicates = register(reg, m.duplicates)
-	m.invalid = register(reg, m.invalid)
-	m.writeErrors = register(reg, m.writeErrors)
-	m.batch = register(reg, m.batch)
+	m.written = telemetry.Register(reg, m.written)
+	m.duplicates = telemetry.Register(reg, m.duplicates)
+	m.invalid = telemetry.Register(reg, m.invalid)
+	m.writeErrors = telemetry.Register(reg, m.writeErrors)
+	m.batch = telemetry.Register(reg, m.batch)
 	return m
-}
-
-// register registers c, or returns the collector already registered under its name (a
-// service restarted in the same process).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }

@@ -1,9 +1,9 @@
 package scheduler
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sluicehq/sluice/platform/telemetry"
 )
 
 type metrics struct {
@@ -35,23 +35,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg == nil {
 		return m
 	}
-	m.created = register(reg, m.created)
-	m.admitted = register(reg, m.admitted)
-	m.requeued = register(reg, m.requeued)
-	m.leader = register(reg, m.leader)
+	m.created = telemetry.Register(reg, m.created)
+	m.admitted = telemetry.Register(reg, m.admitted)
+	m.requeued = telemetry.Register(reg, m.requeued)
+	m.leader = telemetry.Register(reg, m.leader)
 	return m
-}
-
-// register registers c, or returns the collector already registered under its name (a
-// service restarted in the same process).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
