@@ -1,6 +1,7 @@
 package chsql
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 )
@@ -237,4 +238,25 @@ func (a *Analysis) LeftTable() (TableRef, bool) {
 		}
 	}
 	return TableRef{}, false
+}
+
+// ReadLeftFrom rewrites sql so that its left-most table (the one whose inserts fire a
+// materialized view: its trigger), which must be table (unqualified or in database db), reads
+// the subquery selectSQL instead (aliased as the table was, so the query reads the same
+// names). Other references to the table (a self-join) are left as they are.
+func ReadLeftFrom(sql, db, table, selectSQL string) (string, error) {
+	an, err := Analyze(sql, nil)
+	if err != nil {
+		return "", err
+	}
+	left, ok := an.LeftTable()
+	if !ok || left.Kind != RefTable || left.Name != table || (left.Database != "" && left.Database != db) {
+		return "", fmt.Errorf("the query's left-most table is not %s", table)
+	}
+	return an.Rewrite(func(ref TableRef) (string, error) {
+		if ref.Start == left.Start && ref.End == left.End {
+			return ref.Subquery(selectSQL), nil
+		}
+		return sql[ref.Start:ref.End], nil
+	})
 }

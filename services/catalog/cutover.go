@@ -36,21 +36,8 @@ func withCutover(sql, db, trigger string, c *viewCutover) (string, error) {
 	if c == nil {
 		return sql, nil
 	}
-	an, err := chsql.Analyze(sql, nil)
-	if err != nil {
-		return "", err
-	}
-	left, ok := an.LeftTable()
-	if !ok || left.Kind != chsql.RefTable || left.Name != trigger || (left.Database != "" && left.Database != db) {
-		return "", fmt.Errorf("the query's left-most table is not %s", trigger)
-	}
 	filter := fmt.Sprintf("SELECT * FROM %s WHERE %s > %s", warehouse.QualifiedName(db, trigger), warehouse.QuoteIdent(c.Column), warehouse.QuoteString(c.Value))
-	return an.Rewrite(func(ref chsql.TableRef) (string, error) {
-		if ref.Start == left.Start && ref.End == left.End {
-			return ref.Subquery(filter), nil
-		}
-		return sql[ref.Start:ref.End], nil
-	})
+	return chsql.ReadLeftFrom(sql, db, trigger, filter)
 }
 
 // CutOverView implements CatalogService.

@@ -114,21 +114,8 @@ func hashKey(ds *catalogv1.DataSource) string {
 // the one whose inserts fire the view) reads a subquery; the result has one %s for it. Other
 // references to the source (a self-join) read the whole table, as they do when the view fires.
 func repointSource(sql, db, source string) (string, error) {
-	an, err := chsql.Analyze(sql, nil)
-	if err != nil {
-		return "", err
-	}
-	left, ok := an.LeftTable()
-	if !ok || left.Kind != chsql.RefTable || left.Name != source || (left.Database != "" && left.Database != db) {
-		return "", fmt.Errorf("the query's left-most table is not %s", source)
-	}
 	const mark = "\x00SOURCE\x00"
-	out, err := an.Rewrite(func(ref chsql.TableRef) (string, error) {
-		if ref.Start == left.Start && ref.End == left.End {
-			return ref.Subquery(mark), nil
-		}
-		return sql[ref.Start:ref.End], nil
-	})
+	out, err := chsql.ReadLeftFrom(sql, db, source, mark)
 	if err != nil {
 		return "", err
 	}
