@@ -106,7 +106,7 @@ func (s *Service) handle(msg jetstream.Msg) {
 	// an earlier attempt runs: a commit, once recorded, is always finished.
 	committed := func() (bool, error) { return s.jobs.HasCommit(ctx, d.ws(), d.id(), d.step()) }
 	a, err := s.jobs.Store.ApplyFrom(ctx, d.ws(), d.id(), sm.GetRecord(), sm.GetRecordRevision(),
-		s.reporting(ctx, func(rec *jobs.Record) jobs.Transition {
+		s.reporting(ctx, d, func(rec *jobs.Record) jobs.Transition {
 			return jobs.Claim(d.step(), s.instance, now, committed, s.jobs.OpenCommits(ctx, rec, d.log, d.step()))
 		}))
 	switch {
@@ -115,7 +115,7 @@ func (s *Service) handle(msg jetstream.Msg) {
 			// The executor that finished the job may have died before its report was readable
 			// (the step is acknowledged only after the record is written): report again;
 			// reports are idempotent by event id.
-			s.report(ctx, a.Record)
+			s.report(ctx, d, a.Record)
 		}
 		s.metrics.steps.WithLabelValues("skipped").Inc()
 		_ = msg.Ack()
@@ -250,25 +250,41 @@ func (s *Service) heartbeat(ctx, stepCtx context.Context, msg jetstream.Msg, sc 
 // kind's runner reports the end (ops events) before the final record is written, so that a
 // client that sees the job finished finds its events. A write that conflicts applies the
 // transition, and so reports, again: reports are idempotent by event id.
-func (s *Service) reporting(ctx context.Context, t func(rec *jobs.Record) jobs.Transition) jobs.Transition {
+func (s *Service) reporting(ctx context.Context, d *delivery, t func(rec *jobs.Record) jobs.Transition) jobs.Transition {
 	return func(rec *jobs.Record) (jobs.Effects, error) {
 		eff, err := t(rec)(rec)
 		if err == nil && eff.Finished {
-			s.report(ctx, rec)
+			s.report(ctx, d, rec)
 		}
 		return eff, err
 	}
 }
 
-// report tells the job kind's runner that a job ends (step.Reporter), within a bound.
-func (s *Service) report(ctx context.Context, rec *jobs.Record) {
+// report tells the job kind's runner that a job ends (step.Reporter), within a bound. The
+// step's message is kept from redelivery meanwhile (the report waits for the events to be
+// readable, which may take longer than the ack wait).
+func (s *Service) report(ctx context.Context, d *delivery, rec *jobs.Record) {
 	r, ok := s.runners[rec.GetJob().GetKind()].(step.Reporter)
 	if !ok {
 		return
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.EventsWait+10*time.Second)
 	defer cancel()
-	r.JobEnds(rctx, rec, s.jobs)
+	beat := time.NewTicker(s.cfg.AckWait / 4)
+	defer beat.Stop()
+	reported := make(chan struct{})
+	go func() {
+		defer close(reported)
+		r.JobEnds(rctx, rec, s.jobs)
+	}()
+	for {
+		select {
+		case <-reported:
+			return
+		case <-beat.C:
+			_ = d.msg.InProgress()
+		}
+	}
 }
 
 // settle writes the outcome of a step to its job record (the transition t returns for the
@@ -277,7 +293,7 @@ func (s *Service) report(ctx context.Context, rec *jobs.Record) {
 // record makes that safe). known, at revision knownRev, is the record the caller holds (nil:
 // read it).
 func (s *Service) settle(ctx context.Context, d *delivery, known *jobs.Record, knownRev uint64, t func(rec *jobs.Record) jobs.Transition) {
-	a, err := s.jobs.Store.ApplyFrom(ctx, d.ws(), d.id(), known, knownRev, s.reporting(ctx, t))
+	a, err := s.jobs.Store.ApplyFrom(ctx, d.ws(), d.id(), known, knownRev, s.reporting(ctx, d, t))
 	if err != nil && !errors.Is(err, jobs.ErrNotFound) && !errors.Is(err, jobs.ErrSkip) {
 		d.log.Warn("recording the step's outcome failed; it will run again", "err", err)
 		_ = d.msg.NakWithDelay(time.Second)
