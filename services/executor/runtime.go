@@ -115,10 +115,18 @@ func (s *Service) handle(msg jetstream.Msg) {
 			// The executor that finished the job may have died before its report was readable
 			// (the step is acknowledged only after the record is written): report again;
 			// reports are idempotent by event id.
-			s.report(ctx, d, a.Record)
+			if err := s.report(ctx, d, a.Record); err != nil {
+				d.log.Warn("the job's end is not reported yet; the step is delivered again to report it", "err", err)
+				_ = msg.NakWithDelay(jobReportRetry)
+				return
+			}
 		}
 		s.metrics.steps.WithLabelValues("skipped").Inc()
 		_ = msg.Ack()
+		return
+	case errors.Is(err, errNotReported):
+		d.log.Warn("the job's end is not reported yet; the step is delivered again to report it", "err", err)
+		_ = msg.NakWithDelay(jobReportRetry)
 		return
 	case err != nil:
 		d.log.Warn("claiming a step failed; retrying", "err", err)
@@ -246,41 +254,52 @@ func (s *Service) heartbeat(ctx, stepCtx context.Context, msg jetstream.Msg, sc 
 	}
 }
 
+// jobReportRetry is how soon a step whose job's end could not be reported is delivered again.
+const jobReportRetry = 5 * time.Second
+
+// errNotReported fails a transition that would end a job whose end its runner could not report:
+// the final record is not written, and the step is delivered again (after jobReportRetry) to
+// report it.
+var errNotReported = errors.New("the job's end is not reported")
+
 // reporting wraps the transition a step's outcome applies: when it ends the job, the job
 // kind's runner reports the end (ops events) before the final record is written, so that a
-// client that sees the job finished finds its events. A write that conflicts applies the
-// transition, and so reports, again: reports are idempotent by event id.
+// client that sees the job finished finds its events. A report that is not stored fails the
+// transition (errNotReported). A write that conflicts applies the transition, and so reports,
+// again: reports are idempotent by event id.
 func (s *Service) reporting(ctx context.Context, d *delivery, t func(rec *jobs.Record) jobs.Transition) jobs.Transition {
 	return func(rec *jobs.Record) (jobs.Effects, error) {
 		eff, err := t(rec)(rec)
 		if err == nil && eff.Finished {
-			s.report(ctx, d, rec)
+			if rerr := s.report(ctx, d, rec); rerr != nil {
+				return jobs.Effects{}, fmt.Errorf("%w: %w", errNotReported, rerr)
+			}
 		}
 		return eff, err
 	}
 }
 
-// report tells the job kind's runner that a job ends (step.Reporter), within a bound. The
-// step's message is kept from redelivery meanwhile (the report waits for the events to be
-// readable, which may take longer than the ack wait).
-func (s *Service) report(ctx context.Context, d *delivery, rec *jobs.Record) {
+// report tells the job kind's runner that a job ends (step.Reporter), within a bound, and
+// returns its error when the report is not stored. The step's message is kept from
+// redelivery meanwhile (the report waits for the events to be readable, which may take
+// longer than the ack wait).
+func (s *Service) report(ctx context.Context, d *delivery, rec *jobs.Record) error {
 	r, ok := s.runners[rec.GetJob().GetKind()].(step.Reporter)
 	if !ok {
-		return
+		return nil
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.EventsWait+10*time.Second)
 	defer cancel()
 	beat := time.NewTicker(s.cfg.AckWait / 4)
 	defer beat.Stop()
-	reported := make(chan struct{})
+	reported := make(chan error, 1)
 	go func() {
-		defer close(reported)
-		r.JobEnds(rctx, rec, s.jobs)
+		reported <- r.JobEnds(rctx, rec, s.jobs)
 	}()
 	for {
 		select {
-		case <-reported:
-			return
+		case err := <-reported:
+			return err
 		case <-beat.C:
 			_ = d.msg.InProgress()
 		}
@@ -294,6 +313,13 @@ func (s *Service) report(ctx context.Context, d *delivery, rec *jobs.Record) {
 // read it).
 func (s *Service) settle(ctx context.Context, d *delivery, known *jobs.Record, knownRev uint64, t func(rec *jobs.Record) jobs.Transition) {
 	a, err := s.jobs.Store.ApplyFrom(ctx, d.ws(), d.id(), known, knownRev, s.reporting(ctx, d, t))
+	if errors.Is(err, errNotReported) {
+		// The final record is not written: the step runs again (its commit record makes that
+		// safe), ends the job again and reports again.
+		d.log.Warn("the job's end is not reported yet; the step is delivered again to report it", "err", err)
+		_ = d.msg.NakWithDelay(jobReportRetry)
+		return
+	}
 	if err != nil && !errors.Is(err, jobs.ErrNotFound) && !errors.Is(err, jobs.ErrSkip) {
 		d.log.Warn("recording the step's outcome failed; it will run again", "err", err)
 		_ = d.msg.NakWithDelay(time.Second)

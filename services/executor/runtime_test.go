@@ -20,10 +20,12 @@ import (
 
 // reportingRunner is a step runner whose jobs report their end: each step commits (or fails,
 // for the step "<job id>/<step id>" named fail), and JobEnds notes what the job system held
-// when it was called.
+// when it was called; its first refuse reports are not stored (they return an error, as when
+// NATS refuses the events).
 type reportingRunner struct {
-	sys  func() *jobs.System
-	fail string
+	sys    func() *jobs.System
+	fail   string
+	refuse int
 
 	mu      sync.Mutex
 	reports []report
@@ -41,14 +43,20 @@ func (r *reportingRunner) RunStep(_ context.Context, c *step.Context) (step.Resu
 	return step.Result{Statistics: &commonv1.Statistics{WrittenRows: 10}}, nil
 }
 
-func (r *reportingRunner) JobEnds(ctx context.Context, rec *jobs.Record, _ step.Commits) {
+var _ step.Reporter = (*reportingRunner)(nil)
+
+func (r *reportingRunner) JobEnds(ctx context.Context, rec *jobs.Record, _ step.Commits) error {
 	stored, _, err := r.sys().Store.Get(ctx, rec.GetJob().GetWorkspace(), rec.GetJob().GetId())
 	if err != nil {
 		panic(err)
 	}
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.reports = append(r.reports, report{status: rec.GetJob().GetStatus(), storedStatus: stored.GetJob().GetStatus()})
-	r.mu.Unlock()
+	if len(r.reports) <= r.refuse {
+		return errors.New("the report was not stored (refused as asked)")
+	}
+	return nil
 }
 
 func (r *reportingRunner) taken() []report {
@@ -143,6 +151,32 @@ func TestJobEndReportedBeforeItIsFinal(t *testing.T) {
 	for _, r := range reports {
 		if r.status != schedulerv1.JobStatus_JOB_STATUS_ERROR || jobs.Final(r.storedStatus) {
 			t.Errorf("report %+v: want the ERROR record reported while the stored one is not final yet", r)
+		}
+	}
+}
+
+// TestJobEndReportedAgainUntilStored: a report of the job's end that is not stored keeps the
+// final record from being written; the step that ended the job is delivered again and reports
+// again until the report is stored, and only then is the job finished, with every step's
+// statistics counted once.
+func TestJobEndReportedAgainUntilStored(t *testing.T) {
+	var sys *jobs.System
+	runner := &reportingRunner{sys: func() *jobs.System { return sys }, refuse: 2}
+	sys = startRuntime(t, runner)
+
+	queue(t, sys, "refused1", 2)
+	rec := finalRecord(t, sys, "refused1")
+	if rec.GetJob().GetStatus() != schedulerv1.JobStatus_JOB_STATUS_DONE || len(rec.GetDoneSteps()) != 2 ||
+		rec.GetJob().GetProgress().GetStatistics().GetWrittenRows() != 20 || len(rec.GetRunning()) != 0 {
+		t.Fatalf("job refused1 = %v, want DONE with 2 steps and 20 rows written", rec)
+	}
+	reports := runner.taken()
+	if len(reports) < 3 {
+		t.Fatalf("%d reports, want the two refused ones and one stored: %+v", len(reports), reports)
+	}
+	for _, r := range reports[:3] {
+		if r.status != schedulerv1.JobStatus_JOB_STATUS_DONE || jobs.Final(r.storedStatus) {
+			t.Errorf("report %+v: want the DONE record reported while the stored one is not final yet", r)
 		}
 	}
 }

@@ -13,7 +13,8 @@
 //
 // Staging tables are named after the job and the attempt, so two live attempts never share
 // one; a delivery that finds the commit record only finishes what it says. The copy's ops
-// events are written when its job ends (JobEnds), before the job is reported finished.
+// events are stored before its step is finished (in step.FinishCommit's retries), and again,
+// under the same ids, when its job ends (JobEnds), before the job is reported finished.
 package copypipe
 
 import (
@@ -87,6 +88,21 @@ func (r *Runner) RunStep(ctx context.Context, sc *step.Context) (step.Result, er
 	}
 	st := &commonv1.Statistics{ReadRows: rec.GetReadRows(), ReadBytes: rec.GetReadBytes(), Elapsed: durationpb.New(r.now().Sub(start))}
 	st.WrittenRows, st.WrittenBytes = delta.Written(rec, p.GetTarget())
+	// The step is not finished before NATS has stored its events: they are retried like the
+	// commit, however long NATS refuses them ("committing, waiting for NATS"); a drain or a
+	// crash leaves the step to a redelivery, which finds the commit finished and publishes them
+	// again under the same ids (stored once). The job's end (JobEnds) waits for them to be
+	// readable in the ops log.
+	flow := dataflow.Flow{Target: p.GetTarget()}
+	if rec.GetFlow() != nil {
+		flow = dataflow.FlowOf(rec.GetFlow())
+	}
+	finished := r.now()
+	if err := step.FinishCommit(ctx, sc, func(cctx context.Context) error {
+		return r.events(cctx, sc.Job, sc.Log, p, flow, rec, opsevents.ResultOK, "", finished, false)
+	}); err != nil {
+		return step.Result{}, err
+	}
 	return step.Result{Statistics: st}, nil
 }
 

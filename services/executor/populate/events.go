@@ -3,6 +3,7 @@ package populate
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"time"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
@@ -20,8 +21,9 @@ import (
 // for each Data Source its cascade wrote, with the rows and bytes every committed step moved
 // into it, the job's result, error and elapsed time (DATAFILES-SPEC §5.2). Event ids derive
 // from (job, Data Source), so a second report of the same job writes nothing new; with an ops
-// database, it returns once the events are readable there.
-func (r *Runner) JobEnds(ctx context.Context, rec *jobs.Record, commits step.Commits) {
+// database, it returns once the events are readable there. An error means the report is not
+// stored (a commit record or an event NATS did not give or take): it is to be made again.
+func (r *Runner) JobEnds(ctx context.Context, rec *jobs.Record, commits step.Commits) error {
 	job := rec.GetJob()
 	ws := job.GetWorkspace()
 	source := sourceOf(rec)
@@ -34,14 +36,18 @@ func (r *Runner) JobEnds(ctx context.Context, rec *jobs.Record, commits step.Com
 		}
 	}
 	if r.d.Events == nil {
-		return
+		return nil
 	}
 	totals := map[string]*commonv1.Statistics{job.GetTargetDatasource(): {}}
 	order := []string{job.GetTargetDatasource()}
 	for _, st := range rec.GetSteps() {
 		c, err := commits.Commit(ctx, ws, job.GetId(), st.GetId())
-		if err != nil || c.GetDelta() == nil {
-			continue
+		if err != nil {
+			// Its rows would be missing from the totals: report later rather than wrong.
+			return fmt.Errorf("populate commit record of step %s: %w", st.GetId(), err)
+		}
+		if c.GetDelta() == nil {
+			continue // the step committed nothing
 		}
 		d := c.GetDelta()
 		for _, t := range d.GetTables() {
@@ -75,9 +81,14 @@ func (r *Runner) JobEnds(ctx context.Context, rec *jobs.Record, commits step.Com
 			DataSourceID: ids[t], PipeID: ids[job.GetPipe()],
 			Options: map[string]string{opsevents.OptionTriggerDataSourceID: source},
 		})
-		if err := r.d.Events.Publish(ctx, ev); err != nil {
-			r.d.Log.Warn("populateview event not recorded", "job", job.GetId(), "datasource", t, "err", err)
+		if err := opsevents.Validate(ev); err != nil {
+			// No retry can store it: say so rather than retry for ever.
+			r.d.Log.Error("populateview event is invalid; not recorded", "job", job.GetId(), "datasource", t, "err", err)
 			continue
+		}
+		if err := r.d.Events.Publish(ctx, ev); err != nil {
+			r.d.Log.Warn("populateview event not recorded yet", "job", job.GetId(), "datasource", t, "err", err)
+			return fmt.Errorf("populateview event of %s: %w", t, err)
 		}
 		published = append(published, ev.GetId())
 	}
@@ -86,6 +97,7 @@ func (r *Runner) JobEnds(ctx context.Context, rec *jobs.Record, commits step.Com
 			r.d.Log.Warn("the populate's events are not in the ops log yet; the job is reported finished without waiting longer", "job", job.GetId(), "events", len(published))
 		}
 	}
+	return nil
 }
 
 // sourceOf is a populate job's source Data Source (every step names it).

@@ -44,6 +44,14 @@ type natsError struct{ error }
 
 func (e natsError) Unwrap() error { return e.error }
 
+// NATSError marks err as NATS's (FinishCommit then waits "for NATS"); nil stays nil.
+func NATSError(err error) error {
+	if err == nil {
+		return nil
+	}
+	return natsError{err}
+}
+
 // RefusedError ends a commit that cannot go on without risking a duplicate (the one case where
 // a recorded commit is not finished): the step fails its job with it, and its staging tables
 // are kept for the operator.

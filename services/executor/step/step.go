@@ -45,9 +45,11 @@ func (f RunnerFunc) RunStep(ctx context.Context, c *Context) (Result, error) { r
 // calls JobEnds with the job's final record just before it writes it, whichever step's outcome
 // ends the job: what the runner reports is readable before a client can see the job finished.
 // It may be called again for the same job (a write that conflicted, a redelivery), so what it
-// reports must be idempotent (event ids derived from the job).
+// reports must be idempotent (event ids derived from the job). An error means the report is
+// not stored (NATS away, or a commit record it needs could not be read): the runtime then does
+// not write the final record and delivers the step again, which reports again.
 type Reporter interface {
-	JobEnds(ctx context.Context, rec *jobs.Record, commits Commits)
+	JobEnds(ctx context.Context, rec *jobs.Record, commits Commits) error
 }
 
 // Commits reads the commit records of a job's steps (jobs.System has it).
