@@ -11,6 +11,7 @@ import (
 
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 	"github.com/sluicehq/sluice/cmd/sluiced/sluicetest"
+	"github.com/sluicehq/sluice/platform/jobs"
 	"github.com/sluicehq/sluice/platform/opsevents"
 )
 
@@ -88,15 +89,25 @@ func TestFailedCopyEventsOutliveTheOpsStreamRefusingWrites(t *testing.T) {
 	ns := sluicetest.StartNATS(t, false)
 	e := newCopyEnv(t, sluicetest.Start(t, sluicetest.WithArgs(append([]string{"-nats-url", ns.URL}, fastJobs...)...)), "copy_error_events_outage", copyProject)
 	restore := fillOpsStream(t, ns.URL)
-	_, stderr, code := e.cli("pipe", "copy", "run", "broken", "--wait")
-	if code != 1 || !strings.Contains(stderr, "copy failure injected") {
-		t.Fatalf("failing copy: exit %d %q", code, stderr)
+	out, stderr, code := e.cli("pipe", "copy", "run", "broken")
+	id := strings.TrimSpace(out)
+	if code != 0 || id == "" || strings.Contains(id, " ") {
+		t.Fatalf("copy run: exit %d %q %s", code, out, stderr)
+	}
+	time.Sleep(20 * time.Second) // the end of the job is reported and refused, more than once
+	// The job is not reported ended before its events are stored.
+	j, err := e.sys.Scheduler.GetJob(context.Background(), &schedulerv1.GetJobRequest{Workspace: e.ws, Id: id})
+	if err != nil || jobs.Final(j.GetJob().GetStatus()) {
+		t.Fatalf("job %s while its events are refused: %v %v", id, j.GetJob(), err)
+	}
+	restore()
+	job := waitJob(t, e.sys.Scheduler, e.ws, id, 120*time.Second, schedulerv1.JobStatus_JOB_STATUS_ERROR)
+	if !strings.Contains(job.GetError().GetMessage(), "copy failure injected") {
+		t.Fatalf("failed copy's job: %v", job)
 	}
 	if got := e.target(); got != "" {
 		t.Fatalf("target after a failed copy:\n%s", got)
 	}
-	time.Sleep(20 * time.Second) // the end of the job is reported and refused, more than once
-	restore()
 	q := "SELECT datasource_name, count(), any(result) FROM " + e.q("datasources_ops_log") + " WHERE event_type = 'copy' GROUP BY datasource_name ORDER BY datasource_name"
 	want := "sales_hour_copy 1 error\n"
 	var got string
