@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"os"
 	"path/filepath"
@@ -29,6 +30,8 @@ type EmbeddedConfig struct {
 	LibPath string
 	// DataDir holds the databases; it persists across restarts. Required.
 	DataDir string
+	// Logger receives what opening the data directory repaired; nil discards it.
+	Logger *slog.Logger
 }
 
 // DefaultEmbeddedLibPath is where `make chdb` puts the library:
@@ -107,6 +110,18 @@ func OpenEmbedded(cfg EmbeddedConfig) (Conn, error) {
 	}
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("warehouse: data directory: %w", err)
+	}
+	// A kill during an insert can leave a deduplication record for a part that was never
+	// renamed into place (see deduplog.go); drop such records before the engine loads them.
+	repaired, err := repairDedupLogs(dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("warehouse: %w", err)
+	}
+	if cfg.Logger != nil {
+		for _, r := range repaired {
+			cfg.Logger.Warn("insert deduplication records of parts that were never written dropped, so that their inserts can be retried",
+				"table_dir", r.Table, "blocks", len(r.Dropped), "log", filepath.Base(r.Log))
+		}
 	}
 	access, err := writeEmbeddedConfig(dataDir)
 	if err != nil {

@@ -270,7 +270,7 @@ func (a *App) openClickHouse(ctx context.Context) (warehouse.Conn, error) {
 			lib = warehouse.DefaultEmbeddedLibPath()
 		}
 		a.log.Info("opening embedded clickhouse (chDB)", "lib", lib, "data_dir", a.cfg.chdbDataDir())
-		return warehouse.OpenEmbedded(warehouse.EmbeddedConfig{LibPath: lib, DataDir: a.cfg.chdbDataDir()})
+		return warehouse.OpenEmbedded(warehouse.EmbeddedConfig{LibPath: lib, DataDir: a.cfg.chdbDataDir(), Logger: a.log})
 	}
 	a.log.Info("connecting to clickhouse", "addrs", ch.Addrs.String(), "database", ch.Database)
 	cfg := warehouse.NativeConfig{
