@@ -332,3 +332,114 @@ func TestEventsAPITwoIngestReplicas(t *testing.T) {
 		t.Errorf("only %d requests were acknowledged over %d kills", len(load.acked), kills)
 	}
 }
+
+// TestEventsAPIKilledBeforePartRename aims a kill at the engine's window between an insert's
+// deduplication record and the rename of its part, which a random kill hits about once in a
+// hundred. The all-in-one process dies (fault point ingest.inserted) right after the writer's
+// insert of a batch spanning the Data Source's four partitions, with the batch still pending;
+// one partition's part is then renamed back to tmp_insert_* with its deduplication record left,
+// as a kill inside the insert leaves it. After the restart, the writer finishes the pending batch
+// with the same token: every row of the batch is in the Data Source exactly once and the view
+// downstream agrees.
+func TestEventsAPIKilledBeforePartRename(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts OS processes")
+	}
+	sluiced, _ := sluicetest.Binaries(t)
+	dataDir, addr, natsAddr, eventsAddr := t.TempDir(), sluicetest.FreeAddr(t), sluicetest.FreeAddr(t), sluicetest.FreeAddr(t)
+	args := append([]string{"-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "", "-events-addr", eventsAddr, "-nats-listen", natsAddr,
+		"-ingest.flush-interval", "50ms", "-ingest.requests-per-second", "0", "-ingest.bytes-per-second", "0"},
+		sluicetest.EmbeddedLibArgs()...)
+	p := sluicetest.StartProcessEnv(t, "sluiced-0", []string{"SLUICE_TEST_FAULTS=ingest.inserted@1:kill"}, sluiced, args...)
+	sluicetest.WaitServing(t, addr, "", 60*time.Second, p)
+	token := sluicetest.ReadOperatorToken(t, filepath.Join(dataDir, "token"), p)
+	cl := sluicetest.NewClients(t, addr, token)
+	cl.CreateWorkspace(t, "ws")
+	if out, stderr, code := sluiceCLI(t, cl, "push", writeProject(t, killIngestProject)); code != 0 {
+		t.Fatalf("push: exit %d\n%s%s", code, out, stderr)
+	}
+
+	// One request, requests 1..8 of the load generator's shape: two per partition (req % 4).
+	load := &loadGenerator{acked: map[uint64]bool{}}
+	var body strings.Builder
+	for req := uint64(1); req <= 8; req++ {
+		load.acked[req] = true
+		for i := range uint64(rowsPerRequest) {
+			fmt.Fprintf(&body, `{"id":%d,"req":%d,"p":"row %d of request %d"}`+"\n", req*rowsPerRequest+i, req, i, req)
+		}
+	}
+	// The process kills itself once the batch is inserted, so the rows were in the stream then
+	// whether or not the answer got out first.
+	hreq, err := http.NewRequest(http.MethodPost, "http://"+eventsAddr+"/v0/events?name=kill_events&workspace=ws", strings.NewReader(body.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hreq.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := http.DefaultClient.Do(hreq); err == nil {
+		_ = resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("the request was refused: %s", resp.Status)
+		}
+	}
+	if code := p.Wait(t, 60*time.Second); code != -1 {
+		t.Fatalf("sluiced exited with %d, want killed at the fault point\n%s", code, p.Output())
+	}
+
+	// The Data Source's parts as the kill left them; the last one written loses its rename.
+	links, _ := filepath.Glob(filepath.Join(dataDir, "clickhouse", "data", "*", "kill_events"))
+	if len(links) != 1 {
+		t.Fatalf("kill_events in the data directory: %q", links)
+	}
+	table, err := filepath.EvalSymlinks(links[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []string
+	for _, e := range entries {
+		if f := strings.Split(e.Name(), "_"); e.IsDir() && len(f) == 4 && f[0] >= "0" && f[0] <= "3" {
+			parts = append(parts, e.Name())
+		}
+	}
+	if len(parts) != 4 {
+		t.Fatalf("kill_events has parts %q after the kill, want one per partition", parts)
+	}
+	blockOf := func(part string) int { n, _ := strconv.Atoi(strings.Split(part, "_")[1]); return n }
+	last := parts[0]
+	for _, part := range parts {
+		if blockOf(part) > blockOf(last) {
+			last = part
+		}
+	}
+	logs, _ := filepath.Glob(filepath.Join(table, "deduplication_logs", "*"))
+	recorded := false
+	for _, l := range logs {
+		b, _ := os.ReadFile(l)
+		recorded = recorded || strings.Contains(string(b), "1\t"+last+"\t")
+	}
+	if !recorded {
+		t.Fatalf("no deduplication record for %s in %q: the window is not reproduced", last, logs)
+	}
+	if err := os.Rename(filepath.Join(table, last), filepath.Join(table, "tmp_insert_"+last)); err != nil {
+		t.Fatal(err)
+	}
+
+	p = sluicetest.StartProcess(t, "sluiced-1", sluiced, args...)
+	sluicetest.WaitServing(t, addr, "", 60*time.Second, p)
+	sluicetest.Eventually(t, 60*time.Second, "a wait=true request to be answered 200", func() bool {
+		r := postEvents(t, eventsAPI{"http://" + eventsAddr, token}, "ws", "kill_events", []byte(`{"id":0,"req":0,"p":"last"}`+"\n"), "wait=true", false)
+		return r.code == http.StatusOK
+	})
+	for _, want := range []string{"finishing a batch a writer left pending", "insert deduplication records of parts that were never written dropped"} {
+		if !strings.Contains(p.Output(), want) {
+			t.Errorf("the restarted process did not log %q", want)
+		}
+	}
+	rows := checkAcknowledged(t, sluicetest.NewClients(t, addr, token).Catalog, "ws", load)
+	if len(rows) != len(load.acked) {
+		t.Errorf("kill_events holds requests %v, want 1..8 (and the last one)", rows)
+	}
+}

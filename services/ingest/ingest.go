@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -173,6 +174,9 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s := &Service{cfg: cfg, deps: deps, log: deps.Log, metrics: newMetrics(deps.Metrics), seen: newCommittedSeq(), dedupChecked: map[string]time.Time{}}
 	s.schemas = &schemas{s: s, ttl: 10 * time.Second, m: map[string]*schema{}}
 	s.limits = newLimiter(cfg)
+	if err := armFaults(os.Getenv(faultsEnv), &s.hooks); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
