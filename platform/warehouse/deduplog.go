@@ -273,6 +273,10 @@ func writeFileAtomic(tmpDir, target string, data []byte) error {
 	}
 	tmp := f.Name()
 	defer func() { _ = os.Remove(tmp) }()
+	if err := f.Chmod(0o644); err != nil { // as the engine's own logs, not CreateTemp's 0600
+		f.Close()
+		return err
+	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return err
