@@ -128,7 +128,7 @@ lint: tools ## buf lint, buf breaking, go vet, golangci-lint
 	buf lint
 	$(MAKE) breaking
 	go vet $(PKGS)
-	for m in $(MODULES); do (cd $$m && golangci-lint run ./...) || exit 1; done
+	for m in $(MODULES); do (cd $$m && golangci-lint run --allow-serial-runners ./...) || exit 1; done
 
 .PHONY: helm-check
 helm-check: $(TOOLS_BIN)/helm ## lint the Helm chart, compare its golden renders, validate them against the Kubernetes API
