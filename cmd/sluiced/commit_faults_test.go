@@ -187,8 +187,9 @@ func TestAttachFallbackExecutorKilledAtTheAttach(t *testing.T) {
 			t.Fatalf("%s: the executor exited with %d, want killed at the fault point\n%s", point, code, p.Output())
 		}
 		next := startFaultyExecutor(t, sys, "executor-pop-next-"+strconv.Itoa(i), chAddr, "")
-		if j := e.waitFinal(id, 120*time.Second); j.GetStatus() != done {
-			t.Fatalf("populate killed at %s: job %v", point, j)
+		// The 10 small days are one step: the kill lands inside a commit of 10 partitions.
+		if j := e.waitFinal(id, 120*time.Second); j.GetStatus() != done || j.GetProgress().GetPartitionsDone() != 10 || j.GetProgress().GetStepsDone() != 1 {
+			t.Fatalf("populate killed at %s: job %v, want done, 10 partitions in one step", point, j)
 		}
 		next.Kill()
 		if i == 1 {
@@ -306,13 +307,14 @@ func TestCommitSurvivesNATSRestart(t *testing.T) {
 // TestPopulateOnServerKilledRepeatedly runs a 46-partition populate with a cascade in split mode
 // against the server while executor processes are killed six times and the scheduler once, at
 // random moments: every source row ends once in the target, every day's rows once in the
-// Data Source downstream, and the ops log reports exactly the rows written.
+// Data Source downstream, and the ops log reports exactly the rows written. Steps of 8 MB
+// group about ten days each, so kills land inside grouped steps and their commits too.
 func TestPopulateOnServerKilledRepeatedly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts OS processes")
 	}
 	cfg := warehousetest.Server(t)
-	sp := sluicetest.StartSplit(t, append([]string{"-clickhouse-addr", strings.Join(cfg.Addrs, ","), "-executor.concurrency", "2"}, fastJobs...)...)
+	sp := sluicetest.StartSplit(t, append([]string{"-clickhouse-addr", strings.Join(cfg.Addrs, ","), "-executor.concurrency", "2", "-scheduler.populate-step-bytes", "8000000"}, fastJobs...)...)
 	cl := sp.Clients(t, "catalog")
 	sch := sp.Clients(t, "scheduler")
 	ol := sp.Clients(t, "opslog")
@@ -336,7 +338,7 @@ func TestPopulateOnServerKilledRepeatedly(t *testing.T) {
 		sp.Restart(t, svc, n+1)
 	}
 	j := e.waitFinal(id, 300*time.Second)
-	if j.GetStatus() != done || j.GetProgress().GetStepsDone() != days {
+	if p := j.GetProgress(); j.GetStatus() != done || p.GetPartitionsDone() != days || p.GetStepsDone() < 2 || p.GetStepsDone() >= days {
 		t.Fatalf("populate after the kills: %v", j)
 	}
 	e.checkPopulated()

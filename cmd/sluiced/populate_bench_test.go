@@ -116,7 +116,7 @@ func benchPopulate(b *testing.B, c populateCase, rows int) {
 		create = append(create, time.Since(start))
 		j := waitJobFast(b, sys.Scheduler, ws, resp.GetJob().GetId())
 		populate = append(populate, time.Since(start))
-		if j.GetStatus() != done || j.GetProgress().GetStepsTotal() != int64(c.partitions) || j.GetProgress().GetStatistics().GetWrittenRows() != uint64(rows) {
+		if j.GetStatus() != done || j.GetProgress().GetPartitionsDone() != int64(c.partitions) || j.GetProgress().GetStatistics().GetWrittenRows() != uint64(rows) {
 			b.Fatalf("populate = %v", j)
 		}
 		for _, t := range []string{"copy", "direct"} {

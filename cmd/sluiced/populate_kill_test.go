@@ -19,8 +19,10 @@ import (
 	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
 )
 
-// killSource has 24 partitions (id % 24) of 120 rows; the view sleeps 2 ms a row, so a step
-// takes about a quarter of a second and kills land inside steps as well as between them.
+// killSource has 24 partitions (id % 24) of 120 rows (about 2 KB each); the view sleeps 2 ms a
+// row. The kill tests plan steps of 6,000 bytes (-scheduler.populate-step-bytes), so a step
+// groups three partitions, takes about three quarters of a second, and kills land inside
+// grouped steps and their commits as well as between steps.
 const killSource = `SCHEMA >
     id UInt64,
     name String
@@ -60,7 +62,7 @@ func TestPopulateAllInOneKilledRepeatedly(t *testing.T) {
 	sluiced, _ := sluicetest.Binaries(t)
 	dataDir, addr, natsAddr := t.TempDir(), sluicetest.FreeAddr(t), sluicetest.FreeAddr(t)
 	args := append([]string{"-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "", "-events-addr", "", "-nats-listen", natsAddr},
-		append(sluicetest.EmbeddedLibArgs(), fastJobs...)...)
+		append(sluicetest.EmbeddedLibArgs(), append([]string{"-scheduler.populate-step-bytes", "6000"}, fastJobs...)...)...)
 	n := 0
 	start := func() *sluicetest.Process {
 		n++
@@ -157,7 +159,7 @@ func TestPopulateAllInOneKilledRepeatedly(t *testing.T) {
 			c = sluicetest.NewClients(t, addr, token)
 		}
 		j := waitJob(t, c.Scheduler, "kill", id, 120*time.Second, done, failed, cancelled)
-		if j.GetStatus() != done || j.GetProgress().GetStepsDone() != 24 || j.GetProgress().GetStatistics().GetWrittenRows() != 2880 {
+		if j.GetStatus() != done || j.GetProgress().GetPartitionsDone() != 24 || j.GetProgress().GetStepsTotal() >= 24 || j.GetProgress().GetStatistics().GetWrittenRows() != 2880 {
 			t.Fatalf("populate %s after %d kills: %v", id, kills, j)
 		}
 		if got := sql("SELECT count(), sum(id), uniqExact(id) FROM dst"); got != wantDst {

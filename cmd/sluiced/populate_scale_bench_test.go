@@ -103,7 +103,7 @@ func BenchmarkPopulateExecutorScaling(b *testing.B) {
 				}
 				j := waitJobFast(b, scheduler, ws, resp.GetJob().GetId())
 				times[n] = append(times[n], time.Since(start).Seconds())
-				if j.GetStatus() != done || j.GetProgress().GetStepsTotal() != 64 || j.GetProgress().GetStatistics().GetWrittenRows() != uint64(rows) {
+				if j.GetStatus() != done || j.GetProgress().GetPartitionsDone() != 64 || j.GetProgress().GetStatistics().GetWrittenRows() != uint64(rows) {
 					b.Fatalf("populate with %d executors = %v", n, j)
 				}
 				if got := count("dst"); got != uint64(rows) {

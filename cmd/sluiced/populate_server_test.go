@@ -33,7 +33,7 @@ func TestPopulateOnServer(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("sluice pipe populate: exit %d\n%s\n%s", code, out, stderr)
 	}
-	if !strings.Contains(out, "3/3 steps, 10 rows written") {
+	if !strings.Contains(out, "3/3 partitions, 10 rows written") {
 		t.Errorf("--wait output:\n%s", out)
 	}
 	w.wantRows("SELECT id, name FROM {db}.b ORDER BY id",

@@ -144,8 +144,8 @@ func TestPopulateCase1JoinedDataSourceReadWhole(t *testing.T) {
 	w.exec("INSERT INTO {db}.c VALUES (0, 'zero'), (1, 'one'), (2, 'two')")
 	w.exec("TRUNCATE TABLE {db}.b") // what the live view wrote on the insert
 	j := w.populate("pipe_a", nil, done)
-	if j.GetProgress().GetStepsTotal() != 3 || j.GetProgress().GetStepsDone() != 3 || j.GetProgress().GetStatistics().GetWrittenRows() != 9 {
-		t.Errorf("progress %v: want 3/3 steps (one per partition), 9 rows written", j.GetProgress())
+	if p := j.GetProgress(); p.GetPartitionsTotal() != 3 || p.GetPartitionsDone() != 3 || p.GetStepsTotal() != 1 || p.GetStepsDone() != 1 || p.GetStatistics().GetWrittenRows() != 9 {
+		t.Errorf("progress %v: want 3/3 partitions in 1/1 step (small partitions grouped), 9 rows written", p)
 	}
 	w.wantRows("SELECT id, name, label FROM {db}.b ORDER BY id",
 		"1|one|one", "2|two|two", "3|three|zero", "4|four|one", "5|five|two", "6|six|zero", "7|seven|one", "8|eight|two", "9|nine|zero")
@@ -206,7 +206,7 @@ func TestPopulateCase3DeterministicCascade(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("sluice pipe populate: exit %d\n%s\n%s", code, out, stderr)
 	}
-	if !strings.Contains(out, "3/3 steps, 9 rows written") || !strings.Contains(out, " done") {
+	if !strings.Contains(out, "3/3 partitions, 9 rows written") || !strings.Contains(out, " done") {
 		t.Errorf("--wait output:\n%s", out)
 	}
 	w.wantRows("SELECT id, name FROM {db}.b ORDER BY id",
@@ -305,11 +305,12 @@ func TestPopulateConditionAndErrors(t *testing.T) {
 	w.wantRows("SELECT count() FROM {db}.b", "4")
 }
 
-// TestPopulateCancelLeavesWholePartitions cancels a populate while its steps run: the job ends
-// cancelled, the target holds whole partitions only (the ones committed before the cancel),
-// and no staging table is left behind.
+// TestPopulateCancelLeavesWholePartitions cancels a populate while its steps run (steps of
+// three partitions: -scheduler.populate-step-bytes 6000): the job ends cancelled, the target
+// holds whole partitions only (the ones committed before the cancel), and no staging table is
+// left behind.
 func TestPopulateCancelLeavesWholePartitions(t *testing.T) {
-	sys := sluicetest.Start(t)
+	sys := sluicetest.Start(t, sluicetest.WithArgs("-scheduler.populate-step-bytes", "6000"))
 	w := newPopWS(t, sys, "cancel", map[string]string{
 		"datasources/src.datasource": killSource,
 		"datasources/dst.datasource": killTarget,
@@ -323,7 +324,7 @@ func TestPopulateCancelLeavesWholePartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := resp.GetJob().GetId()
-	sluicetest.Eventually(t, 60*time.Second, "two partitions committed", func() bool {
+	sluicetest.Eventually(t, 60*time.Second, "two steps committed", func() bool {
 		return getJob(t, sys.Scheduler, "cancel", id).GetProgress().GetStepsDone() >= 2
 	})
 	if _, err := sys.Scheduler.CancelJob(context.Background(), &schedulerv1.CancelJobRequest{Workspace: "cancel", Id: id}); err != nil {
@@ -342,7 +343,10 @@ func TestPopulateCancelLeavesWholePartitions(t *testing.T) {
 	sluicetest.Eventually(t, 10*time.Second, "staging tables dropped", func() bool {
 		return w.scalar("SELECT count() FROM system.tables WHERE database = '{db}' AND startsWith(name, '__sluice_stage_')") == "0"
 	})
-	t.Logf("cancelled after %d of 24 partitions (%s rows)", j.GetProgress().GetStepsDone(), got)
+	if n := j.GetProgress().GetPartitionsDone(); fmt.Sprint(n*120) != got {
+		t.Errorf("dst has %s rows, the job reports %d partitions of 120 rows committed", got, n)
+	}
+	t.Logf("cancelled after %d of 24 partitions in %d steps (%s rows)", j.GetProgress().GetPartitionsDone(), j.GetProgress().GetStepsDone(), got)
 }
 
 // TestPopulateEventsReadableWhenDone: a populate's `populateview` events are written before

@@ -67,6 +67,9 @@ func Create(nj NewJob, now time.Time) *Record {
 	job.Status = schedulerv1.JobStatus_JOB_STATUS_WAITING
 	job.CreateTime, job.UpdateTime = timestamppb.New(now), timestamppb.New(now)
 	job.Progress = &schedulerv1.JobProgress{StepsTotal: int64(len(nj.Steps))}
+	for _, st := range nj.Steps {
+		job.Progress.PartitionsTotal += int64(len(PopulatePartitions(st.GetPopulate())))
+	}
 	if nj.Limited {
 		job.WaitingReason = "waiting for admission under the workspace's copy concurrency limit"
 	}
@@ -159,6 +162,11 @@ func CompleteStep(step string, stats *commonv1.Statistics, now time.Time, open O
 				job.Progress = &schedulerv1.JobProgress{}
 			}
 			job.Progress.StepsDone = int64(len(rec.GetDoneSteps()))
+			for _, st := range rec.GetSteps() {
+				if st.GetId() == step {
+					job.Progress.PartitionsDone += int64(len(PopulatePartitions(st.GetPopulate())))
+				}
+			}
 			job.Progress.Statistics = AddStats(job.GetProgress().GetStatistics(), stats)
 		}
 		return end(rec, now, open), nil
@@ -350,4 +358,17 @@ func finish(rec *Record, status schedulerv1.JobStatus, now time.Time) Effects {
 	rec.Running = nil
 	rec.RunningProgress = nil
 	return Effects{Finished: true, Purge: !AllDone(rec)}
+}
+
+// PopulatePartitions are the source partitions a populate step reads: the group it was given,
+// else its one partition; none for a step that reads the whole source (an empty source when
+// the job was planned) or for a step of another kind.
+func PopulatePartitions(p *persistencev1.PopulateStep) []string {
+	if len(p.GetPartitions()) > 0 {
+		return p.GetPartitions()
+	}
+	if p.GetPartition() != "" {
+		return []string{p.GetPartition()}
+	}
+	return nil
 }

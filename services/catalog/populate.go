@@ -216,26 +216,25 @@ func checkCondition(cond string) error {
 	return nil
 }
 
-// sourcePartitions lists the source's partitions with their row counts. Reading
-// `_partition_id` touches no column data.
+// sourcePartitions lists the source's partitions with their rows and uncompressed bytes, from
+// the active parts in system.parts (no column data read): what the scheduler sizes the steps by.
 func (s *Service) sourcePartitions(ctx context.Context, ws, source string) ([]*catalogv1.PopulatePartition, error) {
-	resp, err := s.readOnly(ctx, ws, "SELECT _partition_id AS partition_id, count() AS rows FROM "+warehouse.QuoteIdent(source)+" GROUP BY partition_id ORDER BY partition_id", 100000)
+	w, err := s.workspace(ctx, ws)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.deps.Warehouse.Query(ctx, fmt.Sprintf(
+		"SELECT partition_id, sum(rows), sum(data_uncompressed_bytes) FROM system.parts WHERE database = %s AND table = %s AND active GROUP BY partition_id ORDER BY partition_id",
+		warehouse.QuoteString(w.Database), warehouse.QuoteString(source)))
 	if err != nil {
 		return nil, fmt.Errorf("partitions of %s: %w", source, err)
 	}
 	var out []*catalogv1.PopulatePartition
-	for _, r := range resp.GetRows() {
-		v := r.GetValues()
-		if len(v) != 2 {
+	for _, r := range res.Rows {
+		if len(r) != 3 || warehouse.Uint64(r[1]) == 0 {
 			continue
 		}
-		p := &catalogv1.PopulatePartition{Id: v[0].GetStringValue()}
-		if n := v[1].GetNumberValue(); n > 0 {
-			p.Rows = uint64(n)
-		} else if sv := v[1].GetStringValue(); sv != "" {
-			p.Rows, _ = strconv.ParseUint(sv, 10, 64)
-		}
-		out = append(out, p)
+		out = append(out, &catalogv1.PopulatePartition{Id: fmt.Sprint(r[0]), Rows: warehouse.Uint64(r[1]), Bytes: warehouse.Uint64(r[2])})
 	}
 	return out, nil
 }

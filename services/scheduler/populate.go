@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"cmp"
 	"context"
 	"strconv"
 	"time"
@@ -14,13 +15,13 @@ import (
 	"github.com/sluicehq/sluice/platform/opsevents"
 )
 
-// Populate implements SchedulerService: a POPULATEVIEW job with one step per partition of the
-// view's source Data Source.
+// Populate implements SchedulerService: a POPULATEVIEW job whose steps are the partitions of the
+// view's source Data Source, small ones grouped by size (populateSteps).
 //
 // The scheduler has no ClickHouse connection and writes no SQL: the catalog, which owns the
 // workspace's SQL, plans the populate (PlanPopulate: the node, its target and source, the
-// source's partitions, the checked condition every step applies). Steps size themselves from
-// system.parts when they run (an executor has the connection).
+// source's partitions with their sizes from system.parts, the checked condition every step
+// applies).
 func (s *Service) Populate(ctx context.Context, req *schedulerv1.PopulateRequest) (*schedulerv1.PopulateResponse, error) {
 	job, err := s.populate(ctx, req)
 	if err != nil {
@@ -52,7 +53,7 @@ func (s *Service) populate(ctx context.Context, req *schedulerv1.PopulateRequest
 		return nil, err // the catalog's status (NotFound, InvalidArgument) as it gave it
 	}
 	opts.SqlCondition = plan.GetSqlCondition()
-	steps := populateSteps(plan, req.GetMemoryBudgetBytes(), opts.GetCutoverSnapshot())
+	steps := populateSteps(plan, cmp.Or(s.cfg.PopulateStepBytes, DefaultPopulateStepBytes), req.GetMemoryBudgetBytes(), opts.GetCutoverSnapshot())
 	job, err := s.createJob(ctx, jobRequest{
 		Workspace: ws, Kind: schedulerv1.JobKind_JOB_KIND_POPULATEVIEW, Pipe: req.GetPipe(), Node: plan.GetNode(),
 		TargetDatasource: plan.GetTarget(), Populate: opts, MaxExecutionTime: req.GetMaxExecutionTime().AsDuration(), Steps: steps,
@@ -64,26 +65,89 @@ func (s *Service) populate(ctx context.Context, req *schedulerv1.PopulateRequest
 	return job, nil
 }
 
-// populateSteps are a populate's steps: one per source partition. An empty source still makes
+// maxStepPartitions bounds the partitions of one step. A step costs a fixed amount whatever it
+// holds (staging tables created and dropped, its commit record, the statements of its commit),
+// so small partitions are grouped into one step until the group reaches the configured bytes
+// (Config.PopulateStepBytes; or the memory budget's share, when smaller) or maxStepPartitions
+// partitions; a partition at least that large is a step of its own, which splits itself by the
+// memory budget when it runs. maxStepPartitions keeps one insert within ClickHouse's
+// max_partitions_per_insert_block (100 by default) and a commit record's move plan small.
+const maxStepPartitions = 100
+
+// DefaultPopulateStepBytes is Config.PopulateStepBytes's default: a step of grouped partitions
+// reads at most 256 MiB of uncompressed data, a few seconds of work for one insert.
+const DefaultPopulateStepBytes = 256 << 20
+
+// populateSteps are a populate's steps, planned from the source partitions' sizes: a group of
+// small partitions or one large partition each, in partition order. An empty source still makes
 // a job (with one step reading the whole source), so that truncate and the ops log behave as for
 // any other populate. With a snapshot cut-over, step 0 also reads the partitions created
 // between the plan and the cut-over.
-func populateSteps(plan *catalogv1.PlanPopulateResponse, budget uint64, snapshot bool) []*persistencev1.StepSpec {
+func populateSteps(plan *catalogv1.PlanPopulateResponse, stepBytes, budget uint64, snapshot bool) []*persistencev1.StepSpec {
 	parts := plan.GetPartitions()
-	if len(parts) == 0 {
-		parts = []*catalogv1.PopulatePartition{{}}
-	}
-	steps := make([]*persistencev1.StepSpec, len(parts))
-	for i, p := range parts {
-		ps := &persistencev1.PopulateStep{Source: plan.GetSource(), Partition: p.GetId(), Rows: p.GetRows(), MemoryBudget: budget, Condition: plan.GetCondition()}
-		if i == 0 && snapshot {
-			for _, q := range parts {
-				ps.JobPartitions = append(ps.JobPartitions, q.GetId())
+	var steps []*persistencev1.StepSpec
+	add := func(group []*catalogv1.PopulatePartition) {
+		ps := &persistencev1.PopulateStep{Source: plan.GetSource(), MemoryBudget: budget, Condition: plan.GetCondition()}
+		for _, p := range group {
+			ps.Rows += p.GetRows()
+			ps.Bytes += p.GetBytes()
+		}
+		if len(group) == 1 {
+			ps.Partition = group[0].GetId()
+		} else {
+			for _, p := range group {
+				ps.Partitions = append(ps.Partitions, p.GetId())
 			}
 		}
-		steps[i] = &persistencev1.StepSpec{Id: strconv.Itoa(i), Work: &persistencev1.StepSpec_Populate{Populate: ps}}
+		steps = append(steps, &persistencev1.StepSpec{Id: strconv.Itoa(len(steps)), Work: &persistencev1.StepSpec_Populate{Populate: ps}})
+	}
+	if len(parts) == 0 {
+		add([]*catalogv1.PopulatePartition{{}})
+	}
+	for _, g := range groupPartitions(parts, stepLimit(stepBytes, budget), maxStepPartitions) {
+		add(g)
+	}
+	if snapshot {
+		ps := steps[0].GetPopulate()
+		for _, q := range parts {
+			ps.JobPartitions = append(ps.JobPartitions, q.GetId())
+		}
 	}
 	return steps
+}
+
+// stepLimit is the uncompressed bytes a step of grouped partitions holds at most: stepBytes, or
+// half the step's memory budget when that is smaller.
+func stepLimit(stepBytes, budget uint64) uint64 {
+	if budget > 0 && budget/2 < stepBytes {
+		return max(budget/2, 1)
+	}
+	return max(stepBytes, 1)
+}
+
+// groupPartitions groups partitions in their order: each group holds at most maxParts
+// partitions and at most limit bytes, except a partition larger than limit alone. A partition
+// whose size is unknown (0 bytes) counts as limit/maxParts.
+func groupPartitions(parts []*catalogv1.PopulatePartition, limit uint64, maxParts int) [][]*catalogv1.PopulatePartition {
+	var out [][]*catalogv1.PopulatePartition
+	var group []*catalogv1.PopulatePartition
+	var size uint64
+	for _, p := range parts {
+		b := p.GetBytes()
+		if b == 0 {
+			b = limit / uint64(maxParts)
+		}
+		if len(group) > 0 && (size+b > limit || len(group) >= maxParts) {
+			out = append(out, group)
+			group, size = nil, 0
+		}
+		group = append(group, p)
+		size += b
+	}
+	if len(group) > 0 {
+		out = append(out, group)
+	}
+	return out
 }
 
 // populateQueued records `populateview-queued` for the target (DATAFILES-SPEC §5.2). The

@@ -44,6 +44,9 @@ type Config struct {
 	CatchUpWindow time.Duration `yaml:"catch_up_window"`
 	// MaxExecutionTime is the default maximum execution time of a manual job.
 	MaxExecutionTime time.Duration `yaml:"max_execution_time"`
+	// PopulateStepBytes is how much uncompressed source data one step of a populate holds: small
+	// partitions are grouped up to it (see populateSteps); 0 is DefaultPopulateStepBytes.
+	PopulateStepBytes uint64 `yaml:"populate_step_bytes"`
 }
 
 // RegisterFlags registers the scheduler's flags; their defaults are the scheduler's defaults.
@@ -52,6 +55,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&c.CopyConcurrency, "scheduler.copy-concurrency", 2, "default copy jobs working at once per workspace")
 	fs.DurationVar(&c.CatchUpWindow, "scheduler.catch-up-window", time.Hour, "missed schedule ticks younger than this are enqueued on recovery")
 	fs.DurationVar(&c.MaxExecutionTime, "scheduler.max-execution-time", 30*time.Minute, "default maximum execution time of a manual job")
+	fs.Uint64Var(&c.PopulateStepBytes, "scheduler.populate-step-bytes", DefaultPopulateStepBytes, "uncompressed source bytes one populate step holds: smaller partitions are grouped into one step up to it")
 }
 
 // Validate checks the values.

@@ -151,7 +151,7 @@ func jobLsCommand() *command {
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\n", j.GetId(), kindWord(j.GetKind()), statusWord(j.GetStatus()),
 					dash(j.GetPipe()), j.GetCreateTime().AsTime().UTC().Format(time.DateTime),
-					j.GetProgress().GetStepsDone(), j.GetProgress().GetStepsTotal(), info)
+					progressDone(j.GetProgress()), progressTotal(j.GetProgress()), info)
 			}
 			return tw.Flush()
 		},
@@ -220,7 +220,11 @@ func printJob(w io.Writer, j *schedulerv1.Job) {
 	row("finished", ts(j.GetFinishTime(), j.GetFinishTime() != nil))
 	row("max execution time", j.GetMaxExecutionTime().AsDuration().String())
 	p := j.GetProgress()
-	row("progress", fmt.Sprintf("%d/%d steps", p.GetStepsDone(), p.GetStepsTotal()))
+	if p.GetPartitionsTotal() > 0 {
+		row("progress", fmt.Sprintf("%d/%d partitions, %d/%d steps", p.GetPartitionsDone(), p.GetPartitionsTotal(), p.GetStepsDone(), p.GetStepsTotal()))
+	} else {
+		row("progress", fmt.Sprintf("%d/%d steps", p.GetStepsDone(), p.GetStepsTotal()))
+	}
 	if st := p.GetStatistics(); st != nil {
 		row("read", fmt.Sprintf("%d rows, %d bytes", st.GetReadRows(), st.GetReadBytes()))
 		row("written", fmt.Sprintf("%d rows, %d bytes", st.GetWrittenRows(), st.GetWrittenBytes()))
@@ -407,9 +411,13 @@ func waitJob(ctx context.Context, env *Env, client schedulerv1.SchedulerServiceC
 // progressLine describes a job's progress: with a bar for a terminal.
 func progressLine(j *schedulerv1.Job, bar bool) string {
 	p := j.GetProgress()
-	done, total := p.GetStepsDone(), p.GetStepsTotal()
+	done, total := progressDone(p), progressTotal(p)
+	unit := "steps"
+	if p.GetPartitionsTotal() > 0 {
+		unit = "partitions"
+	}
 	rows := p.GetStatistics().GetWrittenRows()
-	text := fmt.Sprintf("job %s %s: %d/%d steps, %d rows written", j.GetId(), statusWord(j.GetStatus()), done, total, rows)
+	text := fmt.Sprintf("job %s %s: %d/%d %s, %d rows written", j.GetId(), statusWord(j.GetStatus()), done, total, unit, rows)
 	if r := j.GetWaitingReason(); r != "" {
 		text += " (" + r + ")"
 	}
@@ -419,4 +427,20 @@ func progressLine(j *schedulerv1.Job, bar bool) string {
 	const width = 30
 	n := int(int64(width) * done / total)
 	return "[" + strings.Repeat("#", n) + strings.Repeat(" ", width-n) + "] " + text
+}
+
+// progressDone and progressTotal count a populate's progress in source partitions (a step may
+// group several), any other job's in steps.
+func progressDone(p *schedulerv1.JobProgress) int64 {
+	if p.GetPartitionsTotal() > 0 {
+		return p.GetPartitionsDone()
+	}
+	return p.GetStepsDone()
+}
+
+func progressTotal(p *schedulerv1.JobProgress) int64 {
+	if p.GetPartitionsTotal() > 0 {
+		return p.GetPartitionsTotal()
+	}
+	return p.GetStepsTotal()
 }

@@ -1,11 +1,12 @@
-// Package populate runs the steps of POPULATEVIEW jobs: one source partition each, through the
-// data flow, exactly once, as one instance of the delta pattern (package delta). See
-// docs/populate.md. A step of partition p of source S, for the materialized node N (S → T):
+// Package populate runs the steps of POPULATEVIEW jobs: one source partition or a group of small
+// ones each (the scheduler sizes them), through the data flow, exactly once, as one instance of
+// the delta pattern (package delta). See docs/populate.md. A step of partitions P of source S,
+// for the materialized node N (S → T):
 //
 //  1. start (start.go): if the job truncates or cuts over, the job's start is done once, before
 //     any step loads (one step does it, recorded in the job's start marker; the others wait);
 //  2. plan (plan.go): the flow from T downstream (none with only_this_view), and N's query
-//     re-pointed at `(SELECT * FROM S WHERE _partition_id = 'p' [AND condition])`, both asked
+//     re-pointed at `(SELECT * FROM S WHERE _partition_id IN P [AND condition])`, both asked
 //     of the catalog once per job and executor;
 //  3. stage (stage.go): the query into T's staging table, then the views downstream over the
 //     staged rows in the catalog's topological order; on a memory limit, again with fewer
@@ -35,6 +36,7 @@ import (
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
+	"github.com/sluicehq/sluice/platform/jobs"
 	"github.com/sluicehq/sluice/platform/opsevents"
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/services/executor/dataflow"
@@ -102,7 +104,7 @@ func (r *Runner) RunStep(ctx context.Context, sc *step.Context) (step.Result, er
 	if err != nil {
 		return step.Result{}, err
 	}
-	sc.Log.Debug("populate step", "partition", p.GetPartition(), "staged", pl.staged, "committed", time.Since(begin), "level", rec.GetLevel(), "split", rec.GetSplit())
+	sc.Log.Debug("populate step", "partition", partitionsName(p), "staged", pl.staged, "committed", time.Since(begin), "level", rec.GetLevel(), "split", rec.GetSplit())
 	return step.Result{Statistics: statistics(rec)}, nil
 }
 
@@ -180,8 +182,9 @@ func (st *stage) snapshot(parts []string) {
 		q[i] = warehouse.QuoteString(n)
 	}
 	in := "_part IN (" + strings.Join(q, ", ") + ")"
-	byPartition := "_partition_id = " + warehouse.QuoteString(st.p.GetPartition())
-	if st.p.GetPartition() != "" && strings.Contains(st.filter, byPartition) {
+	own := jobs.PopulatePartitions(st.p)
+	byPartition := partitionIn("_partition_id", own)
+	if len(own) > 0 && strings.Contains(st.filter, byPartition) {
 		st.filter = strings.Replace(st.filter, byPartition, in, 1)
 		return
 	}

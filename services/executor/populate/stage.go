@@ -6,10 +6,13 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
+	"github.com/sluicehq/sluice/platform/jobs"
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/services/executor/dataflow"
 	"github.com/sluicehq/sluice/services/executor/delta"
@@ -25,10 +28,11 @@ const maxSplit = 64
 // cannot be split by rows: the step fails and asks for a new populate.
 func (r *Runner) snapshotParts(ctx context.Context, db string, p *persistencev1.PopulateStep, maxBlock uint64) ([]string, error) {
 	where := fmt.Sprintf("database = %s AND table = %s AND active", warehouse.QuoteString(db), warehouse.QuoteString(p.GetSource()))
+	own := jobs.PopulatePartitions(p)
 	if len(p.GetJobPartitions()) > 0 {
 		known := make([]string, 0, len(p.GetJobPartitions()))
 		for _, k := range p.GetJobPartitions() {
-			if k != p.GetPartition() {
+			if !slices.Contains(own, k) {
 				known = append(known, warehouse.QuoteString(k))
 			}
 		}
@@ -36,7 +40,7 @@ func (r *Runner) snapshotParts(ctx context.Context, db string, p *persistencev1.
 			where += " AND partition_id NOT IN (" + strings.Join(known, ", ") + ")"
 		}
 	} else {
-		where += " AND partition_id = " + warehouse.QuoteString(p.GetPartition())
+		where += " AND " + partitionIn("partition_id", own)
 	}
 	res, err := r.d.Warehouse.Query(ctx, fmt.Sprintf("SELECT name, min_block_number, max_block_number FROM system.parts WHERE %s ORDER BY name", where))
 	if err != nil {
@@ -97,17 +101,17 @@ func (r *Runner) newStage(ctx context.Context, s *step.Context, p *persistencev1
 	st := &stage{r: r, s: s, p: p, flow: flow, delta: d, token: attempt, query: pl.query, columns: pl.columns, hashKey: pl.hashKey,
 		budget: cmp.Or(p.GetMemoryBudget(), r.d.MemoryBudget), bytes: p.GetBytes(), maxLevel: 2}
 	var conds []string
-	if p.GetPartition() != "" {
-		conds = append(conds, "_partition_id = "+warehouse.QuoteString(p.GetPartition()))
+	if parts := jobs.PopulatePartitions(p); len(parts) > 0 {
+		conds = append(conds, partitionIn("_partition_id", parts))
 	}
 	if c := strings.TrimSpace(p.GetCondition()); c != "" {
 		conds = append(conds, "("+c+")")
 	}
 	st.filter = strings.Join(conds, " AND ")
-	if p.GetPartition() != "" && st.budget > 0 && st.bytes == 0 {
-		// A plan without the partition's size (an empty source then): read it now.
-		res, err := r.d.Warehouse.Query(ctx, fmt.Sprintf("SELECT sum(data_uncompressed_bytes) FROM system.parts WHERE database = %s AND table = %s AND active AND partition_id = %s",
-			warehouse.QuoteString(flow.Database), warehouse.QuoteString(p.GetSource()), warehouse.QuoteString(p.GetPartition())))
+	if parts := jobs.PopulatePartitions(p); len(parts) > 0 && st.budget > 0 && st.bytes == 0 {
+		// A plan without the partitions' size (a job planned before sizes were): read it now.
+		res, err := r.d.Warehouse.Query(ctx, fmt.Sprintf("SELECT sum(data_uncompressed_bytes) FROM system.parts WHERE database = %s AND table = %s AND active AND %s",
+			warehouse.QuoteString(flow.Database), warehouse.QuoteString(p.GetSource()), partitionIn("partition_id", parts)))
 		if err == nil && len(res.Rows) == 1 && len(res.Rows[0]) == 1 {
 			st.bytes = warehouse.Uint64(res.Rows[0][0])
 		}
@@ -184,15 +188,36 @@ func (st *stage) stage(ctx context.Context) (*delta.Staged, error) {
 				st.partitionName(), st.p.GetSource(), split, err))
 		}
 		st.s.Log.Warn("populate step hit the memory limit; restaging with fewer resources",
-			"partition", st.p.GetPartition(), "level", level, "split", split, "err", err)
+			"partition", st.partitionName(), "level", level, "split", split, "err", err)
 	}
 }
 
+// partitionName names the step's partitions in errors and logs.
 func (st *stage) partitionName() string {
-	if st.p.GetPartition() == "" {
+	return partitionsName(st.p)
+}
+
+func partitionsName(p *persistencev1.PopulateStep) string {
+	parts := jobs.PopulatePartitions(p)
+	switch {
+	case len(parts) == 0:
 		return "(all)"
+	case len(parts) > 1:
+		return parts[0] + ".." + parts[len(parts)-1] + " (" + strconv.Itoa(len(parts)) + " partitions)"
 	}
-	return st.p.GetPartition()
+	return parts[0]
+}
+
+// partitionIn is the condition that column (partition_id, _partition_id) is one of parts.
+func partitionIn(column string, parts []string) string {
+	if len(parts) == 1 {
+		return column + " = " + warehouse.QuoteString(parts[0])
+	}
+	q := make([]string, len(parts))
+	for i, p := range parts {
+		q[i] = warehouse.QuoteString(p)
+	}
+	return column + " IN (" + strings.Join(q, ", ") + ")"
 }
 
 // attempt stages the whole partition once: from empty staging tables, the node's query over

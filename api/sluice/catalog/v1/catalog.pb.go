@@ -3577,7 +3577,9 @@ type PopulatePartition struct {
 	// The partition id (system.parts.partition_id, _partition_id).
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	// Rows the partition holds.
-	Rows          uint64 `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
+	Rows uint64 `protobuf:"varint,2,opt,name=rows,proto3" json:"rows,omitempty"`
+	// Uncompressed bytes of its active parts (system.parts.data_uncompressed_bytes).
+	Bytes         uint64 `protobuf:"varint,3,opt,name=bytes,proto3" json:"bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3622,6 +3624,13 @@ func (x *PopulatePartition) GetId() string {
 func (x *PopulatePartition) GetRows() uint64 {
 	if x != nil {
 		return x.Rows
+	}
+	return 0
+}
+
+func (x *PopulatePartition) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
 	}
 	return 0
 }
@@ -3913,10 +3922,11 @@ const file_sluice_catalog_v1_catalog_proto_rawDesc = "" +
 	"partitions\x18\x04 \x03(\v2$.sluice.catalog.v1.PopulatePartitionR\n" +
 	"partitions\x12#\n" +
 	"\rsql_condition\x18\x05 \x01(\tR\fsqlCondition\x12\x1c\n" +
-	"\tcondition\x18\x06 \x01(\tR\tcondition\"7\n" +
+	"\tcondition\x18\x06 \x01(\tR\tcondition\"M\n" +
 	"\x11PopulatePartition\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
-	"\x04rows\x18\x02 \x01(\x04R\x04rows*c\n" +
+	"\x04rows\x18\x02 \x01(\x04R\x04rows\x12\x14\n" +
+	"\x05bytes\x18\x03 \x01(\x04R\x05bytes*c\n" +
 	"\fResourceType\x12\x1d\n" +
 	"\x19RESOURCE_TYPE_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18RESOURCE_TYPE_DATASOURCE\x10\x01\x12\x16\n" +

@@ -392,6 +392,10 @@ type PopulateStep struct {
 	// Every partition of the job, on step 0 of a snapshot cut-over only: that step also reads the
 	// partitions created after the job's plan was made.
 	JobPartitions []string `protobuf:"bytes,7,rep,name=job_partitions,json=jobPartitions,proto3" json:"job_partitions,omitempty"`
+	// The source partitions of a step that groups several small ones (one staging table, one
+	// insert, one commit moving each of them); partition is then empty. rows and bytes are
+	// their sums. Empty: the step is the one partition named by partition.
+	Partitions    []string `protobuf:"bytes,8,rep,name=partitions,proto3" json:"partitions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -471,6 +475,13 @@ func (x *PopulateStep) GetCondition() string {
 func (x *PopulateStep) GetJobPartitions() []string {
 	if x != nil {
 		return x.JobPartitions
+	}
+	return nil
+}
+
+func (x *PopulateStep) GetPartitions() []string {
+	if x != nil {
+		return x.Partitions
 	}
 	return nil
 }
@@ -605,7 +616,7 @@ const file_sluice_persistence_v1_jobs_proto_rawDesc = "" +
 	"\x03sql\x18\x02 \x01(\tR\x03sql\x12\x18\n" +
 	"\acolumns\x18\x03 \x03(\tR\acolumns\x12.\n" +
 	"\x04mode\x18\x04 \x01(\x0e2\x1a.sluice.common.v1.CopyModeR\x04mode\x12!\n" +
-	"\ffile_version\x18\x05 \x01(\x03R\vfileVersion\"\xd8\x01\n" +
+	"\ffile_version\x18\x05 \x01(\x03R\vfileVersion\"\xf8\x01\n" +
 	"\fPopulateStep\x12\x16\n" +
 	"\x06source\x18\x01 \x01(\tR\x06source\x12\x1c\n" +
 	"\tpartition\x18\x02 \x01(\tR\tpartition\x12\x12\n" +
@@ -613,7 +624,10 @@ const file_sluice_persistence_v1_jobs_proto_rawDesc = "" +
 	"\x05bytes\x18\x04 \x01(\x04R\x05bytes\x12#\n" +
 	"\rmemory_budget\x18\x05 \x01(\x04R\fmemoryBudget\x12\x1c\n" +
 	"\tcondition\x18\x06 \x01(\tR\tcondition\x12%\n" +
-	"\x0ejob_partitions\x18\a \x03(\tR\rjobPartitions\"\x8c\x02\n" +
+	"\x0ejob_partitions\x18\a \x03(\tR\rjobPartitions\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\b \x03(\tR\n" +
+	"partitions\"\x8c\x02\n" +
 	"\vStepMessage\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x15\n" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x120\n" +

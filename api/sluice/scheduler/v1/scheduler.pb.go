@@ -207,14 +207,18 @@ func (ExecutionType) EnumDescriptor() ([]byte, []int) {
 // JobProgress is what a job has done so far.
 type JobProgress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Steps in the job (partitions for a populate, 1 for a copy).
+	// Steps in the job (for a populate, groups of small partitions or one large one; 1 for a copy).
 	StepsTotal int64 `protobuf:"varint,1,opt,name=steps_total,json=stepsTotal,proto3" json:"steps_total,omitempty"`
 	// Steps committed.
 	StepsDone int64 `protobuf:"varint,2,opt,name=steps_done,json=stepsDone,proto3" json:"steps_done,omitempty"`
 	// Totals over committed steps, plus what running steps reported so far.
-	Statistics    *v1.Statistics `protobuf:"bytes,3,opt,name=statistics,proto3" json:"statistics,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Statistics *v1.Statistics `protobuf:"bytes,3,opt,name=statistics,proto3" json:"statistics,omitempty"`
+	// Source partitions in the job (a populate; a step may group several small ones), and those
+	// committed. 0 for a copy.
+	PartitionsTotal int64 `protobuf:"varint,4,opt,name=partitions_total,json=partitionsTotal,proto3" json:"partitions_total,omitempty"`
+	PartitionsDone  int64 `protobuf:"varint,5,opt,name=partitions_done,json=partitionsDone,proto3" json:"partitions_done,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *JobProgress) Reset() {
@@ -266,6 +270,20 @@ func (x *JobProgress) GetStatistics() *v1.Statistics {
 		return x.Statistics
 	}
 	return nil
+}
+
+func (x *JobProgress) GetPartitionsTotal() int64 {
+	if x != nil {
+		return x.PartitionsTotal
+	}
+	return 0
+}
+
+func (x *JobProgress) GetPartitionsDone() int64 {
+	if x != nil {
+		return x.PartitionsDone
+	}
+	return 0
 }
 
 // JobError is why a job failed.
@@ -2237,7 +2255,7 @@ var File_sluice_scheduler_v1_scheduler_proto protoreflect.FileDescriptor
 
 const file_sluice_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\n" +
-	"#sluice/scheduler/v1/scheduler.proto\x12\x13sluice.scheduler.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dsluice/common/v1/common.proto\x1a\x1dsluice/common/v1/errors.proto\"\x8b\x01\n" +
+	"#sluice/scheduler/v1/scheduler.proto\x12\x13sluice.scheduler.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1dsluice/common/v1/common.proto\x1a\x1dsluice/common/v1/errors.proto\"\xdf\x01\n" +
 	"\vJobProgress\x12\x1f\n" +
 	"\vsteps_total\x18\x01 \x01(\x03R\n" +
 	"stepsTotal\x12\x1d\n" +
@@ -2245,7 +2263,9 @@ const file_sluice_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"steps_done\x18\x02 \x01(\x03R\tstepsDone\x12<\n" +
 	"\n" +
 	"statistics\x18\x03 \x01(\v2\x1c.sluice.common.v1.StatisticsR\n" +
-	"statistics\"\x84\x01\n" +
+	"statistics\x12)\n" +
+	"\x10partitions_total\x18\x04 \x01(\x03R\x0fpartitionsTotal\x12'\n" +
+	"\x0fpartitions_done\x18\x05 \x01(\x03R\x0epartitionsDone\"\x84\x01\n" +
 	"\bJobError\x12\x18\n" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12'\n" +
 	"\x0fclickhouse_code\x18\x02 \x01(\x05R\x0eclickhouseCode\x125\n" +

@@ -453,12 +453,14 @@ class PlanPopulateResponse(_message.Message):
     def __init__(self, node: _Optional[str] = ..., target: _Optional[str] = ..., source: _Optional[str] = ..., partitions: _Optional[_Iterable[_Union[PopulatePartition, _Mapping]]] = ..., sql_condition: _Optional[str] = ..., condition: _Optional[str] = ...) -> None: ...
 
 class PopulatePartition(_message.Message):
-    __slots__ = ["id", "rows"]
+    __slots__ = ["bytes", "id", "rows"]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
     ID_FIELD_NUMBER: _ClassVar[int]
     ROWS_FIELD_NUMBER: _ClassVar[int]
+    bytes: int
     id: str
     rows: int
-    def __init__(self, id: _Optional[str] = ..., rows: _Optional[int] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., rows: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class PushRequest(_message.Message):
     __slots__ = ["dry_run", "files", "force", "prune", "request_id", "variables", "workspace"]

@@ -146,14 +146,18 @@ class JobError(_message.Message):
     def __init__(self, message: _Optional[str] = ..., clickhouse_code: _Optional[int] = ..., reason: _Optional[_Union[_errors_pb2.ErrorReason, str]] = ...) -> None: ...
 
 class JobProgress(_message.Message):
-    __slots__ = ["statistics", "steps_done", "steps_total"]
+    __slots__ = ["partitions_done", "partitions_total", "statistics", "steps_done", "steps_total"]
+    PARTITIONS_DONE_FIELD_NUMBER: _ClassVar[int]
+    PARTITIONS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     STATISTICS_FIELD_NUMBER: _ClassVar[int]
     STEPS_DONE_FIELD_NUMBER: _ClassVar[int]
     STEPS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    partitions_done: int
+    partitions_total: int
     statistics: _common_pb2.Statistics
     steps_done: int
     steps_total: int
-    def __init__(self, steps_total: _Optional[int] = ..., steps_done: _Optional[int] = ..., statistics: _Optional[_Union[_common_pb2.Statistics, _Mapping]] = ...) -> None: ...
+    def __init__(self, steps_total: _Optional[int] = ..., steps_done: _Optional[int] = ..., statistics: _Optional[_Union[_common_pb2.Statistics, _Mapping]] = ..., partitions_total: _Optional[int] = ..., partitions_done: _Optional[int] = ...) -> None: ...
 
 class ListCopySchedulesRequest(_message.Message):
     __slots__ = ["page_size", "page_token", "workspace"]
