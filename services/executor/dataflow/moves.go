@@ -172,16 +172,56 @@ func (d *Delta) MovePlanned(ctx context.Context, plan *MovePlan, pending []Move)
 	for _, m := range pending {
 		left[m.Table+"\x00"+m.PartitionID] = true
 	}
-	for i, m := range plan.Moves {
-		if pending != nil && !left[m.Table+"\x00"+m.PartitionID] {
-			continue
+	var todo []Move
+	for _, m := range plan.Moves {
+		if pending == nil || left[m.Table+"\x00"+m.PartitionID] {
+			todo = append(todo, m)
 		}
-		stmt := fmt.Sprintf("ALTER TABLE %s MOVE PARTITION ID %s TO TABLE %s", d.Staging(m.Table), warehouse.QuoteString(m.PartitionID), d.table(m.Table))
-		if _, err := d.conn.Exec(ctx, stmt, warehouse.WithQueryID(fmt.Sprintf("%s-%d", qid, i))); err != nil {
-			return fmt.Errorf("move partition %s into %s: %w", m.PartitionID, m.Table, err)
+	}
+	for i, batch := range moveBatches(todo) {
+		if _, err := d.conn.Exec(ctx, d.moveStatement(batch), warehouse.WithQueryID(fmt.Sprintf("%s-%d", qid, i))); err != nil {
+			return fmt.Errorf("move partitions %s into %s: %w", partitionIDs(batch), batch[0].Table, err)
 		}
 	}
 	return nil
+}
+
+// maxMovesPerAlter bounds the partition commands of one ALTER.
+const maxMovesPerAlter = 100
+
+// moveBatches cuts moves (in plan order) into the statements that make them: consecutive moves
+// of one Data Source share one ALTER, so a step of many partitions pays the statement's fixed
+// cost (parse, table locks, a mutation of the table's part set) once per Data Source rather
+// than once per partition. The engine runs an ALTER's commands one after the other, so a crash
+// inside it leaves what a crash between single moves leaves: each partition moved, partly
+// moved or not, which the plan decides per partition (ResolveMoves).
+func moveBatches(moves []Move) [][]Move {
+	var out [][]Move
+	for _, m := range moves {
+		if n := len(out); n > 0 && out[n-1][0].Table == m.Table && len(out[n-1]) < maxMovesPerAlter {
+			out[n-1] = append(out[n-1], m)
+			continue
+		}
+		out = append(out, []Move{m})
+	}
+	return out
+}
+
+// moveStatement is one ALTER moving the batch's partitions (all of one Data Source).
+func (d *Delta) moveStatement(batch []Move) string {
+	cmds := make([]string, len(batch))
+	for i, m := range batch {
+		cmds[i] = fmt.Sprintf("MOVE PARTITION ID %s TO TABLE %s", warehouse.QuoteString(m.PartitionID), d.table(m.Table))
+	}
+	return "ALTER TABLE " + d.Staging(batch[0].Table) + " " + strings.Join(cmds, ", ")
+}
+
+func partitionIDs(batch []Move) string {
+	ids := make([]string, len(batch))
+	for i, m := range batch {
+		ids[i] = m.PartitionID
+	}
+	return strings.Join(ids, ", ")
 }
 
 // UndecidableMoveError says that a move an engine was killed inside cannot be decided: the

@@ -44,22 +44,30 @@ func TestMoveKilledInsideIsDecided(t *testing.T) {
 		name  string
 		merge bool // the Data Source merges the moved parts before the resolution
 		old   bool // resume with Commit, as before move plans
+		// second: the kill lands in the second partition's move, after the first one's, inside
+		// the one ALTER that moves both (MovePlanned batches a Data Source's partitions).
+		second bool
 	}{
 		{name: "resolved"},
 		{name: "resolved after a merge", merge: true},
 		{name: "old protocol duplicates", old: true},
+		{name: "killed in the second partition of one ALTER", second: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
+			killAt, partition := "1_", "1"
+			if tc.second {
+				killAt, partition = "2_", "2"
+			}
 			var moved, staged string
 			for try := 1; ; try++ {
-				out, err := runMoveHelper(dir, "move")
+				out, err := runMoveHelper(dir, "move", "SLUICE_TEST_MOVE_KILL_AT="+killAt)
 				var ee *exec.ExitError
 				if !errors.As(err, &ee) || ee.ProcessState.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
 					t.Fatalf("the helper was not killed inside the move: %v\n%s", err, out)
 				}
 				// The state the kill left, read by a helper of its own.
-				if out, err = runMoveHelper(dir, "look"); err != nil {
+				if out, err = runMoveHelper(dir, "look", "SLUICE_TEST_MOVE_PARTITION="+partition); err != nil {
 					t.Fatalf("look: %v\n%s", err, out)
 				}
 				_, _ = fmt.Sscanf(lastLine(out), "staged %s moved %s", &staged, &moved)
@@ -72,6 +80,14 @@ func TestMoveKilledInsideIsDecided(t *testing.T) {
 				dir = t.TempDir()
 			}
 			t.Logf("after the kill: %s rows staged, %s of them in the Data Source already", staged, moved)
+			if tc.second {
+				// The ALTER's first command ran whole before the second began.
+				out, err := runMoveHelper(dir, "look", "SLUICE_TEST_MOVE_PARTITION=1")
+				if err != nil {
+					t.Fatalf("look: %v\n%s", err, out)
+				}
+				t.Logf("partition 1 (the ALTER's first command): %s", lastLine(out))
+			}
 			mode := "resolve"
 			if tc.old {
 				mode = "commit"
@@ -87,7 +103,7 @@ func TestMoveKilledInsideIsDecided(t *testing.T) {
 			if _, err := fmt.Sscanf(lastLine(out), "rows %d ids %d staged %d", &rows, &ids, &left); err != nil {
 				t.Fatalf("%s: %q", mode, out)
 			}
-			total := movedRows + 10 // partition 1 and the one row of partition 2
+			total := 2 * movedRows // partitions 1 and 2
 			if tc.old {
 				if rows <= total || ids != total {
 					t.Fatalf("the old protocol gave %d rows (%d distinct) from %d: the kill did not leave a duplicate", rows, ids, total)
@@ -112,9 +128,9 @@ func lastLine(out string) string {
 	return ""
 }
 
-func runMoveHelper(dir, mode string) (string, error) {
+func runMoveHelper(dir, mode string, env ...string) (string, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^TestMoveKilledInsideIsDecided$", "-test.count=1")
-	cmd.Env = append(os.Environ(), movesHelperEnv+"="+mode, "SLUICE_TEST_MOVE_DIR="+dir)
+	cmd.Env = append(append(os.Environ(), movesHelperEnv+"="+mode, "SLUICE_TEST_MOVE_DIR="+dir), env...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
@@ -156,7 +172,9 @@ func moveHelper(t *testing.T) {
 		for i := range movedParts {
 			exec(fmt.Sprintf("INSERT INTO %s SELECT 1000 + (%d * 10 + number) * 4 + 1 FROM numbers(10)", d.Staging("events"), i))
 		}
-		exec("INSERT INTO " + d.Staging("events") + " SELECT 1000000 + number * 4 + 2 FROM numbers(10)")
+		for i := range movedParts {
+			exec(fmt.Sprintf("INSERT INTO %s SELECT 1000000 + (%d * 10 + number) * 4 + 2 FROM numbers(10)", d.Staging("events"), i))
+		}
 		plan, err := d.Plan(ctx)
 		if err != nil || plan == nil {
 			t.Fatalf("plan: %v %v", plan, err)
@@ -165,14 +183,16 @@ func moveHelper(t *testing.T) {
 		if err := os.WriteFile(planFile, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		// Kill this process as soon as the Data Source holds a moved part of partition 1: the
-		// engine commits them there one by one, and removes them from staging afterwards.
+		// Kill this process as soon as the Data Source holds a moved part of the partition
+		// named by SLUICE_TEST_MOVE_KILL_AT (1_ or 2_): the engine commits them there one by
+		// one, and removes them from staging afterwards; both partitions move in one ALTER.
+		killAt := os.Getenv("SLUICE_TEST_MOVE_KILL_AT")
 		path := scalar("SELECT data_paths[1] FROM system.tables WHERE database = 'db' AND name = 'events'")
 		go func() {
 			for {
 				entries, _ := os.ReadDir(path)
 				for _, e := range entries {
-					if strings.HasPrefix(e.Name(), "1_") {
+					if strings.HasPrefix(e.Name(), killAt) {
 						_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
 					}
 				}
@@ -186,7 +206,8 @@ func moveHelper(t *testing.T) {
 		fmt.Println("the move ended before the kill")
 		os.Exit(0)
 	case "look":
-		fmt.Printf("staged %s moved %s\n", scalar("SELECT count() FROM "+d.Staging("events")+" WHERE id % 4 = 1"), scalar("SELECT count() FROM db.events WHERE id % 4 = 1"))
+		p := os.Getenv("SLUICE_TEST_MOVE_PARTITION")
+		fmt.Printf("staged %s moved %s\n", scalar("SELECT count() FROM "+d.Staging("events")+" WHERE id % 4 = "+p), scalar("SELECT count() FROM db.events WHERE id % 4 = "+p))
 	default:
 		if strings.HasSuffix(mode, "-merge") {
 			exec("OPTIMIZE TABLE db.events PARTITION ID '1' FINAL")
