@@ -155,7 +155,8 @@ func TestAttachFallbackExecutorKilledAtTheAttach(t *testing.T) {
 	}
 	cfg := warehousetest.Server(t)
 	chAddr := strings.Join(cfg.Addrs, ",")
-	sys := sluicetest.Start(t, sluicetest.WithArgs(append([]string{"-clickhouse-addr", chAddr}, withoutExecutor...)...))
+	// One step per populate (parallelism 1): its commit attaches 10 partitions.
+	sys := sluicetest.Start(t, sluicetest.WithArgs(append([]string{"-clickhouse-addr", chAddr, "-scheduler.populate-parallelism", "1"}, withoutExecutor...)...))
 	e := newFaultEnv(t, sys.Catalog, sys.Scheduler, fmt.Sprintf("attach_kill_%d", time.Now().UnixNano()%1e6))
 	wh := warehousetest.Native(t)
 	w, err := sys.Catalog.GetWorkspace(context.Background(), &catalogv1.GetWorkspaceRequest{Name: e.ws})

@@ -105,16 +105,16 @@ func TestCopyKilledInsideMoveAllInOne(t *testing.T) {
 // a cascade: the all-in-one process is killed inside the first move of a populate step, and
 // after the restart the target and the Data Source downstream hold every source row exactly
 // once (the populate truncates the target; the cascade adds the rows to the downstream sums).
-// The step groups all 24 small source partitions, so its commit moves the target's 4
-// partitions in one ALTER: the kill lands inside a grouped commit, with partitions moved,
-// half moved and not moved yet.
+// With a parallelism of 1, one step groups all 24 small source partitions; its commit moves
+// the target's 4 partitions in one ALTER: the kill lands inside a grouped commit, with
+// partitions moved, half moved and not moved yet.
 func TestPopulateKilledInsideMoveAllInOne(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts OS processes")
 	}
 	sluiced, _ := sluicetest.Binaries(t)
 	dataDir, addr, natsAddr := t.TempDir(), sluicetest.FreeAddr(t), sluicetest.FreeAddr(t)
-	args := append([]string{"-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "", "-events-addr", "", "-nats-listen", natsAddr},
+	args := append([]string{"-data-dir", dataDir, "-grpc-addr", addr, "-http-addr", "", "-events-addr", "", "-nats-listen", natsAddr, "-scheduler.populate-parallelism", "1"},
 		append(sluicetest.EmbeddedLibArgs(), fastJobs...)...)
 	p := sluicetest.StartProcess(t, "sluiced-setup", sluiced, args...)
 	sluicetest.WaitServing(t, addr, "", 60*time.Second, p)

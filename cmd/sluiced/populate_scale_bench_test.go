@@ -35,9 +35,10 @@ ENGINE_SORTING_KEY "id"
 // (SLUICE_BENCH_SCALE_ROUNDS per count, default 3, times the benchmark's iterations: each
 // iteration is a sweep over the counts, which starts again from one executor) and the
 // speed-up over one executor, and, as the server's own limit, one direct INSERT ... SELECT of
-// the same rows (direct_s). Every populate is checked: done, 64 steps, every source row once
-// in the target. Every round's time goes to the benchmark's data file (the P9 plot).
+// the same rows (direct_s). Every populate is spread over 4 steps (parallelism 4, the same
+// work for every count) and checked: done, 64 partitions, every source row once in the target. Every round's time goes to the benchmark's data file (the P9 plot).
 func BenchmarkPopulateExecutorScaling(b *testing.B) {
+	const scaleParallelism = 4
 	rows := envInt("SLUICE_BENCH_SCALE_ROWS", 2_000_000)
 	rounds := envInt("SLUICE_BENCH_SCALE_ROUNDS", 3)
 	counts := []int{1, 2, 4}
@@ -97,7 +98,7 @@ func BenchmarkPopulateExecutorScaling(b *testing.B) {
 			for range rounds {
 				exec("TRUNCATE TABLE " + db + ".dst")
 				start := time.Now()
-				resp, err := scheduler.Populate(ctx, &schedulerv1.PopulateRequest{Workspace: ws, Pipe: "to_dst"})
+				resp, err := scheduler.Populate(ctx, &schedulerv1.PopulateRequest{Workspace: ws, Pipe: "to_dst", Parallelism: scaleParallelism})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -144,8 +144,8 @@ func TestPopulateCase1JoinedDataSourceReadWhole(t *testing.T) {
 	w.exec("INSERT INTO {db}.c VALUES (0, 'zero'), (1, 'one'), (2, 'two')")
 	w.exec("TRUNCATE TABLE {db}.b") // what the live view wrote on the insert
 	j := w.populate("pipe_a", nil, done)
-	if p := j.GetProgress(); p.GetPartitionsTotal() != 3 || p.GetPartitionsDone() != 3 || p.GetStepsTotal() != 1 || p.GetStepsDone() != 1 || p.GetStatistics().GetWrittenRows() != 9 {
-		t.Errorf("progress %v: want 3/3 partitions in 1/1 step (small partitions grouped), 9 rows written", p)
+	if p := j.GetProgress(); p.GetPartitionsTotal() != 3 || p.GetPartitionsDone() != 3 || p.GetStepsTotal() != 3 || p.GetStepsDone() != 3 || p.GetStatistics().GetWrittenRows() != 9 {
+		t.Errorf("progress %v: want 3/3 partitions in 3/3 steps (spread for the default parallelism of 4), 9 rows written", p)
 	}
 	w.wantRows("SELECT id, name, label FROM {db}.b ORDER BY id",
 		"1|one|one", "2|two|two", "3|three|zero", "4|four|one", "5|five|two", "6|six|zero", "7|seven|one", "8|eight|two", "9|nine|zero")
@@ -285,18 +285,21 @@ func TestPopulateConditionAndErrors(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		pipe, node, cond, want string
+		parallelism            int32
 	}{
-		{"plain", "", "", "is not materialized"},
-		{"pipe_1", "nope", "", "has no node nope"},
-		{"nowhere", "", "", "nowhere"},
-		{"pipe_1", "", "id >", "not a valid condition"},
-		{"pipe_1", "", "1) OR (1", "unbalanced"},
-		{"pipe_1", "", "id IN (SELECT id FROM b)", "subqueries are not allowed"},
-		{"pipe_1", "", "1 SETTINGS max_threads = 1", "SETTINGS is not part of a condition"},
-		{"pipe_1", "", "file('/etc/passwd') != ''", "not a valid condition"},
+		{"pipe_1", "", "", "parallelism: 257 is not between 1 and 256", 257},
+		{"pipe_1", "", "", "parallelism: -1 is not between 1 and 256", -1},
+		{"plain", "", "", "is not materialized", 0},
+		{"pipe_1", "nope", "", "has no node nope", 0},
+		{"nowhere", "", "", "nowhere", 0},
+		{"pipe_1", "", "id >", "not a valid condition", 0},
+		{"pipe_1", "", "1) OR (1", "unbalanced", 0},
+		{"pipe_1", "", "id IN (SELECT id FROM b)", "subqueries are not allowed", 0},
+		{"pipe_1", "", "1 SETTINGS max_threads = 1", "SETTINGS is not part of a condition", 0},
+		{"pipe_1", "", "file('/etc/passwd') != ''", "not a valid condition", 0},
 	} {
 		_, err := sys.Scheduler.Populate(context.Background(), &schedulerv1.PopulateRequest{
-			Workspace: "opts", Pipe: tc.pipe, Node: tc.node, Options: &schedulerv1.PopulateOptions{SqlCondition: tc.cond},
+			Workspace: "opts", Pipe: tc.pipe, Node: tc.node, Options: &schedulerv1.PopulateOptions{SqlCondition: tc.cond}, Parallelism: tc.parallelism,
 		})
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("populate %s node %q condition %q: %v, want an error with %q", tc.pipe, tc.node, tc.cond, err, tc.want)

@@ -3,6 +3,7 @@ package scheduler
 import (
 	"cmp"
 	"context"
+	"fmt"
 	"strconv"
 	"time"
 
@@ -38,6 +39,9 @@ func (s *Service) populate(ctx context.Context, req *schedulerv1.PopulateRequest
 	if req.GetPipe() == "" {
 		return nil, &InvalidError{Field: "pipe", Msg: "required"}
 	}
+	if n := req.GetParallelism(); n < 0 || n > maxPopulateParallelism {
+		return nil, &InvalidError{Field: "parallelism", Msg: fmt.Sprintf("%d is not between 1 and %d (0: the server's default)", n, maxPopulateParallelism)}
+	}
 	if s.deps.Catalog == nil {
 		return nil, status.Error(codes.Unavailable, "populate: no catalog connection")
 	}
@@ -53,7 +57,11 @@ func (s *Service) populate(ctx context.Context, req *schedulerv1.PopulateRequest
 		return nil, err // the catalog's status (NotFound, InvalidArgument) as it gave it
 	}
 	opts.SqlCondition = plan.GetSqlCondition()
-	steps := populateSteps(plan, cmp.Or(s.cfg.PopulateStepBytes, DefaultPopulateStepBytes), req.GetMemoryBudgetBytes(), opts.GetCutoverSnapshot())
+	sizing := stepSizing{
+		bytes: cmp.Or(s.cfg.PopulateStepBytes, DefaultPopulateStepBytes), budget: req.GetMemoryBudgetBytes(),
+		parallelism: int(cmp.Or(req.GetParallelism(), int32(s.cfg.PopulateParallelism))),
+	}
+	steps := populateSteps(plan, sizing, opts.GetCutoverSnapshot())
 	job, err := s.createJob(ctx, jobRequest{
 		Workspace: ws, Kind: schedulerv1.JobKind_JOB_KIND_POPULATEVIEW, Pipe: req.GetPipe(), Node: plan.GetNode(),
 		TargetDatasource: plan.GetTarget(), Populate: opts, MaxExecutionTime: req.GetMaxExecutionTime().AsDuration(), Steps: steps,
@@ -78,16 +86,46 @@ const maxStepPartitions = 100
 // reads at most 256 MiB of uncompressed data, a few seconds of work for one insert.
 const DefaultPopulateStepBytes = 256 << 20
 
+// maxPopulateParallelism bounds PopulateRequest.parallelism.
+const maxPopulateParallelism = 256
+
+// stepSizing is how a populate's steps are sized: bytes a step holds at most, the memory budget
+// of a step (0: none given) and the steps the data is spread over at least.
+type stepSizing struct {
+	bytes, budget uint64
+	parallelism   int
+}
+
+// limit is the uncompressed bytes a step of grouped partitions holds at most: the configured
+// bytes, or half the step's memory budget when that is smaller, or the data's share of one of
+// parallelism steps when that is smaller still.
+func (z stepSizing) limit(parts []*catalogv1.PopulatePartition) uint64 {
+	limit := max(z.bytes, 1)
+	if z.budget > 0 && z.budget/2 < limit {
+		limit = max(z.budget/2, 1)
+	}
+	if z.parallelism > 1 {
+		var total uint64
+		for _, p := range parts {
+			total += p.GetBytes()
+		}
+		if share := (total + uint64(z.parallelism) - 1) / uint64(z.parallelism); share > 0 && share < limit {
+			limit = share
+		}
+	}
+	return limit
+}
+
 // populateSteps are a populate's steps, planned from the source partitions' sizes: a group of
 // small partitions or one large partition each, in partition order. An empty source still makes
 // a job (with one step reading the whole source), so that truncate and the ops log behave as for
 // any other populate. With a snapshot cut-over, step 0 also reads the partitions created
 // between the plan and the cut-over.
-func populateSteps(plan *catalogv1.PlanPopulateResponse, stepBytes, budget uint64, snapshot bool) []*persistencev1.StepSpec {
+func populateSteps(plan *catalogv1.PlanPopulateResponse, sizing stepSizing, snapshot bool) []*persistencev1.StepSpec {
 	parts := plan.GetPartitions()
 	var steps []*persistencev1.StepSpec
 	add := func(group []*catalogv1.PopulatePartition) {
-		ps := &persistencev1.PopulateStep{Source: plan.GetSource(), MemoryBudget: budget, Condition: plan.GetCondition()}
+		ps := &persistencev1.PopulateStep{Source: plan.GetSource(), MemoryBudget: sizing.budget, Condition: plan.GetCondition()}
 		for _, p := range group {
 			ps.Rows += p.GetRows()
 			ps.Bytes += p.GetBytes()
@@ -104,7 +142,7 @@ func populateSteps(plan *catalogv1.PlanPopulateResponse, stepBytes, budget uint6
 	if len(parts) == 0 {
 		add([]*catalogv1.PopulatePartition{{}})
 	}
-	for _, g := range groupPartitions(parts, stepLimit(stepBytes, budget), maxStepPartitions) {
+	for _, g := range groupPartitions(parts, sizing.limit(parts), maxStepPartitions) {
 		add(g)
 	}
 	if snapshot {
@@ -114,15 +152,6 @@ func populateSteps(plan *catalogv1.PlanPopulateResponse, stepBytes, budget uint6
 		}
 	}
 	return steps
-}
-
-// stepLimit is the uncompressed bytes a step of grouped partitions holds at most: stepBytes, or
-// half the step's memory budget when that is smaller.
-func stepLimit(stepBytes, budget uint64) uint64 {
-	if budget > 0 && budget/2 < stepBytes {
-		return max(budget/2, 1)
-	}
-	return max(stepBytes, 1)
 }
 
 // groupPartitions groups partitions in their order: each group holds at most maxParts

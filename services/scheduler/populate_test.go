@@ -27,7 +27,7 @@ func TestPopulateStepsSizedByData(t *testing.T) {
 		sizes = append(sizes, 1000) // 250 tiny partitions
 	}
 	plan := &catalogv1.PlanPopulateResponse{Source: "events", Condition: "x > 1", Partitions: partitionsOf(sizes...)}
-	steps := populateSteps(plan, 256*mb, 0, false)
+	steps := populateSteps(plan, stepSizing{bytes: 256 * mb}, false)
 	var got [][]string
 	var seen []string
 	for i, st := range steps {
@@ -73,7 +73,7 @@ func TestPopulateStepsSizedByData(t *testing.T) {
 // partition of the job.
 func TestPopulateStepsWithinTheMemoryBudget(t *testing.T) {
 	plan := &catalogv1.PlanPopulateResponse{Source: "s", Partitions: partitionsOf(40, 40, 40, 40, 40)}
-	steps := populateSteps(plan, 1<<30, 200, true)
+	steps := populateSteps(plan, stepSizing{bytes: 1 << 30, budget: 200}, true)
 	if len(steps) != 3 {
 		t.Fatalf("%d steps, want 3 (at most 100 bytes each with a budget of 200)", len(steps))
 	}
@@ -83,13 +83,39 @@ func TestPopulateStepsWithinTheMemoryBudget(t *testing.T) {
 	if got := steps[1].GetPopulate().GetJobPartitions(); len(got) != 0 {
 		t.Errorf("step 1 lists job partitions %v", got)
 	}
-	empty := populateSteps(&catalogv1.PlanPopulateResponse{Source: "s"}, 1<<30, 0, false)
+	empty := populateSteps(&catalogv1.PlanPopulateResponse{Source: "s"}, stepSizing{bytes: 1 << 30, parallelism: 4}, false)
 	if len(empty) != 1 || len(jobs.PopulatePartitions(empty[0].GetPopulate())) != 0 {
 		t.Errorf("empty source: %v, want one step reading the whole source", empty)
 	}
 	// A partition of unknown size (a plan of an older catalog) counts as a hundredth of a step.
-	unknown := populateSteps(&catalogv1.PlanPopulateResponse{Source: "s", Partitions: partitionsOf(0, 0, 0)}, 1<<30, 0, false)
+	unknown := populateSteps(&catalogv1.PlanPopulateResponse{Source: "s", Partitions: partitionsOf(0, 0, 0)}, stepSizing{bytes: 1 << 30, parallelism: 4}, false)
 	if len(unknown) != 1 || len(unknown[0].GetPopulate().GetPartitions()) != 3 {
 		t.Errorf("partitions of unknown size: %v, want one step of 3", unknown)
+	}
+}
+
+// TestPopulateStepsSpreadForParallelism: with a parallelism of n, a source of small partitions
+// is spread over at least n steps (when it has n partitions), each holding a similar share;
+// fewer partitions than n are a step each, and parallelism never merges what the byte limit
+// keeps apart.
+func TestPopulateStepsSpreadForParallelism(t *testing.T) {
+	var sizes []uint64
+	for range 64 {
+		sizes = append(sizes, 1000)
+	}
+	plan := &catalogv1.PlanPopulateResponse{Source: "s", Partitions: partitionsOf(sizes...)}
+	// (3 shares of 64 partitions round to groups of 21: 4 steps, the last of one partition.)
+	for _, tc := range []struct{ parallelism, min, max int }{{0, 1, 1}, {1, 1, 1}, {2, 2, 2}, {4, 4, 4}, {3, 3, 4}, {64, 64, 64}, {100, 64, 64}} {
+		steps := populateSteps(plan, stepSizing{bytes: 1 << 30, parallelism: tc.parallelism}, false)
+		n := 0
+		for _, st := range steps {
+			n += len(jobs.PopulatePartitions(st.GetPopulate()))
+		}
+		if len(steps) < tc.min || len(steps) > tc.max || n != 64 {
+			t.Errorf("parallelism %d: %d steps over %d partitions, want %d to %d steps over 64", tc.parallelism, len(steps), n, tc.min, tc.max)
+		}
+	}
+	if steps := populateSteps(plan, stepSizing{bytes: 8000, parallelism: 2}, false); len(steps) != 8 {
+		t.Errorf("bytes 8000, parallelism 2: %d steps, want 8 (the byte limit)", len(steps))
 	}
 }

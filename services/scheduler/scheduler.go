@@ -47,6 +47,9 @@ type Config struct {
 	// PopulateStepBytes is how much uncompressed source data one step of a populate holds: small
 	// partitions are grouped up to it (see populateSteps); 0 is DefaultPopulateStepBytes.
 	PopulateStepBytes uint64 `yaml:"populate_step_bytes"`
+	// PopulateParallelism is the steps a populate's data is spread over at least, when a
+	// request gives none (PopulateRequest.parallelism); 0 is 1.
+	PopulateParallelism int `yaml:"populate_parallelism"`
 }
 
 // RegisterFlags registers the scheduler's flags; their defaults are the scheduler's defaults.
@@ -56,6 +59,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.CatchUpWindow, "scheduler.catch-up-window", time.Hour, "missed schedule ticks younger than this are enqueued on recovery")
 	fs.DurationVar(&c.MaxExecutionTime, "scheduler.max-execution-time", 30*time.Minute, "default maximum execution time of a manual job")
 	fs.Uint64Var(&c.PopulateStepBytes, "scheduler.populate-step-bytes", DefaultPopulateStepBytes, "uncompressed source bytes one populate step holds: smaller partitions are grouped into one step up to it")
+	fs.IntVar(&c.PopulateParallelism, "scheduler.populate-parallelism", 4, "steps a populate's data is spread over at least (when it has as many partitions), unless the request gives another")
 }
 
 // Validate checks the values.
@@ -68,6 +72,9 @@ func (c Config) Validate() error {
 	}
 	if c.CatchUpWindow < 0 {
 		return fmt.Errorf("scheduler.catch_up_window: %s is negative", c.CatchUpWindow)
+	}
+	if c.PopulateParallelism < 0 || c.PopulateParallelism > maxPopulateParallelism {
+		return fmt.Errorf("scheduler.populate_parallelism: %d is not between 1 and %d", c.PopulateParallelism, maxPopulateParallelism)
 	}
 	if c.MaxExecutionTime <= 0 {
 		return fmt.Errorf("scheduler.max_execution_time: %s must be positive", c.MaxExecutionTime)

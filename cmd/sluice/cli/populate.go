@@ -17,9 +17,10 @@ func pipePopulateCommand() *command {
 	var truncate, onlyThisView, wait, snapshot bool
 	var maxExec, cutoverIn time.Duration
 	var budget uint64
+	var parallelism int
 	return &command{
 		name:  "populate",
-		short: "backfill a materialized pipe's target from its source, partition by partition",
+		short: "backfill a materialized pipe's target from its source, in steps of partitions",
 		flags: func(fs *flag.FlagSet) {
 			fs.StringVar(&node, "node", "", "materialized node to populate (default: the pipe's one materialized node)")
 			fs.BoolVar(&truncate, "truncate", false, "empty the target before populating it")
@@ -31,6 +32,7 @@ func pipePopulateCommand() *command {
 			fs.BoolVar(&snapshot, "cutover-snapshot", false, "populate while ingestion goes on, without a cut-over column: empty the target (and downstream) and read only the rows inserted before the job starts; the view handles the rest")
 			fs.DurationVar(&maxExec, "max-execution-time", 0, "maximum execution time (default: the server's)")
 			fs.Uint64Var(&budget, "memory-budget", 0, "memory budget per step in bytes (default: the server's)")
+			fs.IntVar(&parallelism, "parallelism", 0, "steps the data is spread over at least, so that as many executor slots can run them at once (default: the server's)")
 			fs.BoolVar(&wait, "wait", false, "wait for the job to end, showing its progress")
 			requestIDFlag(fs, &requestID)
 		},
@@ -53,7 +55,7 @@ func pipePopulateCommand() *command {
 			}
 			defer closeFn()
 			req := &schedulerv1.PopulateRequest{
-				Workspace: env.Globals.Workspace, Pipe: args[0], Node: node, MemoryBudgetBytes: budget,
+				Workspace: env.Globals.Workspace, Pipe: args[0], Node: node, MemoryBudgetBytes: budget, Parallelism: int32(min(max(parallelism, -1), 1<<20)),
 				Options: &schedulerv1.PopulateOptions{
 					Truncate: truncate, SqlCondition: condition, OnlyThisView: onlyThisView,
 					CutoverColumn: cutoverColumn, CutoverValue: cutoverValue, CutoverSnapshot: snapshot,

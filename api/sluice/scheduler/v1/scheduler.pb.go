@@ -1274,7 +1274,12 @@ type PopulateRequest struct {
 	// Memory budget per step in bytes; 0 means the server's default.
 	MemoryBudgetBytes uint64 `protobuf:"varint,6,opt,name=memory_budget_bytes,json=memoryBudgetBytes,proto3" json:"memory_budget_bytes,omitempty"`
 	// Idempotency key (AIP-155), see RunCopyRequest.request_id.
-	RequestId     string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	RequestId string `protobuf:"bytes,7,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// Steps the populate's data is spread over at least (when the source has as many
+	// partitions), so that as many executor slots can run it at once: on a server, parallel
+	// steps overlap their inserts and commits. 0 means the server's default
+	// (-scheduler.populate-parallelism); at most 256.
+	Parallelism   int32 `protobuf:"varint,8,opt,name=parallelism,proto3" json:"parallelism,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1356,6 +1361,13 @@ func (x *PopulateRequest) GetRequestId() string {
 		return x.RequestId
 	}
 	return ""
+}
+
+func (x *PopulateRequest) GetParallelism() int32 {
+	if x != nil {
+		return x.Parallelism
+	}
+	return 0
 }
 
 // PopulateResponse carries the new job.
@@ -2354,7 +2366,7 @@ const file_sluice_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"page_token\x18\x03 \x01(\tR\tpageToken\"\x84\x01\n" +
 	"\x19ListCopySchedulesResponse\x12?\n" +
 	"\tschedules\x18\x01 \x03(\v2!.sluice.scheduler.v1.CopyScheduleR\tschedules\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xaf\x02\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xd1\x02\n" +
 	"\x0fPopulateRequest\x12\x1c\n" +
 	"\tworkspace\x18\x01 \x01(\tR\tworkspace\x12\x12\n" +
 	"\x04pipe\x18\x02 \x01(\tR\x04pipe\x12\x12\n" +
@@ -2363,7 +2375,8 @@ const file_sluice_scheduler_v1_scheduler_proto_rawDesc = "" +
 	"\x12max_execution_time\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\x10maxExecutionTime\x12.\n" +
 	"\x13memory_budget_bytes\x18\x06 \x01(\x04R\x11memoryBudgetBytes\x12\x1d\n" +
 	"\n" +
-	"request_id\x18\a \x01(\tR\trequestId\">\n" +
+	"request_id\x18\a \x01(\tR\trequestId\x12 \n" +
+	"\vparallelism\x18\b \x01(\x05R\vparallelism\">\n" +
 	"\x10PopulateResponse\x12*\n" +
 	"\x03job\x18\x01 \x01(\v2\x18.sluice.scheduler.v1.JobR\x03job\"=\n" +
 	"\rGetJobRequest\x12\x1c\n" +

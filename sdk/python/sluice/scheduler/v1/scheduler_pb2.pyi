@@ -236,11 +236,12 @@ class PopulateOptions(_message.Message):
     def __init__(self, truncate: bool = ..., sql_condition: _Optional[str] = ..., only_this_view: bool = ..., cutover_column: _Optional[str] = ..., cutover_value: _Optional[str] = ..., cutover_snapshot: bool = ...) -> None: ...
 
 class PopulateRequest(_message.Message):
-    __slots__ = ["max_execution_time", "memory_budget_bytes", "node", "options", "pipe", "request_id", "workspace"]
+    __slots__ = ["max_execution_time", "memory_budget_bytes", "node", "options", "parallelism", "pipe", "request_id", "workspace"]
     MAX_EXECUTION_TIME_FIELD_NUMBER: _ClassVar[int]
     MEMORY_BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
     NODE_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    PARALLELISM_FIELD_NUMBER: _ClassVar[int]
     PIPE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     WORKSPACE_FIELD_NUMBER: _ClassVar[int]
@@ -248,10 +249,11 @@ class PopulateRequest(_message.Message):
     memory_budget_bytes: int
     node: str
     options: PopulateOptions
+    parallelism: int
     pipe: str
     request_id: str
     workspace: str
-    def __init__(self, workspace: _Optional[str] = ..., pipe: _Optional[str] = ..., node: _Optional[str] = ..., options: _Optional[_Union[PopulateOptions, _Mapping]] = ..., max_execution_time: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., memory_budget_bytes: _Optional[int] = ..., request_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, workspace: _Optional[str] = ..., pipe: _Optional[str] = ..., node: _Optional[str] = ..., options: _Optional[_Union[PopulateOptions, _Mapping]] = ..., max_execution_time: _Optional[_Union[_duration_pb2.Duration, _Mapping]] = ..., memory_budget_bytes: _Optional[int] = ..., request_id: _Optional[str] = ..., parallelism: _Optional[int] = ...) -> None: ...
 
 class PopulateResponse(_message.Message):
     __slots__ = ["job"]
