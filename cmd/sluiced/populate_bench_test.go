@@ -46,7 +46,8 @@ var populateCases = []populateCase{
 // BenchmarkPopulate is TARGETS.md P3: a populate of a 10 M-row source (SLUICE_BENCH_POPULATE_ROWS)
 // from submit to done, against one direct `INSERT ... SELECT` of the same query over the whole
 // source into a table like the target, on the same engine in the same run, all-in-one with one
-// executor (SLUICE_BENCH_EXECUTOR_CONCURRENCY sets its concurrency): over 24 monthly partitions
+// executor (SLUICE_BENCH_EXECUTOR_CONCURRENCY sets its concurrency, SLUICE_BENCH_POPULATE_PARALLELISM
+// the populate's parallelism, default the server's): over 24 monthly partitions
 // and over 1,000 daily partitions on chDB (target <= 1.15), and over 24 partitions on a
 // clickhouse-server process (target <= 1.10). Each round times the direct insert and then the
 // populate and checks that the target holds every row; reported are the medians of both and
@@ -109,7 +110,7 @@ func benchPopulate(b *testing.B, c populateCase, rows int) {
 		exec("TRUNCATE TABLE " + db + ".copy")
 		direct = append(direct, exec(fmt.Sprintf("INSERT INTO %s.direct SELECT id, ts, action, amount * 2 AS amount FROM %s.events", db, db)))
 		start := time.Now()
-		resp, err := sys.Scheduler.Populate(ctx, &schedulerv1.PopulateRequest{Workspace: ws, Pipe: "to_copy"})
+		resp, err := sys.Scheduler.Populate(ctx, &schedulerv1.PopulateRequest{Workspace: ws, Pipe: "to_copy", Parallelism: int32(envInt("SLUICE_BENCH_POPULATE_PARALLELISM", 0))})
 		if err != nil {
 			b.Fatal(err)
 		}

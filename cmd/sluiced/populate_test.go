@@ -144,8 +144,8 @@ func TestPopulateCase1JoinedDataSourceReadWhole(t *testing.T) {
 	w.exec("INSERT INTO {db}.c VALUES (0, 'zero'), (1, 'one'), (2, 'two')")
 	w.exec("TRUNCATE TABLE {db}.b") // what the live view wrote on the insert
 	j := w.populate("pipe_a", nil, done)
-	if p := j.GetProgress(); p.GetPartitionsTotal() != 3 || p.GetPartitionsDone() != 3 || p.GetStepsTotal() != 3 || p.GetStepsDone() != 3 || p.GetStatistics().GetWrittenRows() != 9 {
-		t.Errorf("progress %v: want 3/3 partitions in 3/3 steps (spread for the default parallelism of 4), 9 rows written", p)
+	if p := j.GetProgress(); p.GetPartitionsTotal() != 3 || p.GetPartitionsDone() != 3 || p.GetStepsTotal() != 1 || p.GetStepsDone() != 1 || p.GetStatistics().GetWrittenRows() != 9 {
+		t.Errorf("progress %v: want 3/3 partitions in 1/1 step (small partitions grouped), 9 rows written", p)
 	}
 	w.wantRows("SELECT id, name, label FROM {db}.b ORDER BY id",
 		"1|one|one", "2|two|two", "3|three|zero", "4|four|one", "5|five|two", "6|six|zero", "7|seven|one", "8|eight|two", "9|nine|zero")

@@ -59,7 +59,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.CatchUpWindow, "scheduler.catch-up-window", time.Hour, "missed schedule ticks younger than this are enqueued on recovery")
 	fs.DurationVar(&c.MaxExecutionTime, "scheduler.max-execution-time", 30*time.Minute, "default maximum execution time of a manual job")
 	fs.Uint64Var(&c.PopulateStepBytes, "scheduler.populate-step-bytes", DefaultPopulateStepBytes, "uncompressed source bytes one populate step holds: smaller partitions are grouped into one step up to it")
-	fs.IntVar(&c.PopulateParallelism, "scheduler.populate-parallelism", 4, "steps a populate's data is spread over at least (when it has as many partitions), unless the request gives another")
+	fs.IntVar(&c.PopulateParallelism, "scheduler.populate-parallelism", 1, "steps a populate's data is spread over at least (when it has as many partitions), unless the request gives another")
 }
 
 // Validate checks the values.
