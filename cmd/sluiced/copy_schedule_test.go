@@ -45,6 +45,15 @@ func startClockScheduler(t testing.TB, sys *sluicetest.System, clock interface{ 
 // the credential the scheduler uses).
 func startClockSchedulerOn(t testing.TB, sys *sluicetest.System, cc grpc.ClientConnInterface, clock interface{ Now() time.Time }, name string) (s *scheduler.Service, stop func()) {
 	t.Helper()
+	s, _, stop = startClockSchedulerConn(t, sys, cc, clock, name)
+	return s, stop
+}
+
+// startClockSchedulerConn is startClockSchedulerOn that also returns the replica's NATS
+// connection: closing it before stop leaves the replica's lease to expire, as a killed
+// process does.
+func startClockSchedulerConn(t testing.TB, sys *sluicetest.System, cc grpc.ClientConnInterface, clock interface{ Now() time.Time }, name string) (s *scheduler.Service, conn *natsx.Conn, stop func()) {
+	t.Helper()
 	ctx := context.Background()
 	conn, err := natsx.Connect(ctx, natsx.Config{URL: sys.App.NATSURL(), Name: name}, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -75,7 +84,7 @@ func startClockSchedulerOn(t testing.TB, sys *sluicetest.System, cc grpc.ClientC
 		})
 	}
 	t.Cleanup(stop)
-	return s, stop
+	return s, conn, stop
 }
 
 // startClockExecutor runs an executor with the copy runner and the injected clock. stop ends

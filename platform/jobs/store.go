@@ -100,6 +100,20 @@ func (s *Store) ApplyMsg(rec *Record, rev uint64, t Transition) (*Record, *nats.
 	return rec, msg, nil
 }
 
+// CreateMsg is Create as a message to publish (asynchronously, many in flight): the server
+// refuses it when the key has any revision (IsRevisionMismatch), so that a job is created at
+// most once however often its creation is sent. The acknowledgement's sequence is the record's
+// revision.
+func (s *Store) CreateMsg(rec *Record) (*nats.Msg, error) {
+	b, err := proto.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	msg := &nats.Msg{Subject: "$KV." + s.KV.Bucket() + "." + Key(rec.GetJob().GetWorkspace(), rec.GetJob().GetId()), Data: b, Header: nats.Header{}}
+	msg.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+	return msg, nil
+}
+
 // IsRevisionMismatch reports whether err is the server's refusal of a compare-and-set write
 // because another writer changed the record first: natsx.IsConflict, and also the bare API
 // error of a write published as a message (ApplyMsg), which the KV client has not mapped:

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
@@ -146,7 +147,7 @@ func (s *Service) renderCopy(ctx context.Context, r copyRun) (jobRequest, error)
 	}, nil
 }
 
-// checkCopyToken checks, for a tick rendered ahead of time, that the copy's token still exists
+// checkCopyToken checks, for a tick prepared ahead of time, that the copy's token still exists
 // and still reads the pipe.
 func (s *Service) checkCopyToken(ctx context.Context, ws, pipe, token string) error {
 	if s.deps.CopyTokens == nil || token == "" {
@@ -166,24 +167,31 @@ func (s *Service) checkCopyToken(ctx context.Context, ws, pipe, token string) er
 var errTickTaken = errors.New("tick job id taken by another pipe")
 
 // enqueueTick creates the job of one schedule tick, exactly once whoever calls it how often:
-// it reports created=false when the tick's job already exists.
-// prepared, when not nil, is the tick's job rendered ahead of time (see prepareTicks).
-func (s *Service) enqueueTick(ctx context.Context, ws, pipe string, tick time.Time, maxExec time.Duration, prepared *jobRequest) (job *schedulerv1.Job, created bool, err error) {
+// it reports created=false when the tick's job already exists. prepared, when not nil, is the
+// tick's job prepared ahead of it (see copySchedules.prepare); otherwise the tick is rendered.
+func (s *Service) enqueueTick(ctx context.Context, ws, pipe string, tick time.Time, maxExec time.Duration, prepared *persistencev1.PreparedTick) (job *schedulerv1.Job, created bool, err error) {
 	for salt := 0; salt < 4; salt++ {
 		id := jobs.TickID(ws, pipe, tick, salt)
-		var nj jobRequest
-		if prepared != nil {
-			nj = *prepared
-			if err := s.checkCopyToken(ctx, ws, pipe, nj.CopyToken); err != nil {
+		if prepared != nil && prepared.GetRecord().GetJob().GetId() == id {
+			if err := s.checkCopyToken(ctx, ws, pipe, prepared.GetCopyToken()); err != nil {
 				return nil, false, err
 			}
-		} else if nj, err = s.renderCopy(ctx, tickRun(ws, pipe, tick, maxExec)); err != nil {
-			return nil, false, err
-		}
-		nj.ID = id
-		job, err = s.createJob(ctx, nj)
-		if err == nil {
-			return job, true, nil
+			rec := proto.Clone(prepared.GetRecord()).(*jobs.Record)
+			now := timestamppb.New(s.now())
+			rec.Job.CreateTime, rec.Job.UpdateTime = now, now
+			if _, err = s.store.Create(ctx, rec); err == nil {
+				s.metrics.created.WithLabelValues("copy").Inc()
+				return rec.GetJob(), true, nil
+			}
+		} else {
+			nj, rerr := s.renderCopy(ctx, tickRun(ws, pipe, tick, maxExec))
+			if rerr != nil {
+				return nil, false, rerr
+			}
+			nj.ID = id
+			if job, err = s.createJob(ctx, nj); err == nil {
+				return job, true, nil
+			}
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) {
 			return nil, false, err

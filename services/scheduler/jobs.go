@@ -71,27 +71,29 @@ func checkWorkspace(ws string) error {
 	return nil
 }
 
-// createJob records a new job, WAITING, and queues its steps at once unless it is limited (the
-// leader then admits it in FIFO order within its workspace's limit). Should queueing fail after
-// the record is written, the leader's reconcile queues the steps later; the job is not lost.
-func (s *Service) createJob(ctx context.Context, nj jobRequest) (*schedulerv1.Job, error) {
+// checkJob checks a job request before its record is built.
+func checkJob(nj jobRequest) error {
 	if err := checkWorkspace(nj.Workspace); err != nil {
-		return nil, err
+		return err
 	}
 	if len(nj.Steps) == 0 {
-		return nil, &InvalidError{Field: "steps", Msg: "a job needs at least one step"}
+		return &InvalidError{Field: "steps", Msg: "a job needs at least one step"}
 	}
 	seen := map[string]bool{}
 	for _, st := range nj.Steps {
 		if !jobs.ValidName(st.GetId()) || seen[st.GetId()] {
-			return nil, &InvalidError{Field: "steps", Msg: fmt.Sprintf("step id %q is empty, repeated or not a name", st.GetId())}
+			return &InvalidError{Field: "steps", Msg: fmt.Sprintf("step id %q is empty, repeated or not a name", st.GetId())}
 		}
 		seen[st.GetId()] = true
 	}
 	if nj.MaxExecutionTime < 0 {
-		return nil, &InvalidError{Field: "max_execution_time", Msg: "must not be negative"}
+		return &InvalidError{Field: "max_execution_time", Msg: "must not be negative"}
 	}
-	now := s.now()
+	return nil
+}
+
+// newRecord builds the record of a checked job request with job id id, created at now.
+func (s *Service) newRecord(nj jobRequest, id string, now time.Time) *jobs.Record {
 	maxExec := cmp.Or(nj.MaxExecutionTime, s.cfg.MaxExecutionTime)
 	ts := nj.JobTimestamp
 	if ts.IsZero() {
@@ -100,18 +102,6 @@ func (s *Service) createJob(ctx context.Context, nj jobRequest) (*schedulerv1.Jo
 	et := nj.ExecutionType
 	if et == schedulerv1.ExecutionType_EXECUTION_TYPE_UNSPECIFIED {
 		et = schedulerv1.ExecutionType_EXECUTION_TYPE_MANUAL
-	}
-	limited := nj.Limited || nj.Kind == schedulerv1.JobKind_JOB_KIND_COPY
-	id := nj.ID
-	req, fromRequest := idempotency.FromContext(ctx)
-	fromRequest = fromRequest && id == ""
-	switch {
-	case fromRequest:
-		id = jobs.RequestID(req.FirstSeen, nj.Workspace, req.ID)
-	case id == "":
-		id = jobs.NewID(now)
-	case !jobs.ValidName(id):
-		return nil, &InvalidError{Field: "id", Msg: fmt.Sprintf("%q is not a job id", id)}
 	}
 	job := &schedulerv1.Job{
 		Id:               id,
@@ -127,10 +117,34 @@ func (s *Service) createJob(ctx context.Context, nj jobRequest) (*schedulerv1.Jo
 		MaxExecutionTime: durationpb.New(maxExec),
 		Populate:         nj.Populate,
 	}
+	limited := nj.Limited || nj.Kind == schedulerv1.JobKind_JOB_KIND_COPY
+	return jobs.Create(jobs.NewJob{Job: job, Steps: nj.Steps, Limited: limited}, now)
+}
+
+// createJob records a new job, WAITING, and queues its steps at once unless it is limited (the
+// leader then admits it in FIFO order within its workspace's limit). Should queueing fail after
+// the record is written, the leader's reconcile queues the steps later; the job is not lost.
+func (s *Service) createJob(ctx context.Context, nj jobRequest) (*schedulerv1.Job, error) {
+	if err := checkJob(nj); err != nil {
+		return nil, err
+	}
+	now := s.now()
+	id := nj.ID
+	req, fromRequest := idempotency.FromContext(ctx)
+	fromRequest = fromRequest && id == ""
+	switch {
+	case fromRequest:
+		id = jobs.RequestID(req.FirstSeen, nj.Workspace, req.ID)
+	case id == "":
+		id = jobs.NewID(now)
+	case !jobs.ValidName(id):
+		return nil, &InvalidError{Field: "id", Msg: fmt.Sprintf("%q is not a job id", id)}
+	}
+	rec := s.newRecord(nj, id, now)
+	job, limited := rec.GetJob(), rec.GetLimited()
 	if fromRequest {
 		job.RequestId = req.ID
 	}
-	rec := jobs.Create(jobs.NewJob{Job: job, Steps: nj.Steps, Limited: limited}, now)
 	rev, err := s.store.Create(ctx, rec)
 	if fromRequest && errors.Is(err, jetstream.ErrKeyExists) {
 		// A retry of a call whose first attempt created the job before its process died.

@@ -20,6 +20,7 @@ import (
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	persistencev1 "github.com/sluicehq/sluice/api/sluice/persistence/v1"
+	"github.com/sluicehq/sluice/platform/jobs"
 	"github.com/sluicehq/sluice/platform/natsx"
 	catalogclient "github.com/sluicehq/sluice/services/catalog/client"
 )
@@ -38,6 +39,20 @@ import (
 // deterministic id (jobs.TickID), so creating it twice — two leaders for a moment, a crash before the state was
 // written, a retry — fails on the existing job record instead of running the tick again.
 //
+// Ticks are prepared: within prepareAhead of a tick the leader renders its job (through the
+// catalog, which asks ClickHouse), checks its token, builds its record and stores it in the
+// schedule's state. At the tick it writes the prepared records of every due schedule in one
+// pipeline (release) — nothing else is between the tick and the leader's admission of the
+// jobs — and then moves the states past the tick. A prepared job is used only for the tick,
+// cron and pipe version it was prepared from (a pipe changed since is rendered again at the
+// tick), a pause drops it, and a removed pipe's state goes with it; it lives in the state, not
+// in the job bucket, so nobody sees a job before its tick. Another replica that takes the lead
+// between preparation and tick finds the prepared jobs in the states; whichever writes a
+// tick's job, its id is the tick's.
+//
+// Every replica mirrors the states with a watch of the bucket, so that the loop reads them
+// without asking NATS, and a pause written through any replica is seen by the leader at once.
+//
 // The clock is Deps.Now: the loop wakes at the next tick (real clock) and at least every
 // schedulePoll, so a test that moves an injected clock sees ticks within that.
 
@@ -48,10 +63,11 @@ const (
 	scheduleWorkers = 64
 	// maxScheduledExecution bounds the default maximum execution time of scheduled copies.
 	maxScheduledExecution = 30 * time.Minute
-	// prepareAhead is how long before a tick its job is rendered (through the catalog, which
-	// asks ClickHouse for the result columns): at the tick only the job record is written, so
-	// that many pipes due at once start without waiting for ClickHouse (busy with the copies
-	// themselves on an embedded engine).
+	// prepareAhead is how long before a tick its job is prepared (rendered through the
+	// catalog, which asks ClickHouse for the result columns, and its record built): at the tick
+	// only the job record is written, so that many pipes due at once start without waiting for
+	// ClickHouse (busy with the copies themselves on an embedded engine) or for a round trip to
+	// NATS per pipe.
 	prepareAhead = 55 * time.Second
 )
 
@@ -62,6 +78,8 @@ type scheduleState struct {
 	// LastTick is the last tick accounted for: enqueued, skipped, or the moment the schedule
 	// began (push) or resumed.
 	LastTick time.Time
+	// Prepared is the job of a tick after LastTick, prepared ahead of it (nil: none).
+	Prepared *persistencev1.PreparedTick
 }
 
 func decodeScheduleState(b []byte) (scheduleState, error) {
@@ -69,7 +87,7 @@ func decodeScheduleState(b []byte) (scheduleState, error) {
 	if err := proto.Unmarshal(b, &m); err != nil {
 		return scheduleState{}, err
 	}
-	st := scheduleState{Cron: m.GetCron(), Paused: m.GetPaused()}
+	st := scheduleState{Cron: m.GetCron(), Paused: m.GetPaused(), Prepared: m.GetPrepared()}
 	if m.GetLastTick() != nil {
 		st.LastTick = m.GetLastTick().AsTime()
 	}
@@ -77,7 +95,7 @@ func decodeScheduleState(b []byte) (scheduleState, error) {
 }
 
 func (st scheduleState) encode() []byte {
-	m := &persistencev1.ScheduleState{Cron: st.Cron, Paused: st.Paused}
+	m := &persistencev1.ScheduleState{Cron: st.Cron, Paused: st.Paused, Prepared: st.Prepared}
 	if !st.LastTick.IsZero() {
 		m.LastTick = timestamppb.New(st.LastTick)
 	}
@@ -97,10 +115,29 @@ type copySchedule struct {
 	nextDue time.Time
 }
 
-type preparedTick struct {
-	tick    time.Time
-	version time.Time
-	job     jobRequest
+// preparedFor returns the job prepared for tick t of sch, if the state holds one prepared for
+// that tick from the schedule's current cron and pipe version.
+func (st scheduleState) preparedFor(sch *copySchedule, t time.Time) *persistencev1.PreparedTick {
+	p := st.Prepared
+	if p == nil || st.Paused || p.GetCron() != sch.cron || !p.GetTick().AsTime().Equal(t) ||
+		!p.GetPipeVersion().AsTime().Equal(sch.version) || p.GetRecord().GetJob() == nil {
+		return nil
+	}
+	return p
+}
+
+// normalize drops a prepared job the state no longer owes: its tick is accounted for, or the
+// schedule is paused.
+func (st *scheduleState) normalize() {
+	if st.Prepared != nil && (st.Paused || !st.Prepared.GetTick().AsTime().After(st.LastTick)) {
+		st.Prepared = nil
+	}
+}
+
+// cachedState is a schedule's state as the watch of the bucket last brought it.
+type cachedState struct {
+	st  scheduleState
+	rev uint64
 }
 
 type copySchedules struct {
@@ -109,9 +146,12 @@ type copySchedules struct {
 
 	mu    sync.Mutex
 	byKey map[string]*copySchedule
-	// prepared holds ticks' jobs rendered ahead, by schedule key; preparing is set while a
-	// pass renders them (in the background: the loop never waits for it).
-	prepared  map[string]preparedTick
+	// states mirrors the bucket (a watch), once statesReady: the loop reads states there
+	// instead of asking NATS, and a pause written by any replica reaches it in milliseconds.
+	states      map[string]cachedState
+	statesReady bool
+	// preparing is set while a pass prepares the next ticks' jobs (in the background: the loop
+	// never waits for it).
 	preparing atomic.Bool
 	bg        sync.WaitGroup
 	dirty     map[string]bool
@@ -129,7 +169,7 @@ func (s *Service) startCopySchedules(ctx context.Context, kv jetstream.KeyValue)
 		close(done)
 		return done
 	}
-	c := &copySchedules{s: s, kv: kv, byKey: map[string]*copySchedule{}, prepared: map[string]preparedTick{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1)}
+	c := &copySchedules{s: s, kv: kv, byKey: map[string]*copySchedule{}, states: map[string]cachedState{}, dirty: map[string]bool{}, kick: make(chan struct{}, 1)}
 	s.copy.Store(c)
 	go func() {
 		defer close(done)
@@ -148,6 +188,11 @@ func (c *copySchedules) poke() {
 func (c *copySchedules) run(ctx context.Context) {
 	s := c.s
 	defer c.bg.Wait()
+	c.bg.Add(1)
+	go func() {
+		defer c.bg.Done()
+		c.watchStates(ctx)
+	}()
 	sub, err := s.deps.NATS.NC.Subscribe(catalogclient.ChangedSubjectAll, func(m *nats.Msg) {
 		ws := strings.TrimPrefix(m.Subject, strings.TrimSuffix(catalogclient.ChangedSubjectAll, "*"))
 		c.mu.Lock()
@@ -310,20 +355,17 @@ func (c *copySchedules) reconcile(ctx context.Context, ws string) error {
 	for k, sch := range c.byKey {
 		if sch.ws == ws && found[k] == nil {
 			delete(c.byKey, k)
-			delete(c.prepared, k)
 			removed = append(removed, k)
 		}
 	}
 	changed := false
 	for k, sch := range found {
 		if cur := c.byKey[k]; cur != nil && cur.cron == sch.cron {
-			if !cur.version.Equal(sch.version) {
-				cur.version = sch.version // same schedule, new SQL: render again
-				delete(c.prepared, k)
-			}
+			// Same schedule; new SQL is rendered again (a job prepared from the old version is
+			// not used: preparedFor).
+			cur.version = sch.version
 			continue
 		}
-		delete(c.prepared, k)
 		c.byKey[k] = sch
 		changed = true
 	}
@@ -340,8 +382,70 @@ func (c *copySchedules) reconcile(ctx context.Context, ws string) error {
 	return nil
 }
 
-// loadState reads a schedule's state (rev 0: none stored).
+// watchStates keeps c.states a mirror of the bucket while ctx lasts (a new watch after a
+// failed one; states are read from NATS meanwhile).
+func (c *copySchedules) watchStates(ctx context.Context) {
+	for ctx.Err() == nil {
+		w, err := c.kv.WatchAll(ctx)
+		if err == nil {
+			c.followStates(ctx, w)
+			_ = w.Stop()
+		} else if ctx.Err() == nil {
+			c.s.log.Warn("copy schedules: watching the states failed; reading them one at a time", "err", err)
+		}
+		c.mu.Lock()
+		c.statesReady = false
+		c.states = map[string]cachedState{}
+		c.mu.Unlock()
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (c *copySchedules) followStates(ctx context.Context, w jetstream.KeyWatcher) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			c.mu.Lock()
+			if e == nil {
+				c.statesReady = true
+			} else if e.Operation() != jetstream.KeyValuePut {
+				if cur, ok := c.states[e.Key()]; ok && cur.rev <= e.Revision() {
+					delete(c.states, e.Key())
+				}
+			} else if st, err := decodeScheduleState(e.Value()); err != nil {
+				c.s.log.Warn("copy schedules: unreadable state", "schedule", e.Key(), "err", err)
+			} else if cur, ok := c.states[e.Key()]; !ok || cur.rev < e.Revision() {
+				c.states[e.Key()] = cachedState{st: st, rev: e.Revision()}
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
+// loadState reads a schedule's state (rev 0: none stored): from the mirror when it is ready,
+// else from NATS. The mirror may be behind by a write in flight; every write is a
+// compare-and-set, which then fails and reads again (updateState).
 func (c *copySchedules) loadState(ctx context.Context, key string) (scheduleState, uint64, error) {
+	c.mu.Lock()
+	if c.statesReady {
+		cur := c.states[key]
+		c.mu.Unlock()
+		return cur.st, cur.rev, nil
+	}
+	c.mu.Unlock()
+	return c.readState(ctx, key)
+}
+
+// readState reads a schedule's state from NATS (rev 0: none stored).
+func (c *copySchedules) readState(ctx context.Context, key string) (scheduleState, uint64, error) {
 	e, err := c.kv.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return scheduleState{}, 0, nil
@@ -356,31 +460,42 @@ func (c *copySchedules) loadState(ctx context.Context, key string) (scheduleStat
 	return st, e.Revision(), nil
 }
 
-// updateState applies mutate to the stored state with compare-and-set.
+// updateState applies mutate to the stored state with compare-and-set (a prepared job the
+// result no longer owes is dropped: normalize).
 func (c *copySchedules) updateState(ctx context.Context, key string, mutate func(*scheduleState)) (scheduleState, error) {
+	load := c.loadState
 	for {
-		st, rev, err := c.loadState(ctx, key)
+		st, rev, err := load(ctx, key)
 		if err != nil {
 			return st, err
 		}
 		mutate(&st)
+		st.normalize()
 		b := st.encode()
+		var nrev uint64
 		if rev == 0 {
-			_, err = c.kv.Create(ctx, key, b)
+			nrev, err = c.kv.Create(ctx, key, b)
 		} else {
-			_, err = c.kv.Update(ctx, key, b, rev)
+			nrev, err = c.kv.Update(ctx, key, b, rev)
 		}
 		if natsx.IsConflict(err) {
+			load = c.readState // the mirror was behind
 			continue
 		}
 		if err != nil {
 			return st, fmt.Errorf("schedule state %s: %w", key, err)
 		}
+		c.mu.Lock()
+		if cur, ok := c.states[key]; c.statesReady && (!ok || cur.rev < nrev) {
+			c.states[key] = cachedState{st: st, rev: nrev}
+		}
+		c.mu.Unlock()
 		return st, nil
 	}
 }
 
-// fireDue enqueues the due ticks of every schedule.
+// fireDue enqueues the due ticks of every schedule: first, in one batch, the ticks whose jobs
+// were prepared (release), then the others one schedule at a time, rendering each tick.
 func (c *copySchedules) fireDue(ctx context.Context) {
 	now := c.s.now().UTC()
 	c.mu.Lock()
@@ -396,33 +511,126 @@ func (c *copySchedules) fireDue(ctx context.Context) {
 		return
 	}
 	sort.Slice(due, func(i, j int) bool { return due[i].nextDue.Before(due[j].nextDue) })
-	work := make(chan *copySchedule)
+	due = c.release(ctx, due, now)
+	each(due, func(sch *copySchedule) {
+		next, err := c.fire(ctx, sch, now)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.s.log.Warn("copy schedule: enqueueing ticks failed; retrying", "workspace", sch.ws, "pipe", sch.pipe, "err", err)
+			}
+			next = now.Add(time.Second)
+		}
+		c.setNextDue(sch, next)
+	})
+}
+
+// each calls f for every item of list, up to scheduleWorkers at once.
+func each[T any](list []T, f func(T)) {
+	work := make(chan T)
 	var wg sync.WaitGroup
-	for range min(scheduleWorkers, len(due)) {
+	for range min(scheduleWorkers, len(list)) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for sch := range work {
-				next, err := c.fire(ctx, sch, now)
-				if err != nil {
-					if ctx.Err() == nil {
-						c.s.log.Warn("copy schedule: enqueueing ticks failed; retrying", "workspace", sch.ws, "pipe", sch.pipe, "err", err)
-					}
-					next = now.Add(time.Second)
-				}
-				c.mu.Lock()
-				if cur := c.byKey[scheduleKey(sch.ws, sch.pipe)]; cur != nil && cur.cron == sch.cron {
-					cur.nextDue = next
-				}
-				c.mu.Unlock()
+				f(sch)
 			}
 		}()
 	}
-	for _, sch := range due {
+	for _, sch := range list {
 		work <- sch
 	}
 	close(work)
 	wg.Wait()
+}
+
+func (c *copySchedules) setNextDue(sch *copySchedule, next time.Time) {
+	c.mu.Lock()
+	if cur := c.byKey[scheduleKey(sch.ws, sch.pipe)]; cur != nil && cur.cron == sch.cron {
+		cur.nextDue = next
+	}
+	c.mu.Unlock()
+}
+
+// release creates, in one pipeline of writes, the jobs of the due schedules that owe exactly
+// one tick and hold its job prepared (see prepare); it returns the other schedules, and those
+// whose prepared job could not be written, for fire. Only the job records are written before
+// the leader can admit them; the states move past the tick after that.
+func (c *copySchedules) release(ctx context.Context, due []*copySchedule, now time.Time) (rest []*copySchedule) {
+	s := c.s
+	type out struct {
+		sch  *copySchedule
+		tick time.Time
+		rec  *jobs.Record
+		ack  jetstream.PubAckFuture
+	}
+	var batch []out
+	cutoff := now.Add(-s.cfg.CatchUpWindow)
+	created := s.now()
+	for _, sch := range due {
+		st, _, err := c.loadState(ctx, scheduleKey(sch.ws, sch.pipe))
+		if err != nil || st.Paused || st.Cron != sch.cron || st.LastTick.IsZero() {
+			rest = append(rest, sch)
+			continue
+		}
+		t := sch.spec.Next(st.LastTick.UTC())
+		p := st.preparedFor(sch, t)
+		if p == nil || t.IsZero() || t.After(now) || t.Before(cutoff) || !sch.spec.Next(t).After(now) {
+			rest = append(rest, sch)
+			continue
+		}
+		if err := s.checkCopyToken(ctx, sch.ws, sch.pipe, p.GetCopyToken()); err != nil {
+			rest = append(rest, sch) // fire says why the tick does not run
+			continue
+		}
+		rec := proto.Clone(p.GetRecord()).(*jobs.Record)
+		rec.Job.CreateTime, rec.Job.UpdateTime = timestamppb.New(created), timestamppb.New(created)
+		batch = append(batch, out{sch: sch, tick: t, rec: rec})
+	}
+	if len(batch) == 0 {
+		return rest
+	}
+	js := s.deps.NATS.JS
+	for i := range batch {
+		msg, err := s.store.CreateMsg(batch[i].rec)
+		if err == nil {
+			batch[i].ack, err = js.PublishMsgAsync(msg)
+		}
+		if err != nil {
+			s.log.Warn("copy schedule: writing a prepared job failed", "job", batch[i].rec.GetJob().GetId(), "err", err)
+		}
+	}
+	actx, cancel := context.WithTimeout(ctx, admitAckWait)
+	defer cancel()
+	var done []out
+	for _, o := range batch {
+		if o.ack == nil {
+			rest = append(rest, o.sch)
+			continue
+		}
+		if _, err := awaitAck(actx, o.ack); err != nil {
+			// Most likely the job exists (another leader, or this one before a crash, wrote
+			// it): fire finds it there, and renders the tick only if it does not.
+			rest = append(rest, o.sch)
+			continue
+		}
+		s.metrics.created.WithLabelValues("copy").Inc()
+		s.log.Debug("copy schedule tick enqueued (prepared)", "workspace", o.sch.ws, "pipe", o.sch.pipe, "tick", o.tick, "job", o.rec.GetJob().GetId(), "late", now.Sub(o.tick))
+		c.setNextDue(o.sch, o.sch.spec.Next(o.tick))
+		done = append(done, o)
+	}
+	// The states move past the tick (a crash before that finds the job there: fire).
+	each(done, func(o out) {
+		if _, err := c.updateState(ctx, scheduleKey(o.sch.ws, o.sch.pipe), func(cur *scheduleState) {
+			if cur.Cron == o.sch.cron && o.tick.After(cur.LastTick) {
+				cur.LastTick = o.tick
+			}
+		}); err != nil && ctx.Err() == nil {
+			s.log.Warn("copy schedule: recording the tick failed; the next pass finds its job", "workspace", o.sch.ws, "pipe", o.sch.pipe, "err", err)
+			c.setNextDue(o.sch, now)
+		}
+	})
+	return rest
 }
 
 // fire enqueues a schedule's ticks up to now and returns its next tick.
@@ -456,14 +664,7 @@ func (c *copySchedules) fire(ctx context.Context, sch *copySchedule, now time.Ti
 			last = t
 			continue
 		}
-		var prepared *jobRequest
-		c.mu.Lock()
-		if p, ok := c.prepared[key]; ok && p.tick.Equal(t) && p.version.Equal(sch.version) {
-			prepared = &p.job
-			delete(c.prepared, key)
-		}
-		c.mu.Unlock()
-		job, created, err := s.enqueueTick(ctx, sch.ws, sch.pipe, t, ScheduledMaxExecutionTime(sch.spec, t), prepared)
+		job, created, err := s.enqueueTick(ctx, sch.ws, sch.pipe, t, ScheduledMaxExecutionTime(sch.spec, t), st.preparedFor(sch, t))
 		if err != nil {
 			if st := status.Convert(err); st.Code() == codes.InvalidArgument || st.Code() == codes.NotFound {
 				// The pipe cannot run with its defaults (or is gone): the tick cannot be run
@@ -506,45 +707,63 @@ func (c *copySchedules) fire(ctx context.Context, sch *copySchedule, now time.Ti
 	return sch.spec.Next(last), nil
 }
 
-// prepare renders the jobs of the ticks due within prepareAhead.
+// prepare prepares the jobs of the ticks due within prepareAhead: each is rendered (through
+// the catalog, which asks ClickHouse for the result columns), its record built and kept in the
+// schedule's state, so that at the tick only the record is written (release), also by another
+// replica should this one stop leading meanwhile. A tick whose preparation fails is rendered
+// at the tick, which reports the error.
 func (c *copySchedules) prepare(ctx context.Context) {
 	now := c.s.now().UTC()
 	c.mu.Lock()
-	var todo []copySchedule
+	var todo []*copySchedule
 	for k, sch := range c.byKey {
 		if sch.nextDue.IsZero() || !sch.nextDue.After(now) || sch.nextDue.Sub(now) > prepareAhead {
 			continue
 		}
-		if p, ok := c.prepared[k]; ok && p.tick.Equal(sch.nextDue) && p.version.Equal(sch.version) {
+		if cur, ok := c.states[k]; c.statesReady && ok && (cur.st.Paused || cur.st.preparedFor(sch, sch.nextDue) != nil) {
 			continue
 		}
-		todo = append(todo, *sch)
+		cp := *sch
+		todo = append(todo, &cp)
 	}
 	c.mu.Unlock()
-	if len(todo) == 0 {
-		return
+	each(todo, func(sch *copySchedule) {
+		if err := c.prepareTick(ctx, sch, sch.nextDue); err != nil && ctx.Err() == nil {
+			c.s.log.Debug("copy schedule: preparing a tick failed; it is rendered at the tick", "workspace", sch.ws, "pipe", sch.pipe, "tick", sch.nextDue, "err", err)
+		}
+	})
+}
+
+// prepareTick prepares the job of tick t of sch and stores it in the schedule's state, unless
+// the state says t is accounted for, or the schedule is paused or changed meanwhile.
+func (c *copySchedules) prepareTick(ctx context.Context, sch *copySchedule, t time.Time) error {
+	s := c.s
+	key := scheduleKey(sch.ws, sch.pipe)
+	if st, _, err := c.loadState(ctx, key); err != nil || st.Paused || st.Cron != sch.cron || !t.After(st.LastTick) || st.preparedFor(sch, t) != nil {
+		return err
 	}
-	work := make(chan copySchedule)
-	var wg sync.WaitGroup
-	for range min(scheduleWorkers, len(todo)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for sch := range work {
-				t := sch.nextDue
-				nj, err := c.s.renderCopy(ctx, tickRun(sch.ws, sch.pipe, t, ScheduledMaxExecutionTime(sch.spec, t)))
-				if err != nil {
-					continue // rendered again at the tick, which reports the error
-				}
-				c.mu.Lock()
-				c.prepared[scheduleKey(sch.ws, sch.pipe)] = preparedTick{tick: t, version: sch.version, job: nj}
-				c.mu.Unlock()
-			}
-		}()
+	nj, err := s.renderCopy(ctx, tickRun(sch.ws, sch.pipe, t, ScheduledMaxExecutionTime(sch.spec, t)))
+	if err != nil {
+		return err
 	}
-	for _, sch := range todo {
-		work <- sch
+	if err := checkJob(nj); err != nil {
+		return err
 	}
-	close(work)
-	wg.Wait()
+	p := &persistencev1.PreparedTick{
+		Tick: timestamppb.New(t), Cron: sch.cron, PipeVersion: timestamppb.New(sch.version),
+		Record: s.newRecord(nj, jobs.TickID(sch.ws, sch.pipe, t, 0), s.now()), CopyToken: nj.CopyToken,
+	}
+	_, err = c.updateState(ctx, key, func(cur *scheduleState) {
+		if cur.Paused || cur.Cron != sch.cron || !t.After(cur.LastTick) {
+			return
+		}
+		c.mu.Lock()
+		live := c.byKey[key]
+		current := live != nil && live.cron == sch.cron && live.version.Equal(sch.version)
+		c.mu.Unlock()
+		if current {
+			cur.Prepared = p
+		}
+	})
+	return err
 }

@@ -31,7 +31,12 @@ type ScheduleState struct {
 	Paused bool `protobuf:"varint,2,opt,name=paused,proto3" json:"paused,omitempty"`
 	// The last tick accounted for: enqueued, skipped, or the moment the schedule began (push) or
 	// resumed.
-	LastTick      *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_tick,json=lastTick,proto3" json:"last_tick,omitempty"`
+	LastTick *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=last_tick,json=lastTick,proto3" json:"last_tick,omitempty"`
+	// The job of the schedule's next tick, prepared before the tick (rendered, its token checked,
+	// its record built) so that at the tick the leader only writes it. Kept here rather than in
+	// the job bucket, so that nobody sees a job before its tick; used only for the tick, cron and
+	// pipe version it was prepared for, and dropped when the schedule is paused.
+	Prepared      *PreparedTick `protobuf:"bytes,4,opt,name=prepared,proto3" json:"prepared,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -87,15 +92,111 @@ func (x *ScheduleState) GetLastTick() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *ScheduleState) GetPrepared() *PreparedTick {
+	if x != nil {
+		return x.Prepared
+	}
+	return nil
+}
+
+// PreparedTick is a tick's job prepared ahead of the tick.
+type PreparedTick struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tick the job is for (its job_timestamp).
+	Tick *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=tick,proto3" json:"tick,omitempty"`
+	// The COPY_SCHEDULE and the pipe's update time it was rendered from.
+	Cron        string                 `protobuf:"bytes,2,opt,name=cron,proto3" json:"cron,omitempty"`
+	PipeVersion *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=pipe_version,json=pipeVersion,proto3" json:"pipe_version,omitempty"`
+	// The job record to create at the tick (create and update times are set then).
+	Record *JobRecord `protobuf:"bytes,4,opt,name=record,proto3" json:"record,omitempty"`
+	// The token the copy was rendered with, checked again at the tick.
+	CopyToken     string `protobuf:"bytes,5,opt,name=copy_token,json=copyToken,proto3" json:"copy_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreparedTick) Reset() {
+	*x = PreparedTick{}
+	mi := &file_sluice_persistence_v1_schedules_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreparedTick) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreparedTick) ProtoMessage() {}
+
+func (x *PreparedTick) ProtoReflect() protoreflect.Message {
+	mi := &file_sluice_persistence_v1_schedules_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreparedTick.ProtoReflect.Descriptor instead.
+func (*PreparedTick) Descriptor() ([]byte, []int) {
+	return file_sluice_persistence_v1_schedules_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PreparedTick) GetTick() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Tick
+	}
+	return nil
+}
+
+func (x *PreparedTick) GetCron() string {
+	if x != nil {
+		return x.Cron
+	}
+	return ""
+}
+
+func (x *PreparedTick) GetPipeVersion() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PipeVersion
+	}
+	return nil
+}
+
+func (x *PreparedTick) GetRecord() *JobRecord {
+	if x != nil {
+		return x.Record
+	}
+	return nil
+}
+
+func (x *PreparedTick) GetCopyToken() string {
+	if x != nil {
+		return x.CopyToken
+	}
+	return ""
+}
+
 var File_sluice_persistence_v1_schedules_proto protoreflect.FileDescriptor
 
 const file_sluice_persistence_v1_schedules_proto_rawDesc = "" +
 	"\n" +
-	"%sluice/persistence/v1/schedules.proto\x12\x15sluice.persistence.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"t\n" +
+	"%sluice/persistence/v1/schedules.proto\x12\x15sluice.persistence.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a sluice/persistence/v1/jobs.proto\"\xb5\x01\n" +
 	"\rScheduleState\x12\x12\n" +
 	"\x04cron\x18\x01 \x01(\tR\x04cron\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\x127\n" +
-	"\tlast_tick\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\blastTickB\xe5\x01\n" +
+	"\tlast_tick\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\blastTick\x12?\n" +
+	"\bprepared\x18\x04 \x01(\v2#.sluice.persistence.v1.PreparedTickR\bprepared\"\xea\x01\n" +
+	"\fPreparedTick\x12.\n" +
+	"\x04tick\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\x04tick\x12\x12\n" +
+	"\x04cron\x18\x02 \x01(\tR\x04cron\x12=\n" +
+	"\fpipe_version\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vpipeVersion\x128\n" +
+	"\x06record\x18\x04 \x01(\v2 .sluice.persistence.v1.JobRecordR\x06record\x12\x1d\n" +
+	"\n" +
+	"copy_token\x18\x05 \x01(\tR\tcopyTokenB\xe5\x01\n" +
 	"\x19com.sluice.persistence.v1B\x0eSchedulesProtoP\x01ZBgithub.com/sluicehq/sluice/api/sluice/persistence/v1;persistencev1\xa2\x02\x03SPX\xaa\x02\x15Sluice.Persistence.V1\xca\x02\x15Sluice\\Persistence\\V1\xe2\x02!Sluice\\Persistence\\V1\\GPBMetadata\xea\x02\x17Sluice::Persistence::V1b\x06proto3"
 
 var (
@@ -110,18 +211,24 @@ func file_sluice_persistence_v1_schedules_proto_rawDescGZIP() []byte {
 	return file_sluice_persistence_v1_schedules_proto_rawDescData
 }
 
-var file_sluice_persistence_v1_schedules_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
+var file_sluice_persistence_v1_schedules_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
 var file_sluice_persistence_v1_schedules_proto_goTypes = []any{
 	(*ScheduleState)(nil),         // 0: sluice.persistence.v1.ScheduleState
-	(*timestamppb.Timestamp)(nil), // 1: google.protobuf.Timestamp
+	(*PreparedTick)(nil),          // 1: sluice.persistence.v1.PreparedTick
+	(*timestamppb.Timestamp)(nil), // 2: google.protobuf.Timestamp
+	(*JobRecord)(nil),             // 3: sluice.persistence.v1.JobRecord
 }
 var file_sluice_persistence_v1_schedules_proto_depIdxs = []int32{
-	1, // 0: sluice.persistence.v1.ScheduleState.last_tick:type_name -> google.protobuf.Timestamp
-	1, // [1:1] is the sub-list for method output_type
-	1, // [1:1] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	2, // 0: sluice.persistence.v1.ScheduleState.last_tick:type_name -> google.protobuf.Timestamp
+	1, // 1: sluice.persistence.v1.ScheduleState.prepared:type_name -> sluice.persistence.v1.PreparedTick
+	2, // 2: sluice.persistence.v1.PreparedTick.tick:type_name -> google.protobuf.Timestamp
+	2, // 3: sluice.persistence.v1.PreparedTick.pipe_version:type_name -> google.protobuf.Timestamp
+	3, // 4: sluice.persistence.v1.PreparedTick.record:type_name -> sluice.persistence.v1.JobRecord
+	5, // [5:5] is the sub-list for method output_type
+	5, // [5:5] is the sub-list for method input_type
+	5, // [5:5] is the sub-list for extension type_name
+	5, // [5:5] is the sub-list for extension extendee
+	0, // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_sluice_persistence_v1_schedules_proto_init() }
@@ -129,13 +236,14 @@ func file_sluice_persistence_v1_schedules_proto_init() {
 	if File_sluice_persistence_v1_schedules_proto != nil {
 		return
 	}
+	file_sluice_persistence_v1_jobs_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_sluice_persistence_v1_schedules_proto_rawDesc), len(file_sluice_persistence_v1_schedules_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   1,
+			NumMessages:   2,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
