@@ -177,3 +177,80 @@ func TestAdmissionSkipsAJobChangedMeanwhile(t *testing.T) {
 	want[2] = state{waiting, true, "", 1}
 	check("after the cancel arrived")
 }
+
+// limitedRecord is a new limited job's record with one step, created at at.
+func limitedRecord(ws string, at time.Time) *jobs.Record {
+	return &persistencev1.JobRecord{
+		Job: &schedulerv1.Job{
+			Id: jobs.NewID(at), Workspace: ws, Kind: schedulerv1.JobKind_JOB_KIND_NOOP,
+			Status: schedulerv1.JobStatus_JOB_STATUS_WAITING, CreateTime: timestamppb.New(at), UpdateTime: timestamppb.New(at),
+		},
+		Steps:   []*persistencev1.StepSpec{{Id: "0"}},
+		Limited: true,
+	}
+}
+
+// TestReleaseAdmitsAsItCreates: new limited jobs handed to the leader (a tick's prepared jobs)
+// are created already admitted, oldest first, up to the workspace's limit, with their steps
+// queued once; the rest are created waiting. In a workspace where older jobs wait, none of the
+// new ones jumps the queue. Creating a job again is refused and queues nothing.
+func TestReleaseAdmitsAsItCreates(t *testing.T) {
+	conn := embeddedNATS(t)
+	ctx := context.Background()
+	s := startScheduler(t, conn, time.Now)
+	checkfor.Eventually(t, 20*time.Second, "leadership", s.IsLeader)
+	for ws, limit := range map[string]int32{"free": 3, "busy": 1} {
+		if _, err := s.setWorkspaceLimits(ctx, ws, &schedulerv1.WorkspaceLimits{CopyConcurrency: limit}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	older := waitingLimited(t, s, "busy", 2)
+	checkfor.Eventually(t, 20*time.Second, "the busy workspace's second job told why it waits", func() bool {
+		rec, _, err := s.store.Get(ctx, "busy", older[1])
+		return err == nil && !rec.GetAdmitted() && rec.GetJob().GetWaitingReason() != ""
+	})
+	t0 := time.Now()
+	var recs []*jobs.Record
+	for i := range 5 {
+		recs = append(recs, limitedRecord("free", t0.Add(time.Duration(4-i)*time.Millisecond))) // newest first
+	}
+	recs = append(recs, limitedRecord("busy", t0))
+	l := s.leader.Load()
+	errs, ok := l.submitRelease(ctx, recs)
+	if !ok {
+		t.Fatal("the leader did not take the release")
+	}
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+	}
+	queued := queuedSteps(t, s, "free")
+	for i, rec := range recs[:5] {
+		stored, _, err := s.store.Get(ctx, "free", rec.GetJob().GetId())
+		if err != nil {
+			t.Fatal(err)
+		}
+		admitted := i >= 2 // the three oldest
+		if stored.GetAdmitted() != admitted || queued[rec.GetJob().GetId()] != map[bool]uint64{true: 1, false: 0}[admitted] {
+			t.Errorf("free job %d (age rank %d): admitted %v with %d steps queued, want admitted %v", i, 4-i, stored.GetAdmitted(), queued[rec.GetJob().GetId()], admitted)
+		}
+	}
+	busy, _, err := s.store.Get(ctx, "busy", recs[5].GetJob().GetId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if busy.GetAdmitted() || queuedSteps(t, s, "busy")[recs[5].GetJob().GetId()] != 0 {
+		t.Errorf("a new job was admitted before the older waiting one: %v", busy)
+	}
+
+	again := []*jobs.Record{limitedRecord("free", t0)}
+	again[0].Job.Id = recs[4].GetJob().GetId()
+	errs, ok = l.submitRelease(ctx, again)
+	if !ok || !jobs.IsRevisionMismatch(errs[0]) {
+		t.Fatalf("creating a job again: %v (ok %v), want a refusal", errs, ok)
+	}
+	if n := queuedSteps(t, s, "free")[recs[4].GetJob().GetId()]; n != 1 {
+		t.Errorf("the job created again has %d steps on the queue, want 1", n)
+	}
+}

@@ -49,6 +49,9 @@ type leader struct {
 	// limited holds the unfinished limited jobs of each workspace: what admission looks at.
 	limited map[string]map[string]*entry
 	limits  map[string]int
+	// releases brings the jobs of schedule ticks prepared ahead, to be written and admitted
+	// (copySchedules.release).
+	releases chan *releaseReq
 }
 
 type entry struct {
@@ -107,7 +110,7 @@ func (s *Service) lead(ctx context.Context, rev uint64) {
 			}
 		}
 	}()
-	l := &leader{s: s, ctx: lctx, byWS: map[string]map[string]*entry{}, limited: map[string]map[string]*entry{}, limits: map[string]int{}}
+	l := &leader{s: s, ctx: lctx, byWS: map[string]map[string]*entry{}, limited: map[string]map[string]*entry{}, limits: map[string]int{}, releases: make(chan *releaseReq)}
 	s.leader.Store(l)
 	s.metrics.leader.Set(1)
 	l.run()
@@ -166,6 +169,10 @@ func (l *leader) run() {
 			if e != nil {
 				l.applyLimits(e)
 				dirty[e.Key()] = true
+			}
+		case r := <-l.releases:
+			for _, ws := range l.release(r, ready) {
+				dirty[ws] = true
 			}
 		case <-tick.C:
 			if ready {
@@ -311,9 +318,97 @@ func (l *leader) admit(ws string) {
 	}
 	for len(writes) > 0 && l.ctx.Err() == nil {
 		n := min(admitBatch, len(writes))
-		l.admitBatch(ws, writes[:n])
+		l.writeBatch(writes[:n])
 		writes = writes[n:]
 	}
+}
+
+// releaseReq is a batch of new job records for the leader to write, admitting them as it
+// writes them; errs holds each write's error once done is closed.
+type releaseReq struct {
+	recs []*jobs.Record
+	errs []error
+	done chan struct{}
+}
+
+// submitRelease has the leader write new limited job records (the jobs of schedule ticks
+// prepared ahead) and admit those it can at once: their steps are queued in the same pass, so
+// a tick's jobs cost one pipeline of creates and one of publishes. ok is false when this
+// replica no longer leads (nothing was written). Each record is changed (admitted or not).
+func (l *leader) submitRelease(ctx context.Context, recs []*jobs.Record) (errs []error, ok bool) {
+	r := &releaseReq{recs: recs, errs: make([]error, len(recs)), done: make(chan struct{})}
+	select {
+	case l.releases <- r:
+	case <-l.ctx.Done():
+		return nil, false
+	case <-ctx.Done():
+		return nil, false
+	}
+	<-r.done
+	return r.errs, true
+}
+
+// release writes a releaseReq's records. A record is admitted as it is created when its
+// workspace is under its limit and has no job waiting for admission (which would be older:
+// FIFO); the others are created waiting and admission takes them in turn. It returns the
+// workspaces where admission has to run again (a create refused: the slot counted for it is
+// free).
+func (l *leader) release(r *releaseReq, ready bool) (again []string) {
+	defer close(r.done)
+	order := make([]int, len(r.recs))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(i, j int) bool { return fifoLess(r.recs[order[i]].GetJob(), r.recs[order[j]].GetJob()) })
+	active := map[string]int{}
+	blocked := map[string]bool{}
+	for _, rec := range r.recs {
+		ws := rec.GetJob().GetWorkspace()
+		if _, ok := active[ws]; ok {
+			continue
+		}
+		active[ws] = 0
+		for _, e := range l.limited[ws] {
+			if e.rec.GetAdmitted() {
+				active[ws]++
+			} else if e.rec.GetJob().GetStatus() == schedulerv1.JobStatus_JOB_STATUS_WAITING {
+				blocked[ws] = true
+			}
+		}
+	}
+	batch := make([]admission, 0, len(r.recs))
+	index := make([]int, 0, len(r.recs))
+	for _, i := range order {
+		rec := r.recs[i]
+		ws := rec.GetJob().GetWorkspace()
+		if ready && !blocked[ws] {
+			if _, err := jobs.Admit(ws, active[ws], l.limit(ws))(rec); err == nil && rec.GetAdmitted() {
+				active[ws]++
+			}
+		}
+		msg, err := l.s.store.CreateMsg(rec)
+		if err != nil {
+			r.errs[i] = err
+			continue
+		}
+		batch = append(batch, admission{rec: rec, msg: msg})
+		index = append(index, i)
+	}
+	failed := map[string]bool{}
+	for len(batch) > 0 {
+		n := min(admitBatch, len(batch))
+		for k, err := range l.writeBatch(batch[:n]) {
+			if err != nil {
+				r.errs[index[k]] = err
+				failed[batch[k].rec.GetJob().GetWorkspace()] = true
+			}
+		}
+		batch, index = batch[n:], index[n:]
+	}
+	for ws := range failed {
+		again = append(again, ws)
+	}
+	return again
 }
 
 // admission is one record admission writes: rec, by the compare-and-set write msg.
@@ -322,9 +417,11 @@ type admission struct {
 	msg *nats.Msg
 }
 
-// admitBatch writes a batch of admission's records, then queues the steps of those admitted.
-func (l *leader) admitBatch(ws string, batch []admission) {
+// writeBatch writes a batch of records (admission's compare-and-set writes, or the creates of
+// a release), then queues the steps of those admitted. It returns each write's error.
+func (l *leader) writeBatch(batch []admission) []error {
 	s := l.s
+	errs := make([]error, len(batch))
 	js := s.deps.NATS.JS
 	ctx, cancel := context.WithTimeout(l.ctx, admitAckWait)
 	defer cancel()
@@ -333,6 +430,7 @@ func (l *leader) admitBatch(ws string, batch []admission) {
 		var err error
 		if writes[i], err = js.PublishMsgAsync(a.msg); err != nil {
 			s.log.Warn("admission", "job", a.rec.GetJob().GetId(), "err", err)
+			errs[i] = err
 		}
 	}
 	var steps []jetstream.PubAckFuture
@@ -347,9 +445,10 @@ func (l *leader) admitBatch(ws string, batch []admission) {
 			if !jobs.IsRevisionMismatch(err) && l.ctx.Err() == nil {
 				s.log.Warn("admission", "job", id, "err", err)
 			}
+			errs[i] = err
 			continue
 		}
-		l.put(jobs.Key(ws, id), a.rec, ack.Sequence)
+		l.put(jobs.Key(a.rec.GetJob().GetWorkspace(), id), a.rec, ack.Sequence)
 		if !a.rec.GetAdmitted() {
 			continue
 		}
@@ -375,6 +474,7 @@ func (l *leader) admitBatch(ws string, batch []admission) {
 			s.log.Warn("queueing an admitted job failed; reconcile queues it", "job", queued[i], "err", err)
 		}
 	}
+	return errs
 }
 
 // awaitAck waits for an asynchronous publish's acknowledgement.

@@ -562,7 +562,6 @@ func (c *copySchedules) release(ctx context.Context, due []*copySchedule, now ti
 		sch  *copySchedule
 		tick time.Time
 		rec  *jobs.Record
-		ack  jetstream.PubAckFuture
 	}
 	var batch []out
 	cutoff := now.Add(-s.cfg.CatchUpWindow)
@@ -590,25 +589,21 @@ func (c *copySchedules) release(ctx context.Context, due []*copySchedule, now ti
 	if len(batch) == 0 {
 		return rest
 	}
-	js := s.deps.NATS.JS
+	recs := make([]*jobs.Record, len(batch))
 	for i := range batch {
-		msg, err := s.store.CreateMsg(batch[i].rec)
-		if err == nil {
-			batch[i].ack, err = js.PublishMsgAsync(msg)
-		}
-		if err != nil {
-			s.log.Warn("copy schedule: writing a prepared job failed", "job", batch[i].rec.GetJob().GetId(), "err", err)
-		}
+		recs[i] = batch[i].rec
 	}
-	actx, cancel := context.WithTimeout(ctx, admitAckWait)
-	defer cancel()
+	errs, ok := []error(nil), false
+	if l := s.leader.Load(); l != nil {
+		// The leader writes them and admits them as it does: their steps are queued at once.
+		errs, ok = l.submitRelease(ctx, recs)
+	}
+	if !ok {
+		errs = c.create(ctx, recs)
+	}
 	var done []out
-	for _, o := range batch {
-		if o.ack == nil {
-			rest = append(rest, o.sch)
-			continue
-		}
-		if _, err := awaitAck(actx, o.ack); err != nil {
+	for i, o := range batch {
+		if errs[i] != nil {
 			// Most likely the job exists (another leader, or this one before a crash, wrote
 			// it): fire finds it there, and renders the tick only if it does not.
 			rest = append(rest, o.sch)
@@ -631,6 +626,29 @@ func (c *copySchedules) release(ctx context.Context, due []*copySchedule, now ti
 		}
 	})
 	return rest
+}
+
+// create writes new job records in one pipeline (the leader admits them), returning each
+// write's error.
+func (c *copySchedules) create(ctx context.Context, recs []*jobs.Record) []error {
+	s := c.s
+	errs := make([]error, len(recs))
+	acks := make([]jetstream.PubAckFuture, len(recs))
+	for i, rec := range recs {
+		msg, err := s.store.CreateMsg(rec)
+		if err == nil {
+			acks[i], err = s.deps.NATS.JS.PublishMsgAsync(msg)
+		}
+		errs[i] = err
+	}
+	actx, cancel := context.WithTimeout(ctx, admitAckWait)
+	defer cancel()
+	for i, f := range acks {
+		if f != nil {
+			_, errs[i] = awaitAck(actx, f)
+		}
+	}
+	return errs
 }
 
 // fire enqueues a schedule's ticks up to now and returns its next tick.
