@@ -36,7 +36,15 @@ const (
 	DuplicateWindow = 10 * time.Minute
 	// MaxAge bounds how long an event may wait in the stream for ClickHouse to come back.
 	MaxAge = 7 * 24 * time.Hour
+	// WrittenPrefix is followed by the workspace: after a batch is committed to ClickHouse the
+	// opslog writer publishes its events there (core NATS, a QueryEventsResponse), which is what
+	// followers of the log and waiters for an event's arrival listen to.
+	WrittenPrefix = "sluice.opslog.written"
 )
+
+// WrittenSubject is the subject where the opslog writer announces a workspace's events
+// committed to ClickHouse.
+func WrittenSubject(workspace string) string { return WrittenPrefix + "." + workspace }
 
 // Event types of DATAFILES-SPEC §5.2.
 const (

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
@@ -28,13 +29,17 @@ func (s *Service) buildRunners() map[schedulerv1.JobKind]step.Runner {
 		return runners
 	}
 	committer := &delta.Committer{Conn: d.Warehouse}
+	var written *nats.Conn
+	if d.NATS != nil {
+		written = d.NATS.NC
+	}
 	runners[schedulerv1.JobKind_JOB_KIND_COPY] = &copypipe.Runner{
 		Conn: d.Warehouse, Committer: committer, Users: d.WorkspaceUsers, Catalog: d.Catalog, Events: d.Events,
-		Log: s.log.With("runner", "copy"), Now: d.Now, OpsDatabase: d.OpsDatabase, EventsWait: s.cfg.EventsWait,
+		Log: s.log.With("runner", "copy"), Now: d.Now, OpsDatabase: d.OpsDatabase, EventsWait: s.cfg.EventsWait, Written: written,
 	}
 	runners[schedulerv1.JobKind_JOB_KIND_POPULATEVIEW] = populate.New(populate.Deps{
 		Warehouse: d.Warehouse, Committer: committer, Users: d.WorkspaceUsers, Catalog: d.Catalog, Events: d.Events,
-		OpsDatabase: d.OpsDatabase, EventsWait: s.cfg.EventsWait, MemoryBudget: s.cfg.MemoryBudget,
+		OpsDatabase: d.OpsDatabase, EventsWait: s.cfg.EventsWait, Written: written, MemoryBudget: s.cfg.MemoryBudget,
 		Log: s.log.With("runner", "populate"),
 	})
 	return runners

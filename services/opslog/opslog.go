@@ -33,7 +33,7 @@ const (
 	ConsumerName = "opslog-writer"
 	// SubjectWritten is followed by the workspace: after a batch is committed to ClickHouse the
 	// writer publishes its events there (core NATS), which is what TailEvents follows.
-	SubjectWritten = "sluice.opslog.written"
+	SubjectWritten = opsevents.WrittenPrefix
 )
 
 // Config tunes the ops log.

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
@@ -52,6 +53,9 @@ type Runner struct {
 	// readable there (within EventsWait), so that a client seeing the job done finds them.
 	OpsDatabase string
 	EventsWait  time.Duration
+	// Written, when set, is where the wait for the events listens to the opslog writer's
+	// announcements (opslogdb.WaitWritten) instead of polling ClickHouse.
+	Written *nats.Conn
 }
 
 var (

@@ -124,7 +124,7 @@ func (r *Runner) events(ctx context.Context, job *schedulerv1.Job, log *slog.Log
 		return failed
 	}
 	if wait && r.OpsDatabase != "" && len(published) > 0 {
-		if !opslogdb.WaitWritten(ctx, r.Conn, r.OpsDatabase, job.GetWorkspace(), published, cmp.Or(r.EventsWait, 10*time.Second)) {
+		if !opslogdb.WaitWritten(ctx, r.Conn, r.Written, r.OpsDatabase, job.GetWorkspace(), published, cmp.Or(r.EventsWait, 10*time.Second)) {
 			log.Warn("the copy's events are not in the ops log yet; the job is reported finished without waiting longer", "events", len(published))
 		}
 	}

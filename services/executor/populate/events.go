@@ -93,7 +93,7 @@ func (r *Runner) JobEnds(ctx context.Context, rec *jobs.Record, commits step.Com
 		published = append(published, ev.GetId())
 	}
 	if r.d.OpsDatabase != "" && len(published) > 0 {
-		if !opslogdb.WaitWritten(ctx, r.d.Warehouse, r.d.OpsDatabase, ws, published, cmp.Or(r.d.EventsWait, 10*time.Second)) {
+		if !opslogdb.WaitWritten(ctx, r.d.Warehouse, r.d.Written, r.d.OpsDatabase, ws, published, cmp.Or(r.d.EventsWait, 10*time.Second)) {
 			r.d.Log.Warn("the populate's events are not in the ops log yet; the job is reported finished without waiting longer", "job", job.GetId(), "events", len(published))
 		}
 	}

@@ -31,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"google.golang.org/grpc"
 
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
@@ -65,6 +66,9 @@ type Deps struct {
 	// readable there (within EventsWait).
 	OpsDatabase string
 	EventsWait  time.Duration
+	// Written, when set, is where the wait for the events listens to the opslog writer's
+	// announcements (opslogdb.WaitWritten) instead of polling ClickHouse.
+	Written *nats.Conn
 	// MemoryBudget is the per-step memory budget in bytes (max_memory_usage of every statement
 	// of a step) when the job gives none; 0 leaves ClickHouse's own limit.
 	MemoryBudget uint64
