@@ -192,7 +192,8 @@ COPY_SCHEDULE * * * * *
 		}
 		// The tick: the first minute boundary after the push (so the pipes owe it, and no
 		// earlier one), which the shifted clock reaches 40 s of real time from now: time for
-		// the scheduler to render the 500 jobs ahead, as it does for any tick.
+		// the scheduler to prepare the 500 jobs ahead (render them, build their records), as it
+		// does for any tick; at the tick it only writes and admits them.
 		tick := time.Now().Truncate(time.Minute).Add(time.Minute)
 		clock := &shiftedClock{offset: time.Until(tick.Add(-40 * time.Second))}
 		// Both are stopped at the end of the round: the next round's clock is shifted differently.
