@@ -42,8 +42,6 @@ var chartManaged = map[string]string{
 	"grpc-addr":                     "ports.grpc",
 	"http-addr":                     "ports.http",
 	"catalog-addr":                  "the catalog Service (split mode)",
-	"scheduler-addr":                "the scheduler Service (split mode)",
-	"opslog-addr":                   "the opslog Service (split mode)",
 	"nats-url":                      "nats.cluster, nats.external.url or nats.external.urlSecret",
 	"nats-replicas":                 "nats.replicas (default: the chart's NATS cluster size)",
 	"clickhouse-addr":               "clickhouse.addrs",

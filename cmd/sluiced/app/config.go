@@ -64,11 +64,11 @@ type Config struct {
 	Ingest    ingest.Config    `yaml:"ingest"`
 }
 
-// PeersConfig holds the gRPC addresses of services run by other processes.
+// PeersConfig holds the gRPC addresses of services run by other processes. Only the catalog
+// is called by other services (the scheduler, the executor and ingest); nothing calls the
+// scheduler or the ops log from inside an installation.
 type PeersConfig struct {
-	Catalog   string `yaml:"catalog"`
-	Scheduler string `yaml:"scheduler"`
-	OpsLog    string `yaml:"opslog"`
+	Catalog string `yaml:"catalog"`
 }
 
 // ClickHouseConfig selects the engine: embedded chDB unless Addrs is set.
@@ -109,8 +109,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.GRPCAddr, "grpc-addr", DefaultGRPCAddr, "gRPC listen address")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long each module may take to stop")
 	fs.StringVar(&c.Peers.Catalog, "catalog-addr", "", "gRPC address of the catalog when this process does not run it")
-	fs.StringVar(&c.Peers.Scheduler, "scheduler-addr", "", "gRPC address of the scheduler when this process does not run it")
-	fs.StringVar(&c.Peers.OpsLog, "opslog-addr", "", "gRPC address of the ops log when this process does not run it")
 
 	fs.StringVar(&c.NATS.URL, "nats-url", "", "external NATS server or cluster; empty runs an embedded server with data under -data-dir")
 	fs.StringVar(&c.NATS.Listen, "nats-listen", "127.0.0.1:0", "client address of the embedded NATS server (port 0: any free port)")

@@ -486,8 +486,6 @@ func (s *Split) startWithEvents(t testing.TB, svc, name, addr, eventsAddr string
 		"-nats-url", s.NATSURL,
 		"-data-dir", dataDir,
 		"-catalog-addr", s.Addrs["catalog"],
-		"-scheduler-addr", s.Addrs["scheduler"],
-		"-opslog-addr", s.Addrs["opslog"],
 		"-log-level", "debug",
 	}
 	if svc == "ingest" {

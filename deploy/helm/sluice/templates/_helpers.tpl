@@ -178,8 +178,6 @@ settings it owns as flags (they win over the file); the rest come from the file.
     - -clickhouse-embedded-lib=/usr/lib/sluice/libchdb.so
     {{- else }}
     - -catalog-addr={{ include "sluice.componentName" (list $ "catalog") }}:{{ $v.ports.grpc }}
-    - -scheduler-addr={{ include "sluice.componentName" (list $ "scheduler") }}:{{ $v.ports.grpc }}
-    - -opslog-addr={{ include "sluice.componentName" (list $ "opslog") }}:{{ $v.ports.grpc }}
     {{- end }}
     {{- with include "sluice.serviceTokenSecret" $ }}
     - -auth.service-token-file=/etc/sluice/auth/service-token/{{ $v.auth.serviceToken.existingSecret.key }}
