@@ -1,10 +1,12 @@
 // Package lifecycle runs a process's modules in dependency order.
 //
 // A module is one part of a process (the NATS connection, the ClickHouse connection, the gRPC
-// server, a service). Every module is initialised, then started, in an order where each
-// module's dependencies come first; stop runs in the reverse order, so a module never outlives
-// something it depends on. The table of modules, with their dependencies, is the one place
-// that says how a process is put together (see cmd/sluiced/modules.go).
+// server, a service). Each module names what it needs (Deps) and what it must start after and
+// stop before when the process runs it too (After). Every module is initialised, then started,
+// in an order where those come first; stop runs in the reverse order, so a module never
+// outlives something it uses. A cycle is refused when the manager is built, naming its
+// modules. The table of modules, with their dependencies, is the one place that says how a
+// process is put together (see cmd/sluiced/app/modules.go).
 package lifecycle
 
 import (
@@ -22,8 +24,14 @@ import (
 type Module struct {
 	// Name is unique in the table; it appears in every error about the module.
 	Name string
-	// Deps are the modules that must be running before this one starts.
+	// Deps are the modules this one needs: they run whenever this one runs, start before it
+	// and stop after it.
 	Deps []string
+	// After are modules that, when the process runs them too, start before this one and stop
+	// after it; unlike Deps, they are not run for this module's sake. (The gRPC server stops
+	// before the ClickHouse engine in a process that has one; a scheduler-only process has
+	// none.)
+	After []string
 	// Init builds the module (may be nil). It runs for every module before any Start, in
 	// dependency order, so that a module can register with another (a gRPC service with the
 	// gRPC server) before that one starts serving.
@@ -46,7 +54,8 @@ type Manager struct {
 }
 
 // New resolves the dependencies of the modules named by targets (and their dependencies,
-// transitively) and returns a manager for them. Unknown modules and cycles are errors.
+// transitively) and returns a manager for them. Unknown modules and cycles (through Deps and
+// After alike) are errors that name the modules.
 func New(table []Module, targets []string, log *slog.Logger) (*Manager, error) {
 	byName := make(map[string]Module, len(table))
 	for _, m := range table {
@@ -54,6 +63,13 @@ func New(table []Module, targets []string, log *slog.Logger) (*Manager, error) {
 			return nil, fmt.Errorf("module %q is defined twice", m.Name)
 		}
 		byName[m.Name] = m
+	}
+	for _, m := range table {
+		for _, a := range m.After {
+			if _, ok := byName[a]; !ok {
+				return nil, fmt.Errorf("module %q is ordered after unknown module %q", m.Name, a)
+			}
+		}
 	}
 	need := map[string]bool{}
 	var visit func(name string, path []string) error
@@ -84,7 +100,7 @@ func New(table []Module, targets []string, log *slog.Logger) (*Manager, error) {
 			return nil, err
 		}
 	}
-	order, err := topoOrder(byName, need)
+	order, err := topoOrder(before(byName, need))
 	if err != nil {
 		return nil, err
 	}
@@ -149,20 +165,36 @@ func (m *Manager) stopStarted(ctx context.Context, timeout time.Duration) error 
 	return errors.Join(errs...)
 }
 
-// topoOrder orders the needed modules so that dependencies come first; among modules whose
-// dependencies are met, the first by name goes first, so the order never depends on map
-// iteration.
-func topoOrder(byName map[string]Module, need map[string]bool) ([]string, error) {
+// before lists, for every module the process runs, the modules that must start before it: its
+// Deps, and those of its After that run too.
+func before(byName map[string]Module, need map[string]bool) map[string][]string {
+	edges := make(map[string][]string, len(need))
+	for name := range need {
+		m := byName[name]
+		edges[name] = slices.Clone(m.Deps)
+		for _, a := range m.After {
+			if need[a] {
+				edges[name] = append(edges[name], a)
+			}
+		}
+	}
+	return edges
+}
+
+// topoOrder orders the modules so that those each must start after come first; among modules
+// that are free to go, the first by name goes first, so the order never depends on map
+// iteration. Correctness never rests on that tie-break: every order that matters is an edge.
+func topoOrder(edges map[string][]string) ([]string, error) {
 	indeg := map[string]int{}
 	users := map[string][]string{}
-	for name := range need {
-		for _, d := range byName[name].Deps {
+	for name, deps := range edges {
+		for _, d := range deps {
 			indeg[name]++
 			users[d] = append(users[d], name)
 		}
 	}
 	var ready []string
-	for name := range need {
+	for name := range edges {
 		if indeg[name] == 0 {
 			ready = append(ready, name)
 		}
@@ -180,10 +212,53 @@ func topoOrder(byName map[string]Module, need map[string]bool) ([]string, error)
 			}
 		}
 	}
-	if len(order) != len(need) {
-		return nil, errors.New("module dependency cycle")
+	if len(order) != len(edges) {
+		return nil, fmt.Errorf("module order cycle: %s", strings.Join(findCycle(edges), " -> "))
 	}
 	return order, nil
+}
+
+// findCycle returns one cycle of edges, its first module repeated at the end (a -> b -> a:
+// a starts after b, which starts after a).
+func findCycle(edges map[string][]string) []string {
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	state := map[string]int{}
+	var path, cycle []string
+	var walk func(n string) bool
+	walk = func(n string) bool {
+		state[n] = onPath
+		path = append(path, n)
+		for _, d := range edges[n] {
+			switch state[d] {
+			case onPath:
+				i := slices.Index(path, d)
+				cycle = append(slices.Clone(path[i:]), d)
+				return true
+			case unseen:
+				if walk(d) {
+					return true
+				}
+			}
+		}
+		path = path[:len(path)-1]
+		state[n] = done
+		return false
+	}
+	starts := make([]string, 0, len(edges))
+	for n := range edges {
+		starts = append(starts, n)
+	}
+	sort.Strings(starts)
+	for _, n := range starts {
+		if state[n] == unseen && walk(n) {
+			return cycle
+		}
+	}
+	return nil
 }
 
 func names(table []Module) []string {

@@ -98,7 +98,7 @@ func (a *App) Start(ctx context.Context) error {
 
 // Stop shuts the process down in the order written in modules.go: health goes NOT_SERVING at
 // once (so load balancers and `sluice status` see it), then modules stop in reverse start
-// order, the gRPC server and NATS last.
+// order: the gRPC server, NATS and ClickHouse last.
 func (a *App) Stop() error {
 	a.tel.SetReady(false)
 	if a.server != nil {

@@ -22,23 +22,29 @@ import (
 
 // modules is the table of everything a sluiced process can run.
 //
-// Start order is the dependency order below (ties by name): every module's Init runs first
-// (connections open, the token store is loaded, the gRPC server listens, services register on
-// it), then every Start (the gRPC server serves, services begin their background work). A
-// service whose NATS or ClickHouse does not answer yet starts as soon as they do
+// Each module names what it needs (Deps: run with it, started before it, stopped after it) and
+// what it must start after and stop before when this process runs that too (After). Start order
+// follows those edges alone (ties by name, which decides nothing that matters); stop runs it
+// backwards; a cycle is refused at start with the modules named. Every module's Init runs
+// first (connections open, the token store is loaded, the gRPC server listens, services
+// register on it), then every Start (the gRPC server serves, services begin their background
+// work). A service whose NATS or ClickHouse does not answer yet starts as soon as they do
 // (readiness.go): until then it is NOT_SERVING and refuses calls with the reason.
 //
-// Shutdown on SIGTERM, in this order:
+// Shutdown on SIGTERM, in this order (docs/architecture.md, "Process modules", is the same
+// table):
 //  1. health turns NOT_SERVING for every service and the process (App.Stop);
-//  2. services stop in reverse start order: the executor stops pulling steps and drains
-//     (running steps finish within -executor.drain-timeout, the rest go back un-acked), the
-//     scheduler stops enqueuing, the ops log flushes its batch, the ingest service closes the
-//     Events API and finishes the batch it writes (the rest stays in JetStream), the catalog
-//     stops;
+//  2. the services stop, those that call the catalog before it (After: catalog): the
+//     scheduler stops enqueuing; the executor stops pulling steps and drains (running steps
+//     finish within -executor.drain-timeout, calling the catalog as they need, the rest go back
+//     un-acked); the ingest service closes the Events API and finishes the batch it writes (the
+//     rest stays in JetStream); the ops log flushes its batch; the catalog stops;
 //  3. peer connections close;
-//  4. the gRPC server stops gracefully (in-flight calls drain until -shutdown-timeout);
-//  5. the token store watch ends, NATS drains and the embedded server stops; then telemetry
-//     flushes.
+//  4. the gRPC server stops gracefully: in-flight calls drain until -shutdown-timeout, with
+//     the token store, NATS and ClickHouse still open (Deps: auth, nats; After: clickhouse);
+//  5. the token store watch ends, NATS drains and the embedded server stops (After:
+//     clickhouse: a message handled while NATS drains may still write to ClickHouse);
+//  6. the ClickHouse connection closes (embedded chDB last of all); then telemetry flushes.
 func (a *App) modules() []lifecycle.Module {
 	return []lifecycle.Module{
 		{
@@ -65,8 +71,11 @@ func (a *App) modules() []lifecycle.Module {
 			Stop: func(context.Context) error { a.verifier.Stop(); return nil },
 		},
 		{
-			Name: "server",
-			Deps: []string{"auth"},
+			// server is the gRPC server (and the HTTP port). It needs NATS itself (calls with a
+			// request_id keep their answers there) and outlives none of the engines its calls use.
+			Name:  "server",
+			Deps:  []string{"auth", "nats"},
+			After: []string{"clickhouse"},
 			Init: func(context.Context) error {
 				a.warnInsecure()
 				grpcTLS, err := a.cfg.TLS.Server(true)
@@ -100,7 +109,8 @@ func (a *App) modules() []lifecycle.Module {
 			Stop: func(ctx context.Context) error { return a.server.Stop(ctx) },
 		},
 		{
-			Name: "nats",
+			Name:  "nats",
+			After: []string{"clickhouse"},
 			Init: func(ctx context.Context) error {
 				cfg := a.cfg.NATS
 				cfg.StoreDir = a.cfg.natsStoreDir()
@@ -159,8 +169,9 @@ func (a *App) modules() []lifecycle.Module {
 			Stop: func(ctx context.Context) error { return a.catalog.Stop(ctx) },
 		},
 		{
-			Name: "scheduler",
-			Deps: []string{"server", "nats", "auth", "peers"},
+			Name:  "scheduler",
+			Deps:  []string{"server", "nats", "auth", "peers"},
+			After: []string{"catalog"},
 			Init: func(context.Context) error {
 				cc, err := a.peer("catalog", a.cfg.Peers.Catalog)
 				if err != nil {
@@ -183,8 +194,9 @@ func (a *App) modules() []lifecycle.Module {
 			Stop: func(ctx context.Context) error { return a.scheduler.Stop(ctx) },
 		},
 		{
-			Name: "executor",
-			Deps: []string{"server", "nats", "clickhouse", "peers"},
+			Name:  "executor",
+			Deps:  []string{"server", "nats", "clickhouse", "peers"},
+			After: []string{"catalog"},
 			Init: func(context.Context) error {
 				cc, err := a.peer("catalog", a.cfg.Peers.Catalog)
 				if err != nil {
@@ -230,8 +242,9 @@ func (a *App) modules() []lifecycle.Module {
 		{
 			// ingest serves the Events API on its own HTTP listener (-events-addr), opened at Init;
 			// its writer starts after the lease is won (see services/ingest).
-			Name: "ingest",
-			Deps: []string{"server", "nats", "clickhouse", "peers"},
+			Name:  "ingest",
+			Deps:  []string{"server", "nats", "clickhouse", "peers"},
+			After: []string{"catalog"},
 			Init: func(context.Context) error {
 				cc, err := a.peer("catalog", a.cfg.Peers.Catalog)
 				if err != nil {
