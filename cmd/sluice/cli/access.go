@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/tabwriter"
 
 	"google.golang.org/protobuf/proto"
 
@@ -20,14 +19,6 @@ import (
 // ls|create|rm|rotate`. A secret (a new token, a rotated one, a new workspace's admin token)
 // is the only thing printed on stdout, so that `T=$(sluice token create ...)` keeps it; what it
 // is goes to stderr. With --output json, stdout has the whole response.
-
-func tokenClient(ctx context.Context, env *Env) (catalogv1.TokenServiceClient, func(), error) {
-	cc, err := serviceConn(ctx, env, catalogService)
-	if err != nil {
-		return nil, nil, err
-	}
-	return catalogv1.NewTokenServiceClient(cc), func() { _ = cc.Close() }, nil
-}
 
 func kindWordOf(k catalogv1.TokenKind) string {
 	return strings.ToLower(strings.TrimPrefix(k.String(), "TOKEN_KIND_"))
@@ -80,11 +71,10 @@ func authCommand() *command {
 				}
 				env.Globals.Token = tok
 			}
-			client, closeFn, err := tokenClient(ctx, env)
+			client, err := tokenClient(ctx, env)
 			if err != nil {
 				return err
 			}
-			defer closeFn()
 			resp, err := call(ctx, env, client.GetCurrentToken, &catalogv1.GetCurrentTokenRequest{})
 			if err != nil {
 				return callError(err)
@@ -146,15 +136,12 @@ func workspaceCommand() *command {
 				if len(args) != 1 {
 					return usageError("workspace create NAME [--use]")
 				}
-				client, closeFn, err := catalogClient(ctx, env)
+				client, err := catalogClient(ctx, env)
 				if err != nil {
 					return err
 				}
-				defer closeFn()
-				var resp *catalogv1.CreateWorkspaceResponse
-				err = env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) (err error) {
-					resp, err = client.CreateWorkspace(ctx, &catalogv1.CreateWorkspaceRequest{Name: args[0], RequestId: id})
-					return err
+				resp, err := change(ctx, env, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) (*catalogv1.CreateWorkspaceResponse, error) {
+					return client.CreateWorkspace(ctx, &catalogv1.CreateWorkspaceRequest{Name: args[0], RequestId: id})
 				})
 				if err != nil {
 					return err
@@ -190,29 +177,22 @@ func workspaceCommand() *command {
 			name:  "ls",
 			short: "list workspaces",
 			run: func(ctx context.Context, env *Env, _ []string) error {
-				client, closeFn, err := catalogClient(ctx, env)
+				client, err := catalogClient(ctx, env)
 				if err != nil {
 					return err
 				}
-				defer closeFn()
 				resp := &catalogv1.ListWorkspacesResponse{}
-				_, err = env.pages(ctx, "", func(ctx context.Context, token string) (string, error) {
+				if resp.Workspaces, err = listAll(ctx, env, func(ctx context.Context, token string) ([]*catalogv1.Workspace, string, error) {
 					page, err := client.ListWorkspaces(ctx, &catalogv1.ListWorkspacesRequest{PageSize: 1000, PageToken: token})
-					resp.Workspaces = append(resp.Workspaces, page.GetWorkspaces()...)
-					return page.GetNextPageToken(), err
+					return page.GetWorkspaces(), page.GetNextPageToken(), err
+				}); err != nil {
+					return err
+				}
+				return env.printTable(resp, "NAME\tDATABASE\tCREATED", func(tw io.Writer) {
+					for _, w := range resp.GetWorkspaces() {
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", w.GetName(), w.GetDatabase(), w.GetCreateTime().AsTime().Format("2006-01-02 15:04:05Z"))
+					}
 				})
-				if err != nil {
-					return callError(err)
-				}
-				if env.Globals.Output == "json" {
-					return env.printProto(resp)
-				}
-				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tDATABASE\tCREATED")
-				for _, w := range resp.GetWorkspaces() {
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", w.GetName(), w.GetDatabase(), w.GetCreateTime().AsTime().Format("2006-01-02 15:04:05Z"))
-				}
-				return tw.Flush()
 			},
 		},
 		{
@@ -226,11 +206,10 @@ func workspaceCommand() *command {
 				if len(args) != 1 {
 					return usageError("workspace rm NAME [--force]")
 				}
-				client, closeFn, err := catalogClient(ctx, env)
+				client, err := catalogClient(ctx, env)
 				if err != nil {
 					return err
 				}
-				defer closeFn()
 				if err := env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) error {
 					_, err := client.DeleteWorkspace(ctx, &catalogv1.DeleteWorkspaceRequest{Name: args[0], Force: force, RequestId: id})
 					return err
@@ -252,33 +231,26 @@ func tokenCommand() *command {
 			name:  "ls",
 			short: "list the workspace's tokens (with the operator token and no --workspace: the instance's)",
 			run: func(ctx context.Context, env *Env, _ []string) error {
-				client, closeFn, err := tokenClient(ctx, env)
+				client, err := tokenClient(ctx, env)
 				if err != nil {
 					return err
 				}
-				defer closeFn()
 				resp := &catalogv1.ListTokensResponse{}
-				_, err = env.pages(ctx, "", func(ctx context.Context, token string) (string, error) {
+				if resp.Tokens, err = listAll(ctx, env, func(ctx context.Context, token string) ([]*catalogv1.Token, string, error) {
 					page, err := client.ListTokens(ctx, &catalogv1.ListTokensRequest{Workspace: env.Globals.Workspace, PageSize: 1000, PageToken: token})
-					resp.Tokens = append(resp.Tokens, page.GetTokens()...)
-					return page.GetNextPageToken(), err
-				})
-				if err != nil {
-					return callError(err)
+					return page.GetTokens(), page.GetNextPageToken(), err
+				}); err != nil {
+					return err
 				}
-				if env.Globals.Output == "json" {
-					return env.printProto(resp)
-				}
-				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tKIND\tSCOPES\tFROM DATAFILES")
-				for _, t := range resp.GetTokens() {
-					sc := strings.Join(t.GetScopes(), ",")
-					if t.GetKind() == catalogv1.TokenKind_TOKEN_KIND_OPERATOR {
-						sc = "(every workspace)"
+				return env.printTable(resp, "NAME\tKIND\tSCOPES\tFROM DATAFILES", func(tw io.Writer) {
+					for _, t := range resp.GetTokens() {
+						sc := strings.Join(t.GetScopes(), ",")
+						if t.GetKind() == catalogv1.TokenKind_TOKEN_KIND_OPERATOR {
+							sc = "(every workspace)"
+						}
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.GetName(), kindWordOf(t.GetKind()), sc, strings.Join(t.GetDatafileScopes(), ","))
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.GetName(), kindWordOf(t.GetKind()), sc, strings.Join(t.GetDatafileScopes(), ","))
-				}
-				return tw.Flush()
+				})
 			},
 		},
 		{
@@ -293,15 +265,12 @@ func tokenCommand() *command {
 				if len(args) != 1 || len(scopes) == 0 {
 					return usageError("token create NAME --scope S [--scope S ...] [--description D]")
 				}
-				client, closeFn, err := tokenClient(ctx, env)
+				client, err := tokenClient(ctx, env)
 				if err != nil {
 					return err
 				}
-				defer closeFn()
-				var resp *catalogv1.CreateTokenResponse
-				err = env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) (err error) {
-					resp, err = client.CreateToken(ctx, &catalogv1.CreateTokenRequest{Workspace: env.Globals.Workspace, Name: args[0], Scopes: scopes, Description: description, RequestId: id})
-					return err
+				resp, err := change(ctx, env, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) (*catalogv1.CreateTokenResponse, error) {
+					return client.CreateToken(ctx, &catalogv1.CreateTokenRequest{Workspace: env.Globals.Workspace, Name: args[0], Scopes: scopes, Description: description, RequestId: id})
 				})
 				if err != nil {
 					return err
@@ -317,11 +286,10 @@ func tokenCommand() *command {
 				if len(args) != 1 {
 					return usageError("token rm NAME")
 				}
-				client, closeFn, err := tokenClient(ctx, env)
+				client, err := tokenClient(ctx, env)
 				if err != nil {
 					return err
 				}
-				defer closeFn()
 				if err := env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) error {
 					_, err := client.DeleteToken(ctx, &catalogv1.DeleteTokenRequest{Workspace: env.Globals.Workspace, Name: args[0], RequestId: id})
 					return err
@@ -340,15 +308,12 @@ func tokenCommand() *command {
 				if len(args) != 1 {
 					return usageError("token rotate NAME")
 				}
-				client, closeFn, err := tokenClient(ctx, env)
+				client, err := tokenClient(ctx, env)
 				if err != nil {
 					return err
 				}
-				defer closeFn()
-				var resp *catalogv1.RotateTokenResponse
-				err = env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) (err error) {
-					resp, err = client.RotateToken(ctx, &catalogv1.RotateTokenRequest{Workspace: env.Globals.Workspace, Name: args[0], RequestId: id})
-					return err
+				resp, err := change(ctx, env, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) (*catalogv1.RotateTokenResponse, error) {
+					return client.RotateToken(ctx, &catalogv1.RotateTokenRequest{Workspace: env.Globals.Workspace, Name: args[0], RequestId: id})
 				})
 				if err != nil {
 					return err

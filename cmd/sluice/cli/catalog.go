@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -19,16 +20,6 @@ import (
 	catalogv1 "github.com/sluicehq/sluice/api/sluice/catalog/v1"
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 )
-
-var catalogService = catalogv1.CatalogService_ServiceDesc.ServiceName
-
-func catalogClient(ctx context.Context, env *Env) (catalogv1.CatalogServiceClient, func(), error) {
-	cc, err := serviceConn(ctx, env, catalogService)
-	if err != nil {
-		return nil, nil, err
-	}
-	return catalogv1.NewCatalogServiceClient(cc), func() { _ = cc.Close() }, nil
-}
 
 // printProto prints a response as JSON with the proto field names.
 func (e *Env) printProto(m proto.Message) error {
@@ -64,11 +55,10 @@ func pushCommand() *command {
 			if err != nil {
 				return err
 			}
-			client, closeFn, err := catalogClient(ctx, env)
+			client, err := catalogClient(ctx, env)
 			if err != nil {
 				return err
 			}
-			defer closeFn()
 			req := &catalogv1.PushRequest{
 				Workspace: env.Globals.Workspace, Files: files, DryRun: dryRun, Force: force, Prune: prune,
 				Variables: referencedVariables(files),
@@ -230,29 +220,22 @@ func datasourceCommand() *command {
 		{
 			name: "ls", short: "list Data Sources",
 			run: func(ctx context.Context, env *Env, _ []string) error {
-				client, closeFn, err := catalogClient(ctx, env)
+				client, err := catalogClient(ctx, env)
 				if err != nil {
 					return err
 				}
-				defer closeFn()
 				resp := &catalogv1.ListDataSourcesResponse{}
-				_, err = env.pages(ctx, "", func(ctx context.Context, token string) (string, error) {
+				if resp.Datasources, err = listAll(ctx, env, func(ctx context.Context, token string) ([]*catalogv1.DataSource, string, error) {
 					page, err := client.ListDataSources(ctx, &catalogv1.ListDataSourcesRequest{Workspace: env.Globals.Workspace, PageToken: token})
-					resp.Datasources = append(resp.Datasources, page.GetDatasources()...)
-					return page.GetNextPageToken(), err
+					return page.GetDatasources(), page.GetNextPageToken(), err
+				}); err != nil {
+					return err
+				}
+				return env.printTable(resp, "NAME\tENGINE\tPARTITION KEY\tSORTING KEY\tCOLUMNS\tVERSION", func(tw io.Writer) {
+					for _, d := range resp.GetDatasources() {
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", d.GetName(), d.GetEngine(), d.GetPartitionKey(), d.GetSortingKey(), len(d.GetColumns()), d.GetFileVersion())
+					}
 				})
-				if err != nil {
-					return callError(err)
-				}
-				if env.Globals.Output == "json" {
-					return env.printProto(resp)
-				}
-				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tENGINE\tPARTITION KEY\tSORTING KEY\tCOLUMNS\tVERSION")
-				for _, d := range resp.GetDatasources() {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", d.GetName(), d.GetEngine(), d.GetPartitionKey(), d.GetSortingKey(), len(d.GetColumns()), d.GetFileVersion())
-				}
-				return tw.Flush()
 			},
 		},
 		datasourceTruncateCommand(),
@@ -262,11 +245,10 @@ func datasourceCommand() *command {
 				if len(args) != 1 {
 					return usageError("datasource show NAME")
 				}
-				client, closeFn, err := catalogClient(ctx, env)
+				client, err := catalogClient(ctx, env)
 				if err != nil {
 					return err
 				}
-				defer closeFn()
 				resp, err := call(ctx, env, client.GetDataSource, &catalogv1.GetDataSourceRequest{Workspace: env.Globals.Workspace, Name: args[0]})
 				if err != nil {
 					return callError(err)
@@ -292,35 +274,28 @@ func pipeCommand() *command {
 		{
 			name: "ls", short: "list Pipes",
 			run: func(ctx context.Context, env *Env, _ []string) error {
-				client, closeFn, err := catalogClient(ctx, env)
+				client, err := catalogClient(ctx, env)
 				if err != nil {
 					return err
 				}
-				defer closeFn()
 				resp := &catalogv1.ListPipesResponse{}
-				_, err = env.pages(ctx, "", func(ctx context.Context, token string) (string, error) {
+				if resp.Pipes, err = listAll(ctx, env, func(ctx context.Context, token string) ([]*catalogv1.Pipe, string, error) {
 					page, err := client.ListPipes(ctx, &catalogv1.ListPipesRequest{Workspace: env.Globals.Workspace, PageToken: token})
-					resp.Pipes = append(resp.Pipes, page.GetPipes()...)
-					return page.GetNextPageToken(), err
-				})
-				if err != nil {
-					return callError(err)
+					return page.GetPipes(), page.GetNextPageToken(), err
+				}); err != nil {
+					return err
 				}
-				if env.Globals.Output == "json" {
-					return env.printProto(resp)
-				}
-				tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tTYPE\tNODES\tTARGET\tSCHEDULE")
-				for _, p := range resp.GetPipes() {
-					target, schedule := "", ""
-					for _, n := range p.GetNodes() {
-						if n.GetTargetDatasource() != "" {
-							target, schedule = n.GetTargetDatasource(), n.GetCopySchedule()
+				return env.printTable(resp, "NAME\tTYPE\tNODES\tTARGET\tSCHEDULE", func(tw io.Writer) {
+					for _, p := range resp.GetPipes() {
+						target, schedule := "", ""
+						for _, n := range p.GetNodes() {
+							if n.GetTargetDatasource() != "" {
+								target, schedule = n.GetTargetDatasource(), n.GetCopySchedule()
+							}
 						}
+						fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", p.GetName(), nodeTypeWord(p.GetType()), len(p.GetNodes()), target, schedule)
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", p.GetName(), nodeTypeWord(p.GetType()), len(p.GetNodes()), target, schedule)
-				}
-				return tw.Flush()
+				})
 			},
 		},
 		{
@@ -329,11 +304,10 @@ func pipeCommand() *command {
 				if len(args) != 1 {
 					return usageError("pipe show NAME")
 				}
-				client, closeFn, err := catalogClient(ctx, env)
+				client, err := catalogClient(ctx, env)
 				if err != nil {
 					return err
 				}
-				defer closeFn()
 				resp, err := call(ctx, env, client.GetPipe, &catalogv1.GetPipeRequest{Workspace: env.Globals.Workspace, Name: args[0]})
 				if err != nil {
 					return callError(err)
@@ -386,11 +360,10 @@ func graphCommand() *command {
 			if format != "text" && format != "mermaid" && format != "dot" {
 				return usageError("--format: %q is not text, mermaid or dot", format)
 			}
-			client, closeFn, err := catalogClient(ctx, env)
+			client, err := catalogClient(ctx, env)
 			if err != nil {
 				return err
 			}
-			defer closeFn()
 			req := &catalogv1.GetGraphRequest{Workspace: env.Globals.Workspace}
 			if len(args) == 1 {
 				req.Resource = args[0]
@@ -475,11 +448,10 @@ func sqlCommand() *command {
 			if len(args) != 1 {
 				return usageError(`sql "SELECT ..."`)
 			}
-			client, closeFn, err := catalogClient(ctx, env)
+			client, err := catalogClient(ctx, env)
 			if err != nil {
 				return err
 			}
-			defer closeFn()
 			resp, err := call(ctx, env, client.Query, &catalogv1.QueryRequest{Workspace: env.Globals.Workspace, Sql: args[0], MaxRows: maxRows, Timeout: durationpb.New(env.Globals.Timeout)})
 			if err != nil {
 				return callError(err)
@@ -565,16 +537,13 @@ func datasourceTruncateCommand() *command {
 			if len(args) != 1 {
 				return usageError("datasource truncate NAME [--cascade] [--yes]")
 			}
-			client, closeFn, err := catalogClient(ctx, env)
+			client, err := catalogClient(ctx, env)
 			if err != nil {
 				return err
 			}
-			defer closeFn()
 			// A retried truncate must not empty the rows written since the first one ran.
-			var resp *catalogv1.TruncateDataSourceResponse
-			err = env.once(ctx, &requestID, 0, func(ctx context.Context, id string) (err error) {
-				resp, err = client.TruncateDataSource(ctx, &catalogv1.TruncateDataSourceRequest{Workspace: env.Globals.Workspace, Name: args[0], Cascade: cascade, RequestId: id})
-				return err
+			resp, err := change(ctx, env, &requestID, 0, func(ctx context.Context, id string) (*catalogv1.TruncateDataSourceResponse, error) {
+				return client.TruncateDataSource(ctx, &catalogv1.TruncateDataSourceRequest{Workspace: env.Globals.Workspace, Name: args[0], Cascade: cascade, RequestId: id})
 			})
 			if err != nil {
 				return err

@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc"
 )
 
 // DefaultAddr is where sluiced serves by default.
@@ -116,6 +118,8 @@ type Env struct {
 	Globals        Globals
 	// IsTerminal reports whether Stdout is a terminal (progress bars then).
 	IsTerminal bool
+	// conns are the command's connections, by service (connect); Run closes them.
+	conns map[string]*grpc.ClientConn
 }
 
 func (e *Env) printJSON(v any) error {
@@ -152,7 +156,9 @@ func root() *command {
 
 // Run executes the command line and returns the process exit code.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer, isTerminal bool) int {
-	err := dispatch(ctx, root(), args, &Env{Stdout: stdout, Stderr: stderr, IsTerminal: isTerminal}, nil)
+	env := &Env{Stdout: stdout, Stderr: stderr, IsTerminal: isTerminal}
+	err := dispatch(ctx, root(), args, env, nil)
+	env.closeConns()
 	if err == nil {
 		return 0
 	}

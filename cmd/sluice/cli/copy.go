@@ -4,8 +4,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -103,11 +103,10 @@ func pipeCopyRunCommand() *command {
 					return err
 				}
 			}
-			client, closeFn, err := schedulerClient(ctx, env)
+			client, err := schedulerClient(ctx, env)
 			if err != nil {
 				return err
 			}
-			defer closeFn()
 			var resp *schedulerv1.RunCopyResponse
 			err = env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) (err error) {
 				req.RequestId = id
@@ -135,11 +134,10 @@ func pipeCopyPauseCommand(pause bool) *command {
 			if len(args) != 1 {
 				return usageError("pipe copy %s NAME", name)
 			}
-			client, closeFn, err := schedulerClient(ctx, env)
+			client, err := schedulerClient(ctx, env)
 			if err != nil {
 				return err
 			}
-			defer closeFn()
 			var sch *schedulerv1.CopySchedule
 			err = env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) error {
 				if pause {
@@ -180,39 +178,32 @@ func pipeCopyLsCommand() *command {
 			if len(args) > 0 {
 				return usageError("pipe copy ls: unexpected argument %q", args[0])
 			}
-			client, closeFn, err := schedulerClient(ctx, env)
+			client, err := schedulerClient(ctx, env)
 			if err != nil {
 				return err
 			}
-			defer closeFn()
 			resp := &schedulerv1.ListCopySchedulesResponse{}
-			_, err = env.pages(ctx, "", func(ctx context.Context, token string) (string, error) {
+			if resp.Schedules, err = listAll(ctx, env, func(ctx context.Context, token string) ([]*schedulerv1.CopySchedule, string, error) {
 				page, err := client.ListCopySchedules(ctx, &schedulerv1.ListCopySchedulesRequest{Workspace: env.Globals.Workspace, PageSize: 1000, PageToken: token})
-				resp.Schedules = append(resp.Schedules, page.GetSchedules()...)
-				return page.GetNextPageToken(), err
+				return page.GetSchedules(), page.GetNextPageToken(), err
+			}); err != nil {
+				return err
+			}
+			return env.printTable(resp, "PIPE\tSCHEDULE\tSTATE\tLAST TICK\tNEXT TICK", func(tw io.Writer) {
+				ts := func(t *timestamppb.Timestamp) string {
+					if t == nil {
+						return "-"
+					}
+					return t.AsTime().UTC().Format("2006-01-02 15:04:05")
+				}
+				for _, s := range resp.GetSchedules() {
+					state := "running"
+					if s.GetPaused() {
+						state = "paused"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.GetPipe(), s.GetCron(), state, ts(s.GetLastTick()), ts(s.GetNextTick()))
+				}
 			})
-			if err != nil {
-				return callError(err)
-			}
-			if env.Globals.Output == "json" {
-				return env.printProto(resp)
-			}
-			tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "PIPE\tSCHEDULE\tSTATE\tLAST TICK\tNEXT TICK")
-			ts := func(t *timestamppb.Timestamp) string {
-				if t == nil {
-					return "-"
-				}
-				return t.AsTime().UTC().Format("2006-01-02 15:04:05")
-			}
-			for _, s := range resp.GetSchedules() {
-				state := "running"
-				if s.GetPaused() {
-					state = "paused"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.GetPipe(), s.GetCron(), state, ts(s.GetLastTick()), ts(s.GetNextTick()))
-			}
-			return tw.Flush()
 		},
 	}
 }
@@ -220,11 +211,10 @@ func pipeCopyLsCommand() *command {
 // checkCopyNode refuses --node when it is not the pipe's copy node: a pipe has one copy node,
 // which every run runs.
 func checkCopyNode(ctx context.Context, env *Env, pipe, node string) error {
-	client, closeFn, err := catalogClient(ctx, env)
+	client, err := catalogClient(ctx, env)
 	if err != nil {
 		return err
 	}
-	defer closeFn()
 	resp, err := call(ctx, env, client.GetPipe, &catalogv1.GetPipeRequest{Workspace: env.Globals.Workspace, Name: pipe})
 	if err != nil {
 		return callError(err)

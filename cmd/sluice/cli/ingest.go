@@ -56,16 +56,14 @@ func datasourceAppendCommand(replace bool) *command {
 			if err != nil {
 				return &ExitError{Code: 1, Err: err}
 			}
-			cc, err := serviceConn(ctx, env, ingestv1.IngestService_ServiceDesc.ServiceName)
+			client, err := connect(ctx, env, ingestv1.IngestService_ServiceDesc.ServiceName, ingestv1.NewIngestServiceClient)
 			if err != nil {
 				return err
 			}
-			defer func() { _ = cc.Close() }()
 			mode := ingestv1.Mode_MODE_APPEND
 			if replace {
 				mode = ingestv1.Mode_MODE_REPLACE
 			}
-			client := ingestv1.NewIngestServiceClient(cc)
 			var resp *ingestv1.AppendStreamResponse
 			// Each attempt sends the whole file again with the same request id: the rows are
 			// written once. (A file that cannot be read is not a reason to retry.)

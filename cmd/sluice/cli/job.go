@@ -16,16 +16,6 @@ import (
 	schedulerv1 "github.com/sluicehq/sluice/api/sluice/scheduler/v1"
 )
 
-var schedulerService = schedulerv1.SchedulerService_ServiceDesc.ServiceName
-
-func schedulerClient(ctx context.Context, env *Env) (schedulerv1.SchedulerServiceClient, func(), error) {
-	cc, err := serviceConn(ctx, env, schedulerService)
-	if err != nil {
-		return nil, nil, err
-	}
-	return schedulerv1.NewSchedulerServiceClient(cc), func() { _ = cc.Close() }, nil
-}
-
 // jobCommand is `sluice job ls|show|cancel|noop`.
 func jobCommand() *command {
 	return &command{name: "job", short: "list, show and cancel jobs", subs: []*command{
@@ -111,11 +101,10 @@ func jobLsCommand() *command {
 			if err != nil {
 				return err
 			}
-			client, closeFn, err := schedulerClient(ctx, env)
+			client, err := schedulerClient(ctx, env)
 			if err != nil {
 				return err
 			}
-			defer closeFn()
 			if limit < 0 {
 				return usageError("--limit: %d is negative", limit)
 			}
@@ -173,11 +162,10 @@ func jobShowCommand() *command {
 			if len(args) != 1 {
 				return usageError("job show: give one job id")
 			}
-			client, closeFn, err := schedulerClient(ctx, env)
+			client, err := schedulerClient(ctx, env)
 			if err != nil {
 				return err
 			}
-			defer closeFn()
 			resp, err := call(ctx, env, client.GetJob, &schedulerv1.GetJobRequest{Workspace: env.Globals.Workspace, Id: args[0]})
 			if err != nil {
 				return callError(err)
@@ -257,15 +245,12 @@ func jobCancelCommand() *command {
 			if len(args) != 1 {
 				return usageError("job cancel: give one job id")
 			}
-			client, closeFn, err := schedulerClient(ctx, env)
+			client, err := schedulerClient(ctx, env)
 			if err != nil {
 				return err
 			}
-			defer closeFn()
-			var resp *schedulerv1.CancelJobResponse
-			err = env.once(ctx, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) (err error) {
-				resp, err = client.CancelJob(ctx, &schedulerv1.CancelJobRequest{Workspace: env.Globals.Workspace, Id: args[0], RequestId: id})
-				return err
+			resp, err := change(ctx, env, &requestID, env.Globals.Timeout, func(ctx context.Context, id string) (*schedulerv1.CancelJobResponse, error) {
+				return client.CancelJob(ctx, &schedulerv1.CancelJobRequest{Workspace: env.Globals.Workspace, Id: args[0], RequestId: id})
 			})
 			if err != nil {
 				return err
@@ -313,11 +298,10 @@ func jobNoopCommand() *command {
 			if limited {
 				params["limited"] = "true"
 			}
-			client, closeFn, err := schedulerClient(ctx, env)
+			client, err := schedulerClient(ctx, env)
 			if err != nil {
 				return err
 			}
-			defer closeFn()
 			req := &schedulerv1.RunNoopJobRequest{Workspace: env.Globals.Workspace, Parameters: params}
 			if maxExec > 0 {
 				req.MaxExecutionTime = durationpb.New(maxExec)

@@ -12,26 +12,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	opslogv1 "github.com/sluicehq/sluice/api/sluice/opslog/v1"
 )
-
-// opsLogList is a flag that may be given more than once.
-type opsLogList []string
-
-func (l *opsLogList) String() string { return strings.Join(*l, ",") }
-func (l *opsLogList) Set(v string) error {
-	for _, p := range strings.Split(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*l = append(*l, p)
-		}
-	}
-	return nil
-}
 
 // eventTypeName is the event type as datasources_ops_log spells it ("populateview-queued").
 func eventTypeName(t opslogv1.EventType) string {
@@ -157,7 +143,7 @@ func opsLogLine(w io.Writer, ev *opslogv1.OpsEvent) {
 func opsLogCommand() *command {
 	var (
 		datasource, job, pipe string
-		eventTypes, results   opsLogList
+		eventTypes, results   listFlag
 		since                 sinceFlag
 		limit                 int
 		follow                bool
@@ -197,12 +183,10 @@ func opsLogCommand() *command {
 				Workspace: env.Globals.Workspace, Datasource: datasource, EventTypes: types,
 				Results: res, JobId: job, Pipe: pipe,
 			}
-			cc, err := opsLogConn(ctx, env)
+			client, err := opsLogClient(ctx, env)
 			if err != nil {
 				return err
 			}
-			defer func() { _ = cc.Close() }()
-			client := opslogv1.NewOpsLogServiceClient(cc)
 			if follow {
 				return followOpsLog(ctx, env, client, filter, since.backlog(time.Now()))
 			}
@@ -277,11 +261,6 @@ func followOpsLog(ctx context.Context, env *Env, client opslogv1.OpsLogServiceCl
 		}
 		opsLogLine(env.Stdout, resp.GetEvent())
 	}
-}
-
-// opsLogConn connects to the address that serves the ops log.
-func opsLogConn(ctx context.Context, env *Env) (*grpc.ClientConn, error) {
-	return serviceConn(ctx, env, opslogv1.OpsLogService_ServiceDesc.ServiceName)
 }
 
 func printJSONLine(w io.Writer, v any) error {

@@ -49,11 +49,10 @@ func pipePopulateCommand() *command {
 			if (cutoverColumn == "") != (cutoverValue == "") {
 				return usageError("pipe populate: --cutover-column goes with --cutover-value or --cutover-in")
 			}
-			client, closeFn, err := schedulerClient(ctx, env)
+			client, err := schedulerClient(ctx, env)
 			if err != nil {
 				return err
 			}
-			defer closeFn()
 			req := &schedulerv1.PopulateRequest{
 				Workspace: env.Globals.Workspace, Pipe: args[0], Node: node, MemoryBudgetBytes: budget, Parallelism: int32(min(max(parallelism, -1), 1<<20)),
 				Options: &schedulerv1.PopulateOptions{
