@@ -50,11 +50,7 @@ func (s *Service) CutOverView(ctx context.Context, req *catalogv1.CutOverViewReq
 }
 
 func (s *Service) cutOverView(ctx context.Context, req *catalogv1.CutOverViewRequest) (*catalogv1.CutOverViewResponse, error) {
-	ws, err := s.workspace(ctx, req.GetWorkspace())
-	if err != nil {
-		return nil, err
-	}
-	ctx, unlock, err := s.lock(ctx, ws.Name)
+	ctx, ws, unlock, err := s.lockWorkspace(ctx, req.GetWorkspace())
 	if err != nil {
 		return nil, err
 	}
@@ -63,9 +59,9 @@ func (s *Service) cutOverView(ctx context.Context, req *catalogv1.CutOverViewReq
 	if err != nil {
 		return nil, err
 	}
-	pd, ok := p.pipes[req.GetPipe()]
-	if !ok {
-		return nil, notFound("pipe %q does not exist in workspace %s", req.GetPipe(), ws.Name)
+	pd, err := p.deployedPipe(req.GetPipe())
+	if err != nil {
+		return nil, err
 	}
 	nd := pd.outputNode()
 	if pd.pipeType() != datafile.NodeMaterialized || nd == nil {

@@ -14,11 +14,7 @@ import (
 // tables. A Data Source that pipes read or write is refused unless force, which removes those
 // pipes too.
 func (s *Service) remove(ctx context.Context, workspace string, kind resourceKind, name string, force bool) ([]string, error) {
-	ws, err := s.workspace(ctx, workspace)
-	if err != nil {
-		return nil, err
-	}
-	ctx, unlock, err := s.lock(ctx, ws.Name)
+	ctx, ws, unlock, err := s.lockWorkspace(ctx, workspace)
 	if err != nil {
 		return nil, err
 	}

@@ -98,9 +98,9 @@ func (s *Service) GetPipe(ctx context.Context, req *catalogv1.GetPipeRequest) (*
 	if err != nil {
 		return nil, grpcError(err)
 	}
-	pd, ok := p.pipes[req.GetName()]
-	if !ok {
-		return nil, grpcError(notFound("pipe %q does not exist in workspace %s", req.GetName(), p.ws.Name))
+	pd, err := p.deployedPipe(req.GetName())
+	if err != nil {
+		return nil, grpcError(err)
 	}
 	return &catalogv1.GetPipeResponse{Pipe: pipeProto(p.ws, pd)}, nil
 }

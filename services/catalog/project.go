@@ -309,3 +309,12 @@ func (pd *pipeDef) pipeType() datafile.NodeType {
 	}
 	return datafile.NodeStandard
 }
+
+// deployedPipe is the workspace's pipe named name, or NOT_FOUND.
+func (p *project) deployedPipe(name string) (*pipeDef, error) {
+	pd, ok := p.pipes[name]
+	if !ok {
+		return nil, notFound("pipe %q does not exist in workspace %s", name, p.ws.Name)
+	}
+	return pd, nil
+}

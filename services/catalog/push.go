@@ -299,9 +299,9 @@ func (s *Service) renderNode(ctx context.Context, req *catalogv1.RenderNodeReque
 	if err != nil {
 		return nil, err
 	}
-	pd, ok := p.pipes[req.GetPipe()]
-	if !ok {
-		return nil, notFound("pipe %q does not exist in workspace %s", req.GetPipe(), ws.Name)
+	pd, err := p.deployedPipe(req.GetPipe())
+	if err != nil {
+		return nil, err
 	}
 	nd := pd.outputNode()
 	if req.GetNode() != "" {

@@ -17,11 +17,7 @@ import (
 // first. Each emptied Data Source gets a `truncate` event with the rows it held. Tables stay;
 // a failure stops at the Data Source that failed, which gets an error event.
 func (s *Service) truncate(ctx context.Context, req *catalogv1.TruncateDataSourceRequest) (*catalogv1.TruncateDataSourceResponse, error) {
-	ws, err := s.workspace(ctx, req.GetWorkspace())
-	if err != nil {
-		return nil, err
-	}
-	ctx, unlock, err := s.lock(ctx, ws.Name)
+	ctx, ws, unlock, err := s.lockWorkspace(ctx, req.GetWorkspace())
 	if err != nil {
 		return nil, err
 	}

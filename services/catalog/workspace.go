@@ -59,12 +59,19 @@ func (s *Service) workspace(ctx context.Context, name string) (workspaceRecord, 
 	return w, err
 }
 
-func (s *Service) deleteWorkspace(ctx context.Context, name string) error {
-	w, err := s.workspace(ctx, name)
+// lockWorkspace returns an existing workspace with its lock held (see lock), and the context
+// that ends when the lock is lost; the caller defers unlock.
+func (s *Service) lockWorkspace(ctx context.Context, name string) (context.Context, workspaceRecord, func(), error) {
+	ws, err := s.workspace(ctx, name)
 	if err != nil {
-		return err
+		return nil, ws, nil, err
 	}
-	ctx, unlock, err := s.lock(ctx, name)
+	ctx, unlock, err := s.lock(ctx, ws.Name)
+	return ctx, ws, unlock, err
+}
+
+func (s *Service) deleteWorkspace(ctx context.Context, name string) error {
+	ctx, w, unlock, err := s.lockWorkspace(ctx, name)
 	if err != nil {
 		return err
 	}

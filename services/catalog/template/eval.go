@@ -418,12 +418,7 @@ func binop(op string, a, b any) (any, error) {
 	if _, ok := a.(placeholder); ok && op == "+" {
 		return placeholder{}, nil
 	}
-	if x, ok := a.(bool); ok {
-		a = boolInt(x)
-	}
-	if y, ok := b.(bool); ok {
-		b = boolInt(y)
-	}
+	a, b = numeric(a), numeric(b)
 	switch x := a.(type) {
 	case *intVal:
 		switch y := b.(type) {

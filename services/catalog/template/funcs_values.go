@@ -56,10 +56,7 @@ func (r *renderer) typed(name string, c *callNode, args []any, kw kwargs) (any, 
 		}
 		return toBoolean(x)
 	}
-	definedArg := true
-	if d, ok := kw.get("defined"); ok {
-		definedArg = truthy(d)
-	}
+	definedArg := definedKeyword(kw)
 	switch x.(type) {
 	case placeholder:
 		if truthy(def) {
@@ -196,10 +193,7 @@ func (r *renderer) array(c *callNode, args []any, kw kwargs) (any, error) {
 			return nil, fmt.Errorf("unknown Array element type %q", typ)
 		}
 	}
-	definedArg := true
-	if d, ok := kw.get("defined"); ok {
-		definedArg = truthy(d)
-	}
+	definedArg := definedKeyword(kw)
 	switch x.(type) {
 	case placeholder:
 		if truthy(def) {
@@ -435,4 +429,12 @@ func sqlAnd(kw kwargs) (any, error) {
 		parts = append(parts, name+" "+op+" "+lit)
 	}
 	return exprVal(strings.Join(parts, " and ")), nil
+}
+
+// definedKeyword is a type function's defined= argument (true when not given).
+func definedKeyword(kw kwargs) bool {
+	if d, ok := kw.get("defined"); ok {
+		return truthy(d)
+	}
+	return true
 }

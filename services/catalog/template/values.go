@@ -334,6 +334,14 @@ func equal(a, b any) bool {
 	return false // placeholders equal nothing (identity semantics)
 }
 
+// numeric is v with a bool as the int Python counts it as (True is 1); anything else as is.
+func numeric(v any) any {
+	if x, ok := v.(bool); ok {
+		return boolInt(x)
+	}
+	return v
+}
+
 func boolInt(b bool) *intVal {
 	if b {
 		return newInt(1)
@@ -343,12 +351,7 @@ func boolInt(b bool) *intVal {
 
 // compare is Python ordering (<): -1, 0, 1, or an error for unorderable types.
 func compare(a, b any) (int, error) {
-	if x, ok := a.(bool); ok {
-		a = boolInt(x)
-	}
-	if y, ok := b.(bool); ok {
-		b = boolInt(y)
-	}
+	a, b = numeric(a), numeric(b)
 	switch x := a.(type) {
 	case *intVal:
 		switch y := b.(type) {
