@@ -16,23 +16,16 @@ type metrics struct {
 	batchTime   prometheus.Histogram
 }
 
+// newMetrics registers the ingest service's collectors on reg (none when nil); a service
+// restarted in the same process keeps counting on those already registered.
 func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
-		requests:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_requests_total", Help: "Append requests by HTTP status."}, []string{"code"}),
-		rows:        prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_rows_accepted_total", Help: "Rows accepted for Data Sources."}),
-		quarantined: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_rows_quarantined_total", Help: "Rows accepted for quarantine."}),
-		written:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_rows_written_total", Help: "Rows written to ClickHouse (Data Sources and quarantine)."}),
-		batches:     prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_batches_total", Help: "Batches committed."}),
-		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "sluice_ingest_write_errors_total", Help: "Failed insert attempts (retried)."}),
-		batchTime:   prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_ingest_batch_seconds", Help: "Time to write one batch.", Buckets: prometheus.DefBuckets}),
+	return &metrics{
+		requests:    telemetry.Register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{Name: "sluice_ingest_requests_total", Help: "Append requests by HTTP status."}, []string{"code"})),
+		rows:        telemetry.Counter(reg, "sluice_ingest_rows_accepted_total", "Rows accepted for Data Sources."),
+		quarantined: telemetry.Counter(reg, "sluice_ingest_rows_quarantined_total", "Rows accepted for quarantine."),
+		written:     telemetry.Counter(reg, "sluice_ingest_rows_written_total", "Rows written to ClickHouse (Data Sources and quarantine)."),
+		batches:     telemetry.Counter(reg, "sluice_ingest_batches_total", "Batches committed."),
+		writeErrors: telemetry.Counter(reg, "sluice_ingest_write_errors_total", "Failed insert attempts (retried)."),
+		batchTime:   telemetry.Register(reg, prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_ingest_batch_seconds", Help: "Time to write one batch.", Buckets: prometheus.DefBuckets})),
 	}
-	// A service restarted in the same process keeps counting on the collectors registered.
-	m.requests = telemetry.Register(reg, m.requests)
-	m.rows = telemetry.Register(reg, m.rows)
-	m.quarantined = telemetry.Register(reg, m.quarantined)
-	m.written = telemetry.Register(reg, m.written)
-	m.batches = telemetry.Register(reg, m.batches)
-	m.writeErrors = telemetry.Register(reg, m.writeErrors)
-	m.batchTime = telemetry.Register(reg, m.batchTime)
-	return m
 }
