@@ -125,6 +125,10 @@ func SplitType(t string) (string, []string) {
 	return ct.base, ct.args
 }
 
+// SplitTypeArgs splits a type's argument list ("10, 2" of Decimal(10, 2)) at the commas
+// outside parentheses and quotes.
+func SplitTypeArgs(args string) []string { return splitTopLevel(args) }
+
 // TupleElementType is the type of a Tuple argument, which may be named ("a UInt8").
 func TupleElementType(arg string) string { return tupleElemType(arg) }
 

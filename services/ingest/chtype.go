@@ -3,6 +3,8 @@ package ingest
 import (
 	"fmt"
 	"strings"
+
+	"github.com/sluicehq/sluice/platform/warehouse"
 )
 
 // kind is the family of a ClickHouse type, as far as converting input values goes.
@@ -66,7 +68,7 @@ func parseType(text string) *chType {
 		t.kind = kindFloat
 	case "Decimal", "Decimal32", "Decimal64", "Decimal128", "Decimal256":
 		t.kind = kindDecimal
-		parts := splitTop(args)
+		parts := warehouse.SplitTypeArgs(args)
 		if len(parts) > 0 {
 			t.scale = atoi(parts[len(parts)-1])
 		}
@@ -78,7 +80,7 @@ func parseType(text string) *chType {
 		t.kind = kindDateTime
 	case "DateTime64":
 		t.kind = kindDateTime64
-		if parts := splitTop(args); len(parts) > 0 {
+		if parts := warehouse.SplitTypeArgs(args); len(parts) > 0 {
 			t.scale = atoi(parts[0])
 		}
 	case "UUID":
@@ -86,7 +88,7 @@ func parseType(text string) *chType {
 	case "FixedString":
 		t.fixed = atoi(args)
 	case "Enum8", "Enum16":
-		for _, p := range splitTop(args) {
+		for _, p := range warehouse.SplitTypeArgs(args) {
 			lhs := p
 			if i := strings.LastIndexByte(p, '='); i > 0 {
 				lhs = p[:i]
@@ -100,18 +102,13 @@ func parseType(text string) *chType {
 		t.elem = []*chType{parseType(args)}
 	case "Map":
 		t.kind = kindMap
-		for _, p := range splitTop(args) {
+		for _, p := range warehouse.SplitTypeArgs(args) {
 			t.elem = append(t.elem, parseType(p))
 		}
 	case "Tuple":
 		t.kind = kindTuple
-		for _, p := range splitTop(args) {
-			p = strings.TrimSpace(p)
-			// A named element: "name Type".
-			if i := strings.IndexByte(p, ' '); i > 0 && !strings.ContainsAny(p[:i], "(") {
-				p = p[i+1:]
-			}
-			t.elem = append(t.elem, parseType(p))
+		for _, p := range warehouse.SplitTypeArgs(args) {
+			t.elem = append(t.elem, parseType(warehouse.TupleElementType(p)))
 		}
 	}
 	return t
@@ -138,37 +135,6 @@ func unwrap(s, wrapper string) (string, bool) {
 		return s[len(wrapper)+1 : len(s)-1], true
 	}
 	return "", false
-}
-
-// splitTop splits a type's arguments on the commas outside parentheses and quotes.
-func splitTop(s string) []string {
-	var out []string
-	depth, start := 0, 0
-	inQuote := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case inQuote:
-			if c == '\\' {
-				i++
-			} else if c == '\'' {
-				inQuote = false
-			}
-		case c == '\'':
-			inQuote = true
-		case c == '(':
-			depth++
-		case c == ')':
-			depth--
-		case c == ',' && depth == 0:
-			out = append(out, strings.TrimSpace(s[start:i]))
-			start = i + 1
-		}
-	}
-	if rest := strings.TrimSpace(s[start:]); rest != "" {
-		out = append(out, rest)
-	}
-	return out
 }
 
 func unquote(s string) (string, bool) {
