@@ -151,7 +151,7 @@ func ParseScope(text string) (Scope, error) {
 		return Scope{}, fmt.Errorf("scope %s takes no resource name (got %q)", typ, text)
 	case strings.Contains(resource, ":"):
 		return Scope{}, fmt.Errorf("scope %q: row filters (%s:<name>:<sql_filter>) are not supported", text, typ)
-	case info.resource && !validResourceName(resource):
+	case info.resource && !ValidResourceName(resource):
 		return Scope{}, fmt.Errorf("scope %q: %q is not a Data Source or Pipe name (letters, digits and underscores)", text, resource)
 	}
 	return Scope{Type: typ, Resource: resource}, nil
@@ -200,8 +200,9 @@ func knownScopes() string {
 	return strings.Join(parts, ", ")
 }
 
-// validResourceName matches the names Sluice gives Data Sources and Pipes.
-func validResourceName(s string) bool {
+// ValidResourceName matches the names Sluice gives Data Sources and Pipes (letters, digits
+// and underscores, not starting with a digit, at most 128 bytes): a scope can name only those.
+func ValidResourceName(s string) bool {
 	if s == "" || len(s) > 128 {
 		return false
 	}

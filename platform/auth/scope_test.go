@@ -146,7 +146,7 @@ func FuzzParseScope(f *testing.F) {
 		if err != nil || again != s {
 			t.Fatalf("%q parsed to %v, which writes %q and parses to %v, %v", text, s, s.String(), again, err)
 		}
-		if scopeTypes[s.Type].resource != (s.Resource != "") || (s.Resource != "" && !validResourceName(s.Resource)) {
+		if scopeTypes[s.Type].resource != (s.Resource != "") || (s.Resource != "" && !ValidResourceName(s.Resource)) {
 			t.Fatalf("%q parsed to %+v", text, s)
 		}
 	})

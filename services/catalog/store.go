@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sluicehq/sluice/platform/auth"
 )
 
 // store keeps the catalog's state in NATS KV:
@@ -288,16 +290,5 @@ func (s *store) write(ctx context.Context, w kvWrite) error {
 // validName reports whether s is a resource or workspace name Sluice accepts: it becomes a
 // ClickHouse identifier and a NATS KV key token.
 func validName(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i, r := range s {
-		switch {
-		case r == '_', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
-		case r >= '0' && r <= '9' && i > 0:
-		default:
-			return false
-		}
-	}
-	return !strings.HasPrefix(s, "__sluice")
+	return auth.ValidResourceName(s) && !strings.HasPrefix(s, "__sluice")
 }
