@@ -31,6 +31,7 @@ import (
 	"github.com/sluicehq/sluice/platform/checkfor"
 	"github.com/sluicehq/sluice/platform/warehouse"
 	"github.com/sluicehq/sluice/platform/warehouse/warehousetest"
+	"github.com/sluicehq/sluice/services/catalog/corpustest"
 )
 
 // Clients are ready gRPC clients of a running system, sending Token with every call.
@@ -338,20 +339,7 @@ func tail(s string, lines int) string {
 // RepoRoot finds the repository root (the directory holding go.work).
 func RepoRoot(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("repository root (go.work) not found above the test's directory")
-		}
-		dir = parent
-	}
+	return corpustest.RepoRoot(t)
 }
 
 // DatabaseOf returns the quoted ClickHouse database of a workspace.
