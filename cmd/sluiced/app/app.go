@@ -21,11 +21,7 @@ import (
 	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/platform/telemetry"
 	"github.com/sluicehq/sluice/platform/warehouse"
-	"github.com/sluicehq/sluice/services/catalog"
-	"github.com/sluicehq/sluice/services/executor"
 	"github.com/sluicehq/sluice/services/ingest"
-	"github.com/sluicehq/sluice/services/opslog"
-	"github.com/sluicehq/sluice/services/scheduler"
 )
 
 // App is one sluiced process.
@@ -47,11 +43,8 @@ type App struct {
 	workspaceUsers *warehouse.WorkspaceUsers
 	conns          map[string]*grpc.ClientConn
 
-	catalog   *catalog.Service
-	scheduler *scheduler.Service
-	executor  *executor.Service
-	opslog    *opslog.Service
-	ingest    *ingest.Service
+	// ingest is the ingest service, when this process runs it (for EventsAddr).
+	ingest *ingest.Service
 
 	mgr      *lifecycle.Manager
 	services []string

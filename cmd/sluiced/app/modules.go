@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/sluicehq/sluice/platform/auth"
@@ -147,141 +148,119 @@ func (a *App) modules() []lifecycle.Module {
 				return errors.Join(errs...)
 			},
 		},
-		{
-			Name: "catalog",
-			Deps: []string{"server", "nats", "clickhouse"},
-			Init: func(context.Context) error {
-				s, err := catalog.New(a.cfg.Catalog, catalog.Deps{
-					Log: a.log.With("service", "catalog"), Metrics: a.tel.Registry, NATS: a.nats, Warehouse: a.warehouse,
-					Events: opsevents.NewPublisher(a.nats, a.tel.Propagator), OpsDatabase: a.cfg.ClickHouse.Database,
-					WorkspaceUsers: a.workspaceUsers, OperatorTokenFile: a.cfg.OperatorTokenFile(),
-				})
-				if err != nil {
-					return err
-				}
-				a.catalog = s
-				a.register(catalog.ServiceName, s.Register)
-				return nil
-			},
-			Start: func(ctx context.Context) error {
-				return a.startService(ctx, "catalog", catalog.ServiceName, []dependency{a.natsDependency(), a.clickhouseDependency()}, a.catalog.Start)
-			},
-			Stop: func(ctx context.Context) error { return a.catalog.Stop(ctx) },
-		},
-		{
-			Name:  "scheduler",
-			Deps:  []string{"server", "nats", "auth", "peers"},
-			After: []string{"catalog"},
-			Init: func(context.Context) error {
-				cc, err := a.peer("catalog", a.cfg.Peers.Catalog)
-				if err != nil {
-					return err
-				}
-				s, err := scheduler.New(a.cfg.Scheduler, scheduler.Deps{
-					Log: a.log.With("service", "scheduler"), Metrics: a.tel.Registry, NATS: a.nats,
-					Catalog: catalogclient.New(cc), CopyTokens: a.verifier,
-				})
-				if err != nil {
-					return err
-				}
-				a.scheduler = s
-				a.register(scheduler.ServiceName, s.Register)
-				return nil
-			},
-			Start: func(ctx context.Context) error {
-				return a.startService(ctx, "scheduler", scheduler.ServiceName, []dependency{a.natsDependency()}, a.scheduler.Start)
-			},
-			Stop: func(ctx context.Context) error { return a.scheduler.Stop(ctx) },
-		},
-		{
-			Name:  "executor",
-			Deps:  []string{"server", "nats", "clickhouse", "peers"},
-			After: []string{"catalog"},
-			Init: func(context.Context) error {
-				cc, err := a.peer("catalog", a.cfg.Peers.Catalog)
-				if err != nil {
-					return err
-				}
-				s, err := executor.New(a.cfg.Executor, executor.Deps{
-					Log: a.log.With("service", "executor"), Metrics: a.tel.Registry, NATS: a.nats,
-					Catalog: catalogclient.New(cc), Warehouse: a.warehouse, WorkspaceUsers: a.workspaceUsers,
-					Events: opsevents.NewPublisher(a.nats, a.tel.Propagator), OpsDatabase: a.cfg.ClickHouse.Database,
-				})
-				if err != nil {
-					return err
-				}
-				a.executor = s
-				a.register(executor.ServiceName, s.Register)
-				return nil
-			},
-			Start: func(ctx context.Context) error {
-				return a.startService(ctx, "executor", executor.ServiceName, []dependency{a.natsDependency(), a.clickhouseDependency()}, a.executor.Start)
-			},
-			Stop: func(ctx context.Context) error { return a.executor.Stop(ctx) },
-		},
-		{
-			Name: "opslog",
-			Deps: []string{"server", "nats", "clickhouse"},
-			Init: func(context.Context) error {
-				s, err := opslog.New(a.cfg.OpsLog, opslog.Deps{
-					Log: a.log.With("service", "opslog"), Metrics: a.tel.Registry, NATS: a.nats,
-					Warehouse: a.warehouse, Database: a.cfg.ClickHouse.Database,
-				})
-				if err != nil {
-					return err
-				}
-				a.opslog = s
-				a.register(opslog.ServiceName, s.Register)
-				return nil
-			},
-			Start: func(ctx context.Context) error {
-				return a.startService(ctx, "opslog", opslog.ServiceName, []dependency{a.natsDependency(), a.clickhouseDependency()}, a.opslog.Start)
-			},
-			Stop: func(ctx context.Context) error { return a.opslog.Stop(ctx) },
-		},
-		{
-			// ingest serves the Events API on its own HTTP listener (-events-addr), opened at Init;
-			// its writer starts after the lease is won (see services/ingest).
-			Name:  "ingest",
-			Deps:  []string{"server", "nats", "clickhouse", "peers"},
-			After: []string{"catalog"},
-			Init: func(context.Context) error {
-				cc, err := a.peer("catalog", a.cfg.Peers.Catalog)
-				if err != nil {
-					return err
-				}
-				// The Events API is public: TLS like the HTTP port (no client certificate asked).
-				eventsTLS, err := a.cfg.TLS.Server(false)
-				if err != nil {
-					return err
-				}
-				s, err := ingest.New(a.cfg.Ingest, ingest.Deps{
-					Log: a.log.With("service", "ingest"), Metrics: a.tel.Registry, NATS: a.nats, Warehouse: a.warehouse,
-					Catalog: catalogclient.New(cc), Events: opsevents.NewPublisher(a.nats, a.tel.Propagator),
-					Guard: a.gate.Wrap, TLS: eventsTLS,
-				})
-				if err != nil {
-					return err
-				}
-				a.ingest = s
-				a.register(ingest.ServiceName, s.Register)
-				return nil
-			},
-			Start: func(ctx context.Context) error {
-				return a.startService(ctx, "ingest", ingest.ServiceName, []dependency{a.natsDependency(), a.clickhouseDependency()}, func(ctx context.Context) error {
-					if err := a.ingest.Start(ctx); err != nil {
-						return err
-					}
-					return a.ingest.Listen()
-				})
-			},
-			Stop: func(ctx context.Context) error { return a.ingest.Stop(ctx) },
-		},
+		a.serviceModule(lifecycle.Module{Name: "catalog", Deps: []string{"server", "nats", "clickhouse"}}, catalog.ServiceName, func() (service, error) {
+			return catalog.New(a.cfg.Catalog, catalog.Deps{
+				Log: a.log.With("service", "catalog"), Metrics: a.tel.Registry, NATS: a.nats, Warehouse: a.warehouse,
+				Events: opsevents.NewPublisher(a.nats, a.tel.Propagator), OpsDatabase: a.cfg.ClickHouse.Database,
+				WorkspaceUsers: a.workspaceUsers, OperatorTokenFile: a.cfg.OperatorTokenFile(),
+			})
+		}),
+		a.serviceModule(lifecycle.Module{Name: "scheduler", Deps: []string{"server", "nats", "auth", "peers"}, After: []string{"catalog"}}, scheduler.ServiceName, func() (service, error) {
+			cat, err := a.catalogClient()
+			if err != nil {
+				return nil, err
+			}
+			return scheduler.New(a.cfg.Scheduler, scheduler.Deps{
+				Log: a.log.With("service", "scheduler"), Metrics: a.tel.Registry, NATS: a.nats,
+				Catalog: cat, CopyTokens: a.verifier,
+			})
+		}),
+		a.serviceModule(lifecycle.Module{Name: "executor", Deps: []string{"server", "nats", "clickhouse", "peers"}, After: []string{"catalog"}}, executor.ServiceName, func() (service, error) {
+			cat, err := a.catalogClient()
+			if err != nil {
+				return nil, err
+			}
+			return executor.New(a.cfg.Executor, executor.Deps{
+				Log: a.log.With("service", "executor"), Metrics: a.tel.Registry, NATS: a.nats,
+				Catalog: cat, Warehouse: a.warehouse, WorkspaceUsers: a.workspaceUsers,
+				Events: opsevents.NewPublisher(a.nats, a.tel.Propagator), OpsDatabase: a.cfg.ClickHouse.Database,
+			})
+		}),
+		a.serviceModule(lifecycle.Module{Name: "opslog", Deps: []string{"server", "nats", "clickhouse"}}, opslog.ServiceName, func() (service, error) {
+			return opslog.New(a.cfg.OpsLog, opslog.Deps{
+				Log: a.log.With("service", "opslog"), Metrics: a.tel.Registry, NATS: a.nats,
+				Warehouse: a.warehouse, Database: a.cfg.ClickHouse.Database,
+			})
+		}),
+		// ingest serves the Events API on its own HTTP listener (-events-addr), opened at Init;
+		// its writer starts after the lease is won (see services/ingest).
+		a.serviceModule(lifecycle.Module{Name: "ingest", Deps: []string{"server", "nats", "clickhouse", "peers"}, After: []string{"catalog"}}, ingest.ServiceName, func() (service, error) {
+			cat, err := a.catalogClient()
+			if err != nil {
+				return nil, err
+			}
+			// The Events API is public: TLS like the HTTP port (no client certificate asked).
+			eventsTLS, err := a.cfg.TLS.Server(false)
+			if err != nil {
+				return nil, err
+			}
+			s, err := ingest.New(a.cfg.Ingest, ingest.Deps{
+				Log: a.log.With("service", "ingest"), Metrics: a.tel.Registry, NATS: a.nats, Warehouse: a.warehouse,
+				Catalog: cat, Events: opsevents.NewPublisher(a.nats, a.tel.Propagator),
+				Guard: a.gate.Wrap, TLS: eventsTLS,
+			})
+			if err != nil {
+				return nil, err
+			}
+			a.ingest = s
+			return listeningIngest{s}, nil
+		}),
 		{
 			Name: "all",
 			Deps: []string{"catalog", "scheduler", "executor", "opslog", "ingest"},
 		},
 	}
+}
+
+// service is what each service offers the process.
+type service interface {
+	Register(r grpcRegistrar)
+	Start(ctx context.Context) error
+	Stop(ctx context.Context) error
+}
+
+// serviceModule is the module m of one service, served under grpcName: build makes the
+// service at Init (its Deps are initialised by then), which registers it on the gRPC server;
+// it starts as soon as NATS, and ClickHouse when it needs it, answer (readiness.go), and stops.
+func (a *App) serviceModule(m lifecycle.Module, grpcName string, build func() (service, error)) lifecycle.Module {
+	var svc service
+	m.Init = func(context.Context) error {
+		s, err := build()
+		if err != nil {
+			return err
+		}
+		svc = s
+		a.register(grpcName, s.Register)
+		return nil
+	}
+	m.Start = func(ctx context.Context) error {
+		waitFor := []dependency{a.natsDependency()}
+		if slices.Contains(m.Deps, "clickhouse") {
+			waitFor = append(waitFor, a.clickhouseDependency())
+		}
+		return a.startService(ctx, m.Name, grpcName, waitFor, svc.Start)
+	}
+	m.Stop = func(ctx context.Context) error { return svc.Stop(ctx) }
+	return m
+}
+
+// listeningIngest opens the Events API once the ingest service has started.
+type listeningIngest struct{ *ingest.Service }
+
+func (s listeningIngest) Start(ctx context.Context) error {
+	if err := s.Service.Start(ctx); err != nil {
+		return err
+	}
+	return s.Listen()
+}
+
+// catalogClient calls the catalog: this process's own over loopback, or -catalog-addr.
+func (a *App) catalogClient() (catalogclient.Client, error) {
+	cc, err := a.peer("catalog", a.cfg.Peers.Catalog)
+	if err != nil {
+		return nil, err
+	}
+	return catalogclient.New(cc), nil
 }
 
 // register adds a service to the gRPC server and to health reporting.
