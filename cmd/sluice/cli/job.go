@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -47,31 +48,32 @@ func (l *listFlag) Set(v string) error {
 	return nil
 }
 
-func parseStatuses(words []string) ([]schedulerv1.JobStatus, error) {
-	var out []schedulerv1.JobStatus
+// parseEnum reads a flag's words as values of a proto enum named prefix + the word in capitals
+// (values: the enum's _value map); the unspecified value is refused, naming those accepted.
+func parseEnum[E ~int32](flagName, prefix string, values map[string]int32, accepted string, words []string) ([]E, error) {
+	var out []E
 	for _, w := range words {
-		v, ok := schedulerv1.JobStatus_value["JOB_STATUS_"+strings.ToUpper(w)]
+		v, ok := values[prefix+strings.ToUpper(w)]
 		if !ok || v == 0 {
-			return nil, usageError("--status: %q is not one of waiting, working, done, error, cancelling, cancelled", w)
+			return nil, usageError("%s: %q is not one of %s", flagName, w, accepted)
 		}
-		out = append(out, schedulerv1.JobStatus(v))
+		out = append(out, E(v))
 	}
 	return out, nil
 }
 
+func parseStatuses(words []string) ([]schedulerv1.JobStatus, error) {
+	return parseEnum[schedulerv1.JobStatus]("--status", "JOB_STATUS_", schedulerv1.JobStatus_value, "waiting, working, done, error, cancelling, cancelled", words)
+}
+
 func parseKinds(words []string) ([]schedulerv1.JobKind, error) {
-	var out []schedulerv1.JobKind
-	for _, w := range words {
+	words = slices.Clone(words)
+	for i, w := range words {
 		if w == "populate" {
-			w = "populateview"
+			words[i] = "populateview"
 		}
-		v, ok := schedulerv1.JobKind_value["JOB_KIND_"+strings.ToUpper(w)]
-		if !ok || v == 0 {
-			return nil, usageError("--kind: %q is not one of copy, populateview, noop", w)
-		}
-		out = append(out, schedulerv1.JobKind(v))
 	}
-	return out, nil
+	return parseEnum[schedulerv1.JobKind]("--kind", "JOB_KIND_", schedulerv1.JobKind_value, "copy, populateview, noop", words)
 }
 
 func jobLsCommand() *command {

@@ -60,15 +60,7 @@ func parseEventTypes(names []string) ([]opslogv1.EventType, error) {
 
 // parseResults reads --result values.
 func parseResults(names []string) ([]opslogv1.Result, error) {
-	var out []opslogv1.Result
-	for _, n := range names {
-		r, ok := opslogv1.Result_value["RESULT_"+strings.ToUpper(n)]
-		if !ok || r == 0 {
-			return nil, usageError("--result: %q is not one of ok, error, cancelled", n)
-		}
-		out = append(out, opslogv1.Result(r))
-	}
-	return out, nil
+	return parseEnum[opslogv1.Result]("--result", "RESULT_", opslogv1.Result_value, "ok, error, cancelled", names)
 }
 
 // opsLogEvent is an event as `--output json` prints it: the datasources_ops_log columns.
