@@ -97,22 +97,18 @@ var results = map[string]opslogv1.Result{
 func EventTypeOf(name string) opslogv1.EventType { return eventTypes[name] }
 
 // EventTypeName is the table's spelling of an event type ("" for UNSPECIFIED or unknown).
-func EventTypeName(t opslogv1.EventType) string {
-	for k, v := range eventTypes {
-		if v == t {
-			return k
-		}
-	}
-	return ""
-}
+func EventTypeName(t opslogv1.EventType) string { return nameOf(eventTypes, t) }
 
 // ResultOf is the API's enum for a result as the table spells it.
 func ResultOf(name string) opslogv1.Result { return results[name] }
 
 // ResultName is the table's spelling of a result ("" for UNSPECIFIED or unknown).
-func ResultName(r opslogv1.Result) string {
-	for k, v := range results {
-		if v == r {
+func ResultName(r opslogv1.Result) string { return nameOf(results, r) }
+
+// nameOf is the table's spelling of v: its key in names ("" when it has none).
+func nameOf[V comparable](names map[string]V, v V) string {
+	for k, x := range names {
+		if x == v {
 			return k
 		}
 	}
