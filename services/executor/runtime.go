@@ -224,6 +224,7 @@ func (s *Service) heartbeat(ctx, stepCtx context.Context, msg jetstream.Msg, sc 
 	t := time.NewTicker(s.cfg.AckWait / 4)
 	defer t.Stop()
 	ws, id := sc.Job.GetWorkspace(), sc.Job.GetId()
+	missing := 0 // beats in a row that found no record
 	for {
 		select {
 		case <-ctx.Done():
@@ -235,10 +236,22 @@ func (s *Service) heartbeat(ctx, stepCtx context.Context, msg jetstream.Msg, sc 
 		uctx, ucancel := context.WithTimeout(ctx, step.KVCallTimeout)
 		a, err := s.jobs.Store.Apply(uctx, ws, id, jobs.Progress(sc.Step.GetId(), p, w))
 		ucancel()
+		if !errors.Is(err, jobs.ErrNotFound) {
+			missing = 0
+		}
 		switch {
+		case errors.Is(err, jobs.ErrNotFound) && missing+1 < goneBeats:
+			// Not yet a reason to stop (see goneBeats): keep the progress for the next beat.
+			missing++
+			if p != nil {
+				sc.Progress(p)
+			}
+			if w != nil {
+				sc.Waiting(*w)
+			}
 		case errors.Is(err, jobs.ErrNotFound):
 			cancel(step.ErrJobCancelled)
-		case err == nil && a.Record.GetJob().GetStatus() != schedulerv1.JobStatus_JOB_STATUS_WORKING:
+		case err == nil && stopsSteps(a.Record.GetJob().GetStatus()):
 			if stepCtx.Err() == nil {
 				cancel(step.ErrJobCancelled)
 			}
@@ -252,6 +265,20 @@ func (s *Service) heartbeat(ctx, stepCtx context.Context, msg jetstream.Msg, sc 
 			}
 		}
 	}
+}
+
+// goneBeats is how many heartbeats in a row must find no job record before the step stops as
+// cancelled. Records are read from any replica of the bucket (KV reads are direct gets), and a
+// replica behind the job's creation answers "not found" for a moment; a job's record is removed
+// only long after the job ended, so a missing record that stays missing is a job that is gone.
+const goneBeats = 3
+
+// stopsSteps tells whether a job's status, as a heartbeat reads it, stops the job's running
+// steps: cancelling or final. WAITING does not: the running step's own claim made the job
+// working, so a record that says waiting is a replica behind that claim, not a cancel (a step
+// stopped on it would end its job CANCELLED with no cancel asked and no error).
+func stopsSteps(s schedulerv1.JobStatus) bool {
+	return s == schedulerv1.JobStatus_JOB_STATUS_CANCELLING || jobs.Final(s)
 }
 
 // jobReportRetry is how soon a step whose job's end could not be reported is delivered again.

@@ -16,6 +16,7 @@ import (
 	"github.com/sluicehq/sluice/platform/jobs"
 	"github.com/sluicehq/sluice/platform/natsx"
 	"github.com/sluicehq/sluice/services/executor/step"
+	"google.golang.org/protobuf/proto"
 )
 
 // reportingRunner is a step runner whose jobs report their end: each step commits (or fails,
@@ -178,5 +179,68 @@ func TestJobEndReportedAgainUntilStored(t *testing.T) {
 		if r.status != schedulerv1.JobStatus_JOB_STATUS_DONE || jobs.Final(r.storedStatus) {
 			t.Errorf("report %+v: want the DONE record reported while the stored one is not final yet", r)
 		}
+	}
+}
+
+// staleViewRunner is a step runner whose step, while it runs, makes its job's record read as
+// WAITING (what a replica of the jobs bucket behind the step's claim answers) for two of the
+// step's heartbeats, then writes the record back as it was; the step is cancelled if its
+// context is.
+type staleViewRunner struct{ sys func() *jobs.System }
+
+func (r *staleViewRunner) RunStep(ctx context.Context, c *step.Context) (step.Result, error) {
+	store := r.sys().Store
+	ws, id := c.Job.GetWorkspace(), c.Job.GetId()
+	var saved *jobs.Record
+	if _, err := store.Apply(ctx, ws, id, func(rec *jobs.Record) (jobs.Effects, error) {
+		saved = proto.Clone(rec).(*jobs.Record)
+		rec.Job.Status = schedulerv1.JobStatus_JOB_STATUS_WAITING
+		rec.Running = nil
+		return jobs.Effects{}, nil
+	}); err != nil {
+		return step.Result{}, err
+	}
+	// Two heartbeats read the waiting record: each writes the waiting reason it carries, and
+	// the second one comes after whatever the first one did about the status it read.
+	for _, probe := range []string{"probe 1", "probe 2"} {
+		c.Waiting(probe)
+		for {
+			rec, _, err := store.Get(ctx, ws, id)
+			if err != nil {
+				return step.Result{}, err
+			}
+			if rec.GetJob().GetWaitingReason() == probe {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return step.Result{}, context.Cause(ctx)
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	if err := context.Cause(ctx); err != nil {
+		return step.Result{}, err
+	}
+	if _, err := store.Apply(ctx, ws, id, func(rec *jobs.Record) (jobs.Effects, error) {
+		rec.Job.Status, rec.Running, rec.Job.WaitingReason = saved.GetJob().GetStatus(), saved.GetRunning(), ""
+		return jobs.Effects{}, nil
+	}); err != nil {
+		return step.Result{}, err
+	}
+	return step.Result{Statistics: &commonv1.Statistics{WrittenRows: 7}}, nil
+}
+
+// TestStepNotStoppedByAJobRecordBehindItsClaim: a heartbeat that reads the job's record as
+// WAITING while the step runs (a replica behind the step's claim) does not stop the step: the
+// job ends DONE with the step's rows, not CANCELLED without a cancel asked and without an error.
+func TestStepNotStoppedByAJobRecordBehindItsClaim(t *testing.T) {
+	var sys *jobs.System
+	sys = startRuntime(t, &staleViewRunner{sys: func() *jobs.System { return sys }})
+	queue(t, sys, "behind1", 1)
+	rec := finalRecord(t, sys, "behind1")
+	if rec.GetJob().GetStatus() != schedulerv1.JobStatus_JOB_STATUS_DONE || rec.GetJob().GetProgress().GetStatistics().GetWrittenRows() != 7 ||
+		rec.GetJob().GetError() != nil {
+		t.Fatalf("job behind1 = %v, want DONE with the step's 7 rows", rec)
 	}
 }
