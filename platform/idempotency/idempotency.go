@@ -44,6 +44,7 @@ import (
 
 	commonv1 "github.com/sluicehq/sluice/api/sluice/common/v1"
 	"github.com/sluicehq/sluice/platform/apierr"
+	"github.com/sluicehq/sluice/platform/natsx"
 )
 
 const (
@@ -130,7 +131,7 @@ func (s *Store) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	if s.kv != nil {
 		return s.kv, nil
 	}
-	kv, err := s.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := natsx.CreateOrUpdateKeyValue(ctx, s.js, jetstream.KeyValueConfig{
 		Bucket: Bucket, Description: "request ids and their answers (idempotent retries)",
 		TTL: Window, Storage: jetstream.FileStorage, History: 1,
 	})

@@ -373,7 +373,7 @@ func (c *Conn) EnsureStream(ctx context.Context, cfg jetstream.StreamConfig) (je
 	}
 	var s jetstream.Stream
 	err := retryCreate(ctx, func(ctx context.Context) (err error) {
-		s, err = c.JS.CreateOrUpdateStream(ctx, cfg)
+		s, err = CreateOrUpdateStream(ctx, c.JS, cfg)
 		return err
 	})
 	if err != nil {
@@ -389,13 +389,36 @@ func (c *Conn) EnsureKV(ctx context.Context, cfg jetstream.KeyValueConfig) (jets
 	}
 	var kv jetstream.KeyValue
 	err := retryCreate(ctx, func(ctx context.Context) (err error) {
-		kv, err = c.JS.CreateOrUpdateKeyValue(ctx, cfg)
+		kv, err = CreateOrUpdateKeyValue(ctx, c.JS, cfg)
 		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kv bucket %s: %w", cfg.Bucket, err)
 	}
 	return kv, nil
+}
+
+// CreateOrUpdateStream creates the stream, and updates it only when it exists with another
+// configuration. The client library's own CreateOrUpdateStream asks for an update first, and
+// an update that reaches nats-server 2.9 while another process's creation of the same stream
+// is half done (registered, its store not yet open) crashes the server (nil store in
+// stream.update); processes that start together create the same streams at once. A creation
+// with the configuration the stream already has is answered with the stream, store or not.
+func CreateOrUpdateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return js.UpdateStream(ctx, cfg)
+	}
+	return s, err
+}
+
+// CreateOrUpdateKeyValue is CreateOrUpdateStream for a key-value bucket.
+func CreateOrUpdateKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return js.UpdateKeyValue(ctx, cfg)
+	}
+	return kv, err
 }
 
 // createTimeout bounds the retries of a stream or bucket creation that times out or finds
@@ -409,15 +432,31 @@ const createTimeout = time.Minute
 // (permanent when the cluster is smaller than the replicas asked for).
 const errNoPeers jetstream.ErrorCode = 10005
 
+// errSubjectsOverlap is the JetStream error for a stream whose subjects another stream has;
+// maxOverlapRetries is how often a creation that meets it is tried again (see retryCreate).
+const errSubjectsOverlap jetstream.ErrorCode = 10065
+
+const maxOverlapRetries = 8
+
 // retryCreate runs create again while it times out or finds too few servers, within
 // createTimeout (or ctx).
 func retryCreate(ctx context.Context, create func(context.Context) error) error {
 	deadline := time.Now().Add(createTimeout)
+	overlaps := 0
 	for {
 		err := create(ctx)
 		var apiErr *jetstream.APIError
+		isAPI := errors.As(err, &apiErr)
+		// Two creations of one stream at once can both pass the server's "exists" check, and
+		// the second then meets the first's subjects: a moment later the stream is there and
+		// the creation with its configuration succeeds. A real overlap with another stream
+		// stays, and is reported after a few tries.
+		overlap := isAPI && apiErr.ErrorCode == errSubjectsOverlap && overlaps < maxOverlapRetries
+		if overlap {
+			overlaps++
+		}
 		transient := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
-			(errors.As(err, &apiErr) && apiErr.ErrorCode == errNoPeers)
+			(isAPI && apiErr.ErrorCode == errNoPeers) || overlap
 		if err == nil || !transient || ctx.Err() != nil || time.Now().After(deadline) {
 			return err
 		}
