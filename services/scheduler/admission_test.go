@@ -197,14 +197,21 @@ func limitedRecord(ws string, at time.Time) *jobs.Record {
 func TestReleaseAdmitsAsItCreates(t *testing.T) {
 	conn := embeddedNATS(t)
 	ctx := context.Background()
-	s := startScheduler(t, conn, time.Now)
-	checkfor.Eventually(t, 20*time.Second, "leadership", s.IsLeader)
+	// The limits and the waiting jobs are written while no leader runs: a running leader
+	// learns limits through a watch, and jobs it saw first would be admitted under the default.
+	a := startScheduler(t, conn, time.Now)
+	checkfor.Eventually(t, 20*time.Second, "leadership", a.IsLeader)
+	if err := a.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
 	for ws, limit := range map[string]int32{"free": 3, "busy": 1} {
-		if _, err := s.setWorkspaceLimits(ctx, ws, &schedulerv1.WorkspaceLimits{CopyConcurrency: limit}); err != nil {
+		if _, err := a.setWorkspaceLimits(ctx, ws, &schedulerv1.WorkspaceLimits{CopyConcurrency: limit}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	older := waitingLimited(t, s, "busy", 2)
+	older := waitingLimited(t, a, "busy", 2)
+	s := startScheduler(t, conn, time.Now)
+	checkfor.Eventually(t, 20*time.Second, "leadership", s.IsLeader)
 	checkfor.Eventually(t, 20*time.Second, "the busy workspace's second job told why it waits", func() bool {
 		rec, _, err := s.store.Get(ctx, "busy", older[1])
 		return err == nil && !rec.GetAdmitted() && rec.GetJob().GetWaitingReason() != ""

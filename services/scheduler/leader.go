@@ -140,7 +140,11 @@ func (l *leader) run() {
 	defer func() { _ = lw.Stop() }()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	ready := false
+	// ready: the jobs' watch has delivered every record there was at start; limitsReady: the
+	// limits' watch has too. Admission waits for both: a leader that has just taken over would
+	// otherwise admit under the default limit the jobs of a workspace whose own limit it has not
+	// read yet.
+	ready, limitsReady := false, false
 	lastReconcile := time.Now()
 	dirty := map[string]bool{}
 	for {
@@ -166,12 +170,14 @@ func (l *leader) run() {
 			if !ok {
 				return
 			}
-			if e != nil {
-				l.applyLimits(e)
-				dirty[e.Key()] = true
+			if e == nil {
+				limitsReady = true
+				break
 			}
+			l.applyLimits(e)
+			dirty[e.Key()] = true
 		case r := <-l.releases:
-			for _, ws := range l.release(r, ready) {
+			for _, ws := range l.release(r, ready && limitsReady) {
 				dirty[ws] = true
 			}
 		case <-tick.C:
@@ -184,7 +190,7 @@ func (l *leader) run() {
 			}
 		}
 		// Admit after the updates that are already here, not after each one.
-		if !ready || len(w.Updates()) > 0 {
+		if !ready || !limitsReady || len(w.Updates()) > 0 {
 			continue
 		}
 		for ws := range dirty {
