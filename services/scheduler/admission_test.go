@@ -63,11 +63,7 @@ func queuedSteps(t *testing.T, s *Service, ws string) map[string]uint64 {
 func TestAdmissionInBatches(t *testing.T) {
 	conn := embeddedNATS(t)
 	ctx := context.Background()
-	a := startScheduler(t, conn, time.Now)
-	checkfor.Eventually(t, 20*time.Second, "leadership", a.IsLeader)
-	if err := a.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a := startStoppedLeader(t, conn)
 	const jobsN, limit = 700, 450
 	if _, err := a.setWorkspaceLimits(ctx, "ws", &schedulerv1.WorkspaceLimits{CopyConcurrency: limit}); err != nil {
 		t.Fatal(err)
@@ -115,11 +111,7 @@ func TestAdmissionInBatches(t *testing.T) {
 func TestAdmissionSkipsAJobChangedMeanwhile(t *testing.T) {
 	conn := embeddedNATS(t)
 	ctx := context.Background()
-	s := startScheduler(t, conn, time.Now)
-	checkfor.Eventually(t, 20*time.Second, "leadership", s.IsLeader)
-	if err := s.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := startStoppedLeader(t, conn)
 	ids := waitingLimited(t, s, "ws", 4) // the test configuration's limit is 2
 	l := &leader{s: s, ctx: ctx, byWS: map[string]map[string]*entry{}, limited: map[string]map[string]*entry{}, limits: map[string]int{}}
 	for _, id := range ids {

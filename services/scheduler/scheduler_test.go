@@ -53,6 +53,18 @@ func startScheduler(t *testing.T, conn *natsx.Conn, clock func() time.Time) *Ser
 	return s
 }
 
+// startStoppedLeader starts a scheduler on conn, waits until it leads and stops it: the test
+// then drives the leader's parts itself, on what the running scheduler set up.
+func startStoppedLeader(t *testing.T, conn *natsx.Conn) *Service {
+	t.Helper()
+	s := startScheduler(t, conn, time.Now)
+	checkfor.Eventually(t, 20*time.Second, "leadership", s.IsLeader)
+	if err := s.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // waitSweeps waits until the leader has swept twice more, so that a check after it sees the
 // effect of a sweep that read the clock as it is now.
 func waitSweeps(t *testing.T, s *Service) {
@@ -216,11 +228,7 @@ func TestLimitedJobsWaitForAdmissionInOrder(t *testing.T) {
 func TestReconcileRequeuesLostSteps(t *testing.T) {
 	conn := embeddedNATS(t)
 	ctx := context.Background()
-	a := startScheduler(t, conn, time.Now)
-	checkfor.Eventually(t, 20*time.Second, "leadership", a.IsLeader)
-	if err := a.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
+	a := startStoppedLeader(t, conn)
 	// What createJob writes, without the queueing.
 	now := time.Now()
 	rec := jobs.Create(jobs.NewJob{
